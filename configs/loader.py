@@ -1,0 +1,118 @@
+"""Load a :class:`SimConfig` from YAML plus ``--set a.b=value`` overrides.
+
+Every failure becomes a :class:`ConfigError` whose message names the file and the field path,
+so a job can print it and exit with code 2 before it writes anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import ValidationError
+
+from configs.schema import SimConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent
+
+
+class ConfigError(ValueError):
+    """A config file, an override or a value is wrong; the message says what and where."""
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(loaded).__name__}")
+    return loaded
+
+
+def apply_override(tree: dict[str, Any], assignment: str) -> dict[str, Any]:
+    """Return a copy of ``tree`` with ``a.b.0.c=value`` applied; the value is parsed as YAML."""
+    key, sep, raw_value = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{assignment}': expected KEY=VALUE, e.g. fl.rounds=5")
+    try:
+        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{assignment}': value is not valid YAML: {exc}") from None
+    parts = key.strip().split(".")
+    result = copy.deepcopy(tree)
+    node: Any = result
+    for depth, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            node = node[_list_index(node, part, where, assignment)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"override '{assignment}': '{where}' is a value, not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, key, assignment)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"override '{assignment}': '{'.'.join(parts[:-1])}' is a value, not a section")
+    return result
+
+
+def _list_index(node: list, part: str, where: str, assignment: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"override '{assignment}': '{where}' needs an index below {len(node)}")
+    return int(part)
+
+
+def _format_validation(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} invalid setting(s)"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(root)"
+        reason = err["msg"]
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key (not a setting of this section)"
+        shown = err.get("input")
+        suffix = "" if err["type"] == "extra_forbidden" or isinstance(shown, dict) else f" (got {shown!r})"
+        lines.append(f"  {path}: {reason}{suffix}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> SimConfig:
+    """Read ``path`` (or the defaults when None), apply overrides in order, validate."""
+    tree: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    for assignment in overrides:
+        tree = apply_override(tree, assignment)
+    source = str(path) if path is not None else "defaults"
+    if overrides:
+        source += " with --set " + " ".join(overrides)
+    try:
+        return SimConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source)) from None
+
+
+def config_hash(cfg: SimConfig) -> str:
+    """A short, stable identity for a resolved config: stored in every result table."""
+    canonical = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def preset_paths() -> list[Path]:
+    return sorted(CONFIG_DIR.glob("*.yaml"))
