@@ -94,9 +94,24 @@ def _format_validation(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def _merge(defaults: Any, given: Any) -> Any:
+    """Sections merge key by key; a value or a list given in the file replaces the default."""
+    if isinstance(defaults, dict) and isinstance(given, dict):
+        merged = dict(defaults)
+        for key, value in given.items():
+            merged[key] = _merge(defaults.get(key), value) if key in defaults else value
+        return merged
+    return given
+
+
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> SimConfig:
-    """Read ``path`` (or the defaults when None), apply overrides in order, validate."""
-    tree: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    """Read ``path`` (or the defaults when None), apply overrides in order, validate.
+
+    The file is laid over the defaults first, so an override can reach into a default list
+    (``tiers.profiles.0.share=2``) that the file does not spell out.
+    """
+    given: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    tree = _merge(SimConfig().model_dump(mode="json"), given)
     for assignment in overrides:
         tree = apply_override(tree, assignment)
     source = str(path) if path is not None else "defaults"

@@ -1,0 +1,1 @@
+"""Loading, caching, generating and splitting recommendation data."""

@@ -1,0 +1,1 @@
+"""Device tiers: latency profiles, RF² tier mapping, heterogeneity measures, the population."""

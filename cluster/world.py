@@ -1,0 +1,63 @@
+"""Build the simulated world a run needs from its config: data, feedback view, evaluation
+splits, the tier mapping and the population of clients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from configs.schema import SimConfig
+from cluster.data.source import load_data
+from cluster.data.splits import LeaveOneOut, TemporalHoldout, leave_one_out, temporal_holdout
+from cluster.data.types import Dataset
+from cluster.data.views import FeedbackView, make_view
+from cluster.rng import stream
+from cluster.tiers.heterogeneity import tier_heterogeneity
+from cluster.tiers.latency import TierTable
+from cluster.tiers.mapping import map_users_to_tiers
+from cluster.tiers.population import Population
+
+
+@dataclass(frozen=True)
+class World:
+    dataset: Dataset
+    cache_folder: Optional[Path]
+    implicit: FeedbackView
+    clicks: FeedbackView
+    leave_one_out: LeaveOneOut
+    click_holdout: TemporalHoldout
+    population: Population
+    heterogeneity: float
+
+    def summary(self) -> dict:
+        return {
+            **self.dataset.summary(),
+            "clicks": int((self.clicks.labels > 0).sum()),
+            "click_rate": float(self.clicks.labels.mean()) if len(self.clicks.labels) else 0.0,
+            "loo_test_users": int(len(self.leave_one_out.test_users)),
+            "loo_negatives": int(self.leave_one_out.negatives.shape[1]),
+            "loo_train_interactions": int(len(self.leave_one_out.train)),
+            "holdout_train": int(len(self.click_holdout.train_rows)),
+            "holdout_test": int(len(self.click_holdout.test_rows)),
+            "tier_heterogeneity_js": self.heterogeneity,
+            "tiers": self.population.tier_summary(),
+        }
+
+
+def build_world(cfg: SimConfig, use_cache: bool = True) -> World:
+    dataset, cache_folder = load_data(cfg.data, cfg.seed, use_cache=use_cache)
+    implicit = make_view(dataset.interactions, "implicit", cfg.data.click_threshold)
+    clicks = make_view(dataset.interactions, "click", cfg.data.click_threshold)
+    loo = leave_one_out(implicit.interactions, cfg.data.n_negatives, stream(cfg.seed, "leave_one_out"))
+    holdout = temporal_holdout(clicks.interactions, cfg.data.holdout_fraction)
+
+    tiers = TierTable.from_config(cfg.tiers)
+    mapping_input = clicks.positives() if cfg.tier_mapping.feedback == "click" else implicit.interactions
+    tier_of_user = map_users_to_tiers(cfg.tier_mapping, mapping_input, tiers.shares, stream(cfg.seed, "tier_mapping"))
+    population = Population.build(tiers, tier_of_user, loo.train)
+    heterogeneity = tier_heterogeneity(
+        mapping_input, tier_of_user, tiers.n_tiers, cfg.tier_mapping.heterogeneity_top_items
+    )
+    return World(dataset, cache_folder, implicit, clicks, loo, holdout, population, heterogeneity)
+

@@ -1,0 +1,105 @@
+"""Benchmark the synthetic generator: wall time, throughput and peak memory at two scales.
+
+    python jobs/bench_synthetic.py [--config configs/synthetic_1m.yaml] [--scales 0.1 1.0]
+
+Each scale runs in a fresh process so its peak RSS is its own; the smaller scale is the
+baseline the larger one is compared against (throughput ratio ~1 means linear scaling).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import json
+import resource
+import subprocess
+import tempfile
+import time
+from typing import Optional, Sequence
+
+from cluster.data.parquet_io import save_dataset
+from cluster.data.synthetic import generate_synthetic
+from jobs.cli import config_parser, load_or_exit, run_guarded
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def measure_one(config: str, overrides: Sequence[str], scale: float) -> dict:
+    from configs import load_config
+
+    cfg = load_config(config, overrides).data.synthetic
+    cfg = cfg.model_copy(update={
+        "n_users": max(100, int(cfg.n_users * scale)),
+        "target_interactions": max(100 * cfg.min_user_interactions, int(cfg.target_interactions * scale)),
+    })
+    seed = load_config(config, overrides).seed
+    rss_before = _peak_rss_gib()
+    started = time.perf_counter()
+    data = generate_synthetic(cfg, seed)
+    generate_s = time.perf_counter() - started
+    rss_generate = _peak_rss_gib()
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        save_dataset(data, Path(tmp) / "entry")
+        write_s = time.perf_counter() - started
+        parquet_mb = sum(p.stat().st_size for p in (Path(tmp) / "entry").iterdir()) / 2**20
+    return {
+        "scale": scale,
+        "users": data.n_users,
+        "items": data.n_items,
+        "interactions": len(data.interactions),
+        "generate_s": generate_s,
+        "interactions_per_s": len(data.interactions) / generate_s,
+        "parquet_write_s": write_s,
+        "parquet_mb": parquet_mb,
+        "peak_rss_gib_before": rss_before,
+        "peak_rss_gib_generate": rss_generate,
+        "peak_rss_gib_total": _peak_rss_gib(),
+    }
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = config_parser(__doc__.splitlines()[0], default_config="configs/synthetic_1m.yaml")
+    parser.add_argument("--scales", type=float, nargs="+", default=[0.1, 1.0])
+    parser.add_argument("--one", type=float, help=argparse_hidden())
+    args = parser.parse_args(argv)
+    load_or_exit(args)  # bad config -> exit 2 before any work
+    if args.one is not None:
+        print(json.dumps(measure_one(args.config, args.overrides, args.one)))
+        return 0
+    rows = []
+    for scale in args.scales:
+        command = [sys.executable, __file__, "--config", args.config, "--one", str(scale)]
+        for item in args.overrides:
+            command += ["--set", item]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        row = rows[-1]
+        print(f"scale {scale:>4}: {row['users']:>9,} users x {row['items']:,} items, {row['interactions']:>12,} "
+              f"interactions: generate {row['generate_s']:6.1f} s ({row['interactions_per_s'] / 1e6:.2f} M/s), "
+              f"Parquet {row['parquet_write_s']:5.1f} s / {row['parquet_mb']:.0f} MiB, "
+              f"peak RSS {row['peak_rss_gib_generate']:.2f} GiB generate, {row['peak_rss_gib_total']:.2f} GiB with write "
+              f"(imports {row['peak_rss_gib_before']:.2f} GiB)")
+    if len(rows) > 1:
+        base, top = rows[0], rows[-1]
+        print(f"ratio {top['scale']}/{base['scale']}: interactions x{top['interactions'] / base['interactions']:.1f}, "
+              f"time x{top['generate_s'] / base['generate_s']:.1f}, "
+              f"throughput x{top['interactions_per_s'] / base['interactions_per_s']:.2f}, "
+              f"peak RSS x{top['peak_rss_gib_generate'] / base['peak_rss_gib_generate']:.1f}")
+    return 0
+
+
+def argparse_hidden() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+if __name__ == "__main__":
+    sys.exit(run_guarded(main))

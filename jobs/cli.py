@@ -1,0 +1,40 @@
+"""Shared command-line handling: --config / --set parsing and exit codes for bad input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Optional, Sequence
+
+from configs import ConfigError, SimConfig, load_config
+from cluster.data.download import DownloadError
+from cluster.data.errors import DataFormatError
+
+EXIT_BAD_INPUT = 2
+
+
+def config_parser(description: str, default_config: Optional[str] = "configs/demo.yaml") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default=default_config, help="YAML preset (default: %(default)s)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one setting, e.g. --set fl.rounds=5 (repeatable)",
+    )
+    return parser
+
+
+def load_or_exit(args: argparse.Namespace) -> SimConfig:
+    try:
+        return load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+
+
+def run_guarded(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> int:
+    """Bad input a user can fix exits 2 with its message, not a traceback."""
+    try:
+        return main(argv)
+    except (ConfigError, DataFormatError, DownloadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT

@@ -1,0 +1,40 @@
+"""Download and verify an official GroupLens MovieLens archive into the cache.
+
+    python jobs/download_movielens.py ml-1m [--cache-dir DIR] [--sha256 HEX | --md5 HEX]
+
+Prints the folder that holds the files; use it as data.path.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+from typing import Optional, Sequence
+
+from cluster.data.download import ARCHIVES, GROUPLENS_BASE_URL, fetch_movielens
+from cluster.data.source import default_cache_dir
+from jobs.cli import run_guarded
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=ARCHIVES)
+    parser.add_argument("--cache-dir", type=Path, default=None, help="default: $FAIRFLEET_CACHE or ~/.cache/fairfleet")
+    parser.add_argument("--base-url", default=GROUPLENS_BASE_URL)
+    checksum = parser.add_mutually_exclusive_group()
+    checksum.add_argument("--sha256")
+    checksum.add_argument("--md5")
+    args = parser.parse_args(argv)
+    folder = fetch_movielens(args.name, args.cache_dir or default_cache_dir() / "downloads",
+                             base_url=args.base_url, sha256=args.sha256, md5=args.md5)
+    print(folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_guarded(main))

@@ -1,0 +1,34 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ML100K_DEFAULT = REPO_ROOT.parent / "shared" / "datasets" / "ml-100k"
+
+
+def _ml100k_path() -> Path:
+    return Path(os.environ.get("FAIRFLEET_ML100K", ML100K_DEFAULT))
+
+
+@pytest.fixture(scope="session")
+def ml100k_path() -> Path:
+    """The real MovieLens 100K folder: skipped when absent, a failure under FAIRFLEET_REQUIRE_DATA=1."""
+    path = _ml100k_path()
+    if not (path / "u.data").exists():
+        reason = f"MovieLens 100K not found at {path} (set FAIRFLEET_ML100K to its folder)"
+        if os.environ.get("FAIRFLEET_REQUIRE_DATA") == "1":
+            pytest.fail(reason + " and FAIRFLEET_REQUIRE_DATA=1")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ml100k(ml100k_path):
+    from cluster.data.movielens import load_movielens
+
+    return load_movielens(ml100k_path)

@@ -1,0 +1,1 @@
+"""Tests that need Ray, Serve or subprocesses live in sibling folders of unit/."""

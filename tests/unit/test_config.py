@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import pytest
+
+from configs import ConfigError, config_hash, load_config
+from configs.loader import apply_override, preset_paths
+
+
+def test_every_preset_loads():
+    paths = preset_paths()
+    assert {p.name for p in paths} >= {"demo.yaml", "ml100k.yaml"}
+    for path in paths:
+        cfg = load_config(path)
+        assert cfg.name
+
+
+def test_defaults_are_valid_and_hash_is_stable():
+    a, b = load_config(None), load_config(None)
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(load_config(None, ["fl.rounds=7"])) != config_hash(a)
+
+
+def test_overrides_parse_yaml_values_and_nested_paths():
+    cfg = load_config("configs/demo.yaml", ["fl.rounds=5", "tier_mapping.balance=false", "tiers.profiles.0.share=2.5"])
+    assert cfg.fl.rounds == 5
+    assert cfg.tier_mapping.balance is False
+    assert cfg.tiers.profiles[0].share == 2.5
+
+
+def test_unknown_key_names_its_path():
+    with pytest.raises(ConfigError) as err:
+        load_config("configs/demo.yaml", ["fl.roundz=5"])
+    assert "fl.roundz" in str(err.value) and "unknown key" in str(err.value)
+
+
+def test_bad_value_names_path_and_reason():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["fl.clients_per_round=-3"])
+    assert "fl.clients_per_round" in str(err.value) and "greater than 0" in str(err.value)
+
+
+def test_cross_field_rules():
+    with pytest.raises(ConfigError, match="needs alpha"):
+        load_config(None, ["tier_mapping.mapping=dirichlet"])
+    with pytest.raises(ConfigError, match="data.path"):
+        load_config(None, ["data.source=movielens"])
+    with pytest.raises(ConfigError, match="unique"):
+        load_config(None, ["tiers.profiles.1.name=low"])
+    assert load_config(None, ["tier_mapping.mapping=dirichlet", "tier_mapping.alpha=0.3"]).tier_mapping.alpha == 0.3
+
+
+def test_malformed_yaml_reports_line(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fl:\n  rounds: [1, 2\nseed: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert f"{bad}:" in str(err.value) and "invalid YAML" in str(err.value)
+
+
+def test_missing_file_and_non_mapping(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(scalar)
+
+
+@pytest.mark.parametrize("assignment", ["fl.rounds", "=3", "tiers.profiles.9.share=1", "seed.x=1"])
+def test_malformed_overrides(assignment):
+    with pytest.raises(ConfigError):
+        apply_override({"seed": 1, "tiers": {"profiles": [{}]}}, assignment)
+
+
+def test_env_vars_expand_in_paths(monkeypatch):
+    monkeypatch.setenv("FF_TEST_DATA", "/data/here")
+    cfg = load_config(None, ["data.source=movielens", "data.path=$FF_TEST_DATA/ml-100k"])
+    assert str(cfg.data.path) == "/data/here/ml-100k"

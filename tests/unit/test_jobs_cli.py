@@ -1,0 +1,51 @@
+"""The job front door: bad input exits 2 with a message and writes nothing."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "jobs" / "build_world.py"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_bad_config_exits_2_and_writes_nothing(tmp_path: Path):
+    out = tmp_path / "runs"
+    result = _run("--config", str(REPO_ROOT / "configs/demo.yaml"), "--set", f"output_dir={out}",
+                  "--set", "fl.rounds=0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "fl.rounds" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_malformed_data_exits_2_naming_file_and_line(tmp_path: Path):
+    data = tmp_path / "ml"
+    data.mkdir()
+    (data / "u.data").write_text("1\t1\t5\t100\n2\tx\t3\t200\n")
+    out = tmp_path / "runs"
+    result = _run("--config", str(REPO_ROOT / "configs/ml100k.yaml"), "--set", f"data.path={data}",
+                  "--set", f"output_dir={out}", "--set", f"data.cache_dir={tmp_path / 'cache'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{data / 'u.data'}:2" in result.stderr
+    assert not out.exists()
+
+
+def test_world_job_writes_outputs(tmp_path: Path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "runs"
+    result = _run("--config", str(REPO_ROOT / "configs/demo.yaml"), "--set", f"output_dir={out}",
+                  "--set", "data.synthetic.n_users=300", "--set", "data.synthetic.target_interactions=6000",
+                  "--set", f"data.cache_dir={tmp_path / 'cache'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run,) = out.iterdir()
+    table = pq.read_table(run / "population.parquet")
+    assert table.num_rows == 300
+    assert set(table.column("tier").to_pylist()) <= {"low", "mid", "high"}
+    assert {"config.yaml", "summary.json"} <= {p.name for p in run.iterdir()}
+    assert "heterogeneity" in result.stdout
