@@ -164,6 +164,7 @@ class ModelConfig(StrictModel):
     kind: Literal["gmf", "mlp", "neumf"] = "gmf"
     embedding_dim: PositiveInt = 16
     mlp_layers: list[PositiveInt] = Field(default_factory=lambda: [64, 32, 16], min_length=1)
+    init_std: PositiveFloat = Field(0.1, description="std of the initial embedding vectors")
 
 
 class FLConfig(StrictModel):
@@ -171,14 +172,26 @@ class FLConfig(StrictModel):
     clients_per_round: PositiveInt = 100
     local_epochs: PositiveInt = 1
     client_lr: PositiveFloat = 1.0
+    item_lr_scale: PositiveFloat = Field(1.0, description="client lr multiplier for item embeddings")
+    user_lr_scale: PositiveFloat = Field(1.0, description="client lr multiplier for the private user vector")
+    loss_reduction: Literal["mean", "sum"] = "mean"
     negatives_per_positive: PositiveInt = 4
     server_optimizer: Literal["sgd", "adagrad"] = "sgd"
     server_lr: PositiveFloat = 1.0
+    server_eps: PositiveFloat = Field(1e-3, description="AdaGrad's τ (Reddi et al. 2021)")
     overselect: NonNegativeFloat = Field(0.0, description="x in (1+x)·n selected clients")
     deadline_s: Optional[PositiveFloat] = None
     workers_per_tier: PositiveInt = 1
+    worker_num_cpus: NonNegativeFloat = Field(
+        0.0, description="CPUs Ray reserves per worker actor; 0 lets many single-threaded workers share 2 cores"
+    )
+    worker_max_restarts: int = Field(3, ge=0)
     eval_every: PositiveInt = 1
     checkpoint_every: PositiveInt = 5
+    round_timeout_s: PositiveFloat = Field(300.0, description="wall-clock wait for workers before a round gives up on them")
+    real_time_scale: NonNegativeFloat = Field(
+        0.0, description="demo mode: workers sleep simulated latency x this factor (0 = off)"
+    )
 
 
 # --------------------------------------------------------------------------- retrieval / serve

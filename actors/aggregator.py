@@ -1,0 +1,148 @@
+"""Aggregator actor: runs rounds over the client-worker actors.
+
+selection → broadcast (one object-store copy of the global model) → collection with a wall-clock
+deadline → dropping → FedAvg + server step → evaluation → metrics → checkpoint. Every decision
+is made by the pure ``FederatedServer``; this class only moves data and handles failures.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from configs.schema import FLConfig
+from cluster.fl.aggregation import merge_results
+from cluster.fl.records import evaluation_summary, round_record
+from cluster.fl.server_core import FederatedServer, FleetView
+from cluster.models.ncf import NCFSpec
+from actors.round_metrics import RoundMetrics
+
+_WORKER_FAILURES = (RayActorError, RayTaskError)
+
+
+class Aggregator:
+    """Plain class; ``actors.factory`` applies ``ray.remote``."""
+
+    def __init__(self, cfg: FLConfig, spec: NCFSpec, fleet: FleetView, seed: int, workers: list,
+                 worker_of_user: np.ndarray, checkpoint_dir: Optional[str] = None, run_name: str = "run"):
+        self.cfg = cfg
+        self.server = FederatedServer(cfg, spec, fleet, seed)
+        self.spec = spec
+        self.fleet = fleet
+        self.workers = workers
+        self.worker_of_user = worker_of_user
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.history: list[dict] = []
+        self.metrics = RoundMetrics(run_name, fleet.tiers.names)
+
+    def ready(self) -> int:
+        return self.server.round_index
+
+    # ------------------------------------------------------------------ one round
+    def run_round(self) -> dict:
+        started = time.perf_counter()
+        plan = self.server.plan_round()
+        kept = plan.kept_clients
+        params_ref = ray.put(self.server.params)
+        pending = {}
+        for worker in np.unique(self.worker_of_user[kept]):
+            clients = np.sort(kept[self.worker_of_user[kept] == worker])
+            sleep_s = self._real_time_sleep(plan, clients)
+            ref = self.workers[worker].train.remote(plan.round_index, clients, params_ref, sleep_s)
+            pending[ref] = clients
+        results, failed = self._collect(pending)
+        merged = merge_results(results, self.spec)
+        self.server.apply(plan, merged)
+        evaluation = None
+        if self.server.round_index % self.cfg.eval_every == 0 or self.server.round_index == self.cfg.rounds:
+            evaluation = self.evaluate()
+        wall_s = time.perf_counter() - started
+        record = round_record(plan, merged, failed, self.fleet.tier_of_user, self.fleet.tiers.names,
+                              self.server.sim_time_s, wall_s, evaluation)
+        self.history.append(record)
+        self.metrics.export(record)
+        if self.checkpoint_dir and self.server.round_index % self.cfg.checkpoint_every == 0:
+            self.checkpoint()
+        return record
+
+    def _real_time_sleep(self, plan, clients: np.ndarray) -> float:
+        if self.cfg.real_time_scale <= 0:
+            return 0.0
+        latency = plan.latency_s[np.isin(plan.selected, clients)]
+        return float(latency.max()) * self.cfg.real_time_scale if len(latency) else 0.0
+
+    def _collect(self, pending: dict) -> tuple[list, np.ndarray]:
+        """Results of the workers that answered before the deadline; the clients of a worker
+        that died or timed out are returned as failed (counted per tier, never lost)."""
+        ready, not_ready = ray.wait(list(pending), num_returns=len(pending), timeout=self.cfg.round_timeout_s)
+        results, failed = [], [pending[ref] for ref in not_ready]
+        for ref in not_ready:
+            ray.cancel(ref)
+        for ref in ready:
+            try:
+                results.append(ray.get(ref))
+            except _WORKER_FAILURES:
+                failed.append(pending[ref])
+        return results, (np.concatenate(failed) if failed else np.zeros(0, np.int64))
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict[str, float]:
+        params_ref = ray.put(self.server.params)
+        refs = [worker.evaluate.remote(params_ref) for worker in self.workers]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.cfg.round_timeout_s)
+        clients, hits, ndcgs = [], [], []
+        for ref in ready:
+            try:
+                c, h, n = ray.get(ref)
+            except _WORKER_FAILURES:
+                continue
+            clients.append(c)
+            hits.append(h)
+            ndcgs.append(n)
+        clients_all = np.concatenate(clients) if clients else np.zeros(0, np.int64)
+        order = np.argsort(clients_all, kind="stable")
+        self._last_eval = (clients_all[order], np.concatenate(hits)[order] if hits else np.zeros(0),
+                           np.concatenate(ndcgs)[order] if ndcgs else np.zeros(0))
+        return evaluation_summary(*self._last_eval, self.fleet.tier_of_user, self.fleet.tiers.names)
+
+    def last_client_metrics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._last_eval
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> str:
+        """Workers save their clients' private vectors, then the server state is written: a
+        checkpoint file only ever names a round whose worker files exist."""
+        assert self.checkpoint_dir is not None
+        ray.get([worker.save.remote(self.server.round_index) for worker in self.workers])
+        state = {"server": self.server.state_dict(), "history": self.history}
+        path = self.checkpoint_dir / "aggregator.pkl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".aggregator.", dir=path.parent)
+        with os.fdopen(fd, "wb") as handle:
+            pickle.dump(state, handle)
+        os.replace(tmp, path)
+        return str(path)
+
+    def restore(self) -> int:
+        """Continue from the last checkpoint; returns the number of rounds already done."""
+        assert self.checkpoint_dir is not None
+        path = self.checkpoint_dir / "aggregator.pkl"
+        with path.open("rb") as handle:
+            state = pickle.load(handle)
+        self.server.load_state_dict(state["server"])
+        self.history = list(state["history"])
+        return self.server.round_index
+
+    def global_params(self) -> dict[str, np.ndarray]:
+        return self.server.params
+
+    def history_rows(self) -> list[dict]:
+        return self.history

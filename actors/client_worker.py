@@ -1,0 +1,73 @@
+"""Client-worker actor: many simulated phones of one tier, trained in batched tensor calls.
+
+One Ray actor per simulated client would cost a process (~100 MB) per phone; a worker holds
+thousands of clients and trains any subset of them in a single call instead.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from cluster.fl.local_training import LocalRecipe, LocalResult
+from cluster.fl.worker_core import ClientShard, ClientWorkerCore
+from cluster.models.ncf import NCFSpec
+
+
+class ClientWorker:
+    """Plain class; ``actors.factory`` applies ``ray.remote`` with resources from config."""
+
+    def __init__(self, name: str, shard_path: str, spec: NCFSpec, recipe: LocalRecipe, seed: int,
+                 checkpoint_dir: Optional[str] = None):
+        import warnings
+
+        import torch
+
+        # N actors x all cores would oversubscribe the machine; one thread each.
+        torch.set_num_threads(1)
+        # The global model arrives read-only from the object store; it is only ever indexed
+        # (copied), never written, so torch's warning about non-writable arrays is moot.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        self.name = name
+        # Loaded from disk rather than passed through the object store, so a restart after a
+        # crash finds its clients again whatever happened to the driver's references.
+        self.core = ClientWorkerCore(ClientShard.load(Path(shard_path)), spec, recipe, seed)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.restored_round = self._restore()
+
+    def _restore(self) -> Optional[int]:
+        """After a restart (or on --resume), reload the clients' private vectors from the files
+        the workers saved at the last checkpoint."""
+        if self.checkpoint_dir is None:
+            return None
+        files = sorted((self.checkpoint_dir / "workers").glob("*.npz"))
+        return self.core.restore(files) if files else None
+
+    def ready(self) -> dict:
+        return {"name": self.name, "clients": self.core.n_clients, "restored_round": self.restored_round}
+
+    def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray],
+              real_time_sleep_s: float = 0.0) -> LocalResult:
+        started = time.perf_counter()
+        result = self.core.train(round_index, clients, params)
+        if real_time_sleep_s > 0:
+            # Demo mode: the round takes (scaled) as long as its slowest client here would.
+            time.sleep(max(0.0, real_time_sleep_s - (time.perf_counter() - started)))
+        return result
+
+    def evaluate(self, params: dict[str, np.ndarray], k: int = 10):
+        return self.core.evaluate(params, k)
+
+    def save(self, round_index: int) -> str:
+        assert self.checkpoint_dir is not None, "save needs a checkpoint folder"
+        path = self.checkpoint_dir / "workers" / f"{self.name}.npz"
+        self.core.save(path, round_index)
+        return str(path)
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()

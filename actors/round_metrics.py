@@ -1,0 +1,51 @@
+"""Round metrics for the Ray dashboard (Prometheus export through ``ray.util.metrics``)."""
+
+from __future__ import annotations
+
+import math
+
+from ray.util.metrics import Counter, Gauge
+
+_RUN = ("run",)
+_RUN_TIER = ("run", "tier")
+
+
+class RoundMetrics:
+    """Created inside the aggregator actor; each record of a round updates every series."""
+
+    def __init__(self, run: str, tier_names: tuple[str, ...]):
+        self.run = run
+        self.tier_names = tier_names
+        self.round = Gauge("fairfleet_round", "last finished federated round", tag_keys=_RUN)
+        self.sim_round_s = Gauge("fairfleet_sim_round_seconds", "simulated duration of the last round", tag_keys=_RUN)
+        self.sim_time_s = Gauge("fairfleet_sim_time_seconds", "simulated time since the run started", tag_keys=_RUN)
+        self.updates_per_s = Gauge("fairfleet_client_updates_per_second", "client updates per wall second", tag_keys=_RUN)
+        self.selected = Gauge("fairfleet_clients_selected", "clients selected in the last round", tag_keys=_RUN_TIER)
+        self.dropped = Gauge("fairfleet_clients_dropped", "stragglers dropped in the last round", tag_keys=_RUN_TIER)
+        self.failed = Gauge("fairfleet_clients_failed", "clients lost to worker failures in the last round", tag_keys=_RUN_TIER)
+        self.dropped_total = Counter("fairfleet_clients_dropped_total", "stragglers dropped since the start", tag_keys=_RUN_TIER)
+        self.hr = Gauge("fairfleet_hr10", "HR@10 at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER)
+        self.ndcg = Gauge("fairfleet_ndcg10", "NDCG@10 at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER)
+
+    def export(self, record: dict) -> None:
+        run = {"run": self.run}
+        self.round.set(record["round"], tags=run)
+        self.sim_round_s.set(record["sim_round_s"], tags=run)
+        self.sim_time_s.set(record["sim_time_s"], tags=run)
+        if math.isfinite(record["client_updates_per_s"]):
+            self.updates_per_s.set(record["client_updates_per_s"], tags=run)
+        for tier in self.tier_names:
+            tags = {"run": self.run, "tier": tier}
+            self.selected.set(record[f"selected_{tier}"], tags=tags)
+            self.dropped.set(record[f"dropped_{tier}"], tags=tags)
+            self.failed.set(record[f"failed_{tier}"], tags=tags)
+            if record[f"dropped_{tier}"]:
+                self.dropped_total.inc(record[f"dropped_{tier}"], tags=tags)
+        if "hr10" in record:
+            for tier in ("all", *self.tier_names):
+                suffix = "" if tier == "all" else f"_{tier}"
+                tags = {"run": self.run, "tier": tier}
+                for gauge, key in ((self.hr, "hr10"), (self.ndcg, "ndcg10")):
+                    value = record.get(key + suffix, float("nan"))
+                    if math.isfinite(value):
+                        gauge.set(value, tags=tags)

@@ -1,0 +1,1 @@
+"""Federated learning maths: selection, local training, aggregation, metrics."""

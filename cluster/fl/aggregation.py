@@ -1,0 +1,102 @@
+"""FedAvg over client updates and the server optimizers that apply the averaged update.
+
+Updates are summed in ascending client id, whichever worker sent them, so the floating-point
+result does not depend on how clients were spread over worker actors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cluster.fl.local_training import LocalResult
+from cluster.models.ncf import NCFSpec
+
+
+def merge_results(results: list[LocalResult], spec: NCFSpec) -> LocalResult:
+    """One LocalResult of all clients in ``results``, ordered by client id."""
+    results = [r for r in results if len(r.clients)]
+    if not results:
+        return empty_result(spec)
+    clients = np.concatenate([r.clients for r in results])
+    order = np.argsort(clients, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    offsets = np.cumsum([0] + [len(r.clients) for r in results[:-1]])
+    row_owner = np.concatenate([rank[r.row_owner + off] for r, off in zip(results, offsets)])
+    row_order = np.argsort(row_owner, kind="stable")
+    cat = lambda name: np.concatenate([getattr(r, name) for r in results])  # noqa: E731
+    return LocalResult(
+        clients=clients[order],
+        n_samples=cat("n_samples")[order],
+        loss=cat("loss")[order],
+        touched_rows=cat("touched_rows")[order],
+        item_ids=cat("item_ids")[row_order],
+        row_owner=row_owner[row_order].astype(np.int32),
+        item_deltas={t: np.concatenate([r.item_deltas[t] for r in results])[row_order] for t in spec.item_tables},
+        dense_deltas={n: np.concatenate([r.dense_deltas[n] for r in results])[order] for n in spec.dense_shapes()},
+    )
+
+
+def empty_result(spec: NCFSpec) -> LocalResult:
+    return LocalResult(
+        clients=np.zeros(0, np.int64), n_samples=np.zeros(0, np.int64), loss=np.zeros(0, np.float32),
+        touched_rows=np.zeros(0, np.int64), item_ids=np.zeros(0, np.int64), row_owner=np.zeros(0, np.int32),
+        item_deltas={t: np.zeros((0, spec.dim), np.float32) for t in spec.item_tables},
+        dense_deltas={n: np.zeros((0, *s), np.float32) for n, s in spec.dense_shapes().items()},
+    )
+
+
+def fedavg(merged: LocalResult, spec: NCFSpec) -> dict[str, np.ndarray]:
+    """Σ_c n_c Δ_c / Σ_c n_c over the kept clients (McMahan et al. 2017), for every global
+    parameter; item rows a client did not touch count as a zero update."""
+    total = float(merged.n_samples.sum())
+    if total == 0:
+        return {}
+    weights = (merged.n_samples / total).astype(np.float32)
+    delta: dict[str, np.ndarray] = {}
+    row_weight = weights[merged.row_owner][:, None]
+    # Rows sorted by item (stable, so client order is kept inside an item), then summed per item:
+    # a fixed summation order, and much faster than np.add.at.
+    by_item = np.argsort(merged.item_ids, kind="stable")
+    sorted_ids = merged.item_ids[by_item]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]) if len(sorted_ids) else np.zeros(0, np.int64)
+    for table in spec.item_tables:
+        acc = np.zeros((spec.n_items, spec.dim), dtype=np.float32)
+        if len(sorted_ids):
+            weighted = (merged.item_deltas[table] * row_weight)[by_item]
+            acc[sorted_ids[starts]] = np.add.reduceat(weighted, starts, axis=0)
+        delta[table] = acc
+    for name, shape in spec.dense_shapes().items():
+        weighted = merged.dense_deltas[name] * weights.reshape(-1, *([1] * len(shape)))
+        delta[name] = np.add.reduce(weighted, axis=0, dtype=np.float32)
+    return delta
+
+
+@dataclass
+class ServerOptimizer:
+    """Applies the averaged client update: SGD (θ += lr·Δ) or FedAdagrad (Reddi et al. 2021,
+    as RF² uses): v += Δ²; θ += lr·Δ / (√v + eps)."""
+
+    kind: str
+    lr: float
+    eps: float = 1e-3
+    accumulators: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def step(self, params: dict[str, np.ndarray], delta: dict[str, np.ndarray]) -> None:
+        for name, update in delta.items():
+            if self.kind == "sgd":
+                params[name] += self.lr * update
+            elif self.kind == "adagrad":
+                acc = self.accumulators.setdefault(name, np.zeros_like(update))
+                acc += update * update
+                params[name] += self.lr * update / (np.sqrt(acc) + self.eps)
+            else:
+                raise ValueError(f"unknown server optimizer {self.kind!r}")
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {name: acc.copy() for name, acc in self.accumulators.items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.accumulators = {name: np.array(acc) for name, acc in state.items()}

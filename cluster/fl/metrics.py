@@ -1,0 +1,29 @@
+"""Ranking metrics under leave-one-out with sampled negatives, and their per-tier summaries."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def rank_metrics(scores: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """HR@k and NDCG@k per row of ``scores`` (N, 1 + n_negatives), the test item in column 0.
+
+    A negative scoring equal to the test item ranks above it, and so does any NaN: ties or a
+    diverged model never flatter the metric.
+    """
+    rank = (~(scores[:, 1:] < scores[:, :1])).sum(axis=1)
+    hit = (rank < k).astype(np.float64)
+    ndcg = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
+    return hit, ndcg
+
+
+def summarize(values: dict[str, np.ndarray], tiers: np.ndarray, tier_names: tuple[str, ...]) -> dict[str, float]:
+    """Mean of each per-client metric overall and per tier, plus its std across clients."""
+    out: dict[str, float] = {}
+    for metric, per_client in values.items():
+        out[metric] = float(per_client.mean()) if len(per_client) else float("nan")
+        out[f"{metric}_std"] = float(per_client.std()) if len(per_client) else float("nan")
+        for tier, name in enumerate(tier_names):
+            members = per_client[tiers == tier]
+            out[f"{metric}_{name}"] = float(members.mean()) if len(members) else float("nan")
+    return out

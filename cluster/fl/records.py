@@ -1,0 +1,61 @@
+"""Per-round result rows: what was selected, kept, dropped and failed per tier, the virtual
+clock, the training loss and, on evaluation rounds, HR/NDCG overall and per tier."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from cluster.fl.local_training import LocalResult
+from cluster.fl.metrics import summarize
+from cluster.fl.selection import RoundPlan
+
+
+def per_tier_counts(clients: np.ndarray, tier_of_user: np.ndarray, n_tiers: int) -> np.ndarray:
+    return np.bincount(tier_of_user[clients], minlength=n_tiers) if len(clients) else np.zeros(n_tiers, np.int64)
+
+
+def round_record(
+    plan: RoundPlan,
+    merged: LocalResult,
+    failed: np.ndarray,
+    tier_of_user: np.ndarray,
+    tier_names: tuple[str, ...],
+    sim_time_s: float,
+    wall_s: float,
+    evaluation: Optional[dict[str, float]],
+) -> dict:
+    """One flat row (Parquet- and JSON-friendly). ``failed``: kept clients whose worker died
+    mid-round; they are counted, never silently lost, and their updates are not used."""
+    n_tiers = len(tier_names)
+    counts = {
+        "selected": per_tier_counts(plan.selected, tier_of_user, n_tiers),
+        "dropped": per_tier_counts(plan.dropped_clients, tier_of_user, n_tiers),
+        "failed": per_tier_counts(failed, tier_of_user, n_tiers),
+        "aggregated": per_tier_counts(merged.clients, tier_of_user, n_tiers),
+    }
+    row: dict = {
+        "round": plan.round_index + 1,
+        "sim_round_s": plan.duration_s,
+        "sim_time_s": sim_time_s,
+        "wall_s": wall_s,
+        "client_updates": int(len(merged.clients)),
+        "client_updates_per_s": len(merged.clients) / wall_s if wall_s > 0 else float("nan"),
+        "train_loss": float(np.average(merged.loss, weights=merged.n_samples)) if len(merged.clients) else float("nan"),
+        "upload_rows": int(merged.touched_rows.sum()),
+    }
+    for kind, per_tier in counts.items():
+        row[kind] = int(per_tier.sum())
+        for tier, name in enumerate(tier_names):
+            row[f"{kind}_{name}"] = int(per_tier[tier])
+    row.update(evaluation or {})
+    return row
+
+
+def evaluation_summary(clients: np.ndarray, hit: np.ndarray, ndcg: np.ndarray, tier_of_user: np.ndarray,
+                       tier_names: tuple[str, ...]) -> dict[str, float]:
+    """hr10 / ndcg10 overall, per tier (hr10_low ...) and their std across clients (hr10_std)."""
+    summary = summarize({"hr10": hit, "ndcg10": ndcg}, tier_of_user[clients], tier_names)
+    summary["evaluated_clients"] = int(len(clients))
+    return summary

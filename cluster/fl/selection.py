@@ -1,0 +1,85 @@
+"""Which clients train in a round: epoch-wise selection without repeats, over-selection and
+deadlines that drop stragglers by simulated latency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+
+class EpochSampler:
+    """Draws clients so that none is drawn again before every eligible client was drawn once
+    (an epoch, as in RF²); a draw that spans two epochs never repeats a client."""
+
+    def __init__(self, eligible: np.ndarray, rng: np.random.Generator):
+        if len(eligible) == 0:
+            raise ValueError("no eligible clients to select from")
+        self.eligible = np.asarray(eligible, dtype=np.int64)
+        self.rng = rng
+        self.order = rng.permutation(self.eligible)
+        self.position = 0
+        self.epoch = 0
+
+    def draw(self, k: int) -> np.ndarray:
+        k = min(k, len(self.eligible))
+        taken = self.order[self.position : self.position + k]
+        self.position += len(taken)
+        if len(taken) < k:
+            self.epoch += 1
+            fresh = self.rng.permutation(self.eligible)
+            # Clients just drawn at the end of the old epoch go last in the new one.
+            fresh = np.concatenate([fresh[~np.isin(fresh, taken)], fresh[np.isin(fresh, taken)]])
+            self.order, self.position = fresh, k - len(taken)
+            taken = np.concatenate([taken, fresh[: self.position]])
+        return taken
+
+    def state_dict(self) -> dict:
+        return {"order": self.order.copy(), "position": self.position, "epoch": self.epoch,
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order = np.asarray(state["order"], dtype=np.int64)
+        self.position = int(state["position"])
+        self.epoch = int(state["epoch"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """selected: (k,) clients asked to train; latency_s: (k,) their simulated round latency;
+    kept: mask (k,) of those whose update is used; the rest are dropped stragglers."""
+
+    round_index: int
+    selected: np.ndarray
+    latency_s: np.ndarray
+    kept: np.ndarray
+
+    @property
+    def kept_clients(self) -> np.ndarray:
+        return self.selected[self.kept]
+
+    @property
+    def dropped_clients(self) -> np.ndarray:
+        return self.selected[~self.kept]
+
+    @property
+    def duration_s(self) -> float:
+        """The round lasts until its slowest kept client reports."""
+        return float(self.latency_s[self.kept].max()) if self.kept.any() else 0.0
+
+
+def n_to_select(clients_per_round: int, overselect: float) -> int:
+    return int(np.ceil(clients_per_round * (1.0 + overselect) - 1e-9))
+
+
+def keep_fastest(latency_s: np.ndarray, n_keep: int, deadline_s: Optional[float]) -> np.ndarray:
+    """Mask of the clients kept: the ``n_keep`` fastest, and only those within the deadline.
+    Ties in latency keep the earlier-selected client."""
+    order = np.argsort(latency_s, kind="stable")[:n_keep]
+    kept = np.zeros(len(latency_s), dtype=bool)
+    kept[order] = True
+    if deadline_s is not None:
+        kept &= latency_s <= deadline_s
+    return kept

@@ -1,0 +1,48 @@
+"""Spread the population over client-worker actors: each tier gets its own workers, and a
+tier's clients are dealt round-robin among them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cluster.data.splits import LeaveOneOut
+from cluster.fl.worker_core import ClientShard
+from cluster.models.ncf import NCFSpec, init_users
+from cluster.tiers.population import Population
+
+
+def assign_workers(tier_of_user: np.ndarray, n_tiers: int, workers_per_tier: int) -> np.ndarray:
+    """(n_users,) worker index; worker ``t * workers_per_tier + i`` is ``clients-<tier t>-<i>``."""
+    worker = np.empty(len(tier_of_user), dtype=np.int64)
+    for tier in range(n_tiers):
+        members = np.flatnonzero(tier_of_user == tier)
+        worker[members] = tier * workers_per_tier + np.arange(len(members)) % workers_per_tier
+    return worker
+
+
+def build_shards(
+    population: Population, loo: LeaveOneOut, spec: NCFSpec, seed: int, worker_of_user: np.ndarray, n_workers: int
+) -> list[ClientShard]:
+    users0 = init_users(spec, population.n_clients, seed)
+    indptr, order = population.train_indptr, population.train_order
+    train_items = population.train.items[order]
+    test_worker = worker_of_user[loo.test_users]
+    candidates = loo.candidates()
+    shards = []
+    for worker in range(n_workers):
+        clients = np.flatnonzero(worker_of_user == worker).astype(np.int64)
+        lengths = indptr[clients + 1] - indptr[clients]
+        local_indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+        rows = np.repeat(indptr[clients] - local_indptr[:-1], lengths) + np.arange(local_indptr[-1])
+        tests = np.flatnonzero(test_worker == worker)
+        shards.append(
+            ClientShard(
+                clients=clients,
+                indptr=local_indptr,
+                items=train_items[rows].astype(np.int32),
+                test_clients=loo.test_users[tests].astype(np.int64),
+                test_candidates=candidates[tests].astype(np.int32),
+                users0={t: v[clients] for t, v in users0.items()},
+            )
+        )
+    return shards

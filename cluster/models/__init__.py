@@ -1,0 +1,1 @@
+"""Recommender models as batched per-client tensor maths."""

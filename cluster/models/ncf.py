@@ -1,0 +1,144 @@
+"""The NCF family (He et al., WWW 2017) — GMF, MLP and NeuMF — as batched per-client maths.
+
+Federated training needs every selected client's own copy of the model, and a Python loop over
+clients is far too slow. So each parameter carries a leading client axis: ``(C, ...)``; one
+forward/backward computes every client's gradient at once, and clients never mix because each
+one's loss only touches its own slice.
+
+Parameters, by where they live:
+- item tables ``item_gmf`` / ``item_mlp``: (n_items, d), global, updated row-sparsely;
+- dense ``mlp.{k}.weight`` (in, out), ``mlp.{k}.bias`` (out,), ``out.weight`` (h,),
+  ``out.bias`` (1,): global;
+- user tables ``user_gmf`` / ``user_mlp``: (d,) per client, private to the client (never sent).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from configs.schema import ModelConfig
+
+ITEM_TABLE = {"gmf": ("item_gmf",), "mlp": ("item_mlp",), "neumf": ("item_gmf", "item_mlp")}
+USER_TABLE = {"item_gmf": "user_gmf", "item_mlp": "user_mlp"}
+
+
+@dataclass(frozen=True)
+class NCFSpec:
+    kind: str
+    dim: int
+    mlp_layers: tuple[int, ...]
+    n_items: int
+    init_std: float = 0.1
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, n_items: int) -> "NCFSpec":
+        return cls(cfg.kind, cfg.embedding_dim, tuple(cfg.mlp_layers), n_items, cfg.init_std)
+
+    @property
+    def item_tables(self) -> tuple[str, ...]:
+        return ITEM_TABLE[self.kind]
+
+    @property
+    def user_tables(self) -> tuple[str, ...]:
+        return tuple(USER_TABLE[t] for t in self.item_tables)
+
+    @property
+    def uses_mlp(self) -> bool:
+        return self.kind in ("mlp", "neumf")
+
+    def dense_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes: dict[str, tuple[int, ...]] = {}
+        head = 0
+        if self.kind in ("gmf", "neumf"):
+            head += self.dim
+        if self.uses_mlp:
+            width = 2 * self.dim
+            for k, out in enumerate(self.mlp_layers):
+                shapes[f"mlp.{k}.weight"] = (width, out)
+                shapes[f"mlp.{k}.bias"] = (out,)
+                width = out
+            head += width
+        shapes["out.weight"] = (head,)
+        shapes["out.bias"] = (1,)
+        return shapes
+
+    def model_bytes(self) -> int:
+        """float32 bytes of everything a client downloads (item tables + dense weights)."""
+        dense = sum(math.prod(s) for s in self.dense_shapes().values())
+        return 4 * (len(self.item_tables) * self.n_items * self.dim + dense)
+
+    def dense_bytes(self) -> int:
+        return 4 * sum(math.prod(s) for s in self.dense_shapes().values())
+
+    def row_bytes(self) -> int:
+        """Upload bytes per touched item row: the float32 vectors of each table plus an int32 id."""
+        return 4 * (len(self.item_tables) * self.dim + 1)
+
+
+def init_global(spec: NCFSpec, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    params: dict[str, torch.Tensor] = {}
+    for table in spec.item_tables:
+        params[table] = torch.randn(spec.n_items, spec.dim, generator=generator) * spec.init_std
+    shapes = spec.dense_shapes()
+    for name, shape in shapes.items():
+        # torch.nn.Linear's default: uniform(±1/sqrt(fan_in)) for weight and bias alike.
+        fan_in = shapes[name.rsplit(".", 1)[0] + ".weight"][0]
+        params[name] = (torch.rand(shape, generator=generator) * 2 - 1) / math.sqrt(fan_in)
+    return params
+
+
+def init_users(spec: NCFSpec, n_users: int, seed: int) -> dict[str, np.ndarray]:
+    """Every client's starting user vector, the same whichever worker holds the client."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x05E7]))
+    return {
+        table: (rng.standard_normal((n_users, spec.dim)) * spec.init_std).astype(np.float32)
+        for table in spec.user_tables
+    }
+
+
+def batched_logits(
+    spec: NCFSpec,
+    dense: dict[str, torch.Tensor],
+    users: dict[str, torch.Tensor],
+    items: dict[str, torch.Tensor],
+    slots: torch.Tensor,
+) -> torch.Tensor:
+    """Scores (C, L) of L item slots for each of C clients.
+
+    dense[name]: (C, *shape) per-client copies; users[table]: (C, d); items[table]: (C, M, d)
+    each client's local rows; slots: (C, L) int64 indices into the M rows.
+    """
+    index = slots.unsqueeze(-1).expand(*slots.shape, spec.dim)
+    features = []
+    if spec.kind in ("gmf", "neumf"):
+        item_vec = torch.gather(items["item_gmf"], 1, index)
+        features.append(users["user_gmf"].unsqueeze(1) * item_vec)
+    if spec.uses_mlp:
+        item_vec = torch.gather(items["item_mlp"], 1, index)
+        hidden = torch.cat([users["user_mlp"].unsqueeze(1).expand_as(item_vec), item_vec], dim=-1)
+        for k in range(len(spec.mlp_layers)):
+            hidden = torch.relu(torch.bmm(hidden, dense[f"mlp.{k}.weight"]) + dense[f"mlp.{k}.bias"].unsqueeze(1))
+        features.append(hidden)
+    head = features[0] if len(features) == 1 else torch.cat(features, dim=-1)
+    return torch.bmm(head, dense["out.weight"].unsqueeze(-1)).squeeze(-1) + dense["out.bias"]
+
+
+def score_candidates(
+    spec: NCFSpec,
+    global_params: dict[str, torch.Tensor],
+    users: dict[str, torch.Tensor],
+    candidates: torch.Tensor,
+) -> torch.Tensor:
+    """Scores (N, K) of K candidate items for N clients under the global model."""
+    n_clients = candidates.shape[0]
+    dense = {
+        name: global_params[name].unsqueeze(0).expand(n_clients, *global_params[name].shape)
+        for name in spec.dense_shapes()
+    }
+    items = {table: global_params[table][candidates] for table in spec.item_tables}
+    slots = torch.arange(candidates.shape[1]).unsqueeze(0).expand_as(candidates)
+    return batched_logits(spec, dense, users, items, slots)

@@ -1,0 +1,113 @@
+"""Result tables of an FL run, each with an explicit pyarrow schema and the config hash and
+seed in every row, plus the console progress line and final table."""
+
+from __future__ import annotations
+
+import math
+import platform
+from importlib import metadata
+
+import numpy as np
+import pyarrow as pa
+
+ROUND_FIELDS = [
+    ("round", pa.int32()), ("sim_round_s", pa.float64()), ("sim_time_s", pa.float64()), ("wall_s", pa.float64()),
+    ("client_updates", pa.int32()), ("client_updates_per_s", pa.float64()), ("train_loss", pa.float64()),
+    ("upload_rows", pa.int64()), ("selected", pa.int32()), ("dropped", pa.int32()), ("failed", pa.int32()),
+    ("aggregated", pa.int32()), ("hr10", pa.float64()), ("ndcg10", pa.float64()), ("hr10_std", pa.float64()),
+    ("ndcg10_std", pa.float64()), ("evaluated_clients", pa.int32()),
+]
+TIER_FIELDS = [
+    ("round", pa.int32()), ("tier", pa.string()), ("selected", pa.int32()), ("dropped", pa.int32()),
+    ("failed", pa.int32()), ("aggregated", pa.int32()), ("hr10", pa.float64()), ("ndcg10", pa.float64()),
+]
+_IDENTITY = [("config_hash", pa.string()), ("seed", pa.int64())]
+
+
+def _column(rows: list[dict], key: str, kind: pa.DataType) -> pa.Array:
+    missing = float("nan") if pa.types.is_floating(kind) else None
+    return pa.array([row.get(key, missing) for row in rows], kind)
+
+
+def rounds_table(history: list[dict], config_hash: str, seed: int) -> pa.Table:
+    schema = pa.schema(ROUND_FIELDS + _IDENTITY)
+    rows = [{**row, "config_hash": config_hash, "seed": seed} for row in history]
+    return pa.table([_column(rows, f.name, f.type) for f in schema], schema=schema)
+
+
+def tiers_table(history: list[dict], tier_names: tuple[str, ...], config_hash: str, seed: int) -> pa.Table:
+    schema = pa.schema(TIER_FIELDS + _IDENTITY)
+    rows = []
+    for record in history:
+        for tier in tier_names:
+            rows.append({
+                "round": record["round"], "tier": tier, "config_hash": config_hash, "seed": seed,
+                **{key: record.get(f"{key}_{tier}", float("nan")) for key in ("selected", "dropped", "failed", "aggregated", "hr10", "ndcg10")},
+            })
+    return pa.table([_column(rows, f.name, f.type) for f in schema], schema=schema)
+
+
+def clients_table(clients: np.ndarray, hit: np.ndarray, ndcg: np.ndarray, user_ids: np.ndarray,
+                  tier_of_user: np.ndarray, tier_names: tuple[str, ...], config_hash: str, seed: int) -> pa.Table:
+    names = np.asarray(tier_names, dtype=object)
+    return pa.table({
+        "client": pa.array(clients, pa.int64()),
+        "user_id": pa.array(user_ids[clients], pa.int64()),
+        "tier": pa.array(names[tier_of_user[clients]].tolist(), pa.string()),
+        "hr10": pa.array(hit, pa.float64()),
+        "ndcg10": pa.array(ndcg, pa.float64()),
+        "config_hash": pa.array([config_hash] * len(clients), pa.string()),
+        "seed": pa.array([seed] * len(clients), pa.int64()),
+    })
+
+
+def item_embeddings_table(params: dict[str, np.ndarray], item_ids: np.ndarray, groups: np.ndarray,
+                          group_names: list[str], tables: tuple[str, ...], config_hash: str, seed: int) -> pa.Table:
+    """The trained item vectors (tables concatenated, e.g. GMF then MLP for NeuMF) for retrieval."""
+    vectors = np.concatenate([params[t] for t in tables], axis=1).astype(np.float32)
+    dim = vectors.shape[1]
+    return pa.table({
+        "item": pa.array(np.arange(len(item_ids)), pa.int32()),
+        "item_id": pa.array(item_ids, pa.int64()),
+        "group": pa.array(np.asarray(group_names, dtype=object)[groups].tolist(), pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
+        "config_hash": pa.array([config_hash] * len(item_ids), pa.string()),
+        "seed": pa.array([seed] * len(item_ids), pa.int64()),
+    })
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("fairfleet", "ray", "torch", "numpy", "pyarrow", "pydantic", "faiss-cpu"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def _fmt(value: float, spec: str = ".4f") -> str:
+    return "   -  " if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def progress_line(record: dict, total_rounds: int, tier_names: tuple[str, ...]) -> str:
+    dropped = " ".join(f"{t}={record[f'dropped_{t}'] + record[f'failed_{t}']}" for t in tier_names)
+    return (f"round {record['round']:>4}/{total_rounds} | sim {record['sim_time_s']:9.1f} s | "
+            f"loss {_fmt(record['train_loss'])} | HR@10 {_fmt(record.get('hr10', float('nan')))} | "
+            f"NDCG@10 {_fmt(record.get('ndcg10', float('nan')))} | dropped {dropped} | "
+            f"{record['client_updates_per_s']:,.0f} upd/s")
+
+
+def final_table(history: list[dict], tier_names: tuple[str, ...]) -> str:
+    """Last evaluation per tier, with selection totals over the whole run."""
+    last = next((r for r in reversed(history) if "hr10" in r), {})
+    total = lambda key: sum(r[key] for r in history)  # noqa: E731
+    lines = [f"{'tier':<8}{'HR@10':>8}{'NDCG@10':>9}{'selected':>10}{'dropped':>9}{'failed':>8}"]
+    for tier in ("all", *tier_names):
+        suffix = "" if tier == "all" else f"_{tier}"
+        lines.append(
+            f"{tier:<8}{_fmt(last.get('hr10' + suffix)):>8}{_fmt(last.get('ndcg10' + suffix)):>9}"
+            f"{total('selected' + suffix):>10,}{total('dropped' + suffix):>9,}{total('failed' + suffix):>8,}"
+        )
+    lines.append(f"std across clients: HR@10 {_fmt(last.get('hr10_std'))}, NDCG@10 {_fmt(last.get('ndcg10_std'))}")
+    return "\n".join(lines)

@@ -1,0 +1,187 @@
+"""Run one federated-learning experiment on Ray actors.
+
+    python jobs/fl_sim.py --config configs/demo.yaml [--set fl.rounds=5 ...]
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- python jobs/fl_sim.py --config ...
+    python jobs/fl_sim.py --resume runs/fl-demo-...      # continue a killed run from its checkpoint
+
+Writes a run folder: rounds.parquet, tiers.parquet, clients.parquet, item_embeddings.parquet,
+config.yaml, versions.json, summary.json, and checkpoint/ (every fl.checkpoint_every rounds).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Run as a script (also under `ray job submit`): import this checkout, not the script folder.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import time
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from configs import SimConfig, config_hash, load_config
+from cluster.fl.local_training import LocalRecipe
+from cluster.fl.server_core import FleetView
+from cluster.fl.shards import assign_workers, build_shards
+from cluster.models.ncf import NCFSpec
+from cluster.world import World, build_world
+from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
+from jobs.outputs import new_run_dir, write_json_atomic, write_resolved_config
+
+
+@dataclass
+class Experiment:
+    """Everything built before Ray starts: pure objects only."""
+
+    cfg: SimConfig
+    world: World
+    spec: NCFSpec
+    recipe: LocalRecipe
+    fleet: FleetView
+    worker_of_user: np.ndarray
+    n_workers: int
+
+
+def recipe_from(cfg: SimConfig) -> LocalRecipe:
+    fl = cfg.fl
+    return LocalRecipe(
+        epochs=fl.local_epochs,
+        lr_dense=fl.client_lr,
+        lr_item=fl.client_lr * fl.item_lr_scale,
+        lr_user=fl.client_lr * fl.user_lr_scale,
+        negatives_per_positive=fl.negatives_per_positive,
+        loss_reduction=fl.loss_reduction,
+    )
+
+
+def build(cfg: SimConfig) -> Experiment:
+    world = build_world(cfg)
+    population = world.population
+    spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
+    n_workers = population.tiers.n_tiers * cfg.fl.workers_per_tier
+    worker_of_user = assign_workers(population.tier_of_user, population.tiers.n_tiers, cfg.fl.workers_per_tier)
+    fleet = FleetView(population.tiers, population.tier_of_user, population.samples_per_client())
+    return Experiment(cfg, world, spec, recipe_from(cfg), fleet, worker_of_user, n_workers)
+
+
+def run(exp: Experiment, run_dir: Path, resume: bool, address: Optional[str], quiet: bool = False) -> dict:
+    """Start the actors, run the remaining rounds, return the final results (no files written)."""
+    import ray
+
+    from actors.factory import start_aggregator, start_workers
+    from cluster.bootstrap import init_ray
+
+    started_ray = init_ray(address=address)
+    cfg = exp.cfg
+    run_dir = run_dir.resolve()
+    checkpoint_dir = str(run_dir / "checkpoint")
+    shards = build_shards(exp.world.population, exp.world.leave_one_out, exp.spec, cfg.seed, exp.worker_of_user, exp.n_workers)
+    workers = start_workers(cfg.fl, shards, exp.spec, exp.recipe, cfg.seed, exp.fleet.tiers.names, run_dir)
+    aggregator = start_aggregator(cfg.fl, exp.spec, exp.fleet, cfg.seed, workers, exp.worker_of_user,
+                                  checkpoint_dir, run_name=run_dir.name)
+    try:
+        ray.get([w.ready.remote() for w in workers] + [aggregator.ready.remote()])
+        done = ray.get(aggregator.restore.remote()) if resume else 0
+        wall_started = time.perf_counter()
+        for _ in range(done, cfg.fl.rounds):
+            record = ray.get(aggregator.run_round.remote())
+            if not quiet:
+                from jobs.fl_results import progress_line
+
+                print(progress_line(record, cfg.fl.rounds, exp.fleet.tiers.names), flush=True)
+        wall_s = time.perf_counter() - wall_started
+        history, params, last = ray.get([
+            aggregator.history_rows.remote(), aggregator.global_params.remote(), aggregator.last_client_metrics.remote()
+        ])
+        return {"history": history, "params": params, "client_metrics": last, "wall_s": wall_s, "resumed_from": done}
+    finally:
+        for handle in [aggregator, *workers]:
+            ray.kill(handle)
+        if started_ray:
+            ray.shutdown()
+
+
+def write_results(exp: Experiment, run_dir: Path, outcome: dict) -> dict:
+    from cluster.data.parquet_io import write_table_atomic
+    from jobs.fl_results import clients_table, item_embeddings_table, rounds_table, tiers_table, versions
+
+    cfg, names = exp.cfg, exp.fleet.tiers.names
+    digest = config_hash(cfg)
+    history = outcome["history"]
+    write_table_atomic(rounds_table(history, digest, cfg.seed), run_dir / "rounds.parquet")
+    write_table_atomic(tiers_table(history, names, digest, cfg.seed), run_dir / "tiers.parquet")
+    clients, hit, ndcg = outcome["client_metrics"]
+    write_table_atomic(
+        clients_table(clients, hit, ndcg, exp.world.dataset.user_ids, exp.fleet.tier_of_user, names, digest, cfg.seed),
+        run_dir / "clients.parquet",
+    )
+    items = exp.world.dataset.item_features
+    write_table_atomic(
+        item_embeddings_table(outcome["params"], exp.world.dataset.item_ids, items.group, items.group_names,
+                              exp.spec.item_tables, digest, cfg.seed),
+        run_dir / "item_embeddings.parquet",
+    )
+    write_json_atomic(run_dir / "versions.json", versions())
+    last = next((r for r in reversed(history) if "hr10" in r), {})
+    summary = {
+        "run": run_dir.name,
+        "config_hash": digest,
+        "seed": cfg.seed,
+        "model": cfg.model.kind,
+        "rounds": len(history),
+        "resumed_from_round": outcome["resumed_from"],
+        "sim_time_s": history[-1]["sim_time_s"] if history else 0.0,
+        "wall_s": outcome["wall_s"],
+        "client_updates": int(sum(r["client_updates"] for r in history)),
+        "final": {k: v for k, v in last.items() if k.startswith(("hr10", "ndcg10", "evaluated"))},
+    }
+    write_json_atomic(run_dir / "summary.json", summary)
+    return summary
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = config_parser(__doc__.splitlines()[0])
+    parser.add_argument("--resume", type=Path, help="run folder of a killed run to continue from its checkpoint")
+    parser.add_argument("--address", help="Ray address to join (default: $RAY_ADDRESS, else a private local Ray)")
+    parser.add_argument("--output-dir", type=Path, help="where the run folder goes (overrides output_dir)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.resume:
+        config_file = args.resume / "config.yaml"
+        if not (args.resume / "checkpoint" / "aggregator.pkl").exists():
+            print(f"error: {args.resume}: no checkpoint to resume from (checkpoint/aggregator.pkl)", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        cfg = load_config(config_file, args.overrides)
+        run_dir = args.resume
+    else:
+        cfg = load_or_exit(args)
+        if args.output_dir:
+            cfg = cfg.model_copy(update={"output_dir": args.output_dir})
+        run_dir = None
+    exp = build(cfg)  # bad data fails here, before any folder exists
+    if run_dir is None:
+        run_dir = new_run_dir(cfg, "fl")
+        write_resolved_config(run_dir, cfg)
+    print(f"run folder {run_dir}", flush=True)
+    outcome = run(exp, run_dir, resume=args.resume is not None, address=args.address)
+    write_results(exp, run_dir, outcome)
+    from jobs.fl_results import final_table
+
+    print(final_table(outcome["history"], exp.fleet.tiers.names))
+    total = sum(r["client_updates"] for r in outcome["history"][outcome["resumed_from"]:])
+    print(f"simulated time {outcome['history'][-1]['sim_time_s']:.1f} s, wall time {outcome['wall_s']:.1f} s, "
+          f"{total / max(outcome['wall_s'], 1e-9):,.0f} client updates/s")
+    print(f"wrote {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_guarded(main))

@@ -1,0 +1,29 @@
+"""One private Ray session per test session, with its own temp dir and free ports."""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_ray_session():
+    import ray
+
+    temp_dir = tempfile.mkdtemp(prefix="ffray-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    metrics_port = free_port()
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        namespace="tests",
+        logging_level="ERROR",
+        _temp_dir=temp_dir,
+        _metrics_export_port=metrics_port,
+    )
+    return metrics_port

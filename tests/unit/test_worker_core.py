@@ -1,0 +1,68 @@
+"""A worker's clients: shard files, training, evaluation and the private-vector checkpoints."""
+
+from pathlib import Path
+
+import numpy as np
+
+from configs import load_config
+from cluster.fl.local_training import LocalRecipe
+from cluster.fl.shards import assign_workers, build_shards
+from cluster.fl.worker_core import ClientShard, ClientWorkerCore
+from cluster.models.ncf import NCFSpec, init_global
+from cluster.world import build_world
+
+import torch
+
+
+def _world(tmp_path: Path):
+    cfg = load_config(None, ["data.synthetic.n_users=200", "data.synthetic.n_items=300",
+                             "data.synthetic.target_interactions=3000", f"data.cache_dir={tmp_path}"])
+    return cfg, build_world(cfg)
+
+
+def test_shards_partition_clients_by_tier(tmp_path: Path):
+    cfg, world = _world(tmp_path)
+    pop = world.population
+    worker_of_user = assign_workers(pop.tier_of_user, 3, 2)
+    assert np.array_equal(worker_of_user // 2, pop.tier_of_user)
+    spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
+    shards = build_shards(pop, world.leave_one_out, spec, 0, worker_of_user, 6)
+    held = np.sort(np.concatenate([s.clients for s in shards]))
+    assert np.array_equal(held, np.arange(pop.n_clients))
+    for shard in shards:
+        for row, client in enumerate(shard.clients):
+            np.testing.assert_array_equal(
+                shard.items[shard.indptr[row]:shard.indptr[row + 1]], pop.train.items[pop.client_rows(client)])
+    shards[0].save(tmp_path / "s.npz")
+    again = ClientShard.load(tmp_path / "s.npz")
+    assert np.array_equal(again.items, shards[0].items) and np.array_equal(again.users0["user_gmf"], shards[0].users0["user_gmf"])
+
+
+def test_worker_trains_evaluates_and_restores_private_vectors(tmp_path: Path):
+    cfg, world = _world(tmp_path)
+    spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
+    worker_of_user = np.zeros(world.population.n_clients, dtype=np.int64)
+    (shard,) = build_shards(world.population, world.leave_one_out, spec, 0, worker_of_user, 1)
+    recipe = LocalRecipe(1, 1.0, 10.0, 10.0, 4)
+    params = {k: v.numpy() for k, v in init_global(spec, torch.Generator().manual_seed(0)).items()}
+    worker = ClientWorkerCore(shard, spec, recipe, seed=0)
+    clients = shard.clients[[1, 5, 9]]
+    result = worker.train(0, clients, params)
+    assert result.clients.tolist() == clients.tolist()
+    assert not hasattr(result, "new_users"), "private vectors never leave the worker"
+    changed = np.flatnonzero((worker.users["user_gmf"] != shard.users0["user_gmf"]).any(axis=1))
+    assert changed.tolist() == [1, 5, 9]
+    tested, hit, ndcg = worker.evaluate(params)
+    assert len(tested) == len(hit) == len(ndcg) == len(shard.test_clients)
+    assert ((0 <= ndcg) & (ndcg <= hit)).all()
+
+    worker.save(tmp_path / "w.npz", round_index=4)
+    fresh = ClientWorkerCore(shard, spec, recipe, seed=0)
+    assert fresh.restore([tmp_path / "w.npz"]) == 4
+    assert np.array_equal(fresh.users["user_gmf"], worker.users["user_gmf"])
+    try:
+        worker.train(1, np.array([10_000]), params)
+    except KeyError as err:
+        assert "not held by this worker" in str(err)
+    else:
+        raise AssertionError("training a foreign client must fail")
