@@ -51,6 +51,7 @@ class Aggregator:
         started = time.perf_counter()
         plan = self.server.plan_round()
         kept = plan.kept_clients
+        planned = time.perf_counter()
         params_ref = ray.put(self.server.params)
         pending = {}
         for worker in np.unique(self.worker_of_user[kept]):
@@ -59,14 +60,18 @@ class Aggregator:
             ref = self.workers[worker].train.remote(plan.round_index, clients, params_ref, sleep_s)
             pending[ref] = clients
         results, failed = self._collect(pending)
+        trained = time.perf_counter()
         merged = merge_results(results, self.spec)
         self.server.apply(plan, merged)
+        aggregated = time.perf_counter()
         evaluation = None
         if self.server.round_index % self.cfg.eval_every == 0 or self.server.round_index == self.cfg.rounds:
             evaluation = self.evaluate()
         wall_s = time.perf_counter() - started
         record = round_record(plan, merged, failed, self.fleet.tier_of_user, self.fleet.tiers.names,
                               self.server.sim_time_s, wall_s, evaluation)
+        record.update(plan_s=planned - started, train_s=trained - planned, aggregate_s=aggregated - trained,
+                      eval_s=started + wall_s - aggregated)
         self.history.append(record)
         self.metrics.export(record)
         if self.checkpoint_dir and self.server.round_index % self.cfg.checkpoint_every == 0:

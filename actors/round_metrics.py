@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
+from typing import Optional
 
 from ray.util.metrics import Counter, Gauge
 
@@ -13,9 +16,15 @@ _RUN_TIER = ("run", "tier")
 class RoundMetrics:
     """Created inside the aggregator actor; each record of a round updates every series."""
 
-    def __init__(self, run: str, tier_names: tuple[str, ...]):
+    def __init__(self, run: str, tier_names: tuple[str, ...], refresh_s: float = 2.0):
         self.run = run
         self.tier_names = tier_names
+        self._last: Optional[dict] = None
+        self._lock = threading.Lock()
+        # Ray drops a gauge from the export about two report intervals after its last set();
+        # re-setting the last values keeps a slow run's series on the dashboard between rounds.
+        self._refresher = threading.Thread(target=self._refresh, args=(refresh_s,), daemon=True)
+        self._refresher.start()
         self.round = Gauge("fairfleet_round", "last finished federated round", tag_keys=_RUN)
         self.sim_round_s = Gauge("fairfleet_sim_round_seconds", "simulated duration of the last round", tag_keys=_RUN)
         self.sim_time_s = Gauge("fairfleet_sim_time_seconds", "simulated time since the run started", tag_keys=_RUN)
@@ -27,7 +36,24 @@ class RoundMetrics:
         self.hr = Gauge("fairfleet_hr10", "HR@10 at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER)
         self.ndcg = Gauge("fairfleet_ndcg10", "NDCG@10 at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER)
 
+    def _refresh(self, every_s: float) -> None:
+        while True:
+            time.sleep(every_s)
+            with self._lock:
+                if self._last is not None:
+                    self._set_gauges(self._last)
+
     def export(self, record: dict) -> None:
+        with self._lock:
+            self._set_gauges(record)
+            for tier in self.tier_names:
+                if record[f"dropped_{tier}"]:
+                    self.dropped_total.inc(record[f"dropped_{tier}"], tags={"run": self.run, "tier": tier})
+            # Keep the last evaluation on the gauges through rounds that do not evaluate.
+            previous = self._last or {}
+            self._last = {**{k: v for k, v in previous.items() if k.startswith(("hr10", "ndcg10"))}, **record}
+
+    def _set_gauges(self, record: dict) -> None:
         run = {"run": self.run}
         self.round.set(record["round"], tags=run)
         self.sim_round_s.set(record["sim_round_s"], tags=run)
@@ -39,8 +65,6 @@ class RoundMetrics:
             self.selected.set(record[f"selected_{tier}"], tags=tags)
             self.dropped.set(record[f"dropped_{tier}"], tags=tags)
             self.failed.set(record[f"failed_{tier}"], tags=tags)
-            if record[f"dropped_{tier}"]:
-                self.dropped_total.inc(record[f"dropped_{tier}"], tags=tags)
         if "hr10" in record:
             for tier in ("all", *self.tier_names):
                 suffix = "" if tier == "all" else f"_{tier}"

@@ -16,6 +16,7 @@ ROUND_FIELDS = [
     ("upload_rows", pa.int64()), ("selected", pa.int32()), ("dropped", pa.int32()), ("failed", pa.int32()),
     ("aggregated", pa.int32()), ("hr10", pa.float64()), ("ndcg10", pa.float64()), ("hr10_std", pa.float64()),
     ("ndcg10_std", pa.float64()), ("evaluated_clients", pa.int32()),
+    ("plan_s", pa.float64()), ("train_s", pa.float64()), ("aggregate_s", pa.float64()), ("eval_s", pa.float64()),
 ]
 TIER_FIELDS = [
     ("round", pa.int32()), ("tier", pa.string()), ("selected", pa.int32()), ("dropped", pa.int32()),

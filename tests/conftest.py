@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# Ray 2.60 enables token authentication, but its job-submission client only sends the token
+# when RAY_AUTH_MODE=token is set before Ray is imported (checked on this machine).
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ML100K_DEFAULT = REPO_ROOT.parent / "shared" / "datasets" / "ml-100k"
 

@@ -76,9 +76,12 @@ def train_local(
     pos_items: np.ndarray,
     seed: int,
     round_index: int,
+    positive_keys: np.ndarray | None = None,
 ) -> tuple[LocalResult, dict[str, np.ndarray]]:
     """Train clients ``clients`` (C,), whose positives are ``pos_items[pos_indptr[c]:pos_indptr[c+1]]``
     and whose private vectors are ``users[table]`` (C, d), from ``global_params``.
+    ``positive_keys``: sorted ``client * n_items + item`` of (at least) these clients' positives,
+    when the caller keeps them precomputed.
 
     Returns the uploadable result and the clients' new private vectors (C, d) per table."""
     n_items = spec.n_items
@@ -87,26 +90,43 @@ def train_local(
     if (n_pos == 0).any():
         raise ValueError("every trained client needs at least one positive")
     pos_owner = np.repeat(np.arange(n_clients), n_pos)
-    pos_keys = np.unique(clients[pos_owner].astype(np.int64) * n_items + pos_items)
+    if positive_keys is None:
+        positive_keys = np.unique(clients[pos_owner].astype(np.int64) * n_items + pos_items)
     n_neg = n_pos * recipe.negatives_per_positive
-    neg_items = hashed_negatives(seed, round_index, clients, n_neg, pos_keys, n_items)
+    neg_items = hashed_negatives(seed, round_index, clients, n_neg, positive_keys, n_items)
 
     # Samples grouped by client: its positives first, then its negatives.
-    owner = np.concatenate([pos_owner, np.repeat(np.arange(n_clients), n_neg)])
-    order = np.argsort(owner, kind="stable")
-    sample_owner = owner[order]
-    sample_item = np.concatenate([pos_items, neg_items]).astype(np.int64)[order]
-    sample_label = np.concatenate([np.ones(len(pos_items)), np.zeros(len(neg_items))]).astype(np.float32)[order]
     n_total = n_pos + n_neg
     sample_start = np.cumsum(n_total) - n_total
+    neg_owner = np.repeat(np.arange(n_clients), n_neg)
+    pos_dest = np.repeat(sample_start - pos_indptr[:-1], n_pos) + np.arange(len(pos_items))
+    neg_dest = np.repeat(sample_start + n_pos - (np.cumsum(n_neg) - n_neg), n_neg) + np.arange(len(neg_items))
+    sample_owner = np.repeat(np.arange(n_clients), n_total)
+    sample_item = np.empty(n_total.sum(), dtype=np.int64)
+    sample_item[pos_dest] = pos_items
+    sample_item[neg_dest] = neg_items
+    sample_label = np.zeros(len(sample_item), dtype=np.float32)
+    sample_label[pos_dest] = 1.0
 
-    # Each client's distinct items become its local rows ("slots").
-    slot_keys, sample_slot_global = np.unique(sample_owner * n_items + sample_item, return_inverse=True)
+    # Each client's distinct items become its local rows ("slots"); one stable sort gives the
+    # slots, every sample's slot and the samples in slot order.
+    keys = sample_owner * n_items + sample_item
+    by_slot = np.argsort(keys, kind="stable")
+    sorted_keys = keys[by_slot]
+    first_of_slot = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+    slot_keys = sorted_keys[first_of_slot]
+    sample_slot_global = np.empty(len(keys), dtype=np.int64)
+    sample_slot_global[by_slot] = np.cumsum(first_of_slot) - 1
     slot_owner = slot_keys // n_items
     slot_item = slot_keys % n_items
     n_slots = np.bincount(slot_owner, minlength=n_clients)
     slot_start = np.cumsum(n_slots) - n_slots
     sample_slot = sample_slot_global - slot_start[sample_owner]
+
+    if spec.kind == "gmf":
+        part = _train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slot_global, sample_label,
+                               slot_owner, slot_item, n_total, by_slot, np.flatnonzero(first_of_slot))
+        return _assemble(spec, clients, n_pos, [part])
 
     lengths = padded_length(n_total)
     parts = []
@@ -150,22 +170,12 @@ def _train_group(spec, recipe, global_params, users, members, length, sample_sta
     slots_t, labels_t, mask_t = torch.from_numpy(slots), torch.from_numpy(labels), torch.from_numpy(mask)
     count = torch.from_numpy(n_total[members].astype(np.float32))
 
-    groups = [(list(items.values()), recipe.lr_item), (list(dense.values()), recipe.lr_dense), (list(user.values()), recipe.lr_user)]
-    flat = [p for params, _ in groups for p in params]
-    rates = [lr for params, lr in groups for _ in params]
-    first_loss = None
-    for _ in range(recipe.epochs):
+    def per_client_loss() -> torch.Tensor:
         logits = batched_logits(spec, dense, user, items, slots_t)
         per_sample = F.binary_cross_entropy_with_logits(logits, labels_t, reduction="none") * mask_t
-        per_client = per_sample.sum(dim=1)
-        if first_loss is None:
-            first_loss = (per_client.detach() / count).numpy()
-        if recipe.loss_reduction == "mean":
-            per_client = per_client / count
-        grads = torch.autograd.grad(per_client.sum(), flat)
-        with torch.no_grad():
-            for param, grad, lr in zip(flat, grads, rates):
-                param.sub_(lr * grad)
+        return per_sample.sum(dim=1)
+
+    first_loss = _local_sgd(recipe, items, dense, user, per_client_loss, count)
 
     with torch.no_grad():
         valid = torch.from_numpy(slot_col)
@@ -174,6 +184,78 @@ def _train_group(spec, recipe, global_params, users, members, length, sample_sta
         dense_deltas = {n: (dense[n] - dense0[n]).numpy() for n in spec.dense_shapes()}
         new_users = {t: user[t].detach().numpy() for t in spec.user_tables}
     return members, first_loss, slot_row, local_items[slot_row, slot_col], item_deltas, dense_deltas, new_users
+
+
+def _local_sgd(recipe: LocalRecipe, items: dict, dense: dict, user: dict, per_client_loss, count: torch.Tensor) -> np.ndarray:
+    """``recipe.epochs`` full-batch SGD steps, each parameter group at its own rate; returns the
+    clients' mean BCE before the first step (the loss of the global model on their data)."""
+    groups = [(list(items.values()), recipe.lr_item), (list(dense.values()), recipe.lr_dense), (list(user.values()), recipe.lr_user)]
+    flat = [p for params, _ in groups for p in params]
+    rates = [lr for params, lr in groups for _ in params]
+    first_loss = None
+    for _ in range(recipe.epochs):
+        per_client = per_client_loss()
+        if first_loss is None:
+            first_loss = (per_client.detach() / count).numpy()
+        if recipe.loss_reduction == "mean":
+            per_client = per_client / count
+        # Each client's loss only touches its own slice, so the gradient of the sum is every
+        # client's own gradient, computed in one backward pass.
+        grads = torch.autograd.grad(per_client.sum(), flat)
+        with torch.no_grad():
+            for param, grad, lr in zip(flat, grads, rates):
+                param.sub_(lr * grad)
+    return first_loss
+
+
+def _train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slot, sample_label, slot_owner,
+                    slot_item, n_total, by_slot, slot_starts):
+    """GMF needs no per-client matrices, so its samples stay in one flat array (sorted by client)
+    and its gradients are written out by hand (tested against autograd):
+
+        z = Σ_k u_k v_k h_k + b,   e = σ(z) − y   (÷ sample count for 'mean'),
+        ∂v = e·u⊙h,  ∂u = Σ e·v⊙h,  ∂h = Σ e·u⊙v,  ∂b = Σ e.
+
+    Per-client and per-row sums are ``np.add.reduceat`` over contiguous segments, which add each
+    segment's terms in order: a client's arithmetic is the same whatever other clients are
+    present, so results do not depend on how clients are spread over workers."""
+    n_clients = len(n_total)
+    items = global_params["item_gmf"][slot_item].astype(np.float32)
+    items0 = items.copy()
+    weight0 = np.broadcast_to(global_params["out.weight"], (n_clients, spec.dim)).astype(np.float32)
+    bias0 = np.broadcast_to(global_params["out.bias"], (n_clients, 1)).astype(np.float32)
+    weight, bias = weight0.copy(), bias0.copy()
+    user = users["user_gmf"].astype(np.float32, copy=True)
+    client_starts = np.cumsum(n_total) - n_total
+    scale = np.ones(n_clients, np.float32) if recipe.loss_reduction == "sum" else (1.0 / n_total).astype(np.float32)
+    first_loss = None
+    sign = np.where(sample_label > 0, np.float32(-1), np.float32(1))
+    for _ in range(recipe.epochs):
+        # Samples are sorted by client, so per-client values expand with np.repeat.
+        u = np.repeat(user, n_total, axis=0)
+        h = np.repeat(weight, n_total, axis=0)
+        v = items[sample_slot]
+        uh = u * h
+        z = np.einsum("nd,nd->n", uh, v) + np.repeat(bias[:, 0], n_total)
+        if first_loss is None:
+            per_sample = np.logaddexp(np.float32(0), sign * z)  # BCE with logits
+            first_loss = (np.add.reduceat(per_sample, client_starts) / n_total).astype(np.float32)
+        e = ((1.0 / (1.0 + np.exp(-z))) - sample_label) * np.repeat(scale, n_total)
+        e_col = e[:, None]
+        grad_v = np.add.reduceat((e_col * uh)[by_slot], slot_starts, axis=0)
+        per_client = np.empty((len(e), 2 * spec.dim + 1), dtype=np.float32)  # one segment sum for u, h, b
+        np.multiply(e_col * v, h, out=per_client[:, : spec.dim])
+        np.multiply(e_col * u, v, out=per_client[:, spec.dim : 2 * spec.dim])
+        per_client[:, -1] = e
+        sums = np.add.reduceat(per_client, client_starts, axis=0)
+        grad_u, grad_h, grad_b = sums[:, : spec.dim], sums[:, spec.dim : 2 * spec.dim], sums[:, -1:]
+        items -= np.float32(recipe.lr_item) * grad_v
+        user -= np.float32(recipe.lr_user) * grad_u
+        weight -= np.float32(recipe.lr_dense) * grad_h
+        bias -= np.float32(recipe.lr_dense) * grad_b
+    item_deltas = {"item_gmf": items - items0}
+    dense_deltas = {"out.weight": weight - weight0, "out.bias": bias - bias0}
+    return np.arange(n_clients), first_loss, slot_owner, slot_item, item_deltas, dense_deltas, {"user_gmf": user}
 
 
 def _assemble(spec: NCFSpec, clients: np.ndarray, n_pos: np.ndarray, parts) -> tuple[LocalResult, dict[str, np.ndarray]]:

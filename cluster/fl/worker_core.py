@@ -66,6 +66,8 @@ class ClientWorkerCore:
         self.seed = seed
         self.users = {t: v.copy() for t, v in shard.users0.items()}
         self._test_rows = self._rows(shard.test_clients)
+        owners = np.repeat(shard.clients, np.diff(shard.indptr))
+        self._positive_keys = np.unique(owners * spec.n_items + shard.items)  # negatives avoid these
 
     def _rows(self, clients: np.ndarray) -> np.ndarray:
         rows = np.searchsorted(self.shard.clients, clients)
@@ -88,7 +90,8 @@ class ClientWorkerCore:
         pos = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
         users = {t: v[rows] for t, v in self.users.items()}
         result, new_users = train_local(
-            self.spec, self.recipe, params, users, clients, indptr, self.shard.items[pos], self.seed, round_index
+            self.spec, self.recipe, params, users, clients, indptr, self.shard.items[pos], self.seed, round_index,
+            positive_keys=self._positive_keys,
         )
         for table, vectors in new_users.items():
             self.users[table][rows] = vectors

@@ -119,8 +119,12 @@ def batched_logits(
         features.append(users["user_gmf"].unsqueeze(1) * item_vec)
     if spec.uses_mlp:
         item_vec = torch.gather(items["item_mlp"], 1, index)
-        hidden = torch.cat([users["user_mlp"].unsqueeze(1).expand_as(item_vec), item_vec], dim=-1)
-        for k in range(len(spec.mlp_layers)):
+        # The first layer sees [user ; item]: the user half is the same for all of a client's
+        # samples, so it is multiplied once per client instead of once per sample.
+        first = dense["mlp.0.weight"]
+        user_part = torch.bmm(users["user_mlp"].unsqueeze(1), first[:, : spec.dim])
+        hidden = torch.relu(torch.bmm(item_vec, first[:, spec.dim :]) + user_part + dense["mlp.0.bias"].unsqueeze(1))
+        for k in range(1, len(spec.mlp_layers)):
             hidden = torch.relu(torch.bmm(hidden, dense[f"mlp.{k}.weight"]) + dense[f"mlp.{k}.bias"].unsqueeze(1))
         features.append(hidden)
     head = features[0] if len(features) == 1 else torch.cat(features, dim=-1)

@@ -76,8 +76,9 @@ def test_batched_equals_per_client_reference(kind, reduction):
     assert (np.diff(result.row_owner) >= 0).all()
 
 
-def test_client_result_does_not_depend_on_batch_companions():
-    spec = NCFSpec("neumf", 4, (8, 4), N_ITEMS)
+@pytest.mark.parametrize("kind", ["gmf", "neumf"])
+def test_client_result_does_not_depend_on_batch_companions(kind):
+    spec = NCFSpec(kind, 4, (8, 4), N_ITEMS)
     recipe = LocalRecipe(2, 0.5, 0.5, 0.5, 3)
     params = {k: v.numpy() for k, v in init_global(spec, torch.Generator().manual_seed(1)).items()}
     users_all = init_users(spec, 10, seed=2)
@@ -90,7 +91,7 @@ def test_client_result_does_not_depend_on_batch_companions():
         items = np.concatenate([positives[c] for c in clients])
         res, users = train_local(spec, recipe, params, {t: v[clients] for t, v in users_all.items()}, clients, indptr, items, 0, 0)
         row = int(np.flatnonzero(clients == 4)[0])
-        return res.item_deltas["item_mlp"][res.row_owner == row], res.dense_deltas["mlp.0.weight"][row], users["user_gmf"][row]
+        return res.item_deltas["item_gmf"][res.row_owner == row], res.dense_deltas["out.weight"][row], users["user_gmf"][row]
 
     alone, crowd = run([4]), run([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
     for a, b in zip(alone, crowd):

@@ -1,0 +1,111 @@
+"""Benchmark the FL engine: client updates per second, wall seconds per epoch, peak memory.
+
+    python jobs/bench_fl.py [--config configs/ml100k.yaml] [--rounds 40] [--workers 1 2]
+
+Runs GMF, 100 clients per round, 1 local epoch (the settings of the speed goal) on Ray actors,
+once per workers-per-tier value, and the same rounds in one process without Ray as the
+baseline of the same run. Evaluation runs only after the last round and is timed apart.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import resource
+import tempfile
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+from cluster.fl.aggregation import merge_results
+from cluster.fl.server_core import FederatedServer
+from cluster.fl.shards import build_shards
+from cluster.fl.worker_core import ClientWorkerCore
+from jobs.cli import config_parser, load_or_exit, run_guarded
+from jobs.fl_sim import Experiment, build, run
+
+BENCH_SETTINGS = ["model.kind=gmf", "fl.clients_per_round=100", "fl.local_epochs=1", "fl.overselect=0", "fl.checkpoint_every=100000"]
+
+
+def _vm_hwm_mib(pid: int) -> float:
+    """Peak resident memory of a process (Linux VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def in_process(exp: Experiment, rounds: int) -> dict:
+    """The same rounds with the pure objects only: no actors, no object store."""
+    shards = build_shards(exp.world.population, exp.world.leave_one_out, exp.spec, exp.cfg.seed, exp.worker_of_user, exp.n_workers)
+    workers = [ClientWorkerCore(s, exp.spec, exp.recipe, exp.cfg.seed) for s in shards]
+    server = FederatedServer(exp.cfg.fl, exp.spec, exp.fleet, exp.cfg.seed)
+    started = time.perf_counter()
+    updates = 0
+    for _ in range(rounds):
+        plan = server.plan_round()
+        kept = plan.kept_clients
+        results = [w.train(server.round_index, np.sort(kept[exp.worker_of_user[kept] == i]), server.params)
+                   for i, w in enumerate(workers)]
+        merged = merge_results(results, exp.spec)
+        server.apply(plan, merged)
+        updates += len(merged.clients)
+    wall = time.perf_counter() - started
+    return {"updates_per_s": updates / wall, "round_s": wall / rounds}
+
+
+def on_ray(exp: Experiment, rounds: int) -> dict:
+    import ray
+
+    with tempfile.TemporaryDirectory() as tmp:
+        outcome = run(exp, Path(tmp) / "run", resume=False, address=None, quiet=True)
+    history = outcome["history"]
+    train_rounds = [r for r in history if "hr10" not in r]
+    wall = sum(r["wall_s"] for r in train_rounds)
+    updates = sum(r["client_updates"] for r in train_rounds)
+    eval_round = history[-1]
+    phases = {k: float(np.mean([r[k] for r in train_rounds])) for k in ("plan_s", "train_s", "aggregate_s")}
+    return {"updates_per_s": updates / wall, "round_s": wall / len(train_rounds), "phases": phases,
+            "eval_round_s": eval_round["wall_s"], "hr10": eval_round.get("hr10", float("nan"))}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = config_parser(__doc__.splitlines()[0], default_config="configs/ml100k.yaml")
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args(argv)
+    args.overrides = BENCH_SETTINGS + [f"fl.rounds={args.rounds}", f"fl.eval_every={args.rounds}"] + args.overrides
+    cfg = load_or_exit(args)
+
+    import ray
+    from cluster.bootstrap import init_ray
+
+    init_ray(address="local")
+    base_exp = build(cfg)
+    n_clients = base_exp.world.population.n_clients
+    rounds_per_epoch = n_clients / cfg.fl.clients_per_round
+    baseline = in_process(base_exp, args.rounds)
+    print(f"{base_exp.world.dataset.name}: {n_clients} clients, GMF, {cfg.fl.clients_per_round} clients/round, "
+          f"{cfg.fl.local_epochs} local epoch, {args.rounds} rounds")
+    print(f"{'mode':<28}{'updates/s':>11}{'s/round':>9}{'s/epoch':>9}{'vs in-process':>15}")
+    print(f"{'in-process (no Ray)':<28}{baseline['updates_per_s']:>11,.0f}{baseline['round_s']:>9.3f}"
+          f"{baseline['round_s'] * rounds_per_epoch:>9.2f}{1.0:>14.2f}x")
+    for workers in args.workers:
+        exp = build(cfg.model_copy(update={"fl": cfg.fl.model_copy(update={"workers_per_tier": workers})}))
+        result = on_ray(exp, args.rounds)
+        print(f"{f'Ray, {workers} worker(s)/tier':<28}{result['updates_per_s']:>11,.0f}{result['round_s']:>9.3f}"
+              f"{result['round_s'] * rounds_per_epoch:>9.2f}{result['updates_per_s'] / baseline['updates_per_s']:>14.2f}x"
+              f"   (evaluation of all {n_clients} clients: {result['eval_round_s']:.2f} s)")
+        print("    mean per round: " + ", ".join(f"{k[:-2]} {v * 1e3:.1f} ms" for k, v in result["phases"].items()))
+    print(f"peak RSS: driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_guarded(main))
