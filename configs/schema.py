@@ -168,12 +168,15 @@ class ModelConfig(StrictModel):
 
 
 class FLConfig(StrictModel):
+    """Defaults are the NCF recipe that learns on ML-100K (README, "Finding a recipe that
+    learns"); RF²'s click-model recipe is client_lr 1, both scales 1, AdaGrad server lr 0.1."""
+
     rounds: PositiveInt = 20
     clients_per_round: PositiveInt = 100
     local_epochs: PositiveInt = 1
-    client_lr: PositiveFloat = 1.0
-    item_lr_scale: PositiveFloat = Field(1.0, description="client lr multiplier for item embeddings")
-    user_lr_scale: PositiveFloat = Field(1.0, description="client lr multiplier for the private user vector")
+    client_lr: PositiveFloat = Field(3.0, description="client SGD lr of the dense (non-embedding) weights")
+    item_lr_scale: PositiveFloat = Field(100.0, description="client lr multiplier for item embeddings")
+    user_lr_scale: PositiveFloat = Field(30.0, description="client lr multiplier for the private user vector")
     loss_reduction: Literal["mean", "sum"] = "mean"
     negatives_per_positive: PositiveInt = 4
     server_optimizer: Literal["sgd", "adagrad"] = "sgd"

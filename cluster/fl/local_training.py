@@ -230,25 +230,26 @@ def _train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slo
     scale = np.ones(n_clients, np.float32) if recipe.loss_reduction == "sum" else (1.0 / n_total).astype(np.float32)
     first_loss = None
     sign = np.where(sample_label > 0, np.float32(-1), np.float32(1))
+    scale_per_sample = np.repeat(scale, n_total)
+    bias_per_sample_index = np.repeat(np.arange(n_clients), n_total)
     for _ in range(recipe.epochs):
-        # Samples are sorted by client, so per-client values expand with np.repeat.
-        u = np.repeat(user, n_total, axis=0)
-        h = np.repeat(weight, n_total, axis=0)
+        # u ⊙ h is per client, so it is formed once per client and repeated over its samples
+        # (samples are sorted by client); likewise ∂u = h ⊙ Σ e·v and ∂h = u ⊙ Σ e·v need a
+        # single per-client segment sum.
+        uh = np.repeat(user * weight, n_total, axis=0)
         v = items[sample_slot]
-        uh = u * h
-        z = np.einsum("nd,nd->n", uh, v) + np.repeat(bias[:, 0], n_total)
+        z = np.einsum("nd,nd->n", uh, v) + bias[bias_per_sample_index, 0]
         if first_loss is None:
             per_sample = np.logaddexp(np.float32(0), sign * z)  # BCE with logits
             first_loss = (np.add.reduceat(per_sample, client_starts) / n_total).astype(np.float32)
-        e = ((1.0 / (1.0 + np.exp(-z))) - sample_label) * np.repeat(scale, n_total)
+        e = ((1.0 / (1.0 + np.exp(-z))) - sample_label) * scale_per_sample
         e_col = e[:, None]
         grad_v = np.add.reduceat((e_col * uh)[by_slot], slot_starts, axis=0)
-        per_client = np.empty((len(e), 2 * spec.dim + 1), dtype=np.float32)  # one segment sum for u, h, b
-        np.multiply(e_col * v, h, out=per_client[:, : spec.dim])
-        np.multiply(e_col * u, v, out=per_client[:, spec.dim : 2 * spec.dim])
-        per_client[:, -1] = e
-        sums = np.add.reduceat(per_client, client_starts, axis=0)
-        grad_u, grad_h, grad_b = sums[:, : spec.dim], sums[:, spec.dim : 2 * spec.dim], sums[:, -1:]
+        ev = np.empty((len(e), spec.dim + 1), dtype=np.float32)
+        np.multiply(e_col, v, out=ev[:, : spec.dim])
+        ev[:, -1] = e
+        sums = np.add.reduceat(ev, client_starts, axis=0)
+        grad_u, grad_h, grad_b = weight * sums[:, :-1], user * sums[:, :-1], sums[:, -1:]
         items -= np.float32(recipe.lr_item) * grad_v
         user -= np.float32(recipe.lr_user) * grad_u
         weight -= np.float32(recipe.lr_dense) * grad_h
