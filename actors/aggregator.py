@@ -119,6 +119,10 @@ class Aggregator:
         return evaluation_summary(*self._last_eval, self.fleet.tier_of_user, self.fleet.tiers.names)
 
     def last_client_metrics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(clients, HR@10, NDCG@10) of the last evaluation; evaluates now if there was none
+        (e.g. a resumed run whose rounds were all done)."""
+        if not hasattr(self, "_last_eval"):
+            self.evaluate()
         return self._last_eval
 
     # ------------------------------------------------------------------ checkpoints
