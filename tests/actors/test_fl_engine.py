@@ -23,7 +23,8 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 def tiny(tmp_path: Path, *extra: str):
     return load_config("configs/demo.yaml", [
         "data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
-        "fl.clients_per_round=40", "fl.rounds=4", "fl.checkpoint_every=2", f"data.cache_dir={tmp_path / 'cache'}",
+        "fl.clients_per_round=40", "fl.rounds=4", "fl.checkpoint_every=2", "fl.overselect=0", "fl.eval_every=1",
+        f"data.cache_dir={tmp_path / 'cache'}",
         f"output_dir={tmp_path / 'runs'}", *extra,
     ])
 
