@@ -49,3 +49,18 @@ def test_world_job_writes_outputs(tmp_path: Path):
     assert set(table.column("tier").to_pylist()) <= {"low", "mid", "high"}
     assert {"config.yaml", "summary.json"} <= {p.name for p in run.iterdir()}
     assert "heterogeneity" in result.stdout
+
+
+def _fl_sim(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "fl_sim.py"), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_fl_sim_rejects_bad_input_before_starting_ray(tmp_path: Path):
+    out = tmp_path / "runs"
+    bad = _fl_sim("--config", str(REPO_ROOT / "configs/demo.yaml"), "--set", f"output_dir={out}",
+                  "--set", "fl.server_optimizer=adam", cwd=tmp_path)
+    assert bad.returncode == 2 and "fl.server_optimizer" in bad.stderr and "Traceback" not in bad.stderr
+    assert not out.exists()
+    missing = _fl_sim("--resume", str(tmp_path / "no-such-run"), cwd=tmp_path)
+    assert missing.returncode == 2 and "no checkpoint to resume from" in missing.stderr
