@@ -5,12 +5,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.ray_session import free_port
+
+
+def ray_cli() -> str:
+    """The `ray` script installed beside this Python (a PATH shim may not know it yet)."""
+    beside = Path(sys.executable).parent / "ray"
+    return str(beside) if beside.exists() else "ray"
 
 
 @dataclass
@@ -44,7 +51,7 @@ def start_head(log_dir: Path, timeout_s: float = 180) -> HeadNode:
     temp_dir = tempfile.mkdtemp(prefix="ffhead-", dir="/tmp")
     dashboard_port, metrics_port = free_port(), free_port()
     command = [
-        "ray", "start", "--head", "--num-cpus", "2", "--disable-usage-stats", "--block",
+        ray_cli(), "start", "--head", "--num-cpus", "2", "--disable-usage-stats", "--block",
         "--port", str(free_port()), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port),
         "--dashboard-agent-listen-port", str(free_port()), "--ray-client-server-port", str(free_port()),
         "--metrics-export-port", str(metrics_port), "--temp-dir", temp_dir,

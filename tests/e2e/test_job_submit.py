@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.e2e.head_node import start_head
+from tests.e2e.head_node import ray_cli, start_head
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def head(tmp_path_factory):
 def test_fl_sim_submitted_as_a_ray_job(head, tmp_path):
     out = tmp_path / "runs"
     command = [
-        "ray", "job", "submit", "--address", head.dashboard_url, "--working-dir", str(REPO_ROOT),
+        ray_cli(), "job", "submit", "--address", head.dashboard_url, "--working-dir", str(REPO_ROOT),
         "--submission-id", "fairfleet-e2e", "--",
         "python", "jobs/fl_sim.py", "--config", "configs/demo.yaml",
         "--set", "data.synthetic.n_users=300", "--set", "data.synthetic.n_items=300",
