@@ -1,0 +1,1 @@
+"""Fairness measures across device tiers and clients."""
