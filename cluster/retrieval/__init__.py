@@ -1,0 +1,1 @@
+"""Fair retrieval maths: FairSync's dual vector and exposure accounting."""

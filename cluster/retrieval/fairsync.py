@@ -1,0 +1,145 @@
+"""FairSync (Xu et al., WWW 2024, arXiv 2402.10628): minimum amortized group exposure in
+distributed retrieval through a dual vector μ over item groups.
+
+Requests t = 1..T each take K items; group g must receive exposure e_g ≥ m_g over the horizon.
+A request's list is the top-K by the adjusted score s − μ_{g(i)}; μ stays fixed for a batch of B
+requests, then moves by the subgradient of the dual,
+
+    ∂_g = −n_g + B·m_g/T + 1[g = argmax μ]·B·(T·K − Σm)/T        (full variant)
+    ∂_g = −n_g + B·m_g/T,  with λ = −μ kept ≥ 0                    (projected variant)
+
+where n_g is the number of slots group g got in the batch. The paper's code adds the target term
+once per batch; it is scaled by B here so that a batch's target matches its B requests.
+
+The projected variant is the default: exposure is a lower bound, so a group above its target is
+never pushed below what relevance alone would give it (μ ≤ 0 only ever boosts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+Variant = Literal["projected", "full"]
+
+
+@dataclass(frozen=True)
+class ExposureTargets:
+    """m: (G,) minimum slots per group over ``horizon`` requests of ``k`` items each."""
+
+    m: np.ndarray
+    horizon: int
+    k: int
+
+    def __post_init__(self) -> None:
+        m = np.asarray(self.m, dtype=np.float64)
+        if (m < 0).any():
+            raise ValueError("minimum exposures must be >= 0")
+        if m.sum() > self.horizon * self.k:
+            raise ValueError(
+                f"infeasible exposure targets: sum of m = {m.sum():g} exceeds the {self.horizon} x {self.k} = "
+                f"{self.horizon * self.k} slots of the horizon"
+            )
+
+    @classmethod
+    def uniform(cls, per_group: float, n_groups: int, horizon: int, k: int) -> "ExposureTargets":
+        return cls(np.full(n_groups, float(per_group)), horizon, k)
+
+
+def adjusted_scores(scores: np.ndarray, item_groups: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """s − μ_{g(i)}; scores (N, M) for M items whose groups are item_groups (M,)."""
+    return scores - mu[item_groups]
+
+
+def slots_per_group(served_items: np.ndarray, item_groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """n_g: (G,) how many of the served slots (any shape of item ids) went to each group."""
+    return np.bincount(item_groups[np.asarray(served_items).ravel()], minlength=n_groups).astype(np.float64)
+
+
+def dual_subgradient(n_g: np.ndarray, batch: int, targets: ExposureTargets, mu: np.ndarray, variant: Variant) -> np.ndarray:
+    gradient = -n_g + batch * targets.m / targets.horizon
+    if variant == "full":
+        spare = targets.horizon * targets.k - targets.m.sum()
+        gradient = gradient + (np.arange(len(mu)) == np.argmax(mu)) * batch * spare / targets.horizon
+    return gradient
+
+
+@dataclass
+class DualVector:
+    """μ with its optimizer (torch Adam or SGD), its batch accounting and exposure counters."""
+
+    targets: ExposureTargets
+    batch: int
+    lr: float
+    optimizer: Literal["adam", "sgd"] = "adam"
+    variant: Variant = "projected"
+    exposure: np.ndarray = field(init=False)
+    pending: np.ndarray = field(init=False)
+    requests_in_batch: int = field(init=False, default=0)
+    requests: int = field(init=False, default=0)
+    version: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        n_groups = len(self.targets.m)
+        self._mu = torch.zeros(n_groups, dtype=torch.float64, requires_grad=False)
+        self._param = torch.nn.Parameter(self._mu)
+        factory = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[self.optimizer]
+        self._opt = factory([self._param], lr=self.lr)
+        self.exposure = np.zeros(n_groups)
+        self.pending = np.zeros(n_groups)
+
+    @property
+    def mu(self) -> np.ndarray:
+        return self._param.detach().numpy().copy()
+
+    def observe(self, n_g: np.ndarray, n_requests: int = 1) -> bool:
+        """Count served slots per group; step μ when a batch of B requests is complete.
+        Returns True when μ changed (its version went up)."""
+        self.exposure += n_g
+        self.pending += n_g
+        self.requests += n_requests
+        self.requests_in_batch += n_requests
+        if self.requests_in_batch < self.batch:
+            return False
+        gradient = dual_subgradient(self.pending, self.requests_in_batch, self.targets, self.mu, self.variant)
+        self._opt.zero_grad()
+        self._param.grad = torch.as_tensor(gradient, dtype=torch.float64)
+        self._opt.step()
+        if self.variant == "projected":
+            with torch.no_grad():
+                self._param.clamp_(max=0.0)  # λ = −μ ≥ 0
+        self.pending[:] = 0
+        self.requests_in_batch = 0
+        self.version += 1
+        return True
+
+    def state_dict(self) -> dict:
+        return {"mu": self.mu, "optimizer": self._opt.state_dict(), "exposure": self.exposure.copy(),
+                "pending": self.pending.copy(), "requests": self.requests,
+                "requests_in_batch": self.requests_in_batch, "version": self.version}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self._param.copy_(torch.as_tensor(state["mu"], dtype=torch.float64))
+        self._opt.load_state_dict(state["optimizer"])
+        self.exposure = np.array(state["exposure"], dtype=np.float64)
+        self.pending = np.array(state["pending"], dtype=np.float64)
+        self.requests = int(state["requests"])
+        self.requests_in_batch = int(state["requests_in_batch"])
+        self.version = int(state["version"])
+
+
+def exposure_satisfaction(exposure: np.ndarray, targets: ExposureTargets, requests: int) -> dict[str, float]:
+    """How far the minimum exposures are met after ``requests`` of the horizon, pro rata:
+    ``esp`` = Σ_g min(e_g, m̃_g) / Σ_g m̃_g with m̃ = m · requests / T (1.0 = every target met),
+    ``groups_satisfied`` = share of groups with e_g ≥ m̃_g."""
+    due = targets.m * requests / targets.horizon
+    if due.sum() == 0:
+        return {"esp": 1.0, "groups_satisfied": 1.0}
+    return {
+        "esp": float(np.minimum(exposure, due).sum() / due.sum()),
+        "groups_satisfied": float(np.mean(exposure >= due - 1e-9)),
+    }
