@@ -60,7 +60,6 @@ def in_process(exp: Experiment, rounds: int) -> dict:
 
 
 def on_ray(exp: Experiment, rounds: int) -> dict:
-    import ray
 
     with tempfile.TemporaryDirectory() as tmp:
         outcome = run(exp, Path(tmp) / "run", resume=False, address=None, quiet=True)

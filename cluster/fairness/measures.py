@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
 
 
 def relative_change(optimized: dict[str, float], reference: dict[str, float]) -> dict[str, float]:

@@ -98,7 +98,6 @@ def train_local(
     # Samples grouped by client: its positives first, then its negatives.
     n_total = n_pos + n_neg
     sample_start = np.cumsum(n_total) - n_total
-    neg_owner = np.repeat(np.arange(n_clients), n_neg)
     pos_dest = np.repeat(sample_start - pos_indptr[:-1], n_pos) + np.arange(len(pos_items))
     neg_dest = np.repeat(sample_start + n_pos - (np.cumsum(n_neg) - n_neg), n_neg) + np.arange(len(neg_items))
     sample_owner = np.repeat(np.arange(n_clients), n_total)
