@@ -1,0 +1,40 @@
+"""Retrieval shard actor ``shard-<i>``: one FAISS partition, searched on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cluster.retrieval.partitions import Partition
+from cluster.retrieval.shard_index import Hits, ShardIndex
+
+
+class RetrievalShard:
+    """Plain class; restart-safe: the partition is reloaded from its file and μ is pushed again
+    by the dual-vector actor (or sent with the next query)."""
+
+    def __init__(self, name: str, partition_path: str, n_groups: int, kind: str = "flat"):
+        self.name = name
+        partition = Partition.load(Path(partition_path))
+        self.index = ShardIndex(partition.item_ids, partition.vectors, partition.groups, n_groups, kind=kind)
+        self.mu_version = 0
+
+    def ready(self) -> dict:
+        return {"name": self.name, "items": len(self.index.item_ids), "mu_version": self.mu_version}
+
+    def set_mu(self, mu: np.ndarray, version: int) -> int:
+        if version > self.mu_version:
+            self.index.set_mu(mu)
+            self.mu_version = version
+        return self.mu_version
+
+    def search(self, queries: np.ndarray, k: int, mu: np.ndarray, version: int) -> tuple[Hits, int]:
+        """Top-k by s − μ_g; a newer μ carried by the query is applied first."""
+        self.set_mu(mu, version)
+        return self.index.search(queries, k), self.mu_version
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()

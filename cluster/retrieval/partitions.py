@@ -1,0 +1,44 @@
+"""Item partitions for retrieval shards, stored as .npz files a restarted shard reloads."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Partition:
+    """item_ids (M,), vectors (M, d) float32, groups (M,) int64."""
+
+    item_ids: np.ndarray
+    vectors: np.ndarray
+    groups: np.ndarray
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+        os.close(fd)
+        try:
+            np.savez(tmp, item_ids=self.item_ids, vectors=self.vectors, groups=self.groups)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> "Partition":
+        with np.load(path) as f:
+            return cls(f["item_ids"], f["vectors"].astype(np.float32), f["groups"].astype(np.int64))
+
+
+def partition_items(item_ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray, n_shards: int,
+                    rng: np.random.Generator) -> list[Partition]:
+    """A random, near-equal split, so every shard holds items of every group."""
+    if n_shards < 1 or n_shards > len(item_ids):
+        raise ValueError(f"n_shards must be in [1, {len(item_ids)}], got {n_shards}")
+    parts = np.array_split(rng.permutation(len(item_ids)), n_shards)
+    return [Partition(item_ids[p], vectors[p].astype(np.float32), groups[p].astype(np.int64)) for p in parts]
