@@ -36,3 +36,28 @@ def ml100k(ml100k_path):
     from cluster.data.movielens import load_movielens
 
     return load_movielens(ml100k_path)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """The one Ray session of the test run (started on first use): its metrics export port."""
+    import ray
+
+    from tests.ray_session import start_ray_session
+
+    port = start_ray_session()
+    yield port
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_port(ray_session):
+    """Ray Serve on loopback and a free port, inside the shared Ray session."""
+    from ray import serve
+
+    from tests.ray_session import free_port
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield port
+    serve.shutdown()

@@ -1,0 +1,45 @@
+"""HTTP bodies of the fair retriever (pydantic): a malformed body is a 422 naming the field."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
+
+
+class RetrieveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Optional[int] = Field(None, description="original user id of a known user")
+    user_vector: Optional[list[FiniteFloat]] = Field(None, description="a query vector instead of a user id")
+    k: int = Field(10, gt=0, description="number of items; at most the server's max_k")
+
+    @model_validator(mode="after")
+    def _one_query(self) -> "RetrieveRequest":
+        if (self.user_id is None) == (self.user_vector is None):
+            raise ValueError("give exactly one of user_id or user_vector")
+        return self
+
+
+class RetrievedItem(BaseModel):
+    id: int
+    group: str
+    score: float
+    adjusted_score: float
+
+
+class RetrieveResponse(BaseModel):
+    items: list[RetrievedItem]
+    mu_version: int
+    partial: bool
+
+
+class StatsResponse(BaseModel):
+    groups: list[str]
+    exposure: list[float]
+    m: list[float]
+    mu: list[float]
+    mu_version: int
+    requests: int
+    esp: float
+    groups_satisfied: float
