@@ -7,9 +7,7 @@ is made by the pure ``FederatedServer``; this class only moves data and handles 
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -18,6 +16,7 @@ import numpy as np
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
+from cluster.atomic import write_pickle
 from configs.schema import FLConfig
 from cluster.fl.aggregation import merge_results
 from cluster.fl.records import evaluation_summary, round_record
@@ -133,11 +132,7 @@ class Aggregator:
         ray.get([worker.save.remote(self.server.round_index) for worker in self.workers])
         state = {"server": self.server.state_dict(), "history": self.history}
         path = self.checkpoint_dir / "aggregator.pkl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".aggregator.", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(state, handle)
-        os.replace(tmp, path)
+        write_pickle(path, state)
         return str(path)
 
     def restore(self) -> int:

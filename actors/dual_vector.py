@@ -3,13 +3,12 @@ every B requests, pushes it to the shards and persists its state so a restart co
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from cluster.atomic import write_pickle
 from cluster.retrieval.fairsync import DualVector, ExposureTargets, exposure_satisfaction
 
 
@@ -50,8 +49,4 @@ class DualVectorActor:
         }
 
     def _persist(self) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".dual.", dir=self.state_path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            pickle.dump(self.dual.state_dict(), handle)
-        os.replace(tmp, self.state_path)
+        write_pickle(self.state_path, self.dual.state_dict())

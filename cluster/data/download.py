@@ -18,6 +18,8 @@ from typing import Optional
 
 from tqdm import tqdm
 
+from cluster.atomic import atomic_path
+
 GROUPLENS_BASE_URL = "https://files.grouplens.org/datasets/movielens/"
 ARCHIVES = ("ml-100k", "ml-1m", "ml-20m", "ml-25m", "ml-32m", "ml-latest-small", "ml-latest")
 _RATING_FILES = ("u.data", "ratings.dat", "ratings.csv")
@@ -62,20 +64,15 @@ def fetch_movielens(
 
 
 def _download(url: str, dest: Path, timeout_s: float) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with atomic_path(dest) as tmp, tmp.open("wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=None) as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
                     bar.update(len(block))
-        os.replace(tmp, dest)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise DownloadError(f"{url}: download failed: {exc}") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _expected_checksum(url: str, sha256: Optional[str], md5: Optional[str], timeout_s: float) -> tuple[str, str]:

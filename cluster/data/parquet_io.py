@@ -17,22 +17,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cluster.atomic import atomic_path
 from cluster.data.types import CategoricalFeatures, Dataset, Interactions, ItemFeatures
 
 _GENRE_PREFIX = "genre:"
 
 
 def write_table_atomic(table: pa.Table, path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _dictionary(codes: np.ndarray, vocab: list[str]) -> pa.DictionaryArray:

@@ -4,8 +4,6 @@ subset of them in one batched call. The private vectors never leave this object.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -13,6 +11,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from cluster.atomic import write_npz
 from cluster.fl.local_training import LocalRecipe, LocalResult, train_local
 from cluster.fl.metrics import rank_metrics
 from cluster.models.ncf import NCFSpec, score_candidates
@@ -36,7 +35,7 @@ class ClientShard:
     def save(self, path: Path) -> None:
         """One .npz per worker, so a restarted worker reloads its clients from disk."""
         arrays = {f"users0.{t}": v for t, v in self.users0.items()}
-        _savez_atomic(path, clients=self.clients, indptr=self.indptr, items=self.items,
+        write_npz(path, clients=self.clients, indptr=self.indptr, items=self.items,
                       test_clients=self.test_clients, test_candidates=self.test_candidates, **arrays)
 
     @classmethod
@@ -44,18 +43,6 @@ class ClientShard:
         with np.load(path) as f:
             users0 = {k.split(".", 1)[1]: f[k] for k in f.files if k.startswith("users0.")}
             return cls(f["clients"], f["indptr"], f["items"], f["test_clients"], f["test_candidates"], users0)
-
-
-def _savez_atomic(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ClientWorkerCore:
@@ -116,7 +103,7 @@ class ClientWorkerCore:
 
     def save(self, path: Path, round_index: int) -> None:
         """The clients' private vectors, as a phone would keep them on its own storage."""
-        _savez_atomic(path, clients=self.shard.clients, round_index=np.int64(round_index), **self.users)
+        write_npz(path, clients=self.shard.clients, round_index=np.int64(round_index), **self.users)
 
     def restore(self, paths: list[Path]) -> Optional[int]:
         """Load this worker's clients' vectors from any saved files (whatever worker wrote them);

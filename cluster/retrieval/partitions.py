@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from cluster.atomic import write_npz
 
 
 @dataclass(frozen=True)
@@ -19,15 +19,7 @@ class Partition:
     groups: np.ndarray
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
-            np.savez(tmp, item_ids=self.item_ids, vectors=self.vectors, groups=self.groups)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_npz(path, item_ids=self.item_ids, vectors=self.vectors, groups=self.groups)
 
     @classmethod
     def load(cls, path: Path) -> "Partition":
