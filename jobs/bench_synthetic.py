@@ -14,6 +14,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+import argparse
 import json
 import resource
 import subprocess
@@ -67,7 +68,7 @@ def measure_one(config: str, overrides: Sequence[str], scale: float) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = config_parser(__doc__.splitlines()[0], default_config="configs/synthetic_1m.yaml")
     parser.add_argument("--scales", type=float, nargs="+", default=[0.1, 1.0])
-    parser.add_argument("--one", type=float, help=argparse_hidden())
+    parser.add_argument("--one", type=float, help=argparse.SUPPRESS)  # internal: one scale in a child process
     args = parser.parse_args(argv)
     load_or_exit(args)  # bad config -> exit 2 before any work
     if args.one is not None:
@@ -93,12 +94,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"throughput x{top['interactions_per_s'] / base['interactions_per_s']:.2f}, "
               f"peak RSS x{top['peak_rss_gib_generate'] / base['peak_rss_gib_generate']:.1f}")
     return 0
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":
