@@ -16,13 +16,13 @@ import numpy as np
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
+from actors.round_metrics import RoundMetrics
 from cluster.atomic import write_pickle
-from configs.schema import FLConfig
 from cluster.fl.aggregation import merge_results
 from cluster.fl.records import evaluation_summary, round_record
 from cluster.fl.server_core import FederatedServer, FleetView
 from cluster.models.ncf import NCFSpec
-from actors.round_metrics import RoundMetrics
+from configs.schema import FLConfig
 
 _WORKER_FAILURES = (RayActorError, RayTaskError)
 

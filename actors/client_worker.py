@@ -61,6 +61,9 @@ class ClientWorker:
     def evaluate(self, params: dict[str, np.ndarray], k: int = 10):
         return self.core.evaluate(params, k)
 
+    def retrieval_queries(self, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return self.core.retrieval_queries(params)
+
     def save(self, round_index: int) -> str:
         assert self.checkpoint_dir is not None, "save needs a checkpoint folder"
         path = self.checkpoint_dir / "workers" / f"{self.name}.npz"

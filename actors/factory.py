@@ -8,13 +8,13 @@ from typing import Optional
 import numpy as np
 import ray
 
-from configs.schema import FLConfig
+from actors.aggregator import Aggregator
+from actors.client_worker import ClientWorker
 from cluster.fl.local_training import LocalRecipe
 from cluster.fl.server_core import FleetView
 from cluster.fl.worker_core import ClientShard
 from cluster.models.ncf import NCFSpec
-from actors.aggregator import Aggregator
-from actors.client_worker import ClientWorker
+from configs.schema import FLConfig
 
 
 def worker_name(tier_name: str, index: int) -> str:

@@ -5,7 +5,7 @@
     python jobs/fl_sim.py --resume runs/fl-demo-...      # continue a killed run from its checkpoint
 
 Writes a run folder: rounds.parquet, tiers.parquet, clients.parquet, item_embeddings.parquet,
-config.yaml, versions.json, summary.json, and checkpoint/ (every fl.checkpoint_every rounds).
+user_queries.parquet (GMF only: the retriever's query vectors), config.yaml, versions.json, summary.json, and checkpoint/ (every fl.checkpoint_every rounds).
 """
 
 from __future__ import annotations
@@ -98,7 +98,11 @@ def run(exp: Experiment, run_dir: Path, resume: bool, address: Optional[str], qu
         history, params, last = ray.get([
             aggregator.history_rows.remote(), aggregator.global_params.remote(), aggregator.last_client_metrics.remote()
         ])
-        return {"history": history, "params": params, "client_metrics": last, "wall_s": wall_s, "resumed_from": done}
+        queries = None
+        if exp.spec.kind == "gmf":  # the only inner-product model: its users can query the retriever
+            queries = ray.get([w.retrieval_queries.remote(params) for w in workers])
+        return {"history": history, "params": params, "client_metrics": last, "wall_s": wall_s, "resumed_from": done,
+                "queries": queries}
     finally:
         for handle in [aggregator, *workers]:
             ray.kill(handle)
@@ -108,7 +112,8 @@ def run(exp: Experiment, run_dir: Path, resume: bool, address: Optional[str], qu
 
 def write_results(exp: Experiment, run_dir: Path, outcome: dict) -> dict:
     from cluster.data.parquet_io import write_table_atomic
-    from jobs.fl_results import clients_table, item_embeddings_table, rounds_table, tiers_table, versions
+    from jobs.fl_results import (clients_table, item_embeddings_table, rounds_table, tiers_table, user_queries_table,
+                                 versions)
 
     cfg, names = exp.cfg, exp.fleet.tiers.names
     digest = config_hash(cfg)
@@ -123,9 +128,18 @@ def write_results(exp: Experiment, run_dir: Path, outcome: dict) -> dict:
     items = exp.world.dataset.item_features
     write_table_atomic(
         item_embeddings_table(outcome["params"], exp.world.dataset.item_ids, items.group, items.group_names,
-                              exp.spec.item_tables, digest, cfg.seed),
+                              exp.spec.item_tables, exp.world.leave_one_out.train.item_counts(), digest, cfg.seed),
         run_dir / "item_embeddings.parquet",
     )
+    if outcome.get("queries"):
+        clients = np.concatenate([c for c, _ in outcome["queries"]])
+        vectors = np.concatenate([v for _, v in outcome["queries"]])
+        order = np.argsort(clients, kind="stable")
+        write_table_atomic(
+            user_queries_table(clients[order], vectors[order], exp.world.dataset.user_ids, exp.fleet.tier_of_user,
+                               names, digest, cfg.seed),
+            run_dir / "user_queries.parquet",
+        )
     write_json_atomic(run_dir / "versions.json", versions())
     last = next((r for r in reversed(history) if "hr10" in r), {})
     summary = {

@@ -14,7 +14,7 @@ import torch
 from cluster.atomic import write_npz
 from cluster.fl.local_training import LocalRecipe, LocalResult, train_local
 from cluster.fl.metrics import rank_metrics
-from cluster.models.ncf import NCFSpec, score_candidates
+from cluster.models.ncf import NCFSpec, retrieval_queries, score_candidates
 
 EVAL_CHUNK = 4096
 
@@ -100,6 +100,10 @@ class ClientWorkerCore:
                 ndcgs.append(ndcg)
         cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0)  # noqa: E731
         return self.shard.test_clients, cat(hits), cat(ndcgs)
+
+    def retrieval_queries(self, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(clients, query vectors) for the retriever: what each phone would send with a request."""
+        return self.shard.clients, retrieval_queries(self.spec, params, self.users)
 
     def save(self, path: Path, round_index: int) -> None:
         """The clients' private vectors, as a phone would keep them on its own storage."""

@@ -146,3 +146,12 @@ def score_candidates(
     items = {table: global_params[table][candidates] for table in spec.item_tables}
     slots = torch.arange(candidates.shape[1]).unsqueeze(0).expand_as(candidates)
     return batched_logits(spec, dense, users, items, slots)
+
+
+def retrieval_queries(spec: NCFSpec, global_params: dict[str, np.ndarray], users: dict[str, np.ndarray]) -> np.ndarray:
+    """Query vectors q_u (C, d) with ⟨q_u, item_gmf[i]⟩ = logit(u, i) − out.bias, so an
+    inner-product index ranks items exactly as the model does. Only GMF is an inner-product
+    model: its logit is (u ⊙ h_i)·w + b = h_i·(u ⊙ w) + b. MLP and NeuMF have none."""
+    if spec.kind != "gmf":
+        raise ValueError(f"retrieval needs an inner-product model (model.kind=gmf), not {spec.kind!r}")
+    return (users["user_gmf"] * global_params["out.weight"][None, :]).astype(np.float32)
