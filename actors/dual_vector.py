@@ -1,52 +1,54 @@
-"""Dual-vector actor ``dual-vector``: FairSync's μ, the exposure counters and a version; steps μ
-every B requests, pushes it to the shards and persists its state so a restart continues."""
+"""Dual-vector actor ``dual-vector``: the exposure policy's per-group offsets μ (FairSync's dual
+vector, or a baseline's), the exposure counters and a version. It counts the served lists, steps
+μ when the policy says so (FairSync: every B requests), pushes the new μ to the shards, and
+persists its state after every report so a restart continues instead of resetting."""
 
 from __future__ import annotations
 
+import copy
 import pickle
 from pathlib import Path
 
 import numpy as np
 
 from cluster.atomic import write_pickle
-from cluster.retrieval.fairsync import DualVector, ExposureTargets, exposure_satisfaction
+from cluster.retrieval.fairsync import exposure_satisfaction
+from cluster.retrieval.policies import Policy, slots_per_group
 
 
 class DualVectorActor:
-    def __init__(self, state_path: str, targets: ExposureTargets, batch: int, lr: float,
-                 optimizer: str = "adam", variant: str = "projected", shards: list | None = None):
+    def __init__(self, state_path: str, policy: Policy, shards: list | None = None):
         self.state_path = Path(state_path)
-        self.dual = DualVector(targets, batch, lr, optimizer, variant)
+        self.policy = copy.deepcopy(policy)  # Ray hands constructor arrays over read-only
         self.shards = shards or []
         if self.state_path.exists():
             with self.state_path.open("rb") as handle:
-                self.dual.load_state_dict(pickle.load(handle))
+                self.policy.load_state_dict(pickle.load(handle))
 
     def ready(self) -> int:
-        return self.dual.version
+        return self.policy.version
 
     def current(self) -> tuple[np.ndarray, int]:
-        return self.dual.mu, self.dual.version
+        return self.policy.mu, self.policy.version
 
     def observe(self, served_groups: np.ndarray, n_requests: int) -> tuple[np.ndarray, int]:
-        """Count the groups of the served slots; on a batch boundary step μ, persist, push."""
-        n_g = np.bincount(np.asarray(served_groups).ravel(), minlength=len(self.dual.targets.m)).astype(np.float64)
-        changed = self.dual.observe(n_g, n_requests)
+        """Count the groups of the served slots; when μ changes, persist and push it."""
+        changed = self.policy.observe(slots_per_group(served_groups, len(self.policy.targets.m)), n_requests)
         self._persist()
         if changed:
             for shard in self.shards:
-                shard.set_mu.remote(self.dual.mu, self.dual.version)  # fire and forget
-        return self.dual.mu, self.dual.version
+                shard.set_mu.remote(self.policy.mu, self.policy.version)  # fire and forget
+        return self.policy.mu, self.policy.version
 
     def stats(self) -> dict:
         return {
-            "exposure": self.dual.exposure.tolist(),
-            "m": self.dual.targets.m.tolist(),
-            "mu": self.dual.mu.tolist(),
-            "mu_version": self.dual.version,
-            "requests": self.dual.requests,
-            **exposure_satisfaction(self.dual.exposure, self.dual.targets, self.dual.requests),
+            "exposure": self.policy.exposure.tolist(),
+            "m": self.policy.targets.m.tolist(),
+            "mu": self.policy.mu.tolist(),
+            "mu_version": self.policy.version,
+            "requests": self.policy.requests,
+            **exposure_satisfaction(self.policy.exposure, self.policy.targets, self.policy.requests),
         }
 
     def _persist(self) -> None:
-        write_pickle(self.state_path, self.dual.state_dict())
+        write_pickle(self.state_path, self.policy.state_dict())

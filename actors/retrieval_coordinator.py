@@ -1,9 +1,15 @@
 """Fan a query batch out to every shard, merge the global top-K, report the served lists to the
 dual-vector actor. A shard that is down (or restarting) is skipped and the answer is marked
-partial instead of failing."""
+partial instead of failing.
+
+The coordinator keeps the last μ the dual-vector actor returned and sends it with each query, so
+serving a batch costs one round of shard calls plus one report — no extra call to fetch μ. A
+shard applies a μ only when its version is newer than its own, so a coordinator that lags
+(several Serve replicas) never rolls a shard back."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,30 +18,72 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from cluster.retrieval.shard_index import Hits, merge_top_k
 
+_SHARD_DOWN = (RayActorError, RayTaskError)
+
 
 @dataclass(frozen=True)
 class Retrieved:
+    """hits (N, K) in global item rows; groups (N, K) of those items; partial: a shard did not
+    answer; mu_version: the newest μ the answering shards used."""
+
     hits: Hits
     groups: np.ndarray
     partial: bool
     mu_version: int
 
 
-def retrieve(shards: list, dual, queries: np.ndarray, k: int, item_groups: dict | np.ndarray,
-             timeout_s: float = 10.0) -> Retrieved:
-    mu, version = ray.get(dual.current.remote())
-    refs = [shard.search.remote(queries, k, mu, version) for shard in shards]
-    ready, not_ready = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
-    parts, partial = [], bool(not_ready)
-    for ref in ready:
-        try:
-            hits, _ = ray.get(ref)
-            parts.append(hits)
-        except (RayActorError, RayTaskError):
-            partial = True
-    if not parts:
-        raise RuntimeError("no retrieval shard answered")
-    merged = merge_top_k(parts, k)
-    groups = np.asarray(item_groups)[np.where(merged.items >= 0, merged.items, 0)]
-    dual.observe.remote(groups[merged.items >= 0], len(queries))
-    return Retrieved(merged, groups, partial, version)
+class Coordinator:
+    def __init__(self, shards: list, dual, item_groups: np.ndarray, timeout_s: float = 10.0):
+        self.shards = shards
+        self.dual = dual
+        self.item_groups = np.asarray(item_groups)
+        self.timeout_s = timeout_s
+        self.mu: np.ndarray | None = None
+        self.version = -1
+
+    def retrieve(self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None) -> Retrieved:
+        """One batch of queries served with one μ (blocking; for jobs and benchmarks)."""
+        if self.mu is None:
+            self.mu, self.version = ray.get(self.dual.current.remote())
+        refs = [s.search.remote(queries, k, self.mu, self.version, exclude) for s in self.shards]
+        ready, not_ready = ray.wait(refs, num_returns=len(refs), timeout=self.timeout_s)
+        answers = []
+        for ref in ready:
+            try:
+                answers.append(ray.get(ref))
+            except _SHARD_DOWN:
+                pass
+        result = self._merge(answers, k, partial=len(answers) < len(refs))
+        self.mu, self.version = ray.get(self._report(result, len(queries)))
+        return result
+
+    async def retrieve_async(self, queries: np.ndarray, ks: np.ndarray) -> Retrieved:
+        """The same for an async caller (the Serve ingress, which batches concurrent requests):
+        query q gets ks[q] items; only those count as served."""
+        if self.mu is None:
+            self.mu, self.version = await self.dual.current.remote()
+        k = int(np.max(ks))
+        refs = [s.search.remote(queries, k, self.mu, self.version) for s in self.shards]
+        done, _ = await asyncio.wait([asyncio.wrap_future(r.future()) for r in refs], timeout=self.timeout_s)
+        answers = [task.result() for task in done if task.exception() is None]
+        result = _truncate(self._merge(answers, k, partial=len(answers) < len(refs)), np.asarray(ks))
+        self.mu, self.version = await self._report(result, len(queries))
+        return result
+
+    def _merge(self, answers: list[tuple[Hits, int]], k: int, partial: bool) -> Retrieved:
+        if not answers:
+            raise RuntimeError("no retrieval shard answered")
+        merged = merge_top_k([hits for hits, _ in answers], k)
+        groups = np.where(merged.items >= 0, self.item_groups[np.maximum(merged.items, 0)], -1)
+        return Retrieved(merged, groups, partial, max(version for _, version in answers))
+
+    def _report(self, result: Retrieved, n_requests: int):
+        return self.dual.observe.remote(result.groups[result.groups >= 0], n_requests)
+
+
+def _truncate(result: Retrieved, ks: np.ndarray) -> Retrieved:
+    """Blank out (−1) every slot past row q's own k."""
+    beyond = np.arange(result.hits.items.shape[1])[None, :] >= ks[:, None]
+    hits = Hits(np.where(beyond, -1, result.hits.items), np.where(beyond, -np.inf, result.hits.scores),
+                np.where(beyond, -np.inf, result.hits.adjusted))
+    return Retrieved(hits, np.where(beyond, -1, result.groups), result.partial, result.mu_version)

@@ -14,11 +14,16 @@ class RetrievalShard:
     """Plain class; restart-safe: the partition is reloaded from its file and μ is pushed again
     by the dual-vector actor (or sent with the next query)."""
 
-    def __init__(self, name: str, partition_path: str, n_groups: int, kind: str = "flat"):
+    def __init__(self, name: str, partition_path: str, n_groups: int, kind: str = "flat", nlist: int = 16,
+                 nprobe: int = 4, overfetch: int = 4):
+        import torch
+
+        torch.set_num_threads(1)
         self.name = name
         partition = Partition.load(Path(partition_path))
-        self.index = ShardIndex(partition.item_ids, partition.vectors, partition.groups, n_groups, kind=kind)
-        self.mu_version = 0
+        self.index = ShardIndex(partition.item_ids, partition.vectors, partition.groups, n_groups, kind=kind,
+                                nlist=nlist, nprobe=nprobe, overfetch=overfetch)
+        self.mu_version = -1  # any μ the dual-vector actor holds, version 0 included, is newer
 
     def ready(self) -> dict:
         return {"name": self.name, "items": len(self.index.item_ids), "mu_version": self.mu_version}
@@ -29,10 +34,11 @@ class RetrievalShard:
             self.mu_version = version
         return self.mu_version
 
-    def search(self, queries: np.ndarray, k: int, mu: np.ndarray, version: int) -> tuple[Hits, int]:
+    def search(self, queries: np.ndarray, k: int, mu: np.ndarray, version: int,
+               exclude: list[np.ndarray] | None = None) -> tuple[Hits, int]:
         """Top-k by s − μ_g; a newer μ carried by the query is applied first."""
         self.set_mu(mu, version)
-        return self.index.search(queries, k), self.mu_version
+        return self.index.search(queries, k, exclude), self.mu_version
 
     def pid(self) -> int:
         import os

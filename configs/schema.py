@@ -198,20 +198,60 @@ class FLConfig(StrictModel):
 
 
 # --------------------------------------------------------------------------- retrieval / serve
+class SyntheticEmbeddingsConfig(StrictModel):
+    """Item and user vectors drawn directly (no training), for scale and for skewed cases."""
+
+    n_items: PositiveInt = 20_000
+    n_users: PositiveInt = 2_000
+    dim: PositiveInt = 32
+    n_groups: PositiveInt = 8
+    group_spread: PositiveFloat = 1.0
+    disliked_group: Optional[int] = Field(None, ge=0, description="a group every user scores low")
+    dislike_strength: PositiveFloat = 2.0
+    query_noise: NonNegativeFloat = 0.5
+    heldout_temperature: PositiveFloat = 0.5
+
+    @model_validator(mode="after")
+    def _disliked_exists(self) -> "SyntheticEmbeddingsConfig":
+        if self.disliked_group is not None and self.disliked_group >= self.n_groups:
+            raise ValueError(f"disliked_group={self.disliked_group} but there are only {self.n_groups} groups")
+        return self
+
+
 class RetrievalConfig(StrictModel):
+    """The fair retriever (FairSync): where vectors come from, how items are grouped, the
+    exposure targets, the policy that sets the per-group score offsets, and the index layout."""
+
+    source: Literal["run", "synthetic"] = "run"
+    run_dir: Optional[Path] = Field(None, description="an fl_sim run folder (GMF); none: train one first")
+    synthetic: SyntheticEmbeddingsConfig = SyntheticEmbeddingsConfig()
+    group_by: Literal["genre", "popularity", "column"] = "genre"
+    group_column: Optional[str] = None
+    popularity_buckets: int = Field(5, ge=2)
     k: PositiveInt = 10
     max_k: PositiveInt = 100
     n_shards: PositiveInt = 2
     index: Literal["flat", "ivf"] = "flat"
+    ivf_nlist: PositiveInt = 64
+    ivf_nprobe: PositiveInt = 8
+    ivf_overfetch: PositiveInt = 4
+    policy: Literal["fairsync", "topk", "k_neighbor", "min_regularizer"] = "fairsync"
+    exposure_share: float = Field(0.2, ge=0.0, le=1.0,
+                                  description="m_g = share x T*K/G: the fraction of an equal split each group is owed")
+    horizon: Optional[PositiveInt] = Field(None, description="T; default: the number of evaluation requests")
     dual_batch_size: PositiveInt = 32
     dual_lr: PositiveFloat = 0.01
     dual_optimizer: Literal["adam", "sgd"] = "adam"
-    group_by: Literal["genre", "popularity", "column"] = "genre"
+    dual_variant: Literal["projected", "full"] = "projected"
+    k_neighbor_groups: PositiveInt = 1
+    min_regularizer_lambda: PositiveFloat = 1.0
 
     @model_validator(mode="after")
-    def _k_within_max(self) -> "RetrievalConfig":
+    def _consistent(self) -> "RetrievalConfig":
         if self.k > self.max_k:
             raise ValueError(f"k={self.k} exceeds max_k={self.max_k}")
+        if self.group_by == "column" and not self.group_column:
+            raise ValueError("group_by=column needs group_column (the item Parquet column to group by)")
         return self
 
 

@@ -41,5 +41,5 @@ class StatsResponse(BaseModel):
     mu: list[float]
     mu_version: int
     requests: int
-    esp: float
-    groups_satisfied: float
+    esp: float = Field(description="share of groups at or above their pro-rata minimum exposure")
+    fill: float = Field(description="share of the owed exposure delivered so far")

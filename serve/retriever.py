@@ -1,15 +1,20 @@
 """Ray Serve deployment of the fair retriever: FastAPI ingress over the shard and dual-vector
-actors. POST /retrieve, GET /health, GET /stats."""
+actors. POST /retrieve, GET /health, GET /stats.
+
+Concurrent requests are gathered by ``serve.batch`` into one fan-out (one call per shard for the
+whole batch): FAISS answers a batch of queries for little more than one, so batching is what
+keeps throughput up as concurrency grows. All requests of a batch see the same μ, as FairSync's
+batched dual update assumes."""
 
 
 import numpy as np
-import ray
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 
-from actors.retrieval_coordinator import retrieve
+from configs import SimConfig
+from serve.backend import start_backend
 from serve.models import RetrievedItem, RetrieveRequest, RetrieveResponse, StatsResponse
 
 app = FastAPI(title="FairFleet fair retriever")
@@ -23,48 +28,66 @@ async def _invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse
     return JSONResponse(status_code=422, content={"detail": detail})
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0})
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
 @serve.ingress(app)
 class FairRetriever:
-    def __init__(self, shards: list, dual, user_ids: np.ndarray, user_vectors: np.ndarray, item_ids: np.ndarray,
-                 item_groups: np.ndarray, group_names: list[str], max_k: int):
-        self.shards = shards
-        self.dual = dual
-        self.user_row = {int(u): i for i, u in enumerate(user_ids)}
-        self.user_vectors = np.asarray(user_vectors, dtype=np.float32)
-        self.item_ids = np.asarray(item_ids)
-        self.item_groups = np.asarray(item_groups)
-        self.group_names = list(group_names)
-        self.max_k = max_k
+    def __init__(self, cfg: SimConfig, name_prefix: str = ""):
+        import torch
+
+        torch.set_num_threads(1)
+        backend = start_backend(cfg, name_prefix)
+        catalog = backend.catalog
+        self.coordinator = backend.actors.coordinator
+        self.dual = backend.actors.dual
+        self.user_row = {int(u): i for i, u in enumerate(catalog.user_ids)}
+        self.user_vectors = catalog.user_vectors
+        self.item_ids = catalog.item_ids
+        self.group_names = catalog.group_names
+        self.max_k = cfg.retrieval.max_k
 
     @app.get("/health")
     def health(self) -> dict:
-        return {"status": "ok", "shards": len(self.shards), "items": int(len(self.item_ids))}
+        return {"status": "ok", "shards": len(self.coordinator.shards), "items": int(len(self.item_ids)),
+                "groups": len(self.group_names)}
 
     @app.post("/retrieve", response_model=RetrieveResponse)
-    def retrieve(self, body: RetrieveRequest) -> RetrieveResponse:
+    async def retrieve(self, body: RetrieveRequest) -> RetrieveResponse:
+        query = self._query(body)
+        try:
+            items, version, partial = await self._serve_batch((query, body.k))
+        except RuntimeError as exc:
+            raise HTTPException(503, str(exc)) from None
+        return RetrieveResponse(items=items, mu_version=version, partial=partial)
+
+    def _query(self, body: RetrieveRequest) -> np.ndarray:
         if body.k > self.max_k:
             raise HTTPException(422, f"k={body.k} exceeds the maximum of {self.max_k}")
         if body.user_id is not None:
             if body.user_id not in self.user_row:
                 raise HTTPException(404, f"unknown user_id {body.user_id}")
-            query = self.user_vectors[self.user_row[body.user_id]]
-        else:
-            query = np.asarray(body.user_vector, dtype=np.float32)
-            if query.shape != (self.user_vectors.shape[1],):
-                raise HTTPException(422, f"user_vector has {query.size} values, expected {self.user_vectors.shape[1]}")
-        try:
-            answer = retrieve(self.shards, self.dual, query[None, :], body.k, self.item_groups)
-        except RuntimeError as exc:
-            raise HTTPException(503, str(exc)) from None
+            return self.user_vectors[self.user_row[body.user_id]]
+        query = np.asarray(body.user_vector, dtype=np.float32)
+        if query.shape != (self.user_vectors.shape[1],):
+            raise HTTPException(422, f"user_vector has {query.size} values, expected {self.user_vectors.shape[1]}")
+        return query
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    async def _serve_batch(self, requests: list[tuple[np.ndarray, int]]) -> list:
+        queries = np.stack([q for q, _ in requests])
+        answer = await self.coordinator.retrieve_async(queries, np.array([k for _, k in requests]))
         hits = answer.hits
-        found = hits.items[0] >= 0
-        items = [
-            RetrievedItem(id=int(self.item_ids[i]), group=self.group_names[int(g)], score=float(s), adjusted_score=float(a))
-            for i, g, s, a in zip(hits.items[0][found], answer.groups[0][found], hits.scores[0][found], hits.adjusted[0][found])
-        ]
-        return RetrieveResponse(items=items, mu_version=answer.mu_version, partial=answer.partial)
+        out = []
+        for row in range(len(requests)):
+            found = hits.items[row] >= 0
+            items = [
+                RetrievedItem(id=int(self.item_ids[i]), group=self.group_names[int(g)], score=float(s),
+                              adjusted_score=float(a))
+                for i, g, s, a in zip(hits.items[row][found], answer.groups[row][found], hits.scores[row][found],
+                                      hits.adjusted[row][found])
+            ]
+            out.append((items, answer.mu_version, answer.partial))
+        return out
 
     @app.get("/stats", response_model=StatsResponse)
-    def stats(self) -> StatsResponse:
-        return StatsResponse(groups=self.group_names, **ray.get(self.dual.stats.remote()))
+    async def stats(self) -> StatsResponse:
+        return StatsResponse(groups=self.group_names, **(await self.dual.stats.remote()))

@@ -133,13 +133,14 @@ class DualVector:
 
 
 def exposure_satisfaction(exposure: np.ndarray, targets: ExposureTargets, requests: int) -> dict[str, float]:
-    """How far the minimum exposures are met after ``requests`` of the horizon, pro rata:
-    ``esp`` = Σ_g min(e_g, m̃_g) / Σ_g m̃_g with m̃ = m · requests / T (1.0 = every target met),
-    ``groups_satisfied`` = share of groups with e_g ≥ m̃_g."""
+    """How far the minimum exposures are met after ``requests`` of the horizon, pro rata
+    (m̃ = m · requests / T, so at the horizon m̃ = m): ``esp`` = share of groups with e_g ≥ m̃_g
+    (FairSync's ESP), ``fill`` = Σ_g min(e_g, m̃_g) / Σ_g m̃_g (how much of the owed exposure
+    was delivered: 1.0 = every target met, and it says how far a missed target fell short)."""
     due = targets.m * requests / targets.horizon
     if due.sum() == 0:
-        return {"esp": 1.0, "groups_satisfied": 1.0}
+        return {"esp": 1.0, "fill": 1.0}
     return {
-        "esp": float(np.minimum(exposure, due).sum() / due.sum()),
-        "groups_satisfied": float(np.mean(exposure >= due - 1e-9)),
+        "esp": float(np.mean(exposure >= due - 1e-9)),
+        "fill": float(np.minimum(exposure, due).sum() / due.sum()),
     }

@@ -56,20 +56,33 @@ class ShardIndex:
         return np.hstack([self.vectors, -self.mu[self.groups][:, None]]).astype(np.float32)
 
     def set_mu(self, mu: np.ndarray) -> None:
+        """Rewrite only the last coordinate of the stored vectors, in place in FAISS's own buffer:
+        one strided column write instead of re-adding the whole partition."""
         self.mu = np.asarray(mu, dtype=np.float32).copy()
         if self.kind == "flat":
-            self.index.reset()
-            self.index.add(self._augmented())
+            n, width = self.index.ntotal, self.index.d
+            stored = faiss.rev_swig_ptr(self.index.get_xb(), n * width).reshape(n, width)
+            stored[:, -1] = -self.mu[self.groups]
 
-    def search(self, queries: np.ndarray, k: int) -> Hits:
+    def search(self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None) -> Hits:
+        """Top-k by s − μ_g per query; ``exclude[q]`` lists item ids query q must not get (items
+        the user already has). Exact: the index is asked for k more than the most excluded
+        items of this partition any query has, so k survivors always remain when they exist."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        extra = 0
+        if exclude is not None:
+            exclude = [np.asarray(e, dtype=np.int64) for e in exclude]
+            extra = max((int(np.isin(e, self.item_ids).sum()) for e in exclude), default=0)
+        hits = self._search(queries, min(k + extra, len(self.item_ids)))
+        return hits if not extra else _drop_excluded(hits, exclude, k)
+
+    def _search(self, queries: np.ndarray, k_local: int) -> Hits:
         n = len(queries)
-        k_local = min(k, len(self.item_ids))
         if self.kind == "flat":
             augmented = np.hstack([queries, np.ones((n, 1), dtype=np.float32)])
             adjusted, rows = self.index.search(augmented, k_local)
         else:
-            _, candidates = self.index.search(queries, min(len(self.item_ids), self.overfetch * k))
+            _, candidates = self.index.search(queries, min(len(self.item_ids), self.overfetch * k_local))
             valid = candidates >= 0
             safe = np.where(valid, candidates, 0)
             rescored = np.einsum("nd,nkd->nk", queries, self.vectors[safe]) - self.mu[self.groups[safe]]
@@ -82,6 +95,20 @@ class ShardIndex:
         adjusted = np.where(found, adjusted, -np.inf).astype(np.float32)
         relevance = np.where(found, adjusted + self.mu[self.groups[safe_rows]], -np.inf).astype(np.float32)
         return Hits(np.where(found, self.item_ids[safe_rows], -1), relevance, adjusted)
+
+
+def _drop_excluded(hits: Hits, exclude: list[np.ndarray], k: int) -> Hits:
+    """Each row's first k hits that are not excluded (order kept; −1 / −inf pad)."""
+    n = len(hits.items)
+    items = np.full((n, k), -1, dtype=np.int64)
+    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    adjusted = np.full((n, k), -np.inf, dtype=np.float32)
+    for q in range(n):
+        keep = np.flatnonzero(~np.isin(hits.items[q], exclude[q]) & (hits.items[q] >= 0))[:k]
+        items[q, : len(keep)] = hits.items[q, keep]
+        scores[q, : len(keep)] = hits.scores[q, keep]
+        adjusted[q, : len(keep)] = hits.adjusted[q, keep]
+    return Hits(items, scores, adjusted)
 
 
 def merge_top_k(parts: list[Hits], k: int) -> Hits:

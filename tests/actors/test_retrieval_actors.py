@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import ray
 
-from actors.dual_vector import DualVectorActor
-from actors.retrieval_coordinator import retrieve
-from actors.retrieval_shard import RetrievalShard
-from cluster.retrieval.fairsync import ExposureTargets
-from cluster.retrieval.partitions import partition_items
+from actors.retrieval_factory import save_partitions, start_retrieval
+from cluster.retrieval.catalog import Catalog
+from cluster.retrieval.fairsync import DualVector, ExposureTargets
+from configs.schema import RetrievalConfig
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 N_ITEMS, DIM, N_GROUPS, K = 400, 8, 4, 10
@@ -26,65 +25,71 @@ def fleet(tmp_path: Path):
     vectors = rng.normal(size=(N_ITEMS, DIM)).astype(np.float32)
     groups = rng.integers(0, N_GROUPS, N_ITEMS)
     vectors[groups == 3] -= 0.8 * vectors[groups == 3].mean(axis=0)  # keep group 3 unremarkable
-    parts = partition_items(np.arange(N_ITEMS), vectors, groups, 3, rng)
-    shard_cls = ray.remote(RetrievalShard)
-    shards = []
-    for i, part in enumerate(parts):
-        path = tmp_path / f"shard-{i}.npz"
-        part.save(path)
-        shards.append(shard_cls.options(name=f"shard-{i}", max_restarts=2, max_task_retries=0)
-                      .remote(f"shard-{i}", str(path), N_GROUPS))
+    catalog = Catalog(np.arange(N_ITEMS) + 5000, vectors, groups, [f"g{i}" for i in range(N_GROUPS)],
+                      np.arange(3), rng.normal(size=(3, DIM)).astype(np.float32))
+    cfg = RetrievalConfig(n_shards=3, k=K)
     targets = ExposureTargets(np.array([0.0, 0.0, 0.0, 4.0 * 200]), horizon=200, k=K)  # group 3: 4 of 10 slots
-    dual_cls = ray.remote(DualVectorActor).options(name="dual-vector", max_restarts=2)
-    dual = dual_cls.remote(str(tmp_path / "dual.pkl"), targets, 8, 0.2, "adam", "projected", shards)
-    ray.get([s.ready.remote() for s in shards] + [dual.ready.remote()])
-    yield shards, dual, vectors, groups, rng
-    for handle in [dual, *shards]:
-        ray.kill(handle, no_restart=True)
+    paths = save_partitions(cfg, catalog, tmp_path, rng)
+    fleet = start_retrieval(cfg, catalog, DualVector(targets, 8, 0.2, "adam"), paths, tmp_path / "dual.pkl")
+    yield fleet, vectors, groups, rng
+    fleet.kill()
 
 
 def test_sharded_answer_is_the_exact_top_k_and_feeds_the_dual(fleet):
-    shards, dual, vectors, groups, rng = fleet
+    fleet, vectors, groups, rng = fleet
     queries = rng.normal(size=(4, DIM)).astype(np.float32)
-    answer = retrieve(shards, dual, queries, K, groups)
+    answer = fleet.coordinator.retrieve(queries, K)
     expected = np.argsort(-(queries @ vectors.T), axis=1)[:, :K]
     assert not answer.partial and answer.mu_version == 0
     assert np.array_equal(np.sort(answer.hits.items, axis=1), np.sort(expected, axis=1))
     for _ in range(20):
-        retrieve(shards, dual, rng.normal(size=(4, DIM)).astype(np.float32), K, groups)
-    stats = ray.get(dual.stats.remote())
+        fleet.coordinator.retrieve(rng.normal(size=(4, DIM)).astype(np.float32), K)
+    stats = ray.get(fleet.dual.stats.remote())
     assert stats["requests"] == 84 and sum(stats["exposure"]) == 84 * K
     assert stats["mu_version"] == 84 // 8 and stats["mu"][3] < 0 == stats["mu"][0]
 
 
 def test_killed_shard_gives_partial_answers_then_comes_back(fleet):
-    shards, dual, _, groups, rng = fleet
+    fleet, _, _, rng = fleet
     queries = rng.normal(size=(2, DIM)).astype(np.float32)
-    ray.kill(shards[1], no_restart=False)
-    answer = retrieve(shards, dual, queries, K, groups, timeout_s=5.0)
+    ray.kill(fleet.shards[1], no_restart=False)
+    fleet.coordinator.timeout_s = 5.0
+    answer = fleet.coordinator.retrieve(queries, K)
     assert answer.partial and (answer.hits.items >= 0).all()
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
-            ray.get(shards[1].ready.remote(), timeout=5)
+            ray.get(fleet.shards[1].ready.remote(), timeout=5)
             break
         except Exception:
             time.sleep(0.5)
-    assert not retrieve(shards, dual, queries, K, groups).partial
+    assert not fleet.coordinator.retrieve(queries, K).partial
 
 
 def test_dual_vector_state_survives_a_restart(fleet):
-    shards, dual, _, groups, rng = fleet
+    fleet, _, _, rng = fleet
     for _ in range(16):
-        retrieve(shards, dual, rng.normal(size=(1, DIM)).astype(np.float32), K, groups)
-    before = ray.get(dual.stats.remote())
-    ray.kill(dual, no_restart=False)
+        fleet.coordinator.retrieve(rng.normal(size=(1, DIM)).astype(np.float32), K)
+    before = ray.get(fleet.dual.stats.remote())
+    ray.kill(fleet.dual, no_restart=False)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
-            after = ray.get(dual.stats.remote(), timeout=5)
+            after = ray.get(fleet.dual.stats.remote(), timeout=5)
             break
         except Exception:
             time.sleep(0.5)
     assert after["mu_version"] == before["mu_version"] == 2
     assert after["requests"] == 16 and after["mu"] == before["mu"]
+
+
+def test_excluded_items_are_never_served_and_the_answer_stays_exact(fleet):
+    fleet, vectors, _, rng = fleet
+    queries = rng.normal(size=(3, DIM)).astype(np.float32)
+    scores = queries @ vectors.T
+    exclude = [np.argsort(-row)[:25] for row in scores]  # the 25 best items of each query are "seen"
+    answer = fleet.coordinator.retrieve(queries, K, exclude)
+    for row, seen in enumerate(exclude):
+        masked = scores[row].copy()
+        masked[seen] = -np.inf
+        assert set(answer.hits.items[row]) == set(np.argsort(-masked)[:K])

@@ -3,55 +3,42 @@
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import numpy as np
 import pytest
 import ray
 from ray import serve
 
-from actors.dual_vector import DualVectorActor
-from actors.retrieval_shard import RetrievalShard
-from cluster.retrieval.fairsync import ExposureTargets
-from cluster.retrieval.partitions import partition_items
+from configs import SimConfig
 from serve.retriever import FairRetriever
 
-N_ITEMS, DIM, N_GROUPS, MAX_K = 300, 8, 3, 20
+N_ITEMS, DIM, N_GROUPS, MAX_K, PREFIX = 300, 8, 3, 20, "http-"
 
 
 @pytest.fixture(scope="module")
 def base_url(serve_port, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("retriever")
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(N_ITEMS, DIM)).astype(np.float32)
-    groups = rng.integers(0, N_GROUPS, N_ITEMS)
-    shards = []
-    for i, part in enumerate(partition_items(np.arange(N_ITEMS), vectors, groups, 2, rng)):
-        path = tmp / f"shard-{i}.npz"
-        part.save(path)
-        shards.append(ray.remote(RetrievalShard).options(name=f"serve-shard-{i}", max_restarts=1)
-                      .remote(f"shard-{i}", str(path), N_GROUPS))
-    targets = ExposureTargets(np.array([0.0, 0.0, 3.0 * 100]), horizon=100, k=10)
-    dual = ray.remote(DualVectorActor).options(name="serve-dual-vector").remote(
-        str(tmp / "dual.pkl"), targets, 4, 0.2, "adam", "projected", shards)
-    users = rng.normal(size=(5, DIM)).astype(np.float32)
-    serve.run(FairRetriever.bind(shards, dual, np.array([11, 12, 13, 14, 15]), users, np.arange(N_ITEMS) + 1000,
-                                 groups, ["drama", "comedy", "documentary"], MAX_K),
-              name="fair-retriever", route_prefix="/")
+    cfg = SimConfig.model_validate({
+        "name": "http-test", "output_dir": str(tmp_path_factory.mktemp("retriever")),
+        "retrieval": {"source": "synthetic", "n_shards": 2, "max_k": MAX_K, "k": 10, "dual_batch_size": 4,
+                      "dual_lr": 0.2, "exposure_share": 0.5, "horizon": 100,
+                      "synthetic": {"n_items": N_ITEMS, "n_users": 5, "dim": DIM, "n_groups": N_GROUPS,
+                                    "disliked_group": 2}},
+    })
+    serve.run(FairRetriever.bind(cfg, PREFIX), name="fair-retriever", route_prefix="/")
     yield f"http://127.0.0.1:{serve_port}"
     serve.delete("fair-retriever")
-    for handle in [dual, *shards]:
-        ray.kill(handle, no_restart=True)
 
 
 def test_retrieve_by_user_and_by_vector(base_url):
     with httpx.Client(base_url=base_url, timeout=30) as client:
-        answer = client.post("/retrieve", json={"user_id": 12, "k": 5})
+        answer = client.post("/retrieve", json={"user_id": 2, "k": 5})
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert len(body["items"]) == 5 and body["partial"] is False
-        assert all(1000 <= item["id"] < 1000 + N_ITEMS for item in body["items"])
-        assert {item["group"] for item in body["items"]} <= {"drama", "comedy", "documentary"}
+        assert all(0 <= item["id"] < N_ITEMS for item in body["items"])
+        assert {item["group"] for item in body["items"]} <= {"group-0", "group-1", "group-2"}
         adjusted = [item["adjusted_score"] for item in body["items"]]
         assert adjusted == sorted(adjusted, reverse=True)
         by_vector = client.post("/retrieve", json={"user_vector": [0.1] * DIM, "k": 3})
@@ -61,11 +48,11 @@ def test_retrieve_by_user_and_by_vector(base_url):
 @pytest.mark.parametrize("body,status,needle", [
     ({"user_id": 999, "k": 5}, 404, "unknown user_id"),
     ({"user_vector": [0.1] * (DIM + 1), "k": 5}, 422, "expected 8"),
-    ({"user_id": 12, "k": 0}, 422, "greater than 0"),
-    ({"user_id": 12, "k": MAX_K + 1}, 422, "exceeds the maximum"),
-    ({"user_id": 12, "user_vector": [0.0] * DIM}, 422, "exactly one"),
+    ({"user_id": 2, "k": 0}, 422, "greater than 0"),
+    ({"user_id": 2, "k": MAX_K + 1}, 422, "exceeds the maximum"),
+    ({"user_id": 2, "user_vector": [0.0] * DIM}, 422, "exactly one"),
     ({"k": 5}, 422, "exactly one"),
-    ({"user_id": 12, "k": 5, "extra": 1}, 422, "extra"),
+    ({"user_id": 2, "k": 5, "extra": 1}, 422, "extra"),
 ])
 def test_bad_bodies_are_4xx_with_a_reason(base_url, body, status, needle):
     answer = httpx.post(f"{base_url}/retrieve", json=body, timeout=30)
@@ -85,8 +72,35 @@ def test_health_and_stats(base_url):
     with httpx.Client(base_url=base_url, timeout=30) as client:
         assert client.get("/health").json()["status"] == "ok"
         for _ in range(8):
-            client.post("/retrieve", json={"user_id": 11, "k": 10})
+            client.post("/retrieve", json={"user_id": 1, "k": 10})
         stats = client.get("/stats").json()
-        assert stats["groups"] == ["drama", "comedy", "documentary"]
+        assert stats["groups"] == ["group-0", "group-1", "group-2"]
         assert stats["requests"] >= 8 and sum(stats["exposure"]) >= 80
-        assert stats["mu_version"] >= 2 and 0.0 <= stats["esp"] <= 1.0
+        assert stats["mu_version"] >= 2 and 0.0 <= stats["esp"] <= 1.0 and 0.0 <= stats["fill"] <= 1.0
+        assert stats["mu"][2] < 0, "the disliked group is owed exposure, so its dual must have moved"
+
+
+def test_concurrent_requests_are_batched_and_all_answered(base_url):
+    def one(user: int) -> httpx.Response:
+        return httpx.post(f"{base_url}/retrieve", json={"user_id": user % 5, "k": 3 + user % 4}, timeout=60)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(one, range(48)))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
+    assert [len(a.json()["items"]) for a in answers] == [3 + u % 4 for u in range(48)]
+
+
+def test_a_killed_shard_gives_partial_answers_then_comes_back(base_url):
+    named = {a["name"]: a["namespace"] for a in ray.util.list_named_actors(all_namespaces=True)}
+    shard = ray.get_actor(f"{PREFIX}shard-1", namespace=named.get(f"{PREFIX}shard-1"))
+    ray.kill(shard, no_restart=False)
+    answer = httpx.post(f"{base_url}/retrieve", json={"user_id": 3, "k": 5}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["partial"] is True and len(answer.json()["items"]) == 5
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        answer = httpx.post(f"{base_url}/retrieve", json={"user_id": 3, "k": 5}, timeout=60)
+        if answer.status_code == 200 and not answer.json()["partial"]:
+            break
+        time.sleep(0.5)
+    assert answer.json()["partial"] is False, "the shard did not come back from its partition file"

@@ -56,6 +56,6 @@ def test_dual_reaches_minimum_exposure_in_a_toy_retrieval():
         top = np.argsort(-adjusted_scores(scores[None], groups, dual.mu)[0])[:k]
         dual.observe(slots_per_group(top, groups, 2))
     met = exposure_satisfaction(dual.exposure, targets, dual.requests)
-    assert met["esp"] > 0.95, (met, dual.exposure)
+    assert met["fill"] > 0.95, (met, dual.exposure)
     assert relevance_only < 0.2 * targets.m[1] < dual.exposure[1]  # measured: 16 without μ, 196 with it
     assert dual.mu[1] < 0 and dual.mu[0] == 0

@@ -63,3 +63,17 @@ def test_small_partition_pads_with_missing_items():
     (shard,) = _shards(vectors, groups, 1)
     hits = shard.search(queries[:2], 5)
     assert hits.items.shape == (2, 3) and (hits.items >= 0).all()
+
+
+def test_excluded_items_are_skipped_and_the_rest_is_the_exact_top_k():
+    vectors, groups, queries, mu = _world(seed=5)
+    shards = _shards(vectors, groups, 3)
+    for shard in shards:
+        shard.set_mu(mu)
+    expected, adjusted = _brute_force(vectors, groups, queries, mu, 300)
+    exclude = [row[:12] for row in expected]  # each query's 12 best items are already seen
+    merged = merge_top_k([s.search(queries, 6, exclude) for s in shards], 6)
+    for q in range(len(queries)):
+        allowed = [i for i in expected[q] if i not in set(exclude[q])]
+        assert merged.items[q].tolist() == allowed[:6]
+        assert np.allclose(merged.adjusted[q], adjusted[q, allowed[:6]], atol=1e-5)

@@ -1,0 +1,50 @@
+"""Where the retriever's vectors and request stream come from: an fl_sim run folder (trained
+GMF; trained first when the config names none) or the synthetic embedding generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cluster.retrieval.catalog import Catalog, RequestStream
+from cluster.retrieval.run_catalog import heldout_requests, load_run_catalog
+from cluster.retrieval.synthetic_embeddings import synthetic_catalog
+from cluster.rng import stream as rng_stream
+from configs import SimConfig, load_config
+
+
+def train_gmf_run(cfg: SimConfig) -> Path:
+    """Run fl_sim with this config (model.kind must be gmf) and return its run folder."""
+    from jobs.fl_sim import build, run, write_results
+    from jobs.outputs import new_run_dir, write_resolved_config
+
+    if cfg.model.kind != "gmf":
+        raise ValueError(f"the retriever needs an inner-product model: set model.kind=gmf (not {cfg.model.kind})")
+    experiment = build(cfg)
+    run_dir = new_run_dir(cfg, "fl")
+    write_resolved_config(run_dir, cfg)
+    print(f"training GMF first: {run_dir}", flush=True)
+    write_results(experiment, run_dir, run(experiment, run_dir, resume=False, address=None, quiet=True))
+    return run_dir
+
+
+def load_catalog(cfg: SimConfig, train_if_missing: bool = True) -> tuple[Catalog, RequestStream | None, Path | None]:
+    """(catalog, held-out request stream or None, the run folder used)."""
+    r = cfg.retrieval
+    if r.source == "synthetic":
+        catalog, requests = synthetic_catalog(r.synthetic, rng_stream(cfg.seed, "synthetic_embeddings"))
+        return catalog, requests, None
+    run_dir = r.run_dir
+    if run_dir is None:
+        if not train_if_missing:
+            raise ValueError("retrieval.source=run needs retrieval.run_dir (an fl_sim GMF run folder)")
+        run_dir = train_gmf_run(cfg)
+    catalog = load_run_catalog(run_dir, r)
+    return catalog, _run_requests(Path(run_dir), catalog, cfg.seed), Path(run_dir)
+
+
+def _run_requests(run_dir: Path, catalog: Catalog, seed: int) -> RequestStream:
+    from cluster.world import build_world
+
+    run_cfg = load_config(run_dir / "config.yaml")  # the world the vectors were trained on
+    world = build_world(run_cfg)
+    return heldout_requests(world.leave_one_out, world.dataset.user_ids, catalog, rng_stream(seed, "requests"))

@@ -1,0 +1,41 @@
+"""What the Serve ingress stands on: the catalog and the shard and dual-vector actors, built from
+a config. The ingress replica calls this in its constructor, so the actors are owned by the
+replica and go away with the application (``serve shutdown``, ``serve.delete``, Ctrl-C on
+``serve run``); a second replica finds them by name instead of starting more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from actors.retrieval_factory import RetrievalActors, save_partitions, start_retrieval
+from cluster.retrieval.catalog import Catalog
+from cluster.retrieval.policies import exposure_targets, make_policy
+from cluster.rng import stream as rng_stream
+from configs import SimConfig, config_hash
+
+DEFAULT_HORIZON = 100_000  # T when neither the config nor a held-out request stream gives one
+
+
+@dataclass
+class Backend:
+    catalog: Catalog
+    actors: RetrievalActors
+    folder: Path
+
+
+def start_backend(cfg: SimConfig, name_prefix: str = "") -> Backend:
+    """Files go to a folder named by the config hash, so a restarted application with the same
+    config continues the dual state instead of resetting it."""
+    from jobs.retrieval_source import load_catalog
+
+    r = cfg.retrieval
+    catalog, requests, _ = load_catalog(cfg, train_if_missing=False)
+    horizon = r.horizon or (len(requests) if r.source == "run" and requests is not None else DEFAULT_HORIZON)
+    folder = Path(cfg.output_dir).resolve() / f"serve-{cfg.name}-{config_hash(cfg)[:8]}"
+    paths = sorted((folder / "shards").glob("shard-*.npz"))
+    if len(paths) != r.n_shards:
+        paths = save_partitions(r, catalog, folder / "shards", rng_stream(cfg.seed, "partition"))
+    policy = make_policy(r, exposure_targets(r, catalog.n_groups, horizon))
+    actors = start_retrieval(r, catalog, policy, paths, folder / "dual.pkl", name_prefix, reuse=True)
+    return Backend(catalog, actors, folder)
