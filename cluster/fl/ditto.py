@@ -1,0 +1,45 @@
+"""Ditto (Li, Hu, Beirami, Smith, ICML 2021): every client keeps a personal model v regularised
+toward the global model w, which is itself trained by plain FedAvg. Each round a selected
+client takes its usual FedAvg step on w *and* personal steps on v (Alg. 1):
+
+    v ← v − η (∇F_k(v) + λ (v − w)),
+
+with w the global model the client received this round and λ fixed. Both are trained each
+round, so a client computes twice (``compute_multiplier``) — what the virtual clock should show.
+
+The step is written with plain arithmetic, so it takes numpy arrays or torch tensors alike
+(inside the local loop, ∇F_k(v) comes from autograd); v may carry a leading client axis
+(C, *shape) against w's (*shape).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+Array = TypeVar("Array")
+
+# Equal local work on the personal and the global model doubles a round's compute.
+COMPUTE_MULTIPLIER = 2.0
+
+
+def personal_step(personal: dict[str, Array], global_params: dict[str, Array], grads: dict[str, Array],
+                  lr: float, lam: float) -> dict[str, Array]:
+    """One Ditto personal step (Alg. 1, line 7) for every tensor of the personal model.
+
+    personal[name], grads[name]: (*shape) or (C, *shape); global_params[name]: (*shape).
+    λ = 0 gives plain local SGD (a purely local model); a large λ holds v at w."""
+    if lam < 0:
+        raise ValueError(f"Ditto's λ must be >= 0, got {lam}")
+    return {
+        name: v - lr * (grads[name] + lam * (v - global_params[name]))
+        for name, v in personal.items()
+    }
+
+
+def compute_multiplier(global_epochs: int = 1, personal_epochs: int | None = None) -> float:
+    """Compute of a Ditto round relative to FedAvg's: (global + personal local epochs) / global.
+    With as many personal as global epochs (the default, and Ditto's setting) it is 2."""
+    if global_epochs <= 0:
+        raise ValueError(f"global_epochs must be positive, got {global_epochs}")
+    personal = global_epochs if personal_epochs is None else personal_epochs
+    return (global_epochs + personal) / global_epochs
