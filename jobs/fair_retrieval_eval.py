@@ -33,7 +33,9 @@ BASELINES = (("topk", 64), ("k_neighbor", 1), ("min_regularizer", 1))
 
 
 def methods(cfg: SimConfig, batch_sizes: list[int]) -> list[tuple[str, int]]:
-    return [*BASELINES, ("fairsync", cfg.retrieval.dual_batch_size)] + [("fairsync", b) for b in batch_sizes]
+    """The baselines, then FairSync at the configured B and every B of the sweep (each once)."""
+    sizes = sorted(set(batch_sizes) | {cfg.retrieval.dual_batch_size})
+    return [*BASELINES] + [("fairsync", b) for b in sizes]
 
 
 def evaluate(cfg: SimConfig, catalog, requests, folder: Path, batch_sizes: list[int]) -> tuple[list[dict], list[dict]]:

@@ -54,7 +54,7 @@ def plot_exposure(path: Path, exposure_rows: list[dict], fairsync_batch: int) ->
         ax.axhline(1.0, color="k", ls="--", lw=0.8)
         ax.set_title(f"{method} (B={batch})")
         ax.set_xlabel("requests served")
-        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_ylim(0, 3)
     axes[0].set_ylabel("exposure / pro-rata minimum (one line per group)")
     _save(fig, path)
 

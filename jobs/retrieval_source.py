@@ -27,19 +27,20 @@ def train_gmf_run(cfg: SimConfig) -> Path:
     return run_dir
 
 
-def load_catalog(cfg: SimConfig, train_if_missing: bool = True) -> tuple[Catalog, RequestStream | None, Path | None]:
+def load_catalog(cfg: SimConfig, train_if_missing: bool = True,
+                 with_requests: bool = True) -> tuple[Catalog, RequestStream | None, Path | None]:
     """(catalog, held-out request stream or None, the run folder used)."""
     r = cfg.retrieval
     if r.source == "synthetic":
-        catalog, requests = synthetic_catalog(r.synthetic, rng_stream(cfg.seed, "synthetic_embeddings"))
-        return catalog, requests, None
+        catalog, requests = synthetic_catalog(r.synthetic, rng_stream(cfg.seed, "synthetic_embeddings"), with_requests)
+        return catalog, requests if with_requests else None, None
     run_dir = r.run_dir
     if run_dir is None:
         if not train_if_missing:
             raise ValueError("retrieval.source=run needs retrieval.run_dir (an fl_sim GMF run folder)")
         run_dir = train_gmf_run(cfg)
     catalog = load_run_catalog(run_dir, r)
-    return catalog, _run_requests(Path(run_dir), catalog, cfg.seed), Path(run_dir)
+    return catalog, _run_requests(Path(run_dir), catalog, cfg.seed) if with_requests else None, Path(run_dir)
 
 
 def _run_requests(run_dir: Path, catalog: Catalog, seed: int) -> RequestStream:

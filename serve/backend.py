@@ -30,8 +30,8 @@ def start_backend(cfg: SimConfig, name_prefix: str = "") -> Backend:
     from jobs.retrieval_source import load_catalog
 
     r = cfg.retrieval
-    catalog, requests, _ = load_catalog(cfg, train_if_missing=False)
-    horizon = r.horizon or (len(requests) if r.source == "run" and requests is not None else DEFAULT_HORIZON)
+    catalog, requests, _ = load_catalog(cfg, train_if_missing=False, with_requests=r.source == "run")
+    horizon = r.horizon or (len(requests) if requests is not None else DEFAULT_HORIZON)
     folder = Path(cfg.output_dir).resolve() / f"serve-{cfg.name}-{config_hash(cfg)[:8]}"
     paths = sorted((folder / "shards").glob("shard-*.npz"))
     if len(paths) != r.n_shards:

@@ -15,7 +15,10 @@ from configs.schema import SyntheticEmbeddingsConfig
 _HELDOUT_CANDIDATES = 200  # the softmax is taken over each user's best items only: O(U·M) stays one matmul
 
 
-def synthetic_catalog(cfg: SyntheticEmbeddingsConfig, rng: np.random.Generator) -> tuple[Catalog, RequestStream]:
+def synthetic_catalog(cfg: SyntheticEmbeddingsConfig, rng: np.random.Generator,
+                      with_heldout: bool = True) -> tuple[Catalog, RequestStream]:
+    """``with_heldout=False`` skips the held-out draw (an O(users × items) product) for speed
+    benchmarks, which need vectors only; the stream's held-out items are then −1."""
     d, g = cfg.dim, cfg.n_groups
     centroids = rng.normal(size=(g, d)) * cfg.group_spread / np.sqrt(d)
     item_groups = rng.integers(0, g, cfg.n_items)
@@ -31,7 +34,8 @@ def synthetic_catalog(cfg: SyntheticEmbeddingsConfig, rng: np.random.Generator) 
         items[item_groups == cfg.disliked_group, 0] = -penalty
     items = items.astype(np.float32)
     queries = (users + rng.normal(size=users.shape) * cfg.query_noise).astype(np.float32)
-    heldout = _sample_heldout(users.astype(np.float32), items, cfg.heldout_temperature, rng)
+    heldout = (_sample_heldout(users.astype(np.float32), items, cfg.heldout_temperature, rng) if with_heldout
+               else np.full(cfg.n_users, -1, dtype=np.int64))
     catalog = Catalog(np.arange(cfg.n_items, dtype=np.int64), items, item_groups.astype(np.int64),
                       [f"group-{i}" for i in range(g)], np.arange(cfg.n_users, dtype=np.int64), queries)
     order = rng.permutation(cfg.n_users)

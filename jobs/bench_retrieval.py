@@ -1,0 +1,192 @@
+"""Speed of the fair retriever at scale: synthetic items over shards.
+
+    python jobs/bench_retrieval.py [--items 1000000 --dim 64 --shards 4]
+
+(a) raw FAISS: one in-process IndexFlatIP over every item, one thread; (b) the fair sharded
+search through the shard and dual-vector actors, no HTTP (one fan-out per batch of queries);
+(c) HTTP through Ray Serve at several concurrencies (the ingress batches concurrent requests).
+Prints queries per second, p50 and p99 latency, and (b)/(a) in the same run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import asyncio
+import tempfile
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+from configs import SimConfig
+
+
+def bench_config(args: argparse.Namespace, output_dir: Path) -> SimConfig:
+    return SimConfig.model_validate({
+        "name": "bench-retrieval", "output_dir": str(output_dir),
+        "retrieval": {"source": "synthetic", "n_shards": args.shards, "k": args.k, "max_k": max(100, args.k),
+                      "dual_batch_size": 32, "dual_lr": 0.5, "exposure_share": 0.5,
+                      "synthetic": {"n_items": args.items, "n_users": args.users, "dim": args.dim, "n_groups": 8,
+                                    "disliked_group": 0}},
+    })
+
+
+def summarize(label: str, latencies_ms: list[float], queries: int, wall_s: float) -> dict:
+    lat = np.asarray(latencies_ms)
+    row = {"path": label, "qps": queries / wall_s, "p50_ms": float(np.percentile(lat, 50)),
+           "p99_ms": float(np.percentile(lat, 99))}
+    print(f"{label:<34} {row['qps']:>9,.0f} q/s   p50 {row['p50_ms']:7.2f} ms   p99 {row['p99_ms']:7.2f} ms", flush=True)
+    return row
+
+
+def raw_faiss(catalog, queries: np.ndarray, k: int, batch: int) -> dict:
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    index = faiss.IndexFlatIP(catalog.dim)
+    index.add(catalog.item_vectors)
+    return _timed(f"(a) raw FAISS, batch {batch}", lambda q: index.search(q, k), queries, batch)
+
+
+def _timed(label: str, search, queries: np.ndarray, batch: int) -> dict:
+    search(queries[:batch])  # warm-up
+    latencies, started = [], time.perf_counter()
+    for lo in range(0, len(queries), batch):
+        t0 = time.perf_counter()
+        search(queries[lo:lo + batch])
+        latencies.append((time.perf_counter() - t0) * 1e3)
+    return summarize(label, latencies, len(queries), time.perf_counter() - started)
+
+
+def ivf_recall(cfg: SimConfig, catalog, queries: np.ndarray, k: int) -> None:
+    """IVF (over-fetch by relevance, exact re-score) against the exact flat search, both with a
+    non-zero μ, per shard partition as the actors hold them: recall@K and speed."""
+    from cluster.retrieval.partitions import partition_items
+    from cluster.retrieval.shard_index import ShardIndex, merge_top_k
+    from cluster.rng import stream
+
+    r = cfg.retrieval
+    mu = -np.linspace(0.0, 1.0, catalog.n_groups)
+    parts = partition_items(np.arange(len(catalog.item_ids)), catalog.item_vectors, catalog.item_groups, r.n_shards,
+                            stream(cfg.seed, "partition"))
+    answers = {}
+    for kind in ("flat", "ivf"):
+        shards = [ShardIndex(p.item_ids, p.vectors, p.groups, catalog.n_groups, kind=kind, nlist=r.ivf_nlist,
+                             nprobe=r.ivf_nprobe, overfetch=r.ivf_overfetch) for p in parts]
+        for shard in shards:
+            shard.set_mu(mu)
+        started = time.perf_counter()
+        answers[kind] = merge_top_k([s.search(queries, k) for s in shards], k).items
+        print(f"{kind:>4} shards in-process: {len(queries) / (time.perf_counter() - started):,.0f} q/s (batch "
+              f"{len(queries)})", flush=True)
+    recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(answers["ivf"], answers["flat"])])
+    print(f"IVF recall@{k} against exact (nlist {r.ivf_nlist}, nprobe {r.ivf_nprobe}, over-fetch x{r.ivf_overfetch}, "
+          f"mu != 0): {recall:.4f}", flush=True)
+
+
+def actors_path(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batch: int, folder: Path) -> dict:
+    from actors.retrieval_factory import save_partitions, start_retrieval
+    from cluster.retrieval.policies import exposure_targets, make_policy
+    from cluster.rng import stream
+
+    r = cfg.retrieval
+    paths = save_partitions(r, catalog, folder / f"shards-{batch}", stream(cfg.seed, "partition"))
+    policy = make_policy(r, exposure_targets(r, catalog.n_groups, 100_000))
+    actors = start_retrieval(r, catalog, policy, paths, folder / f"dual-{batch}.pkl", name_prefix=f"bench{batch}-")
+    try:
+        return _timed(f"(b) fair sharded actors, batch {batch}", lambda q: actors.coordinator.retrieve(q, k),
+                      queries, batch)
+    finally:
+        actors.kill()
+
+
+async def _http_load(url: str, users: np.ndarray, k: int, concurrency: int) -> tuple[list[float], float]:
+    import httpx
+
+    limit = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def one(client: httpx.AsyncClient, user: int) -> None:
+        async with limit:
+            t0 = time.perf_counter()
+            answer = await client.post(f"{url}/retrieve", json={"user_id": int(user), "k": k})
+            answer.raise_for_status()
+            latencies.append((time.perf_counter() - t0) * 1e3)
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        await asyncio.gather(*(one(client, u) for u in users[: min(32, len(users))]))  # warm-up
+        latencies.clear()
+        started = time.perf_counter()
+        await asyncio.gather(*(one(client, u) for u in users))
+        return latencies, time.perf_counter() - started
+
+
+def http_path(cfg: SimConfig, n_users: int, k: int, concurrencies: list[int], requests: int) -> list[dict]:
+    from ray import serve
+
+    from serve.retriever import FairRetriever
+    from tests.ray_session import free_port
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(FairRetriever.bind(cfg, "bench-http-"), name="bench-retriever", route_prefix="/")
+    rows = []
+    try:
+        users = np.random.default_rng(0).integers(0, n_users, requests)
+        for concurrency in concurrencies:
+            latencies, wall = asyncio.run(_http_load(f"http://127.0.0.1:{port}", users, k, concurrency))
+            rows.append(summarize(f"(c) HTTP via Serve, concurrency {concurrency}", latencies, len(users), wall))
+    finally:
+        serve.delete("bench-retriever")
+        serve.shutdown()
+    return rows
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--queries", type=int, default=2048)
+    parser.add_argument("--http-requests", type=int, default=1000)
+    parser.add_argument("--concurrency", default="1,16,64")
+    args = parser.parse_args(argv)
+    import ray
+
+    from cluster.bootstrap import init_ray
+    from cluster.rng import stream
+    from jobs.retrieval_source import load_catalog
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
+    cfg = bench_config(args, folder)
+    started = time.perf_counter()
+    catalog, _, _ = load_catalog(cfg, with_requests=False)
+    print(f"{args.items:,} items x dim {args.dim}, {args.shards} shards, K={args.k}; "
+          f"vectors drawn in {time.perf_counter() - started:.1f} s", flush=True)
+    queries = catalog.user_vectors[stream(0, "bench_queries").integers(0, args.users, args.queries)]
+    raw = {b: raw_faiss(catalog, queries, args.k, b) for b in (1, 64)}
+    ivf_recall(cfg, catalog, queries, args.k)
+    started_ray = init_ray(address=None)
+    try:
+        fair = {b: actors_path(cfg, catalog, queries, args.k, b, folder) for b in (1, 64)}
+        for b in (1, 64):
+            print(f"throughput ratio (b)/(a) at batch {b}: {fair[b]['qps'] / raw[b]['qps']:.2f}")
+        del catalog
+        http_path(cfg, args.users, args.k, [int(c) for c in args.concurrency.split(",")], args.http_requests)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
