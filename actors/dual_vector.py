@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from cluster.atomic import write_pickle
-from cluster.retrieval.fairsync import exposure_satisfaction
-from cluster.retrieval.policies import Policy, slots_per_group
+from cluster.retrieval.fairsync import exposure_satisfaction, group_counts
+from cluster.retrieval.policies import Policy
 
 
 class DualVectorActor:
@@ -33,7 +33,7 @@ class DualVectorActor:
 
     def observe(self, served_groups: np.ndarray, n_requests: int) -> tuple[np.ndarray, int]:
         """Count the groups of the served slots; when μ changes, persist and push it."""
-        changed = self.policy.observe(slots_per_group(served_groups, len(self.policy.targets.m)), n_requests)
+        changed = self.policy.observe(group_counts(served_groups, len(self.policy.targets.m)), n_requests)
         self._persist()
         if changed:
             for shard in self.shards:

@@ -54,9 +54,14 @@ def adjusted_scores(scores: np.ndarray, item_groups: np.ndarray, mu: np.ndarray)
     return scores - mu[item_groups]
 
 
+def group_counts(served_groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """n_g: (G,) how many served slots (any shape of group ids) went to each group."""
+    return np.bincount(np.asarray(served_groups).ravel(), minlength=n_groups).astype(np.float64)
+
+
 def slots_per_group(served_items: np.ndarray, item_groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """n_g: (G,) how many of the served slots (any shape of item ids) went to each group."""
-    return np.bincount(item_groups[np.asarray(served_items).ravel()], minlength=n_groups).astype(np.float64)
+    """n_g from served item ids (any shape) and every item's group."""
+    return group_counts(item_groups[np.asarray(served_items).ravel()], n_groups)
 
 
 def dual_subgradient(n_g: np.ndarray, batch: int, targets: ExposureTargets, mu: np.ndarray, variant: Variant) -> np.ndarray:

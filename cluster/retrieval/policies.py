@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Union
 
-import numpy as np
-
 from cluster.retrieval.baselines import KNeighbor, MinRegularizer, TopK
 from cluster.retrieval.fairsync import DualVector, ExposureTargets
 from configs.schema import RetrievalConfig
@@ -28,6 +26,3 @@ def make_policy(cfg: RetrievalConfig, targets: ExposureTargets, batch: int | Non
     }
     return factories[cfg.policy]()
 
-
-def slots_per_group(groups_served: np.ndarray, n_groups: int) -> np.ndarray:
-    return np.bincount(np.asarray(groups_served).ravel(), minlength=n_groups).astype(np.float64)
