@@ -158,6 +158,20 @@ def write_results(exp: Experiment, run_dir: Path, outcome: dict) -> dict:
     return summary
 
 
+def build_run_write(cfg: SimConfig, resume_dir: Optional[Path] = None, address: Optional[str] = None,
+                    quiet: bool = False) -> tuple[Experiment, Path, dict]:
+    """The whole job: a new run folder (or ``resume_dir``), the rounds, the result files."""
+    exp = build(cfg)  # bad data fails here, before any folder exists
+    run_dir = resume_dir
+    if run_dir is None:
+        run_dir = new_run_dir(cfg, "fl")
+        write_resolved_config(run_dir, cfg)
+    print(f"run folder {run_dir}", flush=True)
+    outcome = run(exp, run_dir, resume=resume_dir is not None, address=address, quiet=quiet)
+    write_results(exp, run_dir, outcome)
+    return exp, run_dir, outcome
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = config_parser(__doc__.splitlines()[0])
     parser.add_argument("--resume", type=Path, help="run folder of a killed run to continue from its checkpoint")
@@ -180,13 +194,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.output_dir:
             cfg = cfg.model_copy(update={"output_dir": args.output_dir})
         run_dir = None
-    exp = build(cfg)  # bad data fails here, before any folder exists
-    if run_dir is None:
-        run_dir = new_run_dir(cfg, "fl")
-        write_resolved_config(run_dir, cfg)
-    print(f"run folder {run_dir}", flush=True)
-    outcome = run(exp, run_dir, resume=args.resume is not None, address=args.address)
-    write_results(exp, run_dir, outcome)
+    exp, run_dir, outcome = build_run_write(cfg, run_dir, args.address)
     from jobs.fl_results import final_table
 
     print(final_table(outcome["history"], exp.fleet.tiers.names))

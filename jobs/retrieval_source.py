@@ -14,17 +14,12 @@ from configs import SimConfig, load_config
 
 def train_gmf_run(cfg: SimConfig) -> Path:
     """Run fl_sim with this config (model.kind must be gmf) and return its run folder."""
-    from jobs.fl_sim import build, run, write_results
-    from jobs.outputs import new_run_dir, write_resolved_config
+    from jobs.fl_sim import build_run_write
 
     if cfg.model.kind != "gmf":
         raise ValueError(f"the retriever needs an inner-product model: set model.kind=gmf (not {cfg.model.kind})")
-    experiment = build(cfg)
-    run_dir = new_run_dir(cfg, "fl")
-    write_resolved_config(run_dir, cfg)
-    print(f"training GMF first: {run_dir}", flush=True)
-    write_results(experiment, run_dir, run(experiment, run_dir, resume=False, address=None, quiet=True))
-    return run_dir
+    print("training GMF first", flush=True)
+    return build_run_write(cfg, quiet=True)[1]
 
 
 def load_catalog(cfg: SimConfig, train_if_missing: bool = True,
