@@ -131,8 +131,8 @@ async def _http_load(url: str, users: np.ndarray, k: int, concurrency: int) -> t
 def http_path(cfg: SimConfig, n_users: int, k: int, concurrencies: list[int], requests: int) -> list[dict]:
     from ray import serve
 
+    from cluster.ports import free_port
     from serve.retriever import FairRetriever
-    from tests.ray_session import free_port
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})

@@ -55,7 +55,7 @@ def serve_port(ray_session):
     """Ray Serve on loopback and a free port, inside the shared Ray session."""
     from ray import serve
 
-    from tests.ray_session import free_port
+    from cluster.ports import free_port
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import socket
 import tempfile
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from cluster.ports import free_port
 
 
 def start_ray_session():

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.ray_session import free_port
+from cluster.ports import free_port
 
 
 def ray_cli() -> str:

@@ -1,0 +1,11 @@
+"""A free loopback TCP port for a service started on this machine (Serve HTTP, a Ray head)."""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
