@@ -18,10 +18,9 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from actors.round_metrics import RoundMetrics
 from cluster.atomic import write_pickle
-from cluster.fl.aggregation import merge_results
-from cluster.fl.records import evaluation_summary, round_record
+from cluster.fl.model_ops import ModelOps
+from cluster.fl.records import round_record
 from cluster.fl.server_core import FederatedServer, FleetView
-from cluster.models.ncf import NCFSpec
 from configs.schema import FLConfig
 
 _WORKER_FAILURES = (RayActorError, RayTaskError)
@@ -30,11 +29,11 @@ _WORKER_FAILURES = (RayActorError, RayTaskError)
 class Aggregator:
     """Plain class; ``actors.factory`` applies ``ray.remote``."""
 
-    def __init__(self, cfg: FLConfig, spec: NCFSpec, fleet: FleetView, seed: int, workers: list,
+    def __init__(self, cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int, workers: list,
                  worker_of_user: np.ndarray, checkpoint_dir: Optional[str] = None, run_name: str = "run"):
         self.cfg = cfg
-        self.server = FederatedServer(cfg, spec, fleet, seed)
-        self.spec = spec
+        self.server = FederatedServer(cfg, ops, fleet, seed)
+        self.ops = ops
         self.fleet = fleet
         self.workers = workers
         self.worker_of_user = worker_of_user
@@ -56,11 +55,12 @@ class Aggregator:
         for worker in np.unique(self.worker_of_user[kept]):
             clients = np.sort(kept[self.worker_of_user[kept] == worker])
             sleep_s = self._real_time_sleep(plan, clients)
-            ref = self.workers[worker].train.remote(plan.round_index, clients, params_ref, sleep_s)
+            settings = self.server.client_settings(clients)
+            ref = self.workers[worker].train.remote(plan.round_index, clients, params_ref, sleep_s, settings)
             pending[ref] = clients
         results, failed = self._collect(pending)
         trained = time.perf_counter()
-        merged = merge_results(results, self.spec)
+        merged = self.ops.merge(results)
         self.server.apply(plan, merged)
         aggregated = time.perf_counter()
         evaluation = None
@@ -68,7 +68,7 @@ class Aggregator:
             evaluation = self.evaluate()
         wall_s = time.perf_counter() - started
         record = round_record(plan, merged, failed, self.fleet.tier_of_user, self.fleet.tiers.names,
-                              self.server.sim_time_s, wall_s, evaluation)
+                              self.server.sim_time_s, wall_s, evaluation, self.ops.upload_stats(merged))
         record.update(plan_s=planned - started, train_s=trained - planned, aggregate_s=aggregated - trained,
                       eval_s=started + wall_s - aggregated)
         self.history.append(record)
@@ -98,9 +98,11 @@ class Aggregator:
         return results, (np.concatenate(failed) if failed else np.zeros(0, np.int64))
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, split: str = "test") -> dict[str, float]:
+        """The global model on every worker's ``split`` rows (click models: 'test' or 'train';
+        NCF: leave-one-out), summarized overall and per tier."""
         params_ref = ray.put(self.server.params)
-        refs = [worker.evaluate.remote(params_ref) for worker in self.workers]
+        refs = [worker.evaluate.remote(params_ref, split) for worker in self.workers]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.cfg.round_timeout_s)
         clients, hits, ndcgs = [], [], []
         for ref in ready:
@@ -113,9 +115,11 @@ class Aggregator:
             ndcgs.append(n)
         clients_all = np.concatenate(clients) if clients else np.zeros(0, np.int64)
         order = np.argsort(clients_all, kind="stable")
-        self._last_eval = (clients_all[order], np.concatenate(hits)[order] if hits else np.zeros(0),
-                           np.concatenate(ndcgs)[order] if ndcgs else np.zeros(0))
-        return evaluation_summary(*self._last_eval, self.fleet.tier_of_user, self.fleet.tiers.names)
+        parts = (clients_all[order], np.concatenate(hits)[order] if hits else np.zeros(0),
+                 np.concatenate(ndcgs)[order] if ndcgs else np.zeros(0))
+        if split == "test":
+            self._last_eval = parts
+        return self.ops.summarize(*parts, self.fleet.tier_of_user, self.fleet.tiers.names, split)
 
     def last_client_metrics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(clients, HR@10, NDCG@10) of the last evaluation; evaluates now if there was none

@@ -12,16 +12,20 @@ from typing import Optional
 
 import numpy as np
 
-from cluster.fl.local_training import LocalRecipe, LocalResult
+from cluster.fl.click_shard import ClickShard
+from cluster.fl.click_training import ClickRecipe
+from cluster.fl.click_worker_core import ClickWorkerCore
+from cluster.fl.local_training import LocalRecipe
 from cluster.fl.worker_core import ClientShard, ClientWorkerCore
+from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
 
 
 class ClientWorker:
     """Plain class; ``actors.factory`` applies ``ray.remote`` with resources from config."""
 
-    def __init__(self, name: str, shard_path: str, spec: NCFSpec, recipe: LocalRecipe, seed: int,
-                 checkpoint_dir: Optional[str] = None):
+    def __init__(self, name: str, shard_path: str, spec: NCFSpec | ClickSpec, recipe: LocalRecipe | ClickRecipe,
+                 seed: int, checkpoint_dir: Optional[str] = None):
         import warnings
 
         import torch
@@ -34,7 +38,10 @@ class ClientWorker:
         self.name = name
         # Loaded from disk rather than passed through the object store, so a restart after a
         # crash finds its clients again whatever happened to the driver's references.
-        self.core = ClientWorkerCore(ClientShard.load(Path(shard_path)), spec, recipe, seed)
+        if isinstance(spec, ClickSpec):
+            self.core = ClickWorkerCore(ClickShard.load(Path(shard_path)), spec, recipe, seed)
+        else:
+            self.core = ClientWorkerCore(ClientShard.load(Path(shard_path)), spec, recipe, seed)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.restored_round = self._restore()
 
@@ -50,16 +57,24 @@ class ClientWorker:
         return {"name": self.name, "clients": self.core.n_clients, "restored_round": self.restored_round}
 
     def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray],
-              real_time_sleep_s: float = 0.0) -> LocalResult:
+              real_time_sleep_s: float = 0.0, settings=None):
+        """The clients' uploads; ``settings`` (click models): each client's width and compression."""
         started = time.perf_counter()
-        result = self.core.train(round_index, clients, params)
+        if settings is None:
+            result = self.core.train(round_index, clients, params)
+        else:
+            result = self.core.train(round_index, clients, params, settings)
         if real_time_sleep_s > 0:
             # Demo mode: the round takes (scaled) as long as its slowest client here would.
             time.sleep(max(0.0, real_time_sleep_s - (time.perf_counter() - started)))
         return result
 
-    def evaluate(self, params: dict[str, np.ndarray], k: int = 10):
-        return self.core.evaluate(params, k)
+    def evaluate(self, params: dict[str, np.ndarray], split: str = "test"):
+        if isinstance(self.core, ClickWorkerCore):
+            return self.core.evaluate(params, split)
+        if split != "test":
+            raise ValueError(f"NCF models evaluate leave-one-out only, not split {split!r}")
+        return self.core.evaluate(params)
 
     def retrieval_queries(self, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         return self.core.retrieval_queries(params)

@@ -10,9 +10,13 @@ import ray
 
 from actors.aggregator import Aggregator
 from actors.client_worker import ClientWorker
+from cluster.fl.click_shard import ClickShard
+from cluster.fl.click_training import ClickRecipe
 from cluster.fl.local_training import LocalRecipe
+from cluster.fl.model_ops import ModelOps
 from cluster.fl.server_core import FleetView
 from cluster.fl.worker_core import ClientShard
+from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
 from configs.schema import FLConfig
 
@@ -21,7 +25,8 @@ def worker_name(tier_name: str, index: int) -> str:
     return f"clients-{tier_name}-{index}"
 
 
-def start_workers(cfg: FLConfig, shards: list[ClientShard], spec: NCFSpec, recipe: LocalRecipe, seed: int,
+def start_workers(cfg: FLConfig, shards: list[ClientShard | ClickShard], spec: NCFSpec | ClickSpec,
+                  recipe: LocalRecipe | ClickRecipe, seed: int,
                   tier_names: tuple[str, ...], run_dir: Path) -> list:
     """One named actor per shard; each shard is written to ``run_dir/shards`` for the actor to load."""
     remote_cls = ray.remote(ClientWorker)
@@ -42,8 +47,8 @@ def start_workers(cfg: FLConfig, shards: list[ClientShard], spec: NCFSpec, recip
     return handles
 
 
-def start_aggregator(cfg: FLConfig, spec: NCFSpec, fleet: FleetView, seed: int, workers: list,
+def start_aggregator(cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int, workers: list,
                      worker_of_user: np.ndarray, checkpoint_dir: Optional[str], run_name: str):
     return ray.remote(Aggregator).options(name="aggregator", num_cpus=0).remote(
-        cfg, spec, fleet, seed, workers, worker_of_user, checkpoint_dir, run_name
+        cfg, ops, fleet, seed, workers, worker_of_user, checkpoint_dir, run_name
     )

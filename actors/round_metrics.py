@@ -35,6 +35,8 @@ class RoundMetrics:
         self.dropped_total = Counter("fairfleet_clients_dropped_total", "stragglers dropped since the start", tag_keys=_RUN_TIER)
         self.hr = Gauge("fairfleet_hr10", "HR@10 at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER)
         self.ndcg = Gauge("fairfleet_ndcg10", "NDCG@10 at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER)
+        self.auc = Gauge("fairfleet_auc", "click-model AUC at the last evaluation (tier 'all' = overall)",
+                         tag_keys=_RUN_TIER)
 
     def _refresh(self, every_s: float) -> None:
         while True:
@@ -51,7 +53,7 @@ class RoundMetrics:
                     self.dropped_total.inc(record[f"dropped_{tier}"], tags={"run": self.run, "tier": tier})
             # Keep the last evaluation on the gauges through rounds that do not evaluate.
             previous = self._last or {}
-            self._last = {**{k: v for k, v in previous.items() if k.startswith(("hr10", "ndcg10"))}, **record}
+            self._last = {**{k: v for k, v in previous.items() if k.startswith(("hr10", "ndcg10", "auc"))}, **record}
 
     def _set_gauges(self, record: dict) -> None:
         run = {"run": self.run}
@@ -65,11 +67,11 @@ class RoundMetrics:
             self.selected.set(record[f"selected_{tier}"], tags=tags)
             self.dropped.set(record[f"dropped_{tier}"], tags=tags)
             self.failed.set(record[f"failed_{tier}"], tags=tags)
-        if "hr10" in record:
+        if "hr10" in record or "auc" in record:
             for tier in ("all", *self.tier_names):
                 suffix = "" if tier == "all" else f"_{tier}"
                 tags = {"run": self.run, "tier": tier}
-                for gauge, key in ((self.hr, "hr10"), (self.ndcg, "ndcg10")):
+                for gauge, key in ((self.hr, "hr10"), (self.ndcg, "ndcg10"), (self.auc, "auc")):
                     value = record.get(key + suffix, float("nan"))
                     if math.isfinite(value):
                         gauge.set(value, tags=tags)

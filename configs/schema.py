@@ -160,11 +160,87 @@ class TierMappingConfig(StrictModel):
 
 
 # --------------------------------------------------------------------------- model / FL
+CLICK_MODELS = ("dlrm", "din")
+
+
 class ModelConfig(StrictModel):
-    kind: Literal["gmf", "mlp", "neumf"] = "gmf"
+    """NCF models (gmf, mlp, neumf) rank items for leave-one-out HR/NDCG; click models (dlrm, din)
+    predict RF²'s click label (5 stars) and are measured by AUC."""
+
+    kind: Literal["gmf", "mlp", "neumf", "dlrm", "din"] = "gmf"
     embedding_dim: PositiveInt = 16
     mlp_layers: list[PositiveInt] = Field(default_factory=lambda: [64, 32, 16], min_length=1)
     init_std: PositiveFloat = Field(0.1, description="std of the initial embedding vectors")
+    history_len: PositiveInt = Field(50, description="click models: the most recent clicks a sample sees")
+    bottom_hidden: list[PositiveInt] = Field(default_factory=lambda: [16], min_length=1, description="DLRM")
+    attention_hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 16], min_length=1, description="DIN")
+    top_hidden: list[PositiveInt] = Field(default_factory=lambda: [256], min_length=1, description="DLRM and DIN")
+
+    @property
+    def is_click(self) -> bool:
+        return self.kind in CLICK_MODELS
+
+
+OptimizationKind = Literal["none", "exclude", "overselect", "prune", "quant", "quants", "channel"]
+_COMPRESSIONS = ("prune", "quant", "quants", "channel")
+
+
+class OptimizationConfig(StrictModel):
+    """A tier-aware speed-up (RF² Table 1). Give ``preset`` (a name from
+    ``configs.presets.OPTIMIZATION_PRESETS``, or the bare name as the whole value:
+    ``fl.optimization=prune-1:4:16``), or ``kind`` with its settings. ``levels`` maps a tier name
+    to its prune rate, bits or width; a tier left out is not optimized."""
+
+    preset: Optional[str] = None
+    kind: OptimizationKind = "none"
+    levels: dict[str, float] = Field(default_factory=dict)
+    excluded_tiers: list[str] = Field(default_factory=list)
+    overselect: NonNegativeFloat = Field(0.2, description="kind overselect: x in (1+x)·n selected, the slowest dropped")
+    rescale_pruned: bool = Field(False, description="scale kept entries by 1/(1-rate) (unbiased); RF² does not")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, value):
+        from configs.presets import OPTIMIZATION_PRESETS
+
+        if isinstance(value, str):
+            value = {"preset": value}
+        if not isinstance(value, dict) or value.get("preset") is None:
+            return value
+        name = value["preset"]
+        if name not in OPTIMIZATION_PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known: {', '.join(OPTIMIZATION_PRESETS)}")
+        preset = OPTIMIZATION_PRESETS[name]
+        # A resolved config written by a run repeats the preset's own values: those agree.
+        clashing = sorted(k for k in value if k in preset and value[k] != preset[k])
+        if clashing:
+            raise ValueError(f"preset {name!r} sets {clashing} itself; drop them or drop the preset")
+        return {**value, **preset}
+
+    @model_validator(mode="after")
+    def _levels_fit_kind(self) -> "OptimizationConfig":
+        if self.levels and self.kind not in _COMPRESSIONS:
+            raise ValueError(f"levels apply to {_COMPRESSIONS}, not to kind {self.kind!r}")
+        if self.excluded_tiers and self.kind != "exclude":
+            raise ValueError(f"excluded_tiers apply to kind 'exclude', not to {self.kind!r}")
+        if self.kind == "exclude" and not self.excluded_tiers:
+            raise ValueError("kind 'exclude' needs excluded_tiers")
+        checks = {
+            "prune": (lambda v: 0.0 <= v < 1.0, "a pruned share in [0, 1)"),
+            "quant": (lambda v: v == int(v) and 1 <= v <= 32, "whole bits in 1..32"),
+            "quants": (lambda v: v == int(v) and 2 <= v <= 32, "whole bits in 2..32 (sign + magnitude)"),
+            "channel": (lambda v: 0.0 < v <= 1.0, "a width in (0, 1]"),
+        }
+        if self.kind in checks:
+            valid, wanted = checks[self.kind]
+            bad = {tier: level for tier, level in self.levels.items() if not valid(level)}
+            if bad:
+                raise ValueError(f"{self.kind} levels must be {wanted}; got {bad}")
+        return self
+
+    @property
+    def compresses(self) -> bool:
+        return self.kind in _COMPRESSIONS
 
 
 class FLConfig(StrictModel):
@@ -183,6 +259,7 @@ class FLConfig(StrictModel):
     server_lr: PositiveFloat = 1.0
     server_eps: PositiveFloat = Field(1e-3, description="AdaGrad's τ (Reddi et al. 2021)")
     overselect: NonNegativeFloat = Field(0.0, description="x in (1+x)·n selected clients")
+    optimization: OptimizationConfig = OptimizationConfig()
     deadline_s: Optional[PositiveFloat] = None
     workers_per_tier: PositiveInt = 1
     worker_num_cpus: NonNegativeFloat = Field(
@@ -195,6 +272,16 @@ class FLConfig(StrictModel):
     real_time_scale: NonNegativeFloat = Field(
         0.0, description="demo mode: workers sleep simulated latency x this factor (0 = off)"
     )
+
+    @model_validator(mode="after")
+    def _one_overselect(self) -> "FLConfig":
+        if self.optimization.kind == "overselect" and self.overselect > 0:
+            raise ValueError("set over-selection once: fl.overselect or fl.optimization (kind overselect), not both")
+        return self
+
+    @property
+    def effective_overselect(self) -> float:
+        return self.optimization.overselect if self.optimization.kind == "overselect" else self.overselect
 
 
 # --------------------------------------------------------------------------- retrieval / serve
@@ -272,3 +359,17 @@ class SimConfig(StrictModel):
     fl: FLConfig = FLConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     serve: ServeConfig = ServeConfig()
+
+    @model_validator(mode="after")
+    def _optimization_fits(self) -> "SimConfig":
+        opt = self.fl.optimization
+        names = [p.name for p in self.tiers.profiles]
+        unknown = sorted((set(opt.levels) | set(opt.excluded_tiers)) - set(names))
+        if unknown:
+            raise ValueError(f"fl.optimization names tiers {unknown} that tiers.profiles lacks (tiers: {names})")
+        if set(opt.excluded_tiers) >= set(names):
+            raise ValueError("fl.optimization excludes every tier: no client could train")
+        if opt.compresses and not self.model.is_click:
+            raise ValueError(f"fl.optimization kind {opt.kind!r} needs a click model (dlrm, din), "
+                             f"not {self.model.kind!r}: NCF uploads are not compressed")
+        return self

@@ -44,7 +44,7 @@ def in_process(exp: Experiment, rounds: int) -> dict:
     """The same rounds with the pure objects only: no actors, no object store."""
     shards = build_shards(exp.world.population, exp.world.leave_one_out, exp.spec, exp.cfg.seed, exp.worker_of_user, exp.n_workers)
     workers = [ClientWorkerCore(s, exp.spec, exp.recipe, exp.cfg.seed) for s in shards]
-    server = FederatedServer(exp.cfg.fl, exp.spec, exp.fleet, exp.cfg.seed)
+    server = FederatedServer(exp.cfg.fl, exp.ops, exp.fleet, exp.cfg.seed)
     started = time.perf_counter()
     updates = 0
     for _ in range(rounds):

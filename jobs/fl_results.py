@@ -15,13 +15,16 @@ ROUND_FIELDS = [
     ("client_updates", pa.int32()), ("client_updates_per_s", pa.float64()), ("train_loss", pa.float64()),
     ("upload_rows", pa.int64()), ("selected", pa.int32()), ("dropped", pa.int32()), ("failed", pa.int32()),
     ("aggregated", pa.int32()), ("hr10", pa.float64()), ("ndcg10", pa.float64()), ("hr10_std", pa.float64()),
-    ("ndcg10_std", pa.float64()), ("evaluated_clients", pa.int32()),
+    ("ndcg10_std", pa.float64()), ("evaluated_clients", pa.int32()), ("auc", pa.float64()), ("auc_rows", pa.int64()),
+    ("upload_mb", pa.float64()),
     ("plan_s", pa.float64()), ("train_s", pa.float64()), ("aggregate_s", pa.float64()), ("eval_s", pa.float64()),
 ]
 TIER_FIELDS = [
     ("round", pa.int32()), ("tier", pa.string()), ("selected", pa.int32()), ("dropped", pa.int32()),
     ("failed", pa.int32()), ("aggregated", pa.int32()), ("hr10", pa.float64()), ("ndcg10", pa.float64()),
+    ("auc", pa.float64()),
 ]
+TIER_KEYS = ("selected", "dropped", "failed", "aggregated", "hr10", "ndcg10", "auc")
 _IDENTITY = [("config_hash", pa.string()), ("seed", pa.int64())]
 
 
@@ -43,7 +46,7 @@ def tiers_table(history: list[dict], tier_names: tuple[str, ...], config_hash: s
         for tier in tier_names:
             rows.append({
                 "round": record["round"], "tier": tier, "config_hash": config_hash, "seed": seed,
-                **{key: record.get(f"{key}_{tier}", float("nan")) for key in ("selected", "dropped", "failed", "aggregated", "hr10", "ndcg10")},
+                **{key: record.get(f"{key}_{tier}", float("nan")) for key in TIER_KEYS},
             })
     return pa.table([_column(rows, f.name, f.type) for f in schema], schema=schema)
 
@@ -110,24 +113,31 @@ def _fmt(value: float, spec: str = ".4f") -> str:
     return "   -  " if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
-def progress_line(record: dict, total_rounds: int, tier_names: tuple[str, ...]) -> str:
+METRIC_LABELS = {"hr10": "HR@10", "ndcg10": "NDCG@10", "auc": "AUC"}
+
+
+def progress_line(record: dict, total_rounds: int, tier_names: tuple[str, ...],
+                  metrics: tuple[str, ...] = ("hr10", "ndcg10")) -> str:
     dropped = " ".join(f"{t}={record[f'dropped_{t}'] + record[f'failed_{t}']}" for t in tier_names)
+    shown = " | ".join(f"{METRIC_LABELS[m]} {_fmt(record.get(m, float('nan')))}" for m in metrics)
     return (f"round {record['round']:>4}/{total_rounds} | sim {record['sim_time_s']:9.1f} s | "
-            f"loss {_fmt(record['train_loss'])} | HR@10 {_fmt(record.get('hr10', float('nan')))} | "
-            f"NDCG@10 {_fmt(record.get('ndcg10', float('nan')))} | dropped {dropped} | "
+            f"loss {_fmt(record['train_loss'])} | {shown} | dropped {dropped} | "
             f"{record['client_updates_per_s']:,.0f} upd/s")
 
 
-def final_table(history: list[dict], tier_names: tuple[str, ...]) -> str:
+def final_table(history: list[dict], tier_names: tuple[str, ...], metrics: tuple[str, ...] = ("hr10", "ndcg10")) -> str:
     """Last evaluation per tier, with selection totals over the whole run."""
-    last = next((r for r in reversed(history) if "hr10" in r), {})
+    last = next((r for r in reversed(history) if metrics[0] in r), {})
     total = lambda key: sum(r[key] for r in history)  # noqa: E731
-    lines = [f"{'tier':<8}{'HR@10':>8}{'NDCG@10':>9}{'selected':>10}{'dropped':>9}{'failed':>8}"]
+    header = "".join(f"{METRIC_LABELS[m]:>9}" for m in metrics)
+    lines = [f"{'tier':<8}{header}{'selected':>10}{'dropped':>9}{'failed':>8}"]
     for tier in ("all", *tier_names):
         suffix = "" if tier == "all" else f"_{tier}"
+        values = "".join(f"{_fmt(last.get(m + suffix)):>9}" for m in metrics)
         lines.append(
-            f"{tier:<8}{_fmt(last.get('hr10' + suffix)):>8}{_fmt(last.get('ndcg10' + suffix)):>9}"
-            f"{total('selected' + suffix):>10,}{total('dropped' + suffix):>9,}{total('failed' + suffix):>8,}"
+            f"{tier:<8}{values}{total('selected' + suffix):>10,}{total('dropped' + suffix):>9,}{total('failed' + suffix):>8,}"
         )
-    lines.append(f"std across clients: HR@10 {_fmt(last.get('hr10_std'))}, NDCG@10 {_fmt(last.get('ndcg10_std'))}")
+    spread = [m for m in metrics if f"{m}_std" in last]
+    if spread:
+        lines.append("std across clients: " + ", ".join(f"{METRIC_LABELS[m]} {_fmt(last.get(m + '_std'))}" for m in spread))
     return "\n".join(lines)

@@ -5,7 +5,9 @@
     python jobs/fl_sim.py --resume runs/fl-demo-...      # continue a killed run from its checkpoint
 
 Writes a run folder: rounds.parquet, tiers.parquet, clients.parquet, item_embeddings.parquet,
-user_queries.parquet (GMF only: the retriever's query vectors), config.yaml, versions.json, summary.json, and checkpoint/ (every fl.checkpoint_every rounds).
+user_queries.parquet (GMF only: the retriever's query vectors), config.yaml, versions.json, summary.json,
+and checkpoint/ (every fl.checkpoint_every rounds). Click models (dlrm, din) write no clients.parquet,
+item_embeddings.parquet or user_queries.parquet; their summary.json adds final_train (train AUC).
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from configs import SimConfig, config_hash, load_config
+from cluster.fl.click_setup import ClickSetup, click_setup
+from cluster.fl.click_training import ClickRecipe
 from cluster.fl.local_training import LocalRecipe
+from cluster.fl.model_ops import ModelOps, NCFOps
 from cluster.fl.server_core import FleetView
-from cluster.fl.shards import assign_workers, build_shards
+from cluster.fl.shards import assign_workers, build_click_shards, build_shards
+from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
 from cluster.world import World, build_world
+from configs import SimConfig, config_hash, load_config
 from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
 from jobs.outputs import new_run_dir, write_json_atomic, write_resolved_config
 
@@ -40,11 +46,13 @@ class Experiment:
 
     cfg: SimConfig
     world: World
-    spec: NCFSpec
-    recipe: LocalRecipe
+    spec: NCFSpec | ClickSpec
+    recipe: LocalRecipe | ClickRecipe
+    ops: ModelOps
     fleet: FleetView
     worker_of_user: np.ndarray
     n_workers: int
+    click: Optional[ClickSetup] = None
 
 
 def recipe_from(cfg: SimConfig) -> LocalRecipe:
@@ -62,11 +70,16 @@ def recipe_from(cfg: SimConfig) -> LocalRecipe:
 def build(cfg: SimConfig) -> Experiment:
     world = build_world(cfg)
     population = world.population
-    spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
     n_workers = population.tiers.n_tiers * cfg.fl.workers_per_tier
     worker_of_user = assign_workers(population.tier_of_user, population.tiers.n_tiers, cfg.fl.workers_per_tier)
+    if cfg.model.is_click:
+        click = click_setup(cfg, world)
+        fleet = FleetView(population.tiers, population.tier_of_user, click.train_samples)
+        return Experiment(cfg, world, click.spec, click.recipe, click.ops, fleet, worker_of_user, n_workers, click)
+    spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
     fleet = FleetView(population.tiers, population.tier_of_user, population.samples_per_client())
-    return Experiment(cfg, world, spec, recipe_from(cfg), fleet, worker_of_user, n_workers)
+    ops = NCFOps(spec, cfg.fl.negatives_per_positive)
+    return Experiment(cfg, world, spec, recipe_from(cfg), ops, fleet, worker_of_user, n_workers)
 
 
 def run(exp: Experiment, run_dir: Path, resume: bool, address: Optional[str], quiet: bool = False) -> dict:
@@ -80,9 +93,13 @@ def run(exp: Experiment, run_dir: Path, resume: bool, address: Optional[str], qu
     cfg = exp.cfg
     run_dir = run_dir.resolve()
     checkpoint_dir = str(run_dir / "checkpoint")
-    shards = build_shards(exp.world.population, exp.world.leave_one_out, exp.spec, cfg.seed, exp.worker_of_user, exp.n_workers)
+    if exp.click is not None:
+        shards = build_click_shards(exp.click, exp.worker_of_user, exp.n_workers)
+    else:
+        shards = build_shards(exp.world.population, exp.world.leave_one_out, exp.spec, cfg.seed, exp.worker_of_user,
+                              exp.n_workers)
     workers = start_workers(cfg.fl, shards, exp.spec, exp.recipe, cfg.seed, exp.fleet.tiers.names, run_dir)
-    aggregator = start_aggregator(cfg.fl, exp.spec, exp.fleet, cfg.seed, workers, exp.worker_of_user,
+    aggregator = start_aggregator(cfg.fl, exp.ops, exp.fleet, cfg.seed, workers, exp.worker_of_user,
                                   checkpoint_dir, run_name=run_dir.name)
     try:
         ray.get([w.ready.remote() for w in workers] + [aggregator.ready.remote()])
@@ -93,16 +110,18 @@ def run(exp: Experiment, run_dir: Path, resume: bool, address: Optional[str], qu
             if not quiet:
                 from jobs.fl_results import progress_line
 
-                print(progress_line(record, cfg.fl.rounds, exp.fleet.tiers.names), flush=True)
+                print(progress_line(record, cfg.fl.rounds, exp.fleet.tiers.names, exp.ops.metric_names), flush=True)
         wall_s = time.perf_counter() - wall_started
         history, params, last = ray.get([
             aggregator.history_rows.remote(), aggregator.global_params.remote(), aggregator.last_client_metrics.remote()
         ])
-        queries = None
+        queries, train_eval = None, None
         if exp.spec.kind == "gmf":  # the only inner-product model: its users can query the retriever
             queries = ray.get([w.retrieval_queries.remote(params) for w in workers])
+        if exp.click is not None:  # fairness measures compare train and held-out accuracy
+            train_eval = ray.get(aggregator.evaluate.remote("train"))
         return {"history": history, "params": params, "client_metrics": last, "wall_s": wall_s, "resumed_from": done,
-                "queries": queries}
+                "queries": queries, "train_eval": train_eval}
     finally:
         for handle in [aggregator, *workers]:
             ray.kill(handle)
@@ -112,25 +131,33 @@ def run(exp: Experiment, run_dir: Path, resume: bool, address: Optional[str], qu
 
 def write_results(exp: Experiment, run_dir: Path, outcome: dict) -> dict:
     from cluster.data.parquet_io import write_table_atomic
-    from jobs.fl_results import (clients_table, item_embeddings_table, rounds_table, tiers_table, user_queries_table,
-                                 versions)
+    from jobs.fl_results import (
+        clients_table,
+        item_embeddings_table,
+        rounds_table,
+        tiers_table,
+        user_queries_table,
+        versions,
+    )
 
     cfg, names = exp.cfg, exp.fleet.tiers.names
     digest = config_hash(cfg)
     history = outcome["history"]
     write_table_atomic(rounds_table(history, digest, cfg.seed), run_dir / "rounds.parquet")
     write_table_atomic(tiers_table(history, names, digest, cfg.seed), run_dir / "tiers.parquet")
-    clients, hit, ndcg = outcome["client_metrics"]
-    write_table_atomic(
-        clients_table(clients, hit, ndcg, exp.world.dataset.user_ids, exp.fleet.tier_of_user, names, digest, cfg.seed),
-        run_dir / "clients.parquet",
-    )
-    items = exp.world.dataset.item_features
-    write_table_atomic(
-        item_embeddings_table(outcome["params"], exp.world.dataset.item_ids, items.group, items.group_names,
-                              exp.spec.item_tables, exp.world.leave_one_out.train.item_counts(), digest, cfg.seed),
-        run_dir / "item_embeddings.parquet",
-    )
+    if exp.click is None:  # per-client HR/NDCG and item vectors are NCF's; click models report AUC per tier
+        clients, hit, ndcg = outcome["client_metrics"]
+        write_table_atomic(
+            clients_table(clients, hit, ndcg, exp.world.dataset.user_ids, exp.fleet.tier_of_user, names, digest,
+                          cfg.seed),
+            run_dir / "clients.parquet",
+        )
+        items = exp.world.dataset.item_features
+        write_table_atomic(
+            item_embeddings_table(outcome["params"], exp.world.dataset.item_ids, items.group, items.group_names,
+                                  exp.spec.item_tables, exp.world.leave_one_out.train.item_counts(), digest, cfg.seed),
+            run_dir / "item_embeddings.parquet",
+        )
     if outcome.get("queries"):
         clients = np.concatenate([c for c, _ in outcome["queries"]])
         vectors = np.concatenate([v for _, v in outcome["queries"]])
@@ -141,7 +168,8 @@ def write_results(exp: Experiment, run_dir: Path, outcome: dict) -> dict:
             run_dir / "user_queries.parquet",
         )
     write_json_atomic(run_dir / "versions.json", versions())
-    last = next((r for r in reversed(history) if "hr10" in r), {})
+    metric = exp.ops.metric_names[0]
+    last = next((r for r in reversed(history) if metric in r), {})
     summary = {
         "run": run_dir.name,
         "config_hash": digest,
@@ -152,8 +180,12 @@ def write_results(exp: Experiment, run_dir: Path, outcome: dict) -> dict:
         "sim_time_s": history[-1]["sim_time_s"] if history else 0.0,
         "wall_s": outcome["wall_s"],
         "client_updates": int(sum(r["client_updates"] for r in history)),
-        "final": {k: v for k, v in last.items() if k.startswith(("hr10", "ndcg10", "evaluated"))},
+        "optimization": cfg.fl.optimization.preset or cfg.fl.optimization.kind,
+        "tier_mapping": cfg.tier_mapping.mapping,
+        "final": {k: v for k, v in last.items() if k.startswith((*exp.ops.metric_names, "evaluated"))},
     }
+    if outcome.get("train_eval"):
+        summary["final_train"] = outcome["train_eval"]
     write_json_atomic(run_dir / "summary.json", summary)
     return summary
 
@@ -197,7 +229,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     exp, run_dir, outcome = build_run_write(cfg, run_dir, args.address)
     from jobs.fl_results import final_table
 
-    print(final_table(outcome["history"], exp.fleet.tiers.names))
+    print(final_table(outcome["history"], exp.fleet.tiers.names, exp.ops.metric_names))
+    if outcome.get("train_eval"):
+        print(f"train AUC {outcome['train_eval']['auc_train']:.4f} (the rows clients trained on)")
     total = sum(r["client_updates"] for r in outcome["history"][outcome["resumed_from"]:])
     print(f"simulated time {outcome['history'][-1]['sim_time_s']:.1f} s, wall time {outcome['wall_s']:.1f} s, "
           f"{total / max(outcome['wall_s'], 1e-9):,.0f} client updates/s")

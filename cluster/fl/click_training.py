@@ -37,6 +37,8 @@ from cluster.models.click import (
     narrow_params,
 )
 
+CHUNK = 4  # clients per training batch; see _chunks
+
 
 @dataclass(frozen=True)
 class ClickRecipe:
@@ -85,13 +87,15 @@ def train_local_click(
     for key in np.unique(keys, axis=0):
         members = np.flatnonzero((keys == key).all(axis=1))
         fraction, length, pairs = float(key[0]), int(key[1]), int(key[2])
-        batch, labels, mask, counts = client_batch(spec, features, indptr, rows, members, length, pairs)
-        with _one_thread():
-            first_loss, group_deltas = _local_sgd(spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask, counts)
-        loss[members] = first_loss
-        for name, index in channel_slices(spec, fraction).items():
-            # Basic slicing gives a view of the full array, so this writes the slice in place.
-            deltas[name][(slice(None), *index)][members] = group_deltas[name]
+        for chunk, real in _chunks(members):
+            batch, labels, mask, counts = client_batch(spec, features, indptr, rows, chunk, length, pairs)
+            with _one_thread():
+                first_loss, chunk_deltas = _local_sgd(spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask,
+                                                      counts)
+            loss[chunk[:real]] = first_loss[:real]
+            for name, index in channel_slices(spec, fraction).items():
+                # Basic slicing gives a view of the full array, so this writes the slice in place.
+                deltas[name][(slice(None), *index)][chunk[:real]] = chunk_deltas[name][:real]
     return ClickLocalResult(
         clients=np.asarray(clients, dtype=np.int64),
         n_samples=np.diff(indptr).astype(np.int64),
@@ -99,6 +103,19 @@ def train_local_click(
         fractions=fractions,
         deltas=deltas,
     )
+
+
+def _chunks(members: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """``members`` in batches of exactly CHUNK clients, the last padded with copies of its first
+    client (whose copies are trained and dropped). torch picks kernels by shape — a batch of one
+    reduces along another path than a batch of two, a narrow bmm's blocking changes with the
+    batch count — so a client's last bits would depend on how many companions it has; with one
+    batch shape per (width, L, P) they cannot. Returns (batch, how many of it are real)."""
+    chunks = []
+    for start in range(0, len(members), CHUNK):
+        real = members[start : start + CHUNK]
+        chunks.append((np.concatenate([real, np.full(CHUNK - len(real), real[0])]), len(real)))
+    return chunks
 
 
 @contextmanager
@@ -150,11 +167,14 @@ def merge_click_results(results: list[ClickLocalResult]) -> ClickLocalResult:
     )
 
 
-def average_deltas(spec: ClickSpec, result: ClickLocalResult) -> dict[str, np.ndarray]:
-    """FedAvg weighted by sample count: Σ n_c Δ_c / Σ n_c per parameter; when some clients
-    trained narrowed models, each entry is averaged only over the clients that hold it
-    (HeteroFL), since zeros outside a slice are "not trained", not "no change"."""
-    weights = (result.n_samples / result.n_samples.sum()).astype(np.float32)
+def average_deltas(spec: ClickSpec, result: ClickLocalResult, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """FedAvg weighted by sample count: Σ n_c Δ_c / Σ n_c per parameter (or by ``weights`` (C,),
+    which must sum to 1); when some clients trained narrowed models, each entry is averaged only
+    over the clients that hold it (HeteroFL), since zeros outside a slice are "not trained", not
+    "no change"."""
+    if weights is None:
+        weights = result.n_samples / result.n_samples.sum()
+    weights = np.asarray(weights, dtype=np.float32)
     if (result.fractions == 1.0).all():
         return {
             name: np.add.reduce(delta * weights.reshape(-1, *([1] * (delta.ndim - 1))), axis=0, dtype=np.float32)

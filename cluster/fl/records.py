@@ -7,7 +7,6 @@ from typing import Optional
 
 import numpy as np
 
-from cluster.fl.local_training import LocalResult
 from cluster.fl.metrics import summarize
 from cluster.fl.selection import RoundPlan
 
@@ -18,16 +17,19 @@ def per_tier_counts(clients: np.ndarray, tier_of_user: np.ndarray, n_tiers: int)
 
 def round_record(
     plan: RoundPlan,
-    merged: LocalResult,
+    merged,
     failed: np.ndarray,
     tier_of_user: np.ndarray,
     tier_names: tuple[str, ...],
     sim_time_s: float,
     wall_s: float,
     evaluation: Optional[dict[str, float]],
+    upload: Optional[dict] = None,
 ) -> dict:
-    """One flat row (Parquet- and JSON-friendly). ``failed``: kept clients whose worker died
-    mid-round; they are counted, never silently lost, and their updates are not used."""
+    """One flat row (Parquet- and JSON-friendly). ``merged``: the kept clients' merged uploads
+    (clients, n_samples, loss); ``upload``: the model's upload statistics (``ModelOps.upload_stats``).
+    ``failed``: kept clients whose worker died mid-round; they are counted, never silently lost,
+    and their updates are not used."""
     n_tiers = len(tier_names)
     counts = {
         "selected": per_tier_counts(plan.selected, tier_of_user, n_tiers),
@@ -43,8 +45,10 @@ def round_record(
         "client_updates": int(len(merged.clients)),
         "client_updates_per_s": len(merged.clients) / wall_s if wall_s > 0 else float("nan"),
         "train_loss": float(np.average(merged.loss, weights=merged.n_samples)) if len(merged.clients) else float("nan"),
-        "upload_rows": int(merged.touched_rows.sum()),
+        **(upload or {}),
     }
+    if plan.upload_bytes is not None:
+        row["upload_mb"] = float(plan.upload_bytes[plan.kept].sum()) / 1e6
     for kind, per_tier in counts.items():
         row[kind] = int(per_tier.sum())
         for tier, name in enumerate(tier_names):

@@ -49,12 +49,14 @@ class EpochSampler:
 @dataclass(frozen=True)
 class RoundPlan:
     """selected: (k,) clients asked to train; latency_s: (k,) their simulated round latency;
-    kept: mask (k,) of those whose update is used; the rest are dropped stragglers."""
+    kept: mask (k,) of those whose update is used; the rest are dropped stragglers;
+    upload_bytes: (k,) what each would upload, when known."""
 
     round_index: int
     selected: np.ndarray
     latency_s: np.ndarray
     kept: np.ndarray
+    upload_bytes: Optional[np.ndarray] = None
 
     @property
     def kept_clients(self) -> np.ndarray:

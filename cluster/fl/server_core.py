@@ -7,68 +7,69 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from configs.schema import FLConfig
-from cluster.fl.aggregation import ServerOptimizer, fedavg
-from cluster.fl.local_training import LocalResult
+from cluster.fl.aggregation import ServerOptimizer
+from cluster.fl.model_ops import ModelOps
 from cluster.fl.selection import EpochSampler, RoundPlan, keep_fastest, n_to_select
-from cluster.models.ncf import NCFSpec, init_global
 from cluster.rng import stream
 from cluster.tiers.latency import TierTable, sample_round_latency
+from cluster.tiers.optimizations import TierPlan
+from configs.schema import FLConfig
 
 
 @dataclass(frozen=True)
 class FleetView:
-    """What the server knows of the fleet: tier_of_user (n,), train_samples (n,) positives."""
+    """What the server knows of the fleet: tier_of_user (n,), train_samples (n,) per client."""
 
     tiers: TierTable
     tier_of_user: np.ndarray
     train_samples: np.ndarray
 
 
-def estimated_upload_bytes(spec: NCFSpec, samples: np.ndarray) -> np.ndarray:
-    """A client uploads the item rows it touched (at most its sample count) and the dense weights."""
-    return np.minimum(samples, spec.n_items) * spec.row_bytes() + spec.dense_bytes()
-
-
 class FederatedServer:
-    def __init__(self, cfg: FLConfig, spec: NCFSpec, fleet: FleetView, seed: int):
+    def __init__(self, cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int):
         self.cfg = cfg
-        self.spec = spec
+        self.ops = ops
         self.fleet = fleet
         self.seed = seed
-        generator = torch.Generator().manual_seed(seed)
-        self.params = {name: t.numpy().astype(np.float32) for name, t in init_global(spec, generator).items()}
+        self.tier_plan = TierPlan.resolve(cfg.optimization, cfg.effective_overselect, fleet.tiers.names)
+        self.params = ops.init_params(seed)
         self.optimizer = ServerOptimizer(cfg.server_optimizer, cfg.server_lr, cfg.server_eps)
-        self.sampler = EpochSampler(np.flatnonzero(fleet.train_samples > 0), stream(seed, "selection"))
+        eligible = (fleet.train_samples > 0) & ~self.tier_plan.excluded[fleet.tier_of_user]
+        self.sampler = EpochSampler(np.flatnonzero(eligible), stream(seed, "selection"))
         self.round_index = 0
         self.sim_time_s = 0.0
 
     def plan_round(self) -> RoundPlan:
         cfg, fleet = self.cfg, self.fleet
-        selected = self.sampler.draw(n_to_select(cfg.clients_per_round, cfg.overselect))
-        samples = fleet.train_samples[selected] * (1 + cfg.negatives_per_positive)
+        selected = self.sampler.draw(n_to_select(cfg.clients_per_round, self.tier_plan.overselect))
+        tiers = fleet.tier_of_user[selected]
+        costs = self.ops.round_costs(selected, tiers, fleet.train_samples[selected], self.tier_plan)
         latency = sample_round_latency(
             fleet.tiers,
-            fleet.tier_of_user[selected],
-            samples,
-            model_bytes=self.spec.model_bytes(),
-            upload_bytes=estimated_upload_bytes(self.spec, samples),
+            tiers,
+            costs.work_samples,
+            model_bytes=costs.download_bytes,
+            upload_bytes=costs.upload_bytes,
             rng=stream(self.seed, "latency", self.round_index),
             local_epochs=cfg.local_epochs,
+            compute_fraction=costs.compute_fraction,
         )
         kept = keep_fastest(latency.total_s, cfg.clients_per_round, cfg.deadline_s)
-        return RoundPlan(self.round_index, selected, latency.total_s, kept)
+        return RoundPlan(self.round_index, selected, latency.total_s, kept, costs.upload_bytes)
 
-    def apply(self, plan: RoundPlan, merged: LocalResult) -> None:
-        """Average the kept clients' uploads into the global model and close the round."""
-        delta = fedavg(merged, self.spec)
+    def client_settings(self, clients: np.ndarray):
+        """What ``clients`` train with this round (their width and compression), or None."""
+        return self.ops.client_settings(self.fleet.tier_of_user[clients], self.tier_plan)
+
+    def apply(self, plan: RoundPlan, merged, weights: np.ndarray | None = None) -> None:
+        """Average the kept clients' uploads (by ``weights`` when given) into the global model
+        and close the round."""
+        delta = self.ops.average(merged, weights)
         if delta:
             self.optimizer.step(self.params, delta)
         self.sim_time_s += plan.duration_s
         self.round_index += 1
-
     def state_dict(self) -> dict:
         return {
             "params": {k: v.copy() for k, v in self.params.items()},

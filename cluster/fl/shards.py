@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from cluster.data.splits import LeaveOneOut
+from cluster.fl.click_setup import ClickSetup
+from cluster.fl.click_shard import ClickShard
 from cluster.fl.worker_core import ClientShard
 from cluster.models.ncf import NCFSpec, init_users
 from cluster.tiers.population import Population
@@ -46,3 +48,11 @@ def build_shards(
             )
         )
     return shards
+
+
+def build_click_shards(setup: ClickSetup, worker_of_user: np.ndarray, n_workers: int) -> list[ClickShard]:
+    """Each worker's clients with only their own feature rows (see ``ClickShard``)."""
+    return [
+        ClickShard.build(setup.features, setup.train_rows, setup.test_rows, np.flatnonzero(worker_of_user == worker))
+        for worker in range(n_workers)
+    ]

@@ -45,6 +45,15 @@ class ClientShard:
             return cls(f["clients"], f["indptr"], f["items"], f["test_clients"], f["test_candidates"], users0)
 
 
+def held_positions(held: np.ndarray, clients: np.ndarray) -> np.ndarray:
+    """Positions of ``clients`` in a worker's ascending ``held`` ids; KeyError naming any it lacks."""
+    positions = np.minimum(np.searchsorted(held, clients), len(held) - 1)
+    if len(clients) and not np.array_equal(held[positions], clients):
+        missing = np.setdiff1d(clients, held)
+        raise KeyError(f"clients {missing[:5].tolist()} are not held by this worker")
+    return positions
+
+
 class ClientWorkerCore:
     def __init__(self, shard: ClientShard, spec: NCFSpec, recipe: LocalRecipe, seed: int):
         self.shard = shard
@@ -57,12 +66,7 @@ class ClientWorkerCore:
         self._positive_keys = np.unique(owners * spec.n_items + shard.items)  # negatives avoid these
 
     def _rows(self, clients: np.ndarray) -> np.ndarray:
-        rows = np.searchsorted(self.shard.clients, clients)
-        rows = np.minimum(rows, len(self.shard.clients) - 1)
-        if len(clients) and not np.array_equal(self.shard.clients[rows], clients):
-            missing = np.setdiff1d(clients, self.shard.clients)
-            raise KeyError(f"clients {missing[:5].tolist()} are not held by this worker")
-        return rows
+        return held_positions(self.shard.clients, clients)
 
     @property
     def n_clients(self) -> int:

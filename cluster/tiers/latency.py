@@ -77,11 +77,12 @@ def sample_round_latency(
     table: TierTable,
     tiers: np.ndarray,
     n_samples: np.ndarray,
-    model_bytes: float,
+    model_bytes: np.ndarray | float,
     upload_bytes: np.ndarray | float,
     rng: np.random.Generator,
     local_epochs: int = 1,
     model_fraction: np.ndarray | float = 1.0,
+    compute_fraction: np.ndarray | float | None = None,
 ) -> LatencyBreakdown:
     """Round latency of clients ``tiers`` (n,) with ``n_samples`` (n,) training samples each.
 
@@ -90,7 +91,8 @@ def sample_round_latency(
     upload   = upload_bytes / upload bandwidth      (upload_bytes already after compression)
 
     ``model_fraction`` scales both the work and the model a client receives, e.g. the share of
-    parameters a narrower (channel-pruned) model keeps.
+    parameters a narrower (channel-pruned) model keeps; ``compute_fraction``, when given, scales
+    the work instead (a narrow model's FLOPs shrink faster than its bytes: embeddings stay whole).
     """
     tiers = np.asarray(tiers)
     n_samples = np.asarray(n_samples, dtype=np.float64)
@@ -103,9 +105,11 @@ def sample_round_latency(
     down_mbps = _draw(table.download_mean[tiers], table.download_std[tiers], floor, rng)
     up_mbps = _draw(table.upload_mean[tiers], table.upload_std[tiers], floor, rng)
     fraction = np.broadcast_to(np.asarray(model_fraction, dtype=np.float64), tiers.shape)
+    work = fraction if compute_fraction is None else np.broadcast_to(np.asarray(compute_fraction, np.float64), tiers.shape)
     upload = np.broadcast_to(np.asarray(upload_bytes, dtype=np.float64), tiers.shape)
+    download = np.broadcast_to(np.asarray(model_bytes, dtype=np.float64), tiers.shape)
     return LatencyBreakdown(
-        compute_s=n_samples * local_epochs * per_sample * fraction,
-        download_s=model_bytes * fraction * _BITS_PER_BYTE / (down_mbps * _BITS_PER_MEGABIT),
+        compute_s=n_samples * local_epochs * per_sample * work,
+        download_s=download * fraction * _BITS_PER_BYTE / (down_mbps * _BITS_PER_MEGABIT),
         upload_s=upload * _BITS_PER_BYTE / (up_mbps * _BITS_PER_MEGABIT),
     )

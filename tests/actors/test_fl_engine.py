@@ -33,7 +33,7 @@ def start(exp, run_dir: Path):
     run_dir.mkdir(parents=True, exist_ok=True)
     shards = build_shards(exp.world.population, exp.world.leave_one_out, exp.spec, exp.cfg.seed, exp.worker_of_user, exp.n_workers)
     workers = start_workers(exp.cfg.fl, shards, exp.spec, exp.recipe, exp.cfg.seed, exp.fleet.tiers.names, run_dir)
-    aggregator = start_aggregator(exp.cfg.fl, exp.spec, exp.fleet, exp.cfg.seed, workers, exp.worker_of_user,
+    aggregator = start_aggregator(exp.cfg.fl, exp.ops, exp.fleet, exp.cfg.seed, workers, exp.worker_of_user,
                                   str(run_dir / "checkpoint"), run_name=run_dir.name)
     ray.get([w.ready.remote() for w in workers] + [aggregator.ready.remote()])
     return workers, aggregator

@@ -7,6 +7,7 @@ from configs import load_config
 from cluster.fl.aggregation import ServerOptimizer, fedavg, merge_results
 from cluster.fl.local_training import LocalResult
 from cluster.fl.metrics import rank_metrics, summarize
+from cluster.fl.model_ops import NCFOps
 from cluster.fl.negatives import hashed_negatives
 from cluster.fl.selection import EpochSampler, RoundPlan, keep_fastest, n_to_select
 from cluster.fl.server_core import FederatedServer, FleetView
@@ -50,7 +51,8 @@ def _server(*overrides, n_clients=600):
     tier_of_user = np.arange(n_clients) % 3
     samples = np.full(n_clients, 40)
     spec = NCFSpec("gmf", 4, (8,), 50)
-    return FederatedServer(cfg.fl, spec, FleetView(tiers, tier_of_user.astype(np.int8), samples), seed=0), tier_of_user
+    fleet = FleetView(tiers, tier_of_user.astype(np.int8), samples)
+    return FederatedServer(cfg.fl, NCFOps(spec, cfg.fl.negatives_per_positive), fleet, seed=0), tier_of_user
 
 
 def test_server_plan_overselects_and_drops_the_slowest_tier_most():

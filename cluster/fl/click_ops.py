@@ -1,0 +1,69 @@
+"""``ModelOps`` for the click models (DLRM / DIN): tier-aware widths and compressed uploads,
+HeteroFL-masked FedAvg, AUC per tier. See ``cluster/fl/model_ops.py`` for the interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from cluster.fl.click_metrics import auc_summary
+from cluster.fl.click_training import ClickLocalResult, average_deltas, merge_click_results
+from cluster.fl.click_upload import EMBEDDING_PREFIX, dense_entries
+from cluster.fl.click_worker_core import ClientSettings
+from cluster.fl.model_ops import RoundCosts
+from cluster.models.click import ClickSpec, init_params
+from cluster.tiers.optimizations import TierPlan
+
+
+@dataclass(frozen=True)
+class ClickOps:
+    """sparse_entries, sparse_rows: (n_users,) embedding entries and rows each client uploads
+    (fixed by its data: ``click_upload.upload_size``)."""
+
+    spec: ClickSpec
+    sparse_entries: np.ndarray
+    sparse_rows: np.ndarray
+    metric_names: tuple[str, ...] = ("auc",)
+
+    def init_params(self, seed: int) -> dict[str, np.ndarray]:
+        generator = torch.Generator().manual_seed(seed)
+        return {name: t.numpy().astype(np.float32) for name, t in init_params(self.spec, generator).items()}
+
+    def _dense_work(self, width: float) -> float:
+        return dense_entries(self.spec, width) / dense_entries(self.spec, 1.0)
+
+    def round_costs(self, clients: np.ndarray, tiers: np.ndarray, samples: np.ndarray, plan: TierPlan) -> RoundCosts:
+        width = plan.width(tiers).astype(np.float64)
+        by_width = {w: (self.spec.model_bytes(w), dense_entries(self.spec, w), self._dense_work(w)) for w in np.unique(width)}
+        download = np.array([by_width[w][0] for w in width], dtype=np.float64)
+        entries = np.array([by_width[w][1] for w in width], dtype=np.float64) + self.sparse_entries[clients]
+        n_tensors = len(self.spec.shapes())
+        upload = plan.upload_bytes(tiers, entries, self.sparse_rows[clients], n_tensors)
+        compute = np.array([by_width[w][2] for w in width], dtype=np.float64)
+        return RoundCosts(np.asarray(samples, np.float64), download, upload, compute)
+
+    def client_settings(self, tiers: np.ndarray, plan: TierPlan) -> ClientSettings:
+        return ClientSettings(plan.width(tiers), plan.kind, plan.compression_level(tiers), plan.rescale_pruned)
+
+    def merge(self, results: list[ClickLocalResult]) -> ClickLocalResult:
+        results = [r for r in results if len(r.clients)]
+        if not results:
+            shapes = self.spec.shapes()
+            return ClickLocalResult(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32),
+                                    np.zeros(0, np.float32), {n: np.zeros((0, *s), np.float32) for n, s in shapes.items()})
+        return merge_click_results(results)
+
+    def average(self, merged: ClickLocalResult, weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+        if len(merged.clients) == 0:
+            return {}
+        return average_deltas(self.spec, merged, weights)
+
+    def upload_stats(self, merged: ClickLocalResult) -> dict:
+        rows = sum(int((np.abs(d).sum(axis=2) > 0).sum()) for n, d in merged.deltas.items() if n.startswith(EMBEDDING_PREFIX))
+        return {"upload_rows": rows}
+
+    def summarize(self, owners, labels, scores, tier_of_user, tier_names, split: str = "test") -> dict[str, float]:
+        return auc_summary(owners, labels, scores, tier_of_user, tier_names, "auc" if split == "test" else "auc_train")

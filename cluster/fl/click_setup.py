@@ -1,0 +1,56 @@
+"""Everything a click-model run builds before Ray starts: per-row features of the click view, the
+model spec, each client's train rows, and the ops the server prices rounds with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cluster.data.click_features import ClickFeatures, build_click_features, rows_by_user
+from cluster.fl.click_ops import ClickOps
+from cluster.fl.click_training import ClickRecipe
+from cluster.fl.click_upload import upload_size
+from cluster.models.click import ClickSpec
+from cluster.world import World
+from configs.schema import SimConfig
+
+
+@dataclass(frozen=True)
+class ClickSetup:
+    """train_rows / test_rows: the temporal hold-out of the click view (RF²); train_samples:
+    (n_users,) train rows per client."""
+
+    features: ClickFeatures
+    spec: ClickSpec
+    recipe: ClickRecipe
+    ops: ClickOps
+    train_rows: np.ndarray
+    test_rows: np.ndarray
+    train_samples: np.ndarray
+
+
+def click_spec(cfg: SimConfig, features: ClickFeatures) -> ClickSpec:
+    model = cfg.model
+    return ClickSpec.for_features(
+        model.kind, features, dim=model.embedding_dim, bottom_hidden=tuple(model.bottom_hidden),
+        attention_hidden=tuple(model.attention_hidden), top_hidden=tuple(model.top_hidden),
+        history_len=model.history_len, init_std=model.init_std,
+    )
+
+
+def click_setup(cfg: SimConfig, world: World) -> ClickSetup:
+    holdout = world.click_holdout
+    features = build_click_features(world.dataset, world.clicks, holdout.train_rows)
+    spec = click_spec(cfg, features)
+    indptr, rows = rows_by_user(features, holdout.train_rows, world.dataset.n_users)
+    entries, sparse_rows = upload_size(spec, features, indptr, rows)
+    return ClickSetup(
+        features=features,
+        spec=spec,
+        recipe=ClickRecipe(epochs=cfg.fl.local_epochs, lr=cfg.fl.client_lr),
+        ops=ClickOps(spec, entries, sparse_rows),
+        train_rows=np.asarray(holdout.train_rows),
+        test_rows=np.asarray(holdout.test_rows),
+        train_samples=np.diff(indptr),
+    )

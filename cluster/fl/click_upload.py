@@ -1,0 +1,94 @@
+"""What a click-model client uploads: its dense (MLP) weights at its width, and only the embedding
+rows its own samples read (item ids of its samples and history, their genres, its own user-code
+rows), each tensor compressed with its tier's pruning or quantization (RF² Table 1).
+
+The rows a client sends are fixed by its data, so the server can price the upload (and the
+round's latency) before the client trains; a touched row is sent even when its change happens
+to be zero, as a phone would not inspect it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cluster.data.click_features import ClickFeatures
+from cluster.fl.click_training import ClickLocalResult
+from cluster.fl.compression import Compressed, prune_random, quantize, quantize_signed
+from cluster.models.click import ClickSpec, channel_masks
+from cluster.rng import stream
+
+EMBEDDING_PREFIX = "emb."
+
+
+def touched_rows(spec: ClickSpec, features: ClickFeatures, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Embedding rows (sorted ids per table) read by the samples ``rows`` of one client."""
+    _, history_items, _ = features.history(rows, spec.history_len)
+    items = np.union1d(features.item[rows], history_items).astype(np.int64)
+    genres = np.flatnonzero(features.item_genres[features.item[rows]].any(axis=0)).astype(np.int64)
+    touched = {"emb.item": items, "emb.genre": genres}
+    codes = features.user_cats[features.user[rows]]
+    for k, (name, _) in enumerate(spec.cats):
+        touched[f"emb.{name}"] = np.unique(codes[:, k]).astype(np.int64)
+    return touched
+
+
+def dense_entries(spec: ClickSpec, width: float) -> int:
+    """Entries of the non-embedding parameters a client of ``width`` holds."""
+    return int(sum(mask.sum() for name, mask in channel_masks(spec, width).items() if not name.startswith(EMBEDDING_PREFIX)))
+
+
+def upload_size(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per client of the CSR (indptr (C + 1,), rows): (embedding entries it sends, rows it sends)."""
+    n_clients = len(indptr) - 1
+    entries, sent_rows = np.zeros(n_clients, np.int64), np.zeros(n_clients, np.int64)
+    for c in range(n_clients):
+        touched = touched_rows(spec, features, rows[indptr[c] : indptr[c + 1]])
+        sent_rows[c] = sum(len(ids) for ids in touched.values())
+        entries[c] = sent_rows[c] * spec.dim
+    return entries, sent_rows
+
+
+def compress_upload(
+    spec: ClickSpec,
+    result: ClickLocalResult,
+    features: ClickFeatures,
+    indptr: np.ndarray,
+    rows: np.ndarray,
+    kind: str,
+    levels: np.ndarray,
+    seed: int,
+    round_index: int,
+    rescale_pruned: bool = False,
+) -> ClickLocalResult:
+    """The deltas as the server reconstructs them after each client's ``kind`` compression
+    ('prune', 'quant', 'quants'; anything else: sent as float32) at its ``levels[c]`` (prune
+    share or bits), tensor by tensor over the entries it sends. Draws come from the client's own
+    stream (seed, round, client id), so they do not depend on who shares its worker."""
+    if kind not in ("prune", "quant", "quants"):
+        return result
+    deltas = {name: value.copy() for name, value in result.deltas.items()}
+    width_masks = {float(f): channel_masks(spec, float(f)) for f in np.unique(result.fractions)}
+    for c, client in enumerate(result.clients):
+        level = float(levels[c])
+        if (kind == "prune" and level == 0.0) or (kind != "prune" and level >= 32):
+            continue
+        rng = stream(seed, "compress", round_index, int(client))
+        touched = touched_rows(spec, features, rows[indptr[c] : indptr[c + 1]])
+        for name in deltas:
+            if name.startswith(EMBEDDING_PREFIX):
+                index = (c, touched[name])
+            else:
+                index = (c, width_masks[float(result.fractions[c])][name])
+            deltas[name][index] = _compress(deltas[name][index], kind, level, rng, rescale_pruned).values.reshape(
+                deltas[name][index].shape
+            )
+    return ClickLocalResult(result.clients, result.n_samples, result.loss, result.fractions, deltas)
+
+
+def _compress(values: np.ndarray, kind: str, level: float, rng: np.random.Generator, rescale: bool) -> Compressed:
+    flat = values.ravel()
+    if kind == "prune":
+        return prune_random(flat, level, rng, rescale=rescale)
+    if kind == "quant":
+        return quantize(flat, int(level), rng)
+    return quantize_signed(flat, int(level), rng)

@@ -1,0 +1,68 @@
+"""What a client-worker actor does for a click model (DLRM / DIN), as a plain class: train any
+subset of its clients from the global model — each at its tier's width, its upload compressed at
+its tier's level — and score its clients' rows for AUC. Click models keep no private state on the
+phone (no user id feature), so there is nothing to save between rounds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from cluster.fl.click_batches import predict
+from cluster.fl.click_shard import ClickShard
+from cluster.fl.click_training import ClickLocalResult, ClickRecipe, train_local_click
+from cluster.fl.click_upload import compress_upload
+from cluster.fl.worker_core import held_positions
+from cluster.models.click import ClickSpec
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What the server asks of each client this round: width (C,) of its model, and its upload
+    compression ``kind`` at ``levels`` (C,) (prune share or bits)."""
+
+    width: np.ndarray
+    kind: str
+    levels: np.ndarray
+    rescale_pruned: bool = False
+
+
+class ClickWorkerCore:
+    def __init__(self, shard: ClickShard, spec: ClickSpec, recipe: ClickRecipe, seed: int):
+        self.shard = shard
+        self.spec = spec
+        self.recipe = recipe
+        self.seed = seed
+
+    @property
+    def n_clients(self) -> int:
+        return len(self.shard.clients)
+
+    def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray],
+              settings: Optional[ClientSettings] = None) -> ClickLocalResult:
+        clients = np.asarray(clients, dtype=np.int64)
+        indptr, rows = self.shard.client_rows(held_positions(self.shard.clients, clients))
+        width = None if settings is None else settings.width
+        result = train_local_click(self.spec, self.recipe, params, self.shard.features, clients, indptr, rows, width)
+        if settings is None:
+            return result
+        return compress_upload(self.spec, result, self.shard.features, indptr, rows, settings.kind, settings.levels,
+                               self.seed, round_index, settings.rescale_pruned)
+
+    def evaluate(self, params: dict[str, np.ndarray], split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(owner client (n,), label (n,), predicted click probability (n,)) of every ``split``
+        row ('test': held out; 'train': the rows clients train on) under the global model."""
+        rows = self.shard.test_rows if split == "test" else np.sort(self.shard.train_rows)
+        features = self.shard.features
+        if len(rows) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
+        return features.user[rows].astype(np.int64), features.label[rows], predict(self.spec, params, features, rows)
+
+    def save(self, path: Path, round_index: int) -> None:
+        """Nothing private to keep: the global model (in the aggregator's checkpoint) is all."""
+
+    def restore(self, paths: list[Path]) -> Optional[int]:
+        return None

@@ -1,0 +1,33 @@
+"""RF²'s tier-aware optimizations (Maeng et al. 2022, Table 1) as named presets of
+``fl.optimization``. The ratio in a name is the low:mid:high share of the full model or update a
+tier keeps, as RF² labels them (e.g. prune-1:4:16 keeps 1/16, 1/4 and all of the entries).
+
+Levels are per tier: the pruned share of update entries (prune), bits per entry (quant, quants;
+32 = no quantization) or the kept width of the narrowed hidden layers (channel).
+"""
+
+from __future__ import annotations
+
+_LOW_MID_HIGH = {
+    "prune": {"1:2:4": (0.75, 0.5, 0.0), "1:2:8": (0.875, 0.75, 0.0), "1:4:16": (0.9375, 0.75, 0.0)},
+    "quant": {"1:2:4": (8, 16, 32), "1:2:8": (4, 8, 32), "1:4:16": (2, 4, 32)},
+    "channel": {"1:2:4": (0.25, 0.5, 1.0), "1:2:8": (0.125, 0.25, 1.0), "1:4:16": (0.0625, 0.25, 1.0)},
+}
+_TIERS = ("low", "mid", "high")
+
+
+def _presets() -> dict[str, dict]:
+    presets: dict[str, dict] = {
+        "none": {"kind": "none"},
+        "exclude-lo": {"kind": "exclude", "excluded_tiers": ["low"]},
+        "overselect": {"kind": "overselect", "overselect": 0.2},
+    }
+    for kind, source in (("prune", "prune"), ("quant", "quant"), ("quants", "quant"), ("channel", "channel")):
+        for ratio, levels in _LOW_MID_HIGH[source].items():
+            presets[f"{kind}-{ratio}"] = {"kind": kind, "levels": dict(zip(_TIERS, levels))}
+    return presets
+
+
+OPTIMIZATION_PRESETS: dict[str, dict] = _presets()
+# The 14 configurations of RF²'s Table 1, in its order; "none" is the reference they are measured against.
+RF2_CONFIGURATIONS: tuple[str, ...] = tuple(name for name in OPTIMIZATION_PRESETS if name != "none")

@@ -1,0 +1,55 @@
+"""Click models (DLRM / DIN) through the FL engine on real Ray actors, under RF²'s tier-aware
+optimizations: results files, per-tier AUC, and determinism across worker counts with
+compression and channel slicing on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from configs import load_config
+from jobs.fl_sim import build, build_run_write, run
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def tiny_click(tmp_path: Path, *extra: str):
+    return load_config("configs/demo.yaml", [
+        "data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=6000",
+        "model.kind=dlrm", "model.top_hidden=[32]", "model.history_len=20",
+        "fl.clients_per_round=40", "fl.rounds=3", "fl.overselect=0", "fl.eval_every=3", "fl.client_lr=1.0",
+        "fl.server_optimizer=adagrad", "fl.server_lr=0.1", f"data.cache_dir={tmp_path / 'cache'}",
+        f"output_dir={tmp_path / 'runs'}", *extra,
+    ])
+
+
+def _metrics(history):
+    keys = [k for k in history[-1] if k.startswith(("auc", "train_loss", "aggregated", "sim_", "upload"))]
+    return [{k: row.get(k) for k in keys} for row in history]
+
+
+def test_same_results_with_one_or_three_workers_per_tier(tmp_path: Path):
+    """On actors; tests/unit/test_click_rounds.py covers the other optimizations in-process."""
+    extra = ("model.kind=dlrm", "fl.optimization=channel-1:4:16")
+    one = run(build(tiny_click(tmp_path, "fl.workers_per_tier=1", *extra)), tmp_path / "one", False, None, quiet=True)
+    three = run(build(tiny_click(tmp_path, "fl.workers_per_tier=3", *extra)), tmp_path / "three", False, None, quiet=True)
+    assert _metrics(one["history"]) == _metrics(three["history"])
+    for name in one["params"]:
+        assert np.array_equal(one["params"][name], three["params"][name]), name
+    assert one["train_eval"] == three["train_eval"]
+
+
+def test_click_run_writes_auc_per_tier(tmp_path: Path):
+    plain, plain_dir, _ = build_run_write(tiny_click(tmp_path), quiet=True)
+    summary = json.loads((plain_dir / "summary.json").read_text())
+    assert summary["optimization"] == "none" and summary["model"] == "dlrm"
+    for key in ("auc", "auc_low", "auc_mid", "auc_high"):
+        assert 0.0 < summary["final"][key] < 1.0, key
+    assert 0.0 < summary["final_train"]["auc_train"] < 1.0
+    tiers = pq.read_table(plain_dir / "tiers.parquet").to_pandas()
+    assert set(tiers["tier"]) == {"low", "mid", "high"} and tiers["auc"].notna().sum() == 3
+    assert not (plain_dir / "clients.parquet").exists(), "per-client HR/NDCG is NCF's"

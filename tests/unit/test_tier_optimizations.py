@@ -1,0 +1,215 @@
+"""RF²'s tier-aware optimizations as configured and priced: presets, validation, upload bytes by
+hand, what each does to a round's latency, compressed click uploads and the click worker."""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from cluster.fl.click_ops import ClickOps
+from cluster.fl.click_shard import ClickShard, restrict_features
+from cluster.fl.click_training import ClickRecipe, train_local_click
+from cluster.fl.click_upload import compress_upload, dense_entries, touched_rows, upload_size
+from cluster.fl.click_worker_core import ClickWorkerCore, ClientSettings
+from cluster.fl.server_core import FederatedServer, FleetView
+from cluster.models.click import ClickSpec, channel_masks, init_params
+from cluster.tiers.latency import TierTable
+from cluster.tiers.optimizations import TierPlan
+from configs import ConfigError, load_config
+from configs.presets import OPTIMIZATION_PRESETS, RF2_CONFIGURATIONS
+from configs.schema import OptimizationConfig, SimConfig
+from tests.unit.click_fixtures import toy_click_world
+
+TIERS = ("low", "mid", "high")
+
+
+def test_the_fourteen_rf2_configurations():
+    assert len(RF2_CONFIGURATIONS) == 14 and "none" in OPTIMIZATION_PRESETS
+    assert OPTIMIZATION_PRESETS["prune-1:4:16"]["levels"] == {"low": 0.9375, "mid": 0.75, "high": 0.0}
+    assert OPTIMIZATION_PRESETS["quants-1:2:8"]["levels"] == {"low": 4, "mid": 8, "high": 32}
+    assert OPTIMIZATION_PRESETS["channel-1:2:4"]["levels"] == {"low": 0.25, "mid": 0.5, "high": 1.0}
+    for name in RF2_CONFIGURATIONS:
+        cfg = load_config(None, ["model.kind=dlrm", f"fl.optimization={name}"])
+        assert cfg.fl.optimization.preset == name
+        # A run's written config repeats the preset's values and must load again (resume).
+        assert SimConfig.model_validate(cfg.model_dump(mode="json")) == cfg
+
+
+def test_optimization_config_errors_name_the_problem():
+    cases = {
+        "fl.optimization=prune-1:9:9": "unknown preset",
+        "fl.optimization={preset: quant-1:2:4, kind: prune}": "sets ['kind'] itself",
+        "fl.optimization={kind: quant, levels: {low: 3.5}}": "whole bits",
+        "fl.optimization={kind: quants, levels: {low: 1}}": "sign + magnitude",
+        "fl.optimization={kind: prune, levels: {tiny: 0.5}}": "tiers ['tiny']",
+        "fl.optimization={kind: exclude, excluded_tiers: [low, mid, high]}": "excludes every tier",
+        "fl.optimization={kind: channel, levels: {low: 0}}": "a width in (0, 1]",
+    }
+    for override, message in cases.items():
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(None, ["model.kind=dlrm", override])
+    with pytest.raises(ConfigError, match="needs a click model"):
+        load_config(None, ["model.kind=gmf", "fl.optimization=quant-1:2:4"])
+    with pytest.raises(ConfigError, match="set over-selection once"):
+        load_config(None, ["fl.overselect=0.2", "fl.optimization=overselect"])
+
+
+def test_upload_bytes_by_hand():
+    entries, rows = np.array([1000.0]), np.array([10])
+    tier = np.array([0])
+
+    def plan(preset):
+        return TierPlan.resolve(OptimizationConfig.model_validate(preset), 0.0, TIERS)
+
+    assert plan("none").upload_bytes(tier, entries, rows, 3).tolist() == [4000 + 40]
+    assert plan("prune-1:2:4").upload_bytes(tier, entries, rows, 3).tolist() == [250 * 4 + 40 + 8]
+    assert plan("quant-1:2:4").upload_bytes(tier, entries, rows, 3).tolist() == [1000 + 3 * 8 + 40]
+    assert plan("quants-1:2:4").upload_bytes(tier, entries, rows, 3).tolist() == [1000 + 3 * 4 + 40]
+    assert plan("quant-1:4:16").upload_bytes(np.array([2]), entries, rows, 3).tolist() == [4000 + 40], "32 bits: as is"
+    channel = plan("channel-1:4:16")
+    assert channel.width(np.array([0, 1, 2])).tolist() == [0.0625, 0.25, 1.0]
+    assert channel.compression_level(np.array([0, 2])).tolist() == [0.0, 0.0]
+
+
+def _click(kind="dlrm", seed=0):
+    _, holdout, features, indptr, rows = toy_click_world(seed, [12, 30, 7, 25, 18, 9])
+    spec = ClickSpec.for_features(kind, features, top_hidden=(32,))
+    return holdout, features, indptr, rows, spec
+
+
+def _params(spec, seed=0):
+    return {k: v.numpy() for k, v in init_params(spec, torch.Generator().manual_seed(seed)).items()}
+
+
+def test_each_optimization_speeds_up_the_low_tier_round():
+    _, features, indptr, rows, spec = _click()
+    entries, sparse_rows = upload_size(spec, features, indptr, rows)
+    ops = ClickOps(spec, entries, sparse_rows)
+    clients = np.arange(6)
+    low = np.zeros(6, np.int64)
+    samples = np.diff(indptr).astype(float)
+    base = ops.round_costs(clients, low, samples, TierPlan.resolve(OptimizationConfig(), 0.0, TIERS))
+    for name in ("prune-1:2:4", "quant-1:2:4", "quants-1:2:4"):
+        costs = ops.round_costs(clients, low, samples, TierPlan.resolve(OptimizationConfig.model_validate(name), 0.0, TIERS))
+        assert (costs.upload_bytes < base.upload_bytes / 3).all(), name
+        assert np.array_equal(costs.download_bytes, base.download_bytes) and (costs.compute_fraction == 1).all()
+    channel = TierPlan.resolve(OptimizationConfig.model_validate("channel-1:2:4"), 0.0, TIERS)
+    narrow = ops.round_costs(clients, low, samples, channel)
+    assert (narrow.download_bytes < base.download_bytes).all() and (narrow.upload_bytes < base.upload_bytes).all()
+    expected = dense_entries(spec, 0.25) / dense_entries(spec, 1.0)
+    assert np.allclose(narrow.compute_fraction, expected) and expected < 0.5
+    high = ops.round_costs(clients, np.full(6, 2), samples, channel)
+    assert np.array_equal(high.upload_bytes, base.upload_bytes), "the high tier is untouched"
+
+
+def test_touched_rows_are_what_the_client_reads():
+    _, features, indptr, rows, spec = _click()
+    mine = rows[indptr[1] : indptr[2]]
+    touched = touched_rows(spec, features, mine)
+    _, history, _ = features.history(mine, spec.history_len)
+    assert set(touched["emb.item"]) == set(features.item[mine]) | set(history)
+    assert touched["emb.gender"].tolist() == [features.user_cats[1, 0]]
+    result = train_local_click(spec, ClickRecipe(), _params(spec), features, np.array([1]), indptr[1:3] - indptr[1], mine)
+    changed = np.flatnonzero(np.abs(result.deltas["emb.item"][0]).sum(axis=1) > 0)
+    assert set(changed) <= set(touched["emb.item"]), "an untouched row never changes"
+
+
+@pytest.mark.parametrize("kind,level", [("prune", 0.75), ("quant", 2), ("quants", 2)])
+def test_compressed_upload_per_tensor_and_per_client_stream(kind, level):
+    _, features, indptr, rows, spec = _click()
+    clients = np.arange(6)
+    result = train_local_click(spec, ClickRecipe(), _params(spec), features, clients, indptr, rows)
+    levels = np.full(6, float(level))
+    out = compress_upload(spec, result, features, indptr, rows, kind, levels, seed=3, round_index=2)
+    c = 4
+    touched = touched_rows(spec, features, rows[indptr[c] : indptr[c + 1]])
+    sent = out.deltas["emb.item"][c][touched["emb.item"]]
+    original = result.deltas["emb.item"][c][touched["emb.item"]]
+    if kind == "prune":
+        assert (sent == 0).sum() >= round(0.75 * sent.size)
+        assert np.array_equal(sent[sent != 0], original[sent != 0]), "kept entries travel exactly"
+        weight, before = out.deltas["top.0.weight"][c], result.deltas["top.0.weight"][c]
+        pruned = round(0.75 * weight.size)  # exactly; dead ReLU units add zeros of their own
+        assert pruned <= (weight == 0).sum() <= pruned + (before == 0).sum()
+    elif kind == "quant":
+        assert len(np.unique(sent)) <= 4
+    else:
+        assert len(np.unique(np.abs(sent))) <= 2  # 1 magnitude bit: 0 or max
+        assert (out.deltas["top.0.bias"][c][result.deltas["top.0.bias"][c] == 0] == 0).all()
+    untouched = np.setdiff1d(np.arange(spec.n_items), touched["emb.item"])
+    assert (out.deltas["emb.item"][c][untouched] == 0).all()
+    # The same client compressed in another company (another worker) gets the same draws.
+    alone = train_local_click(spec, ClickRecipe(), _params(spec), features, clients[c : c + 1],
+                              indptr[c : c + 2] - indptr[c], rows[indptr[c] : indptr[c + 1]])
+    out_alone = compress_upload(spec, alone, features, indptr[c : c + 2] - indptr[c], rows[indptr[c] : indptr[c + 1]],
+                                kind, levels[:1], seed=3, round_index=2)
+    for name in out.deltas:
+        assert np.array_equal(out.deltas[name][c], out_alone.deltas[name][0]), name
+
+
+def test_click_shard_holds_only_its_clients_and_trains_like_the_whole(tmp_path):
+    holdout, features, indptr, rows, spec = _click("din")
+    mine = np.array([1, 4])
+    restricted, keep = restrict_features(features, mine)
+    assert set(restricted.user.tolist()) == {1, 4} and np.array_equal(features.user[keep], restricted.user)
+    assert (restricted.user_cats[[0, 2, 3, 5]] == 0).all()
+    shard = ClickShard.build(features, holdout.train_rows, holdout.test_rows, mine)
+    shard.save(tmp_path / "shard.npz")
+    loaded = ClickShard.load(tmp_path / "shard.npz")
+    assert loaded.features.cat_names == features.cat_names and np.array_equal(loaded.train_rows, shard.train_rows)
+    core = ClickWorkerCore(loaded, spec, ClickRecipe(), seed=0)
+    params = _params(spec)
+    settings = ClientSettings(np.array([0.25, 1.0], np.float32), "quants", np.array([4.0, 32.0]))
+    got = core.train(5, mine, params, settings)
+    sub_indptr = np.r_[0, np.cumsum(np.diff(indptr)[mine])]
+    sub_rows = np.concatenate([rows[indptr[u] : indptr[u + 1]] for u in mine])
+    whole = train_local_click(spec, ClickRecipe(), params, features, mine, sub_indptr, sub_rows, settings.width)
+    whole = compress_upload(spec, whole, features, sub_indptr, sub_rows, "quants", settings.levels, 0, 5)
+    for name in whole.deltas:
+        assert np.array_equal(got.deltas[name], whole.deltas[name]), name
+    owners, labels, scores = core.evaluate(params, "test")
+    assert set(owners.tolist()) <= {1, 4} and len(owners) == np.isin(features.user[holdout.test_rows], mine).sum()
+    assert ((scores > 0) & (scores < 1)).all() and set(np.unique(labels)) <= {0.0, 1.0}
+    narrow = channel_masks(spec, 0.25)["top.0.weight"]
+    assert (got.deltas["top.0.weight"][0][~narrow] == 0).all(), "a narrow client leaves the wide channels alone"
+
+
+def test_server_excludes_tiers_and_overselects_by_preset():
+    _, features, indptr, rows, spec = _click()
+    entries, sparse_rows = upload_size(spec, features, indptr, rows)
+    ops = ClickOps(spec, np.resize(entries, 300), np.resize(sparse_rows, 300))
+    tiers = TierTable.from_config(load_config(None, []).tiers)
+    tier_of_user = (np.arange(300) % 3).astype(np.int8)
+    fleet = FleetView(tiers, tier_of_user, np.full(300, 20))
+    cfg = load_config(None, ["model.kind=dlrm", "fl.clients_per_round=30", "fl.optimization=exclude-lo"]).fl
+    server = FederatedServer(cfg, ops, fleet, seed=0)
+    for _ in range(10):
+        assert (tier_of_user[server.plan_round().selected] != 0).all()
+        server.round_index += 1
+    cfg = load_config(None, ["model.kind=dlrm", "fl.clients_per_round=30", "fl.optimization=overselect"]).fl
+    plan = FederatedServer(cfg, ops, fleet, seed=0).plan_round()
+    assert len(plan.selected) == 36 and plan.kept.sum() == 30
+    assert plan.upload_bytes is not None and len(plan.upload_bytes) == 36
+
+
+def test_every_speed_up_shortens_the_simulated_run():
+    """The virtual clock: 20 rounds of 30 clients, each preset against no optimization."""
+    _, features, indptr, rows, spec = _click()
+    entries, sparse_rows = upload_size(spec, features, indptr, rows)
+    ops = ClickOps(ClickSpec.for_features("dlrm", features), np.resize(entries, 300), np.resize(sparse_rows, 300))
+    tiers = TierTable.from_config(load_config(None, []).tiers)
+    fleet = FleetView(tiers, (np.arange(300) % 3).astype(np.int8), np.resize(np.diff(indptr), 300))
+
+    def simulated_s(preset):
+        cfg = load_config(None, ["model.kind=dlrm", "fl.clients_per_round=30", f"fl.optimization={preset}"]).fl
+        server = FederatedServer(cfg, ops, fleet, seed=0)
+        total = 0.0
+        for _ in range(20):
+            total += server.plan_round().duration_s
+            server.round_index += 1
+        return total
+
+    baseline = simulated_s("none")
+    for preset in RF2_CONFIGURATIONS:
+        assert simulated_s(preset) < baseline, preset
