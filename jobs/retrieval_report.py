@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from cluster.atomic import atomic_path
 from cluster.data.parquet_io import write_table_atomic
 from configs import SimConfig, config_hash
 from jobs.outputs import write_text_atomic
+from jobs.plotting import pyplot, save_figure
 
 COLUMNS = ("method", "batch_size", "recall", "ndcg", "hr", "esp", "fill", "worst_group_share", "ms_per_request")
 
@@ -32,19 +32,10 @@ def markdown_table(rows: list[dict], k: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on a cluster node
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_exposure(path: Path, exposure_rows: list[dict], fairsync_batch: int) -> None:
     """Exposure per group over the stream divided by its pro-rata minimum, for plain top-K and
     FairSync at the configured B: a line below 1 is a group short of its minimum."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, (method, batch) in zip(axes, [("topk", 64), ("fairsync", fairsync_batch)]):
         rows = [r for r in exposure_rows if r["method"] == method and r["batch_size"] == batch]
@@ -56,11 +47,11 @@ def plot_exposure(path: Path, exposure_rows: list[dict], fairsync_batch: int) ->
         ax.set_xlabel("requests served")
         ax.set_ylim(0, 3)
     axes[0].set_ylabel("exposure / pro-rata minimum (one line per group)")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_batch_sizes(path: Path, rows: list[dict], default_batch: int) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     sweep = [r for r in rows if r["method"] == "fairsync"]
     sweep = sorted({r["batch_size"]: r for r in sweep}.values(), key=lambda r: r["batch_size"])
     topk = next(r for r in rows if r["method"] == "topk")
@@ -73,10 +64,4 @@ def plot_batch_sizes(path: Path, rows: list[dict], default_batch: int) -> None:
         ax.set_xlabel("batch size B")
         ax.set_title(label)
     axes[0].legend()
-    _save(fig, path)
-
-
-def _save(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    fig.clf()
+    save_figure(fig, path)

@@ -1,0 +1,69 @@
+"""jobs/rf2_matrix.py on Ray: cells as tasks, the files it writes, resuming (finished cells are
+skipped), and a cell equal to an actor run of the same config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.fl_sim import build_run_write
+from jobs.rf2_matrix import cell_config, main
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+BASE = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=6000",
+        "model.kind=dlrm", "model.top_hidden=[32]", "model.history_len=20", "fl.overselect=0", "fl.rounds=2",
+        "fl.clients_per_round=40", "fl.client_lr=1.0", "fl.server_optimizer=adagrad", "fl.server_lr=0.1"]
+
+
+def _argv(tmp_path: Path, out: Path) -> list[str]:
+    sets = [arg for item in [*BASE, f"data.cache_dir={tmp_path / 'cache'}", f"output_dir={tmp_path / 'runs'}"]
+            for arg in ("--set", item)]
+    return ["--config", "configs/demo.yaml", *sets, "--configurations", "quants-1:4:16", "exclude-lo",
+            "--mappings", "random", "hetero-vhigh", "--out", str(out)]
+
+
+def test_matrix_writes_resumes_and_matches_an_actor_run(tmp_path: Path):
+    out = tmp_path / "matrix"
+    assert main(_argv(tmp_path, out)) == 0
+    cells = sorted((out / "cells").glob("*.parquet"))
+    assert len(cells) == 6  # 2 mappings x (none + 2 configurations)
+    for name in ("cells.parquet", "measures.parquet", "matrix.md", "mdac.png", "tier_change_hetero-vhigh.png"):
+        assert (out / name).stat().st_size > 0, name
+    measures = pq.read_table(out / "measures.parquet").to_pandas().set_index(["mapping", "configuration"])
+    assert measures.loc[("random", "none"), "mdac"] == 0.0
+    assert measures.loc[("hetero-vhigh", "exclude-lo"), "speedup"] > 1.0
+    assert "| exclude-lo |" in (out / "matrix.md").read_text()
+
+    # Resume: one cell lost, only it runs again; the others are read back untouched.
+    lost = cells[0]
+    kept_times = {p: p.stat().st_mtime_ns for p in cells[1:]}
+    lost.unlink()
+    assert main(_argv(tmp_path, out)) == 0
+    assert lost.exists() and all(p.stat().st_mtime_ns == t for p, t in kept_times.items())
+
+    # A cell is the aggregator's round loop in one process: the same AUC as fl_sim on actors.
+    from configs import load_config
+
+    base = load_config("configs/demo.yaml", [*BASE, f"data.cache_dir={tmp_path / 'cache'}",
+                                             f"output_dir={tmp_path / 'runs'}"])
+    cfg = cell_config(base, "hetero-vhigh", "quants-1:4:16", 0)
+    _, run_dir, _ = build_run_write(cfg, quiet=True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = pq.read_table(out / "cells.parquet").to_pandas()
+    cell = rows[(rows["mapping"] == "hetero-vhigh") & (rows["configuration"] == "quants-1:4:16")].set_index("tier")
+    for tier in ("low", "mid", "high"):
+        assert cell.loc[tier, "auc"] == summary["final"][f"auc_{tier}"], tier
+    assert cell.loc["all", "auc_train"] == summary["final_train"]["auc_train"]
+    assert cell.loc["all", "sim_time_s"] == pytest.approx(summary["sim_time_s"], rel=1e-12)
+
+
+def test_matrix_refuses_ncf_and_base_overselect(tmp_path: Path, capsys):
+    argv = _argv(tmp_path, tmp_path / "m")
+    assert main([*argv, "--set", "model.kind=gmf"]) == 2
+    assert "click models" in capsys.readouterr().err
+    assert main([*argv, "--set", "fl.overselect=0.2"]) == 2
+    assert "fl.overselect must be 0" in capsys.readouterr().err

@@ -1,0 +1,57 @@
+"""RF²'s grid measures on hand-made cells: relative change per tier against the unoptimized cell
+of the same mapping and seed, MDAC, speed-up, the seed mean, and the report's answers."""
+
+import pandas as pd
+import pytest
+
+from cluster.fairness.matrix import cell_measures, mean_over_seeds
+from jobs.rf2_report import findings, matrix_markdown
+
+TIERS = ("low", "mid", "high")
+
+
+def _rows(mapping, configuration, seed, aucs, sim_time_s):
+    return [{"model": "dlrm", "mapping": mapping, "configuration": configuration, "seed": seed, "tier": tier,
+             "auc": auc, "auc_train": auc + 0.05, "sim_time_s": sim_time_s}
+            for tier, auc in zip((*TIERS, "all"), aucs)]
+
+
+def _grid():
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        rows += _rows("random", "none", seed, [0.8, 0.8, 0.8, 0.8], 100.0)
+        rows += _rows("random", "exclude-lo", seed, [0.78, 0.8, 0.8, 0.79], 50.0)
+        rows += _rows("hetero-vhigh", "none", seed, [0.8, 0.7, 0.6, 0.7], 100.0)
+        rows += _rows("hetero-vhigh", "exclude-lo", seed, [0.6 - shift, 0.7, 0.6, 0.63], 40.0)
+    return pd.DataFrame(rows)
+
+
+def test_cell_measures_by_hand():
+    measures = cell_measures(_grid(), TIERS).set_index(["mapping", "configuration", "seed"])
+    vhigh = measures.loc[("hetero-vhigh", "exclude-lo", 0)]
+    assert vhigh["change_low"] == pytest.approx(-0.25) and vhigh["change_mid"] == pytest.approx(0.0)
+    assert vhigh["mdac"] == pytest.approx(0.25) and vhigh["change_all"] == pytest.approx(-0.1)
+    assert vhigh["speedup"] == pytest.approx(2.5)
+    assert measures.loc[("random", "exclude-lo", 0), "mdac"] == pytest.approx(0.025)
+    assert measures.loc[("random", "none", 0), "mdac"] == 0.0
+    seed1 = measures.loc[("hetero-vhigh", "exclude-lo", 1)]
+    assert seed1["change_low"] == pytest.approx(-0.275)
+
+
+def test_cells_without_a_reference_are_left_out():
+    rows = _grid()
+    rows = rows[~((rows["mapping"] == "random") & (rows["configuration"] == "none"))]
+    measures = cell_measures(rows, TIERS)
+    assert set(measures["mapping"]) == {"hetero-vhigh"}
+
+
+def test_seed_mean_and_report():
+    per_seed = cell_measures(_grid(), TIERS)
+    per_seed["mdac_train"] = per_seed["mdac"]
+    mean = mean_over_seeds(per_seed).set_index(["mapping", "configuration"])
+    assert mean.loc[("hetero-vhigh", "exclude-lo"), "mdac"] == pytest.approx((0.25 + 0.275) / 2)
+    assert (mean["seeds"] == 2).all()
+    text = findings(mean.reset_index(), "hetero-vhigh")
+    assert "Exclude Lo: MDAC 26.25% under hetero-vhigh against 2.50% under random (10.5x" in text[0]
+    table = matrix_markdown(mean.reset_index(), TIERS, "hetero-vhigh")
+    assert "| exclude-lo | 2.50% | 26.25% |" in table
