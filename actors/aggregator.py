@@ -61,7 +61,7 @@ class Aggregator:
         results, failed = self._collect(pending)
         trained = time.perf_counter()
         merged = self.ops.merge(results)
-        self.server.apply(plan, merged)
+        fairness = self.server.apply(plan, merged)
         aggregated = time.perf_counter()
         evaluation = None
         if self.server.round_index % self.cfg.eval_every == 0 or self.server.round_index == self.cfg.rounds:
@@ -69,6 +69,7 @@ class Aggregator:
         wall_s = time.perf_counter() - started
         record = round_record(plan, merged, failed, self.fleet.tier_of_user, self.fleet.tiers.names,
                               self.server.sim_time_s, wall_s, evaluation, self.ops.upload_stats(merged))
+        record.update(fairness)
         record.update(plan_s=planned - started, train_s=trained - planned, aggregate_s=aggregated - trained,
                       eval_s=started + wall_s - aggregated)
         self.history.append(record)

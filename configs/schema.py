@@ -243,6 +243,30 @@ class OptimizationConfig(StrictModel):
         return self.kind in _COMPRESSIONS
 
 
+class FairnessConfig(StrictModel):
+    """A tier-fairness mitigation next to the optimization. ``ceag``: Lagrangian constraints
+    ψ_t ≤ ε on each tier's excess accuracy gap against a reference model trained without the
+    optimization (CEAG, Hashemizadeh et al. 2023; ``cluster/fairness/ceag.py``). The reference's
+    per-tier train accuracy comes from ``reference_run`` (an fl_sim run folder: its summary.json
+    final_train) or ``reference_accuracy`` (tier → accuracy)."""
+
+    kind: Literal["none", "ceag"] = "none"
+    epsilon: NonNegativeFloat = Field(0.01, description="tolerated excess accuracy gap ε")
+    dual_lr: PositiveFloat = Field(2.0, description="η_λ of the projected dual ascent step, once per round")
+    buffer_size: PositiveInt = Field(
+        2000, description="per-sample correctness values kept per tier (the paper's 40 is per minibatch sample; "
+                          "a federated round brings thousands per tier)")
+    reference_run: Optional[Path] = None
+    reference_accuracy: Optional[dict[str, float]] = None
+
+    @model_validator(mode="after")
+    def _reference(self) -> "FairnessConfig":
+        if self.kind == "ceag" and (self.reference_run is None) == (self.reference_accuracy is None):
+            raise ValueError("fairness kind 'ceag' needs exactly one of reference_run or reference_accuracy "
+                             "(the unoptimized model's per-tier train accuracy)")
+        return self
+
+
 class FLConfig(StrictModel):
     """Defaults are the NCF recipe that learns on ML-100K (README, "Finding a recipe that
     learns"); RF²'s click-model recipe is client_lr 1, both scales 1, AdaGrad server lr 0.1."""
@@ -260,6 +284,7 @@ class FLConfig(StrictModel):
     server_eps: PositiveFloat = Field(1e-3, description="AdaGrad's τ (Reddi et al. 2021)")
     overselect: NonNegativeFloat = Field(0.0, description="x in (1+x)·n selected clients")
     optimization: OptimizationConfig = OptimizationConfig()
+    fairness: FairnessConfig = FairnessConfig()
     deadline_s: Optional[PositiveFloat] = None
     workers_per_tier: PositiveInt = 1
     worker_num_cpus: NonNegativeFloat = Field(
@@ -369,6 +394,13 @@ class SimConfig(StrictModel):
             raise ValueError(f"fl.optimization names tiers {unknown} that tiers.profiles lacks (tiers: {names})")
         if set(opt.excluded_tiers) >= set(names):
             raise ValueError("fl.optimization excludes every tier: no client could train")
+        fairness = self.fl.fairness
+        if fairness.kind != "none" and not self.model.is_click:
+            raise ValueError(f"fl.fairness kind {fairness.kind!r} needs a click model (dlrm, din): it constrains "
+                             f"per-sample accuracy, which leave-one-out ranking has no form of")
+        if fairness.reference_accuracy is not None and set(fairness.reference_accuracy) != set(names):
+            raise ValueError(f"fl.fairness.reference_accuracy must name every tier {names}, "
+                             f"got {sorted(fairness.reference_accuracy)}")
         if opt.compresses and not self.model.is_click:
             raise ValueError(f"fl.optimization kind {opt.kind!r} needs a click model (dlrm, din), "
                              f"not {self.model.kind!r}: NCF uploads are not compressed")

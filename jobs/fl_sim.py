@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from cluster.fairness.reference import reference_accuracy
 from cluster.fl.click_setup import ClickSetup, click_setup
 from cluster.fl.click_training import ClickRecipe
 from cluster.fl.local_training import LocalRecipe
@@ -74,7 +75,10 @@ def build(cfg: SimConfig) -> Experiment:
     worker_of_user = assign_workers(population.tier_of_user, population.tiers.n_tiers, cfg.fl.workers_per_tier)
     if cfg.model.is_click:
         click = click_setup(cfg, world)
-        fleet = FleetView(population.tiers, population.tier_of_user, click.train_samples)
+        reference = None
+        if cfg.fl.fairness.kind == "ceag":
+            reference = reference_accuracy(cfg.fl.fairness, population.tiers.names)
+        fleet = FleetView(population.tiers, population.tier_of_user, click.train_samples, reference)
         return Experiment(cfg, world, click.spec, click.recipe, click.ops, fleet, worker_of_user, n_workers, click)
     spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
     fleet = FleetView(population.tiers, population.tier_of_user, population.samples_per_client())

@@ -50,3 +50,21 @@ def mean_over_seeds(measures: pd.DataFrame) -> pd.DataFrame:
     mean = grouped[numeric].mean().reset_index()
     mean["seeds"] = grouped.size().to_numpy()
     return mean
+
+
+def excess_gaps(rows: pd.DataFrame, tiers: tuple[str, ...], metric: str = "acc") -> pd.DataFrame:
+    """CEAG's ψ_t = [A_t(β_0) − A_t(β_p)] − [A(β_0) − A(β_p)] of every cell against the reference
+    cell of its model, mapping and seed (β_0), with A the accuracy over all samples (tier
+    'all'): one row per cell with ``psi_<tier>`` and ``max_psi``."""
+    out = []
+    for key, group in rows.groupby(CELL_KEYS, sort=True):
+        by_config = {config: part.set_index("tier")[metric] for config, part in group.groupby("configuration")}
+        if REFERENCE not in by_config:
+            continue
+        ref = by_config[REFERENCE]
+        for config, acc in by_config.items():
+            overall = ref["all"] - acc["all"]
+            psi = {t: float((ref[t] - acc[t]) - overall) for t in tiers}
+            out.append({**dict(zip(CELL_KEYS, key)), "configuration": config,
+                        **{f"psi_{t}": v for t, v in psi.items()}, "max_psi": max(psi.values())})
+    return pd.DataFrame(out)

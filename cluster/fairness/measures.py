@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 
 
-
 def relative_change(optimized: dict[str, float], reference: dict[str, float]) -> dict[str, float]:
     """(β_p − β_0) / β_0 per key (tier, or 'all'), β_0 from the run without the optimization
     (same seed and tier mapping)."""

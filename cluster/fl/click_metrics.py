@@ -1,4 +1,5 @@
-"""Click-model evaluation: ROC AUC (scikit-learn's) overall and per tier, over the rows each tier's
+"""Click-model evaluation: ROC AUC (scikit-learn's) and accuracy (click predicted when p ≥ ½;
+the per-sample correctness CEAG constrains) overall and per tier, over the rows each tier's
 clients hold."""
 
 from __future__ import annotations
@@ -15,11 +16,19 @@ def auc_or_nan(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def auc_summary(owners: np.ndarray, labels: np.ndarray, scores: np.ndarray, tier_of_user: np.ndarray,
-                tier_names: tuple[str, ...], prefix: str = "auc") -> dict[str, float]:
-    """``prefix`` overall and ``prefix_<tier>`` per tier, plus the rows evaluated."""
+                tier_names: tuple[str, ...], split: str = "test") -> dict[str, float]:
+    """AUC and accuracy overall (``auc``, ``acc``) and per tier (``auc_<tier>`` ...), plus the rows
+    evaluated; keys carry ``_train`` after the metric for the train split (``auc_train_low``)."""
     tiers = tier_of_user[owners]
-    out = {prefix: auc_or_nan(labels, scores), f"{prefix}_rows": int(len(labels))}
+    correct = ((scores >= 0.5) == (labels >= 0.5)).astype(np.float64)
+    tag = "" if split == "test" else f"_{split}"
+    out = {f"auc{tag}": auc_or_nan(labels, scores), f"acc{tag}": _mean(correct), f"auc{tag}_rows": int(len(labels))}
     for tier, name in enumerate(tier_names):
         members = tiers == tier
-        out[f"{prefix}_{name}"] = auc_or_nan(labels[members], scores[members])
+        out[f"auc{tag}_{name}"] = auc_or_nan(labels[members], scores[members])
+        out[f"acc{tag}_{name}"] = _mean(correct[members])
     return out
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else float("nan")

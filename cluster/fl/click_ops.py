@@ -66,4 +66,4 @@ class ClickOps:
         return {"upload_rows": rows}
 
     def summarize(self, owners, labels, scores, tier_of_user, tier_names, split: str = "test") -> dict[str, float]:
-        return auc_summary(owners, labels, scores, tier_of_user, tier_names, "auc" if split == "test" else "auc_train")
+        return auc_summary(owners, labels, scores, tier_of_user, tier_names, split)

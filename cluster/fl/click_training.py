@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cluster.data.click_features import ClickFeatures, select_clients
+from cluster.data.click_features import ClickFeatures, ranges, select_clients
 from cluster.fl.aggregation import ServerOptimizer
 from cluster.fl.click_batches import client_batch, padded_shape
 from cluster.fl.compression import masked_average
@@ -54,7 +54,9 @@ class ClickLocalResult:
 
     clients, n_samples: (C,) int64; loss: (C,) float32 mean BCE at the global model;
     fractions: (C,) float32 the width each client trained; deltas[name]: (C, *shape) float32,
-    exactly zero outside the client's channel slice.
+    exactly zero outside the client's channel slice; correct: (Σ n_samples,) float32, 1 where
+    the global model's prediction (click when p ≥ ½) matched a sample's label, client after
+    client in the clients' order (CEAG's per-sample correctness; scalars only, no features).
     """
 
     clients: np.ndarray
@@ -62,6 +64,7 @@ class ClickLocalResult:
     loss: np.ndarray
     fractions: np.ndarray
     deltas: dict[str, np.ndarray]
+    correct: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
 def train_local_click(
@@ -82,6 +85,7 @@ def train_local_click(
     shapes = spec.shapes()
     deltas = {name: np.zeros((n_clients, *shape), dtype=np.float32) for name, shape in shapes.items()}
     loss = np.zeros(n_clients, dtype=np.float32)
+    correct: list[np.ndarray] = [np.zeros(0, np.float32)] * n_clients
     start = {name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for name, value in global_params.items()}
     keys = np.stack([fractions.astype(np.float64), lengths, n_pairs], axis=1)
     for key in np.unique(keys, axis=0):
@@ -90,9 +94,11 @@ def train_local_click(
         for chunk, real in _chunks(members):
             batch, labels, mask, counts = client_batch(spec, features, indptr, rows, chunk, length, pairs)
             with _one_thread():
-                first_loss, chunk_deltas = _local_sgd(spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask,
-                                                      counts)
+                first_loss, first_correct, chunk_deltas = _local_sgd(
+                    spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask, counts)
             loss[chunk[:real]] = first_loss[:real]
+            for j in range(real):
+                correct[chunk[j]] = first_correct[j, : counts[j]]
             for name, index in channel_slices(spec, fraction).items():
                 # Basic slicing gives a view of the full array, so this writes the slice in place.
                 deltas[name][(slice(None), *index)][chunk[:real]] = chunk_deltas[name][:real]
@@ -102,6 +108,7 @@ def train_local_click(
         loss=loss,
         fractions=fractions,
         deltas=deltas,
+        correct=np.concatenate(correct).astype(np.float32),
     )
 
 
@@ -128,9 +135,10 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """``recipe.epochs`` full-batch steps for c clients from the (narrowed) global ``narrow``;
-    returns their mean BCE before the first step (c,) and their deltas (c, *sliced shape)."""
+    returns their mean BCE before the first step (c,), the per-sample correctness of the model
+    they received (c, L) and their deltas (c, *sliced shape)."""
     n = len(counts)
     start = {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in narrow.items()}
     params = {name: value.clone().requires_grad_() for name, value in start.items()}
@@ -141,13 +149,14 @@ def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts) -> tuple[np.nd
         per_client = (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * mask).sum(dim=1) / count
         if first_loss is None:
             first_loss = per_client.detach().numpy().copy()
+            first_correct = ((logits.detach() >= 0) == (labels >= 0.5)).numpy().astype(np.float32)
         grads = torch.autograd.grad(per_client.sum(), list(params.values()))
         with torch.no_grad():
             for param, grad in zip(params.values(), grads):
                 param.sub_(recipe.lr * grad)
     with torch.no_grad():
         deltas = {name: (params[name] - start[name]).numpy() for name in params}
-    return first_loss, deltas
+    return first_loss, first_correct, deltas
 
 
 def merge_click_results(results: list[ClickLocalResult]) -> ClickLocalResult:
@@ -157,24 +166,28 @@ def merge_click_results(results: list[ClickLocalResult]) -> ClickLocalResult:
     if not results:
         raise ValueError("no client results to merge")
     order = np.argsort(np.concatenate([r.clients for r in results]), kind="stable")
-    cat = lambda name: np.concatenate([getattr(r, name) for r in results])[order]
+    cat = lambda name: np.concatenate([getattr(r, name) for r in results])[order]  # noqa: E731
+    n_samples = np.concatenate([r.n_samples for r in results])
+    starts = np.cumsum(n_samples) - n_samples
+    correct = np.concatenate([r.correct for r in results])
     return ClickLocalResult(
         clients=cat("clients"),
         n_samples=cat("n_samples"),
         loss=cat("loss"),
         fractions=cat("fractions"),
         deltas={name: np.concatenate([r.deltas[name] for r in results])[order] for name in results[0].deltas},
+        correct=correct[ranges(starts[order], n_samples[order])] if len(correct) else correct,
     )
 
 
 def average_deltas(spec: ClickSpec, result: ClickLocalResult, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """FedAvg weighted by sample count: Σ n_c Δ_c / Σ n_c per parameter (or by ``weights`` (C,),
-    which must sum to 1); when some clients trained narrowed models, each entry is averaged only
-    over the clients that hold it (HeteroFL), since zeros outside a slice are "not trained", not
-    "no change"."""
-    if weights is None:
-        weights = result.n_samples / result.n_samples.sum()
-    weights = np.asarray(weights, dtype=np.float32)
+    which must sum to 1 and may be negative: CEAG); when some clients trained narrowed models,
+    each entry is averaged only over the clients that hold it (HeteroFL), since zeros outside a
+    slice are "not trained", not "no change" — normalized by the sample weights of the clients
+    holding it."""
+    sample_weights = result.n_samples / result.n_samples.sum()
+    weights = np.asarray(sample_weights if weights is None else weights, dtype=np.float32)
     if (result.fractions == 1.0).all():
         return {
             name: np.add.reduce(delta * weights.reshape(-1, *([1] * (delta.ndim - 1))), axis=0, dtype=np.float32)
@@ -182,7 +195,8 @@ def average_deltas(spec: ClickSpec, result: ClickLocalResult, weights: np.ndarra
         }
     per_fraction = {float(f): channel_masks(spec, float(f)) for f in np.unique(result.fractions)}
     return {
-        name: masked_average(delta, np.stack([per_fraction[float(f)][name] for f in result.fractions]), weights)
+        name: masked_average(delta, np.stack([per_fraction[float(f)][name] for f in result.fractions]), weights,
+                             sample_weights)
         for name, delta in result.deltas.items()
     }
 

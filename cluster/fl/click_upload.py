@@ -82,7 +82,7 @@ def compress_upload(
             deltas[name][index] = _compress(deltas[name][index], kind, level, rng, rescale_pruned).values.reshape(
                 deltas[name][index].shape
             )
-    return ClickLocalResult(result.clients, result.n_samples, result.loss, result.fractions, deltas)
+    return ClickLocalResult(result.clients, result.n_samples, result.loss, result.fractions, deltas, result.correct)
 
 
 def _compress(values: np.ndarray, kind: str, level: float, rng: np.random.Generator, rescale: bool) -> Compressed:

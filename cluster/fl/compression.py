@@ -90,14 +90,19 @@ def _packed_bytes(n_entries: int, bits: int) -> int:
     return -(-n_entries * bits // 8)
 
 
-def masked_average(updates: np.ndarray, masks: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def masked_average(updates: np.ndarray, masks: np.ndarray, weights: np.ndarray,
+                   norm_weights: np.ndarray | None = None) -> np.ndarray:
     """HeteroFL-style average of ``updates`` (C, ...) where ``masks`` (C, ...) marks the entries
-    each client's sub-model holds: Σ_c w_c m_c Δ_c / Σ_c w_c m_c per entry, 0 where no client
-    trained the entry (a dense average would shrink the wide channels toward zero)."""
-    weights = np.asarray(weights, dtype=np.float64).reshape(-1, *([1] * (updates.ndim - 1)))
+    each client's sub-model holds: Σ_c w_c m_c Δ_c / Σ_c v_c m_c per entry, 0 where no client
+    trained the entry (a dense average would shrink the wide channels toward zero). v =
+    ``norm_weights``, default w; a reweighting whose w may be negative (CEAG's Lagrangian step)
+    passes the positive sample weights here, so the per-entry scale stays that of FedAvg."""
+    shape = (-1, *([1] * (updates.ndim - 1)))
+    weights = np.asarray(weights, dtype=np.float64).reshape(shape)
+    norm = weights if norm_weights is None else np.asarray(norm_weights, dtype=np.float64).reshape(shape)
     masks = np.asarray(masks, dtype=np.float64)
     numerator = (weights * masks * updates).sum(axis=0)
-    denominator = (weights * masks).sum(axis=0)
+    denominator = (norm * masks).sum(axis=0)
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0).astype(np.float32)
 
 

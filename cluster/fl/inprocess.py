@@ -27,11 +27,9 @@ class InProcessRun:
     sim_time_s: float
 
 
-def run_click_rounds(exp, round_hook=None) -> InProcessRun:
+def run_click_rounds(exp) -> InProcessRun:
     """All ``exp.cfg.fl.rounds`` rounds of a click-model experiment (``jobs.fl_sim.build``),
-    then test and train AUC per tier. ``round_hook(server, plan, merged)``, when given, may
-    return aggregation weights for the round (per merged client) — the place for a fairness
-    mitigation that reweights tiers."""
+    then test and train AUC and accuracy per tier."""
     cfg = exp.cfg
     cores = [ClickWorkerCore(shard, exp.spec, exp.recipe, cfg.seed)
              for shard in build_click_shards(exp.click, exp.worker_of_user, exp.n_workers)]
@@ -47,10 +45,10 @@ def run_click_rounds(exp, round_hook=None) -> InProcessRun:
             if len(clients):
                 results.append(core.train(server.round_index, clients, server.params, server.client_settings(clients)))
         merged = exp.ops.merge(results)
-        weights = round_hook(server, plan, merged) if round_hook else None
-        server.apply(plan, merged, weights)
-        history.append(round_record(plan, merged, np.zeros(0, np.int64), exp.fleet.tier_of_user, names,
-                                    server.sim_time_s, 0.0, None, exp.ops.upload_stats(merged)))
+        fairness = server.apply(plan, merged)
+        record = round_record(plan, merged, np.zeros(0, np.int64), exp.fleet.tier_of_user, names,
+                              server.sim_time_s, 0.0, None, exp.ops.upload_stats(merged))
+        history.append({**record, **fairness})
     return InProcessRun(history, server.params, evaluate(exp, cores, server.params, "test"),
                         evaluate(exp, cores, server.params, "train"), server.sim_time_s)
 

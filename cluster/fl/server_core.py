@@ -5,9 +5,11 @@ virtual clock. The actor around it only moves data between this and the client w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
+from cluster.fairness.ceag_round import CEAGController
 from cluster.fl.aggregation import ServerOptimizer
 from cluster.fl.model_ops import ModelOps
 from cluster.fl.selection import EpochSampler, RoundPlan, keep_fastest, n_to_select
@@ -19,11 +21,13 @@ from configs.schema import FLConfig
 
 @dataclass(frozen=True)
 class FleetView:
-    """What the server knows of the fleet: tier_of_user (n,), train_samples (n,) per client."""
+    """What the server knows of the fleet: tier_of_user (n,), train_samples (n,) per client;
+    reference_accuracy (T,): the unoptimized model's per-tier train accuracy, for CEAG."""
 
     tiers: TierTable
     tier_of_user: np.ndarray
     train_samples: np.ndarray
+    reference_accuracy: Optional[np.ndarray] = None
 
 
 class FederatedServer:
@@ -39,6 +43,12 @@ class FederatedServer:
         self.sampler = EpochSampler(np.flatnonzero(eligible), stream(seed, "selection"))
         self.round_index = 0
         self.sim_time_s = 0.0
+        self.fairness = None
+        if cfg.fairness.kind == "ceag":
+            if fleet.reference_accuracy is None:
+                raise ValueError("CEAG needs the reference model's per-tier accuracy (FleetView.reference_accuracy)")
+            tier_weights = np.bincount(fleet.tier_of_user, weights=fleet.train_samples, minlength=fleet.tiers.n_tiers)
+            self.fairness = CEAGController(cfg.fairness, fleet.reference_accuracy, tier_weights, fleet.tiers.names)
 
     def plan_round(self) -> RoundPlan:
         cfg, fleet = self.cfg, self.fleet
@@ -62,14 +72,19 @@ class FederatedServer:
         """What ``clients`` train with this round (their width and compression), or None."""
         return self.ops.client_settings(self.fleet.tier_of_user[clients], self.tier_plan)
 
-    def apply(self, plan: RoundPlan, merged, weights: np.ndarray | None = None) -> None:
-        """Average the kept clients' uploads (by ``weights`` when given) into the global model
-        and close the round."""
+    def apply(self, plan: RoundPlan, merged) -> dict:
+        """Average the kept clients' uploads into the global model and close the round. With a
+        fairness mitigation, its weights replace FedAvg's; returns its record fields."""
+        weights, record = None, {}
+        if self.fairness is not None:
+            weights, record = self.fairness.round_weights(merged.clients, merged.n_samples, merged.correct,
+                                                          self.fleet.tier_of_user)
         delta = self.ops.average(merged, weights)
         if delta:
             self.optimizer.step(self.params, delta)
         self.sim_time_s += plan.duration_s
         self.round_index += 1
+        return record
     def state_dict(self) -> dict:
         return {
             "params": {k: v.copy() for k, v in self.params.items()},
@@ -77,6 +92,7 @@ class FederatedServer:
             "sampler": self.sampler.state_dict(),
             "round_index": self.round_index,
             "sim_time_s": self.sim_time_s,
+            "fairness": self.fairness.state_dict() if self.fairness is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -85,3 +101,5 @@ class FederatedServer:
         self.sampler.load_state_dict(state["sampler"])
         self.round_index = int(state["round_index"])
         self.sim_time_s = float(state["sim_time_s"])
+        if self.fairness is not None:
+            self.fairness.load_state_dict(state["fairness"])

@@ -53,3 +53,14 @@ def test_click_run_writes_auc_per_tier(tmp_path: Path):
     tiers = pq.read_table(plain_dir / "tiers.parquet").to_pandas()
     assert set(tiers["tier"]) == {"low", "mid", "high"} and tiers["auc"].notna().sum() == 3
     assert not (plain_dir / "clients.parquet").exists(), "per-client HR/NDCG is NCF's"
+
+
+def test_ceag_through_fl_sim_with_a_reference_run(tmp_path: Path):
+    _, reference_dir, _ = build_run_write(tiny_click(tmp_path, "fl.rounds=2"), quiet=True)
+    cfg = tiny_click(tmp_path, "fl.rounds=2", "fl.optimization=channel-1:4:16",
+                     f"fl.fairness={{kind: ceag, reference_run: {reference_dir}, buffer_size: 50}}")
+    _, run_dir, outcome = build_run_write(cfg, quiet=True)
+    rounds = pq.read_table(run_dir / "rounds.parquet").to_pandas()
+    for tier in ("low", "mid", "high"):
+        assert (rounds[f"lambda_{tier}"] >= 0).all() and rounds[f"psi_{tier}"].notna().all()
+    assert "acc_train_low" in json.loads((run_dir / "summary.json").read_text())["final_train"]

@@ -29,8 +29,9 @@ def _argv(tmp_path: Path, out: Path) -> list[str]:
 def test_matrix_writes_resumes_and_matches_an_actor_run(tmp_path: Path):
     out = tmp_path / "matrix"
     assert main(_argv(tmp_path, out)) == 0
-    cells = sorted((out / "cells").glob("*.parquet"))
+    cells = sorted(p for p in (out / "cells").glob("*.parquet") if not p.name.endswith(".rounds.parquet"))
     assert len(cells) == 6  # 2 mappings x (none + 2 configurations)
+    assert all(p.with_suffix(".rounds.parquet").exists() for p in cells)
     for name in ("cells.parquet", "measures.parquet", "matrix.md", "mdac.png", "tier_change_hetero-vhigh.png"):
         assert (out / name).stat().st_size > 0, name
     measures = pq.read_table(out / "measures.parquet").to_pandas().set_index(["mapping", "configuration"])

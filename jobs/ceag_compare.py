@@ -1,0 +1,134 @@
+"""Does CEAG mitigate what the tier-aware optimizations break? Each optimization without and with
+CEAG's constraints (ψ_t ≤ ε per tier), against the unoptimized reference, on train and held-out data.
+
+    python jobs/ceag_compare.py [--config configs/rf2_dlrm_ml100k.yaml]
+        [--mappings hetero-vhigh hetero-high] [--optimizations exclude-lo channel-1:4:16 prune-1:4:16 quant-1:4:16]
+        [--epsilons 0.01 0.02] [--dual-lr 2.0] [--buffer-size 2000] [--seeds 0] [--out runs/ceag-compare-dlrm]
+
+Two phases of grid cells (``jobs/grid.py``: Ray tasks, resumable): first the reference (no
+optimization) and every optimization alone; then every optimization with CEAG, whose reference
+table A_t(β_0) is the first phase's per-tier train accuracy of the same mapping and seed.
+Outputs: cells.parquet, rounds.parquet (λ and ψ per round), ceag.parquet (MDAC, max ψ,
+overall AUC change, simulated time; train and held-out), ceag.md and multipliers.png.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from collections.abc import Sequence
+from typing import Optional
+
+import pandas as pd
+import pyarrow as pa
+
+from cluster.data.parquet_io import write_table_atomic
+from cluster.fairness.matrix import cell_measures, excess_gaps
+from configs import SimConfig
+from configs.presets import OPTIMIZATION_PRESETS
+from jobs.ceag_report import ceag_markdown, plot_multipliers
+from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
+from jobs.grid import Cell, cell_path, run_cells
+from jobs.outputs import write_text_atomic
+from jobs.rf2_matrix import cell_config
+
+DEFAULT_OPTIMIZATIONS = ("exclude-lo", "channel-1:4:16", "prune-1:4:16", "quant-1:4:16")
+
+
+def ceag_label(optimization: str, epsilon: float) -> str:
+    return f"{optimization}+ceag{epsilon:g}"
+
+
+def with_ceag(cfg: SimConfig, epsilon: float, dual_lr: float, buffer_size: int, reference: dict[str, float]) -> SimConfig:
+    data = cfg.model_dump(mode="json")
+    data["fl"]["fairness"] = {"kind": "ceag", "epsilon": epsilon, "dual_lr": dual_lr, "buffer_size": buffer_size,
+                              "reference_accuracy": reference}
+    return SimConfig.model_validate(data)
+
+
+def measure(rows: pd.DataFrame, tiers: tuple[str, ...]) -> pd.DataFrame:
+    """Per cell: held-out and train MDAC (AUC) and max ψ (accuracy), overall AUC change, time."""
+    keys = ["model", "mapping", "seed", "configuration"]
+    test = cell_measures(rows, tiers, "auc")[[*keys, "auc", "change_all", "mdac", "sim_time_s", "speedup"]]
+    train = cell_measures(rows, tiers, "auc_train")[[*keys, "change_all", "mdac"]].rename(
+        columns={"change_all": "change_all_train", "mdac": "mdac_train"})
+    psi_test = excess_gaps(rows, tiers, "acc").rename(columns=lambda c: c if c in keys else f"{c}_test")
+    psi_train = excess_gaps(rows, tiers, "acc_train").rename(columns=lambda c: c if c in keys else f"{c}_train")
+    out = test.merge(train, on=keys).merge(psi_test, on=keys).merge(psi_train, on=keys)
+    split = out["configuration"].str.partition("+ceag")
+    out["optimization"] = split[0]
+    out["epsilon"] = pd.to_numeric(split[2].where(split[2] != ""), errors="coerce")
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = config_parser(__doc__.splitlines()[0], default_config="configs/rf2_dlrm_ml100k.yaml")
+    parser.add_argument("--mappings", nargs="+", default=["hetero-vhigh", "hetero-high"])
+    parser.add_argument("--optimizations", nargs="+", default=list(DEFAULT_OPTIMIZATIONS))
+    parser.add_argument("--epsilons", nargs="+", type=float, default=[0.01, 0.02])
+    parser.add_argument("--dual-lr", type=float, default=2.0)
+    parser.add_argument("--buffer-size", type=int, default=2000)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--out", type=Path, help="output folder (default: <output_dir>/ceag-compare-<model>)")
+    parser.add_argument("--parallel", type=int, help="cells at once (default: the cluster's CPUs)")
+    parser.add_argument("--address", help="Ray address to join (default: $RAY_ADDRESS, else a private local Ray)")
+    args = parser.parse_args(argv)
+    base = load_or_exit(args)
+    unknown = [o for o in args.optimizations if o not in OPTIMIZATION_PRESETS or o == "none"]
+    if unknown:
+        print(f"error: unknown optimization(s) {unknown}; known: {', '.join(OPTIMIZATION_PRESETS)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not base.model.is_click or base.fl.overselect > 0 or base.fl.fairness.kind != "none":
+        print("error: the base config must be a click model (dlrm, din) with fl.overselect 0 and no fl.fairness",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if any(e < 0 for e in args.epsilons) or args.dual_lr <= 0 or args.buffer_size <= 0:
+        print("error: epsilons must be >= 0, --dual-lr and --buffer-size > 0", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from cluster.world import build_world
+
+    build_world(base)  # bad data fails here, before any task starts
+    out = args.out or base.output_dir / f"ceag-compare-{base.model.kind}"
+    tiers = tuple(p.name for p in base.tiers.profiles)
+
+    plain = []
+    for seed in args.seeds:
+        for mapping in args.mappings:
+            for optimization in ["none", *args.optimizations]:
+                cfg = cell_config(base, mapping, optimization, seed)
+                plain.append(Cell(cfg, optimization, cell_path(out, cfg, optimization)))
+    rows, rounds = run_cells(plain, args.parallel, args.address)
+
+    constrained = []
+    for cell in plain:
+        if cell.label == "none":
+            continue
+        ref = rows[(rows["mapping"] == cell.cfg.tier_mapping.mapping) & (rows["seed"] == cell.cfg.seed)
+                   & (rows["configuration"] == "none")].set_index("tier")
+        reference = {t: float(ref.loc[t, "acc_train"]) for t in tiers}
+        for epsilon in args.epsilons:
+            cfg = with_ceag(cell.cfg, epsilon, args.dual_lr, args.buffer_size, reference)
+            label = ceag_label(cell.label, epsilon)
+            constrained.append(Cell(cfg, label, cell_path(out, cfg, label)))
+    more_rows, more_rounds = run_cells(constrained, args.parallel, args.address)
+    rows = pd.concat([rows, more_rows], ignore_index=True)
+    rounds = pd.concat([rounds, more_rounds], ignore_index=True)
+
+    write_table_atomic(pa.Table.from_pandas(rows, preserve_index=False), out / "cells.parquet")
+    write_table_atomic(pa.Table.from_pandas(rounds, preserve_index=False), out / "rounds.parquet")
+    table = measure(rows, tiers)
+    write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), out / "ceag.parquet")
+    text = ceag_markdown(table, args.optimizations, args.epsilons)
+    write_text_atomic(out / "ceag.md", text)
+    plot_multipliers(rounds, tiers, out / "multipliers.png")
+    print(text)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_guarded(main))

@@ -1,0 +1,123 @@
+"""Experiment grids over click-model configs (jobs/rf2_matrix.py, jobs/ceag_compare.py): each cell
+is one Ray task running the aggregator's round loop in process (``cluster/fl/inprocess.py``, bit-
+identical to an actor run of the same config), as many at once as the cluster has CPUs. A cell's
+results land in ``<out>/cells/<name>.parquet`` (per tier) and ``<name>.rounds.parquet`` (per
+round) the moment it finishes; a rerun skips every cell whose files carry the same config hash,
+so a killed grid resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cluster.data.parquet_io import write_table_atomic
+from configs import SimConfig, config_hash
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a grid: its config, a label for tables (e.g. the configuration's name) and
+    where its files go."""
+
+    cfg: SimConfig
+    label: str
+    path: Path
+
+    @property
+    def rounds_path(self) -> Path:
+        return self.path.with_suffix(".rounds.parquet")
+
+
+def cell_results(config: dict, label: str) -> tuple[list[dict], list[dict]]:
+    """Run one cell (in a Ray task): rows per tier and 'all' — held-out and train AUC and
+    accuracy, simulated time, uploaded MB — and one row per round (loss, clock, CEAG's λ and ψ)."""
+    import torch
+
+    from cluster.fl.inprocess import run_click_rounds
+    from jobs.fl_sim import build
+
+    torch.set_num_threads(1)  # a cell is one task on one CPU; its neighbours take the others
+    cfg = SimConfig.model_validate(config)
+    result = run_click_rounds(build(cfg))
+    digest = config_hash(cfg)
+    identity = {"model": cfg.model.kind, "mapping": cfg.tier_mapping.mapping, "configuration": label,
+                "seed": cfg.seed, "config_hash": digest}
+    upload_mb = sum(r.get("upload_mb", 0.0) for r in result.history)
+    tiers = []
+    for tier in (*[p.name for p in cfg.tiers.profiles], "all"):
+        suffix = "" if tier == "all" else f"_{tier}"
+        tiers.append({
+            **identity, "tier": tier, "auc": result.test["auc" + suffix], "acc": result.test["acc" + suffix],
+            "auc_train": result.train["auc_train" + suffix], "acc_train": result.train["acc_train" + suffix],
+            "sim_time_s": result.sim_time_s, "upload_mb": upload_mb, "rounds": cfg.fl.rounds,
+        })
+    kept = ("round", "sim_time_s", "train_loss", "upload_mb")
+    rounds = [{**identity, **{k: v for k, v in r.items() if k in kept or k.startswith(("lambda_", "psi_"))}}
+              for r in result.history]
+    return tiers, rounds
+
+
+def _finished(cell: Cell) -> Optional[tuple[pd.DataFrame, pd.DataFrame]]:
+    """The cell's files when written with the same config hash; None when absent, stale or unreadable."""
+    try:
+        tiers = pq.read_table(cell.path).to_pandas()
+        rounds = pq.read_table(cell.rounds_path).to_pandas()
+    except (OSError, pa.ArrowInvalid):
+        return None
+    digest = config_hash(cell.cfg)
+    if len(tiers) and (tiers["config_hash"] == digest).all() and (rounds["config_hash"] == digest).all():
+        return tiers, rounds
+    return None
+
+
+def run_cells(cells: list[Cell], parallel: Optional[int], address: Optional[str],
+              quiet: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All ``cells`` (finished ones read back), as (per-tier rows, per-round rows)."""
+    import ray
+    from tqdm import tqdm
+
+    from cluster.bootstrap import init_ray
+
+    tier_frames, round_frames, todo = [], [], []
+    for cell in cells:
+        done = _finished(cell)
+        if done is None:
+            todo.append(cell)
+        else:
+            tier_frames.append(done[0])
+            round_frames.append(done[1])
+    if todo:
+        started = init_ray(address=address)
+        try:
+            slots = parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            task = ray.remote(num_cpus=1)(cell_results)
+            pending, queue = {}, list(todo)
+            with tqdm(total=len(todo), desc="cells", disable=quiet) as progress:
+                while queue or pending:
+                    while queue and len(pending) < slots:
+                        cell = queue.pop(0)
+                        pending[task.remote(cell.cfg.model_dump(mode="json"), cell.label)] = cell
+                    ready, _ = ray.wait(list(pending), num_returns=1)
+                    cell = pending.pop(ready[0])
+                    tiers, rounds = (pd.DataFrame(rows) for rows in ray.get(ready[0]))
+                    # rounds first: a cell counts as finished only once both files exist
+                    write_table_atomic(pa.Table.from_pandas(rounds, preserve_index=False), cell.rounds_path)
+                    write_table_atomic(pa.Table.from_pandas(tiers, preserve_index=False), cell.path)
+                    tier_frames.append(tiers)
+                    round_frames.append(rounds)
+                    progress.update(1)
+        finally:
+            if started:
+                ray.shutdown()
+    return pd.concat(tier_frames, ignore_index=True), pd.concat(round_frames, ignore_index=True)
+
+
+def cell_path(out: Path, cfg: SimConfig, label: str) -> Path:
+    safe = label.replace(":", "-").replace("/", "-")
+    return out / "cells" / f"{cfg.model.kind}__{cfg.tier_mapping.mapping}__{safe}__s{cfg.seed}.parquet"

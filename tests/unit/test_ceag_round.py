@@ -1,0 +1,88 @@
+"""CEAG wired into the server: the controller's round on a hand case (buffers, dual step,
+aggregation weights), the reference table from a run folder, config errors, and the reweighted
+HeteroFL average."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cluster.data.errors import DataFormatError
+from cluster.fairness.ceag import aggregation_weights
+from cluster.fairness.ceag_round import CEAGController
+from cluster.fairness.reference import reference_accuracy
+from cluster.fl.compression import masked_average
+from configs import ConfigError, load_config
+from configs.schema import FairnessConfig
+
+NAMES = ("low", "mid", "high")
+
+
+def test_controller_round_by_hand():
+    cfg = FairnessConfig(kind="ceag", epsilon=0.0, dual_lr=1.0, buffer_size=4,
+                         reference_accuracy={"low": 0.9, "mid": 0.8, "high": 0.7})
+    controller = CEAGController(cfg, np.array([0.9, 0.8, 0.7]), np.array([1.0, 1.0, 2.0]), NAMES)
+    tier_of_user = np.array([0, 1, 2, 2])
+    clients, n_samples = np.array([0, 1, 2, 3]), np.array([4, 4, 2, 2])
+    # low: 2 of 4 correct (0.5), mid: 4 of 4 (1.0), high: 3 of 4 (0.75)
+    correct = np.array([1, 0, 1, 0, 1, 1, 1, 1, 1, 1, 0, 1], np.float64)
+    weights, record = controller.round_weights(clients, n_samples, correct, tier_of_user)
+    # drops: low 0.4, mid -0.2, high -0.05; population drop with weights 1:1:2 = (0.4 - 0.2 - 0.1)/4 = 0.025
+    expected_psi = np.array([0.375, -0.225, -0.075])
+    assert [record[f"psi_{t}"] for t in NAMES] == pytest.approx(expected_psi.tolist())
+    lambdas = np.maximum(expected_psi, 0.0)
+    assert [record[f"lambda_{t}"] for t in NAMES] == pytest.approx(lambdas.tolist())
+    assert weights == pytest.approx(aggregation_weights(n_samples, tier_of_user[clients], lambdas))
+    assert weights.sum() == pytest.approx(1.0) and weights[0] > 4 / 12, "the low tier gains weight"
+
+    clone = CEAGController(cfg, np.array([0.9, 0.8, 0.7]), np.array([1.0, 1.0, 2.0]), NAMES)
+    clone.load_state_dict(controller.state_dict())
+    assert clone.round_weights(clients, n_samples, correct, tier_of_user)[1] == \
+        controller.round_weights(clients, n_samples, correct, tier_of_user)[1]
+    assert controller.round_weights(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), tier_of_user) == (None, {})
+
+
+def test_tier_that_did_not_report_keeps_its_multiplier():
+    cfg = FairnessConfig(kind="ceag", dual_lr=1.0, buffer_size=2, reference_accuracy={t: 1.0 for t in NAMES})
+    controller = CEAGController(cfg, np.ones(3), np.ones(3), NAMES)
+    _, record = controller.round_weights(np.array([1, 2]), np.array([2, 2]), np.array([1, 1, 0, 0.0]),
+                                         np.array([0, 1, 2]))
+    assert record["lambda_low"] == 0.0 and np.isnan(record["psi_low"]), "excluded tier: nothing to measure"
+    assert record["lambda_high"] > 0
+
+
+def test_reference_from_a_run_folder(tmp_path):
+    run = tmp_path / "ref"
+    run.mkdir()
+    cfg = FairnessConfig(kind="ceag", reference_run=run)
+    with pytest.raises(DataFormatError, match="no summary.json"):
+        reference_accuracy(cfg, NAMES)
+    (run / "summary.json").write_text(json.dumps({"optimization": "none", "final_train": {"acc_train_low": 0.8}}))
+    with pytest.raises(DataFormatError, match="acc_train_mid missing"):
+        reference_accuracy(cfg, NAMES)
+    train = {f"acc_train_{t}": v for t, v in zip(NAMES, (0.8, 0.7, 0.9))}
+    (run / "summary.json").write_text(json.dumps({"optimization": "prune-1:2:4", "final_train": train}))
+    with pytest.raises(DataFormatError, match="the run without one"):
+        reference_accuracy(cfg, NAMES)
+    (run / "summary.json").write_text(json.dumps({"optimization": "none", "final_train": train}))
+    assert reference_accuracy(cfg, NAMES).tolist() == [0.8, 0.7, 0.9]
+
+
+def test_fairness_config_errors():
+    with pytest.raises(ConfigError, match="exactly one of reference_run or reference_accuracy"):
+        load_config(None, ["model.kind=dlrm", "fl.fairness={kind: ceag}"])
+    with pytest.raises(ConfigError, match="needs a click model"):
+        load_config(None, ["fl.fairness={kind: ceag, reference_accuracy: {low: 1, mid: 1, high: 1}}"])
+    with pytest.raises(ConfigError, match="must name every tier"):
+        load_config(None, ["model.kind=dlrm", "fl.fairness={kind: ceag, reference_accuracy: {low: 1}}"])
+
+
+def test_reweighted_heterofl_average_keeps_fedavg_scale():
+    updates = np.array([[1.0, 2.0], [3.0, 0.0], [5.0, 0.0]])
+    masks = np.array([[1, 1], [1, 0], [1, 0]], bool)  # client 0 is wide, 1 and 2 narrow
+    samples = np.array([0.5, 0.25, 0.25])
+    weights = np.array([0.7, -0.1, 0.4])  # a Lagrangian step: one weight negative
+    out = masked_average(updates, masks, weights, samples)
+    assert out[0] == pytest.approx(0.7 * 1 - 0.1 * 3 + 0.4 * 5)
+    assert out[1] == pytest.approx(0.7 * 2 / 0.5), "the wide channel is normalized by its holders' sample share"
+    assert masked_average(updates, masks, samples).tolist() == pytest.approx([2.5, 2.0])
