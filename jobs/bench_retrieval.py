@@ -1,8 +1,9 @@
 """Speed of the fair retriever at scale: synthetic items over shards.
 
-    python jobs/bench_retrieval.py [--items 1000000 --dim 64 --shards 4]
+    python jobs/bench_retrieval.py [--items 1000000 --dim 64 --shards 4] [--index flat|ivf]
 
-(a) raw FAISS: one in-process IndexFlatIP over every item, one thread; (b) the fair sharded
+(a) raw FAISS: one in-process index over every item (IndexFlatIP, or with ``--index ivf`` an
+IndexIVFFlat with the shards' nlist and nprobe), one thread; (b) the fair sharded
 search through the shard and dual-vector actors, no HTTP (one fan-out per batch of queries);
 (c) HTTP through Ray Serve at several concurrencies (the ingress batches concurrent requests).
 Prints queries per second, p50 and p99 latency, and (b)/(a) in the same run.
@@ -30,7 +31,7 @@ from configs import SimConfig
 def bench_config(args: argparse.Namespace, output_dir: Path) -> SimConfig:
     return SimConfig.model_validate({
         "name": "bench-retrieval", "output_dir": str(output_dir),
-        "retrieval": {"source": "synthetic", "n_shards": args.shards, "k": args.k, "max_k": max(100, args.k),
+        "retrieval": {"source": "synthetic", "n_shards": args.shards, "index": args.index, "k": args.k, "max_k": max(100, args.k),
                       "dual_batch_size": 32, "dual_lr": 0.5, "exposure_share": 0.5,
                       "synthetic": {"n_items": args.items, "n_users": args.users, "dim": args.dim, "n_groups": 8,
                                     "disliked_group": 0}},
@@ -45,13 +46,19 @@ def summarize(label: str, latencies_ms: list[float], queries: int, wall_s: float
     return row
 
 
-def raw_faiss(catalog, queries: np.ndarray, k: int, batch: int) -> dict:
+def raw_faiss(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batch: int) -> dict:
     import faiss
 
     faiss.omp_set_num_threads(1)
-    index = faiss.IndexFlatIP(catalog.dim)
+    r = cfg.retrieval
+    if r.index == "ivf":
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(catalog.dim), catalog.dim, r.ivf_nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(catalog.item_vectors)
+        index.nprobe = r.ivf_nprobe
+    else:
+        index = faiss.IndexFlatIP(catalog.dim)
     index.add(catalog.item_vectors)
-    return _timed(f"(a) raw FAISS, batch {batch}", lambda q: index.search(q, k), queries, batch)
+    return _timed(f"(a) raw FAISS {r.index}, batch {batch}", lambda q: index.search(q, k), queries, batch)
 
 
 def _timed(label: str, search, queries: np.ndarray, batch: int) -> dict:
@@ -159,6 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--queries", type=int, default=2048)
     parser.add_argument("--http-requests", type=int, default=1000)
     parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--index", choices=["flat", "ivf"], default="flat", help="the shards' FAISS index")
     args = parser.parse_args(argv)
     import ray
 
@@ -173,7 +181,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{args.items:,} items x dim {args.dim}, {args.shards} shards, K={args.k}; "
           f"vectors drawn in {time.perf_counter() - started:.1f} s", flush=True)
     queries = catalog.user_vectors[stream(0, "bench_queries").integers(0, args.users, args.queries)]
-    raw = {b: raw_faiss(catalog, queries, args.k, b) for b in (1, 64)}
+    raw = {b: raw_faiss(cfg, catalog, queries, args.k, b) for b in (1, 64)}
     ivf_recall(cfg, catalog, queries, args.k)
     started_ray = init_ray(address=None)
     try:

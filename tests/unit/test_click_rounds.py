@@ -12,14 +12,15 @@ from cluster.fl.click_worker_core import ClickWorkerCore
 from cluster.fl.server_core import FederatedServer
 from cluster.fl.shards import build_click_shards
 from configs import load_config
+from configs.presets import RF2_CONFIGURATIONS
 from jobs.fl_sim import build
 
 
-def _rounds(tmp_path: Path, workers_per_tier: int, kind: str, preset: str, rounds: int = 2):
+def _rounds(tmp_path: Path, workers_per_tier: int, kind: str, preset: str, rounds: int = 2, n_users: int = 240):
     cfg = load_config("configs/demo.yaml", [
-        "data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=6000",
+        f"data.synthetic.n_users={n_users}", "data.synthetic.n_items=300", f"data.synthetic.target_interactions={25 * n_users}",
         f"model.kind={kind}", "model.top_hidden=[32]", "model.history_len=20", f"fl.optimization={preset}",
-        "fl.clients_per_round=40", "fl.overselect=0", "fl.client_lr=1.0", "fl.server_optimizer=adagrad",
+        f"fl.clients_per_round={n_users // 6}", f"fl.rounds={rounds}", "fl.overselect=0", "fl.client_lr=1.0", "fl.server_optimizer=adagrad",
         "fl.server_lr=0.1", f"fl.workers_per_tier={workers_per_tier}", f"data.cache_dir={tmp_path / 'cache'}",
     ])
     exp = build(cfg)
@@ -35,12 +36,20 @@ def _rounds(tmp_path: Path, workers_per_tier: int, kind: str, preset: str, round
             if len(clients):
                 results.append(core.train(server.round_index, clients, server.params, server.client_settings(clients)))
         server.apply(plan, exp.ops.merge(results))
-    return server.params
+    return server.params, exp.ops.init_params(cfg.seed)
 
 
 @pytest.mark.parametrize("kind,preset", [("din", "quants-1:2:4"), ("dlrm", "prune-1:4:16"), ("din", "channel-1:2:8")])
 def test_same_global_model_with_one_or_three_workers_per_tier(tmp_path: Path, kind: str, preset: str):
-    one = _rounds(tmp_path, 1, kind, preset)
-    three = _rounds(tmp_path, 3, kind, preset)
+    one, _ = _rounds(tmp_path, 1, kind, preset)
+    three, _ = _rounds(tmp_path, 3, kind, preset)
     for name in one:
         assert np.array_equal(one[name], three[name]), name
+
+
+@pytest.mark.parametrize("kind", ["dlrm", "din"])
+@pytest.mark.parametrize("preset", RF2_CONFIGURATIONS)
+def test_every_rf2_configuration_trains_both_click_models(tmp_path: Path, kind: str, preset: str):
+    params, initial = _rounds(tmp_path, 1, kind, preset, rounds=1, n_users=60)
+    assert all(np.isfinite(v).all() for v in params.values())
+    assert not np.array_equal(params["top.0.weight"], initial["top.0.weight"]), "the global model moved"
