@@ -7,6 +7,7 @@ part cannot quietly depend on settings it does not own. Unknown keys are errors 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -227,13 +228,13 @@ class OptimizationConfig(StrictModel):
             raise ValueError("kind 'exclude' needs excluded_tiers")
         checks = {
             "prune": (lambda v: 0.0 <= v < 1.0, "a pruned share in [0, 1)"),
-            "quant": (lambda v: v == int(v) and 1 <= v <= 32, "whole bits in 1..32"),
-            "quants": (lambda v: v == int(v) and 2 <= v <= 32, "whole bits in 2..32 (sign + magnitude)"),
+            "quant": (lambda v: float(v).is_integer() and 1 <= v <= 32, "whole bits in 1..32"),
+            "quants": (lambda v: float(v).is_integer() and 2 <= v <= 32, "whole bits in 2..32 (sign + magnitude)"),
             "channel": (lambda v: 0.0 < v <= 1.0, "a width in (0, 1]"),
         }
         if self.kind in checks:
             valid, wanted = checks[self.kind]
-            bad = {tier: level for tier, level in self.levels.items() if not valid(level)}
+            bad = {tier: level for tier, level in self.levels.items() if not (math.isfinite(level) and valid(level))}
             if bad:
                 raise ValueError(f"{self.kind} levels must be {wanted}; got {bad}")
         return self
@@ -258,6 +259,14 @@ class FairnessConfig(StrictModel):
                           "a federated round brings thousands per tier)")
     reference_run: Optional[Path] = None
     reference_accuracy: Optional[dict[str, float]] = None
+
+    @field_validator("reference_accuracy")
+    @classmethod
+    def _accuracies(cls, value: Optional[dict[str, float]]) -> Optional[dict[str, float]]:
+        bad = {tier: v for tier, v in (value or {}).items() if not (math.isfinite(v) and 0.0 <= v <= 1.0)}
+        if bad:
+            raise ValueError(f"reference accuracies are shares in [0, 1]; got {bad}")
+        return value
 
     @model_validator(mode="after")
     def _reference(self) -> "FairnessConfig":

@@ -77,7 +77,8 @@ def build(cfg: SimConfig) -> Experiment:
         click = click_setup(cfg, world)
         reference = None
         if cfg.fl.fairness.kind == "ceag":
-            reference = reference_accuracy(cfg.fl.fairness, population.tiers.names)
+            reference = reference_accuracy(cfg.fl.fairness, population.tiers.names, {
+                "model": cfg.model.kind, "tier_mapping": cfg.tier_mapping.mapping, "seed": cfg.seed})
         fleet = FleetView(population.tiers, population.tier_of_user, click.train_samples, reference)
         return Experiment(cfg, world, click.spec, click.recipe, click.ops, fleet, worker_of_user, n_workers, click)
     spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)

@@ -9,8 +9,9 @@ from typing import Optional
 
 import numpy as np
 
-from cluster.fairness.ceag import TierMultipliers, aggregation_weights, dual_update
+from cluster.fairness.ceag import TierMultipliers, aggregation_weights, buffered_gaps
 from cluster.fairness.replay import ReplayBuffers
+from cluster.rng import stream
 from configs.schema import FairnessConfig
 
 
@@ -19,7 +20,8 @@ class CEAGController:
     tier_weights: (T,) each tier's train samples in the population (A = their weighted mean)."""
 
     def __init__(self, cfg: FairnessConfig, reference_accuracy: np.ndarray, tier_weights: np.ndarray,
-                 tier_names: tuple[str, ...]):
+                 tier_names: tuple[str, ...], seed: int = 0):
+        self.seed = seed
         self.reference = np.asarray(reference_accuracy, np.float64)
         self.tier_weights = np.asarray(tier_weights, np.float64)
         self.tier_names = tier_names
@@ -27,19 +29,29 @@ class CEAGController:
         self.buffers = ReplayBuffers(len(tier_names), cfg.buffer_size)
 
     def round_weights(self, clients: np.ndarray, n_samples: np.ndarray, correct: np.ndarray,
-                      tier_of_user: np.ndarray) -> tuple[Optional[np.ndarray], dict]:
+                      tier_of_user: np.ndarray, round_index: int = 0) -> tuple[Optional[np.ndarray], dict]:
         """Aggregation weights (C,) for the merged clients (ascending ids) and the round's
-        record fields (λ and ψ per tier); (None, {}) when no client reported."""
+        record fields (λ and ψ per tier); (None, {}) when no client reported.
+
+        A round's samples arrive together, so they enter the rings in a seeded random order:
+        in client-id order, a round larger than a ring would always keep the highest ids. Only
+        tiers that reported this round take a dual step — a tier absent from the round has no
+        update to reweight, and stepping on its stale ψ would wind λ up."""
         if len(clients) == 0:
             return None, {}
         client_tiers = tier_of_user[clients]
-        self.buffers.push(correct, np.repeat(client_tiers, n_samples))
-        report = dual_update(self.multipliers, self.buffers, self.reference, self.tier_weights)
-        weights = aggregation_weights(n_samples, client_tiers, report.lambdas)
+        sample_tiers = np.repeat(client_tiers, n_samples)
+        order = stream(self.seed, "ceag_buffer", round_index).permutation(len(sample_tiers))
+        self.buffers.push(np.asarray(correct)[order], sample_tiers[order])
+        gaps = buffered_gaps(self.buffers, self.reference, self.tier_weights)
+        reported = np.bincount(client_tiers, minlength=len(self.tier_names)) > 0
+        self.multipliers.step(gaps, self.buffers.full() & reported)
+        lambdas = self.multipliers.value
+        weights = aggregation_weights(n_samples, client_tiers, lambdas)
         record = {}
         for tier, name in enumerate(self.tier_names):
-            record[f"lambda_{name}"] = float(report.lambdas[tier])
-            record[f"psi_{name}"] = float(report.gaps[tier])
+            record[f"lambda_{name}"] = float(lambdas[tier])
+            record[f"psi_{name}"] = float(gaps[tier])
         return weights, record
 
     def state_dict(self) -> dict:

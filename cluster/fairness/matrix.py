@@ -66,5 +66,6 @@ def excess_gaps(rows: pd.DataFrame, tiers: tuple[str, ...], metric: str = "acc")
             overall = ref["all"] - acc["all"]
             psi = {t: float((ref[t] - acc[t]) - overall) for t in tiers}
             out.append({**dict(zip(CELL_KEYS, key)), "configuration": config,
-                        **{f"psi_{t}": v for t, v in psi.items()}, "max_psi": max(psi.values())})
+                        **{f"psi_{t}": v for t, v in psi.items()},
+                        "max_psi": float("nan") if any(v != v for v in psi.values()) else max(psi.values())})
     return pd.DataFrame(out)

@@ -23,6 +23,8 @@ def relative_change(optimized: dict[str, float], reference: dict[str, float]) ->
 def mdac(changes: dict[str, float]) -> float:
     """Maximum pairwise difference of the tiers' relative accuracy changes."""
     values = list(changes.values())
+    if any(v != v for v in values):  # a tier without a measurement: MDAC is unknown, not smaller
+        return float("nan")
     if len(values) < 2:
         return 0.0
     return float(max(abs(a - b) for a, b in itertools.combinations(values, 2)))

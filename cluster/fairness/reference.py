@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Optional
 
 import numpy as np
 
@@ -12,9 +13,11 @@ from cluster.data.errors import DataFormatError
 from configs.schema import FairnessConfig
 
 
-def reference_accuracy(cfg: FairnessConfig, tier_names: tuple[str, ...]) -> np.ndarray:
+def reference_accuracy(cfg: FairnessConfig, tier_names: tuple[str, ...], expected: Optional[dict] = None) -> np.ndarray:
     """(T,) in ``tier_names`` order; DataFormatError naming the file and key when a run's
-    summary lacks them (e.g. an NCF run, or one from before train accuracy was recorded)."""
+    summary lacks them (e.g. an NCF run, or one from before train accuracy was recorded), or
+    when it differs from ``expected`` (summary key → value: model, tier_mapping, seed) — a
+    reference from another mapping or seed would compare different users' accuracies."""
     if cfg.reference_accuracy is not None:
         return np.array([cfg.reference_accuracy[name] for name in tier_names], dtype=np.float64)
     path = cfg.reference_run / "summary.json"
@@ -35,4 +38,8 @@ def reference_accuracy(cfg: FairnessConfig, tier_names: tuple[str, ...]) -> np.n
     if summary.get("optimization") not in (None, "none"):
         raise DataFormatError(path, f"the reference run used optimization {summary['optimization']!r}; "
                                     "CEAG's reference is the run without one")
+    for key, value in (expected or {}).items():
+        if summary.get(key) != value:
+            raise DataFormatError(path, f"the reference run has {key} {summary.get(key)!r}, this run {value!r}: "
+                                        "CEAG's reference must share the model, tier mapping and seed")
     return np.array(values, dtype=np.float64)

@@ -96,6 +96,10 @@ def train_local_click(
             with _one_thread():
                 first_loss, first_correct, chunk_deltas = _local_sgd(
                     spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask, counts)
+            if fraction < 1.0:
+                # CEAG compares accuracies of the global (full-width) model — as evaluated and as
+                # the reference was measured — so a narrow client also scores the full model.
+                first_correct = _full_model_correctness(spec, start, batch, labels)
             loss[chunk[:real]] = first_loss[:real]
             for j in range(real):
                 correct[chunk[j]] = first_correct[j, : counts[j]]
@@ -133,6 +137,14 @@ def _one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def _full_model_correctness(spec, start, batch, labels) -> np.ndarray:
+    """(c, L) 1 where the full global model predicts each sample's label (click when p ≥ ½)."""
+    n = labels.shape[0]
+    with torch.no_grad(), _one_thread():
+        logits = forward(spec, {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in start.items()}, batch)
+    return ((logits >= 0) == (labels >= 0.5)).numpy().astype(np.float32)
 
 
 def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

@@ -113,7 +113,7 @@ def channel_mask(shape: tuple[int, ...], fraction: float, sliced_axes: tuple[int
         raise ValueError(f"width fraction must be in (0, 1], got {fraction}")
     mask = np.ones(shape, dtype=bool)
     for axis in sliced_axes:
-        keep = int(np.ceil(fraction * shape[axis]))
+        keep = int(np.ceil(round(fraction * shape[axis], 5)))  # as click.channel_widths
         index = [slice(None)] * len(shape)
         index[axis] = slice(keep, None)
         mask[tuple(index)] = False

@@ -48,7 +48,7 @@ class FederatedServer:
             if fleet.reference_accuracy is None:
                 raise ValueError("CEAG needs the reference model's per-tier accuracy (FleetView.reference_accuracy)")
             tier_weights = np.bincount(fleet.tier_of_user, weights=fleet.train_samples, minlength=fleet.tiers.n_tiers)
-            self.fairness = CEAGController(cfg.fairness, fleet.reference_accuracy, tier_weights, fleet.tiers.names)
+            self.fairness = CEAGController(cfg.fairness, fleet.reference_accuracy, tier_weights, fleet.tiers.names, seed)
 
     def plan_round(self) -> RoundPlan:
         cfg, fleet = self.cfg, self.fleet
@@ -78,7 +78,7 @@ class FederatedServer:
         weights, record = None, {}
         if self.fairness is not None:
             weights, record = self.fairness.round_weights(merged.clients, merged.n_samples, merged.correct,
-                                                          self.fleet.tier_of_user)
+                                                          self.fleet.tier_of_user, self.round_index)
         delta = self.ops.average(merged, weights)
         if delta:
             self.optimizer.step(self.params, delta)
@@ -102,4 +102,7 @@ class FederatedServer:
         self.round_index = int(state["round_index"])
         self.sim_time_s = float(state["sim_time_s"])
         if self.fairness is not None:
+            if state.get("fairness") is None:
+                raise ValueError("the checkpoint has no fairness state: it was written by a run without "
+                                 "fl.fairness, so it cannot resume one with it")
             self.fairness.load_state_dict(state["fairness"])

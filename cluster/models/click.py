@@ -281,7 +281,8 @@ def channel_widths(spec: ClickSpec, fraction: float) -> dict[str, int]:
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"width fraction must be in (0, 1], got {fraction}")
     narrowed = set(spec.narrowed_layers())
-    return {name: math.ceil(fraction * w) if name in narrowed else w for name, w in spec.hidden_layers()}
+    # Rounded before the ceiling: a float32 width (0.2 → 0.2000000030) times 20 must give 4, not 5.
+    return {name: math.ceil(round(fraction * w, 5)) if name in narrowed else w for name, w in spec.hidden_layers()}
 
 
 def channel_slices(spec: ClickSpec, fraction: float) -> dict[str, tuple[slice, ...]]:

@@ -64,8 +64,12 @@ def test_reference_from_a_run_folder(tmp_path):
     (run / "summary.json").write_text(json.dumps({"optimization": "prune-1:2:4", "final_train": train}))
     with pytest.raises(DataFormatError, match="the run without one"):
         reference_accuracy(cfg, NAMES)
-    (run / "summary.json").write_text(json.dumps({"optimization": "none", "final_train": train}))
+    (run / "summary.json").write_text(json.dumps({"optimization": "none", "final_train": train, "model": "dlrm",
+                                                  "tier_mapping": "hetero-high", "seed": 0}))
     assert reference_accuracy(cfg, NAMES).tolist() == [0.8, 0.7, 0.9]
+    assert reference_accuracy(cfg, NAMES, {"model": "dlrm", "seed": 0}).tolist() == [0.8, 0.7, 0.9]
+    with pytest.raises(DataFormatError, match="tier_mapping 'hetero-high', this run 'random'"):
+        reference_accuracy(cfg, NAMES, {"model": "dlrm", "tier_mapping": "random", "seed": 0})
 
 
 def test_fairness_config_errors():
@@ -75,6 +79,11 @@ def test_fairness_config_errors():
         load_config(None, ["fl.fairness={kind: ceag, reference_accuracy: {low: 1, mid: 1, high: 1}}"])
     with pytest.raises(ConfigError, match="must name every tier"):
         load_config(None, ["model.kind=dlrm", "fl.fairness={kind: ceag, reference_accuracy: {low: 1}}"])
+    with pytest.raises(ConfigError, match=r"shares in \[0, 1\]"):
+        load_config(None, ["model.kind=dlrm", "fl.fairness={kind: ceag, reference_accuracy: {low: 85, mid: .nan, high: 1}}"])
+    for level in (".inf", ".nan"):
+        with pytest.raises(ConfigError, match="whole bits"):
+            load_config(None, ["model.kind=dlrm", f"fl.optimization={{kind: quant, levels: {{low: {level}}}}}"])
 
 
 def test_reweighted_heterofl_average_keeps_fedavg_scale():

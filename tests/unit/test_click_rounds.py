@@ -16,12 +16,13 @@ from configs.presets import RF2_CONFIGURATIONS
 from jobs.fl_sim import build
 
 
-def _rounds(tmp_path: Path, workers_per_tier: int, kind: str, preset: str, rounds: int = 2, n_users: int = 240):
+def _rounds(tmp_path: Path, workers_per_tier: int, kind: str, preset: str, rounds: int = 2, n_users: int = 240,
+            *extra: str):
     cfg = load_config("configs/demo.yaml", [
         f"data.synthetic.n_users={n_users}", "data.synthetic.n_items=300", f"data.synthetic.target_interactions={25 * n_users}",
         f"model.kind={kind}", "model.top_hidden=[32]", "model.history_len=20", f"fl.optimization={preset}",
         f"fl.clients_per_round={n_users // 6}", f"fl.rounds={rounds}", "fl.overselect=0", "fl.client_lr=1.0", "fl.server_optimizer=adagrad",
-        "fl.server_lr=0.1", f"fl.workers_per_tier={workers_per_tier}", f"data.cache_dir={tmp_path / 'cache'}",
+        "fl.server_lr=0.1", f"fl.workers_per_tier={workers_per_tier}", f"data.cache_dir={tmp_path / 'cache'}", *extra,
     ])
     exp = build(cfg)
     cores = [ClickWorkerCore(shard, exp.spec, exp.recipe, cfg.seed)
@@ -53,3 +54,15 @@ def test_every_rf2_configuration_trains_both_click_models(tmp_path: Path, kind: 
     params, initial = _rounds(tmp_path, 1, kind, preset, rounds=1, n_users=60)
     assert all(np.isfinite(v).all() for v in params.values())
     assert not np.array_equal(params["top.0.weight"], initial["top.0.weight"]), "the global model moved"
+
+
+CEAG = "fl.fairness={kind: ceag, buffer_size: 100, dual_lr: 5.0, reference_accuracy: {low: 0.9, mid: 0.8, high: 0.8}}"
+
+
+def test_ceag_is_deterministic_across_worker_counts_and_changes_the_model(tmp_path: Path):
+    one, _ = _rounds(tmp_path, 1, "dlrm", "channel-1:4:16", 3, 240, CEAG)
+    three, _ = _rounds(tmp_path, 3, "dlrm", "channel-1:4:16", 3, 240, CEAG)
+    for name in one:
+        assert np.array_equal(one[name], three[name]), name
+    plain, _ = _rounds(tmp_path, 1, "dlrm", "channel-1:4:16", 3, 240)
+    assert not np.array_equal(one["top.1.weight"], plain["top.1.weight"]), "CEAG's weights reached the update"

@@ -1,10 +1,13 @@
 """RF²'s grid measures on hand-made cells: relative change per tier against the unoptimized cell
 of the same mapping and seed, MDAC, speed-up, the seed mean, and the report's answers."""
 
+import math
+
 import pandas as pd
 import pytest
 
-from cluster.fairness.matrix import cell_measures, mean_over_seeds
+from cluster.fairness.matrix import cell_measures, excess_gaps, mean_over_seeds
+from cluster.fairness.measures import mdac
 from jobs.rf2_report import findings, matrix_markdown
 
 TIERS = ("low", "mid", "high")
@@ -55,3 +58,19 @@ def test_seed_mean_and_report():
     assert "Exclude Lo: MDAC 26.25% under hetero-vhigh against 2.50% under random (10.5x" in text[0]
     table = matrix_markdown(mean.reset_index(), TIERS, "hetero-vhigh")
     assert "| exclude-lo | 2.50% | 26.25% |" in table
+
+
+def test_excess_gaps_against_the_reference_cell_by_hand():
+    rows = pd.DataFrame(_rows("hetero-vhigh", "none", 0, [0.8, 0.7, 0.6, 0.7], 100.0)
+                        + _rows("hetero-vhigh", "prune-1:4:16", 0, [0.6, 0.7, 0.6, 0.65], 50.0))
+    gaps = excess_gaps(rows, TIERS, "auc").set_index("configuration")
+    # overall drop 0.05; tier drops 0.2, 0.0, 0.0
+    assert gaps.loc["prune-1:4:16", "psi_low"] == pytest.approx(0.15)
+    assert gaps.loc["prune-1:4:16", "psi_mid"] == pytest.approx(-0.05)
+    assert gaps.loc["prune-1:4:16", "max_psi"] == pytest.approx(0.15)
+    assert gaps.loc["none", "max_psi"] == 0.0
+
+
+def test_mdac_is_unknown_when_a_tier_is_unmeasured():
+    assert math.isnan(mdac({"low": 0.1, "mid": float("nan"), "high": -0.1}))
+    assert mdac({"low": 0.1, "high": -0.1}) == pytest.approx(0.2)
