@@ -40,6 +40,7 @@ class Coordinator:
         self.timeout_s = timeout_s
         self.mu: np.ndarray | None = None
         self.version = -1
+        self._pending_reports: set = set()
 
     def retrieve(self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None) -> Retrieved:
         """One batch of queries served with one μ (blocking; for jobs and benchmarks)."""
@@ -67,8 +68,21 @@ class Coordinator:
         done, _ = await asyncio.wait([asyncio.wrap_future(r.future()) for r in refs], timeout=self.timeout_s)
         answers = [task.result() for task in done if task.exception() is None]
         result = _truncate(self._merge(answers, k, partial=len(answers) < len(refs)), np.asarray(ks))
-        self.mu, self.version = await self._report(result, len(queries))
+        # The report is submitted now (so anything asked of the dual-vector actor later sees it:
+        # one caller's calls run in order) but not awaited: the lists are served without waiting
+        # for the dual step and its persisted state; the new μ is adopted when it arrives.
+        pending = asyncio.ensure_future(self._adopt(self._report(result, len(queries))))
+        self._pending_reports.add(pending)
+        pending.add_done_callback(self._pending_reports.discard)
         return result
+
+    async def _adopt(self, report) -> None:
+        try:
+            mu, version = await report
+        except _SHARD_DOWN:
+            return  # the dual-vector actor restarts from its persisted state; keep serving the last μ
+        if version > self.version:
+            self.mu, self.version = mu, version
 
     def _merge(self, answers: list[tuple[Hits, int]], k: int, partial: bool) -> Retrieved:
         if not answers:

@@ -1,6 +1,6 @@
 """Speed of the fair retriever at scale: synthetic items over shards.
 
-    python jobs/bench_retrieval.py [--items 1000000 --dim 64 --shards 4] [--index flat|ivf]
+    python jobs/bench_retrieval.py [--items 1000000 --dim 64 --shards 4] [--index flat|ivf] [--proxy default|haproxy]
 
 (a) raw FAISS: one in-process index over every item (IndexFlatIP, or with ``--index ivf`` an
 IndexIVFFlat with the shards' nlist and nprobe), one thread; (b) the fair sharded
@@ -167,7 +167,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--http-requests", type=int, default=1000)
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--index", choices=["flat", "ivf"], default="flat", help="the shards' FAISS index")
+    parser.add_argument("--proxy", choices=["default", "haproxy"], default="default",
+                        help="Serve's HTTP proxy: Ray's Python proxy, or HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1)")
     args = parser.parse_args(argv)
+    if args.proxy == "haproxy":
+        import os
+
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"  # read when Serve starts its proxy, in the Ray this job starts
     import ray
 
     from cluster.bootstrap import init_ray

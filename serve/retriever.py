@@ -71,7 +71,7 @@ class FairRetriever:
             raise HTTPException(422, f"user_vector has {query.size} values, expected {self.user_vectors.shape[1]}")
         return query
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002, max_concurrent_batches=4)
     async def _serve_batch(self, requests: list[tuple[np.ndarray, int]]) -> list:
         queries = np.stack([q for q, _ in requests])
         answer = await self.coordinator.retrieve_async(queries, np.array([k for _, k in requests]))
