@@ -27,9 +27,9 @@ class InProcessRun:
     sim_time_s: float
 
 
-def run_click_rounds(exp) -> InProcessRun:
-    """All ``exp.cfg.fl.rounds`` rounds of a click-model experiment (``jobs.fl_sim.build``),
-    then test and train AUC and accuracy per tier."""
+def click_rounds(exp) -> tuple[FederatedServer, list[ClickWorkerCore], list[dict]]:
+    """Train the ``fl.rounds`` rounds of a click-model experiment (``jobs.fl_sim.build``);
+    returns the server, the worker cores and one record per round."""
     cfg = exp.cfg
     cores = [ClickWorkerCore(shard, exp.spec, exp.recipe, cfg.seed)
              for shard in build_click_shards(exp.click, exp.worker_of_user, exp.n_workers)]
@@ -49,6 +49,12 @@ def run_click_rounds(exp) -> InProcessRun:
         record = round_record(plan, merged, np.zeros(0, np.int64), exp.fleet.tier_of_user, names,
                               server.sim_time_s, 0.0, None, exp.ops.upload_stats(merged))
         history.append({**record, **fairness})
+    return server, cores, history
+
+
+def run_click_rounds(exp) -> InProcessRun:
+    """All rounds of a click-model experiment, then test and train AUC and accuracy per tier."""
+    server, cores, history = click_rounds(exp)
     return InProcessRun(history, server.params, evaluate(exp, cores, server.params, "test"),
                         evaluate(exp, cores, server.params, "train"), server.sim_time_s)
 

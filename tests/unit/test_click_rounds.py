@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cluster.fl.click_worker_core import ClickWorkerCore
-from cluster.fl.server_core import FederatedServer
-from cluster.fl.shards import build_click_shards
+from cluster.fl.inprocess import click_rounds
 from configs import load_config
 from configs.presets import RF2_CONFIGURATIONS
 from jobs.fl_sim import build
@@ -25,18 +23,7 @@ def _rounds(tmp_path: Path, workers_per_tier: int, kind: str, preset: str, round
         "fl.server_lr=0.1", f"fl.workers_per_tier={workers_per_tier}", f"data.cache_dir={tmp_path / 'cache'}", *extra,
     ])
     exp = build(cfg)
-    cores = [ClickWorkerCore(shard, exp.spec, exp.recipe, cfg.seed)
-             for shard in build_click_shards(exp.click, exp.worker_of_user, exp.n_workers)]
-    server = FederatedServer(cfg.fl, exp.ops, exp.fleet, cfg.seed)
-    for _ in range(rounds):
-        plan = server.plan_round()
-        kept = plan.kept_clients
-        results = []
-        for worker, core in enumerate(cores):
-            clients = np.sort(kept[exp.worker_of_user[kept] == worker])
-            if len(clients):
-                results.append(core.train(server.round_index, clients, server.params, server.client_settings(clients)))
-        server.apply(plan, exp.ops.merge(results))
+    server, _, _ = click_rounds(exp)
     return server.params, exp.ops.init_params(cfg.seed)
 
 
