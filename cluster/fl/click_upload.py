@@ -9,6 +9,8 @@ to be zero, as a phone would not inspect it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from cluster.data.click_features import ClickFeatures
@@ -51,9 +53,7 @@ def upload_size(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, ro
 def compress_upload(
     spec: ClickSpec,
     result: ClickLocalResult,
-    features: ClickFeatures,
-    indptr: np.ndarray,
-    rows: np.ndarray,
+    touched: Sequence[dict[str, np.ndarray]],
     kind: str,
     levels: np.ndarray,
     seed: int,
@@ -62,8 +62,9 @@ def compress_upload(
 ) -> ClickLocalResult:
     """The deltas as the server reconstructs them after each client's ``kind`` compression
     ('prune', 'quant', 'quants'; anything else: sent as float32) at its ``levels[c]`` (prune
-    share or bits), tensor by tensor over the entries it sends. Draws come from the client's own
-    stream (seed, round, client id), so they do not depend on who shares its worker."""
+    share or bits), tensor by tensor over the entries it sends: its width's dense entries and
+    its ``touched[c]`` embedding rows (``touched_rows``). Draws come from the client's own stream
+    (seed, round, client id), so they do not depend on who shares its worker."""
     if kind not in ("prune", "quant", "quants"):
         return result
     deltas = {name: value.copy() for name, value in result.deltas.items()}
@@ -73,10 +74,9 @@ def compress_upload(
         if (kind == "prune" and level == 0.0) or (kind != "prune" and level >= 32):
             continue
         rng = stream(seed, "compress", round_index, int(client))
-        touched = touched_rows(spec, features, rows[indptr[c] : indptr[c + 1]])
         for name in deltas:
             if name.startswith(EMBEDDING_PREFIX):
-                index = (c, touched[name])
+                index = (c, touched[c][name])
             else:
                 index = (c, width_masks[float(result.fractions[c])][name])
             deltas[name][index] = _compress(deltas[name][index], kind, level, rng, rescale_pruned).values.reshape(

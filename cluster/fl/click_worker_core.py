@@ -14,7 +14,7 @@ import numpy as np
 from cluster.fl.click_batches import predict
 from cluster.fl.click_shard import ClickShard
 from cluster.fl.click_training import ClickLocalResult, ClickRecipe, train_local_click
-from cluster.fl.click_upload import compress_upload
+from cluster.fl.click_upload import compress_upload, touched_rows
 from cluster.fl.worker_core import held_positions
 from cluster.models.click import ClickSpec
 
@@ -36,6 +36,7 @@ class ClickWorkerCore:
         self.spec = spec
         self.recipe = recipe
         self.seed = seed
+        self._touched_rows: dict[int, dict[str, np.ndarray]] = {}
 
     @property
     def n_clients(self) -> int:
@@ -49,8 +50,15 @@ class ClickWorkerCore:
         result = train_local_click(self.spec, self.recipe, params, self.shard.features, clients, indptr, rows, width)
         if settings is None:
             return result
-        return compress_upload(self.spec, result, self.shard.features, indptr, rows, settings.kind, settings.levels,
-                               self.seed, round_index, settings.rescale_pruned)
+        touched = [self._touched(int(client), rows[indptr[c] : indptr[c + 1]]) for c, client in enumerate(clients)]
+        return compress_upload(self.spec, result, touched, settings.kind, settings.levels, self.seed, round_index,
+                               settings.rescale_pruned)
+
+    def _touched(self, client: int, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The embedding rows a client sends: fixed by its data, so found once and kept."""
+        if client not in self._touched_rows:
+            self._touched_rows[client] = touched_rows(self.spec, self.shard.features, rows)
+        return self._touched_rows[client]
 
     def evaluate(self, params: dict[str, np.ndarray], split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(owner client (n,), label (n,), predicted click probability (n,)) of every ``split``

@@ -121,7 +121,8 @@ def test_compressed_upload_per_tensor_and_per_client_stream(kind, level):
     clients = np.arange(6)
     result = train_local_click(spec, ClickRecipe(), _params(spec), features, clients, indptr, rows)
     levels = np.full(6, float(level))
-    out = compress_upload(spec, result, features, indptr, rows, kind, levels, seed=3, round_index=2)
+    touched_all = [touched_rows(spec, features, rows[indptr[i] : indptr[i + 1]]) for i in range(6)]
+    out = compress_upload(spec, result, touched_all, kind, levels, seed=3, round_index=2)
     c = 4
     touched = touched_rows(spec, features, rows[indptr[c] : indptr[c + 1]])
     sent = out.deltas["emb.item"][c][touched["emb.item"]]
@@ -142,8 +143,7 @@ def test_compressed_upload_per_tensor_and_per_client_stream(kind, level):
     # The same client compressed in another company (another worker) gets the same draws.
     alone = train_local_click(spec, ClickRecipe(), _params(spec), features, clients[c : c + 1],
                               indptr[c : c + 2] - indptr[c], rows[indptr[c] : indptr[c + 1]])
-    out_alone = compress_upload(spec, alone, features, indptr[c : c + 2] - indptr[c], rows[indptr[c] : indptr[c + 1]],
-                                kind, levels[:1], seed=3, round_index=2)
+    out_alone = compress_upload(spec, alone, touched_all[c : c + 1], kind, levels[:1], seed=3, round_index=2)
     for name in out.deltas:
         assert np.array_equal(out.deltas[name][c], out_alone.deltas[name][0]), name
 
@@ -165,7 +165,8 @@ def test_click_shard_holds_only_its_clients_and_trains_like_the_whole(tmp_path):
     sub_indptr = np.r_[0, np.cumsum(np.diff(indptr)[mine])]
     sub_rows = np.concatenate([rows[indptr[u] : indptr[u + 1]] for u in mine])
     whole = train_local_click(spec, ClickRecipe(), params, features, mine, sub_indptr, sub_rows, settings.width)
-    whole = compress_upload(spec, whole, features, sub_indptr, sub_rows, "quants", settings.levels, 0, 5)
+    touched = [touched_rows(spec, features, sub_rows[sub_indptr[i] : sub_indptr[i + 1]]) for i in range(len(mine))]
+    whole = compress_upload(spec, whole, touched, "quants", settings.levels, 0, 5)
     for name in whole.deltas:
         assert np.array_equal(got.deltas[name], whole.deltas[name]), name
     owners, labels, scores = core.evaluate(params, "test")
