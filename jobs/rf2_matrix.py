@@ -33,7 +33,7 @@ from cluster.fairness.matrix import cell_measures, mean_over_seeds
 from configs import SimConfig
 from configs.presets import OPTIMIZATION_PRESETS
 from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
-from jobs.grid import Cell, cell_path, cell_results, run_cells
+from jobs.grid import Cell, cell_path, run_cells
 from jobs.rf2_report import matrix_markdown, plot_mdac, plot_tier_change
 
 MAPPINGS = ("random", "hetero-vlow", "hetero-low", "hetero-mid", "hetero-high", "hetero-vhigh")
@@ -45,11 +45,6 @@ def cell_config(base: SimConfig, mapping: str, configuration: str, seed: int) ->
     data["tier_mapping"] = {**data["tier_mapping"], "mapping": mapping, "alpha": None}
     data["fl"] = {**data["fl"], "optimization": configuration}
     return SimConfig.model_validate(data)
-
-
-def run_cell(config: dict, configuration: str) -> list[dict]:
-    """One cell's per-tier rows (kept for callers of the first version; see ``jobs.grid``)."""
-    return cell_results(config, configuration)[0]
 
 
 def cfg_tiers(cfg: SimConfig) -> tuple[str, ...]:
