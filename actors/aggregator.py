@@ -26,6 +26,29 @@ from configs.schema import FLConfig
 _WORKER_FAILURES = (RayActorError, RayTaskError)
 
 
+class ActorPool:
+    """``WorkerPool`` over the worker actors: one object-store copy of the arguments, the
+    answers of the workers that replied within ``timeout_s`` (a dead one is skipped)."""
+
+    def __init__(self, workers: list, timeout_s: float):
+        self.workers = workers
+        self.timeout_s = timeout_s
+
+    def broadcast(self, method: str, *args) -> list:
+        refs = [ray.put(a) for a in args]
+        pending = [getattr(worker, method).remote(*refs) for worker in self.workers]
+        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=self.timeout_s)
+        answers = []
+        for ref in pending:  # worker order, so sums are added in a fixed order
+            if ref not in ready:
+                continue
+            try:
+                answers.append(ray.get(ref))
+            except _WORKER_FAILURES:
+                continue
+        return answers
+
+
 class Aggregator:
     """Plain class; ``actors.factory`` applies ``ray.remote``."""
 
@@ -62,6 +85,7 @@ class Aggregator:
         trained = time.perf_counter()
         merged = self.ops.merge(results)
         fairness = self.server.apply(plan, merged)
+        fairness.update(self.server.after_round(ActorPool(self.workers, self.cfg.round_timeout_s)))
         aggregated = time.perf_counter()
         evaluation = None
         if self.server.round_index % self.cfg.eval_every == 0 or self.server.round_index == self.cfg.rounds:
@@ -103,7 +127,8 @@ class Aggregator:
         """The global model on every worker's ``split`` rows (click models: 'test' or 'train';
         NCF: leave-one-out), summarized overall and per tier."""
         params_ref = ray.put(self.server.params)
-        refs = [worker.evaluate.remote(params_ref, split) for worker in self.workers]
+        clusters_ref = ray.put(self.server.cluster_view())
+        refs = [worker.evaluate.remote(params_ref, split, clusters_ref) for worker in self.workers]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.cfg.round_timeout_s)
         clients, hits, ndcgs = [], [], []
         for ref in ready:
@@ -152,6 +177,9 @@ class Aggregator:
 
     def global_params(self) -> dict[str, np.ndarray]:
         return self.server.params
+
+    def cluster_view(self):
+        return self.server.cluster_view()
 
     def history_rows(self) -> list[dict]:
         return self.history

@@ -69,15 +69,26 @@ class ClientWorker:
             time.sleep(max(0.0, real_time_sleep_s - (time.perf_counter() - started)))
         return result
 
-    def evaluate(self, params: dict[str, np.ndarray], split: str = "test"):
+    def evaluate(self, params: dict[str, np.ndarray], split: str = "test", clusters=None):
+        """``clusters``: Cali3F's ``ClusterView``, whose dense parts serve their members."""
         if isinstance(self.core, ClickWorkerCore):
             return self.core.evaluate(params, split)
         if split != "test":
             raise ValueError(f"NCF models evaluate leave-one-out only, not split {split!r}")
-        return self.core.evaluate(params)
+        return self.core.evaluate(params, clusters=clusters)
 
-    def retrieval_queries(self, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        return self.core.retrieval_queries(params)
+    def retrieval_queries(self, params: dict[str, np.ndarray], clusters=None) -> tuple[np.ndarray, np.ndarray]:
+        return self.core.retrieval_queries(params, clusters)
+
+    # Cali3F's device halves (eq. 4, federated re-clustering): see ClientWorkerCore.
+    def shift_subordinates(self, delegates, labels, mean_update, discount) -> None:
+        self.core.shift_subordinates(delegates, labels, mean_update, discount)
+
+    def cluster_sums(self, n_clusters, centroids=None, labels=None):
+        return self.core.cluster_sums(n_clusters, centroids, labels)
+
+    def assign_clusters(self, centroids):
+        return self.core.assign_clusters(centroids)
 
     def save(self, round_index: int) -> str:
         assert self.checkpoint_dir is not None, "save needs a checkpoint folder"

@@ -276,6 +276,47 @@ class FairnessConfig(StrictModel):
         return self
 
 
+_CALI3F_FIELDS = ("n_clusters", "metadata", "phi", "cluster_lr", "discount", "recluster_every", "recluster_iterations")
+
+
+class StrategyConfig(StrictModel):
+    """How the server turns uploads into models (the bare name is the whole value:
+    ``fl.strategy=cali3f``). ``fedavg``: one global model. ``cali3f`` (Zhu et al. 2022;
+    ``cluster/fl/cali3f.py``): client clusters with personalised non-embedding parts, FastAgg and
+    re-clustering. ``ditto`` (Li et al. 2021; ``cluster/fl/ditto.py``): a personal model per
+    client held near the global one. Cali3F and Ditto are for NCF models."""
+
+    kind: Literal["fedavg", "cali3f", "ditto"] = "fedavg"
+    n_clusters: PositiveInt = Field(5, description="Cali3F's P")
+    metadata: list[str] = Field(["age", "gender", "occupation"],
+                                description="privacy-neutral user columns ClusSamp clusters on at the start")
+    phi: NonNegativeFloat = Field(1.0, description="CaliUp's φ: pull of the global model on a cluster model (0: none)")
+    cluster_lr: Optional[PositiveFloat] = Field(None, description="CaliUp's η; default fl.client_lr, so φ = 0 is "
+                                                                  "FedAvg within the cluster at server lr 1")
+    discount: float = Field(0.5, ge=0.0, le=1.0, description="eq. 4's λ: share of its delegates' mean update a "
+                                                             "subordinate's user vector takes")
+    recluster_every: int = Field(1, ge=0, description="rounds between K-means on the user vectors (0: never)")
+    recluster_iterations: PositiveInt = Field(5, description="Lloyd steps per re-clustering")
+    ditto_lambda: NonNegativeFloat = Field(0.1, description="Ditto's λ: pull of the global model on a personal one")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value):
+        return {"kind": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> "StrategyConfig":
+        # Compared with the defaults, not with the fields set: a run's resolved config.yaml spells every field.
+        changed = {f for f, info in type(self).model_fields.items() if getattr(self, f) != info.default}
+        misplaced = sorted(f for f in changed if
+                           (f in _CALI3F_FIELDS and self.kind != "cali3f") or (f == "ditto_lambda" and self.kind != "ditto"))
+        if misplaced:
+            raise ValueError(f"{misplaced} do not apply to strategy {self.kind!r}")
+        if not self.metadata:
+            raise ValueError("cali3f needs at least one metadata column to cluster on")
+        return self
+
+
 class FLConfig(StrictModel):
     """Defaults are the NCF recipe that learns on ML-100K (README, "Finding a recipe that
     learns"); RF²'s click-model recipe is client_lr 1, both scales 1, AdaGrad server lr 0.1."""
@@ -294,6 +335,7 @@ class FLConfig(StrictModel):
     overselect: NonNegativeFloat = Field(0.0, description="x in (1+x)·n selected clients")
     optimization: OptimizationConfig = OptimizationConfig()
     fairness: FairnessConfig = FairnessConfig()
+    strategy: StrategyConfig = StrategyConfig()
     deadline_s: Optional[PositiveFloat] = None
     workers_per_tier: PositiveInt = 1
     worker_num_cpus: NonNegativeFloat = Field(
@@ -410,7 +452,11 @@ class SimConfig(StrictModel):
         if fairness.reference_accuracy is not None and set(fairness.reference_accuracy) != set(names):
             raise ValueError(f"fl.fairness.reference_accuracy must name every tier {names}, "
                              f"got {sorted(fairness.reference_accuracy)}")
-        if opt.compresses and not self.model.is_click:
-            raise ValueError(f"fl.optimization kind {opt.kind!r} needs a click model (dlrm, din), "
-                             f"not {self.model.kind!r}: NCF uploads are not compressed")
+        if opt.kind == "channel" and not self.model.is_click:
+            raise ValueError(f"fl.optimization kind 'channel' needs a click model (dlrm, din), not {self.model.kind!r}: "
+                             f"NCF models have no narrower (HeteroFL) variants here")
+        strategy = self.fl.strategy.kind
+        if strategy != "fedavg" and self.model.is_click:
+            raise ValueError(f"fl.strategy {strategy!r} needs an NCF model (gmf, mlp, neumf): it personalises the "
+                             f"split into user, item and dense parts, which {self.model.kind!r} lacks")
         return self

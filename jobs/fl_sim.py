@@ -29,6 +29,7 @@ import numpy as np
 from cluster.fairness.reference import reference_accuracy
 from cluster.fl.click_setup import ClickSetup, click_setup
 from cluster.fl.click_training import ClickRecipe
+from cluster.fl.clustering import encode_metadata
 from cluster.fl.local_training import LocalRecipe
 from cluster.fl.model_ops import ModelOps, NCFOps
 from cluster.fl.server_core import FleetView
@@ -36,7 +37,7 @@ from cluster.fl.shards import assign_workers, build_click_shards, build_shards
 from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
 from cluster.world import World, build_world
-from configs import SimConfig, config_hash, load_config
+from configs import ConfigError, SimConfig, config_hash, load_config
 from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
 from jobs.outputs import new_run_dir, write_json_atomic, write_resolved_config
 
@@ -65,7 +66,23 @@ def recipe_from(cfg: SimConfig) -> LocalRecipe:
         lr_user=fl.client_lr * fl.user_lr_scale,
         negatives_per_positive=fl.negatives_per_positive,
         loss_reduction=fl.loss_reduction,
+        personal_lambda=fl.strategy.ditto_lambda if fl.strategy.kind == "ditto" else None,
     )
+
+
+def cali3f_metadata(cfg: SimConfig, world: World) -> Optional[np.ndarray]:
+    """The one-hot user columns Cali3F's first clusters come from (None for other strategies)."""
+    strategy = cfg.fl.strategy
+    if strategy.kind != "cali3f":
+        return None
+    features = world.dataset.user_features
+    missing = sorted(set(strategy.metadata) - set(features.names()))
+    if missing:
+        raise ConfigError(f"fl.strategy.metadata names {missing}, which the dataset {world.dataset.name!r} lacks "
+                          f"(its user columns: {features.names()})")
+    if strategy.n_clusters > world.population.n_clients:
+        raise ConfigError(f"fl.strategy.n_clusters={strategy.n_clusters} exceeds the {world.population.n_clients} clients")
+    return encode_metadata(features, strategy.metadata)
 
 
 def build(cfg: SimConfig) -> Experiment:
@@ -82,8 +99,9 @@ def build(cfg: SimConfig) -> Experiment:
         fleet = FleetView(population.tiers, population.tier_of_user, click.train_samples, reference)
         return Experiment(cfg, world, click.spec, click.recipe, click.ops, fleet, worker_of_user, n_workers, click)
     spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
-    fleet = FleetView(population.tiers, population.tier_of_user, population.samples_per_client())
-    ops = NCFOps(spec, cfg.fl.negatives_per_positive)
+    fleet = FleetView(population.tiers, population.tier_of_user, population.samples_per_client(),
+                      metadata=cali3f_metadata(cfg, world))
+    ops = NCFOps(spec, cfg.fl.negatives_per_positive, cfg.fl.strategy.kind)
     return Experiment(cfg, world, spec, recipe_from(cfg), ops, fleet, worker_of_user, n_workers)
 
 
@@ -122,7 +140,8 @@ def run(exp: Experiment, run_dir: Path, resume: bool, address: Optional[str], qu
         ])
         queries, train_eval = None, None
         if exp.spec.kind == "gmf":  # the only inner-product model: its users can query the retriever
-            queries = ray.get([w.retrieval_queries.remote(params) for w in workers])
+            clusters = ray.get(aggregator.cluster_view.remote())
+            queries = ray.get([w.retrieval_queries.remote(params, clusters) for w in workers])
         if exp.click is not None:  # fairness measures compare train and held-out accuracy
             train_eval = ray.get(aggregator.evaluate.remote("train"))
         return {"history": history, "params": params, "client_metrics": last, "wall_s": wall_s, "resumed_from": done,
@@ -186,6 +205,7 @@ def write_results(exp: Experiment, run_dir: Path, outcome: dict) -> dict:
         "wall_s": outcome["wall_s"],
         "client_updates": int(sum(r["client_updates"] for r in history)),
         "optimization": cfg.fl.optimization.preset or cfg.fl.optimization.kind,
+        "strategy": cfg.fl.strategy.kind,
         "tier_mapping": cfg.tier_mapping.mapping,
         "final": {k: v for k, v in last.items() if k.startswith((*exp.ops.metric_names, "evaluated"))},
     }

@@ -36,7 +36,19 @@ def merge_results(results: list[LocalResult], spec: NCFSpec) -> LocalResult:
         row_owner=row_owner[row_order].astype(np.int32),
         item_deltas={t: np.concatenate([r.item_deltas[t] for r in results])[row_order] for t in spec.item_tables},
         dense_deltas={n: np.concatenate([r.dense_deltas[n] for r in results])[order] for n in spec.dense_shapes()},
+        cluster_dense_deltas=_merge_optional(results, "cluster_dense_deltas", order),
+        user_deltas=_merge_optional(results, "user_deltas", order),
     )
+
+
+def _merge_optional(results: list[LocalResult], field: str, order: np.ndarray) -> dict[str, np.ndarray] | None:
+    """A per-client field that only some strategies upload: all results have it, or none do."""
+    parts = [getattr(r, field) for r in results]
+    if all(p is None for p in parts):
+        return None
+    if any(p is None for p in parts):
+        raise ValueError(f"some uploads carry {field} and some do not: workers trained under different strategies")
+    return {name: np.concatenate([p[name] for p in parts])[order] for name in parts[0]}
 
 
 def empty_result(spec: NCFSpec) -> LocalResult:

@@ -29,6 +29,7 @@ from cluster.data.click_features import ClickFeatures, ranges, select_clients
 from cluster.fl.aggregation import ServerOptimizer
 from cluster.fl.click_batches import client_batch, padded_shape
 from cluster.fl.compression import masked_average
+from cluster.fl.fixed_batches import fixed_size_batches
 from cluster.models.click import (
     ClickSpec,
     channel_masks,
@@ -37,7 +38,6 @@ from cluster.models.click import (
     narrow_params,
 )
 
-CHUNK = 4  # clients per training batch; see _chunks
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def train_local_click(
     for key in np.unique(keys, axis=0):
         members = np.flatnonzero((keys == key).all(axis=1))
         fraction, length, pairs = float(key[0]), int(key[1]), int(key[2])
-        for chunk, real in _chunks(members):
+        for chunk, real in fixed_size_batches(members):
             batch, labels, mask, counts = client_batch(spec, features, indptr, rows, chunk, length, pairs)
             with _one_thread():
                 first_loss, first_correct, chunk_deltas = _local_sgd(
@@ -114,19 +114,6 @@ def train_local_click(
         deltas=deltas,
         correct=np.concatenate(correct).astype(np.float32),
     )
-
-
-def _chunks(members: np.ndarray) -> list[tuple[np.ndarray, int]]:
-    """``members`` in batches of exactly CHUNK clients, the last padded with copies of its first
-    client (whose copies are trained and dropped). torch picks kernels by shape — a batch of one
-    reduces along another path than a batch of two, a narrow bmm's blocking changes with the
-    batch count — so a client's last bits would depend on how many companions it has; with one
-    batch shape per (width, L, P) they cannot. Returns (batch, how many of it are real)."""
-    chunks = []
-    for start in range(0, len(members), CHUNK):
-        real = members[start : start + CHUNK]
-        chunks.append((np.concatenate([real, np.full(CHUNK - len(real), real[0])]), len(real)))
-    return chunks
 
 
 @contextmanager

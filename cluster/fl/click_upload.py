@@ -15,7 +15,7 @@ import numpy as np
 
 from cluster.data.click_features import ClickFeatures
 from cluster.fl.click_training import ClickLocalResult
-from cluster.fl.compression import Compressed, prune_random, quantize, quantize_signed
+from cluster.fl.compression import compress_values, is_neutral
 from cluster.models.click import ClickSpec, channel_masks
 from cluster.rng import stream
 
@@ -71,7 +71,7 @@ def compress_upload(
     width_masks = {float(f): channel_masks(spec, float(f)) for f in np.unique(result.fractions)}
     for c, client in enumerate(result.clients):
         level = float(levels[c])
-        if (kind == "prune" and level == 0.0) or (kind != "prune" and level >= 32):
+        if is_neutral(kind, level):
             continue
         rng = stream(seed, "compress", round_index, int(client))
         for name in deltas:
@@ -79,16 +79,5 @@ def compress_upload(
                 index = (c, touched[c][name])
             else:
                 index = (c, width_masks[float(result.fractions[c])][name])
-            deltas[name][index] = _compress(deltas[name][index], kind, level, rng, rescale_pruned).values.reshape(
-                deltas[name][index].shape
-            )
+            deltas[name][index] = compress_values(deltas[name][index], kind, level, rng, rescale_pruned)
     return ClickLocalResult(result.clients, result.n_samples, result.loss, result.fractions, deltas, result.correct)
-
-
-def _compress(values: np.ndarray, kind: str, level: float, rng: np.random.Generator, rescale: bool) -> Compressed:
-    flat = values.ravel()
-    if kind == "prune":
-        return prune_random(flat, level, rng, rescale=rescale)
-    if kind == "quant":
-        return quantize(flat, int(level), rng)
-    return quantize_signed(flat, int(level), rng)

@@ -92,11 +92,16 @@ class ClusterSampler:
 
     def quotas(self, m: int) -> np.ndarray:
         """Delegates per cluster (P,): m // P each; the remainder goes to the clusters with the
-        most eligible members (ties: lower index); capped at a cluster's eligible members."""
+        most eligible members (ties: lower index); capped at a cluster's eligible members, and
+        what a small cluster cannot fill goes, one by one, to the clusters with the most room,
+        so a round keeps its budget of m delegates while there are m eligible clients."""
         sizes = np.array([0 if s is None else len(s.eligible) for s in self.samplers])
         quota = np.full(self.n_clusters, m // self.n_clusters, dtype=np.int64)
         quota[np.argsort(-sizes, kind="stable")[: m % self.n_clusters]] += 1
-        return np.minimum(quota, sizes)
+        quota = np.minimum(quota, sizes)
+        for _ in range(min(m, int(sizes.sum())) - int(quota.sum())):
+            quota[np.argmax(sizes - quota)] += 1
+        return quota
 
     def draw(self, m: int) -> ClusterRound:
         """Delegates for one round (about m in all) and the subordinates that stay home."""
@@ -134,6 +139,19 @@ def cluster_sums(users: np.ndarray, labels: np.ndarray, n_clusters: int) -> tupl
     these totals go to the server, which adds them over workers (a secure-aggregation sum)."""
     sums = np.zeros((n_clusters, users.shape[1]), dtype=np.float64)
     np.add.at(sums, labels, np.asarray(users, np.float64))
+    return sums, np.bincount(labels, minlength=n_clusters).astype(np.int64)
+
+
+# Secure aggregation adds integers mod 2^k, so devices encode their vectors in fixed point; integer
+# addition is exact and associative, which also makes the totals independent of how clients are
+# spread over workers (float sums would differ in the last bits).
+FIXED_POINT_SCALE = 2.0**24
+
+
+def fixed_point_sums(users: np.ndarray, labels: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """``cluster_sums`` in fixed point: int64 sums (P, f) of round(v · 2^24), counts (P,)."""
+    sums = np.zeros((n_clusters, users.shape[1]), dtype=np.int64)
+    np.add.at(sums, labels, np.rint(np.asarray(users, np.float64) * FIXED_POINT_SCALE).astype(np.int64))
     return sums, np.bincount(labels, minlength=n_clusters).astype(np.int64)
 
 

@@ -86,6 +86,26 @@ def quantize_signed(update: np.ndarray, bits: int, rng: np.random.Generator) -> 
     return Compressed(values, _packed_bytes(flat.size, bits) + FLOAT_BYTES)
 
 
+def compress_values(values: np.ndarray, kind: str, level: float, rng: np.random.Generator, rescale: bool = False) -> np.ndarray:
+    """``values`` (any shape) as the server reconstructs them after ``kind`` ('prune', 'quant',
+    'quants') at ``level`` (prune share or bits), over all entries as one tensor."""
+    flat = np.asarray(values).ravel()
+    if kind == "prune":
+        out = prune_random(flat, level, rng, rescale=rescale)
+    elif kind == "quant":
+        out = quantize(flat, int(level), rng)
+    elif kind == "quants":
+        out = quantize_signed(flat, int(level), rng)
+    else:
+        raise ValueError(f"unknown compression {kind!r}")
+    return out.values.reshape(np.shape(values))
+
+
+def is_neutral(kind: str, level: float) -> bool:
+    """Whether ``level`` leaves a ``kind`` upload exact (prune nothing, 32 bits)."""
+    return (kind == "prune" and level == 0.0) or (kind in ("quant", "quants") and level >= 32)
+
+
 def _packed_bytes(n_entries: int, bits: int) -> int:
     return -(-n_entries * bits // 8)
 

@@ -1,20 +1,22 @@
 """Local training of many clients at once: every client runs its own full-batch SGD on its own
 positives plus hashed negatives, from the same global model, in one batched tensor program.
 
-Clients are grouped by a padded sample length that depends only on the client itself, so a
-client's arithmetic (shapes, reduction lengths, scatter order) is the same whichever other
-clients share its batch or its worker — the reason results do not change with the number of
-worker actors.
+Clients are grouped by a padded sample length that depends only on the client itself, and
+trained in batches of a fixed number of clients (``fixed_batches``), so a client's arithmetic
+(shapes, reduction lengths, scatter order, kernels) is the same whichever other clients share
+its batch or its worker — the reason results do not change with the number of worker actors.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cluster.fl.fixed_batches import fixed_size_batches
 from cluster.fl.negatives import hashed_negatives
 from cluster.models.ncf import NCFSpec, batched_logits
 
@@ -32,6 +34,7 @@ class LocalRecipe:
     lr_user: float
     negatives_per_positive: int
     loss_reduction: str = "mean"
+    personal_lambda: Optional[float] = None  # Ditto: also train a personal dense part with this λ
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class LocalResult:
     row_owner: np.ndarray
     item_deltas: dict[str, np.ndarray]
     dense_deltas: dict[str, np.ndarray]
+    # Cali3F delegates add their pass at the cluster model and their user-vector change (eq. 4).
+    cluster_dense_deltas: Optional[dict[str, np.ndarray]] = None
+    user_deltas: Optional[dict[str, np.ndarray]] = None
 
 
 def padded_length(n: np.ndarray) -> np.ndarray:
@@ -77,11 +83,16 @@ def train_local(
     seed: int,
     round_index: int,
     positive_keys: np.ndarray | None = None,
+    client_dense: Optional[dict[str, np.ndarray]] = None,
+    prox_lambda: float = 0.0,
 ) -> tuple[LocalResult, dict[str, np.ndarray]]:
     """Train clients ``clients`` (C,), whose positives are ``pos_items[pos_indptr[c]:pos_indptr[c+1]]``
     and whose private vectors are ``users[table]`` (C, d), from ``global_params``.
     ``positive_keys``: sorted ``client * n_items + item`` of (at least) these clients' positives,
     when the caller keeps them precomputed.
+    ``client_dense[name]`` (C, *shape): each client's own starting dense part (a Cali3F cluster
+    model, a Ditto personal model) instead of the global one; ``prox_lambda`` adds Ditto's
+    λ(v − w) to the dense gradient, w the global dense part.
 
     Returns the uploadable result and the clients' new private vectors (C, d) per table."""
     n_items = spec.n_items
@@ -124,24 +135,31 @@ def train_local(
 
     if spec.kind == "gmf":
         part = _train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slot_global, sample_label,
-                               slot_owner, slot_item, n_total, by_slot, np.flatnonzero(first_of_slot))
+                               slot_owner, slot_item, n_total, by_slot, np.flatnonzero(first_of_slot), client_dense,
+                               prox_lambda)
         return _assemble(spec, clients, n_pos, [part])
 
     lengths = padded_length(n_total)
     parts = []
     for length in np.unique(lengths):
-        members = np.flatnonzero(lengths == length)
-        parts.append(
-            _train_group(
-                spec, recipe, global_params, users, members, int(length),
-                sample_start, n_total, sample_slot, sample_label, slot_start, n_slots, slot_item,
-            )
-        )
+        for batch, n_real in fixed_size_batches(np.flatnonzero(lengths == length)):
+            part = _train_group(spec, recipe, global_params, users, batch, int(length), sample_start, n_total,
+                                sample_slot, sample_label, slot_start, n_slots, slot_item, client_dense, prox_lambda)
+            parts.append(_real_clients(part, n_real))
     return _assemble(spec, clients, n_pos, parts)
 
 
+def _real_clients(part: tuple, n_real: int) -> tuple:
+    """A batch's results without the padding copies (the batch's positions ≥ n_real)."""
+    members, first_loss, slot_row, items, item_deltas, dense_deltas, new_users = part
+    rows = slot_row < n_real
+    return (members[:n_real], first_loss[:n_real], slot_row[rows], items[rows],
+            {t: v[rows] for t, v in item_deltas.items()}, {n: v[:n_real] for n, v in dense_deltas.items()},
+            {t: v[:n_real] for t, v in new_users.items()})
+
+
 def _train_group(spec, recipe, global_params, users, members, length, sample_start, n_total, sample_slot,
-                 sample_label, slot_start, n_slots, slot_item):
+                 sample_label, slot_start, n_slots, slot_item, client_dense=None, prox_lambda=0.0):
     c = len(members)
     max_slots = int(n_slots[members].max())
     row = np.repeat(np.arange(c), n_total[members])
@@ -162,9 +180,13 @@ def _train_group(spec, recipe, global_params, users, members, length, sample_sta
 
     index = torch.from_numpy(local_items)
     items0 = {t: torch.from_numpy(global_params[t])[index] for t in spec.item_tables}
-    dense0 = {n: torch.from_numpy(global_params[n]) for n in spec.dense_shapes()}
+    anchor = {n: torch.from_numpy(global_params[n]) for n in spec.dense_shapes()}
+    if client_dense is None:
+        dense0 = {n: v.unsqueeze(0).expand(c, *v.shape) for n, v in anchor.items()}
+    else:
+        dense0 = {n: torch.from_numpy(np.ascontiguousarray(client_dense[n][members])) for n in spec.dense_shapes()}
     items = {t: v.clone().requires_grad_() for t, v in items0.items()}
-    dense = {n: v.unsqueeze(0).expand(c, *v.shape).clone().requires_grad_() for n, v in dense0.items()}
+    dense = {n: v.clone().requires_grad_() for n, v in dense0.items()}
     user = {t: torch.from_numpy(users[t][members]).clone().requires_grad_() for t in spec.user_tables}
     slots_t, labels_t, mask_t = torch.from_numpy(slots), torch.from_numpy(labels), torch.from_numpy(mask)
     count = torch.from_numpy(n_total[members].astype(np.float32))
@@ -174,7 +196,7 @@ def _train_group(spec, recipe, global_params, users, members, length, sample_sta
         per_sample = F.binary_cross_entropy_with_logits(logits, labels_t, reduction="none") * mask_t
         return per_sample.sum(dim=1)
 
-    first_loss = _local_sgd(recipe, items, dense, user, per_client_loss, count)
+    first_loss = _local_sgd(recipe, items, dense, user, per_client_loss, count, anchor, prox_lambda)
 
     with torch.no_grad():
         valid = torch.from_numpy(slot_col)
@@ -185,9 +207,11 @@ def _train_group(spec, recipe, global_params, users, members, length, sample_sta
     return members, first_loss, slot_row, local_items[slot_row, slot_col], item_deltas, dense_deltas, new_users
 
 
-def _local_sgd(recipe: LocalRecipe, items: dict, dense: dict, user: dict, per_client_loss, count: torch.Tensor) -> np.ndarray:
+def _local_sgd(recipe: LocalRecipe, items: dict, dense: dict, user: dict, per_client_loss, count: torch.Tensor,
+               anchor: dict, prox_lambda: float) -> np.ndarray:
     """``recipe.epochs`` full-batch SGD steps, each parameter group at its own rate; returns the
-    clients' mean BCE before the first step (the loss of the global model on their data)."""
+    clients' mean BCE before the first step (the loss of the global model on their data).
+    ``prox_lambda`` > 0 adds λ(v − anchor) to every dense gradient (Ditto's personal step)."""
     groups = [(list(items.values()), recipe.lr_item), (list(dense.values()), recipe.lr_dense), (list(user.values()), recipe.lr_user)]
     flat = [p for params, _ in groups for p in params]
     rates = [lr for params, lr in groups for _ in params]
@@ -200,15 +224,19 @@ def _local_sgd(recipe: LocalRecipe, items: dict, dense: dict, user: dict, per_cl
             per_client = per_client / count
         # Each client's loss only touches its own slice, so the gradient of the sum is every
         # client's own gradient, computed in one backward pass.
-        grads = torch.autograd.grad(per_client.sum(), flat)
+        grads = list(torch.autograd.grad(per_client.sum(), flat))
         with torch.no_grad():
+            if prox_lambda:
+                n_items = len(items)
+                for k, (name, param) in enumerate(dense.items()):
+                    grads[n_items + k] = grads[n_items + k] + prox_lambda * (param - anchor[name])
             for param, grad, lr in zip(flat, grads, rates):
                 param.sub_(lr * grad)
     return first_loss
 
 
 def _train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slot, sample_label, slot_owner,
-                    slot_item, n_total, by_slot, slot_starts):
+                    slot_item, n_total, by_slot, slot_starts, client_dense=None, prox_lambda=0.0):
     """GMF needs no per-client matrices, so its samples stay in one flat array (sorted by client)
     and its gradients are written out by hand (tested against autograd):
 
@@ -221,8 +249,10 @@ def _train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slo
     n_clients = len(n_total)
     items = global_params["item_gmf"][slot_item].astype(np.float32)
     items0 = items.copy()
-    weight0 = np.broadcast_to(global_params["out.weight"], (n_clients, spec.dim)).astype(np.float32)
-    bias0 = np.broadcast_to(global_params["out.bias"], (n_clients, 1)).astype(np.float32)
+    source = global_params if client_dense is None else client_dense
+    weight0 = np.broadcast_to(source["out.weight"], (n_clients, spec.dim)).astype(np.float32)
+    bias0 = np.broadcast_to(source["out.bias"], (n_clients, 1)).astype(np.float32)
+    anchor_weight, anchor_bias = global_params["out.weight"], global_params["out.bias"]
     weight, bias = weight0.copy(), bias0.copy()
     user = users["user_gmf"].astype(np.float32, copy=True)
     client_starts = np.cumsum(n_total) - n_total
@@ -249,6 +279,9 @@ def _train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slo
         ev[:, -1] = e
         sums = np.add.reduceat(ev, client_starts, axis=0)
         grad_u, grad_h, grad_b = weight * sums[:, :-1], user * sums[:, :-1], sums[:, -1:]
+        if prox_lambda:
+            grad_h = grad_h + np.float32(prox_lambda) * (weight - anchor_weight)
+            grad_b = grad_b + np.float32(prox_lambda) * (bias - anchor_bias)
         items -= np.float32(recipe.lr_item) * grad_v
         user -= np.float32(recipe.lr_user) * grad_u
         weight -= np.float32(recipe.lr_dense) * grad_h

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Optional, Protocol
 
 import numpy as np
-import torch
 
+from cluster.fl import cali3f, ditto
 from cluster.fl.aggregation import fedavg, merge_results
 from cluster.fl.local_training import LocalResult
 from cluster.fl.records import evaluation_summary
-from cluster.models.ncf import NCFSpec, init_global
+from cluster.fl.worker_core import NCFSettings
+from cluster.models.ncf import NCFSpec, initial_params
 from cluster.tiers.optimizations import TierPlan
 
 
@@ -49,30 +50,43 @@ class ModelOps(Protocol):
                   tier_names: tuple[str, ...], split: str) -> dict[str, float]: ...
 
 
-def estimated_upload_bytes(spec: NCFSpec, samples: np.ndarray) -> np.ndarray:
-    """A client uploads the item rows it touched (at most its sample count) and the dense weights."""
-    return np.minimum(samples, spec.n_items) * spec.row_bytes() + spec.dense_bytes()
-
-
 @dataclass(frozen=True)
 class NCFOps:
-    """``samples`` are a client's positives; it trains on them plus ``negatives_per_positive`` each."""
+    """``samples`` are a client's positives; it trains on them plus ``negatives_per_positive`` each.
+    ``strategy`` (fedavg, cali3f, ditto) sets what a client computes, downloads and uploads."""
 
     spec: NCFSpec
     negatives_per_positive: int
+    strategy: str = "fedavg"
     metric_names: tuple[str, str] = ("hr10", "ndcg10")
 
     def init_params(self, seed: int) -> dict[str, np.ndarray]:
-        generator = torch.Generator().manual_seed(seed)
-        return {name: t.numpy().astype(np.float32) for name, t in init_global(self.spec, generator).items()}
+        return initial_params(self.spec, seed)
 
     def round_costs(self, clients: np.ndarray, tiers: np.ndarray, samples: np.ndarray, plan: TierPlan) -> RoundCosts:
+        """A client uploads the item rows it touched (at most its sample count) and the dense
+        weights. A Cali3F delegate also downloads its cluster's dense part and uploads its pass
+        at it and its user-vector change; Cali3F and Ditto clients train two models (two passes)."""
+        spec = self.spec
+        samples = np.asarray(samples, dtype=np.float64)
         work = samples * (1 + self.negatives_per_positive)
-        ones = np.ones(len(clients))
-        return RoundCosts(work, ones * self.spec.model_bytes(), estimated_upload_bytes(self.spec, work), ones)
+        rows = np.minimum(work, spec.n_items)
+        dense_entries = spec.dense_bytes() // 4
+        entries = rows * len(spec.item_tables) * spec.dim + dense_entries
+        download = np.full(len(clients), float(spec.model_bytes()))
+        n_tensors = len(spec.item_tables) + len(spec.dense_shapes())
+        if self.strategy == "cali3f":
+            entries = entries + dense_entries + len(spec.user_tables) * spec.dim
+            download = download + spec.dense_bytes()
+            n_tensors += len(spec.dense_shapes()) + len(spec.user_tables)
+        passes = {"fedavg": 1.0, "cali3f": cali3f.COMPUTE_MULTIPLIER, "ditto": ditto.COMPUTE_MULTIPLIER}[self.strategy]
+        upload = plan.upload_bytes(tiers, entries, rows, n_tensors)
+        return RoundCosts(work * passes, download, upload, np.ones(len(clients)))
 
-    def client_settings(self, tiers: np.ndarray, plan: TierPlan) -> None:
-        return None  # NCF clients all train the same full model (compression is refused by the config)
+    def client_settings(self, tiers: np.ndarray, plan: TierPlan) -> Optional[NCFSettings]:
+        if plan.compression_level(tiers).any():
+            return NCFSettings(plan.kind, plan.compression_level(tiers), plan.rescale_pruned)
+        return None
 
     def merge(self, results: list[LocalResult]) -> LocalResult:
         return merge_results(results, self.spec)

@@ -1,10 +1,14 @@
 """What one client-worker actor does, as a plain class: it holds many simulated clients — their
 training data, held-out candidates and private user vectors — and trains or evaluates any
-subset of them in one batched call. The private vectors never leave this object."""
+subset of them in one batched call. The private vectors never leave this object.
+
+Under Cali3F a delegate trains twice, at the global model and at its cluster's model, and the
+worker runs the device halves of eq. 4 and of re-clustering (``cluster/fl/cali3f.py``,
+``clustering.py``). Under Ditto it also keeps every client's personal dense part."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -12,9 +16,12 @@ import numpy as np
 import torch
 
 from cluster.atomic import write_npz
+from cluster.fl.cali3f import subordinate_user_update
+from cluster.fl.clustering import assign_clusters, fixed_point_sums
 from cluster.fl.local_training import LocalRecipe, LocalResult, train_local
 from cluster.fl.metrics import rank_metrics
-from cluster.models.ncf import NCFSpec, retrieval_queries, score_candidates
+from cluster.fl.ncf_upload import compress_ncf_upload
+from cluster.models.ncf import NCFSpec, initial_params, retrieval_queries, score_candidates
 
 EVAL_CHUNK = 4096
 
@@ -45,6 +52,27 @@ class ClientShard:
             return cls(f["clients"], f["indptr"], f["items"], f["test_clients"], f["test_candidates"], users0)
 
 
+@dataclass(frozen=True)
+class NCFSettings:
+    """What the server sends with a round's clients (C,): their upload compression (RF²) and,
+    under Cali3F, each one's cluster ``cluster_of`` (C,) with the cluster models' dense parts
+    ``cluster_dense[name]`` (P, *shape)."""
+
+    kind: str = "none"
+    levels: Optional[np.ndarray] = None
+    rescale_pruned: bool = False
+    cluster_of: Optional[np.ndarray] = None
+    cluster_dense: Optional[dict[str, np.ndarray]] = None
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """Cali3F's clusters as the server holds them: labels (n_users,), dense parts (P, *shape)."""
+
+    labels: np.ndarray
+    dense: dict[str, np.ndarray]
+
+
 def held_positions(held: np.ndarray, clients: np.ndarray) -> np.ndarray:
     """Positions of ``clients`` in a worker's ascending ``held`` ids; KeyError naming any it lacks."""
     positions = np.minimum(np.searchsorted(held, clients), len(held) - 1)
@@ -64,6 +92,11 @@ class ClientWorkerCore:
         self._test_rows = self._rows(shard.test_clients)
         owners = np.repeat(shard.clients, np.diff(shard.indptr))
         self._positive_keys = np.unique(owners * spec.n_items + shard.items)  # negatives avoid these
+        # Ditto: every client's personal dense part starts at w⁰, as the server's model does.
+        self.personal = None
+        if recipe.personal_lambda is not None:
+            start = initial_params(spec, seed)
+            self.personal = {n: np.repeat(start[n][None], self.n_clients, axis=0) for n in spec.dense_shapes()}
 
     def _rows(self, clients: np.ndarray) -> np.ndarray:
         return held_positions(self.shard.clients, clients)
@@ -72,7 +105,8 @@ class ClientWorkerCore:
     def n_clients(self) -> int:
         return len(self.shard.clients)
 
-    def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray]) -> LocalResult:
+    def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray],
+              settings: Optional[NCFSettings] = None) -> LocalResult:
         clients = np.asarray(clients, dtype=np.int64)
         rows = self._rows(clients)
         starts, ends = self.shard.indptr[rows], self.shard.indptr[rows + 1]
@@ -80,17 +114,75 @@ class ClientWorkerCore:
         indptr = np.r_[0, np.cumsum(lengths)]
         pos = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
         users = {t: v[rows] for t, v in self.users.items()}
-        result, new_users = train_local(
-            self.spec, self.recipe, params, users, clients, indptr, self.shard.items[pos], self.seed, round_index,
-            positive_keys=self._positive_keys,
-        )
+
+        def local(recipe: LocalRecipe, user_start: dict, **options) -> tuple[LocalResult, dict]:
+            return train_local(self.spec, recipe, params, user_start, clients, indptr, self.shard.items[pos], self.seed,
+                               round_index, positive_keys=self._positive_keys, **options)
+
+        result, new_users = local(self.recipe, users)
+        if settings is not None and settings.cluster_of is not None:
+            # Cali3F delegate: its pass at w feeds the global dense part; its pass at its cluster's
+            # model gives CaliUp's gradient, and the item and user updates that serve it.
+            at_cluster, new_users = local(self.recipe, users, client_dense={
+                n: v[settings.cluster_of] for n, v in settings.cluster_dense.items()})
+            result = replace(at_cluster, loss=result.loss, dense_deltas=result.dense_deltas,
+                             cluster_dense_deltas=at_cluster.dense_deltas,
+                             user_deltas={t: new_users[t] - users[t] for t in users})
+        if self.personal is not None:
+            # Ditto: the personal dense part steps toward the client's data and w, with the item
+            # rows and the user vector it is used with (the latter just trained) held fixed.
+            personal = {n: v[rows] for n, v in self.personal.items()}
+            frozen = replace(self.recipe, lr_item=0.0, lr_user=0.0)
+            stepped, _ = local(frozen, new_users, client_dense=personal, prox_lambda=self.recipe.personal_lambda)
+            for name, delta in stepped.dense_deltas.items():
+                self.personal[name][rows] = personal[name] + delta
         for table, vectors in new_users.items():
             self.users[table][rows] = vectors
+        if settings is not None and settings.levels is not None:
+            result = compress_ncf_upload(result, settings.kind, settings.levels, self.seed, round_index,
+                                         settings.rescale_pruned)
         return result
 
-    def evaluate(self, params: dict[str, np.ndarray], k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # ------------------------------------------------------------------ Cali3F device halves
+    def shift_subordinates(self, delegates: np.ndarray, labels: np.ndarray, mean_update: dict[str, np.ndarray],
+                           discount: float) -> None:
+        """Eq. 4 on the device: every client here that was not a delegate this round moves its
+        user vectors by ``discount`` × its cluster's ``mean_update[table]`` (P, d)."""
+        rows = np.flatnonzero(~np.isin(self.shard.clients, delegates))
+        cluster_of = labels[self.shard.clients[rows]]
+        for table, update in mean_update.items():
+            self.users[table][rows] = subordinate_user_update(self.users[table][rows], cluster_of, update, discount)
+
+    def _user_matrix(self) -> np.ndarray:
+        return np.concatenate([self.users[t] for t in self.spec.user_tables], axis=1)
+
+    def cluster_sums(self, n_clusters: int, centroids: Optional[np.ndarray] = None,
+                     labels: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        """This worker's share of a Lloyd step: fixed-point sums (P, f) and counts (P,) of its
+        clients' user vectors per cluster, clusters given (``labels`` (n_users,)) or nearest to
+        ``centroids`` (P, f)."""
+        users = self._user_matrix()
+        mine = labels[self.shard.clients] if labels is not None else assign_clusters(users, centroids)
+        return fixed_point_sums(users, mine, n_clusters)
+
+    def assign_clusters(self, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(clients, nearest centroid of each): what each device reports after re-clustering."""
+        return self.shard.clients, assign_clusters(self._user_matrix(), centroids)
+
+    def _client_dense(self, rows: np.ndarray, clusters: Optional[ClusterView]) -> Optional[dict[str, np.ndarray]]:
+        """The dense part each client at ``rows`` is served with: personal (Ditto), its
+        cluster's (Cali3F), or None (the global one)."""
+        if self.personal is not None:
+            return {n: v[rows] for n, v in self.personal.items()}
+        if clusters is not None:
+            cluster_of = clusters.labels[self.shard.clients[rows]]
+            return {n: v[cluster_of] for n, v in clusters.dense.items()}
+        return None
+
+    def evaluate(self, params: dict[str, np.ndarray], k: int = 10,
+                 clusters: Optional[ClusterView] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(test_clients, HR@k, NDCG@k) of this worker's held-out clients under ``params`` and
-        each client's own private vector."""
+        each client's own private vector (and its personal or cluster dense part)."""
         torch_params = {n: torch.from_numpy(v) for n, v in params.items()}
         hits, ndcgs = [], []
         with torch.no_grad():
@@ -98,20 +190,25 @@ class ClientWorkerCore:
                 rows = self._test_rows[lo : lo + EVAL_CHUNK]
                 users = {t: torch.from_numpy(v[rows]) for t, v in self.users.items()}
                 candidates = torch.from_numpy(self.shard.test_candidates[lo : lo + EVAL_CHUNK].astype(np.int64))
-                scores = score_candidates(self.spec, torch_params, users, candidates).numpy()
+                own = self._client_dense(rows, clusters)
+                own_t = None if own is None else {n: torch.from_numpy(np.ascontiguousarray(v)) for n, v in own.items()}
+                scores = score_candidates(self.spec, torch_params, users, candidates, own_t).numpy()
                 hit, ndcg = rank_metrics(scores, k)
                 hits.append(hit)
                 ndcgs.append(ndcg)
         cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0)  # noqa: E731
         return self.shard.test_clients, cat(hits), cat(ndcgs)
 
-    def retrieval_queries(self, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def retrieval_queries(self, params: dict[str, np.ndarray],
+                          clusters: Optional[ClusterView] = None) -> tuple[np.ndarray, np.ndarray]:
         """(clients, query vectors) for the retriever: what each phone would send with a request."""
-        return self.shard.clients, retrieval_queries(self.spec, params, self.users)
+        own = self._client_dense(np.arange(self.n_clients), clusters)
+        return self.shard.clients, retrieval_queries(self.spec, params, self.users, own)
 
     def save(self, path: Path, round_index: int) -> None:
-        """The clients' private vectors, as a phone would keep them on its own storage."""
-        write_npz(path, clients=self.shard.clients, round_index=np.int64(round_index), **self.users)
+        """The clients' private vectors (and Ditto personal models), as a phone would keep them."""
+        personal = {f"personal.{n}": v for n, v in (self.personal or {}).items()}
+        write_npz(path, clients=self.shard.clients, round_index=np.int64(round_index), **self.users, **personal)
 
     def restore(self, paths: list[Path]) -> Optional[int]:
         """Load this worker's clients' vectors from any saved files (whatever worker wrote them);
@@ -124,5 +221,7 @@ class ClientWorkerCore:
                 rows = self._rows(clients[mine])
                 for table in self.users:
                     self.users[table][rows] = saved[table][mine]
+                for name in self.personal or {}:
+                    self.personal[name][rows] = saved[f"personal.{name}"][mine]
                 saved_round = int(saved["round_index"])
         return saved_round

@@ -91,6 +91,12 @@ def init_global(spec: NCFSpec, generator: torch.Generator) -> dict[str, torch.Te
     return params
 
 
+def initial_params(spec: NCFSpec, seed: int) -> dict[str, np.ndarray]:
+    """The global model w⁰ of a run: the server starts from it, and so do Ditto's personal models."""
+    generator = torch.Generator().manual_seed(seed)
+    return {name: t.numpy().astype(np.float32) for name, t in init_global(spec, generator).items()}
+
+
 def init_users(spec: NCFSpec, n_users: int, seed: int) -> dict[str, np.ndarray]:
     """Every client's starting user vector, the same whichever worker holds the client."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x05E7]))
@@ -136,10 +142,12 @@ def score_candidates(
     global_params: dict[str, torch.Tensor],
     users: dict[str, torch.Tensor],
     candidates: torch.Tensor,
+    client_dense: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Scores (N, K) of K candidate items for N clients under the global model."""
+    """Scores (N, K) of K candidate items for N clients under the global model, or with each
+    client's own dense part ``client_dense[name]`` (N, *shape) (a cluster or personal model)."""
     n_clients = candidates.shape[0]
-    dense = {
+    dense = client_dense if client_dense is not None else {
         name: global_params[name].unsqueeze(0).expand(n_clients, *global_params[name].shape)
         for name in spec.dense_shapes()
     }
@@ -148,10 +156,13 @@ def score_candidates(
     return batched_logits(spec, dense, users, items, slots)
 
 
-def retrieval_queries(spec: NCFSpec, global_params: dict[str, np.ndarray], users: dict[str, np.ndarray]) -> np.ndarray:
+def retrieval_queries(spec: NCFSpec, global_params: dict[str, np.ndarray], users: dict[str, np.ndarray],
+                      client_dense: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """Query vectors q_u (C, d) with ⟨q_u, item_gmf[i]⟩ = logit(u, i) − out.bias, so an
     inner-product index ranks items exactly as the model does. Only GMF is an inner-product
-    model: its logit is (u ⊙ h_i)·w + b = h_i·(u ⊙ w) + b. MLP and NeuMF have none."""
+    model: its logit is (u ⊙ h_i)·w + b = h_i·(u ⊙ w) + b. MLP and NeuMF have none.
+    ``client_dense``: each client's own h (C, d) where the strategy personalises it."""
     if spec.kind != "gmf":
         raise ValueError(f"retrieval needs an inner-product model (model.kind=gmf), not {spec.kind!r}")
-    return (users["user_gmf"] * global_params["out.weight"][None, :]).astype(np.float32)
+    weight = global_params["out.weight"][None, :] if client_dense is None else client_dense["out.weight"]
+    return (users["user_gmf"] * weight).astype(np.float32)

@@ -204,10 +204,13 @@ def test_clussamp_quotas_and_ineligible_clients():
     labels = np.array([0, 0, 0, 0, 1, 1, 2])
     eligible = np.array([True, True, True, True, True, False, False])
     sampler = ClusterSampler(labels, 3, eligible, np.random.default_rng(0))
-    # m = 4 over P = 3: 1 each, the remainder to the largest cluster; capped by eligible members.
-    assert sampler.quotas(4).tolist() == [2, 1, 0]
+    # m = 4 over P = 3: 1 each, the remainder to the largest cluster; capped by eligible members,
+    # and what cluster 2 (no eligible member) cannot take goes to the cluster with the most room.
+    assert sampler.quotas(4).tolist() == [3, 1, 0]
+    assert sampler.quotas(3).tolist() == [2, 1, 0]
+    assert sampler.quotas(9).tolist() == [4, 1, 0]  # no more eligible clients than that
     r = sampler.draw(4)
-    assert np.bincount(r.delegate_cluster, minlength=3).tolist() == [2, 1, 0]
+    assert np.bincount(r.delegate_cluster, minlength=3).tolist() == [3, 1, 0]
     assert 5 not in r.delegates and 6 not in r.delegates
     assert {5, 6} <= set(r.subordinates.tolist())
     with pytest.raises(ValueError):

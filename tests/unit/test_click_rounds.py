@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cluster.fl.inprocess import click_rounds
+from cluster.fl.inprocess import train_rounds
 from configs import load_config
 from configs.presets import RF2_CONFIGURATIONS
 from jobs.fl_sim import build
@@ -23,7 +23,7 @@ def _rounds(tmp_path: Path, workers_per_tier: int, kind: str, preset: str, round
         "fl.server_lr=0.1", f"fl.workers_per_tier={workers_per_tier}", f"data.cache_dir={tmp_path / 'cache'}", *extra,
     ])
     exp = build(cfg)
-    server, _, _ = click_rounds(exp)
+    server, _, _ = train_rounds(exp)
     return server.params, exp.ops.init_params(cfg.seed)
 
 

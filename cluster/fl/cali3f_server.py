@@ -1,0 +1,127 @@
+"""The server side of Cali3F over rounds (Zhu et al. 2022, Algorithm 1): it holds the clusters
+and their dense parts, picks each round's delegates (ClusSamp), applies CaliUp and FastAgg to
+what they upload, has the subordinates' devices apply eq. 4, and re-clusters every k rounds.
+
+The maths is in ``cali3f.py`` and ``clustering.py``; this class only keeps state and calls the
+workers' device halves through a ``WorkerPool`` (actors or in-process cores alike).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Optional, Protocol
+
+import numpy as np
+
+from cluster.fl.cali3f import (
+    cali_update,
+    cluster_gradients,
+    cluster_mean_update,
+    fastagg_item_deltas,
+    init_cluster_models,
+    pseudo_gradient,
+)
+from cluster.fl.clustering import FIXED_POINT_SCALE, ClusterSampler, clus_avg, cluster_metadata, update_centroids
+from cluster.fl.local_training import LocalResult
+from cluster.fl.worker_core import ClusterView, NCFSettings
+from cluster.models.ncf import NCFSpec
+from cluster.rng import stream
+from configs.schema import StrategyConfig
+
+
+class WorkerPool(Protocol):
+    def broadcast(self, method: str, *args) -> list:
+        """``method(*args)`` on every client worker; the results of those that answered."""
+
+
+class Cali3FServer:
+    """labels come from K-means on ``metadata`` (n_users, f) at the start; ``eligible`` (n,)
+    clients may be delegates; ``train_samples`` (n,) weigh ClusAvg; ``dense0`` is w⁰'s dense part."""
+
+    def __init__(self, cfg: StrategyConfig, spec: NCFSpec, metadata: np.ndarray, eligible: np.ndarray,
+                 train_samples: np.ndarray, dense0: dict[str, np.ndarray], client_lr: float, seed: int):
+        self.cfg = cfg
+        self.spec = spec
+        self.n_clusters = cfg.n_clusters
+        self.train_samples = np.asarray(train_samples, dtype=np.float64)
+        self.client_lr = client_lr
+        self.cluster_lr = cfg.cluster_lr if cfg.cluster_lr is not None else client_lr
+        labels = cluster_metadata(metadata, cfg.n_clusters, seed)
+        self.sampler = ClusterSampler(labels, cfg.n_clusters, eligible, stream(seed, "cali3f-delegates"))
+        self.models = init_cluster_models(dense0, cfg.n_clusters)
+        self.centroids: Optional[np.ndarray] = None
+        self._pending: Optional[tuple[np.ndarray, dict[str, np.ndarray]]] = None
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.sampler.labels
+
+    def draw(self, k: int) -> np.ndarray:
+        """About k delegates, k/P per cluster round-robin (ascending ids)."""
+        return self.sampler.draw(k).delegates
+
+    def settings(self, clients: np.ndarray, base: Optional[NCFSettings]) -> NCFSettings:
+        return replace(base or NCFSettings(), cluster_of=self.labels[clients], cluster_dense=self.models)
+
+    def view(self) -> ClusterView:
+        return ClusterView(self.labels.copy(), self.models)
+
+    def apply(self, merged: LocalResult, global_dense: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """CaliUp on the cluster models from the delegates' passes at them (``global_dense``: w
+        the delegates trained at); queues eq. 4's per-cluster mean user update; returns FastAgg's
+        item update (eq. 5), to add as is."""
+        if merged.cluster_dense_deltas is None or merged.user_deltas is None:
+            raise ValueError("Cali3F needs the delegates' cluster-model pass and user-vector change in their uploads")
+        cluster_of = self.labels[merged.clients]
+        grads = cluster_gradients(pseudo_gradient(merged.cluster_dense_deltas, self.client_lr), merged.n_samples,
+                                  cluster_of, self.n_clusters)
+        self.models = cali_update(self.models, global_dense, grads, self.cluster_lr, self.cfg.phi)
+        means = {t: cluster_mean_update(d, cluster_of, self.n_clusters) for t, d in merged.user_deltas.items()}
+        self._pending = (merged.clients, means)
+        return fastagg_item_deltas(merged, self.spec)
+
+    def after_round(self, pool: WorkerPool, rounds_done: int) -> dict:
+        """Eq. 4 on the subordinates' devices, then re-clustering when due; returns record fields."""
+        if self._pending is not None:
+            delegates, means = self._pending
+            pool.broadcast("shift_subordinates", delegates, self.labels, means, self.cfg.discount)
+            self._pending = None
+        every = self.cfg.recluster_every
+        moved = self.recluster(pool) if every and rounds_done % every == 0 else 0
+        sizes = np.bincount(self.labels, minlength=self.n_clusters)
+        return {"reclustered_clients": moved, "cluster_size_min": int(sizes.min()), "cluster_size_max": int(sizes.max())}
+
+    def recluster(self, pool: WorkerPool) -> int:
+        """Federated K-means on the user vectors from the current clusters' centroids, then
+        ClusAvg; returns how many clients changed cluster."""
+        p = self.n_clusters
+        if self.centroids is None:
+            sums, counts = _total(pool.broadcast("cluster_sums", p, None, self.labels))
+            overall = np.broadcast_to(sums.sum(axis=0) / max(1, counts.sum()), sums.shape)
+            self.centroids = update_centroids(sums, counts, overall)
+        for _ in range(self.cfg.recluster_iterations):
+            sums, counts = _total(pool.broadcast("cluster_sums", p, self.centroids, None))
+            self.centroids = update_centroids(sums, counts, self.centroids)
+        new_labels = self.labels.copy()
+        for clients, labels in pool.broadcast("assign_clusters", self.centroids):
+            new_labels[clients] = labels  # a worker that did not answer keeps its clients' clusters
+        moved = int((new_labels != self.labels).sum())
+        self.models = clus_avg(self.models, self.labels, new_labels, self.train_samples)
+        self.sampler.relabel(new_labels)
+        return moved
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict(), "models": {n: v.copy() for n, v in self.models.items()},
+                "centroids": None if self.centroids is None else self.centroids.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+        self.models = {n: np.array(v) for n, v in state["models"].items()}
+        self.centroids = None if state["centroids"] is None else np.array(state["centroids"])
+
+
+def _total(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster sums (float, decoded) and counts added over workers (exactly: fixed point)."""
+    if not parts:
+        raise RuntimeError("no client worker answered the re-clustering step")
+    return sum(s for s, _ in parts).astype(np.float64) / FIXED_POINT_SCALE, sum(c for _, c in parts)
