@@ -1,4 +1,4 @@
-"""Experiment grids over click-model configs (jobs/rf2_matrix.py, jobs/ceag_compare.py): each cell
+"""Experiment grids (jobs/rf2_matrix.py, jobs/ceag_compare.py, jobs/cali3f_compare.py): each cell
 is one Ray task running the aggregator's round loop in process (``cluster/fl/inprocess.py``, bit-
 identical to an actor run of the same config), as many at once as the cluster has CPUs. A cell's
 results land in ``<out>/cells/<name>.parquet`` (per tier) and ``<name>.rounds.parquet`` (per
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pandas as pd
 import pyarrow as pa
@@ -77,8 +77,10 @@ def _finished(cell: Cell) -> Optional[tuple[pd.DataFrame, pd.DataFrame]]:
 
 
 def run_cells(cells: list[Cell], parallel: Optional[int], address: Optional[str],
-              quiet: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All ``cells`` (finished ones read back), as (per-tier rows, per-round rows)."""
+              quiet: bool = False, cell_fn: Callable[[dict, str], tuple[list[dict], list[dict]]] = cell_results,
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All ``cells`` (finished ones read back), as (result rows, per-round rows); ``cell_fn``
+    (config dict, label) → (rows, round rows) runs one cell in a task (default: a click model's)."""
     import ray
     from tqdm import tqdm
 
@@ -96,7 +98,7 @@ def run_cells(cells: list[Cell], parallel: Optional[int], address: Optional[str]
         started = init_ray(address=address)
         try:
             slots = parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
-            task = ray.remote(num_cpus=1)(cell_results)
+            task = ray.remote(num_cpus=1)(cell_fn)
             pending, queue = {}, list(todo)
             with tqdm(total=len(todo), desc="cells", disable=quiet) as progress:
                 while queue or pending:

@@ -154,7 +154,11 @@ class ClientWorkerCore:
             self.users[table][rows] = subordinate_user_update(self.users[table][rows], cluster_of, update, discount)
 
     def _user_matrix(self) -> np.ndarray:
-        return np.concatenate([self.users[t] for t in self.spec.user_tables], axis=1)
+        users = np.concatenate([self.users[t] for t in self.spec.user_tables], axis=1)
+        if not np.isfinite(users).all():
+            raise FloatingPointError("user vectors diverged (NaN or inf), so they cannot be clustered; "
+                                     "lower the learning rates (fl.client_lr, fl.item_lr_scale, fl.user_lr_scale)")
+        return users
 
     def cluster_sums(self, n_clusters: int, centroids: Optional[np.ndarray] = None,
                      labels: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:

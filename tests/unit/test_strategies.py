@@ -65,9 +65,8 @@ def test_ditto_global_model_is_fedavgs_and_costs_twice_the_compute(tmp_path: Pat
 
 def test_ditto_personal_step_is_the_proximal_sgd_step(tmp_path: Path):
     """One local epoch: v ← v − η(∇F(v) + λ(v − w)) = (plain step from v) − ηλ(v − w)."""
-    from cluster.fl.local_training import train_local
-
     from cluster.fl.inprocess import build_cores
+    from cluster.fl.local_training import train_local
 
     exp = build(_cfg(tmp_path, "ditto", kind="neumf"))
     core = build_cores(exp)[0]
@@ -105,7 +104,12 @@ def test_cali3f_round_wiring(tmp_path: Path):
     """One round by hand: items move by FastAgg exactly, the global dense part by FedAvg of the
     delegates' passes at w, every cluster model by CaliUp, subordinates by eq. 4, delegates not."""
     from cluster.fl.aggregation import fedavg
-    from cluster.fl.cali3f import cali_update, cluster_gradients, cluster_mean_update, pseudo_gradient
+    from cluster.fl.cali3f import (
+        cali_update,
+        cluster_gradients,
+        cluster_mean_update,
+        pseudo_gradient,
+    )
     from cluster.fl.inprocess import build_cores
     from cluster.fl.server_core import FederatedServer
 

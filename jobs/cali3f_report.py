@@ -1,0 +1,78 @@
+"""Tables and figures of jobs/cali3f_compare.py: accuracy, fairness (std of per-client NDCG@10,
+Cali3F Definition 1) and convergence (rounds and simulated time to come within 5 % of a run's
+best NDCG@10), beside the Cali3F paper's figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from jobs.plotting import pyplot, save_figure
+
+# Zhu et al. 2022: Table II (ML-100K, HR@10 / NDCG@10) and Table III (ML-1M, std of NDCG@10).
+PAPER_ML100K = {("neumf", "cali3f"): (0.71, 0.40), ("neumf", "fedavg"): (0.70, 0.36)}
+PAPER_FAIRNESS_ML1M = {"fedavg": 0.38, "ditto": 0.33, "cali3f": 0.33}
+PAPER_TIME_RATIO = 0.32  # Cali3F's time to within 5 % of its best, over FedAvg's
+TOLERANCE = 0.05
+
+
+def time_to_within(rounds: pd.DataFrame, metric: str = "ndcg10", tolerance: float = TOLERANCE) -> pd.Series:
+    """For one run's evaluated rounds (round, sim_time_s, metric): the best value, and the first
+    round and simulated time at which the metric reached (1 − tolerance) × that best."""
+    evaluated = rounds.dropna(subset=[metric]).sort_values("round")
+    if evaluated.empty:
+        return pd.Series({"best": np.nan, "rounds_to_5pct": np.nan, "sim_s_to_5pct": np.nan})
+    best = float(evaluated[metric].max())
+    first = evaluated[evaluated[metric] >= (1.0 - tolerance) * best].iloc[0]
+    return pd.Series({"best": best, "rounds_to_5pct": int(first["round"]), "sim_s_to_5pct": float(first["sim_time_s"])})
+
+
+def comparison_table(results: pd.DataFrame, rounds: pd.DataFrame) -> pd.DataFrame:
+    """One row per model × strategy (mean over seeds): final HR/NDCG, fairness std, best NDCG,
+    rounds and simulated time to within 5 % of it, that time over FedAvg's (same model)."""
+    keys = ["model", "strategy", "seed"]
+    speed = rounds.groupby(keys).apply(time_to_within, include_groups=False).reset_index()
+    table = results.merge(speed, on=keys).groupby(["model", "strategy"], sort=False).mean(numeric_only=True).reset_index()
+    fedavg_time = table[table["strategy"] == "fedavg"].set_index("model")["sim_s_to_5pct"]
+    table["time_vs_fedavg"] = table["sim_s_to_5pct"] / table["model"].map(fedavg_time)
+    return table.drop(columns=["seed"])
+
+
+def comparison_markdown(table: pd.DataFrame) -> str:
+    lines = [
+        "| model | strategy | HR@10 | NDCG@10 | std NDCG@10 (fairness) | best NDCG@10 | rounds to 5 % | sim s to 5 % "
+        "| time vs FedAvg | paper HR / NDCG (ML-100K) | paper std (ML-1M) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in table.itertuples():
+        paper = PAPER_ML100K.get((row.model, row.strategy))
+        paper_acc = f"{paper[0]:.2f} / {paper[1]:.2f}" if paper else "–"
+        paper_std = f"{PAPER_FAIRNESS_ML1M[row.strategy]:.2f}" if row.model == "neumf" else "–"
+        lines.append(
+            f"| {row.model} | {row.strategy} | {row.hr10:.4f} | {row.ndcg10:.4f} | {row.ndcg10_std:.4f} | {row.best:.4f} "
+            f"| {row.rounds_to_5pct:.0f} | {row.sim_s_to_5pct:.0f} | {row.time_vs_fedavg:.2f} | {paper_acc} | {paper_std} |")
+    lines.append(f"\nPaper: Cali3F reaches within 5 % of its best in {PAPER_TIME_RATIO}× FedAvg's time.")
+    return "\n".join(lines) + "\n"
+
+
+def plot_convergence(rounds: pd.DataFrame, path: Path) -> None:
+    """NDCG@10 per round (top) and per simulated hour (bottom), one column per model."""
+    plt = pyplot()
+    models = list(dict.fromkeys(rounds["model"]))
+    fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 6.4), squeeze=False, sharey=True)
+    evaluated = rounds.dropna(subset=["ndcg10"])
+    for col, model in enumerate(models):
+        for strategy, part in evaluated[evaluated["model"] == model].groupby("strategy", sort=False):
+            mean = part.groupby("round")[["ndcg10", "sim_time_s"]].mean().reset_index()
+            axes[0, col].plot(mean["round"], mean["ndcg10"], label=strategy)
+            axes[1, col].plot(mean["sim_time_s"] / 3600, mean["ndcg10"], label=strategy)
+        axes[0, col].set_title(model)
+        axes[0, col].set_xlabel("round")
+        axes[1, col].set_xlabel("simulated hours")
+    axes[0, 0].set_ylabel("NDCG@10")
+    axes[1, 0].set_ylabel("NDCG@10")
+    axes[0, 0].legend()
+    fig.suptitle("Convergence on ML-100K: FedAvg, Ditto, Cali3F")
+    save_figure(fig, path)
