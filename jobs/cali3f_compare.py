@@ -33,18 +33,27 @@ from jobs.grid import Cell, run_cells
 
 MODELS = ("gmf", "mlp", "neumf")
 STRATEGIES = ("fedavg", "ditto", "cali3f")
-# FedAvg's NCF recipe scales the item-embedding rate ×100 because FedAvg divides an item's update
-# by the samples of every client in the round, most of whom never touched it. FastAgg averages an
-# item only over the delegates that changed it (eq. 5), so ×100 makes it diverge (×10 gave NaN in
-# 200 rounds of GMF); ×1 was the best of ×1 / ×3 / ×10 (README, "Cali3F").
-STRATEGY_SETTINGS = {"fedavg": {}, "ditto": {}, "cali3f": {"item_lr_scale": 1.0}}
+# The base config's rates are the NCF recipe found for GMF under FedAvg (README, "Finding a recipe
+# that learns"). Two cells need other rates, set here so every method of a model shares them:
+# - MLP's dense part oscillates and collapses at the recipe's dense rate 3 under every method
+#   (README, "Cali3F and Ditto"), so MLP cells train it at 1, item and user rates unchanged;
+# - FastAgg (Cali3F eq. 5) averages an item only over the delegates that changed it, while FedAvg
+#   divides it by the samples of every client in the round — the reason the recipe scales the
+#   item rate ×100. Cali3F cells drop that ×100 (×10 of it still diverged on GMF).
+DENSE_LR_DIVISOR = {"mlp": 3.0}
+ITEM_LR_DIVISOR = {"cali3f": 100.0}
 
 
 def cell_config(base: SimConfig, model: str, strategy: str, seed: int) -> SimConfig:
     data = base.model_dump(mode="json")
+    fl = data["fl"]
+    item_lr = fl["client_lr"] * fl["item_lr_scale"] / ITEM_LR_DIVISOR.get(strategy, 1.0)
+    user_lr = fl["client_lr"] * fl["user_lr_scale"]
+    dense_lr = fl["client_lr"] / DENSE_LR_DIVISOR.get(model, 1.0)
     data["seed"] = seed
     data["model"] = {**data["model"], "kind": model}
-    data["fl"] = {**data["fl"], **STRATEGY_SETTINGS[strategy], "strategy": strategy}
+    data["fl"] = {**fl, "strategy": strategy, "client_lr": dense_lr, "item_lr_scale": item_lr / dense_lr,
+                  "user_lr_scale": user_lr / dense_lr}
     return SimConfig.model_validate(data)
 
 

@@ -35,6 +35,8 @@ def comparison_table(results: pd.DataFrame, rounds: pd.DataFrame) -> pd.DataFram
     keys = ["model", "strategy", "seed"]
     speed = rounds.groupby(keys).apply(time_to_within, include_groups=False).reset_index()
     table = results.merge(speed, on=keys).groupby(["model", "strategy"], sort=False).mean(numeric_only=True).reset_index()
+    order = {name: i for i, name in enumerate(("gmf", "mlp", "neumf", "fedavg", "ditto", "cali3f"))}
+    table = table.sort_values(["model", "strategy"], key=lambda column: column.map(order), kind="stable")
     fedavg_time = table[table["strategy"] == "fedavg"].set_index("model")["sim_s_to_5pct"]
     table["time_vs_fedavg"] = table["sim_s_to_5pct"] / table["model"].map(fedavg_time)
     return table.drop(columns=["seed"])

@@ -12,6 +12,7 @@ import ray
 from ray import serve
 
 from configs import SimConfig
+from serve.models import RetrieveResponse
 from serve.retriever import FairRetriever
 
 N_ITEMS, DIM, N_GROUPS, MAX_K, PREFIX = 300, 8, 3, 20, "http-"
@@ -36,6 +37,8 @@ def test_retrieve_by_user_and_by_vector(base_url):
         answer = client.post("/retrieve", json={"user_id": 2, "k": 5})
         assert answer.status_code == 200, answer.text
         body = answer.json()
+        assert answer.headers["content-type"] == "application/json"
+        RetrieveResponse.model_validate(body)  # written by hand for speed: it must still match the documented schema
         assert len(body["items"]) == 5 and body["partial"] is False
         assert all(0 <= item["id"] < N_ITEMS for item in body["items"])
         assert {item["group"] for item in body["items"]} <= {"group-0", "group-1", "group-2"}
