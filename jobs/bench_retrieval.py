@@ -5,8 +5,10 @@
 (a) raw FAISS: one in-process index over every item (IndexFlatIP, or with ``--index ivf`` an
 IndexIVFFlat with the shards' nlist and nprobe), one thread; (b) the fair sharded
 search through the shard and dual-vector actors, no HTTP (one fan-out per batch of queries);
-(c) HTTP through Ray Serve at several concurrencies (the ingress batches concurrent requests).
-Prints queries per second, p50 and p99 latency, and (b)/(a) in the same run.
+(c) HTTP through Ray Serve at several concurrencies (the ingress batches concurrent requests),
+and (d) the floor under (c): a Serve deployment that parses the same body and answers at once,
+under the same proxy and load generator — no retrieval, so what it costs is Serve's and the
+machine's share. Prints queries per second, p50 and p99 latency, (b)/(a) and (c)/(d) in the same run.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def actors_path(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batch: int
 
 
 async def _http_load(url: str, users: np.ndarray, k: int, concurrency: int) -> tuple[list[float], float]:
+    """Closed-loop load: ``concurrency`` requests in flight, one per user in ``users``."""
     import httpx
 
     limit = asyncio.Semaphore(concurrency)
@@ -139,19 +142,27 @@ def http_path(cfg: SimConfig, n_users: int, k: int, concurrencies: list[int], re
     from ray import serve
 
     from cluster.ports import free_port
+    from serve.echo import RetrieveEcho
     from serve.retriever import FairRetriever
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(FairRetriever.bind(cfg, "bench-http-"), name="bench-retriever", route_prefix="/")
     rows = []
+    users = np.random.default_rng(0).integers(0, n_users, requests)
     try:
-        users = np.random.default_rng(0).integers(0, n_users, requests)
         for concurrency in concurrencies:
             latencies, wall = asyncio.run(_http_load(f"http://127.0.0.1:{port}", users, k, concurrency))
             rows.append(summarize(f"(c) HTTP via Serve, concurrency {concurrency}", latencies, len(users), wall))
-    finally:
         serve.delete("bench-retriever")
+        serve.run(RetrieveEcho.bind(), name="bench-echo", route_prefix="/")
+        for concurrency, row in zip(concurrencies, list(rows)):
+            latencies, wall = asyncio.run(_http_load(f"http://127.0.0.1:{port}", users, k, concurrency))
+            floor = summarize(f"(d) Serve floor (echo), concurrency {concurrency}", latencies, len(users), wall)
+            print(f"(c)/(d) at concurrency {concurrency}: throughput {row['qps'] / floor['qps']:.2f}, "
+                  f"p99 {row['p99_ms'] / floor['p99_ms']:.2f}", flush=True)
+            rows.append(floor)
+    finally:
         serve.shutdown()
     return rows
 
