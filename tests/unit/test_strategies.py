@@ -194,3 +194,27 @@ def test_cali3f_state_round_trips(tmp_path: Path):
     state["cali3f"] = None  # as a FedAvg run's checkpoint has it
     with pytest.raises(ValueError, match="no Cali3F state"):
         fresh.load_state_dict(state)
+
+
+def test_ncf_upload_compression_per_client_and_neutral_levels_exact(tmp_path: Path):
+    from cluster.fl.inprocess import build_cores
+    from cluster.fl.ncf_upload import compress_ncf_upload
+
+    exp = build(_cfg(tmp_path, "fedavg", kind="neumf"))
+    core = build_cores(exp)[0]
+    clients = core.shard.clients[:6]
+    result = core.train(0, clients, exp.ops.init_params(exp.cfg.seed))
+    levels = np.array([32, 2, 32, 4, 32, 2], dtype=float)  # 32 bits: sent as float32
+    packed = compress_ncf_upload(result, "quants", levels, seed=0, round_index=0)
+    for c in range(len(clients)):
+        rows = result.row_owner == c
+        same = np.array_equal(packed.dense_deltas["mlp.0.weight"][c], result.dense_deltas["mlp.0.weight"][c])
+        assert same == (levels[c] == 32)
+        assert np.array_equal(packed.item_deltas["item_mlp"][rows], result.item_deltas["item_mlp"][rows]) == (levels[c] == 32)
+        # QuantS at 2 bits: sign and one magnitude level, so each tensor holds at most {-m, 0, m}.
+        if levels[c] == 2:
+            assert len(np.unique(np.abs(packed.dense_deltas["mlp.0.weight"][c]))) <= 2
+    # A client's draws are its own: changing the others' levels leaves its upload as it was.
+    others = compress_ncf_upload(result, "quants", np.array([2, 2, 8, 8, 2, 8], dtype=float), seed=0, round_index=0)
+    for name in result.dense_deltas:
+        assert np.array_equal(others.dense_deltas[name][1], packed.dense_deltas[name][1]), name
