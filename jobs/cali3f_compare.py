@@ -29,7 +29,7 @@ import pyarrow as pa
 from cluster.data.parquet_io import write_table_atomic
 from configs import SimConfig, config_hash
 from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
-from jobs.grid import Cell, run_cells
+from jobs.grid import Cell, add_grid_arguments, run_cells
 
 MODELS = ("gmf", "mlp", "neumf")
 STRATEGIES = ("fedavg", "ditto", "cali3f")
@@ -110,10 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = config_parser(__doc__.splitlines()[0], default_config="configs/cali3f_ml100k.yaml")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--out", type=Path, help="output folder (default: <output_dir>/cali3f-compare)")
-    parser.add_argument("--parallel", type=int, help="cells at once (default: the cluster's CPUs)")
-    parser.add_argument("--address", help="Ray address to join (default: $RAY_ADDRESS, else a private local Ray)")
+    add_grid_arguments(parser, "cali3f-compare")
     args = parser.parse_args(argv)
     base = load_or_exit(args)
     if base.fl.strategy.kind != "fedavg":

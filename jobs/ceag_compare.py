@@ -32,7 +32,7 @@ from configs import SimConfig
 from configs.presets import OPTIMIZATION_PRESETS
 from jobs.ceag_report import ceag_markdown, plot_multipliers
 from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
-from jobs.grid import Cell, cell_path, run_cells
+from jobs.grid import Cell, add_grid_arguments, cell_path, run_cells
 from jobs.outputs import write_text_atomic
 from jobs.rf2_matrix import cell_config
 
@@ -72,10 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--epsilons", nargs="+", type=float, default=[0.01, 0.02])
     parser.add_argument("--dual-lr", type=float, default=2.0)
     parser.add_argument("--buffer-size", type=int, default=2000)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--out", type=Path, help="output folder (default: <output_dir>/ceag-compare-<model>)")
-    parser.add_argument("--parallel", type=int, help="cells at once (default: the cluster's CPUs)")
-    parser.add_argument("--address", help="Ray address to join (default: $RAY_ADDRESS, else a private local Ray)")
+    add_grid_arguments(parser, "ceag-compare-<model>")
     args = parser.parse_args(argv)
     base = load_or_exit(args)
     unknown = [o for o in args.optimizations if o not in OPTIMIZATION_PRESETS or o == "none"]

@@ -120,6 +120,14 @@ def run_cells(cells: list[Cell], parallel: Optional[int], address: Optional[str]
     return pd.concat(tier_frames, ignore_index=True), pd.concat(round_frames, ignore_index=True)
 
 
+def add_grid_arguments(parser, default_out: str) -> None:
+    """The options every grid job shares: seeds, output folder, cells at once, Ray address."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--out", type=Path, help=f"output folder (default: <output_dir>/{default_out})")
+    parser.add_argument("--parallel", type=int, help="cells at once (default: the cluster's CPUs)")
+    parser.add_argument("--address", help="Ray address to join (default: $RAY_ADDRESS, else a private local Ray)")
+
+
 def cell_path(out: Path, cfg: SimConfig, label: str) -> Path:
     safe = label.replace(":", "-").replace("/", "-")
     return out / "cells" / f"{cfg.model.kind}__{cfg.tier_mapping.mapping}__{safe}__s{cfg.seed}.parquet"

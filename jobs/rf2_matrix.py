@@ -33,7 +33,7 @@ from cluster.fairness.matrix import cell_measures, mean_over_seeds
 from configs import SimConfig
 from configs.presets import OPTIMIZATION_PRESETS
 from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
-from jobs.grid import Cell, cell_path, run_cells
+from jobs.grid import Cell, add_grid_arguments, cell_path, run_cells
 from jobs.rf2_report import matrix_markdown, plot_mdac, plot_tier_change
 
 MAPPINGS = ("random", "hetero-vlow", "hetero-low", "hetero-mid", "hetero-high", "hetero-vhigh")
@@ -91,11 +91,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--configurations", nargs="+", default=list(OPTIMIZATION_PRESETS),
                         help="preset names (configs/presets.py); 'none' is always added as the reference")
     parser.add_argument("--mappings", nargs="+", default=list(MAPPINGS), choices=MAPPINGS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--out", type=Path, help="output folder (default: <output_dir>/rf2-matrix-<model>)")
-    parser.add_argument("--parallel", type=int, help="cells at once (default: the cluster's CPUs)")
+    add_grid_arguments(parser, "rf2-matrix-<model>")
     parser.add_argument("--plot-mapping", default="hetero-vhigh", help="mapping of the per-tier change plot (Fig. 8)")
-    parser.add_argument("--address", help="Ray address to join (default: $RAY_ADDRESS, else a private local Ray)")
     args = parser.parse_args(argv)
     base = load_or_exit(args)
     unknown = [c for c in args.configurations if c not in OPTIMIZATION_PRESETS]
