@@ -37,6 +37,14 @@ class RoundMetrics:
         self.ndcg = Gauge("fairfleet_ndcg10", "NDCG@10 at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER)
         self.auc = Gauge("fairfleet_auc", "click-model AUC at the last evaluation (tier 'all' = overall)",
                          tag_keys=_RUN_TIER)
+        self.wall_round_s = Gauge("fairfleet_wall_round_seconds", "real (wall) duration of the last round", tag_keys=_RUN)
+        self.train_loss = Gauge("fairfleet_train_loss", "sample-weighted training loss of the last round's kept clients",
+                                tag_keys=_RUN)
+        # CEAG only (fl.fairness.kind: ceag): the tier multipliers and the gaps they step on.
+        self.ceag_lambda = Gauge("fairfleet_ceag_lambda", "CEAG multiplier lambda of the tier after the last round",
+                                 tag_keys=_RUN_TIER)
+        self.ceag_psi = Gauge("fairfleet_ceag_psi", "CEAG excess accuracy gap psi of the tier (buffered)",
+                              tag_keys=_RUN_TIER)
 
     def _refresh(self, every_s: float) -> None:
         while True:
@@ -62,11 +70,17 @@ class RoundMetrics:
         self.sim_time_s.set(record["sim_time_s"], tags=run)
         if math.isfinite(record["client_updates_per_s"]):
             self.updates_per_s.set(record["client_updates_per_s"], tags=run)
+        self.wall_round_s.set(record["wall_s"], tags=run)
+        if math.isfinite(record.get("train_loss", float("nan"))):
+            self.train_loss.set(record["train_loss"], tags=run)
         for tier in self.tier_names:
             tags = {"run": self.run, "tier": tier}
             self.selected.set(record[f"selected_{tier}"], tags=tags)
             self.dropped.set(record[f"dropped_{tier}"], tags=tags)
             self.failed.set(record[f"failed_{tier}"], tags=tags)
+            for gauge, key in ((self.ceag_lambda, f"lambda_{tier}"), (self.ceag_psi, f"psi_{tier}")):
+                if math.isfinite(record.get(key, float("nan"))):
+                    gauge.set(record[key], tags=tags)
         if "hr10" in record or "auc" in record:
             for tier in ("all", *self.tier_names):
                 suffix = "" if tier == "all" else f"_{tier}"

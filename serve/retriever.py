@@ -4,11 +4,15 @@ actors. POST /retrieve, GET /health, GET /stats.
 Concurrent requests are gathered by ``serve.batch`` into one fan-out (one call per shard for the
 whole batch): FAISS answers a batch of queries for little more than one, so batching is what
 keeps throughput up as concurrency grows. All requests of a batch see the same μ, as FairSync's
-batched dual update assumes."""
+batched dual update assumes.
+
+Metrics (``serve/metrics.py``): requests, errors and latency per route and status, batch sizes,
+served slots per group, partial answers, and the dual vector's exposure, μ, ESP and fill."""
 
 import json
 
 import numpy as np
+import ray
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -16,9 +20,11 @@ from ray import serve
 
 from configs import SimConfig
 from serve.backend import start_backend
+from serve.metrics import RequestMetricsMiddleware, RetrieverMetrics, activate
 from serve.models import RetrieveRequest, RetrieveResponse, StatsResponse
 
 app = FastAPI(title="FairFleet fair retriever")
+app.add_middleware(RequestMetricsMiddleware)
 
 
 @app.exception_handler(RequestValidationError)
@@ -45,6 +51,10 @@ class FairRetriever:
         self.item_ids = catalog.item_ids
         self.group_names = catalog.group_names
         self.max_k = cfg.retrieval.max_k
+        self.metrics = RetrieverMetrics(cfg.name, list(self.group_names))
+        activate(self.metrics)
+        dual = self.dual
+        self.metrics.poll_stats(lambda: ray.get(dual.stats.remote(), timeout=10))
 
     @app.get("/health")
     def health(self) -> dict:
@@ -80,6 +90,7 @@ class FairRetriever:
     async def _serve_batch(self, requests: list[tuple[np.ndarray, int]]) -> list:
         queries = np.stack([q for q, _ in requests])
         answer = await self.coordinator.retrieve_async(queries, np.array([k for _, k in requests]))
+        self.metrics.observe_batch(answer.groups, len(requests), answer.partial)
         hits = answer.hits
         out = []
         for row in range(len(requests)):
