@@ -73,7 +73,7 @@ def strict(node):
     return node
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def crd_validator(kind: str) -> jsonschema.Draft7Validator:
     schema = copy.deepcopy(json.loads((_schemas_folder() / SCHEMA_FILES[kind]).read_text()))
     schema["properties"].update(apiVersion={"const": "ray.io/v1"}, kind={"const": kind}, metadata=OBJECT_META)
@@ -285,7 +285,7 @@ def _pyproject() -> dict:
 
 def test_every_pod_runs_the_project_image_with_the_installed_ray():
     image = f"fairfleet:{_pyproject()['project']['version']}"
-    workdir = re.search(r"^WORKDIR\s+(\S+)", (REPO_ROOT / "Dockerfile").read_text(), re.M)[1]
+    workdir = re.search(r"^WORKDIR\s+(\S+)", (REPO_ROOT / "Dockerfile").read_text(), re.MULTILINE)[1]
     assert workdir == IMAGE_ROOT
     for path in MANIFESTS:
         for doc in documents(path):
