@@ -7,9 +7,7 @@ is made by the pure ``FederatedServer``; this class only moves data and handles 
 
 from __future__ import annotations
 
-import pickle
 import time
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -17,10 +15,11 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from actors.round_metrics import RoundMetrics
-from cluster.atomic import write_pickle
+from cluster import checkpoint
 from cluster.fl.model_ops import ModelOps
 from cluster.fl.records import round_record
 from cluster.fl.server_core import FederatedServer, FleetView
+from cluster.storage import Storage
 from configs.schema import FLConfig
 
 _WORKER_FAILURES = (RayActorError, RayTaskError)
@@ -49,20 +48,33 @@ class ActorPool:
         return answers
 
 
+def _restarted() -> bool:
+    import warnings
+
+    with warnings.catch_warnings():  # Ray 2.60 warns about its own use of a deprecated id accessor here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ray.get_runtime_context().was_current_actor_reconstructed
+
+
 class Aggregator:
     """Plain class; ``actors.factory`` applies ``ray.remote``."""
 
     def __init__(self, cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int, workers: list,
-                 worker_of_user: np.ndarray, checkpoint_dir: Optional[str] = None, run_name: str = "run"):
+                 worker_of_user: np.ndarray, checkpoints: Optional[Storage] = None, run_name: str = "run"):
         self.cfg = cfg
         self.server = FederatedServer(cfg, ops, fleet, seed)
         self.ops = ops
         self.fleet = fleet
         self.workers = workers
         self.worker_of_user = worker_of_user
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.checkpoints = checkpoints
         self.history: list[dict] = []
         self.metrics = RoundMetrics(run_name, fleet.tiers.names)
+        if checkpoints is not None and _restarted():
+            # Ray restarted this actor after it died: continue from the last checkpoint, with
+            # every worker set back to it, so the rounds that follow are the ones a run without
+            # the crash would have had.
+            self.restore()
 
     def ready(self) -> int:
         return self.server.round_index
@@ -98,7 +110,7 @@ class Aggregator:
                       eval_s=started + wall_s - aggregated)
         self.history.append(record)
         self.metrics.export(record)
-        if self.checkpoint_dir and self.server.round_index % self.cfg.checkpoint_every == 0:
+        if self.checkpoints is not None and self.server.round_index % self.cfg.checkpoint_every == 0:
             self.checkpoint()
         return record
 
@@ -156,23 +168,27 @@ class Aggregator:
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> str:
-        """Workers save their clients' private vectors, then the server state is written: a
-        checkpoint file only ever names a round whose worker files exist."""
-        assert self.checkpoint_dir is not None
-        ray.get([worker.save.remote(self.server.round_index) for worker in self.workers])
-        state = {"server": self.server.state_dict(), "history": self.history}
-        path = self.checkpoint_dir / "aggregator.pkl"
-        write_pickle(path, state)
-        return str(path)
+        """Workers save their clients' private vectors, then the server state, then
+        ``latest.json`` names the round: it never names one whose files are incomplete."""
+        assert self.checkpoints is not None
+        round_index = self.server.round_index
+        folder = checkpoint.round_folder(self.checkpoints, round_index)
+        ray.get([worker.save.remote(folder, round_index) for worker in self.workers])
+        checkpoint.write_state(folder, "aggregator", "aggregator",
+                               {"server": self.server.state_dict(), "history": self.history})
+        checkpoint.commit(self.checkpoints, round_index)
+        return str(folder)
 
     def restore(self) -> int:
-        """Continue from the last checkpoint; returns the number of rounds already done."""
-        assert self.checkpoint_dir is not None
-        path = self.checkpoint_dir / "aggregator.pkl"
-        with path.open("rb") as handle:
-            state = pickle.load(handle)
-        self.server.load_state_dict(state["server"])
-        self.history = list(state["history"])
+        """Continue from the last checkpoint (or from the start when there is none yet), every
+        worker set back to it; returns the number of rounds already done."""
+        assert self.checkpoints is not None
+        folder = checkpoint.latest(self.checkpoints)
+        if folder is not None:
+            state = checkpoint.read_state(folder, "aggregator", "aggregator")
+            self.server.load_state_dict(state["server"])
+            self.history = list(state["history"])
+        ray.get([worker.reset.remote(folder) for worker in self.workers])
         return self.server.round_index
 
     def global_params(self) -> dict[str, np.ndarray]:

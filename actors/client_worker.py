@@ -7,11 +7,11 @@ thousands of clients and trains any subset of them in a single call instead.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from cluster import checkpoint
 from cluster.fl.click_shard import ClickShard
 from cluster.fl.click_training import ClickRecipe
 from cluster.fl.click_worker_core import ClickWorkerCore
@@ -19,13 +19,14 @@ from cluster.fl.local_training import LocalRecipe
 from cluster.fl.worker_core import ClientShard, ClientWorkerCore
 from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
+from cluster.storage import Storage
 
 
 class ClientWorker:
     """Plain class; ``actors.factory`` applies ``ray.remote`` with resources from config."""
 
-    def __init__(self, name: str, shard_path: str, spec: NCFSpec | ClickSpec, recipe: LocalRecipe | ClickRecipe,
-                 seed: int, checkpoint_dir: Optional[str] = None):
+    def __init__(self, name: str, shards: Storage, spec: NCFSpec | ClickSpec, recipe: LocalRecipe | ClickRecipe,
+                 seed: int, checkpoints: Optional[Storage] = None):
         import warnings
 
         import torch
@@ -36,22 +37,25 @@ class ClientWorker:
         # (copied), never written, so torch's warning about non-writable arrays is moot.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         self.name = name
-        # Loaded from disk rather than passed through the object store, so a restart after a
-        # crash finds its clients again whatever happened to the driver's references.
-        if isinstance(spec, ClickSpec):
-            self.core = ClickWorkerCore(ClickShard.load(Path(shard_path)), spec, recipe, seed)
-        else:
-            self.core = ClientWorkerCore(ClientShard.load(Path(shard_path)), spec, recipe, seed)
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        self.restored_round = self._restore()
+        self.shards, self.spec, self.recipe, self.seed = shards, spec, recipe, seed
+        self.checkpoints = checkpoints
+        self.restored_round = self.reset(checkpoint.latest(checkpoints) if checkpoints is not None else None)
 
-    def _restore(self) -> Optional[int]:
-        """After a restart (or on --resume), reload the clients' private vectors from the files
-        the workers saved at the last checkpoint."""
-        if self.checkpoint_dir is None:
+    def reset(self, folder: Optional[Storage]) -> Optional[int]:
+        """Start again from the shard, then from the private vectors saved in checkpoint
+        ``folder`` (None: from the start). The shard is read from the run's storage, not passed
+        through the object store, so a worker restarted on any node finds its clients again."""
+        if isinstance(self.spec, ClickSpec):
+            self.core = ClickWorkerCore(ClickShard.load(self.shards, f"{self.name}.npz"), self.spec, self.recipe,
+                                        self.seed)
+        else:
+            self.core = ClientWorkerCore(ClientShard.load(self.shards, f"{self.name}.npz"), self.spec, self.recipe,
+                                         self.seed)
+        if folder is None:
             return None
-        files = sorted((self.checkpoint_dir / "workers").glob("*.npz"))
-        return self.core.restore(files) if files else None
+        workers = folder / "workers"
+        names = workers.list()
+        return self.core.restore(workers, names) if names else None
 
     def ready(self) -> dict:
         return {"name": self.name, "clients": self.core.n_clients, "restored_round": self.restored_round}
@@ -90,11 +94,9 @@ class ClientWorker:
     def assign_clusters(self, centroids):
         return self.core.assign_clusters(centroids)
 
-    def save(self, round_index: int) -> str:
-        assert self.checkpoint_dir is not None, "save needs a checkpoint folder"
-        path = self.checkpoint_dir / "workers" / f"{self.name}.npz"
-        self.core.save(path, round_index)
-        return str(path)
+    def save(self, folder: Storage, round_index: int) -> None:
+        """Write this worker's clients' private state into checkpoint ``folder``."""
+        self.core.save(folder / "workers", f"{self.name}.npz", round_index)
 
     def pid(self) -> int:
         import os

@@ -1,29 +1,31 @@
 """Dual-vector actor ``dual-vector``: the exposure policy's per-group offsets μ (FairSync's dual
 vector, or a baseline's), the exposure counters and a version. It counts the served lists, steps
 μ when the policy says so (FairSync: every B requests), pushes the new μ to the shards, and
-persists its state after every report so a restart continues instead of resetting."""
+persists its state (``cluster/checkpoint.py``: no pickle) in the storage after every report, so a
+restart on any node continues instead of resetting."""
 
 from __future__ import annotations
 
 import copy
-import pickle
-from pathlib import Path
 
 import numpy as np
 
-from cluster.atomic import write_pickle
+from cluster import checkpoint
 from cluster.retrieval.fairsync import exposure_satisfaction, group_counts
 from cluster.retrieval.policies import Policy
+from cluster.storage import Storage
+
+STATE = "dual-vector"
 
 
 class DualVectorActor:
-    def __init__(self, state_path: str, policy: Policy, shards: list | None = None):
-        self.state_path = Path(state_path)
+    def __init__(self, state: Storage, policy: Policy, shards: list | None = None):
+        """``state``: the folder its state file lives in."""
+        self.state = state
         self.policy = copy.deepcopy(policy)  # Ray hands constructor arrays over read-only
         self.shards = shards or []
-        if self.state_path.exists():
-            with self.state_path.open("rb") as handle:
-                self.policy.load_state_dict(pickle.load(handle))
+        if state.exists(f"{STATE}.npz"):
+            self.policy.load_state_dict(checkpoint.read_state(state, STATE, STATE))
 
     def ready(self) -> int:
         return self.policy.version
@@ -50,5 +52,10 @@ class DualVectorActor:
             **exposure_satisfaction(self.policy.exposure, self.policy.targets, self.policy.requests),
         }
 
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
     def _persist(self) -> None:
-        write_pickle(self.state_path, self.policy.state_dict())
+        checkpoint.write_state(self.state, STATE, STATE, self.policy.state_dict())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -18,6 +17,7 @@ from cluster.fl.server_core import FleetView
 from cluster.fl.worker_core import ClientShard
 from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
+from cluster.storage import Storage
 from configs.schema import FLConfig
 
 
@@ -27,28 +27,30 @@ def worker_name(tier_name: str, index: int) -> str:
 
 def start_workers(cfg: FLConfig, shards: list[ClientShard | ClickShard], spec: NCFSpec | ClickSpec,
                   recipe: LocalRecipe | ClickRecipe, seed: int,
-                  tier_names: tuple[str, ...], run_dir: Path) -> list:
-    """One named actor per shard; each shard is written to ``run_dir/shards`` for the actor to load."""
+                  tier_names: tuple[str, ...], run: Storage) -> list:
+    """One named actor per shard; each shard is written to the run's ``shards/`` for the actor to
+    load (again after a restart, on whichever node)."""
     remote_cls = ray.remote(ClientWorker)
-    checkpoint_dir = str(run_dir / "checkpoint")
     handles = []
     for index, shard in enumerate(shards):
         name = worker_name(tier_names[index // cfg.workers_per_tier], index % cfg.workers_per_tier)
-        shard_path = run_dir / "shards" / f"{name}.npz"
-        shard.save(shard_path)
+        shard.save(run / "shards", f"{name}.npz")
         handles.append(
             remote_cls.options(
                 name=name,
                 num_cpus=cfg.worker_num_cpus,
                 max_restarts=cfg.worker_max_restarts,
                 max_task_retries=0,  # a lost round is counted as failed, never silently re-run
-            ).remote(name, str(shard_path), spec, recipe, seed, checkpoint_dir)
+            ).remote(name, run / "shards", spec, recipe, seed, run / "checkpoint")
         )
     return handles
 
 
 def start_aggregator(cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int, workers: list,
-                     worker_of_user: np.ndarray, checkpoint_dir: Optional[str], run_name: str):
-    return ray.remote(Aggregator).options(name="aggregator", num_cpus=0).remote(
-        cfg, ops, fleet, seed, workers, worker_of_user, checkpoint_dir, run_name
-    )
+                     worker_of_user: np.ndarray, checkpoints: Optional[Storage], run_name: str):
+    """``max_restarts``: Ray brings a killed aggregator back, and it continues from ``checkpoints``.
+    Its constructor arguments stay pinned because the driver that owns them lives for the job."""
+    return ray.remote(Aggregator).options(
+        name="aggregator", num_cpus=0, max_restarts=cfg.aggregator_max_restarts if checkpoints is not None else 0,
+        max_task_retries=0,  # a round in flight when it died is redone from the checkpoint instead
+    ).remote(cfg, ops, fleet, seed, workers, worker_of_user, checkpoints, run_name)

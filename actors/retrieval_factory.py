@@ -1,11 +1,10 @@
-"""Start the fair retriever's actors: ``shard-<i>`` over partitions saved as .npz (a restarted
-shard reloads its file) and ``dual-vector`` holding the exposure policy. The caller owns them:
+"""Start the fair retriever's actors: ``shard-<i>`` over partitions saved as .npz in the storage
+(a shard restarted on any node reloads its file) and ``dual-vector`` holding the exposure policy. The caller owns them:
 they live as long as the job, the ``serve run`` process or the test that started them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import ray
@@ -16,6 +15,7 @@ from actors.retrieval_shard import RetrievalShard
 from cluster.retrieval.catalog import Catalog
 from cluster.retrieval.partitions import partition_items
 from cluster.retrieval.policies import Policy
+from cluster.storage import Storage
 from configs.schema import RetrievalConfig
 
 SHARD_RESTARTS = -1  # a shard holds no state its file cannot rebuild: always bring it back
@@ -32,26 +32,37 @@ class RetrievalActors:
             ray.kill(handle, no_restart=True)
 
 
-def save_partitions(cfg: RetrievalConfig, catalog: Catalog, folder: Path, rng: np.random.Generator) -> list[Path]:
+def shard_name(index: int) -> str:
+    return f"shard-{index}"
+
+
+def saved_partitions(folder: Storage) -> int:
+    """How many partitions ``folder`` holds (shard-0.npz, shard-1.npz, ...)."""
+    names = set(folder.list())
+    count = 0
+    while f"{shard_name(count)}.npz" in names:
+        count += 1
+    return count
+
+
+def save_partitions(cfg: RetrievalConfig, catalog: Catalog, folder: Storage, rng: np.random.Generator) -> None:
     rows = np.arange(len(catalog.item_ids), dtype=np.int64)
-    paths = []
     for i, part in enumerate(partition_items(rows, catalog.item_vectors, catalog.item_groups, cfg.n_shards, rng)):
-        paths.append(folder / f"shard-{i}.npz")
-        part.save(paths[-1])
-    return paths
+        part.save(folder, f"{shard_name(i)}.npz")
 
 
-def start_retrieval(cfg: RetrievalConfig, catalog: Catalog, policy: Policy, partition_paths: list[Path],
-                    state_path: Path, name_prefix: str = "", reuse: bool = False) -> RetrievalActors:
-    """``reuse``: take over actors of these names when they already exist (a second replica)."""
+def start_retrieval(cfg: RetrievalConfig, catalog: Catalog, policy: Policy, partitions: Storage,
+                    state: Storage, name_prefix: str = "", reuse: bool = False) -> RetrievalActors:
+    """``partitions``: the folder save_partitions wrote; ``state``: the dual-vector actor's folder;
+    ``reuse``: take over actors of these names when they already exist (a second replica)."""
     shard_cls = ray.remote(RetrievalShard)
     shards = [
-        shard_cls.options(name=f"{name_prefix}shard-{i}", num_cpus=0, max_restarts=SHARD_RESTARTS,
+        shard_cls.options(name=f"{name_prefix}{shard_name(i)}", num_cpus=cfg.shard_num_cpus, max_restarts=SHARD_RESTARTS,
                           get_if_exists=reuse).remote(
-            f"shard-{i}", str(path), catalog.n_groups, cfg.index, cfg.ivf_nlist, cfg.ivf_nprobe, cfg.ivf_overfetch)
-        for i, path in enumerate(partition_paths)
+            shard_name(i), partitions, catalog.n_groups, cfg.index, cfg.ivf_nlist, cfg.ivf_nprobe, cfg.ivf_overfetch)
+        for i in range(cfg.n_shards)
     ]
     dual = ray.remote(DualVectorActor).options(name=f"{name_prefix}dual-vector", num_cpus=0, max_restarts=3,
-                                               get_if_exists=reuse).remote(str(state_path), policy, shards)
+                                               get_if_exists=reuse).remote(state, policy, shards)
     ray.get([s.ready.remote() for s in shards] + [dual.ready.remote()])
     return RetrievalActors(shards, dual, Coordinator(shards, dual, catalog.item_groups))

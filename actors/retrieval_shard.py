@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from cluster.retrieval.partitions import Partition
 from cluster.retrieval.shard_index import Hits, ShardIndex
+from cluster.storage import Storage
 
 
 class RetrievalShard:
-    """Plain class; restart-safe: the partition is reloaded from its file and μ is pushed again
-    by the dual-vector actor (or sent with the next query)."""
+    """Plain class; restart-safe: the partition is reloaded from its file in the storage (on
+    whichever node the shard restarts) and μ is pushed again by the dual-vector actor (or sent
+    with the next query)."""
 
-    def __init__(self, name: str, partition_path: str, n_groups: int, kind: str = "flat", nlist: int = 16,
+    def __init__(self, name: str, partitions: Storage, n_groups: int, kind: str = "flat", nlist: int = 16,
                  nprobe: int = 4, overfetch: int = 4):
         import torch
 
         torch.set_num_threads(1)
         self.name = name
-        partition = Partition.load(Path(partition_path))
+        partition = Partition.load(partitions, f"{name}.npz")
         self.index = ShardIndex(partition.item_ids, partition.vectors, partition.groups, n_groups, kind=kind,
                                 nlist=nlist, nprobe=nprobe, overfetch=overfetch)
         self.mu_version = -1  # any μ the dual-vector actor holds, version 0 included, is newer

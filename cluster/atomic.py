@@ -1,16 +1,14 @@
-"""Atomic file writes: write a temporary file beside the target, then rename it into place, so a
+"""Atomic writes on this machine's own disk (the download cache); run-time files go through
+``cluster/storage.py`` instead. A temporary file beside the target is renamed into place, so a
 reader (or a crash) never sees half a file."""
 
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
-
-import numpy as np
+from typing import Iterator
 
 
 @contextmanager
@@ -27,18 +25,3 @@ def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def write_pickle(path: Path, payload: Any) -> None:
-    with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        pickle.dump(payload, handle)
-
-
-def write_npz(path: Path, **arrays: np.ndarray) -> None:
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)

@@ -31,6 +31,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    return _parse_yaml(text, str(path))
+
+
+def _parse_yaml(text: str, path: str) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -111,10 +115,20 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     (``tiers.profiles.0.share=2``) that the file does not spell out.
     """
     given: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    return _validate(given, str(path) if path is not None else "defaults", overrides)
+
+
+def load_config_text(text: str, source: str, overrides: Iterable[str] = ()) -> SimConfig:
+    """As ``load_config``, for YAML read from elsewhere (a run folder in object storage);
+    ``source`` names it in messages."""
+    return _validate(_parse_yaml(text, source), source, overrides)
+
+
+def _validate(given: dict[str, Any], source: str, overrides: Iterable[str]) -> SimConfig:
+    overrides = list(overrides)
     tree = _merge(SimConfig().model_dump(mode="json"), given)
     for assignment in overrides:
         tree = apply_override(tree, assignment)
-    source = str(path) if path is not None else "defaults"
     if overrides:
         source += " with --set " + " ".join(overrides)
     try:
@@ -124,8 +138,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
 
 
 def config_hash(cfg: SimConfig) -> str:
-    """A short, stable identity for a resolved config: stored in every result table."""
-    canonical = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """A short, stable identity for a resolved config: stored in every result table. Where the
+    files go (``storage``) is no part of what was computed, so it is left out."""
+    canonical = json.dumps(cfg.model_dump(mode="json", exclude={"storage"}), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -8,11 +8,13 @@ part cannot quietly depend on settings it does not own. Unknown keys are errors 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     NonNegativeFloat,
@@ -21,6 +23,18 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+
+def _location(value):
+    """A local path (``~`` and ``$VARS`` expanded) or a URI, kept as a string: a URI is no Path."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if isinstance(value, str) and "://" not in value:
+        value = os.path.expandvars(os.path.expanduser(value))
+    return value
+
+
+Location = Annotated[str, BeforeValidator(_location)]
 
 
 class StrictModel(BaseModel):
@@ -257,7 +271,7 @@ class FairnessConfig(StrictModel):
     buffer_size: PositiveInt = Field(
         2000, description="per-sample correctness values kept per tier (the paper's 40 is per minibatch sample; "
                           "a federated round brings thousands per tier)")
-    reference_run: Optional[Path] = None
+    reference_run: Optional[Location] = Field(None, description="an fl_sim run folder: a local path or storage URI")
     reference_accuracy: Optional[dict[str, float]] = None
 
     @field_validator("reference_accuracy")
@@ -342,6 +356,8 @@ class FLConfig(StrictModel):
         0.0, description="CPUs Ray reserves per worker actor; 0 lets many single-threaded workers share 2 cores"
     )
     worker_max_restarts: int = Field(3, ge=0)
+    aggregator_max_restarts: int = Field(
+        3, ge=0, description="times Ray brings a killed aggregator back to continue from its last checkpoint")
     eval_every: PositiveInt = 1
     checkpoint_every: PositiveInt = 5
     round_timeout_s: PositiveFloat = Field(300.0, description="wall-clock wait for workers before a round gives up on them")
@@ -386,7 +402,8 @@ class RetrievalConfig(StrictModel):
     exposure targets, the policy that sets the per-group score offsets, and the index layout."""
 
     source: Literal["run", "synthetic"] = "run"
-    run_dir: Optional[Path] = Field(None, description="an fl_sim run folder (GMF); none: train one first")
+    run_dir: Optional[Location] = Field(
+        None, description="an fl_sim run folder (GMF), a local path or storage URI; none: train one first")
     synthetic: SyntheticEmbeddingsConfig = SyntheticEmbeddingsConfig()
     group_by: Literal["genre", "popularity", "column"] = "genre"
     group_column: Optional[str] = None
@@ -394,6 +411,8 @@ class RetrievalConfig(StrictModel):
     k: PositiveInt = 10
     max_k: PositiveInt = 100
     n_shards: PositiveInt = 2
+    shard_num_cpus: NonNegativeFloat = Field(
+        0.0, description="CPUs Ray reserves per shard actor; > 0 places shards on nodes with CPUs to give")
     index: Literal["flat", "ivf"] = "flat"
     ivf_nlist: PositiveInt = 64
     ivf_nprobe: PositiveInt = 8
@@ -427,7 +446,8 @@ class ServeConfig(StrictModel):
 class SimConfig(StrictModel):
     name: str = "fairfleet"
     seed: int = Field(0, ge=0)
-    output_dir: Path = Path("runs")
+    storage: Location = Field("runs", description="where every file a job writes or reads at run time lives: a local "
+                         "path (NFS included) or a URI (file://, s3://bucket/prefix?endpoint_override=..., gs://)")
     data: DataConfig = DataConfig()
     tiers: TiersConfig = TiersConfig()
     tier_mapping: TierMappingConfig = TierMappingConfig()

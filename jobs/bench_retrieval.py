@@ -30,9 +30,9 @@ import numpy as np
 from configs import SimConfig
 
 
-def bench_config(args: argparse.Namespace, output_dir: Path) -> SimConfig:
+def bench_config(args: argparse.Namespace, storage: Path) -> SimConfig:
     return SimConfig.model_validate({
-        "name": "bench-retrieval", "output_dir": str(output_dir),
+        "name": "bench-retrieval", "storage": str(storage),
         "retrieval": {"source": "synthetic", "n_shards": args.shards, "index": args.index, "k": args.k, "max_k": max(100, args.k),
                       "dual_batch_size": 32, "dual_lr": 0.5, "exposure_share": 0.5,
                       "synthetic": {"n_items": args.items, "n_users": args.users, "dim": args.dim, "n_groups": 8,
@@ -105,9 +105,13 @@ def actors_path(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batch: int
     from cluster.rng import stream
 
     r = cfg.retrieval
-    paths = save_partitions(r, catalog, folder / f"shards-{batch}", stream(cfg.seed, "partition"))
+    from cluster.storage import Storage
+
+    store = Storage(folder)
+    save_partitions(r, catalog, store / f"shards-{batch}", stream(cfg.seed, "partition"))
     policy = make_policy(r, exposure_targets(r, catalog.n_groups, 100_000))
-    actors = start_retrieval(r, catalog, policy, paths, folder / f"dual-{batch}.pkl", name_prefix=f"bench{batch}-")
+    actors = start_retrieval(r, catalog, policy, store / f"shards-{batch}", store / f"dual-{batch}",
+                             name_prefix=f"bench{batch}-")
     try:
         return _timed(f"(b) fair sharded actors, batch {batch}", lambda q: actors.coordinator.retrieve(q, k),
                       queries, batch)

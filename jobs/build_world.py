@@ -21,7 +21,7 @@ import pyarrow as pa
 from cluster.data.parquet_io import write_table_atomic
 from cluster.world import World, build_world
 from configs import config_hash
-from jobs.cli import config_parser, load_or_exit, run_guarded
+from jobs.cli import add_storage_argument, config_parser, load_or_exit, run_guarded, with_storage
 from jobs.outputs import new_run_dir, write_json_atomic, write_resolved_config
 
 
@@ -66,8 +66,9 @@ def format_summary(summary: dict) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = config_parser(__doc__.splitlines()[1])
     parser.add_argument("--no-cache", action="store_true", help="parse or generate the data afresh")
+    add_storage_argument(parser)
     args = parser.parse_args(argv)
-    cfg = load_or_exit(args)
+    cfg = with_storage(load_or_exit(args), args.storage)
     started = time.perf_counter()
     world = build_world(cfg, use_cache=not args.no_cache)
     summary = {**world.summary(), "seconds": time.perf_counter() - started, "config_hash": config_hash(cfg)}

@@ -27,9 +27,10 @@ import pandas as pd
 import pyarrow as pa
 
 from cluster.data.parquet_io import write_table_atomic
+from cluster.storage import Storage
 from configs import SimConfig, config_hash
 from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
-from jobs.grid import Cell, add_grid_arguments, run_cells
+from jobs.grid import add_grid_arguments, cell, grid_folder, run_cells
 
 MODELS = ("gmf", "mlp", "neumf")
 STRATEGIES = ("fedavg", "ditto", "cali3f")
@@ -80,7 +81,7 @@ def ncf_cell_results(config: dict, label: str) -> tuple[list[dict], list[dict]]:
     return [row], rounds
 
 
-def run_compare(base: SimConfig, models: Sequence[str], strategies: Sequence[str], seeds: Sequence[int], out: Path,
+def run_compare(base: SimConfig, models: Sequence[str], strategies: Sequence[str], seeds: Sequence[int], out: Storage,
                 parallel: Optional[int], address: Optional[str], quiet: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     from cluster.world import build_world
 
@@ -90,12 +91,16 @@ def run_compare(base: SimConfig, models: Sequence[str], strategies: Sequence[str
         for model in models:
             for strategy in strategies:
                 cfg = cell_config(base, model, strategy, seed)
-                cells.append(Cell(cfg, strategy, out / "cells" / f"{model}__{strategy}__s{seed}.parquet"))
+                cells.append(cell(cfg, strategy, out, f"{model}__{strategy}__s{seed}.parquet"))
     return run_cells(cells, parallel, address, quiet, cell_fn=ncf_cell_results)
 
 
-def write_outputs(results: pd.DataFrame, rounds: pd.DataFrame, out: Path) -> str:
-    from jobs.cali3f_report import comparison_markdown, comparison_table, plot_convergence
+def write_outputs(results: pd.DataFrame, rounds: pd.DataFrame, out: Storage) -> str:
+    from jobs.cali3f_report import (
+        comparison_markdown,
+        comparison_table,
+        plot_convergence,
+    )
     from jobs.outputs import write_text_atomic
 
     write_table_atomic(pa.Table.from_pandas(results, preserve_index=False), out / "results.parquet")
@@ -119,7 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "fedavg" not in args.strategies:
         print("error: --strategies must include fedavg, the baseline times are compared with", file=sys.stderr)
         return EXIT_BAD_INPUT
-    out = args.out or base.output_dir / "cali3f-compare"
+    out = grid_folder(args, base, "cali3f-compare")
     results, rounds = run_compare(base, args.models, args.strategies, args.seeds, out, args.parallel, args.address)
     print(write_outputs(results, rounds, out))
     print(f"wrote {out}")

@@ -4,11 +4,10 @@ best NDCG@10), beside the Cali3F paper's figures."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
+from cluster.storage import Storage
 from jobs.plotting import pyplot, save_figure
 
 # Zhu et al. 2022: Table II (ML-100K, HR@10 / NDCG@10) and Table III (ML-1M, std of NDCG@10).
@@ -59,7 +58,7 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_convergence(rounds: pd.DataFrame, path: Path) -> None:
+def plot_convergence(rounds: pd.DataFrame, path: Storage) -> None:
     """NDCG@10 per round (top) and per simulated hour (bottom), one column per model."""
     plt = pyplot()
     models = list(dict.fromkeys(rounds["model"]))

@@ -32,7 +32,7 @@ from configs import SimConfig
 from configs.presets import OPTIMIZATION_PRESETS
 from jobs.ceag_report import ceag_markdown, plot_multipliers
 from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
-from jobs.grid import Cell, add_grid_arguments, cell_path, run_cells
+from jobs.grid import add_grid_arguments, cell, grid_folder, run_cells
 from jobs.outputs import write_text_atomic
 from jobs.rf2_matrix import cell_config
 
@@ -89,7 +89,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from cluster.world import build_world
 
     build_world(base)  # bad data fails here, before any task starts
-    out = args.out or base.output_dir / f"ceag-compare-{base.model.kind}"
+    out = grid_folder(args, base, f"ceag-compare-{base.model.kind}")
     tiers = tuple(p.name for p in base.tiers.profiles)
 
     plain = []
@@ -97,20 +97,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for mapping in args.mappings:
             for optimization in ["none", *args.optimizations]:
                 cfg = cell_config(base, mapping, optimization, seed)
-                plain.append(Cell(cfg, optimization, cell_path(out, cfg, optimization)))
+                plain.append(cell(cfg, optimization, out))
     rows, rounds = run_cells(plain, args.parallel, args.address)
 
     constrained = []
-    for cell in plain:
-        if cell.label == "none":
+    for done in plain:
+        if done.label == "none":
             continue
-        ref = rows[(rows["mapping"] == cell.cfg.tier_mapping.mapping) & (rows["seed"] == cell.cfg.seed)
+        ref = rows[(rows["mapping"] == done.cfg.tier_mapping.mapping) & (rows["seed"] == done.cfg.seed)
                    & (rows["configuration"] == "none")].set_index("tier")
         reference = {t: float(ref.loc[t, "acc_train"]) for t in tiers}
         for epsilon in args.epsilons:
-            cfg = with_ceag(cell.cfg, epsilon, args.dual_lr, args.buffer_size, reference)
-            label = ceag_label(cell.label, epsilon)
-            constrained.append(Cell(cfg, label, cell_path(out, cfg, label)))
+            cfg = with_ceag(done.cfg, epsilon, args.dual_lr, args.buffer_size, reference)
+            label = ceag_label(done.label, epsilon)
+            constrained.append(cell(cfg, label, out))
     more_rows, more_rounds = run_cells(constrained, args.parallel, args.address)
     rows = pd.concat([rows, more_rows], ignore_index=True)
     rounds = pd.concat([rounds, more_rounds], ignore_index=True)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
+from cluster.storage import Storage
 from jobs.plotting import pyplot, save_figure
 
 
@@ -38,7 +37,7 @@ def ceag_markdown(table: pd.DataFrame, optimizations, epsilons) -> str:
     return "\n".join(lines)
 
 
-def plot_multipliers(rounds: pd.DataFrame, tiers: tuple[str, ...], path: Path) -> None:
+def plot_multipliers(rounds: pd.DataFrame, tiers: tuple[str, ...], path: Storage) -> None:
     """λ_t per round for every CEAG cell: one panel per (mapping, optimization), a colour per
     tier, a line style per ε."""
     plt = pyplot()

@@ -6,11 +6,14 @@ import argparse
 import sys
 from typing import Callable, Optional, Sequence
 
-from configs import ConfigError, SimConfig, load_config
+from cluster.checkpoint import CheckpointError
 from cluster.data.download import DownloadError
 from cluster.data.errors import DataFormatError
+from cluster.storage import StorageError
+from configs import ConfigError, SimConfig, load_config
 
 EXIT_BAD_INPUT = 2
+EXIT_RUN_LOST = 3  # the run stopped part-way; its checkpoint lets --resume continue it
 
 
 def config_parser(description: str, default_config: Optional[str] = "configs/demo.yaml") -> argparse.ArgumentParser:
@@ -21,6 +24,19 @@ def config_parser(description: str, default_config: Optional[str] = "configs/dem
         help="override one setting, e.g. --set fl.rounds=5 (repeatable)",
     )
     return parser
+
+
+def add_storage_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage", "--output-dir", dest="storage", metavar="LOCATION",
+        help="where every file goes (overrides the config's storage): a local path, an NFS mount, or a URI such "
+             "as s3://bucket/prefix?endpoint_override=host:port&region=... or gs://bucket/prefix; a cluster of "
+             "more than one node needs one that every node reaches",
+    )
+
+
+def with_storage(cfg: SimConfig, storage: Optional[str]) -> SimConfig:
+    return cfg.model_copy(update={"storage": storage}) if storage else cfg
 
 
 def load_or_exit(args: argparse.Namespace) -> SimConfig:
@@ -35,6 +51,6 @@ def run_guarded(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[S
     """Bad input a user can fix exits 2 with its message, not a traceback."""
     try:
         return main(argv)
-    except (ConfigError, DataFormatError, DownloadError) as exc:
+    except (ConfigError, DataFormatError, DownloadError, StorageError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

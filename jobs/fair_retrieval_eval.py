@@ -26,8 +26,15 @@ from cluster.retrieval.fairsync import exposure_satisfaction
 from cluster.retrieval.metrics import exposure_shortfall, list_metrics
 from cluster.retrieval.policies import exposure_targets, make_policy
 from cluster.rng import stream as rng_stream
+from cluster.storage import Storage
 from configs import SimConfig
-from jobs.cli import config_parser, load_or_exit, run_guarded
+from jobs.cli import (
+    add_storage_argument,
+    config_parser,
+    load_or_exit,
+    run_guarded,
+    with_storage,
+)
 
 BASELINES = (("topk", 64), ("k_neighbor", 1), ("min_regularizer", 1))
 
@@ -38,7 +45,7 @@ def methods(cfg: SimConfig, batch_sizes: list[int]) -> list[tuple[str, int]]:
     return [*BASELINES] + [("fairsync", b) for b in sizes]
 
 
-def evaluate(cfg: SimConfig, catalog, requests, folder: Path, batch_sizes: list[int]) -> tuple[list[dict], list[dict]]:
+def evaluate(cfg: SimConfig, catalog, requests, folder: Storage, batch_sizes: list[int]) -> tuple[list[dict], list[dict]]:
     import ray
 
     from actors.retrieval_factory import save_partitions, start_retrieval
@@ -49,13 +56,13 @@ def evaluate(cfg: SimConfig, catalog, requests, folder: Path, batch_sizes: list[
     r = cfg.retrieval
     horizon = r.horizon or len(requests)
     targets = exposure_targets(r, catalog.n_groups, horizon)
-    paths = save_partitions(r, catalog, folder / "shards", rng_stream(cfg.seed, "partition"))
+    save_partitions(r, catalog, folder / "shards", rng_stream(cfg.seed, "partition"))
     rows, exposure_rows = [], []
     try:
         for index, (policy_name, batch) in enumerate(methods(cfg, batch_sizes)):
             policy_cfg = r.model_copy(update={"policy": policy_name})
             policy = make_policy(policy_cfg, targets, batch=batch)
-            actors = start_retrieval(policy_cfg, catalog, policy, paths, folder / f"state-{index}.pkl",
+            actors = start_retrieval(policy_cfg, catalog, policy, folder / "shards", folder / f"state-{index}",
                                      name_prefix=f"eval{index}-")
             try:
                 result = replay(actors.coordinator, catalog, requests, r.k, batch)
@@ -100,8 +107,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = config_parser(__doc__.splitlines()[0], default_config="configs/retrieval_ml100k.yaml")
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64,128,256,512",
                         help="FairSync batch sizes B to sweep (default: %(default)s)")
+    add_storage_argument(parser)
     args = parser.parse_args(argv)
-    cfg = load_or_exit(args)
+    cfg = with_storage(load_or_exit(args), args.storage)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
     from jobs.outputs import new_run_dir, write_resolved_config
     from jobs.retrieval_report import write_report

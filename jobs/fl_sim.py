@@ -3,10 +3,12 @@
     python jobs/fl_sim.py --config configs/demo.yaml [--set fl.rounds=5 ...]
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- python jobs/fl_sim.py --config ...
     python jobs/fl_sim.py --resume runs/fl-demo-...      # continue a killed run from its checkpoint
+    python jobs/fl_sim.py --storage s3://bucket/runs?endpoint_override=...   # run folder in object storage
 
-Writes a run folder: rounds.parquet, tiers.parquet, clients.parquet, item_embeddings.parquet,
+Writes a run folder in the storage (``storage`` / ``--storage``: a local path, NFS, or a URI): rounds.parquet, tiers.parquet, clients.parquet, item_embeddings.parquet,
 user_queries.parquet (GMF only: the retriever's query vectors), config.yaml, versions.json, summary.json,
-and checkpoint/ (every fl.checkpoint_every rounds). Click models (dlrm, din) write no clients.parquet,
+shards/ (each worker's clients, which a worker restarted on any node reloads) and checkpoint/ (every
+fl.checkpoint_every rounds; JSON + npz, no pickle). Click models (dlrm, din) write no clients.parquet,
 item_embeddings.parquet or user_queries.parquet; their summary.json adds final_train (train AUC).
 """
 
@@ -26,6 +28,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from cluster import checkpoint
 from cluster.fairness.reference import reference_accuracy
 from cluster.fl.click_setup import ClickSetup, click_setup
 from cluster.fl.click_training import ClickRecipe
@@ -36,9 +39,17 @@ from cluster.fl.server_core import FleetView
 from cluster.fl.shards import assign_workers, build_click_shards, build_shards
 from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
+from cluster.storage import Storage, StorageError, as_storage
 from cluster.world import World, build_world
-from configs import ConfigError, SimConfig, config_hash, load_config
-from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
+from configs import ConfigError, SimConfig, config_hash, load_config_text
+from jobs.cli import (
+    EXIT_RUN_LOST,
+    add_storage_argument,
+    config_parser,
+    load_or_exit,
+    run_guarded,
+    with_storage,
+)
 from jobs.outputs import new_run_dir, write_json_atomic, write_resolved_config
 
 
@@ -105,39 +116,44 @@ def build(cfg: SimConfig) -> Experiment:
     return Experiment(cfg, world, spec, recipe_from(cfg), ops, fleet, worker_of_user, n_workers)
 
 
-def run(exp: Experiment, run_dir: Path, resume: bool, address: Optional[str], quiet: bool = False) -> dict:
-    """Start the actors, run the remaining rounds, return the final results (no files written)."""
+class AggregatorLost(RuntimeError):
+    """The aggregator died more often than Ray may restart it; the run can go on with --resume."""
+
+
+def run(exp: Experiment, run_dir: Storage | Path, resume: bool, address: Optional[str], quiet: bool = False) -> dict:
+    """Start the actors, run the remaining rounds, return the final results (no files written).
+    ``run_dir``: the run folder in the storage (a local path is taken as one)."""
     import ray
 
     from actors.factory import start_aggregator, start_workers
+    from actors.storage_probe import check_storage_on_every_node
     from cluster.bootstrap import init_ray
 
+    run_dir = as_storage(run_dir)
     started_ray = init_ray(address=address)
     cfg = exp.cfg
-    run_dir = run_dir.resolve()
-    checkpoint_dir = str(run_dir / "checkpoint")
+    try:
+        check_storage_on_every_node(run_dir)
+    except BaseException:
+        if started_ray:
+            ray.shutdown()
+        raise
     if exp.click is not None:
         shards = build_click_shards(exp.click, exp.worker_of_user, exp.n_workers)
     else:
         shards = build_shards(exp.world.population, exp.world.leave_one_out, exp.spec, cfg.seed, exp.worker_of_user,
                               exp.n_workers)
     workers = start_workers(cfg.fl, shards, exp.spec, exp.recipe, cfg.seed, exp.fleet.tiers.names, run_dir)
+    del shards  # each worker reads its own from storage
     aggregator = start_aggregator(cfg.fl, exp.ops, exp.fleet, cfg.seed, workers, exp.worker_of_user,
-                                  checkpoint_dir, run_name=run_dir.name)
+                                  run_dir / "checkpoint", run_name=run_dir.name)
     try:
         ray.get([w.ready.remote() for w in workers] + [aggregator.ready.remote()])
         done = ray.get(aggregator.restore.remote()) if resume else 0
         wall_started = time.perf_counter()
-        for _ in range(done, cfg.fl.rounds):
-            record = ray.get(aggregator.run_round.remote())
-            if not quiet:
-                from jobs.fl_results import progress_line
-
-                print(progress_line(record, cfg.fl.rounds, exp.fleet.tiers.names, exp.ops.metric_names), flush=True)
+        history, restarts = _run_rounds(exp, aggregator, done, run_dir, quiet)
         wall_s = time.perf_counter() - wall_started
-        history, params, last = ray.get([
-            aggregator.history_rows.remote(), aggregator.global_params.remote(), aggregator.last_client_metrics.remote()
-        ])
+        params, last = ray.get([aggregator.global_params.remote(), aggregator.last_client_metrics.remote()])
         queries, train_eval = None, None
         if exp.spec.kind == "gmf":  # the only inner-product model: its users can query the retriever
             clusters = ray.get(aggregator.cluster_view.remote())
@@ -145,7 +161,7 @@ def run(exp: Experiment, run_dir: Path, resume: bool, address: Optional[str], qu
         if exp.click is not None:  # fairness measures compare train and held-out accuracy
             train_eval = ray.get(aggregator.evaluate.remote("train"))
         return {"history": history, "params": params, "client_metrics": last, "wall_s": wall_s, "resumed_from": done,
-                "queries": queries, "train_eval": train_eval}
+                "queries": queries, "train_eval": train_eval, "aggregator_restarts": restarts}
     finally:
         for handle in [aggregator, *workers]:
             ray.kill(handle)
@@ -153,7 +169,48 @@ def run(exp: Experiment, run_dir: Path, resume: bool, address: Optional[str], qu
             ray.shutdown()
 
 
-def write_results(exp: Experiment, run_dir: Path, outcome: dict) -> dict:
+def _run_rounds(exp: Experiment, aggregator, done: int, run_dir: Storage, quiet: bool) -> tuple[list[dict], int]:
+    """Rounds ``done``..``fl.rounds`` and the aggregator restarts they took: when it dies, Ray
+    restarts it from its last checkpoint and the loop goes on from the round it reports."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    round_index, restarts = done, 0
+    while round_index < exp.cfg.fl.rounds:
+        try:
+            record = ray.get(aggregator.run_round.remote())
+        except RayActorError:
+            round_index = _await_restart(aggregator, run_dir)
+            restarts += 1
+            if not quiet:
+                print(f"aggregator restarted: continuing from the checkpoint at round {round_index}", flush=True)
+            continue
+        round_index += 1
+        if not quiet:
+            from jobs.fl_results import progress_line
+
+            print(progress_line(record, exp.cfg.fl.rounds, exp.fleet.tiers.names, exp.ops.metric_names), flush=True)
+    return ray.get(aggregator.history_rows.remote()), restarts
+
+
+def _await_restart(aggregator, run_dir: Storage, timeout_s: float = 300.0) -> int:
+    """The round a restarted aggregator continues from; AggregatorLost when Ray will not bring it back."""
+    import ray
+    from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ray.get(aggregator.ready.remote(), timeout=max(1.0, deadline - time.monotonic()))
+        except ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise AggregatorLost(run_dir) from None
+            time.sleep(0.5)
+        except (ActorDiedError, ray.exceptions.GetTimeoutError):
+            raise AggregatorLost(run_dir) from None
+
+
+def write_results(exp: Experiment, run_dir: Storage, outcome: dict) -> dict:
     from cluster.data.parquet_io import write_table_atomic
     from jobs.fl_results import (
         clients_table,
@@ -201,6 +258,7 @@ def write_results(exp: Experiment, run_dir: Path, outcome: dict) -> dict:
         "model": cfg.model.kind,
         "rounds": len(history),
         "resumed_from_round": outcome["resumed_from"],
+        "aggregator_restarts": outcome.get("aggregator_restarts", 0),
         "sim_time_s": history[-1]["sim_time_s"] if history else 0.0,
         "wall_s": outcome["wall_s"],
         "client_updates": int(sum(r["client_updates"] for r in history)),
@@ -215,11 +273,11 @@ def write_results(exp: Experiment, run_dir: Path, outcome: dict) -> dict:
     return summary
 
 
-def build_run_write(cfg: SimConfig, resume_dir: Optional[Path] = None, address: Optional[str] = None,
-                    quiet: bool = False) -> tuple[Experiment, Path, dict]:
+def build_run_write(cfg: SimConfig, resume_dir: Optional[Storage | Path] = None, address: Optional[str] = None,
+                    quiet: bool = False) -> tuple[Experiment, Storage, dict]:
     """The whole job: a new run folder (or ``resume_dir``), the rounds, the result files."""
     exp = build(cfg)  # bad data fails here, before any folder exists
-    run_dir = resume_dir
+    run_dir = as_storage(resume_dir) if resume_dir is not None else None
     if run_dir is None:
         run_dir = new_run_dir(cfg, "fl")
         write_resolved_config(run_dir, cfg)
@@ -231,27 +289,42 @@ def build_run_write(cfg: SimConfig, resume_dir: Optional[Path] = None, address: 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = config_parser(__doc__.splitlines()[0])
-    parser.add_argument("--resume", type=Path, help="run folder of a killed run to continue from its checkpoint")
+    parser.add_argument("--resume", metavar="RUN", help="run folder (path or URI) of a killed run to continue from "
+                                                        "its checkpoint")
     parser.add_argument("--address", help="Ray address to join (default: $RAY_ADDRESS, else a private local Ray)")
-    parser.add_argument("--output-dir", type=Path, help="where the run folder goes (overrides output_dir)")
+    add_storage_argument(parser)
     return parser.parse_args(argv)
+
+
+def resume_config(run_dir: Storage, overrides: Sequence[str]) -> SimConfig:
+    """The config of the run in ``run_dir``; ConfigError (exit 2) when it has no usable checkpoint."""
+    try:
+        folder = checkpoint.latest(run_dir / "checkpoint")
+        if folder is None:
+            raise ConfigError(f"{run_dir.describe()}: no checkpoint to resume from (checkpoint/latest.json)")
+        # Read once here, so a damaged checkpoint is reported before any actor starts.
+        checkpoint.read_state(folder, "aggregator", "aggregator")
+        text = run_dir.read_text("config.yaml")
+    except (checkpoint.CheckpointError, StorageError) as exc:
+        raise ConfigError(f"cannot resume: {exc}") from None
+    return load_config_text(text, run_dir.describe("config.yaml"), overrides)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.resume:
-        config_file = args.resume / "config.yaml"
-        if not (args.resume / "checkpoint" / "aggregator.pkl").exists():
-            print(f"error: {args.resume}: no checkpoint to resume from (checkpoint/aggregator.pkl)", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        cfg = load_config(config_file, args.overrides)
-        run_dir = args.resume
+        run_dir = Storage(args.resume)
+        cfg = resume_config(run_dir, args.overrides)
     else:
-        cfg = load_or_exit(args)
-        if args.output_dir:
-            cfg = cfg.model_copy(update={"output_dir": args.output_dir})
+        cfg = with_storage(load_or_exit(args), args.storage)
         run_dir = None
-    exp, run_dir, outcome = build_run_write(cfg, run_dir, args.address)
+    try:
+        exp, run_dir, outcome = build_run_write(cfg, run_dir, args.address)
+    except AggregatorLost as lost:
+        run = lost.args[0]
+        print(f"error: the aggregator died and could not be restarted; the run folder {run} keeps its last "
+              f"checkpoint: continue with  python jobs/fl_sim.py --resume '{run.uri}'", file=sys.stderr)
+        return EXIT_RUN_LOST
     from jobs.fl_results import final_table
 
     print(final_table(outcome["history"], exp.fleet.tiers.names, exp.ops.metric_names))

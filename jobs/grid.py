@@ -1,22 +1,21 @@
 """Experiment grids (jobs/rf2_matrix.py, jobs/ceag_compare.py, jobs/cali3f_compare.py): each cell
 is one Ray task running the aggregator's round loop in process (``cluster/fl/inprocess.py``, bit-
-identical to an actor run of the same config), as many at once as the cluster has CPUs. A cell's
-results land in ``<out>/cells/<name>.parquet`` (per tier) and ``<name>.rounds.parquet`` (per
-round) the moment it finishes; a rerun skips every cell whose files carry the same config hash,
-so a killed grid resumes where it stopped.
+identical to an actor run of the same config), as many at once as the cluster has CPUs, on any
+node. The task itself writes the cell's results to ``<out>/cells/<name>.parquet`` (per tier) and
+``<name>.rounds.parquet`` (per round) in the storage the moment it finishes, so they land there
+whichever node ran it; a rerun skips every cell whose files carry the same config hash, so a
+killed grid resumes where it stopped.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from cluster.data.parquet_io import write_table_atomic
+from cluster.storage import Storage, StorageError
 from configs import SimConfig, config_hash
 
 
@@ -27,11 +26,12 @@ class Cell:
 
     cfg: SimConfig
     label: str
-    path: Path
+    folder: Storage
+    name: str
 
     @property
-    def rounds_path(self) -> Path:
-        return self.path.with_suffix(".rounds.parquet")
+    def rounds_name(self) -> str:
+        return self.name.removesuffix(".parquet") + ".rounds.parquet"
 
 
 def cell_results(config: dict, label: str) -> tuple[list[dict], list[dict]]:
@@ -66,9 +66,9 @@ def cell_results(config: dict, label: str) -> tuple[list[dict], list[dict]]:
 def _finished(cell: Cell) -> Optional[tuple[pd.DataFrame, pd.DataFrame]]:
     """The cell's files when written with the same config hash; None when absent, stale or unreadable."""
     try:
-        tiers = pq.read_table(cell.path).to_pandas()
-        rounds = pq.read_table(cell.rounds_path).to_pandas()
-    except (OSError, pa.ArrowInvalid):
+        tiers = cell.folder.read_parquet(cell.name).to_pandas()
+        rounds = cell.folder.read_parquet(cell.rounds_name).to_pandas()
+    except StorageError:
         return None
     digest = config_hash(cell.cfg)
     if len(tiers) and (tiers["config_hash"] == digest).all() and (rounds["config_hash"] == digest).all():
@@ -95,22 +95,23 @@ def run_cells(cells: list[Cell], parallel: Optional[int], address: Optional[str]
             tier_frames.append(done[0])
             round_frames.append(done[1])
     if todo:
+        from actors.storage_probe import check_storage_on_every_node
+
         started = init_ray(address=address)
         try:
+            check_storage_on_every_node(todo[0].folder)
             slots = parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
-            task = ray.remote(num_cpus=1)(cell_fn)
+            task = ray.remote(num_cpus=1)(run_and_store)
             pending, queue = {}, list(todo)
             with tqdm(total=len(todo), desc="cells", disable=quiet) as progress:
                 while queue or pending:
                     while queue and len(pending) < slots:
                         cell = queue.pop(0)
-                        pending[task.remote(cell.cfg.model_dump(mode="json"), cell.label)] = cell
+                        pending[task.remote(cell_fn, cell.cfg.model_dump(mode="json"), cell.label, cell.folder,
+                                            cell.name, cell.rounds_name)] = cell
                     ready, _ = ray.wait(list(pending), num_returns=1)
-                    cell = pending.pop(ready[0])
-                    tiers, rounds = (pd.DataFrame(rows) for rows in ray.get(ready[0]))
-                    # rounds first: a cell counts as finished only once both files exist
-                    write_table_atomic(pa.Table.from_pandas(rounds, preserve_index=False), cell.rounds_path)
-                    write_table_atomic(pa.Table.from_pandas(tiers, preserve_index=False), cell.path)
+                    pending.pop(ready[0])
+                    tiers, rounds = ray.get(ready[0])
                     tier_frames.append(tiers)
                     round_frames.append(rounds)
                     progress.update(1)
@@ -120,14 +121,38 @@ def run_cells(cells: list[Cell], parallel: Optional[int], address: Optional[str]
     return pd.concat(tier_frames, ignore_index=True), pd.concat(round_frames, ignore_index=True)
 
 
+def run_and_store(cell_fn: Callable[[dict, str], tuple[list[dict], list[dict]]], config: dict, label: str,
+                  folder: Storage, name: str, rounds_name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One cell in its task: run it, then write its files to the storage from the node it ran on."""
+    tiers, rounds = (pd.DataFrame(rows) for rows in cell_fn(config, label))
+    # rounds first: a cell counts as finished only once both files exist
+    folder.write_parquet(rounds_name, pa.Table.from_pandas(rounds, preserve_index=False))
+    folder.write_parquet(name, pa.Table.from_pandas(tiers, preserve_index=False))
+    return tiers, rounds
+
+
 def add_grid_arguments(parser, default_out: str) -> None:
     """The options every grid job shares: seeds, output folder, cells at once, Ray address."""
+    from jobs.cli import add_storage_argument
+
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--out", type=Path, help=f"output folder (default: <output_dir>/{default_out})")
+    add_storage_argument(parser)
+    parser.add_argument("--out", metavar="LOCATION",
+                        help=f"the grid's folder, a path or URI (default: <storage>/{default_out})")
     parser.add_argument("--parallel", type=int, help="cells at once (default: the cluster's CPUs)")
     parser.add_argument("--address", help="Ray address to join (default: $RAY_ADDRESS, else a private local Ray)")
 
 
-def cell_path(out: Path, cfg: SimConfig, label: str) -> Path:
-    safe = label.replace(":", "-").replace("/", "-")
-    return out / "cells" / f"{cfg.model.kind}__{cfg.tier_mapping.mapping}__{safe}__s{cfg.seed}.parquet"
+def grid_folder(args, base: SimConfig, default_name: str) -> Storage:
+    """``--out``, else ``<--storage or the config's storage>/<default_name>``."""
+    if args.out:
+        return Storage(args.out)
+    return Storage(args.storage or base.storage) / default_name
+
+
+def cell(cfg: SimConfig, label: str, out: Storage, name: Optional[str] = None) -> Cell:
+    """A grid cell whose files go to ``out/cells``; the default name spells model, mapping, label and seed."""
+    if name is None:
+        safe = label.replace(":", "-").replace("/", "-")
+        name = f"{cfg.model.kind}__{cfg.tier_mapping.mapping}__{safe}__s{cfg.seed}.parquet"
+    return Cell(cfg, label, out / "cells", name)

@@ -1,11 +1,12 @@
-"""matplotlib for the jobs' figures: a file backend (no display on a cluster node) and atomic PNG
-writes, so a killed job never leaves half a figure."""
+"""matplotlib for the jobs' figures: a file backend (no display on a cluster node), rendered in
+memory and written to the storage in one atomic write, so a killed job never leaves half a figure."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-from cluster.atomic import atomic_path
+from cluster.storage import Storage, as_storage
 
 
 def pyplot():
@@ -17,7 +18,9 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+def save_figure(fig, target: Storage | Path) -> None:
+    """``target``: the PNG file's location (a storage path or a local one)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     pyplot().close(fig)
+    as_storage(target).write_bytes("", buffer.getvalue())

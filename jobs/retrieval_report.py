@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 
 from cluster.data.parquet_io import write_table_atomic
+from cluster.storage import Storage
 from configs import SimConfig, config_hash
 from jobs.outputs import write_text_atomic
 from jobs.plotting import pyplot, save_figure
@@ -14,7 +13,7 @@ from jobs.plotting import pyplot, save_figure
 COLUMNS = ("method", "batch_size", "recall", "ndcg", "hr", "esp", "fill", "worst_group_share", "ms_per_request")
 
 
-def write_report(folder: Path, cfg: SimConfig, rows: list[dict], exposure_rows: list[dict]) -> None:
+def write_report(folder: Storage, cfg: SimConfig, rows: list[dict], exposure_rows: list[dict]) -> None:
     stamp = {"config_hash": config_hash(cfg), "seed": cfg.seed}
     write_table_atomic(pa.Table.from_pylist([{**r, **stamp} for r in rows]), folder / "results.parquet")
     write_table_atomic(pa.Table.from_pylist([{**r, **stamp} for r in exposure_rows]), folder / "exposure.parquet")
@@ -32,7 +31,7 @@ def markdown_table(rows: list[dict], k: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_exposure(path: Path, exposure_rows: list[dict], fairsync_batch: int) -> None:
+def plot_exposure(path: Storage, exposure_rows: list[dict], fairsync_batch: int) -> None:
     """Exposure per group over the stream divided by its pro-rata minimum, for plain top-K and
     FairSync at the configured B: a line below 1 is a group short of its minimum."""
     plt = pyplot()
@@ -50,7 +49,7 @@ def plot_exposure(path: Path, exposure_rows: list[dict], fairsync_batch: int) ->
     save_figure(fig, path)
 
 
-def plot_batch_sizes(path: Path, rows: list[dict], default_batch: int) -> None:
+def plot_batch_sizes(path: Storage, rows: list[dict], default_batch: int) -> None:
     plt = pyplot()
     sweep = [r for r in rows if r["method"] == "fairsync"]
     sweep = sorted({r["batch_size"]: r for r in sweep}.values(), key=lambda r: r["batch_size"])

@@ -30,10 +30,11 @@ import pyarrow as pa
 
 from cluster.data.parquet_io import write_table_atomic
 from cluster.fairness.matrix import cell_measures, mean_over_seeds
+from cluster.storage import Storage
 from configs import SimConfig
 from configs.presets import OPTIMIZATION_PRESETS
 from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
-from jobs.grid import Cell, add_grid_arguments, cell_path, run_cells
+from jobs.grid import add_grid_arguments, cell, grid_folder, run_cells
 from jobs.rf2_report import matrix_markdown, plot_mdac, plot_tier_change
 
 MAPPINGS = ("random", "hetero-vlow", "hetero-low", "hetero-mid", "hetero-high", "hetero-vhigh")
@@ -52,7 +53,7 @@ def cfg_tiers(cfg: SimConfig) -> tuple[str, ...]:
 
 
 def run_matrix(base: SimConfig, configurations: Sequence[str], mappings: Sequence[str], seeds: Sequence[int],
-               out: Path, parallel: Optional[int], address: Optional[str], quiet: bool = False) -> pd.DataFrame:
+               out: Storage, parallel: Optional[int], address: Optional[str], quiet: bool = False) -> pd.DataFrame:
     from cluster.world import build_world
 
     build_world(base)  # fills the data cache once, and bad data fails here, before any task starts
@@ -61,12 +62,12 @@ def run_matrix(base: SimConfig, configurations: Sequence[str], mappings: Sequenc
         for mapping in mappings:
             for configuration in configurations:
                 cfg = cell_config(base, mapping, configuration, seed)
-                cells.append(Cell(cfg, configuration, cell_path(out, cfg, configuration)))
+                cells.append(cell(cfg, configuration, out))
     rows, _ = run_cells(cells, parallel, address, quiet)
     return rows
 
 
-def write_outputs(rows: pd.DataFrame, tiers: tuple[str, ...], out: Path, plot_mapping: str) -> pd.DataFrame:
+def write_outputs(rows: pd.DataFrame, tiers: tuple[str, ...], out: Storage, plot_mapping: str) -> pd.DataFrame:
     rows = rows.sort_values(["model", "mapping", "seed", "configuration", "tier"], kind="stable")
     write_table_atomic(pa.Table.from_pandas(rows, preserve_index=False), out / "cells.parquet")
     per_seed = cell_measures(rows, tiers, "auc")
@@ -107,7 +108,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
         return EXIT_BAD_INPUT
     configurations = ["none", *[c for c in args.configurations if c != "none"]]
-    out = args.out or base.output_dir / f"rf2-matrix-{base.model.kind}"
+    out = grid_folder(args, base, f"rf2-matrix-{base.model.kind}")
     rows = run_matrix(base, configurations, args.mappings, args.seeds, out, args.parallel, args.address)
     measures = write_outputs(rows, cfg_tiers(base), out, args.plot_mapping)
     print(matrix_markdown(measures, cfg_tiers(base), args.plot_mapping))

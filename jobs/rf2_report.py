@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
+from cluster.storage import Storage
 from jobs.plotting import pyplot, save_figure
 
 _MAPPING_ORDER = ("random", "hetero-vlow", "hetero-low", "hetero-mid", "hetero-high", "hetero-vhigh")
@@ -78,7 +77,7 @@ def findings(measures: pd.DataFrame, focus_mapping: str) -> list[str]:
     return out
 
 
-def plot_mdac(measures: pd.DataFrame, path: Path) -> None:
+def plot_mdac(measures: pd.DataFrame, path: Storage) -> None:
     """Grouped bars: one group per configuration, one bar per mapping (RF² Fig. 6)."""
     plt = pyplot()
     mappings, configs = _mappings(measures), _configurations(measures)
@@ -97,7 +96,7 @@ def plot_mdac(measures: pd.DataFrame, path: Path) -> None:
     save_figure(fig, path)
 
 
-def plot_tier_change(measures: pd.DataFrame, tiers: tuple[str, ...], mapping: str, path: Path) -> None:
+def plot_tier_change(measures: pd.DataFrame, tiers: tuple[str, ...], mapping: str, path: Storage) -> None:
     """Grouped bars: one group per configuration, one bar per tier (RF² Fig. 8)."""
     plt = pyplot()
     configs = _configurations(measures)

@@ -6,12 +6,17 @@ replica and go away with the application (``serve shutdown``, ``serve.delete``, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from actors.retrieval_factory import RetrievalActors, save_partitions, start_retrieval
+from actors.retrieval_factory import (
+    RetrievalActors,
+    save_partitions,
+    saved_partitions,
+    start_retrieval,
+)
 from cluster.retrieval.catalog import Catalog
 from cluster.retrieval.policies import exposure_targets, make_policy
 from cluster.rng import stream as rng_stream
+from cluster.storage import Storage
 from configs import SimConfig, config_hash
 
 DEFAULT_HORIZON = 100_000  # T when neither the config nor a held-out request stream gives one
@@ -21,7 +26,7 @@ DEFAULT_HORIZON = 100_000  # T when neither the config nor a held-out request st
 class Backend:
     catalog: Catalog
     actors: RetrievalActors
-    folder: Path
+    folder: Storage
 
 
 def start_backend(cfg: SimConfig, name_prefix: str = "") -> Backend:
@@ -32,10 +37,9 @@ def start_backend(cfg: SimConfig, name_prefix: str = "") -> Backend:
     r = cfg.retrieval
     catalog, requests, _ = load_catalog(cfg, train_if_missing=False, with_requests=r.source == "run")
     horizon = r.horizon or (len(requests) if requests is not None else DEFAULT_HORIZON)
-    folder = Path(cfg.output_dir).resolve() / f"serve-{cfg.name}-{config_hash(cfg)[:8]}"
-    paths = sorted((folder / "shards").glob("shard-*.npz"))
-    if len(paths) != r.n_shards:
-        paths = save_partitions(r, catalog, folder / "shards", rng_stream(cfg.seed, "partition"))
+    folder = Storage(cfg.storage) / f"serve-{cfg.name}-{config_hash(cfg)[:8]}"
+    if saved_partitions(folder / "shards") != r.n_shards:
+        save_partitions(r, catalog, folder / "shards", rng_stream(cfg.seed, "partition"))
     policy = make_policy(r, exposure_targets(r, catalog.n_groups, horizon))
-    actors = start_retrieval(r, catalog, policy, paths, folder / "dual.pkl", name_prefix, reuse=True)
+    actors = start_retrieval(r, catalog, policy, folder / "shards", folder, name_prefix, reuse=True)
     return Backend(catalog, actors, folder)

@@ -61,3 +61,28 @@ def serve_port(ray_session):
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield port
     serve.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """An S3-compatible server (moto) on a free loopback port; yields make_bucket(name) -> the
+    bucket's storage URI. The credentials travel in the URI, so every Ray worker — whenever the
+    shared session started — reaches the bucket without environment set up for it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from cluster.ports import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=f"http://{endpoint}", region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def make_bucket(name: str) -> str:
+        client.create_bucket(Bucket=name)
+        return f"s3://testing:testing@{name}?endpoint_override={endpoint}&scheme=http&region=us-east-1"
+
+    yield make_bucket
+    server.stop()

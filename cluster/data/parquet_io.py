@@ -17,15 +17,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cluster.atomic import atomic_path
 from cluster.data.types import CategoricalFeatures, Dataset, Interactions, ItemFeatures
+from cluster.storage import Storage, as_storage
 
 _GENRE_PREFIX = "genre:"
 
 
-def write_table_atomic(table: pa.Table, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+def write_table_atomic(table: pa.Table, target: Storage | Path) -> None:
+    """``target``: the file's location in the storage (or a local path)."""
+    as_storage(target).write_parquet("", table)
 
 
 def _dictionary(codes: np.ndarray, vocab: list[str]) -> pa.DictionaryArray:

@@ -3,13 +3,13 @@ config or read from the summary.json of an fl_sim run of the same seed and tier 
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Optional
 
 import numpy as np
 
 from cluster.data.errors import DataFormatError
+from cluster.storage import Storage, StorageError
 from configs.schema import FairnessConfig
 
 
@@ -20,12 +20,13 @@ def reference_accuracy(cfg: FairnessConfig, tier_names: tuple[str, ...], expecte
     reference from another mapping or seed would compare different users' accuracies."""
     if cfg.reference_accuracy is not None:
         return np.array([cfg.reference_accuracy[name] for name in tier_names], dtype=np.float64)
-    path = cfg.reference_run / "summary.json"
+    run = Storage(cfg.reference_run)
+    path = run.describe("summary.json")
+    if not run.exists("summary.json"):
+        raise DataFormatError(path, "no summary.json: reference_run must be a finished fl_sim run folder")
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataFormatError(path, "no summary.json: reference_run must be a finished fl_sim run folder") from None
-    except (OSError, json.JSONDecodeError) as exc:
+        summary = run.read_json("summary.json")
+    except StorageError as exc:
         raise DataFormatError(path, f"cannot read the run summary: {exc}") from None
     train = summary.get("final_train") or {}
     values = []

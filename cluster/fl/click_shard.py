@@ -5,12 +5,16 @@ codes (other users' rows are not in the file), their train rows by client and th
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import numpy as np
 
-from cluster.atomic import write_npz
-from cluster.data.click_features import ClickFeatures, ranges, rows_by_user, select_clients
+from cluster.data.click_features import (
+    ClickFeatures,
+    ranges,
+    rows_by_user,
+    select_clients,
+)
+from cluster.storage import Storage
 
 
 def restrict_features(features: ClickFeatures, users: np.ndarray) -> tuple[ClickFeatures, np.ndarray]:
@@ -58,15 +62,15 @@ class ClickShard:
         """CSR (indptr, rows) of the clients at shard positions ``rows_of_clients``."""
         return select_clients(self.train_indptr, self.train_rows, rows_of_clients)
 
-    def save(self, path: Path) -> None:
+    def save(self, storage: Storage, name: str) -> None:
         arrays = {f"f.{f.name}": np.asarray(getattr(self.features, f.name)) for f in fields(ClickFeatures)}
-        write_npz(path, clients=self.clients, train_indptr=self.train_indptr, train_rows=self.train_rows,
-                  test_rows=self.test_rows, **arrays)
+        storage.write_npz(name, clients=self.clients, train_indptr=self.train_indptr, train_rows=self.train_rows,
+                          test_rows=self.test_rows, **arrays)
 
     @classmethod
-    def load(cls, path: Path) -> "ClickShard":
-        with np.load(path) as f:
-            values = {field.name: f[f"f.{field.name}"] for field in fields(ClickFeatures)}
-            values["cat_names"] = tuple(str(n) for n in values["cat_names"])
-            values["cat_sizes"] = tuple(int(n) for n in values["cat_sizes"])
-            return cls(ClickFeatures(**values), f["clients"], f["train_indptr"], f["train_rows"], f["test_rows"])
+    def load(cls, storage: Storage, name: str) -> "ClickShard":
+        f = storage.read_npz(name)
+        values = {field.name: f[f"f.{field.name}"] for field in fields(ClickFeatures)}
+        values["cat_names"] = tuple(str(n) for n in values["cat_names"])
+        values["cat_sizes"] = tuple(int(n) for n in values["cat_sizes"])
+        return cls(ClickFeatures(**values), f["clients"], f["train_indptr"], f["train_rows"], f["test_rows"])

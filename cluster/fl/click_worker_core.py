@@ -6,7 +6,6 @@ phone (no user id feature), so there is nothing to save between rounds."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -17,6 +16,7 @@ from cluster.fl.click_training import ClickLocalResult, ClickRecipe, train_local
 from cluster.fl.click_upload import compress_upload, touched_rows
 from cluster.fl.worker_core import held_positions
 from cluster.models.click import ClickSpec
+from cluster.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,8 @@ class ClickWorkerCore:
             return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
         return features.user[rows].astype(np.int64), features.label[rows], predict(self.spec, params, features, rows)
 
-    def save(self, path: Path, round_index: int) -> None:
+    def save(self, storage: Storage, name: str, round_index: int) -> None:
         """Nothing private to keep: the global model (in the aggregator's checkpoint) is all."""
 
-    def restore(self, paths: list[Path]) -> Optional[int]:
+    def restore(self, storage: Storage, names: list[str]) -> Optional[int]:
         return None

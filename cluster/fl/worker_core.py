@@ -9,19 +9,23 @@ worker runs the device halves of eq. 4 and of re-clustering (``cluster/fl/cali3f
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
-from cluster.atomic import write_npz
 from cluster.fl.cali3f import subordinate_user_update
 from cluster.fl.clustering import assign_clusters, fixed_point_sums
 from cluster.fl.local_training import LocalRecipe, LocalResult, train_local
 from cluster.fl.metrics import rank_metrics
 from cluster.fl.ncf_upload import compress_ncf_upload
-from cluster.models.ncf import NCFSpec, initial_params, retrieval_queries, score_candidates
+from cluster.models.ncf import (
+    NCFSpec,
+    initial_params,
+    retrieval_queries,
+    score_candidates,
+)
+from cluster.storage import Storage
 
 EVAL_CHUNK = 4096
 
@@ -39,17 +43,17 @@ class ClientShard:
     test_candidates: np.ndarray
     users0: dict[str, np.ndarray]
 
-    def save(self, path: Path) -> None:
-        """One .npz per worker, so a restarted worker reloads its clients from disk."""
+    def save(self, storage: Storage, name: str) -> None:
+        """One .npz per worker in the run's storage, so a worker restarted on any node reloads its clients."""
         arrays = {f"users0.{t}": v for t, v in self.users0.items()}
-        write_npz(path, clients=self.clients, indptr=self.indptr, items=self.items,
-                      test_clients=self.test_clients, test_candidates=self.test_candidates, **arrays)
+        storage.write_npz(name, clients=self.clients, indptr=self.indptr, items=self.items,
+                          test_clients=self.test_clients, test_candidates=self.test_candidates, **arrays)
 
     @classmethod
-    def load(cls, path: Path) -> "ClientShard":
-        with np.load(path) as f:
-            users0 = {k.split(".", 1)[1]: f[k] for k in f.files if k.startswith("users0.")}
-            return cls(f["clients"], f["indptr"], f["items"], f["test_clients"], f["test_candidates"], users0)
+    def load(cls, storage: Storage, name: str) -> "ClientShard":
+        f = storage.read_npz(name)
+        users0 = {k.split(".", 1)[1]: v for k, v in f.items() if k.startswith("users0.")}
+        return cls(f["clients"], f["indptr"], f["items"], f["test_clients"], f["test_candidates"], users0)
 
 
 @dataclass(frozen=True)
@@ -209,23 +213,24 @@ class ClientWorkerCore:
         own = self._client_dense(np.arange(self.n_clients), clusters)
         return self.shard.clients, retrieval_queries(self.spec, params, self.users, own)
 
-    def save(self, path: Path, round_index: int) -> None:
+    def save(self, storage: Storage, name: str, round_index: int) -> None:
         """The clients' private vectors (and Ditto personal models), as a phone would keep them."""
         personal = {f"personal.{n}": v for n, v in (self.personal or {}).items()}
-        write_npz(path, clients=self.shard.clients, round_index=np.int64(round_index), **self.users, **personal)
+        storage.write_npz(name, clients=self.shard.clients, round_index=np.int64(round_index), **self.users,
+                          **personal)
 
-    def restore(self, paths: list[Path]) -> Optional[int]:
+    def restore(self, storage: Storage, names: list[str]) -> Optional[int]:
         """Load this worker's clients' vectors from any saved files (whatever worker wrote them);
         returns the round they were saved at, or None when there is nothing to load."""
         saved_round = None
-        for path in paths:
-            with np.load(path) as saved:
-                clients = saved["clients"]
-                mine = np.isin(clients, self.shard.clients)
-                rows = self._rows(clients[mine])
-                for table in self.users:
-                    self.users[table][rows] = saved[table][mine]
-                for name in self.personal or {}:
-                    self.personal[name][rows] = saved[f"personal.{name}"][mine]
-                saved_round = int(saved["round_index"])
+        for name in names:
+            saved = storage.read_npz(name)
+            clients = saved["clients"]
+            mine = np.isin(clients, self.shard.clients)
+            rows = self._rows(clients[mine])
+            for table in self.users:
+                self.users[table][rows] = saved[table][mine]
+            for dense in self.personal or {}:
+                self.personal[dense][rows] = saved[f"personal.{dense}"][mine]
+            saved_round = int(saved["round_index"])
         return saved_round

@@ -1,13 +1,13 @@
-"""Item partitions for retrieval shards, stored as .npz files a restarted shard reloads."""
+"""Item partitions for retrieval shards, stored as .npz files in the storage, which a shard
+restarted on any node reloads."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from cluster.atomic import write_npz
+from cluster.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -18,13 +18,13 @@ class Partition:
     vectors: np.ndarray
     groups: np.ndarray
 
-    def save(self, path: Path) -> None:
-        write_npz(path, item_ids=self.item_ids, vectors=self.vectors, groups=self.groups)
+    def save(self, storage: Storage, name: str) -> None:
+        storage.write_npz(name, item_ids=self.item_ids, vectors=self.vectors, groups=self.groups)
 
     @classmethod
-    def load(cls, path: Path) -> "Partition":
-        with np.load(path) as f:
-            return cls(f["item_ids"], f["vectors"].astype(np.float32), f["groups"].astype(np.int64))
+    def load(cls, storage: Storage, name: str) -> "Partition":
+        f = storage.read_npz(name)
+        return cls(f["item_ids"], f["vectors"].astype(np.float32), f["groups"].astype(np.int64))
 
 
 def partition_items(item_ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray, n_shards: int,

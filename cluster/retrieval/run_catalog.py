@@ -12,31 +12,37 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from cluster.data.errors import DataFormatError
 from cluster.data.splits import LeaveOneOut
-from cluster.retrieval.catalog import Catalog, RequestStream, encode_groups, popularity_groups
+from cluster.retrieval.catalog import (
+    Catalog,
+    RequestStream,
+    encode_groups,
+    popularity_groups,
+)
+from cluster.storage import Storage, StorageError, as_storage
 from configs.schema import RetrievalConfig
 
 ITEM_FILE, USER_FILE = "item_embeddings.parquet", "user_queries.parquet"
 
 
-def _read(path: Path, columns: list[str]) -> pa.Table:
-    if not path.exists():
-        hint = " (user query vectors are written by GMF runs only)" if path.name == USER_FILE else ""
+def _read(run: Storage, name: str, columns: list[str]) -> pa.Table:
+    path = run.describe(name)
+    if not run.exists(name):
+        hint = " (user query vectors are written by GMF runs only)" if name == USER_FILE else ""
         raise DataFormatError(path, f"missing{hint}")
     try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataFormatError(path, f"not a readable Parquet file ({exc})") from None
+        table = run.read_parquet(name)
+    except StorageError as exc:
+        raise DataFormatError(path, str(exc).removeprefix(path + ": ")) from None
     absent = [c for c in columns if c not in table.column_names]
     if absent:
         raise DataFormatError(path, f"missing column(s) {absent}; it has {table.column_names}")
     return table
 
 
-def _vectors(table: pa.Table, path: Path) -> np.ndarray:
+def _vectors(table: pa.Table, path: str) -> np.ndarray:
     column = table.column("vector").combine_chunks()
     if not pa.types.is_fixed_size_list(column.type):
         raise DataFormatError(path, f"column 'vector' must be a fixed-size list of floats, not {column.type}")
@@ -47,7 +53,7 @@ def _vectors(table: pa.Table, path: Path) -> np.ndarray:
     return vectors
 
 
-def item_groups(cfg: RetrievalConfig, table: pa.Table, path: Path) -> tuple[np.ndarray, list[str]]:
+def item_groups(cfg: RetrievalConfig, table: pa.Table, path: str) -> tuple[np.ndarray, list[str]]:
     if cfg.group_by == "popularity":
         if "train_interactions" not in table.column_names:
             raise DataFormatError(path, "group_by=popularity needs a 'train_interactions' column")
@@ -58,10 +64,12 @@ def item_groups(cfg: RetrievalConfig, table: pa.Table, path: Path) -> tuple[np.n
     return encode_groups(table.column(name).to_numpy(zero_copy_only=False))
 
 
-def load_run_catalog(run_dir: Path, cfg: RetrievalConfig) -> Catalog:
-    item_path, user_path = Path(run_dir) / ITEM_FILE, Path(run_dir) / USER_FILE
-    items = _read(item_path, ["item_id", "vector"])
-    users = _read(user_path, ["user_id", "vector"])
+def load_run_catalog(run_dir: Storage | Path, cfg: RetrievalConfig) -> Catalog:
+    """``run_dir``: an fl_sim run folder in any storage."""
+    run_dir = as_storage(run_dir)
+    item_path, user_path = run_dir.describe(ITEM_FILE), run_dir.describe(USER_FILE)
+    items = _read(run_dir, ITEM_FILE, ["item_id", "vector"])
+    users = _read(run_dir, USER_FILE, ["user_id", "vector"])
     item_vectors, user_vectors = _vectors(items, item_path), _vectors(users, user_path)
     if item_vectors.shape[1] != user_vectors.shape[1]:
         raise DataFormatError(user_path, f"vectors have {user_vectors.shape[1]} values, items have {item_vectors.shape[1]}")

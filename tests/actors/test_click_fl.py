@@ -23,7 +23,7 @@ def tiny_click(tmp_path: Path, *extra: str):
         "model.kind=dlrm", "model.top_hidden=[32]", "model.history_len=20",
         "fl.clients_per_round=40", "fl.rounds=3", "fl.overselect=0", "fl.eval_every=3", "fl.client_lr=1.0",
         "fl.server_optimizer=adagrad", "fl.server_lr=0.1", f"data.cache_dir={tmp_path / 'cache'}",
-        f"output_dir={tmp_path / 'runs'}", *extra,
+        f"storage={tmp_path / 'runs'}", *extra,
     ])
 
 
@@ -45,6 +45,7 @@ def test_same_results_with_one_or_three_workers_per_tier(tmp_path: Path):
 
 def test_click_run_writes_auc_per_tier(tmp_path: Path):
     plain, plain_dir, _ = build_run_write(tiny_click(tmp_path), quiet=True)
+    plain_dir = plain_dir.local_path  # a local storage: read its files directly
     summary = json.loads((plain_dir / "summary.json").read_text())
     assert summary["optimization"] == "none" and summary["model"] == "dlrm"
     for key in ("auc", "auc_low", "auc_mid", "auc_high"):
@@ -57,9 +58,11 @@ def test_click_run_writes_auc_per_tier(tmp_path: Path):
 
 def test_ceag_through_fl_sim_with_a_reference_run(tmp_path: Path):
     _, reference_dir, _ = build_run_write(tiny_click(tmp_path, "fl.rounds=2"), quiet=True)
+    reference_dir = reference_dir.local_path  # a local storage: read its files directly
     cfg = tiny_click(tmp_path, "fl.rounds=2", "fl.optimization=channel-1:4:16",
                      f"fl.fairness={{kind: ceag, reference_run: {reference_dir}, buffer_size: 50}}")
     _, run_dir, outcome = build_run_write(cfg, quiet=True)
+    run_dir = run_dir.local_path  # a local storage: read its files directly
     rounds = pq.read_table(run_dir / "rounds.parquet").to_pandas()
     for tier in ("low", "mid", "high"):
         assert (rounds[f"lambda_{tier}"] >= 0).all() and rounds[f"psi_{tier}"].notna().all()

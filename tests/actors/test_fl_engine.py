@@ -1,9 +1,10 @@
 """The FL engine on real Ray actors: names, a round, dashboard metrics, determinism across
-worker counts, a worker killed mid-round, and resume after a crash."""
+worker counts, a worker killed mid-round, the aggregator killed mid-run, and resume after a crash."""
 
 from __future__ import annotations
 
 import re
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -12,8 +13,12 @@ import numpy as np
 import pytest
 import ray
 
+from ray.exceptions import GetTimeoutError, RayActorError
+
 from actors.factory import start_aggregator, start_workers
+from cluster import checkpoint
 from cluster.fl.shards import build_shards
+from cluster.storage import Storage
 from configs import load_config
 from jobs.fl_sim import build, run
 
@@ -25,16 +30,16 @@ def tiny(tmp_path: Path, *extra: str):
         "data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
         "fl.clients_per_round=40", "fl.rounds=4", "fl.checkpoint_every=2", "fl.overselect=0", "fl.eval_every=1",
         f"data.cache_dir={tmp_path / 'cache'}",
-        f"output_dir={tmp_path / 'runs'}", *extra,
+        f"storage={tmp_path / 'runs'}", *extra,
     ])
 
 
 def start(exp, run_dir: Path):
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run = Storage(run_dir)
     shards = build_shards(exp.world.population, exp.world.leave_one_out, exp.spec, exp.cfg.seed, exp.worker_of_user, exp.n_workers)
-    workers = start_workers(exp.cfg.fl, shards, exp.spec, exp.recipe, exp.cfg.seed, exp.fleet.tiers.names, run_dir)
+    workers = start_workers(exp.cfg.fl, shards, exp.spec, exp.recipe, exp.cfg.seed, exp.fleet.tiers.names, run)
     aggregator = start_aggregator(exp.cfg.fl, exp.ops, exp.fleet, exp.cfg.seed, workers, exp.worker_of_user,
-                                  str(run_dir / "checkpoint"), run_name=run_dir.name)
+                                  run / "checkpoint", run_name=run.name)
     ray.get([w.ready.remote() for w in workers] + [aggregator.ready.remote()])
     return workers, aggregator
 
@@ -42,6 +47,18 @@ def start(exp, run_dir: Path):
 def stop(*handles):
     for handle in handles:
         ray.kill(handle, no_restart=True)
+
+
+def wait_ready(handle, timeout_s: float = 120.0) -> dict:
+    """``ready`` of an actor that may still be restarting (workers take no task retries)."""
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            return ray.get(handle.ready.remote(), timeout=10)
+        except (RayActorError, GetTimeoutError):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _scrape(port: int) -> str:
@@ -83,8 +100,10 @@ def _metrics(history):
 
 
 def test_same_results_with_one_or_four_workers_per_tier(tmp_path: Path):
-    one = run(build(tiny(tmp_path, "fl.workers_per_tier=1", "fl.eval_every=2")), tmp_path / "one", False, None, quiet=True)
-    four = run(build(tiny(tmp_path, "fl.workers_per_tier=4", "fl.eval_every=2")), tmp_path / "four", False, None, quiet=True)
+    one = run(build(tiny(tmp_path, "fl.workers_per_tier=1", "fl.eval_every=2")), Storage(tmp_path / "one"), False, None,
+              quiet=True)
+    four = run(build(tiny(tmp_path, "fl.workers_per_tier=4", "fl.eval_every=2")), Storage(tmp_path / "four"), False,
+               None, quiet=True)
     assert _metrics(one["history"]) == _metrics(four["history"])
     for name in one["params"]:
         assert np.array_equal(one["params"][name], four["params"][name])
@@ -105,7 +124,7 @@ def test_worker_killed_mid_round_counts_its_clients_as_failed(tmp_path: Path):
 
         # The restarted worker answers again (under load its restart can outlast one round, whose
         # low clients would then be counted as failed too — correct, but not what is tested here).
-        assert ray.get(workers[0].ready.remote())["name"] == "clients-low-0"
+        assert wait_ready(workers[0])["name"] == "clients-low-0"
         after = ray.get(aggregator.run_round.remote())
         assert after["failed"] == 0 and after["aggregated_low"] == after["selected_low"] > 0
     finally:
@@ -114,17 +133,49 @@ def test_worker_killed_mid_round_counts_its_clients_as_failed(tmp_path: Path):
 
 def test_resume_after_crash_reaches_the_same_final_metrics(tmp_path: Path):
     cfg = tiny(tmp_path, "fl.rounds=6", "fl.eval_every=3")
-    reference = run(build(cfg), tmp_path / "reference", False, None, quiet=True)
+    reference = run(build(cfg), Storage(tmp_path / "reference"), False, None, quiet=True)
 
     crashed_dir = tmp_path / "crashed"
     exp = build(cfg)
     workers, aggregator = start(exp, crashed_dir)
-    for _ in range(3):  # checkpoint after round 2, then one more round that is lost
-        ray.get(aggregator.run_round.remote())
-    stop(aggregator, *workers)
+    try:
+        for _ in range(3):  # checkpoint after round 2, then one more round that is lost
+            ray.get(aggregator.run_round.remote())
+    finally:
+        stop(aggregator, *workers)
+    assert checkpoint.latest(Storage(crashed_dir) / "checkpoint").name == "round-000002"
+    assert not list(crashed_dir.rglob("*.pkl"))  # no pickle anywhere: a run folder cannot carry code
 
-    resumed = run(build(cfg), crashed_dir, True, None, quiet=True)
+    resumed = run(build(cfg), Storage(crashed_dir), True, None, quiet=True)
     assert resumed["resumed_from"] == 2
     assert _metrics(resumed["history"]) == _metrics(reference["history"])
     final = resumed["history"][-1]
     assert final["round"] == 6 and final["hr10"] == reference["history"][-1]["hr10"]
+
+
+def test_aggregator_killed_mid_run_restarts_and_reaches_the_same_final_metrics(tmp_path: Path):
+    cfg = tiny(tmp_path, "fl.rounds=6", "fl.eval_every=3")
+    reference = run(build(cfg), Storage(tmp_path / "reference"), False, None, quiet=True)
+
+    run_dir = tmp_path / "killed"
+    killed = []
+
+    def kill_after_first_checkpoint():
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run_dir / "checkpoint" / "latest.json").exists():
+            time.sleep(0.05)
+        aggregator = ray.get_actor("aggregator")
+        killed.append(ray.get(aggregator.ready.remote()))
+        ray.kill(aggregator, no_restart=False)  # as a node failure would: Ray may restart it
+
+    # Slowed to about a second a round so the kill lands mid-run; the slowing changes no result.
+    slow = build(tiny(tmp_path, "fl.rounds=6", "fl.eval_every=3", "fl.real_time_scale=0.3"))
+    killer = threading.Thread(target=kill_after_first_checkpoint)
+    killer.start()
+    outcome = run(slow, Storage(run_dir), False, None, quiet=True)
+    killer.join()
+    assert killed and 2 <= killed[0] < 6, killed
+    assert outcome["aggregator_restarts"] == 1
+    assert _metrics(outcome["history"]) == _metrics(reference["history"])
+    for name in reference["params"]:
+        assert np.array_equal(outcome["params"][name], reference["params"][name])

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ray
+from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.retrieval_factory import save_partitions, start_retrieval
 from cluster.retrieval.catalog import Catalog
 from cluster.retrieval.fairsync import DualVector, ExposureTargets
+from cluster.storage import Storage
 from configs.schema import RetrievalConfig
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -29,8 +31,9 @@ def fleet(tmp_path: Path):
                       np.arange(3), rng.normal(size=(3, DIM)).astype(np.float32))
     cfg = RetrievalConfig(n_shards=3, k=K)
     targets = ExposureTargets(np.array([0.0, 0.0, 0.0, 4.0 * 200]), horizon=200, k=K)  # group 3: 4 of 10 slots
-    paths = save_partitions(cfg, catalog, tmp_path, rng)
-    fleet = start_retrieval(cfg, catalog, DualVector(targets, 8, 0.2, "adam"), paths, tmp_path / "dual.pkl")
+    save_partitions(cfg, catalog, Storage(tmp_path / "shards"), rng)
+    fleet = start_retrieval(cfg, catalog, DualVector(targets, 8, 0.2, "adam"), Storage(tmp_path / "shards"),
+                            Storage(tmp_path))
     yield fleet, vectors, groups, rng
     fleet.kill()
 
@@ -66,19 +69,24 @@ def test_killed_shard_gives_partial_answers_then_comes_back(fleet):
     assert not fleet.coordinator.retrieve(queries, K).partial
 
 
-def test_dual_vector_state_survives_a_restart(fleet):
+def test_dual_vector_state_survives_a_restart(fleet, tmp_path: Path):
     fleet, _, _, rng = fleet
     for _ in range(16):
         fleet.coordinator.retrieve(rng.normal(size=(1, DIM)).astype(np.float32), K)
     before = ray.get(fleet.dual.stats.remote())
+    old_pid = ray.get(fleet.dual.pid.remote())
     ray.kill(fleet.dual, no_restart=False)
+    after, new_pid = None, old_pid
     deadline = time.time() + 60
-    while time.time() < deadline:
+    while time.time() < deadline and after is None:
         try:
+            new_pid = ray.get(fleet.dual.pid.remote(), timeout=5)
             after = ray.get(fleet.dual.stats.remote(), timeout=5)
-            break
-        except Exception:
+        except (RayActorError, GetTimeoutError):  # still restarting
             time.sleep(0.5)
+    assert after is not None, "the dual-vector actor did not come back within 60 s"
+    assert new_pid != old_pid, "the actor was not restarted: the state below proves nothing"
+    assert (tmp_path / "dual-vector.npz").exists()  # its state lives in the storage, not in a pickle
     assert after["mu_version"] == before["mu_version"] == 2
     assert after["requests"] == 16 and after["mu"] == before["mu"]
 

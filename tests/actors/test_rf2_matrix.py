@@ -20,7 +20,7 @@ BASE = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthe
 
 
 def _argv(tmp_path: Path, out: Path) -> list[str]:
-    sets = [arg for item in [*BASE, f"data.cache_dir={tmp_path / 'cache'}", f"output_dir={tmp_path / 'runs'}"]
+    sets = [arg for item in [*BASE, f"data.cache_dir={tmp_path / 'cache'}", f"storage={tmp_path / 'runs'}"]
             for arg in ("--set", item)]
     return ["--config", "configs/demo.yaml", *sets, "--configurations", "quants-1:4:16", "exclude-lo",
             "--mappings", "random", "hetero-vhigh", "--out", str(out)]
@@ -50,9 +50,10 @@ def test_matrix_writes_resumes_and_matches_an_actor_run(tmp_path: Path):
     from configs import load_config
 
     base = load_config("configs/demo.yaml", [*BASE, f"data.cache_dir={tmp_path / 'cache'}",
-                                             f"output_dir={tmp_path / 'runs'}"])
+                                             f"storage={tmp_path / 'runs'}"])
     cfg = cell_config(base, "hetero-vhigh", "quants-1:4:16", 0)
     _, run_dir, _ = build_run_write(cfg, quiet=True)
+    run_dir = run_dir.local_path  # a local storage: read its files directly
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = pq.read_table(out / "cells.parquet").to_pandas()
     cell = rows[(rows["mapping"] == "hetero-vhigh") & (rows["configuration"] == "quants-1:4:16")].set_index("tier")

@@ -21,7 +21,7 @@ def tiny(tmp_path: Path, *extra: str):
     return load_config("configs/demo.yaml", [
         "data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
         "fl.clients_per_round=40", "fl.rounds=4", "fl.checkpoint_every=2", "fl.overselect=0", "fl.eval_every=2",
-        "model.embedding_dim=8", f"data.cache_dir={tmp_path / 'cache'}", f"output_dir={tmp_path / 'runs'}", *extra,
+        "model.embedding_dim=8", f"data.cache_dir={tmp_path / 'cache'}", f"storage={tmp_path / 'runs'}", *extra,
     ])
 
 
@@ -32,6 +32,7 @@ def tiny(tmp_path: Path, *extra: str):
 def test_strategy_on_actors_equals_the_in_process_loop(tmp_path: Path, extra: tuple):
     cfg = tiny(tmp_path, *extra)
     _, run_dir, _ = build_run_write(cfg, quiet=True)
+    run_dir = run_dir.local_path  # a local storage: read its files directly
     summary = json.loads((run_dir / "summary.json").read_text())
     server, _, history = train_rounds(build(cfg), eval_every=cfg.fl.eval_every)
     assert summary["strategy"] == cfg.fl.strategy.kind
@@ -46,6 +47,7 @@ def test_strategy_on_actors_equals_the_in_process_loop(tmp_path: Path, extra: tu
 def test_cali3f_resumes_from_its_checkpoint(tmp_path: Path):
     cfg = tiny(tmp_path, "fl.strategy.kind=cali3f", "fl.rounds=2")
     _, run_dir, _ = build_run_write(cfg, quiet=True)
+    run_dir = run_dir.local_path  # a local storage: read its files directly
     longer = tiny(tmp_path, "fl.strategy.kind=cali3f", "fl.rounds=4")
     (run_dir / "config.yaml").write_text((run_dir / "config.yaml").read_text().replace("rounds: 2", "rounds: 4"))
     _, _, resumed = build_run_write(longer, resume_dir=run_dir, quiet=True)

@@ -26,7 +26,7 @@ def test_fl_sim_submitted_as_a_ray_job(head, tmp_path):
         "python", "jobs/fl_sim.py", "--config", "configs/demo.yaml",
         "--set", "data.synthetic.n_users=300", "--set", "data.synthetic.n_items=300",
         "--set", "data.synthetic.target_interactions=6000", "--set", "fl.rounds=3", "--set", "fl.clients_per_round=30",
-        "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", f"output_dir={out}",
+        "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", f"storage={out}",
     ]
     done = subprocess.run(command, env=head.env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -10,10 +10,16 @@ import torch
 from cluster.fl.click_ops import ClickOps
 from cluster.fl.click_shard import ClickShard, restrict_features
 from cluster.fl.click_training import ClickRecipe, train_local_click
-from cluster.fl.click_upload import compress_upload, dense_entries, touched_rows, upload_size
+from cluster.fl.click_upload import (
+    compress_upload,
+    dense_entries,
+    touched_rows,
+    upload_size,
+)
 from cluster.fl.click_worker_core import ClickWorkerCore, ClientSettings
 from cluster.fl.server_core import FederatedServer, FleetView
 from cluster.models.click import ClickSpec, channel_masks, init_params
+from cluster.storage import Storage
 from cluster.tiers.latency import TierTable
 from cluster.tiers.optimizations import TierPlan
 from configs import ConfigError, load_config
@@ -156,8 +162,8 @@ def test_click_shard_holds_only_its_clients_and_trains_like_the_whole(tmp_path):
     assert set(restricted.user.tolist()) == {1, 4} and np.array_equal(features.user[keep], restricted.user)
     assert (restricted.user_cats[[0, 2, 3, 5]] == 0).all()
     shard = ClickShard.build(features, holdout.train_rows, holdout.test_rows, mine)
-    shard.save(tmp_path / "shard.npz")
-    loaded = ClickShard.load(tmp_path / "shard.npz")
+    shard.save(Storage(tmp_path), "shard.npz")
+    loaded = ClickShard.load(Storage(tmp_path), "shard.npz")
     assert loaded.features.cat_names == features.cat_names and np.array_equal(loaded.train_rows, shard.train_rows)
     core = ClickWorkerCore(loaded, spec, ClickRecipe(), seed=0)
     params = _params(spec)

@@ -3,15 +3,15 @@
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from configs import load_config
 from cluster.fl.local_training import LocalRecipe
 from cluster.fl.shards import assign_workers, build_shards
 from cluster.fl.worker_core import ClientShard, ClientWorkerCore
 from cluster.models.ncf import NCFSpec, init_global
+from cluster.storage import Storage
 from cluster.world import build_world
-
-import torch
+from configs import load_config
 
 
 def _world(tmp_path: Path):
@@ -33,8 +33,8 @@ def test_shards_partition_clients_by_tier(tmp_path: Path):
         for row, client in enumerate(shard.clients):
             np.testing.assert_array_equal(
                 shard.items[shard.indptr[row]:shard.indptr[row + 1]], pop.train.items[pop.client_rows(client)])
-    shards[0].save(tmp_path / "s.npz")
-    again = ClientShard.load(tmp_path / "s.npz")
+    shards[0].save(Storage(tmp_path), "s.npz")
+    again = ClientShard.load(Storage(tmp_path), "s.npz")
     assert np.array_equal(again.items, shards[0].items) and np.array_equal(again.users0["user_gmf"], shards[0].users0["user_gmf"])
 
 
@@ -56,9 +56,9 @@ def test_worker_trains_evaluates_and_restores_private_vectors(tmp_path: Path):
     assert len(tested) == len(hit) == len(ndcg) == len(shard.test_clients)
     assert ((0 <= ndcg) & (ndcg <= hit)).all()
 
-    worker.save(tmp_path / "w.npz", round_index=4)
+    worker.save(Storage(tmp_path), "w.npz", round_index=4)
     fresh = ClientWorkerCore(shard, spec, recipe, seed=0)
-    assert fresh.restore([tmp_path / "w.npz"]) == 4
+    assert fresh.restore(Storage(tmp_path), ["w.npz"]) == 4
     assert np.array_equal(fresh.users["user_gmf"], worker.users["user_gmf"])
     try:
         worker.train(1, np.array([10_000]), params)

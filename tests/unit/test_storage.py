@@ -1,0 +1,87 @@
+"""The storage layer on a local folder and on a real S3-compatible server (moto)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from cluster.storage import Storage, StorageError
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request, tmp_path):
+    if request.param == "local":
+        return Storage(tmp_path / "store")
+    make_bucket = request.getfixturevalue("s3_server")
+    return Storage(make_bucket(f"unit-{tmp_path.name.lower().replace('_', '-')}")) / "prefix"
+
+
+def test_round_trips_every_format(root):
+    run = root / "run-1"
+    run.write_text("notes.txt", "héllo")
+    run.write_json("summary.json", {"auc": np.float32(0.5), "rounds": np.int64(3), "ids": np.arange(2)})
+    run.write_parquet("t/rounds.parquet", pa.table({"round": [1, 2], "loss": [0.5, 0.25]}))
+    run.write_npz("shards/w0.npz", clients=np.arange(5), vectors=np.ones((5, 2), np.float32))
+    assert run.read_text("notes.txt") == "héllo"
+    assert run.read_json("summary.json") == {"auc": 0.5, "rounds": 3, "ids": [0, 1]}
+    assert run.read_parquet("t/rounds.parquet").to_pydict() == {"round": [1, 2], "loss": [0.5, 0.25]}
+    arrays = run.read_npz("shards/w0.npz")
+    np.testing.assert_array_equal(arrays["clients"], np.arange(5))
+    assert arrays["vectors"].dtype == np.float32
+    assert run.list() == ["notes.txt", "shards", "summary.json", "t"]
+    assert run.list("shards") == ["w0.npz"] and run.list("absent") == []
+    assert run.exists("shards/w0.npz") and not run.exists("shards/w1.npz")
+    run.delete("shards")
+    assert not run.exists("shards/w0.npz")
+
+
+def test_travels_as_its_uri(root):
+    again = pickle.loads(pickle.dumps(root / "a"))
+    assert again == root / "a"
+    again.write_text("x.txt", "1")
+    assert (root / "a").read_text("x.txt") == "1"
+    assert (root / "a" / "x.txt").read_text() == "1"
+
+
+def test_missing_and_corrupt_files_name_the_file(root):
+    with pytest.raises(StorageError, match="missing.json: no such file"):
+        root.read_json("missing.json")
+    root.write_text("bad.npz", "not an npz")
+    with pytest.raises(StorageError, match=r"bad\.npz: not a readable \.npz"):
+        root.read_npz("bad.npz")
+    root.write_text("bad.parquet", "nope")
+    with pytest.raises(StorageError, match=r"bad\.parquet: not a readable Parquet"):
+        root.read_parquet("bad.parquet")
+    root.write_text("bad.json", "{")
+    with pytest.raises(StorageError, match=r"bad\.json: not valid JSON"):
+        root.read_json("bad.json")
+
+
+def test_local_writes_leave_no_temporary_files(tmp_path):
+    store = Storage(tmp_path)
+    store.write_text("a.txt", "1")
+    store.write_text("a.txt", "2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+    (tmp_path / "taken").mkdir()  # renaming a file onto a non-empty folder fails
+    (tmp_path / "taken" / "kept.txt").write_text("kept")
+    with pytest.raises(OSError):
+        store.write_bytes("taken", b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "taken"]
+    assert (tmp_path / "taken" / "kept.txt").read_text() == "kept"
+
+
+def test_relative_paths_resolve_on_the_caller(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = Storage("runs")
+    assert store.uri == str(tmp_path / "runs")
+    assert store.local_path == tmp_path / "runs"
+
+
+def test_credentials_never_appear_in_messages():
+    store = Storage("s3://KEY:SECRET@bucket/p?endpoint_override=127.0.0.1:1&scheme=http")
+    assert "SECRET" not in str(store) and "SECRET" not in repr(store)
+    assert "SECRET" in store.uri  # what actors receive still works
