@@ -1,0 +1,169 @@
+"""FairFleet on a real two-node Ray cluster whose second node has a disk of its own.
+
+The head starts with 0 CPUs, so every actor or task that asks for CPU runs on node 2, which
+sees an empty tmpfs over the driver's folder (its own mount namespace: what a KubeRay worker pod
+sees). The run's storage is a folder both nodes mount, as NFS would be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas.testing
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.e2e.head_node import start_head, start_worker_node
+
+TINY = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
+        "fl.clients_per_round=40", "fl.rounds=6", "fl.checkpoint_every=2", "fl.overselect=0", "fl.eval_every=3",
+        "fl.worker_num_cpus=0.5"]
+METRICS = ("round", "hr10", "ndcg10", "train_loss", "aggregated", "sim_time_s")
+
+
+def _unshare_works() -> str:
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True, text=True)
+    return "" if probe.returncode == 0 else f"unshare -m is not permitted here: {probe.stderr.strip()}"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = _unshare_works()
+    if reason:
+        if os.environ.get("FAIRFLEET_REQUIRE_MULTINODE") == "1":
+            pytest.fail(reason + " and FAIRFLEET_REQUIRE_MULTINODE=1")
+        pytest.skip(reason)
+    base = Path(tempfile.mkdtemp(prefix="ff2n-", dir="/tmp"))
+    hidden, shared = base / "driver", base / "nfs"
+    hidden.mkdir()
+    shared.mkdir()
+    head = start_head(base, num_cpus=0, temp_parent=str(hidden))
+    try:
+        node = start_worker_node(head, hidden, base)
+    except BaseException:
+        head.stop()
+        raise
+    yield head, hidden, shared
+    node.stop()
+    head.stop()
+
+
+def _fl_sim(head, storage: Path, *sets: str) -> subprocess.Popen:
+    args = [arg for item in (*TINY, *sets) for arg in ("--set", item)]
+    return subprocess.Popen(
+        [sys.executable, "jobs/fl_sim.py", "--config", "configs/demo.yaml", *args, "--storage", str(storage),
+         "--address", head.gcs_address],
+        cwd=REPO_ROOT, env=head.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen, timeout_s: float = 300) -> tuple[str, str]:
+    out, err = process.communicate(timeout=timeout_s)
+    assert process.returncode == 0, out[-3000:] + err[-3000:]
+    return out, err
+
+
+def _actor(head, name: str):
+    """The live incarnation of the named actor (state API over the dashboard), or None."""
+    from ray.util.state import list_actors
+
+    alive = list_actors(address=head.dashboard_url, filters=[("name", "=", name), ("state", "=", "ALIVE")])
+    return alive[0] if alive else None
+
+
+def _wait_for(predicate, timeout_s: float = 120, what: str = "condition"):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} not reached within {timeout_s} s")
+
+
+def _node2_id(head) -> str:
+    from ray.util.state import list_nodes
+
+    (node,) = [n for n in list_nodes(address=head.dashboard_url) if n.state == "ALIVE" and not n.is_head_node]
+    return node.node_id
+
+
+def _rounds(run: Path):
+    table = pq.read_table(run / "rounds.parquet").to_pandas()
+    return table[[c for c in table.columns if c.startswith(METRICS)]]
+
+
+def test_a_driver_only_folder_is_refused_before_any_worker_starts(cluster):
+    head, hidden, _ = cluster
+    process = _fl_sim(head, hidden / "runs")
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 2, out[-2000:] + err[-2000:]
+    assert "is not visible from 1 of 2 nodes" in err and "Traceback" not in err
+
+
+def test_fl_sim_equals_one_node_and_survives_its_aggregator_being_killed(cluster, ray_session, tmp_path):
+    from configs import load_config
+    from jobs.fl_sim import build_run_write
+
+    head, _, shared = cluster
+    # The one-node reference, in the test session's own single-node Ray.
+    cfg = load_config("configs/demo.yaml", [*TINY, f"storage={tmp_path / 'one-node'}"])
+    _, one_node, _ = build_run_write(cfg, quiet=True)
+
+    # Rounds slowed to ~1 s of wall time each (it changes no result) so the kill lands mid-run.
+    process = _fl_sim(head, shared / "runs", "fl.real_time_scale=0.3")
+    run = _wait_for(lambda: next((shared / "runs").glob("fl-*"), None), what="run folder")
+    _wait_for(lambda: (run / "checkpoint" / "latest.json").exists(), what="first checkpoint")
+    aggregator = _wait_for(lambda: _actor(head, "aggregator"), what="aggregator")
+    os.kill(aggregator.pid, signal.SIGKILL)
+    out, err = _finish(process)
+    assert "aggregator restarted: continuing from the checkpoint at round" in out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["aggregator_restarts"] == 1
+    # Bit for bit (NaN where a round was not evaluated equals NaN here).
+    pandas.testing.assert_frame_equal(_rounds(run), _rounds(Path(one_node.local_path)), check_exact=True)
+    assert not list(run.rglob("*.pkl"))
+
+
+def test_a_worker_killed_on_node_2_comes_back_there_from_storage(cluster):
+    head, _, shared = cluster
+    process = _fl_sim(head, shared / "killed-worker", "fl.real_time_scale=0.3", "fl.worker_max_restarts=2")
+    worker = _wait_for(lambda: _actor(head, "clients-low-0"), what="worker clients-low-0")
+    node2 = _node2_id(head)
+    assert worker.node_id == node2  # the head has no CPU to give
+    _wait_for(lambda: _actor(head, "aggregator"), what="aggregator")
+    time.sleep(1.5)  # into the first rounds
+    os.kill(worker.pid, signal.SIGKILL)
+    back = _wait_for(lambda: (a := _actor(head, "clients-low-0")) is not None and a.pid != worker.pid and a,
+                     what="restarted worker")
+    assert back.node_id == node2  # reloaded its shard from storage: node 2 never saw the driver's disk
+    _finish(process)
+    (run,) = (shared / "killed-worker").glob("fl-*")
+    rounds = pq.read_table(run / "rounds.parquet").to_pandas()
+    low = pq.read_table(run / "tiers.parquet").to_pandas().query("tier == 'low'").set_index("round")
+    assert len(rounds) == 6 and rounds["failed"].sum() == low["failed"].sum() > 0  # only the killed worker's clients
+    assert low.loc[6, "aggregated"] > 0 and low.loc[6, "failed"] == 0  # and they train again after its restart
+
+
+def test_grid_cells_run_on_node_2_and_land_in_storage(cluster):
+    head, _, shared = cluster
+    sets = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=6000",
+            "model.kind=dlrm", "model.top_hidden=[32]", "model.history_len=20", "fl.overselect=0", "fl.rounds=2",
+            "fl.clients_per_round=40", "fl.client_lr=1.0", "fl.server_optimizer=adagrad", "fl.server_lr=0.1"]
+    out = shared / "grid"
+    done = subprocess.run(
+        [sys.executable, "jobs/rf2_matrix.py", "--config", "configs/demo.yaml",
+         *[a for s in sets for a in ("--set", s)], "--configurations", "exclude-lo", "--mappings", "random",
+         "--out", str(out), "--address", head.gcs_address],
+        cwd=REPO_ROOT, env=head.env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    cells = sorted(p.name for p in (out / "cells").iterdir())
+    assert len(cells) == 4 and sum(n.endswith(".rounds.parquet") for n in cells) == 2
+    assert (out / "matrix.md").exists()
