@@ -167,3 +167,54 @@ def test_grid_cells_run_on_node_2_and_land_in_storage(cluster):
     cells = sorted(p.name for p in (out / "cells").iterdir())
     assert len(cells) == 4 and sum(n.endswith(".rounds.parquet") for n in cells) == 2
     assert (out / "matrix.md").exists()
+
+
+def test_retriever_shards_on_node_2_answer_over_http_and_a_killed_one_comes_back(cluster, tmp_path):
+    import httpx
+    import yaml
+
+    from cluster.ports import free_port
+
+    head, _, shared = cluster
+    port = free_port()
+    serve_config = tmp_path / "serve.yaml"
+    serve_config.write_text(yaml.safe_dump({
+        "proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": port},
+        "applications": [{"name": "fair-retriever", "route_prefix": "/", "import_path": "serve.app:build_app",
+                          "args": {"config": "configs/retrieval_skewed.yaml", "overrides": [
+                              f"storage={shared / 'serve'}", "retrieval.shard_num_cpus=0.5", "retrieval.n_shards=2",
+                              "retrieval.synthetic.n_items=2000", "retrieval.synthetic.n_users=50"]}}],
+    }))
+    serve_cli = str(Path(sys.executable).parent / "serve")
+    process = subprocess.Popen([serve_cli, "run", "--address", head.gcs_address, str(serve_config)], cwd=REPO_ROOT,
+                               env=head.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def answer() -> dict | None:
+        try:
+            reply = httpx.post(f"{url}/retrieve", json={"user_id": 3, "k": 5}, timeout=10)
+        except httpx.HTTPError:
+            return None
+        return reply.json() if reply.status_code == 200 else None
+
+    try:
+        first = _wait_for(answer, timeout_s=240, what="the retriever answering over HTTP")
+        assert len(first["items"]) == 5 and first["partial"] is False
+        node2 = _node2_id(head)
+        shard = _actor(head, "shard-0")
+        assert shard.node_id == node2  # it asked for CPU: only node 2 has some
+        assert (shared / "serve").exists() and list((shared / "serve").glob("serve-*/shards/shard-0.npz"))
+        os.kill(shard.pid, signal.SIGKILL)
+        back = _wait_for(lambda: (a := _actor(head, "shard-0")) is not None and a.pid != shard.pid and a,
+                         what="restarted shard")
+        assert back.node_id == node2  # reloaded its partition from storage, on node 2
+        again = _wait_for(lambda: (a := answer()) is not None and not a["partial"] and a, what="a full answer")
+        assert len(again["items"]) == 5
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # serve run shuts the application down on Ctrl-C
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
