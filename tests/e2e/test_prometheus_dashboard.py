@@ -142,7 +142,7 @@ def deploy_retriever(head: HeadNode, folder: Path) -> int:
     app["args"]["config"] = str(REPO_ROOT / app["args"]["config"])
     app["args"]["overrides"] = [
         "name=prom-retriever", location(folder / "retriever"), "retrieval.synthetic.n_items=2000",
-        "retrieval.synthetic.n_users=50", "retrieval.n_shards=2", "retrieval.dual_batch_size=4",
+        "retrieval.synthetic.n_users=50", "retrieval.n_shards=1", "retrieval.dual_batch_size=4",
     ]
     path = folder / "serve.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -173,7 +173,7 @@ def drive_retriever(port: int) -> None:
     def one(i: int) -> int:
         return httpx.post(f"{url}/retrieve", json={"user_id": i % 50, "k": 10}, timeout=60).status_code
 
-    for _ in range(4):  # spread over a few seconds, so rate() windows see them
+    for _ in range(3):  # spread over a few seconds, so rate() windows see them
         with ThreadPoolExecutor(8) as pool:
             assert set(pool.map(one, range(16))) == {200}
         assert httpx.post(f"{url}/retrieve", json={"user_id": 10_000, "k": 10}, timeout=30).status_code == 404
