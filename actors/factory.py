@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Optional
 
 import numpy as np
@@ -25,14 +26,18 @@ def worker_name(tier_name: str, index: int) -> str:
     return f"clients-{tier_name}-{index}"
 
 
-def start_workers(cfg: FLConfig, shards: list[ClientShard | ClickShard], spec: NCFSpec | ClickSpec,
+def start_workers(cfg: FLConfig, shards: Iterable[ClientShard | ClickShard], spec: NCFSpec | ClickSpec,
                   recipe: LocalRecipe | ClickRecipe, seed: int,
-                  tier_names: tuple[str, ...], run: Storage) -> list:
+                  tier_names: tuple[str, ...], run: Storage, progress: bool = False) -> list:
     """One named actor per shard; each shard is written to the run's ``shards/`` for the actor to
-    load (again after a restart, on whichever node)."""
+    load (again after a restart, on whichever node). ``shards`` may be a generator: each is saved
+    and let go before the next is built."""
+    from tqdm import tqdm
+
     remote_cls = ray.remote(ClientWorker)
     handles = []
-    for index, shard in enumerate(shards):
+    n_workers = len(tier_names) * cfg.workers_per_tier
+    for index, shard in enumerate(tqdm(shards, total=n_workers, desc="shards and workers", disable=not progress)):
         name = worker_name(tier_names[index // cfg.workers_per_tier], index % cfg.workers_per_tier)
         shard.save(run / "shards", f"{name}.npz")
         handles.append(

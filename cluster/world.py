@@ -45,19 +45,34 @@ class World:
         }
 
 
-def build_world(cfg: SimConfig, use_cache: bool = True) -> World:
-    dataset, cache_folder = load_data(cfg.data, cfg.seed, use_cache=use_cache)
-    implicit = make_view(dataset.interactions, "implicit", cfg.data.click_threshold)
-    clicks = make_view(dataset.interactions, "click", cfg.data.click_threshold)
-    loo = leave_one_out(implicit.interactions, cfg.data.n_negatives, stream(cfg.seed, "leave_one_out"))
-    holdout = temporal_holdout(clicks.interactions, cfg.data.holdout_fraction)
+def build_world(cfg: SimConfig, use_cache: bool = True, progress: bool = False) -> World:
+    """``progress``: a bar over the phases on stderr (at 1M clients the whole takes minutes)."""
+    from tqdm import tqdm
 
-    tiers = TierTable.from_config(cfg.tiers)
-    mapping_input = clicks.positives() if cfg.tier_mapping.feedback == "click" else implicit.interactions
-    tier_of_user = map_users_to_tiers(cfg.tier_mapping, mapping_input, tiers.shares, stream(cfg.seed, "tier_mapping"))
-    population = Population.build(tiers, tier_of_user, loo.train)
-    heterogeneity = tier_heterogeneity(
-        mapping_input, tier_of_user, tiers.n_tiers, cfg.tier_mapping.heterogeneity_top_items
-    )
+    with tqdm(total=5, desc="world", unit="phase", disable=not progress) as bar:
+        bar.set_postfix_str("data (generate or read the cache)")
+        dataset, cache_folder = load_data(cfg.data, cfg.seed, use_cache=use_cache)
+        bar.update()
+        bar.set_postfix_str("views")
+        implicit = make_view(dataset.interactions, "implicit", cfg.data.click_threshold)
+        clicks = make_view(dataset.interactions, "click", cfg.data.click_threshold)
+        bar.update()
+        bar.set_postfix_str("splits")
+        loo = leave_one_out(implicit.interactions, cfg.data.n_negatives, stream(cfg.seed, "leave_one_out"))
+        holdout = temporal_holdout(clicks.interactions, cfg.data.holdout_fraction)
+        bar.update()
+
+        bar.set_postfix_str("tier mapping")
+        tiers = TierTable.from_config(cfg.tiers)
+        mapping_input = clicks.positives() if cfg.tier_mapping.feedback == "click" else implicit.interactions
+        tier_of_user = map_users_to_tiers(cfg.tier_mapping, mapping_input, tiers.shares,
+                                          stream(cfg.seed, "tier_mapping"))
+        bar.update()
+        bar.set_postfix_str("population")
+        population = Population.build(tiers, tier_of_user, loo.train)
+        heterogeneity = tier_heterogeneity(
+            mapping_input, tier_of_user, tiers.n_tiers, cfg.tier_mapping.heterogeneity_top_items
+        )
+        bar.update()
     return World(dataset, cache_folder, implicit, clicks, loo, holdout, population, heterogeneity)
 

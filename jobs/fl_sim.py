@@ -36,7 +36,7 @@ from cluster.fl.clustering import encode_metadata
 from cluster.fl.local_training import LocalRecipe
 from cluster.fl.model_ops import ModelOps, NCFOps
 from cluster.fl.server_core import FleetView
-from cluster.fl.shards import assign_workers, build_click_shards, build_shards
+from cluster.fl.shards import assign_workers, iter_click_shards, iter_shards
 from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
 from cluster.storage import Storage, StorageError, as_storage
@@ -96,8 +96,8 @@ def cali3f_metadata(cfg: SimConfig, world: World) -> Optional[np.ndarray]:
     return encode_metadata(features, strategy.metadata)
 
 
-def build(cfg: SimConfig) -> Experiment:
-    world = build_world(cfg)
+def build(cfg: SimConfig, progress: bool = False) -> Experiment:
+    world = build_world(cfg, progress=progress)
     population = world.population
     n_workers = population.tiers.n_tiers * cfg.fl.workers_per_tier
     worker_of_user = assign_workers(population.tier_of_user, population.tiers.n_tiers, cfg.fl.workers_per_tier)
@@ -139,12 +139,13 @@ def run(exp: Experiment, run_dir: Storage | Path, resume: bool, address: Optiona
             ray.shutdown()
         raise
     if exp.click is not None:
-        shards = build_click_shards(exp.click, exp.worker_of_user, exp.n_workers)
+        shards = iter_click_shards(exp.click, exp.worker_of_user, exp.n_workers)
     else:
-        shards = build_shards(exp.world.population, exp.world.leave_one_out, exp.spec, cfg.seed, exp.worker_of_user,
+        shards = iter_shards(exp.world.population, exp.world.leave_one_out, exp.spec, cfg.seed, exp.worker_of_user,
                               exp.n_workers)
-    workers = start_workers(cfg.fl, shards, exp.spec, exp.recipe, cfg.seed, exp.fleet.tiers.names, run_dir)
-    del shards  # each worker reads its own from storage
+    workers = start_workers(cfg.fl, shards, exp.spec, exp.recipe, cfg.seed, exp.fleet.tiers.names, run_dir,
+                            progress=not quiet)
+    del shards  # saved one at a time and let go: each worker reads its own from storage
     aggregator = start_aggregator(cfg.fl, exp.ops, exp.fleet, cfg.seed, workers, exp.worker_of_user,
                                   run_dir / "checkpoint", run_name=run_dir.name)
     try:
@@ -276,7 +277,7 @@ def write_results(exp: Experiment, run_dir: Storage, outcome: dict) -> dict:
 def build_run_write(cfg: SimConfig, resume_dir: Optional[Storage | Path] = None, address: Optional[str] = None,
                     quiet: bool = False) -> tuple[Experiment, Storage, dict]:
     """The whole job: a new run folder (or ``resume_dir``), the rounds, the result files."""
-    exp = build(cfg)  # bad data fails here, before any folder exists
+    exp = build(cfg, progress=not quiet)  # bad data fails here, before any folder exists
     run_dir = as_storage(resume_dir) if resume_dir is not None else None
     if run_dir is None:
         run_dir = new_run_dir(cfg, "fl")

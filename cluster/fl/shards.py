@@ -3,6 +3,8 @@ tier's clients are dealt round-robin among them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from cluster.data.splits import LeaveOneOut
@@ -25,34 +27,39 @@ def assign_workers(tier_of_user: np.ndarray, n_tiers: int, workers_per_tier: int
 def build_shards(
     population: Population, loo: LeaveOneOut, spec: NCFSpec, seed: int, worker_of_user: np.ndarray, n_workers: int
 ) -> list[ClientShard]:
+    return list(iter_shards(population, loo, spec, seed, worker_of_user, n_workers))
+
+
+def iter_shards(
+    population: Population, loo: LeaveOneOut, spec: NCFSpec, seed: int, worker_of_user: np.ndarray, n_workers: int
+) -> Iterator[ClientShard]:
+    """The shards one at a time, so a driver that saves each and lets it go never holds them all."""
     users0 = init_users(spec, population.n_clients, seed)
     indptr, order = population.train_indptr, population.train_order
     train_items = population.train.items[order]
     test_worker = worker_of_user[loo.test_users]
     candidates = loo.candidates()
-    shards = []
     for worker in range(n_workers):
         clients = np.flatnonzero(worker_of_user == worker).astype(np.int64)
         lengths = indptr[clients + 1] - indptr[clients]
         local_indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
         rows = np.repeat(indptr[clients] - local_indptr[:-1], lengths) + np.arange(local_indptr[-1])
         tests = np.flatnonzero(test_worker == worker)
-        shards.append(
-            ClientShard(
-                clients=clients,
-                indptr=local_indptr,
-                items=train_items[rows].astype(np.int32),
-                test_clients=loo.test_users[tests].astype(np.int64),
-                test_candidates=candidates[tests].astype(np.int32),
-                users0={t: v[clients] for t, v in users0.items()},
-            )
+        yield ClientShard(
+            clients=clients,
+            indptr=local_indptr,
+            items=train_items[rows].astype(np.int32),
+            test_clients=loo.test_users[tests].astype(np.int64),
+            test_candidates=candidates[tests].astype(np.int32),
+            users0={t: v[clients] for t, v in users0.items()},
         )
-    return shards
 
 
 def build_click_shards(setup: ClickSetup, worker_of_user: np.ndarray, n_workers: int) -> list[ClickShard]:
     """Each worker's clients with only their own feature rows (see ``ClickShard``)."""
-    return [
-        ClickShard.build(setup.features, setup.train_rows, setup.test_rows, np.flatnonzero(worker_of_user == worker))
-        for worker in range(n_workers)
-    ]
+    return list(iter_click_shards(setup, worker_of_user, n_workers))
+
+
+def iter_click_shards(setup: ClickSetup, worker_of_user: np.ndarray, n_workers: int) -> Iterator[ClickShard]:
+    for worker in range(n_workers):
+        yield ClickShard.build(setup.features, setup.train_rows, setup.test_rows, np.flatnonzero(worker_of_user == worker))
