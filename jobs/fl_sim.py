@@ -130,7 +130,9 @@ def run(exp: Experiment, run_dir: Storage | Path, resume: bool, address: Optiona
     from cluster.bootstrap import init_ray
 
     run_dir = as_storage(run_dir)
-    started_ray = init_ray(address=address)
+    # A Ray namespace per run: actor names (aggregator, clients-low-0, ...) are unique within a
+    # namespace, so two runs can share one cluster.
+    started_ray = init_ray(address=address, namespace=f"fairfleet-{run_dir.name}")
     cfg = exp.cfg
     try:
         check_storage_on_every_node(run_dir)
