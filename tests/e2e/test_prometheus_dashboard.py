@@ -229,17 +229,17 @@ def monitored(tmp_path_factory):
                 time.sleep(1)
             assert status == JobStatus.SUCCEEDED, client.get_job_logs(job)[-3000:]
 
-        # One fl_sim at a time: a run's actors have fixed names (aggregator, clients-low-0, ...).
+        # Both runs at once on the one cluster: each fl_sim joins in a Ray namespace of its own, so
+        # their actors' fixed names (aggregator, clients-low-0, ...) do not collide.
         ncf = submit(client, REPO_ROOT / "configs" / "demo.yaml", NCF_RUN, folder / "cache")
+        ceag = submit(client, REPO_ROOT / "configs" / "demo.yaml", CEAG_RUN, folder / "cache")
         port = deploy_retriever(head, folder)
         print(f"retriever deployed after {time.time() - started:.1f} s", flush=True)
-        finish(ncf)
-        ceag = submit(client, REPO_ROOT / "configs" / "demo.yaml", CEAG_RUN, folder / "cache")
-        print(f"first job done after {time.time() - started:.1f} s", flush=True)
         drive_retriever(port)
         print(f"retriever driven after {time.time() - started:.1f} s", flush=True)
+        finish(ncf)
         finish(ceag)
-        print(f"second job done after {time.time() - started:.1f} s", flush=True)
+        print(f"both jobs done after {time.time() - started:.1f} s", flush=True)
         yield prometheus, started
     finally:
         if prometheus is not None:
