@@ -99,7 +99,7 @@ class Storage:
         name = str(name).strip("/")
         if not name:
             return self
-        if self._scheme in LOCAL_SCHEMES and self._scheme == "":
+        if self._scheme == "":
             return Storage(posixpath.join(self.uri, name))
         base = f"{self._scheme}://{self._netloc}{posixpath.join(self._path, name)}"
         return Storage(base + (f"?{self._query}" if self._query else ""))

@@ -26,6 +26,20 @@ def _venv_env() -> dict:
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
+def stop_process(process: subprocess.Popen, timeout_s: float = 60, group: bool = False,
+                 first: int = signal.SIGTERM) -> None:
+    """End one process a test started, by PID: ``first`` (SIGTERM), then SIGKILL after ``timeout_s``
+    (to its whole process group when ``group``, for a process started in a session of its own)."""
+    if process.poll() is not None:
+        return
+    (os.killpg if group else os.kill)(process.pid, first)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        (os.killpg if group else os.kill)(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
 @dataclass
 class HeadNode:
     process: subprocess.Popen
@@ -43,13 +57,7 @@ class HeadNode:
     def stop(self) -> None:
         """SIGTERM to the `ray start --block` process only: it drains and stops its own daemons.
         Never `ray stop`, which would end every Ray cluster on the machine."""
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=30)
+        stop_process(self.process, timeout_s=60, group=True)
 
 
 def start_head(log_dir: Path, timeout_s: float = 180, num_cpus: int = 2, temp_parent: str = "/tmp") -> HeadNode:
@@ -93,7 +101,7 @@ class WorkerNode:
     log_path: Path
 
     def stop(self) -> None:
-        HeadNode.stop(self)  # type: ignore[arg-type]  # the same SIGTERM-then-wait by PID
+        stop_process(self.process, timeout_s=60, group=True)
 
 
 def start_worker_node(head: HeadNode, hidden: Path, log_dir: Path, num_cpus: int = 2,

@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ import yaml
 from cluster.ports import free_port
 from configs import SimConfig
 from tests.conftest import REPO_ROOT
-from tests.e2e.head_node import HeadNode, ray_cli, start_head
+from tests.e2e.head_node import HeadNode, ray_cli, start_head, stop_process
 
 MONITORING = REPO_ROOT / "configs" / "monitoring"
 DASHBOARDS = sorted((MONITORING / "grafana").glob("*.json"))
@@ -108,13 +107,7 @@ class Prometheus:
         return self.api("query_range", query=expr, start=f"{start:.3f}", end=f"{time.time():.3f}", step="1")["result"]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_process(self.process, timeout_s=30)
 
 
 def submit(client, config: Path, overrides: list[str], cache: Path) -> str:

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.e2e.head_node import start_head, start_worker_node
+from tests.e2e.head_node import start_head, start_worker_node, stop_process
 
 TINY = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
         "fl.clients_per_round=40", "fl.rounds=6", "fl.checkpoint_every=2", "fl.overselect=0", "fl.eval_every=3",
@@ -212,9 +212,4 @@ def test_retriever_shards_on_node_2_answer_over_http_and_a_killed_one_comes_back
         again = _wait_for(lambda: (a := answer()) is not None and not a["partial"] and a, what="a full answer")
         assert len(again["items"]) == 5
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # serve run shuts the application down on Ctrl-C
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+        stop_process(process, group=True, first=signal.SIGINT)  # serve run shuts the app down on Ctrl-C
