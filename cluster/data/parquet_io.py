@@ -82,18 +82,27 @@ def _codes_and_vocab(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     return combined.indices.to_numpy(zero_copy_only=False).astype(np.int32), combined.dictionary.to_pylist()
 
 
+_INTERACTION_DTYPES = {"user": np.int32, "item": np.int32, "rating": np.float32, "timestamp": np.int64}
+
+
+def _load_interactions(path: Path) -> Interactions:
+    """One column at a time, each Arrow buffer let go once it is a numpy array: at 25M rows,
+    holding the whole table beside its numpy copy doubled the peak."""
+    parquet = pq.ParquetFile(path)
+    meta = {k.decode(): v.decode() for k, v in (parquet.schema_arrow.metadata or {}).items()}
+    columns = {}
+    for name, dtype in _INTERACTION_DTYPES.items():
+        column = parquet.read(columns=[name]).column(0)
+        columns[name] = column.to_numpy().astype(dtype, copy=False)
+        del column
+    pa.default_memory_pool().release_unused()
+    return Interactions(columns["user"], columns["item"], columns["rating"], columns["timestamp"],
+                        n_users=int(meta["n_users"]), n_items=int(meta["n_items"]))
+
+
 def load_dataset(folder: Path) -> Dataset:
     folder = Path(folder)
-    interactions = pq.read_table(folder / "interactions.parquet")
-    meta = {k.decode(): v.decode() for k, v in (interactions.schema.metadata or {}).items()}
-    inter = Interactions(
-        users=interactions.column("user").to_numpy().astype(np.int32),
-        items=interactions.column("item").to_numpy().astype(np.int32),
-        ratings=interactions.column("rating").to_numpy().astype(np.float32),
-        timestamps=interactions.column("timestamp").to_numpy().astype(np.int64),
-        n_users=int(meta["n_users"]),
-        n_items=int(meta["n_items"]),
-    )
+    inter = _load_interactions(folder / "interactions.parquet")
     users = pq.read_table(folder / "users.parquet").unify_dictionaries()
     codes, vocab = {}, {}
     for name in users.column_names[1:]:
@@ -105,7 +114,7 @@ def load_dataset(folder: Path) -> Dataset:
         genres[:, index] = items.column(_GENRE_PREFIX + genre).to_numpy(zero_copy_only=False)
     group, group_names = _codes_and_vocab(items.column("group"))
     return Dataset(
-        name=meta["name"],
+        name=pq.read_schema(folder / "interactions.parquet").metadata[b"name"].decode(),
         interactions=inter,
         user_ids=users.column("user_id").to_numpy(),
         item_ids=items.column("item_id").to_numpy(),

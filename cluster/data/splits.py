@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cluster.arrays import sorted_unique
 from cluster.data.types import Interactions
 
 
@@ -45,9 +46,15 @@ def leave_one_out(inter: Interactions, n_negatives: int, rng: np.random.Generato
     )
 
 
+NEGATIVE_BLOCK = 16_384
+"""Users per block of negative sampling. The draws for one block are (block, ~1.5 n) int64 arrays
+and their sorts: at 1M users, one pass over everyone would hold several GB at once. Data sets up
+to one block draw exactly as one pass would."""
+
+
 def sample_negatives(inter: Interactions, users: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """(len(users), n) distinct items per row that the row's user never interacted with."""
-    seen_keys = np.unique(inter.users.astype(np.int64) * inter.n_items + inter.items)
+    seen_keys = sorted_unique(inter.users.astype(np.int64) * inter.n_items + inter.items)
     seen_per_user = np.bincount(inter.users, minlength=inter.n_users)
     short = np.flatnonzero(inter.n_items - seen_per_user[users] < n)
     if len(short):
@@ -57,11 +64,19 @@ def sample_negatives(inter: Interactions, users: np.ndarray, n: int, rng: np.ran
             f"fewer than {n} negatives are left to sample"
         )
     result = np.empty((len(users), n), dtype=np.int32)
+    for lo in range(0, len(users), NEGATIVE_BLOCK):
+        block = slice(lo, lo + NEGATIVE_BLOCK)
+        result[block] = _sample_block(users[block], seen_keys, inter.n_items, n, rng)
+    return result
+
+
+def _sample_block(users: np.ndarray, seen_keys: np.ndarray, n_items: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    result = np.empty((len(users), n), dtype=np.int32)
     pending = np.arange(len(users))
     width = n + max(8, n // 2)
     while len(pending):
-        candidates = rng.integers(0, inter.n_items, size=(len(pending), width))
-        keys = users[pending, None].astype(np.int64) * inter.n_items + candidates
+        candidates = rng.integers(0, n_items, size=(len(pending), width))
+        keys = users[pending, None].astype(np.int64) * n_items + candidates
         position = np.minimum(np.searchsorted(seen_keys, keys), len(seen_keys) - 1)
         valid = seen_keys[position] != keys
         valid &= ~_repeated_in_row(candidates)
@@ -70,7 +85,7 @@ def sample_negatives(inter: Interactions, users: np.ndarray, n: int, rng: np.ran
         first_valid = np.argsort(~valid[done], axis=1, kind="stable")[:, :n]
         result[pending[done]] = np.take_along_axis(candidates[done], first_valid, axis=1)
         pending = pending[~done]
-        width = min(2 * width, 4 * inter.n_items)
+        width = min(2 * width, 4 * n_items)
     return result
 
 

@@ -46,7 +46,7 @@ class Interactions:
     def user_order(self) -> tuple[np.ndarray, np.ndarray]:
         """(indptr (n_users+1,), order (n,)): rows of user u are ``order[indptr[u]:indptr[u+1]]``,
         sorted by timestamp (ties keep file order) so the last one is the user's latest."""
-        order = np.lexsort((np.arange(len(self)), self.timestamps, self.users))
+        order = np.lexsort((self.timestamps, self.users))  # lexsort is stable: ties keep file order
         counts = np.bincount(self.users, minlength=self.n_users)
         indptr = np.zeros(self.n_users + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])

@@ -25,11 +25,21 @@ class FeedbackView:
 
 
 def latest_per_pair(inter: Interactions) -> Interactions:
-    """One row per (user, item): the latest rating, so re-ratings do not count twice."""
-    order = np.lexsort((np.arange(len(inter)), inter.timestamps, inter.items, inter.users))
+    """One row per (user, item): the latest rating, so re-ratings do not count twice.
+    Returns ``inter`` itself when no pair repeats (synthetic data, MovieLens), which spares a
+    copy of every column (0.5 GB at 25M interactions)."""
+    if not _has_repeated_pair(inter):
+        return inter
+    order = np.lexsort((inter.timestamps, inter.items, inter.users))  # stable: ties keep file order
     keys = inter.users[order].astype(np.int64) * inter.n_items + inter.items[order]
     last_of_pair = np.r_[keys[1:] != keys[:-1], True]
     return inter.take(np.sort(order[last_of_pair]))
+
+
+def _has_repeated_pair(inter: Interactions) -> bool:
+    keys = inter.users.astype(np.int64) * inter.n_items + inter.items
+    keys.sort()
+    return bool(np.any(keys[1:] == keys[:-1]))
 
 
 def implicit_view(inter: Interactions) -> FeedbackView:

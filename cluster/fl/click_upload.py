@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cluster.arrays import sorted_union, sorted_unique
 from cluster.data.click_features import ClickFeatures
 from cluster.fl.click_training import ClickLocalResult
 from cluster.fl.compression import compress_values, is_neutral
@@ -25,12 +26,12 @@ EMBEDDING_PREFIX = "emb."
 def touched_rows(spec: ClickSpec, features: ClickFeatures, rows: np.ndarray) -> dict[str, np.ndarray]:
     """Embedding rows (sorted ids per table) read by the samples ``rows`` of one client."""
     _, history_items, _ = features.history(rows, spec.history_len)
-    items = np.union1d(features.item[rows], history_items).astype(np.int64)
+    items = sorted_union(features.item[rows], history_items).astype(np.int64)
     genres = np.flatnonzero(features.item_genres[features.item[rows]].any(axis=0)).astype(np.int64)
     touched = {"emb.item": items, "emb.genre": genres}
     codes = features.user_cats[features.user[rows]]
     for k, (name, _) in enumerate(spec.cats):
-        touched[f"emb.{name}"] = np.unique(codes[:, k]).astype(np.int64)
+        touched[f"emb.{name}"] = sorted_unique(codes[:, k]).astype(np.int64)
     return touched
 
 

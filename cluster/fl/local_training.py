@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cluster.arrays import sorted_unique
 from cluster.fl.fixed_batches import fixed_size_batches
 from cluster.fl.negatives import hashed_negatives
 from cluster.models.ncf import NCFSpec, batched_logits
@@ -102,7 +103,7 @@ def train_local(
         raise ValueError("every trained client needs at least one positive")
     pos_owner = np.repeat(np.arange(n_clients), n_pos)
     if positive_keys is None:
-        positive_keys = np.unique(clients[pos_owner].astype(np.int64) * n_items + pos_items)
+        positive_keys = sorted_unique(clients[pos_owner].astype(np.int64) * n_items + pos_items)
     n_neg = n_pos * recipe.negatives_per_positive
     neg_items = hashed_negatives(seed, round_index, clients, n_neg, positive_keys, n_items)
 

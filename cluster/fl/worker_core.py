@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from cluster.arrays import sorted_unique
 from cluster.fl.cali3f import subordinate_user_update
 from cluster.fl.clustering import assign_clusters, fixed_point_sums
 from cluster.fl.local_training import LocalRecipe, LocalResult, train_local
@@ -95,7 +96,7 @@ class ClientWorkerCore:
         self.users = {t: v.copy() for t, v in shard.users0.items()}
         self._test_rows = self._rows(shard.test_clients)
         owners = np.repeat(shard.clients, np.diff(shard.indptr))
-        self._positive_keys = np.unique(owners * spec.n_items + shard.items)  # negatives avoid these
+        self._positive_keys = sorted_unique(owners * spec.n_items + shard.items)  # negatives avoid these
         # Ditto: every client's personal dense part starts at w⁰, as the server's model does.
         self.personal = None
         if recipe.personal_lambda is not None:

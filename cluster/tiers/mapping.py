@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from configs.schema import TierMappingConfig
+from cluster.arrays import sorted_unique
 from cluster.data.types import Interactions
 
 PRESET_ALPHA = {
@@ -78,7 +79,7 @@ def dirichlet_tier_mapping(
         if counts[item] == 0:
             break
         users = users_sorted[indptr[item] : indptr[item + 1]]
-        fresh = np.unique(users[tier_of_user[users] < 0])
+        fresh = sorted_unique(users[tier_of_user[users] < 0])
         if len(fresh):
             assign(fresh)
     unclicked = np.flatnonzero(tier_of_user < 0)

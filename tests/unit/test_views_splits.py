@@ -70,3 +70,27 @@ def test_real_ml100k_splits(ml100k):
     assert len(split.test_users) == 943 and split.negatives.shape == (943, 99)
     clicks = click_view(ml100k.interactions, 5)
     assert abs(clicks.labels.mean() - 0.212) < 0.001
+
+
+def test_negatives_sampled_in_blocks_stay_valid_and_match_one_pass_within_a_block(monkeypatch):
+    from cluster.data import splits
+
+    rng = np.random.default_rng(3)
+    rows = [(u, int(i), 5, k) for u in range(40) for k, i in enumerate(rng.choice(60, size=20, replace=False))]
+    inter = _inter(rows, n_users=40, n_items=60)
+    users = np.arange(40)
+    one_pass = sample_negatives(inter, users, 15, np.random.default_rng(7))
+    monkeypatch.setattr(splits, "NEGATIVE_BLOCK", 64)
+    assert np.array_equal(sample_negatives(inter, users, 15, np.random.default_rng(7)), one_pass)
+    monkeypatch.setattr(splits, "NEGATIVE_BLOCK", 7)
+    blocked = sample_negatives(inter, users, 15, np.random.default_rng(7))
+    assert not np.array_equal(blocked, one_pass), "blocks draw in a different order: a real second code path"
+    seen = {(u, i) for u, i, *_ in rows}
+    for user, row in zip(users.tolist(), blocked.tolist()):
+        assert len(set(row)) == 15 and not any((user, item) in seen for item in row)
+
+
+def test_views_share_the_columns_when_no_pair_repeats():
+    inter = _inter([row for row in ROWS if row != (0, 2, 5, 40)])
+    assert implicit_view(inter).interactions is inter
+    assert click_view(inter, 5).interactions is inter

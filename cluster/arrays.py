@@ -1,0 +1,26 @@
+"""Array helpers that numpy has but, in the version we run, far too slowly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` for a 1-D array, by one sort and a mask.
+
+    numpy 2.4's ``np.unique`` goes through a hash table for integers and, measured on this
+    project's 2-core machine, takes 1.1 s for 1M int64 values and 69 s for the 25M interaction
+    keys of the 1M-client world, against 0.02 s and 2 s for a sort. Same result, same dtype.
+    """
+    ordered = np.sort(np.asarray(values).ravel())
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
+def sorted_union(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """``np.union1d``, which calls ``np.unique`` (see :func:`sorted_unique`)."""
+    return sorted_unique(np.concatenate([np.asarray(first).ravel(), np.asarray(second).ravel()]))
