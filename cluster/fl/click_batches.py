@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from cluster.data.click_features import ClickFeatures, ranges
 from cluster.fl.local_training import padded_length
@@ -89,4 +88,6 @@ def predict(spec: ClickSpec, params: dict[str, np.ndarray], features: ClickFeatu
 
 def click_auc(spec: ClickSpec, params: dict[str, np.ndarray], features: ClickFeatures, rows: np.ndarray) -> float:
     """ROC AUC of the global model on ``rows`` (RF²'s click metric)."""
+    from sklearn.metrics import roc_auc_score  # lazily: see cluster/fl/click_metrics.py
+
     return float(roc_auc_score(features.label[rows], predict(spec, params, features, rows)))

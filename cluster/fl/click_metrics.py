@@ -5,13 +5,16 @@ clients hold."""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 
 def auc_or_nan(labels: np.ndarray, scores: np.ndarray) -> float:
     """AUC, or NaN when the rows hold a single class (AUC is undefined there)."""
     if len(labels) == 0 or labels.min() == labels.max():
         return float("nan")
+    # Imported here, not at the top: scikit-learn costs 1-2 s per process, which every Ray actor
+    # importing this module paid at start, whether or not it ever evaluated.
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(labels, scores))
 
 
