@@ -43,3 +43,5 @@ class StatsResponse(BaseModel):
     requests: int
     esp: float = Field(description="share of groups at or above their pro-rata minimum exposure")
     fill: float = Field(description="share of the owed exposure delivered so far")
+    fanouts: int = Field(0, description="shard fan-outs this replica made: one per serve.batch of requests")
+    fanout_requests: int = Field(0, description="requests those fan-outs answered (over fanouts: the mean batch)")

@@ -51,6 +51,7 @@ class FairRetriever:
         self.item_ids = catalog.item_ids
         self.group_names = catalog.group_names
         self.max_k = cfg.retrieval.max_k
+        self.fanouts = self.fanout_requests = 0  # also in Prometheus; here for /stats without it
         self.metrics = RetrieverMetrics(cfg.name, list(self.group_names))
         activate(self.metrics)
         dual = self.dual
@@ -91,6 +92,8 @@ class FairRetriever:
         queries = np.stack([q for q, _ in requests])
         answer = await self.coordinator.retrieve_async(queries, np.array([k for _, k in requests]))
         self.metrics.observe_batch(answer.groups, len(requests), answer.partial)
+        self.fanouts += 1
+        self.fanout_requests += len(requests)
         hits = answer.hits
         out = []
         for row in range(len(requests)):
@@ -105,4 +108,5 @@ class FairRetriever:
 
     @app.get("/stats", response_model=StatsResponse)
     async def stats(self) -> StatsResponse:
-        return StatsResponse(groups=self.group_names, **(await self.dual.stats.remote()))
+        return StatsResponse(groups=self.group_names, fanouts=self.fanouts, fanout_requests=self.fanout_requests,
+                             **(await self.dual.stats.remote()))

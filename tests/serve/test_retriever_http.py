@@ -87,10 +87,15 @@ def test_concurrent_requests_are_batched_and_all_answered(base_url):
     def one(user: int) -> httpx.Response:
         return httpx.post(f"{base_url}/retrieve", json={"user_id": user % 5, "k": 3 + user % 4}, timeout=60)
 
+    before = httpx.get(f"{base_url}/stats", timeout=30).json()
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(one, range(48)))
+    after = httpx.get(f"{base_url}/stats", timeout=30).json()
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
     assert [len(a.json()["items"]) for a in answers] == [3 + u % 4 for u in range(48)]
+    assert after["fanout_requests"] - before["fanout_requests"] == 48
+    fanouts = after["fanouts"] - before["fanouts"]
+    assert 1 <= fanouts < 48, f"48 requests, 16 at a time, took {fanouts} shard fan-outs: none were batched"
 
 
 def test_a_killed_shard_gives_partial_answers_then_comes_back(base_url):
