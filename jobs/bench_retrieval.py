@@ -1,13 +1,16 @@
 """Speed of the fair retriever at scale: synthetic items over shards.
 
+    apt-get install wrk   # the compiled HTTP load generator (Debian/Ubuntu package)
     python jobs/bench_retrieval.py [--items 1000000 --dim 64 --shards 4] [--index flat|ivf] [--proxy default|haproxy]
+                                   [--load wrk|python] [--duration 30] [--concurrency 1,16,64]
 
 (a) raw FAISS: one in-process index over every item (IndexFlatIP, or with ``--index ivf`` an
 IndexIVFFlat with the shards' nlist and nprobe), one thread; (b) the fair sharded
 search through the shard and dual-vector actors, no HTTP (one fan-out per batch of queries);
 (c) HTTP through Ray Serve at several concurrencies (the ingress batches concurrent requests),
 and (d) the floor under (c): a Serve deployment that parses the same body and answers at once,
-under the same proxy and load generator — no retrieval, so what it costs is Serve's and the
+under the same proxy and load generator (wrk, pinned to the last core, its CPU use printed; see
+``jobs/wrk_load.py``) — no retrieval, so what it costs is Serve's and the
 machine's share. Prints queries per second, p50 and p99 latency, (b)/(a) and (c)/(d) in the same run.
 """
 
@@ -142,7 +145,23 @@ async def _http_load(url: str, users: np.ndarray, k: int, concurrency: int) -> t
         return latencies, time.perf_counter() - started
 
 
-def http_path(cfg: SimConfig, n_users: int, k: int, concurrencies: list[int], requests: int) -> list[dict]:
+def _load_level(args: argparse.Namespace, url: str, label: str, concurrency: int) -> dict:
+    """One concurrency level from wrk (``--load wrk``) or the in-process Python generator."""
+    if args.load == "python":
+        users = np.random.default_rng(0).integers(0, args.users, args.http_requests)
+        latencies, wall = asyncio.run(_http_load(url, users, args.k, concurrency))
+        return summarize(label, latencies, len(users), wall)
+    from jobs.wrk_load import run_wrk
+
+    run_wrk(url, concurrency, 2, args.users, args.k)  # warm-up: connections, batches, caches
+    result = run_wrk(url, concurrency, args.duration, args.users, args.k)
+    print(f"{label:<34} {result.qps:>9,.0f} q/s   p50 {result.p50_ms:7.2f} ms   p99 {result.p99_ms:7.2f} ms   "
+          f"errors {result.non_2xx + result.socket_errors}   wrk CPU {result.generator_cpu:.2f} core", flush=True)
+    return {"path": label, "qps": result.qps, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
+            "errors": result.non_2xx + result.socket_errors, "generator_cpu": result.generator_cpu}
+
+
+def http_path(cfg: SimConfig, args: argparse.Namespace, concurrencies: list[int]) -> list[dict]:
     from ray import serve
 
     from cluster.ports import free_port
@@ -150,19 +169,17 @@ def http_path(cfg: SimConfig, n_users: int, k: int, concurrencies: list[int], re
     from serve.retriever import FairRetriever
 
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(FairRetriever.bind(cfg, "bench-http-"), name="bench-retriever", route_prefix="/")
     rows = []
-    users = np.random.default_rng(0).integers(0, n_users, requests)
     try:
         for concurrency in concurrencies:
-            latencies, wall = asyncio.run(_http_load(f"http://127.0.0.1:{port}", users, k, concurrency))
-            rows.append(summarize(f"(c) HTTP via Serve, concurrency {concurrency}", latencies, len(users), wall))
+            rows.append(_load_level(args, url, f"(c) HTTP via Serve, concurrency {concurrency}", concurrency))
         serve.delete("bench-retriever")
         serve.run(RetrieveEcho.bind(), name="bench-echo", route_prefix="/")
         for concurrency, row in zip(concurrencies, list(rows)):
-            latencies, wall = asyncio.run(_http_load(f"http://127.0.0.1:{port}", users, k, concurrency))
-            floor = summarize(f"(d) Serve floor (echo), concurrency {concurrency}", latencies, len(users), wall)
+            floor = _load_level(args, url, f"(d) Serve floor (echo), concurrency {concurrency}", concurrency)
             print(f"(c)/(d) at concurrency {concurrency}: throughput {row['qps'] / floor['qps']:.2f}, "
                   f"p99 {row['p99_ms'] / floor['p99_ms']:.2f}", flush=True)
             rows.append(floor)
@@ -179,12 +196,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--queries", type=int, default=2048)
-    parser.add_argument("--http-requests", type=int, default=1000)
+    parser.add_argument("--load", choices=["wrk", "python"], default="wrk",
+                        help="HTTP load generator: wrk (compiled; apt-get install wrk) or the in-process Python one")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of wrk load per concurrency level")
+    parser.add_argument("--http-requests", type=int, default=1000, help="requests per level of --load python")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--index", choices=["flat", "ivf"], default="flat", help="the shards' FAISS index")
     parser.add_argument("--proxy", choices=["default", "haproxy"], default="default",
                         help="Serve's HTTP proxy: Ray's Python proxy, or HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1)")
     args = parser.parse_args(argv)
+    if args.load == "wrk":
+        from jobs.wrk_load import WrkMissing, wrk_binary
+
+        try:
+            wrk_binary()
+        except WrkMissing as exc:
+            parser.error(str(exc))
     if args.proxy == "haproxy":
         import os
 
@@ -210,7 +237,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for b in (1, 64):
             print(f"throughput ratio (b)/(a) at batch {b}: {fair[b]['qps'] / raw[b]['qps']:.2f}")
         del catalog
-        http_path(cfg, args.users, args.k, [int(c) for c in args.concurrency.split(",")], args.http_requests)
+        http_path(cfg, args, [int(c) for c in args.concurrency.split(",")])
     finally:
         if started_ray:
             ray.shutdown()
