@@ -2,7 +2,9 @@
 vector, or a baseline's), the exposure counters and a version. It counts the served lists, steps
 μ when the policy says so (FairSync: every B requests), pushes the new μ to the shards, and
 persists its state (``cluster/checkpoint.py``: no pickle) in the storage after every report, so a
-restart on any node continues instead of resetting."""
+restart on any node continues instead of resetting. Reports are numbered by their coordinator and
+the applied numbers are persisted in the same write, so a report sent again after a restart is
+counted exactly once (``cluster/retrieval/report_ledger.py``)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 from cluster import checkpoint
 from cluster.retrieval.fairsync import exposure_satisfaction, group_counts
 from cluster.retrieval.policies import Policy
+from cluster.retrieval.report_ledger import AppliedReports
 from cluster.storage import Storage
 
 STATE = "dual-vector"
@@ -24,8 +27,13 @@ class DualVectorActor:
         self.state = state
         self.policy = copy.deepcopy(policy)  # Ray hands constructor arrays over read-only
         self.shards = shards or []
+        self.applied = AppliedReports()
         if state.exists(f"{STATE}.npz"):
-            self.policy.load_state_dict(checkpoint.read_state(state, STATE, STATE))
+            saved = checkpoint.read_state(state, STATE, STATE)
+            if "policy" not in saved:  # written before reports were numbered: the policy alone
+                saved = {"policy": saved, "applied": None}
+            self.policy.load_state_dict(saved["policy"])
+            self.applied = AppliedReports.from_state(saved["applied"])
 
     def ready(self) -> int:
         return self.policy.version
@@ -33,9 +41,15 @@ class DualVectorActor:
     def current(self) -> tuple[np.ndarray, int]:
         return self.policy.mu, self.policy.version
 
-    def observe(self, served_groups: np.ndarray, n_requests: int) -> tuple[np.ndarray, int]:
-        """Count the groups of the served slots; when μ changes, persist and push it."""
+    def observe(self, served_groups: np.ndarray, n_requests: int, reporter: str = "",
+                seq: int = -1) -> tuple[np.ndarray, int]:
+        """Count the groups of the served slots; when μ changes, persist and push it. A report
+        ``(reporter, seq)`` already applied is answered without counting it again."""
+        if reporter and not self.applied.is_new(reporter, seq):
+            return self.policy.mu, self.policy.version
         changed = self.policy.observe(group_counts(served_groups, len(self.policy.targets.m)), n_requests)
+        if reporter:
+            self.applied.mark(reporter, seq)
         self._persist()
         if changed:
             for shard in self.shards:
@@ -58,4 +72,5 @@ class DualVectorActor:
         return os.getpid()
 
     def _persist(self) -> None:
-        checkpoint.write_state(self.state, STATE, STATE, self.policy.state_dict())
+        checkpoint.write_state(self.state, STATE, STATE,
+                               {"policy": self.policy.state_dict(), "applied": self.applied.state_dict()})

@@ -5,7 +5,11 @@ partial instead of failing.
 The coordinator keeps the last μ the dual-vector actor returned and sends it with each query, so
 serving a batch costs one round of shard calls plus one report — no extra call to fetch μ. A
 shard applies a μ only when its version is newer than its own, so a coordinator that lags
-(several Serve replicas) never rolls a shard back."""
+(several Serve replicas) never rolls a shard back.
+
+Reports are numbered and kept until the dual-vector actor acknowledges them; one that fails
+because the actor is restarting is sent again with a later batch (or by ``flush``), and the actor
+ignores numbers it has applied: every served list is counted exactly once."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import numpy as np
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
+from cluster.retrieval.report_ledger import Outbox
 from cluster.retrieval.shard_index import Hits, merge_top_k
 
 _SHARD_DOWN = (RayActorError, RayTaskError)
@@ -41,6 +46,8 @@ class Coordinator:
         self.mu: np.ndarray | None = None
         self.version = -1
         self._pending_reports: set = set()
+        self.outbox = Outbox()
+        self._in_flight: set[int] = set()
 
     def retrieve(self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None) -> Retrieved:
         """One batch of queries served with one μ (blocking; for jobs and benchmarks)."""
@@ -55,8 +62,22 @@ class Coordinator:
             except _SHARD_DOWN:
                 pass
         result = self._merge(answers, k, partial=len(answers) < len(refs))
-        self.mu, self.version = ray.get(self._report(result, len(queries)))
+        self.outbox.add(result.groups[result.groups >= 0], len(queries))
+        self.flush_sync(timeout_s=self.timeout_s)
         return result
+
+    def flush_sync(self, timeout_s: float) -> bool:
+        """Send every unacknowledged report, oldest first, until one fails; True when none is left."""
+        for seq, (groups, n_requests) in self.outbox.waiting():
+            try:
+                mu, version = ray.get(self.dual.observe.remote(groups, n_requests, self.outbox.reporter, seq),
+                                      timeout=timeout_s)
+            except (*_SHARD_DOWN, ray.exceptions.GetTimeoutError):
+                return False  # the dual-vector actor is restarting: the rest wait for the next call
+            self.outbox.ack(seq)
+            if version > self.version:
+                self.mu, self.version = mu, version
+        return True
 
     async def retrieve_async(self, queries: np.ndarray, ks: np.ndarray) -> Retrieved:
         """The same for an async caller (the Serve ingress, which batches concurrent requests):
@@ -71,18 +92,44 @@ class Coordinator:
         # The report is submitted now (so anything asked of the dual-vector actor later sees it:
         # one caller's calls run in order) but not awaited: the lists are served without waiting
         # for the dual step and its persisted state; the new μ is adopted when it arrives.
-        pending = asyncio.ensure_future(self._adopt(self._report(result, len(queries))))
-        self._pending_reports.add(pending)
-        pending.add_done_callback(self._pending_reports.discard)
+        self.outbox.add(result.groups[result.groups >= 0], len(queries))
+        self._send_waiting()
         return result
 
-    async def _adopt(self, report) -> None:
+    def _send_waiting(self) -> None:
+        """Submit every unacknowledged report not already on its way (oldest first)."""
+        for seq, (groups, n_requests) in self.outbox.waiting():
+            if seq in self._in_flight:
+                continue
+            self._in_flight.add(seq)
+            report = self.dual.observe.remote(groups, n_requests, self.outbox.reporter, seq)
+            pending = asyncio.ensure_future(self._adopt(seq, report))
+            self._pending_reports.add(pending)
+            pending.add_done_callback(self._pending_reports.discard)
+
+    async def _adopt(self, seq: int, report) -> None:
         try:
             mu, version = await report
         except _SHARD_DOWN:
-            return  # the dual-vector actor restarts from its persisted state; keep serving the last μ
+            return  # kept in the outbox: sent again with a later batch, once the actor is back
+        finally:
+            self._in_flight.discard(seq)
+        self.outbox.ack(seq)
         if version > self.version:
             self.mu, self.version = mu, version
+
+    async def flush(self, timeout_s: float = 60.0) -> bool:
+        """Until every report is acknowledged (True) or ``timeout_s`` passes (False)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self.outbox.unacked:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            self._send_waiting()
+            if self._pending_reports:
+                await asyncio.wait(list(self._pending_reports), timeout=1.0)
+            else:
+                await asyncio.sleep(0.1)
+        return True
 
     def _merge(self, answers: list[tuple[Hits, int]], k: int, partial: bool) -> Retrieved:
         if not answers:
@@ -91,8 +138,6 @@ class Coordinator:
         groups = np.where(merged.items >= 0, self.item_groups[np.maximum(merged.items, 0)], -1)
         return Retrieved(merged, groups, partial, max(version for _, version in answers))
 
-    def _report(self, result: Retrieved, n_requests: int):
-        return self.dual.observe.remote(result.groups[result.groups >= 0], n_requests)
 
 
 def _truncate(result: Retrieved, ks: np.ndarray) -> Retrieved:

@@ -45,3 +45,4 @@ class StatsResponse(BaseModel):
     fill: float = Field(description="share of the owed exposure delivered so far")
     fanouts: int = Field(0, description="shard fan-outs this replica made: one per serve.batch of requests")
     fanout_requests: int = Field(0, description="requests those fan-outs answered (over fanouts: the mean batch)")
+    unreported: int = Field(0, description="this replica's served batches the dual-vector actor has not yet counted")

@@ -17,6 +17,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from ray import serve
+from ray.exceptions import RayActorError
 
 from configs import SimConfig
 from serve.backend import start_backend
@@ -108,5 +109,12 @@ class FairRetriever:
 
     @app.get("/stats", response_model=StatsResponse)
     async def stats(self) -> StatsResponse:
+        # Reports still waiting (the dual-vector actor was restarting) are sent first, so the
+        # counts below include every list this replica served, unless ``unreported`` says not.
+        await self.coordinator.flush(timeout_s=5.0)
+        try:
+            dual_stats = await self.dual.stats.remote()
+        except RayActorError:
+            raise HTTPException(503, "the dual-vector actor is restarting from its saved state; retry shortly") from None
         return StatsResponse(groups=self.group_names, fanouts=self.fanouts, fanout_requests=self.fanout_requests,
-                             **(await self.dual.stats.remote()))
+                             unreported=len(self.coordinator.outbox.unacked), **dual_stats)
