@@ -15,14 +15,17 @@ class RetrievalShard:
     with the next query)."""
 
     def __init__(self, name: str, partitions: Storage, n_groups: int, kind: str = "flat", nlist: int = 16,
-                 nprobe: int = 4, overfetch: int = 4):
+                 nprobe: int = 4, overfetch: int = 4, *, rq_m: int = 64, train_size: int = 65_536,
+                 hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 256):
+        """The index settings are ShardIndex's, as ``RetrievalConfig.shard_index_settings()`` gives them."""
         import torch
 
         torch.set_num_threads(1)
         self.name = name
         partition = Partition.load(partitions, f"{name}.npz")
         self.index = ShardIndex(partition.item_ids, partition.vectors, partition.groups, n_groups, kind=kind,
-                                nlist=nlist, nprobe=nprobe, overfetch=overfetch)
+                                nlist=nlist, nprobe=nprobe, overfetch=overfetch, rq_m=rq_m, train_size=train_size,
+                                hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search)
         self.mu_version = -1  # any μ the dual-vector actor holds, version 0 included, is newer
 
     def ready(self) -> dict:

@@ -1,12 +1,28 @@
 """One retrieval shard: a FAISS index over a partition of the item vectors that returns the
 local top-K by FairSync's adjusted score s − μ_{g(i)}, and the merge of shards' answers.
 
-The adjusted score is an inner product: items are stored as [e_i ; −μ_{g(i)}] and queries as
-[e_u ; 1]. When μ changes only that last coordinate is rewritten (exact, and one column instead
-of FairSync code's |G| extra one-hot dimensions). With IVF, the index is searched for
-``overfetch``·K candidates by plain relevance (the adjusted coordinate is left at 0 there), which
-are then re-scored exactly; that is exact whenever the true top-K by s − μ lies among them, which
-is guaranteed when overfetch·K ≥ the partition size or when μ is 0.
+``flat`` is exact: items are stored as [e_i ; −μ_{g(i)}] and queries as [e_u ; 1], so the
+adjusted score is one inner product. When μ changes only that last coordinate is rewritten (one
+column instead of FairSync code's |G| extra one-hot dimensions).
+
+The approximate kinds share one path. The index is asked for ``overfetch``·K candidates by plain
+relevance ⟨e_u, e_i⟩ (μ plays no part there, so ``set_mu`` rewrites no index), and the candidates
+are re-scored exactly, ⟨e_u, e_i⟩ − μ_{g(i)}, against the float vectors the shard keeps. Every
+returned score is therefore exact, and the returned set is the exact top-K whenever the true
+top-K by s − μ lies among the candidates: guaranteed when overfetch·K ≥ the partition size, and
+otherwise as likely as the index's own recall allows — less so the further μ lifts a group whose
+items rank low by relevance alone.
+
+- ``ivf``: IndexIVFFlat, ``nlist`` lists of float vectors, ``nprobe`` of them scanned.
+- ``ivf_rq``: the same inverted lists holding residual-quantized codes, ``rq_m`` codebooks of
+  4 bits each (rq_m / 2 bytes per item), scanned with FAISS's SIMD fast-scan look-up tables;
+  trained on at most ``train_size`` sampled vectors. FAISS's 8-bit RQ scanner recomputes its
+  whole look-up table for every probed list under inner product, which made it slower than
+  ``flat`` at useful recall. A partition of fewer than ``RQ_MIN_ITEMS`` items (too few to train
+  codebooks on) keeps float lists, as ``ivf`` does.
+- ``hnsw``: IndexHNSWFlat, ``hnsw_m`` links per node, ``ef_construction`` when built,
+  ``ef_search`` when searched. The whole search beam is re-scored: never fewer than ef_search
+  candidates, since the graph search holds them anyway.
 """
 
 from __future__ import annotations
@@ -16,6 +32,10 @@ from typing import Literal
 
 import faiss
 import numpy as np
+
+IndexKind = Literal["flat", "ivf", "ivf_rq", "hnsw"]
+INDEX_KINDS: tuple[str, ...] = ("flat", "ivf", "ivf_rq", "hnsw")
+RQ_MIN_ITEMS = 1024
 
 
 @dataclass(frozen=True)
@@ -30,44 +50,73 @@ class Hits:
 
 class ShardIndex:
     def __init__(self, item_ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray, n_groups: int,
-                 kind: Literal["flat", "ivf"] = "flat", nlist: int = 16, nprobe: int = 4, overfetch: int = 4):
+                 kind: IndexKind = "flat", nlist: int = 16, nprobe: int = 4, overfetch: int = 4, *,
+                 rq_m: int = 64, train_size: int = 65_536, hnsw_m: int = 32, ef_construction: int = 80,
+                 ef_search: int = 256, seed: int = 0):
         faiss.omp_set_num_threads(1)  # many shard actors share the machine's cores
+        if kind not in INDEX_KINDS:
+            raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
         self.item_ids = np.asarray(item_ids, dtype=np.int64)
         self.groups = np.asarray(groups, dtype=np.int64)
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.mu = np.zeros(n_groups, dtype=np.float32)
         self.kind = kind
         self.overfetch = overfetch
-        dim = self.vectors.shape[1]
+        self.min_candidates = 0  # hnsw: its search beam
+        n, dim = vectors.shape
+        # self.vectors: the exact float vectors, row i = item_ids[i]. Where the index holds them
+        # row by row (flat, hnsw) it is a view of the index's own buffer, not a second copy.
         if kind == "flat":
             self.index = faiss.IndexFlatIP(dim + 1)
-            self.index.add(self._augmented())
-        elif kind == "ivf":
-            quantizer = faiss.IndexFlatIP(dim)
-            self.index = faiss.IndexIVFFlat(quantizer, dim, min(nlist, len(self.vectors)), faiss.METRIC_INNER_PRODUCT)
-            self.index.train(self.vectors)
-            self.index.add(self.vectors)
-            self.index.nprobe = nprobe
-            self._quantizer = quantizer  # keep it alive: the IVF index does not own it
+            self.index.add(np.hstack([vectors, np.zeros((n, 1), dtype=np.float32)]))
+            self.vectors = self._stored()[:, :dim]
+        elif kind == "hnsw":
+            self.index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efConstruction = ef_construction
+            self.index.hnsw.efSearch = ef_search
+            self.index.add(vectors)
+            self.min_candidates = ef_search
+            storage = faiss.downcast_index(self.index.storage)
+            self.vectors = faiss.rev_swig_ptr(storage.get_xb(), n * dim).reshape(n, dim)
         else:
-            raise ValueError(f"unknown index kind {kind!r}; expected 'flat' or 'ivf'")
+            nlist = min(nlist, n)
+            if kind == "ivf_rq" and n >= RQ_MIN_ITEMS:
+                self.index = faiss.index_factory(dim, f"IVF{nlist},RQ{rq_m}x4fs", faiss.METRIC_INNER_PRODUCT)
+                # RQ training encodes every sample with a beam search, stage by stage: bound it
+                rows = np.random.default_rng(seed).choice(n, train_size, replace=False) if n > train_size else None
+                self.index.train(vectors if rows is None else vectors[np.sort(rows)])
+            else:
+                self._quantizer = faiss.IndexFlatIP(dim)  # keep it alive: the IVF index does not own it
+                self.index = faiss.IndexIVFFlat(self._quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+                self.index.train(vectors)
+            self.index.add(vectors)
+            faiss.extract_index_ivf(self.index).nprobe = min(nprobe, nlist)
+            self.vectors = vectors
 
-    def _augmented(self) -> np.ndarray:
-        return np.hstack([self.vectors, -self.mu[self.groups][:, None]]).astype(np.float32)
+    def _stored(self) -> np.ndarray:
+        """The flat index's own (n, d+1) buffer, writable in place."""
+        n, width = self.index.ntotal, self.index.d
+        return faiss.rev_swig_ptr(self.index.get_xb(), n * width).reshape(n, width)
 
     def set_mu(self, mu: np.ndarray) -> None:
-        """Rewrite only the last coordinate of the stored vectors, in place in FAISS's own buffer:
-        one strided column write instead of re-adding the whole partition."""
+        """Flat: rewrite only the last coordinate of the stored vectors, in place in FAISS's own
+        buffer (one strided column write instead of re-adding the whole partition). Approximate
+        kinds: nothing to rewrite, μ is applied when the candidates are re-scored."""
         self.mu = np.asarray(mu, dtype=np.float32).copy()
         if self.kind == "flat":
-            n, width = self.index.ntotal, self.index.d
-            stored = faiss.rev_swig_ptr(self.index.get_xb(), n * width).reshape(n, width)
-            stored[:, -1] = -self.mu[self.groups]
+            self._stored()[:, -1] = -self.mu[self.groups]
+
+    def memory_bytes(self) -> dict[str, int]:
+        """What the shard holds: the FAISS index (serialized size) and the float vectors kept for
+        the exact re-score where they are not inside the index already (flat and hnsw: 0)."""
+        index = int(faiss.serialize_index(self.index).nbytes)
+        own = 0 if self.kind in ("flat", "hnsw") else int(self.vectors.nbytes)
+        return {"index": index, "vectors": own, "total": index + own}
 
     def search(self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None) -> Hits:
         """Top-k by s − μ_g per query; ``exclude[q]`` lists item ids query q must not get (items
-        the user already has). Exact: the index is asked for k more than the most excluded
-        items of this partition any query has, so k survivors always remain when they exist."""
+        the user already has). The index is asked for k more than the most excluded items of
+        this partition any query has, so k survivors always remain when they exist."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         extra = 0
         if exclude is not None:
@@ -77,24 +126,29 @@ class ShardIndex:
         return hits if not extra else _drop_excluded(hits, exclude, k)
 
     def _search(self, queries: np.ndarray, k_local: int) -> Hits:
-        n = len(queries)
         if self.kind == "flat":
-            augmented = np.hstack([queries, np.ones((n, 1), dtype=np.float32)])
+            augmented = np.hstack([queries, np.ones((len(queries), 1), dtype=np.float32)])
             adjusted, rows = self.index.search(augmented, k_local)
         else:
-            _, candidates = self.index.search(queries, min(len(self.item_ids), self.overfetch * k_local))
-            valid = candidates >= 0
-            safe = np.where(valid, candidates, 0)
-            rescored = np.einsum("nd,nkd->nk", queries, self.vectors[safe]) - self.mu[self.groups[safe]]
-            rescored[~valid] = -np.inf
-            order = np.argsort(-rescored, axis=1, kind="stable")[:, :k_local]
-            rows = np.take_along_axis(np.where(valid, candidates, -1), order, axis=1)
-            adjusted = np.take_along_axis(rescored, order, axis=1)
+            wanted = max(self.overfetch * k_local, self.min_candidates)
+            _, candidates = self.index.search(queries, min(len(self.item_ids), wanted))
+            rows, adjusted = self._rescore(queries, candidates, k_local)
         found = rows >= 0
         safe_rows = np.where(found, rows, 0)
         adjusted = np.where(found, adjusted, -np.inf).astype(np.float32)
         relevance = np.where(found, adjusted + self.mu[self.groups[safe_rows]], -np.inf).astype(np.float32)
         return Hits(np.where(found, self.item_ids[safe_rows], -1), relevance, adjusted)
+
+    def _rescore(self, queries: np.ndarray, candidates: np.ndarray, k_local: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every approximate kind: the exact s − μ_g of each candidate row (−1 = none), from the
+        kept float vectors, and each query's best k_local of them: (rows, adjusted scores)."""
+        valid = candidates >= 0
+        safe = np.where(valid, candidates, 0)
+        rescored = np.einsum("nd,nkd->nk", queries, self.vectors[safe]) - self.mu[self.groups[safe]]
+        rescored[~valid] = -np.inf
+        order = np.argsort(-rescored, axis=1, kind="stable")[:, :k_local]
+        rows = np.take_along_axis(np.where(valid, candidates, -1), order, axis=1)
+        return rows, np.take_along_axis(rescored, order, axis=1)
 
 
 def _drop_excluded(hits: Hits, exclude: list[np.ndarray], k: int) -> Hits:

@@ -1,6 +1,9 @@
 import numpy as np
+import pytest
+from pydantic import ValidationError
 
 from cluster.retrieval.shard_index import ShardIndex, merge_top_k
+from configs.schema import RetrievalConfig
 
 
 def _world(seed=0, n_items=300, dim=8, n_groups=5):
@@ -77,3 +80,139 @@ def test_excluded_items_are_skipped_and_the_rest_is_the_exact_top_k():
         allowed = [i for i in expected[q] if i not in set(exclude[q])]
         assert merged.items[q].tolist() == allowed[:6]
         assert np.allclose(merged.adjusted[q], adjusted[q, allowed[:6]], atol=1e-5)
+
+
+# ---------------------------------------------------------------- approximate kinds (ivf, ivf_rq, hnsw)
+# 4,000 Gaussian items (dim 24, 6 groups) over 2 shards, μ_g ~ −U(0, 1)·σ(scores): large enough that
+# ranking by relevance alone (μ ignored) recalls only ~0.65-0.74 of the adjusted top-10, so the
+# thresholds below can only be met with μ applied. Measured on seeds 0-4 with these settings:
+# ivf 0.978-0.983, ivf_rq 0.916-0.930 (8 four-bit codebooks for 24 floats), hnsw 0.995-1.000;
+# each threshold leaves ~0.05-0.08 of room for FAISS versions and platforms.
+APPROXIMATE = {
+    "ivf": ({"nlist": 16, "nprobe": 12, "overfetch": 8}, 0.90),
+    "ivf_rq": ({"nlist": 16, "nprobe": 12, "overfetch": 8, "rq_m": 8}, 0.85),
+    "hnsw": ({"hnsw_m": 16, "ef_construction": 40, "ef_search": 64, "overfetch": 1}, 0.95),
+}
+
+
+def _gaussian_world(seed=0, n_items=4000, dim=24, n_groups=6):
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n_items, dim)).astype(np.float32)
+    groups = rng.integers(0, n_groups, n_items)
+    queries = rng.normal(size=(64, dim)).astype(np.float32)
+    mu = (-rng.uniform(0, 1, n_groups) * np.std(queries @ vectors.T)).astype(np.float32)
+    return vectors, groups, queries, mu
+
+
+@pytest.fixture(scope="module")
+def approximate_shards():
+    vectors, groups, _, _ = _gaussian_world()
+    return {kind: _shards(vectors, groups, 2, kind=kind, **settings) for kind, (settings, _) in APPROXIMATE.items()}
+
+
+def _ivf_of(shard):
+    import faiss
+
+    return faiss.extract_index_ivf(shard.index)
+
+
+def _recall(found, expected):
+    return float(np.mean([len(set(a) & set(b)) / expected.shape[1] for a, b in zip(found, expected)]))
+
+
+@pytest.mark.parametrize("kind", list(APPROXIMATE))
+def test_approximate_kinds_recall_the_adjusted_top_k_with_exact_scores(kind, approximate_shards):
+    vectors, groups, queries, mu = _gaussian_world()
+    shards = approximate_shards[kind]
+    for shard in shards:
+        shard.set_mu(mu)
+    merged = merge_top_k([s.search(queries, 10) for s in shards], 10)
+    expected, adjusted = _brute_force(vectors, groups, queries, mu, 10)
+    plain, _ = _brute_force(vectors, groups, queries, np.zeros_like(mu), 10)
+    assert _recall(plain, expected) < 0.8  # μ matters in this world
+    assert _recall(merged.items, expected) >= APPROXIMATE[kind][1]
+    assert (merged.items >= 0).all()
+    # whatever the index approximated, every returned score is the exact s and s − μ_g
+    np.testing.assert_allclose(merged.adjusted, np.take_along_axis(adjusted, merged.items, axis=1), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(merged.scores, np.einsum("nd,nkd->nk", queries, vectors[merged.items]), rtol=1e-5, atol=1e-4)
+    assert (np.diff(merged.adjusted, axis=1) <= 1e-6).all()
+
+
+@pytest.mark.parametrize("kind", list(APPROXIMATE))
+def test_set_mu_moves_approximate_answers_as_it_moves_flat_without_touching_the_index(kind, approximate_shards):
+    import faiss
+
+    vectors, groups, queries, mu = _gaussian_world()
+    shards, flat = approximate_shards[kind], _shards(vectors, groups, 2)
+    stored = [faiss.serialize_index(s.index).tobytes() for s in shards]
+    answers = {}
+    lifted = int(np.argmax(mu))  # the group μ lifts least, lifted most by the reversed μ
+    for name, offsets in (("mu", mu), ("reversed", mu[::-1].copy())):
+        for shard in shards + flat:
+            shard.set_mu(offsets)
+        answers[name] = merge_top_k([s.search(queries, 10) for s in shards], 10).items
+        exact = merge_top_k([s.search(queries, 10) for s in flat], 10).items
+        assert _recall(answers[name], exact) >= APPROXIMATE[kind][1]
+    assert _recall(answers["reversed"], answers["mu"]) < 0.8  # the new μ changed the answer
+    assert (groups[answers["reversed"]] == lifted).mean() > (groups[answers["mu"]] == lifted).mean()
+    assert [faiss.serialize_index(s.index).tobytes() for s in shards] == stored  # μ lives in the re-score only
+
+
+@pytest.mark.parametrize("kind", ["flat", *APPROXIMATE])
+def test_kept_vectors_are_the_partition_and_memory_counts_them_once(kind, approximate_shards):
+    vectors, groups, _, _ = _gaussian_world()
+    shards = _shards(vectors, groups, 2) if kind == "flat" else approximate_shards[kind]
+    parts = np.array_split(np.random.default_rng(1).permutation(len(vectors)), 2)
+    for shard, ids in zip(shards, parts):
+        assert np.array_equal(shard.vectors, vectors[ids])  # the re-score's floats, row for row
+        memory = shard.memory_bytes()
+        inside = kind in ("flat", "hnsw")  # these indexes store the floats row by row: a view of them
+        assert memory["vectors"] == (0 if inside else vectors[ids].nbytes)
+        assert memory["total"] == memory["index"] + memory["vectors"]
+    ivf, rq = (approximate_shards[k][0].memory_bytes()["index"] for k in ("ivf", "ivf_rq"))
+    assert rq < ivf / 2  # 8 four-bit codes per item instead of 24 floats
+
+
+def test_ivf_rq_on_a_partition_too_small_to_train_codes_keeps_float_lists_and_stays_exact():
+    vectors, groups, queries, mu = _world(seed=6, n_items=200)
+    shards = _shards(vectors, groups, 2, kind="ivf_rq", nlist=4, nprobe=4, overfetch=100)
+    for shard in shards:
+        shard.set_mu(mu)
+    merged = merge_top_k([s.search(queries, 10) for s in shards], 10)
+    expected, _ = _brute_force(vectors, groups, queries, mu, 10)
+    assert np.array_equal(np.sort(merged.items, axis=1), np.sort(expected, axis=1))
+
+
+def test_config_settings_build_the_index_they_name():
+    vectors, groups, queries, _ = _world(seed=7, n_items=2000, dim=16)
+    for kind in ("flat", "ivf", "ivf_rq", "hnsw"):
+        cfg = RetrievalConfig(index=kind, ivf_nlist=8, ivf_nprobe=8, ivf_overfetch=3, rq_m=4, rq_train_size=1500,
+                              hnsw_m=8, hnsw_ef_construction=20, hnsw_ef_search=30, hnsw_overfetch=2)
+        settings = cfg.shard_index_settings()
+        (shard,) = _shards(vectors, groups, 1, **settings)
+        assert shard.kind == kind and shard.search(queries, 5).items.shape == (len(queries), 5)
+        assert settings["overfetch"] == (2 if kind == "hnsw" else 3)
+        if kind == "hnsw":
+            assert shard.index.hnsw.efSearch == 30 and shard.index.hnsw.efConstruction == 20
+        if kind.startswith("ivf"):
+            assert _ivf_of(shard).nprobe == 8 and _ivf_of(shard).nlist == 8
+
+
+@pytest.mark.parametrize("section, field", [
+    ({"index": "annoy"}, "index"),
+    ({"index": "hnsw", "hnsw_m": 1}, "hnsw_m"),
+    ({"index": "hnsw", "hnsw_ef_search": 0}, "hnsw_ef_search"),
+    ({"index": "ivf_rq", "rq_m": 1000}, "rq_m"),
+    ({"index": "ivf_rq", "ivf_nlist": 64, "ivf_nprobe": 128}, "ivf_nprobe"),
+    ({"index": "ivf", "ivf_nlist": 16, "ivf_nprobe": 32}, "ivf_nprobe"),
+    ({"index": "ivf_rq", "ivf_nlist": 1024, "rq_train_size": 512}, "rq_train_size"),
+    ({"index": "hnsw", "hnsw_ef": 64}, "hnsw_ef"),  # unknown keys stay an error
+])
+def test_bad_index_settings_are_rejected_naming_the_field(section, field):
+    with pytest.raises(ValidationError, match=field):
+        RetrievalConfig(**section)
+
+
+def test_nprobe_bound_applies_to_ivf_kinds_only():
+    assert RetrievalConfig(index="flat", ivf_nlist=4, ivf_nprobe=8).index == "flat"
+    assert RetrievalConfig(index="hnsw", ivf_nlist=4, ivf_nprobe=8).index == "hnsw"

@@ -1,0 +1,189 @@
+"""The fair retriever's shard index kinds side by side, in-process (no Ray, no HTTP).
+
+    python jobs/bench_index.py [--items 1000000 --dim 64 --shards 4] [--kinds flat,ivf,ivf_rq,hnsw]
+
+The synthetic catalogue of jobs/bench_retrieval.py (8 groups, group 0 disliked) is split into
+``--shards`` partitions as the retriever splits it, and every kind builds one ShardIndex per
+partition. μ is not made up: for each ``--exposure-shares`` value FairSync's dual vector (the
+DualVector the retriever runs, batch 32, lr 0.5, Adam) learns it from ``--dual-requests``
+requests served by exact search over the first partition, and the average of its second-half
+iterates is used (the iterates themselves keep hitting 0 under the projection).
+
+Printed per kind: build seconds (all shards, one thread), recall@K of the merged sharded top-K
+against exact flat search of the same adjusted score s − μ under each learned μ, queries/s at
+batch 64 on one thread (every shard searched in turn, then merged; shard actors search in
+parallel) under the first μ, memory per shard (the serialized FAISS index plus the float vectors
+kept for the exact re-score where the index does not hold them), and each against flat.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import gc
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+from configs.schema import RetrievalConfig, SyntheticEmbeddingsConfig
+
+KINDS = ("flat", "ivf", "ivf_rq", "hnsw")
+N_GROUPS = 8
+
+
+def learned_mu(shard, catalog, share: float, requests: int, k: int, seed: int) -> np.ndarray:
+    """FairSync's μ for exposure share ``share``: the dual vector driven by exact answers."""
+    from cluster.retrieval.fairsync import slots_per_group
+    from cluster.retrieval.policies import exposure_targets, make_policy
+    from cluster.rng import stream
+
+    cfg = RetrievalConfig(source="synthetic", k=k, exposure_share=share, dual_batch_size=32, dual_lr=0.5)
+    policy = make_policy(cfg, exposure_targets(cfg, catalog.n_groups, requests))
+    users = stream(seed, "bench_index_duals").integers(0, len(catalog.user_vectors), requests)
+    iterates = []
+    for lo in range(0, requests, cfg.dual_batch_size):
+        shard.set_mu(policy.mu)
+        hits = shard.search(catalog.user_vectors[users[lo:lo + cfg.dual_batch_size]], k)
+        policy.observe(slots_per_group(hits.items, catalog.item_groups, catalog.n_groups), len(hits.items))
+        iterates.append(policy.mu)
+    shard.set_mu(np.zeros(catalog.n_groups))
+    return np.mean(iterates[len(iterates) // 2:], axis=0).astype(np.float32)
+
+
+def sharded_search(shards, queries: np.ndarray, mu: np.ndarray, k: int, batch: int) -> tuple[np.ndarray, float]:
+    """(merged top-k item ids, queries/s) with every shard searched in turn on this thread."""
+    from cluster.retrieval.shard_index import merge_top_k
+
+    for shard in shards:
+        shard.set_mu(mu)
+    merge_top_k([s.search(queries[:batch], k) for s in shards], k)  # warm-up
+    answers, started = [], time.perf_counter()
+    for lo in range(0, len(queries), batch):
+        answers.append(merge_top_k([s.search(queries[lo:lo + batch], k) for s in shards], k).items)
+    return np.concatenate(answers), len(queries) / (time.perf_counter() - started)
+
+
+def recall(found: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / exact.shape[1] for a, b in zip(found, exact)]))
+
+
+def settings_for(kind: str, args: argparse.Namespace) -> RetrievalConfig:
+    return RetrievalConfig(index=kind, ivf_nlist=args.nlist, ivf_nprobe=args.nprobe, ivf_overfetch=args.overfetch,
+                           rq_m=args.rq_m, rq_train_size=args.rq_train_size, hnsw_m=args.hnsw_m,
+                           hnsw_ef_construction=args.hnsw_ef_construction, hnsw_ef_search=args.hnsw_ef_search,
+                           hnsw_overfetch=args.hnsw_overfetch)
+
+
+def describe(cfg: RetrievalConfig) -> str:
+    return {"flat": "exact",
+            "ivf": f"nlist {cfg.ivf_nlist}, nprobe {cfg.ivf_nprobe}, over-fetch x{cfg.ivf_overfetch}",
+            "ivf_rq": f"nlist {cfg.ivf_nlist}, nprobe {cfg.ivf_nprobe}, over-fetch x{cfg.ivf_overfetch}, "
+                      f"RQ {cfg.rq_m}x4 bits ({cfg.rq_m // 2} B/item), trained on {cfg.rq_train_size:,}/shard",
+            "hnsw": f"M {cfg.hnsw_m}, efConstruction {cfg.hnsw_ef_construction}, efSearch {cfg.hnsw_ef_search} "
+                    f"(whole beam re-scored), over-fetch x{cfg.hnsw_overfetch}"}[cfg.index]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--queries", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated; flat always runs (the reference)")
+    parser.add_argument("--exposure-shares", default="0.5,1.0",
+                        help="one learned μ per share (m_g = share x T*K/G); the first also times the search")
+    parser.add_argument("--dual-requests", type=int, default=4096)
+    parser.add_argument("--nlist", type=int, default=256, help="ivf, ivf_rq: lists per shard")
+    parser.add_argument("--nprobe", type=int, default=64, help="ivf, ivf_rq: lists scanned per query")
+    parser.add_argument("--overfetch", type=int, default=8, help="ivf, ivf_rq: candidates = overfetch x K")
+    parser.add_argument("--rq-m", type=int, default=64, help="ivf_rq: 4-bit codebooks per item")
+    parser.add_argument("--rq-train-size", type=int, default=65_536, help="ivf_rq: training sample per shard")
+    parser.add_argument("--hnsw-m", type=int, default=32)
+    parser.add_argument("--hnsw-ef-construction", type=int, default=80)
+    parser.add_argument("--hnsw-ef-search", type=int, default=512)
+    parser.add_argument("--hnsw-overfetch", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    kinds = ["flat"] + [k for k in args.kinds.split(",") if k and k != "flat"]
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        parser.error(f"unknown kinds {unknown}; expected some of {KINDS}")
+    shares = [float(s) for s in args.exposure_shares.split(",")]
+
+    from cluster.retrieval.partitions import partition_items
+    from cluster.retrieval.shard_index import ShardIndex
+    from cluster.retrieval.synthetic_embeddings import synthetic_catalog
+    from cluster.rng import stream
+
+    started = time.perf_counter()
+    synthetic = SyntheticEmbeddingsConfig(n_items=args.items, n_users=args.users, dim=args.dim, n_groups=N_GROUPS,
+                                          disliked_group=0)
+    catalog, _ = synthetic_catalog(synthetic, stream(args.seed, "synthetic_embeddings"), with_heldout=False)
+    parts = partition_items(catalog.item_ids, catalog.item_vectors, catalog.item_groups, args.shards,
+                            stream(args.seed, "partition"))
+    queries = catalog.user_vectors[stream(args.seed, "bench_queries").integers(0, args.users, args.queries)]
+    sigma = float(np.std(queries[:256] @ parts[0].vectors[:20_000].T))
+    print(f"{args.items:,} items x dim {args.dim}, {N_GROUPS} groups, {args.shards} shards "
+          f"(~{args.items // args.shards:,} items each), K={args.k}, {args.queries} queries; vectors drawn in "
+          f"{time.perf_counter() - started:.1f} s; one FAISS thread", flush=True)
+
+    rows, exact, mus = [], {}, {}
+    for kind in kinds:
+        cfg = settings_for(kind, args)
+        gc.collect()
+        started = time.perf_counter()
+        shards = [ShardIndex(p.item_ids, p.vectors, p.groups, N_GROUPS, seed=args.seed, **cfg.shard_index_settings())
+                  for p in parts]
+        build_s = time.perf_counter() - started
+        if kind == "flat":
+            for share in shares:
+                started = time.perf_counter()
+                mus[share] = learned_mu(shards[0], catalog, share, args.dual_requests, args.k, args.seed)
+                print(f"mu learned at exposure share {share} ({args.dual_requests} requests, "
+                      f"{time.perf_counter() - started:.0f} s): [{', '.join(f'{m:.2f}' for m in mus[share])}] = "
+                      f"[{', '.join(f'{m:.2f}' for m in mus[share] / sigma)}] x sigma(scores) {sigma:.2f}", flush=True)
+        recalls, qps = [], None
+        for share in shares:
+            found, speed = sharded_search(shards, queries, mus[share], args.k, args.batch)
+            qps = speed if qps is None else qps
+            if kind == "flat":
+                exact[share] = found
+            recalls.append(recall(found, exact[share]))
+        memory = [s.memory_bytes() for s in shards]
+        row = {"kind": kind, "build_s": build_s, "recall": recalls, "qps": qps,
+               "index_mb": np.mean([m["index"] for m in memory]) / 2**20,
+               "vectors_mb": np.mean([m["vectors"] for m in memory]) / 2**20,
+               "memory_mb": np.mean([m["total"] for m in memory]) / 2**20, "settings": describe(cfg)}
+        rows.append(row)
+        print(f"{kind:<7} built in {build_s:7.1f} s; recall@{args.k} "
+              + ", ".join(f"{r:.4f} (share {s})" for r, s in zip(recalls, shares))
+              + f"; {qps:,.0f} q/s; {row['memory_mb']:.1f} MiB/shard — {row['settings']}", flush=True)
+        del shards
+
+    flat = rows[0]
+    recall_heads = " ".join(f"{'R@' + str(args.k) + ' s=' + str(s):>11}" for s in shares)
+    print(f"\n{'kind':<7} {'build s':>8} {recall_heads} {'q/s b' + str(args.batch):>9} "
+          f"{'MiB/shard':>10} {'(index':>7} {'+ floats)':>9} {'build/flat':>10} {'q/s/flat':>9} {'mem/flat':>9}")
+    for row in rows:
+        recalls = " ".join(f"{r:>11.4f}" for r in row["recall"])
+        print(f"{row['kind']:<7} {row['build_s']:>8.1f} {recalls} {row['qps']:>9,.0f} {row['memory_mb']:>10.1f} "
+              f"{row['index_mb']:>7.1f} {row['vectors_mb']:>9.1f} {row['build_s'] / max(flat['build_s'], 1e-9):>10.1f} "
+              f"{row['qps'] / flat['qps']:>9.2f} {row['memory_mb'] / flat['memory_mb']:>9.2f}")
+    best = max(rows[1:], key=lambda r: r["recall"][0], default=None)
+    if best is not None:
+        print(f"\nbest approximate kind at exposure share {shares[0]}: {best['kind']} "
+              f"(recall@{args.k} {best['recall'][0]:.4f}, {best['qps'] / flat['qps']:.1f}x flat's q/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
