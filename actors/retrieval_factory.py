@@ -59,7 +59,7 @@ def start_retrieval(cfg: RetrievalConfig, catalog: Catalog, policy: Policy, part
     shards = [
         shard_cls.options(name=f"{name_prefix}{shard_name(i)}", num_cpus=cfg.shard_num_cpus, max_restarts=SHARD_RESTARTS,
                           get_if_exists=reuse).remote(
-            shard_name(i), partitions, catalog.n_groups, cfg.index, cfg.ivf_nlist, cfg.ivf_nprobe, cfg.ivf_overfetch)
+            shard_name(i), partitions, catalog.n_groups, **cfg.shard_index_settings())
         for i in range(cfg.n_shards)
     ]
     dual = ray.remote(DualVectorActor).options(name=f"{name_prefix}dual-vector", num_cpus=0, max_restarts=3,
