@@ -56,6 +56,13 @@ def raw_faiss(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batch: int) 
 
     faiss.omp_set_num_threads(1)
     r = cfg.retrieval
+    if r.index in ("ivf_rq", "hnsw"):
+        # The same index over every item as one partition (its exact re-score included, μ = 0).
+        from cluster.retrieval.shard_index import ShardIndex
+
+        shard = ShardIndex(np.arange(len(catalog.item_ids)), catalog.item_vectors, catalog.item_groups,
+                           catalog.n_groups, **r.shard_index_settings())
+        return _timed(f"(a) one {r.index} index, batch {batch}", lambda q: shard.search(q, k), queries, batch)
     if r.index == "ivf":
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(catalog.dim), catalog.dim, r.ivf_nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(catalog.item_vectors)
@@ -201,7 +208,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of wrk load per concurrency level")
     parser.add_argument("--http-requests", type=int, default=1000, help="requests per level of --load python")
     parser.add_argument("--concurrency", default="1,16,64")
-    parser.add_argument("--index", choices=["flat", "ivf"], default="flat", help="the shards' FAISS index")
+    parser.add_argument("--index", choices=["flat", "ivf", "ivf_rq", "hnsw"], default="flat",
+                        help="the shards' FAISS index (jobs/bench_index.py compares them without Ray)")
     parser.add_argument("--proxy", choices=["default", "haproxy"], default="default",
                         help="Serve's HTTP proxy: Ray's Python proxy, or HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1)")
     args = parser.parse_args(argv)
@@ -230,7 +238,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"vectors drawn in {time.perf_counter() - started:.1f} s", flush=True)
     queries = catalog.user_vectors[stream(0, "bench_queries").integers(0, args.users, args.queries)]
     raw = {b: raw_faiss(cfg, catalog, queries, args.k, b) for b in (1, 64)}
-    ivf_recall(cfg, catalog, queries, args.k)
+    if args.index == "ivf":
+        ivf_recall(cfg, catalog, queries, args.k)
     started_ray = init_ray(address=None)
     try:
         fair = {b: actors_path(cfg, catalog, queries, args.k, b, folder) for b in (1, 64)}
