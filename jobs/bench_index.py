@@ -32,6 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from configs.schema import RetrievalConfig, SyntheticEmbeddingsConfig
+from jobs.cli import add_catalogue_arguments
 
 KINDS = ("flat", "ivf", "ivf_rq", "hnsw")
 N_GROUPS = 8
@@ -91,12 +92,7 @@ def describe(cfg: RetrievalConfig) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--shards", type=int, default=4)
-    parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--queries", type=int, default=1024)
+    add_catalogue_arguments(parser, queries=1024)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated; flat always runs (the reference)")
     parser.add_argument("--exposure-shares", default="0.5,1.0",

@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from configs import SimConfig
+from jobs.cli import add_catalogue_arguments
 
 
 def bench_config(args: argparse.Namespace, storage: Path) -> SimConfig:
@@ -197,12 +198,7 @@ def http_path(cfg: SimConfig, args: argparse.Namespace, concurrencies: list[int]
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--shards", type=int, default=4)
-    parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--queries", type=int, default=2048)
+    add_catalogue_arguments(parser, queries=2048)
     parser.add_argument("--load", choices=["wrk", "python"], default="wrk",
                         help="HTTP load generator: wrk (compiled; apt-get install wrk) or the in-process Python one")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of wrk load per concurrency level")

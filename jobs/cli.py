@@ -35,6 +35,16 @@ def add_storage_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_catalogue_arguments(parser: argparse.ArgumentParser, queries: int) -> None:
+    """The synthetic retrieval catalogue and query set the retrieval benchmarks share."""
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--queries", type=int, default=queries)
+
+
 def with_storage(cfg: SimConfig, storage: Optional[str]) -> SimConfig:
     return cfg.model_copy(update={"storage": storage}) if storage else cfg
 
