@@ -196,12 +196,78 @@ def http_path(cfg: SimConfig, args: argparse.Namespace, concurrencies: list[int]
     return rows
 
 
+def _sigkill(name: str) -> None:
+    """SIGKILL the named actor's process, as a node failure would (Ray restarts it)."""
+    import os
+    import signal
+
+    import ray
+
+    named = {a["name"]: a["namespace"] for a in ray.util.list_named_actors(all_namespaces=True)}
+    actor = ray.get_actor(name, namespace=named.get(name))
+    os.kill(ray.get(actor.pid.remote()), signal.SIGKILL)
+
+
+def _stats(url: str) -> dict:
+    import httpx
+
+    deadline = time.time() + 120
+    while True:
+        reply = httpx.get(f"{url}/stats", timeout=60)
+        if reply.status_code == 200 or time.time() > deadline:
+            reply.raise_for_status()
+            return reply.json()
+        time.sleep(0.5)  # 503 while the dual-vector actor restarts
+
+
+def soak(cfg: SimConfig, args: argparse.Namespace, concurrency: int = 64, duration_s: float = 60.0) -> dict:
+    """``concurrency`` connections for ``duration_s``; shard 1 SIGKILLed at a third of it and the
+    dual-vector actor at two thirds. Prints errors, partial answers and whether the dual's
+    counters match what wrk saw answered."""
+    from ray import serve
+
+    from cluster.ports import free_port
+    from jobs.wrk_load import run_wrk, start_wrk
+    from serve.retriever import FairRetriever
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(FairRetriever.bind(cfg, "soak-"), name="soak-retriever", route_prefix="/")
+    try:
+        run_wrk(url, concurrency, 2, args.users, args.k)  # warm-up
+        before = _stats(url)
+        _, finish = start_wrk(url, concurrency, duration_s, args.users, args.k)
+        time.sleep(duration_s / 3)
+        _sigkill("soak-shard-1")
+        time.sleep(duration_s / 3)
+        _sigkill("soak-dual-vector")
+        result = finish()
+        after = _stats(url)
+    finally:
+        serve.shutdown()
+    counted = after["requests"] - before["requests"]
+    exposure = sum(after["exposure"]) - sum(before["exposure"])
+    print(f"soak: {duration_s:.0f} s at concurrency {concurrency}, shard 1 killed at {duration_s / 3:.0f} s, "
+          f"dual-vector at {2 * duration_s / 3:.0f} s: {result.requests:,} answered ({result.qps:,.0f} q/s, "
+          f"p99 {result.p99_ms:.0f} ms), non-2xx {result.non_2xx}, socket errors {result.socket_errors}, "
+          f"partial {result.partial:,}", flush=True)
+    print(f"soak: the dual counted {counted:,} requests and {exposure:,.0f} served slots (K x answered = "
+          f"{args.k * result.requests:,}); unreported {after['unreported']}; requests wrk cut off in flight at "
+          f"the end are served and counted but not in wrk's total (at most {concurrency})", flush=True)
+    return {"answered": result.requests, "counted": counted, "exposure": exposure, "non_2xx": result.non_2xx,
+            "socket_errors": result.socket_errors, "partial": result.partial}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_catalogue_arguments(parser, queries=2048)
     parser.add_argument("--load", choices=["wrk", "python"], default="wrk",
                         help="HTTP load generator: wrk (compiled; apt-get install wrk) or the in-process Python one")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of wrk load per concurrency level")
+    parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
+                        help="only the soak: wrk at concurrency 64 for SECONDS, shard 1 and then the dual-vector "
+                             "actor SIGKILLed at a third and two thirds of it (the issue's: 60)")
     parser.add_argument("--http-requests", type=int, default=1000, help="requests per level of --load python")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--index", choices=["flat", "ivf", "ivf_rq", "hnsw"], default="flat",
@@ -228,6 +294,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     folder = Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
     cfg = bench_config(args, folder)
+    if args.soak:
+        started_ray = init_ray(address=None)
+        try:
+            soak(cfg, args, duration_s=args.soak)
+        finally:
+            if started_ray:
+                ray.shutdown()
+        return 0
     started = time.perf_counter()
     catalog, _, _ = load_catalog(cfg, with_requests=False)
     print(f"{args.items:,} items x dim {args.dim}, {args.shards} shards, K={args.k}; "

@@ -26,13 +26,14 @@ REPORT = """Running 1s test @ http://127.0.0.1:18777/retrieve
   Non-2xx or 3xx responses: 18
 Requests/sec:     91.92
 Transfer/sec:     13.08KB
+Partial answers: 4
 """
 
 
 def test_parse_a_wrk_report():
     result = parse_wrk(REPORT, 0.25)
     assert (result.requests, result.qps, result.p50_ms, result.p99_ms) == (92, 91.92, 43.84, 1020.0)
-    assert (result.non_2xx, result.socket_errors, result.generator_cpu) == (18, 5, 0.25)
+    assert (result.non_2xx, result.socket_errors, result.generator_cpu, result.partial) == (18, 5, 0.25, 4)
     with pytest.raises(ValueError, match="not a wrk report"):
         parse_wrk("connection refused")
 
@@ -44,7 +45,7 @@ class _EveryFifthFails(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.seen.append(body["user_id"])
-        out = json.dumps({"items": [], "k": body["k"]}).encode()
+        out = json.dumps({"items": [], "partial": body["user_id"] % 2 == 1}).encode()
         self.send_response(500 if body["user_id"] % 5 == 0 else 200)
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
@@ -69,4 +70,5 @@ def test_wrk_drives_a_real_server_and_counts_its_errors():
     assert result.requests > 5 and result.qps > 0 and 0 < result.p50_ms <= result.p99_ms
     assert set(_EveryFifthFails.seen) <= set(range(100, 110)), "user ids cycle over [first_user, first_user + n)"
     assert 0 < result.non_2xx < result.requests, "every fifth user's answer is a 500"
+    assert 0 < result.partial < result.requests, "odd users' answers say partial"
     assert 0 <= result.generator_cpu < 1.5
