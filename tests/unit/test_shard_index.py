@@ -51,9 +51,11 @@ def test_changing_mu_rewrites_only_the_adjusted_coordinate():
     assert not np.array_equal(before.items, after.items)
 
 
-def test_ivf_is_exact_when_overfetch_covers_the_partition():
-    vectors, groups, queries, mu = _world(seed=3, n_items=120)
-    shards = _shards(vectors, groups, 2, kind="ivf", nlist=4, nprobe=4, overfetch=100)
+@pytest.mark.parametrize("kind, seed, n_items", [("ivf", 3, 120), ("ivf_rq", 6, 200)])
+def test_exact_when_overfetch_covers_the_partition(kind, seed, n_items):
+    """ivf_rq here too: partitions this small are below RQ_MIN_ITEMS and keep float lists."""
+    vectors, groups, queries, mu = _world(seed=seed, n_items=n_items)
+    shards = _shards(vectors, groups, 2, kind=kind, nlist=4, nprobe=4, overfetch=100)
     for shard in shards:
         shard.set_mu(mu)
     merged = merge_top_k([s.search(queries, 10) for s in shards], 10)
@@ -171,16 +173,6 @@ def test_kept_vectors_are_the_partition_and_memory_counts_them_once(kind, approx
         assert memory["total"] == memory["index"] + memory["vectors"]
     ivf, rq = (approximate_shards[k][0].memory_bytes()["index"] for k in ("ivf", "ivf_rq"))
     assert rq < ivf / 2  # 8 four-bit codes per item instead of 24 floats
-
-
-def test_ivf_rq_on_a_partition_too_small_to_train_codes_keeps_float_lists_and_stays_exact():
-    vectors, groups, queries, mu = _world(seed=6, n_items=200)
-    shards = _shards(vectors, groups, 2, kind="ivf_rq", nlist=4, nprobe=4, overfetch=100)
-    for shard in shards:
-        shard.set_mu(mu)
-    merged = merge_top_k([s.search(queries, 10) for s in shards], 10)
-    expected, _ = _brute_force(vectors, groups, queries, mu, 10)
-    assert np.array_equal(np.sort(merged.items, axis=1), np.sort(expected, axis=1))
 
 
 def test_config_settings_build_the_index_they_name():
