@@ -27,7 +27,8 @@ from cluster.fl.server_core import FederatedServer
 from cluster.fl.shards import build_shards
 from cluster.fl.worker_core import ClientWorkerCore
 from jobs.cli import config_parser, load_or_exit, run_guarded
-from jobs.fl_sim import Experiment, build, run
+from cluster.experiment import Experiment, build
+from jobs.fl_sim import run
 
 BENCH_SETTINGS = ["model.kind=gmf", "fl.clients_per_round=100", "fl.local_epochs=1", "fl.overselect=0", "fl.checkpoint_every=100000"]
 

@@ -290,7 +290,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from cluster.bootstrap import init_ray
     from cluster.rng import stream
-    from jobs.retrieval_source import load_catalog
+    from jobs.retrieval_source import load_or_train_catalog
 
     folder = Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
     cfg = bench_config(args, folder)
@@ -303,7 +303,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 ray.shutdown()
         return 0
     started = time.perf_counter()
-    catalog, _, _ = load_catalog(cfg, with_requests=False)
+    catalog, _, _ = load_or_train_catalog(cfg, with_requests=False)
     print(f"{args.items:,} items x dim {args.dim}, {args.shards} shards, K={args.k}; "
           f"vectors drawn in {time.perf_counter() - started:.1f} s", flush=True)
     queries = catalog.user_vectors[stream(0, "bench_queries").integers(0, args.users, args.queries)]

@@ -113,9 +113,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
     from jobs.outputs import new_run_dir, write_resolved_config
     from jobs.retrieval_report import write_report
-    from jobs.retrieval_source import load_catalog
+    from jobs.retrieval_source import load_or_train_catalog
 
-    catalog, requests, run_dir = load_catalog(cfg)
+    catalog, requests, run_dir = load_or_train_catalog(cfg)
     print(f"{len(catalog.item_ids):,} items in {catalog.n_groups} groups, {len(requests):,} requests, "
           f"K={cfg.retrieval.k}, exposure_share={cfg.retrieval.exposure_share}" + (f", vectors from {run_dir}" if run_dir else ""))
     folder = new_run_dir(cfg, "retrieval")

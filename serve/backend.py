@@ -32,10 +32,10 @@ class Backend:
 def start_backend(cfg: SimConfig, name_prefix: str = "") -> Backend:
     """Files go to a folder named by the config hash, so a restarted application with the same
     config continues the dual state instead of resetting it."""
-    from jobs.retrieval_source import load_catalog
+    from cluster.retrieval.source import load_catalog
 
     r = cfg.retrieval
-    catalog, requests, _ = load_catalog(cfg, train_if_missing=False, with_requests=r.source == "run")
+    catalog, requests, _ = load_catalog(cfg, with_requests=r.source == "run")
     horizon = r.horizon or (len(requests) if requests is not None else DEFAULT_HORIZON)
     folder = Storage(cfg.storage) / f"serve-{cfg.name}-{config_hash(cfg)[:8]}"
     if saved_partitions(folder / "shards") != r.n_shards:

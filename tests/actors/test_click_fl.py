@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from configs import load_config
-from jobs.fl_sim import build, build_run_write, run
+from cluster.experiment import build
+from jobs.fl_sim import build_run_write, run
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

@@ -20,7 +20,8 @@ from cluster import checkpoint
 from cluster.fl.shards import build_shards
 from cluster.storage import Storage
 from configs import load_config
-from jobs.fl_sim import build, run
+from cluster.experiment import build
+from jobs.fl_sim import run
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

@@ -17,7 +17,8 @@ from cluster import checkpoint
 from cluster.fl.shards import build_shards
 from cluster.storage import Storage
 from configs import load_config
-from jobs.fl_sim import build, main, run
+from cluster.experiment import build
+from jobs.fl_sim import main, run
 from jobs.outputs import write_resolved_config
 
 pytestmark = pytest.mark.usefixtures("ray_session")

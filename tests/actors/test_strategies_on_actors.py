@@ -12,7 +12,8 @@ import pytest
 
 from cluster.fl.inprocess import train_rounds
 from configs import load_config
-from jobs.fl_sim import build, build_run_write
+from cluster.experiment import build
+from jobs.fl_sim import build_run_write
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

@@ -11,7 +11,7 @@ import pytest
 from cluster.fl.inprocess import train_rounds
 from configs import load_config
 from configs.presets import RF2_CONFIGURATIONS
-from jobs.fl_sim import build
+from cluster.experiment import build
 
 
 def _rounds(tmp_path: Path, workers_per_tier: int, kind: str, preset: str, rounds: int = 2, n_users: int = 240,

@@ -12,7 +12,7 @@ import pytest
 from cluster.fl.cali3f import fastagg_item_deltas
 from cluster.fl.inprocess import CorePool, evaluate_ncf, train_rounds
 from configs import ConfigError, load_config
-from jobs.fl_sim import build
+from cluster.experiment import build
 
 
 def _cfg(tmp_path: Path, strategy: str, *extra: str, kind: str = "gmf", rounds: int = 4, workers: int = 1):

@@ -1,0 +1,87 @@
+"""An experiment built from its config before any Ray process starts: the world, the model's
+spec and local-training recipe, the model family's server-side ops, what the server knows of the
+fleet, and which worker holds which client. Pure objects only, so the actor path
+(``jobs/fl_sim.py``) and the in-process path (``cluster/fl/inprocess.py``) build it alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from cluster.fairness.reference import reference_accuracy
+from cluster.fl.click_setup import ClickSetup, click_setup
+from cluster.fl.click_training import ClickRecipe
+from cluster.fl.clustering import encode_metadata
+from cluster.fl.local_training import LocalRecipe
+from cluster.fl.model_ops import ModelOps, NCFOps
+from cluster.fl.server_core import FleetView
+from cluster.fl.shards import assign_workers
+from cluster.models.click import ClickSpec
+from cluster.models.ncf import NCFSpec
+from cluster.world import World, build_world
+from configs import ConfigError, SimConfig
+
+
+@dataclass
+class Experiment:
+    """Everything built before Ray starts: pure objects only."""
+
+    cfg: SimConfig
+    world: World
+    spec: NCFSpec | ClickSpec
+    recipe: LocalRecipe | ClickRecipe
+    ops: ModelOps
+    fleet: FleetView
+    worker_of_user: np.ndarray
+    n_workers: int
+    click: Optional[ClickSetup] = None
+
+
+def recipe_from(cfg: SimConfig) -> LocalRecipe:
+    fl = cfg.fl
+    return LocalRecipe(
+        epochs=fl.local_epochs,
+        lr_dense=fl.client_lr,
+        lr_item=fl.client_lr * fl.item_lr_scale,
+        lr_user=fl.client_lr * fl.user_lr_scale,
+        negatives_per_positive=fl.negatives_per_positive,
+        loss_reduction=fl.loss_reduction,
+        personal_lambda=fl.strategy.ditto_lambda if fl.strategy.kind == "ditto" else None,
+    )
+
+
+def cali3f_metadata(cfg: SimConfig, world: World) -> Optional[np.ndarray]:
+    """The one-hot user columns Cali3F's first clusters come from (None for other strategies)."""
+    strategy = cfg.fl.strategy
+    if strategy.kind != "cali3f":
+        return None
+    features = world.dataset.user_features
+    missing = sorted(set(strategy.metadata) - set(features.names()))
+    if missing:
+        raise ConfigError(f"fl.strategy.metadata names {missing}, which the dataset {world.dataset.name!r} lacks "
+                          f"(its user columns: {features.names()})")
+    if strategy.n_clusters > world.population.n_clients:
+        raise ConfigError(f"fl.strategy.n_clusters={strategy.n_clusters} exceeds the {world.population.n_clients} clients")
+    return encode_metadata(features, strategy.metadata)
+
+
+def build(cfg: SimConfig, progress: bool = False) -> Experiment:
+    world = build_world(cfg, progress=progress)
+    population = world.population
+    n_workers = population.tiers.n_tiers * cfg.fl.workers_per_tier
+    worker_of_user = assign_workers(population.tier_of_user, population.tiers.n_tiers, cfg.fl.workers_per_tier)
+    if cfg.model.is_click:
+        click = click_setup(cfg, world)
+        reference = None
+        if cfg.fl.fairness.kind == "ceag":
+            reference = reference_accuracy(cfg.fl.fairness, population.tiers.names, {
+                "model": cfg.model.kind, "tier_mapping": cfg.tier_mapping.mapping, "seed": cfg.seed})
+        fleet = FleetView(population.tiers, population.tier_of_user, click.train_samples, reference)
+        return Experiment(cfg, world, click.spec, click.recipe, click.ops, fleet, worker_of_user, n_workers, click)
+    spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
+    fleet = FleetView(population.tiers, population.tier_of_user, population.samples_per_client(),
+                      metadata=cali3f_metadata(cfg, world))
+    ops = NCFOps(spec, cfg.fl.negatives_per_positive, cfg.fl.strategy.kind)
+    return Experiment(cfg, world, spec, recipe_from(cfg), ops, fleet, worker_of_user, n_workers)
