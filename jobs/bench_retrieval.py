@@ -52,7 +52,8 @@ def summarize(label: str, latencies_ms: list[float], queries: int, wall_s: float
     return row
 
 
-def raw_faiss(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batch: int) -> dict:
+def raw_faiss(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batches: Sequence[int]) -> dict[int, dict]:
+    """One index over every item, built once and timed at each batch size."""
     import faiss
 
     faiss.omp_set_num_threads(1)
@@ -63,7 +64,8 @@ def raw_faiss(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batch: int) 
 
         shard = ShardIndex(np.arange(len(catalog.item_ids)), catalog.item_vectors, catalog.item_groups,
                            catalog.n_groups, **r.shard_index_settings())
-        return _timed(f"(a) one {r.index} index, batch {batch}", lambda q: shard.search(q, k), queries, batch)
+        return {b: _timed(f"(a) one {r.index} index, batch {b}", lambda q: shard.search(q, k), queries, b)
+                for b in batches}
     if r.index == "ivf":
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(catalog.dim), catalog.dim, r.ivf_nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(catalog.item_vectors)
@@ -71,7 +73,7 @@ def raw_faiss(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batch: int) 
     else:
         index = faiss.IndexFlatIP(catalog.dim)
     index.add(catalog.item_vectors)
-    return _timed(f"(a) raw FAISS {r.index}, batch {batch}", lambda q: index.search(q, k), queries, batch)
+    return {b: _timed(f"(a) raw FAISS {r.index}, batch {b}", lambda q: index.search(q, k), queries, b) for b in batches}
 
 
 def _timed(label: str, search, queries: np.ndarray, batch: int) -> dict:
@@ -110,22 +112,23 @@ def ivf_recall(cfg: SimConfig, catalog, queries: np.ndarray, k: int) -> None:
           f"mu != 0): {recall:.4f}", flush=True)
 
 
-def actors_path(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batch: int, folder: Path) -> dict:
+def actors_path(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batches: Sequence[int],
+                folder: Path) -> dict[int, dict]:
+    """One set of shard and dual-vector actors (each shard's index built once), timed at each
+    batch size in turn; the dual keeps stepping throughout, as it would in service."""
     from actors.retrieval_factory import save_partitions, start_retrieval
     from cluster.retrieval.policies import exposure_targets, make_policy
     from cluster.rng import stream
-
-    r = cfg.retrieval
     from cluster.storage import Storage
 
+    r = cfg.retrieval
     store = Storage(folder)
-    save_partitions(r, catalog, store / f"shards-{batch}", stream(cfg.seed, "partition"))
+    save_partitions(r, catalog, store / "shards", stream(cfg.seed, "partition"))
     policy = make_policy(r, exposure_targets(r, catalog.n_groups, 100_000))
-    actors = start_retrieval(r, catalog, policy, store / f"shards-{batch}", store / f"dual-{batch}",
-                             name_prefix=f"bench{batch}-")
+    actors = start_retrieval(r, catalog, policy, store / "shards", store / "dual", name_prefix="bench-")
     try:
-        return _timed(f"(b) fair sharded actors, batch {batch}", lambda q: actors.coordinator.retrieve(q, k),
-                      queries, batch)
+        return {b: _timed(f"(b) fair sharded actors, batch {b}", lambda q: actors.coordinator.retrieve(q, k), queries, b)
+                for b in batches}
     finally:
         actors.kill()
 
@@ -307,12 +310,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{args.items:,} items x dim {args.dim}, {args.shards} shards, K={args.k}; "
           f"vectors drawn in {time.perf_counter() - started:.1f} s", flush=True)
     queries = catalog.user_vectors[stream(0, "bench_queries").integers(0, args.users, args.queries)]
-    raw = {b: raw_faiss(cfg, catalog, queries, args.k, b) for b in (1, 64)}
+    raw = raw_faiss(cfg, catalog, queries, args.k, (1, 64))
     if args.index == "ivf":
         ivf_recall(cfg, catalog, queries, args.k)
     started_ray = init_ray(address=None)
     try:
-        fair = {b: actors_path(cfg, catalog, queries, args.k, b, folder) for b in (1, 64)}
+        fair = actors_path(cfg, catalog, queries, args.k, (1, 64), folder)
         for b in (1, 64):
             print(f"throughput ratio (b)/(a) at batch {b}: {fair[b]['qps'] / raw[b]['qps']:.2f}")
         del catalog
