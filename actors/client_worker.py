@@ -62,12 +62,9 @@ class ClientWorker:
 
     def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray],
               real_time_sleep_s: float = 0.0, settings=None):
-        """The clients' uploads; ``settings`` (click models): each client's width and compression."""
+        """The clients' uploads; ``settings``: what each trains with (width, compression, cluster), or None."""
         started = time.perf_counter()
-        if settings is None:
-            result = self.core.train(round_index, clients, params)
-        else:
-            result = self.core.train(round_index, clients, params, settings)
+        result = self.core.train(round_index, clients, params, settings)
         if real_time_sleep_s > 0:
             # Demo mode: the round takes (scaled) as long as its slowest client here would.
             time.sleep(max(0.0, real_time_sleep_s - (time.perf_counter() - started)))
@@ -75,11 +72,7 @@ class ClientWorker:
 
     def evaluate(self, params: dict[str, np.ndarray], split: str = "test", clusters=None):
         """``clusters``: Cali3F's ``ClusterView``, whose dense parts serve their members."""
-        if isinstance(self.core, ClickWorkerCore):
-            return self.core.evaluate(params, split)
-        if split != "test":
-            raise ValueError(f"NCF models evaluate leave-one-out only, not split {split!r}")
-        return self.core.evaluate(params, clusters=clusters)
+        return self.core.evaluate(params, split, clusters)
 
     def retrieval_queries(self, params: dict[str, np.ndarray], clusters=None) -> tuple[np.ndarray, np.ndarray]:
         return self.core.retrieval_queries(params, clusters)

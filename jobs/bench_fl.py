@@ -17,15 +17,11 @@ if __package__ in (None, ""):
 
 import resource
 import tempfile
-import time
 from typing import Optional, Sequence
 
 import numpy as np
 
-from cluster.fl.aggregation import merge_results
-from cluster.fl.server_core import FederatedServer
-from cluster.fl.shards import build_shards
-from cluster.fl.worker_core import ClientWorkerCore
+from cluster.fl.inprocess import round_loop
 from jobs.cli import config_parser, load_or_exit, run_guarded
 from cluster.experiment import Experiment, build
 from jobs.fl_sim import run
@@ -42,22 +38,17 @@ def _vm_hwm_mib(pid: int) -> float:
 
 
 def in_process(exp: Experiment, rounds: int) -> dict:
-    """The same rounds with the pure objects only: no actors, no object store."""
-    shards = build_shards(exp.world.population, exp.world.leave_one_out, exp.spec, exp.cfg.seed, exp.worker_of_user, exp.n_workers)
-    workers = [ClientWorkerCore(s, exp.spec, exp.recipe, exp.cfg.seed) for s in shards]
-    server = FederatedServer(exp.cfg.fl, exp.ops, exp.fleet, exp.cfg.seed)
-    started = time.perf_counter()
-    updates = 0
-    for _ in range(rounds):
-        plan = server.plan_round()
-        kept = plan.kept_clients
-        results = [w.train(server.round_index, np.sort(kept[exp.worker_of_user[kept] == i]), server.params)
-                   for i, w in enumerate(workers)]
-        merged = merge_results(results, exp.spec)
-        server.apply(plan, merged)
-        updates += len(merged.clients)
-    wall = time.perf_counter() - started
-    return {"updates_per_s": updates / wall, "round_s": wall / rounds}
+    """The same round loop over the worker cores in this process: no actors, no object store."""
+    loop = round_loop(exp, eval_every=None)
+    history = [loop.run_round() for _ in range(rounds)]
+    return _speed(history)
+
+
+def _speed(train_rounds: list[dict]) -> dict:
+    wall = sum(r["wall_s"] for r in train_rounds)
+    phases = {k: float(np.mean([r[k] for r in train_rounds])) for k in ("plan_s", "train_s", "aggregate_s")}
+    return {"updates_per_s": sum(r["client_updates"] for r in train_rounds) / wall,
+            "round_s": wall / len(train_rounds), "phases": phases}
 
 
 def on_ray(exp: Experiment, rounds: int) -> dict:
@@ -65,13 +56,9 @@ def on_ray(exp: Experiment, rounds: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         outcome = run(exp, Path(tmp) / "run", resume=False, address=None, quiet=True)
     history = outcome["history"]
-    train_rounds = [r for r in history if "hr10" not in r]
-    wall = sum(r["wall_s"] for r in train_rounds)
-    updates = sum(r["client_updates"] for r in train_rounds)
     eval_round = history[-1]
-    phases = {k: float(np.mean([r[k] for r in train_rounds])) for k in ("plan_s", "train_s", "aggregate_s")}
-    return {"updates_per_s": updates / wall, "round_s": wall / len(train_rounds), "phases": phases,
-            "eval_round_s": eval_round["wall_s"], "hr10": eval_round.get("hr10", float("nan"))}
+    return {**_speed([r for r in history if "hr10" not in r]), "eval_round_s": eval_round["wall_s"],
+            "hr10": eval_round.get("hr10", float("nan"))}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -95,6 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{'mode':<28}{'updates/s':>11}{'s/round':>9}{'s/epoch':>9}{'vs in-process':>15}")
     print(f"{'in-process (no Ray)':<28}{baseline['updates_per_s']:>11,.0f}{baseline['round_s']:>9.3f}"
           f"{baseline['round_s'] * rounds_per_epoch:>9.2f}{1.0:>14.2f}x")
+    print("    mean per round: " + ", ".join(f"{k[:-2]} {v * 1e3:.1f} ms" for k, v in baseline["phases"].items()))
     for workers in args.workers:
         exp = build(cfg.model_copy(update={"fl": cfg.fl.model_copy(update={"workers_per_tier": workers})}))
         result = on_ray(exp, args.rounds)

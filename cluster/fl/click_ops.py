@@ -13,7 +13,9 @@ from cluster.fl.click_metrics import auc_summary
 from cluster.fl.click_training import ClickLocalResult, average_deltas, merge_click_results
 from cluster.fl.click_upload import EMBEDDING_PREFIX, dense_entries
 from cluster.fl.click_worker_core import ClientSettings
-from cluster.fl.model_ops import RoundCosts
+from cluster.fl.clock import RoundCosts
+from cluster.fl.model_ops import NOTHING_EXTRA
+from cluster.fl.strategies.base import ExtraPayload
 from cluster.models.click import ClickSpec, init_params
 from cluster.tiers.optimizations import TierPlan
 
@@ -35,15 +37,17 @@ class ClickOps:
     def _dense_work(self, width: float) -> float:
         return dense_entries(self.spec, width) / dense_entries(self.spec, 1.0)
 
-    def round_costs(self, clients: np.ndarray, tiers: np.ndarray, samples: np.ndarray, plan: TierPlan) -> RoundCosts:
+    def round_costs(self, clients: np.ndarray, tiers: np.ndarray, samples: np.ndarray, plan: TierPlan,
+                    extra: ExtraPayload = NOTHING_EXTRA, passes: float = 1.0) -> RoundCosts:
         width = plan.width(tiers).astype(np.float64)
         by_width = {w: (self.spec.model_bytes(w), dense_entries(self.spec, w), self._dense_work(w)) for w in np.unique(width)}
-        download = np.array([by_width[w][0] for w in width], dtype=np.float64)
-        entries = np.array([by_width[w][1] for w in width], dtype=np.float64) + self.sparse_entries[clients]
-        n_tensors = len(self.spec.shapes())
+        download = np.array([by_width[w][0] for w in width], dtype=np.float64) + extra.download_bytes
+        entries = (np.array([by_width[w][1] for w in width], dtype=np.float64) + self.sparse_entries[clients]
+                   + extra.upload_entries)
+        n_tensors = len(self.spec.shapes()) + extra.tensors
         upload = plan.upload_bytes(tiers, entries, self.sparse_rows[clients], n_tensors)
         compute = np.array([by_width[w][2] for w in width], dtype=np.float64)
-        return RoundCosts(np.asarray(samples, np.float64), download, upload, compute)
+        return RoundCosts(np.asarray(samples, np.float64) * passes, download, upload, compute)
 
     def client_settings(self, tiers: np.ndarray, plan: TierPlan) -> ClientSettings:
         return ClientSettings(plan.width(tiers), plan.kind, plan.compression_level(tiers), plan.rescale_pruned)

@@ -60,9 +60,11 @@ class ClickWorkerCore:
             self._touched_rows[client] = touched_rows(self.spec, self.shard.features, rows)
         return self._touched_rows[client]
 
-    def evaluate(self, params: dict[str, np.ndarray], split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def evaluate(self, params: dict[str, np.ndarray], split: str = "test",
+                 clusters=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(owner client (n,), label (n,), predicted click probability (n,)) of every ``split``
-        row ('test': held out; 'train': the rows clients train on) under the global model."""
+        row ('test': held out; 'train': the rows clients train on) under the global model.
+        ``clusters`` is always None: no strategy that serves per-cluster models runs on click models."""
         rows = self.shard.test_rows if split == "test" else np.sort(self.shard.train_rows)
         features = self.shard.features
         if len(rows) == 0:

@@ -13,8 +13,9 @@ from typing import Optional, Protocol
 
 import numpy as np
 
-from cluster.fl import cali3f, ditto
 from cluster.fl.aggregation import fedavg, merge_results
+from cluster.fl.clock import RoundCosts
+from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.local_training import LocalResult
 from cluster.fl.records import evaluation_summary
 from cluster.fl.worker_core import NCFSettings
@@ -22,21 +23,15 @@ from cluster.models.ncf import NCFSpec, initial_params
 from cluster.tiers.optimizations import TierPlan
 
 
-@dataclass(frozen=True)
-class RoundCosts:
-    """Per selected client (k,): samples it computes over, bytes it downloads and uploads, and
-    the share of the full model's work it does."""
-
-    work_samples: np.ndarray
-    download_bytes: np.ndarray
-    upload_bytes: np.ndarray
-    compute_fraction: np.ndarray
+NOTHING_EXTRA = ExtraPayload()
 
 
 class ModelOps(Protocol):
     def init_params(self, seed: int) -> dict[str, np.ndarray]: ...
 
-    def round_costs(self, clients: np.ndarray, tiers: np.ndarray, samples: np.ndarray, plan: TierPlan) -> RoundCosts: ...
+    def round_costs(self, clients: np.ndarray, tiers: np.ndarray, samples: np.ndarray, plan: TierPlan,
+                    extra: ExtraPayload, passes: float) -> RoundCosts:
+        """``extra`` and ``passes``: what the strategy adds to each client's payload and work."""
 
     def client_settings(self, tiers: np.ndarray, plan: TierPlan): ...
 
@@ -52,34 +47,27 @@ class ModelOps(Protocol):
 
 @dataclass(frozen=True)
 class NCFOps:
-    """``samples`` are a client's positives; it trains on them plus ``negatives_per_positive`` each.
-    ``strategy`` (fedavg, cali3f, ditto) sets what a client computes, downloads and uploads."""
+    """``samples`` are a client's positives; it trains on them plus ``negatives_per_positive`` each."""
 
     spec: NCFSpec
     negatives_per_positive: int
-    strategy: str = "fedavg"
     metric_names: tuple[str, str] = ("hr10", "ndcg10")
 
     def init_params(self, seed: int) -> dict[str, np.ndarray]:
         return initial_params(self.spec, seed)
 
-    def round_costs(self, clients: np.ndarray, tiers: np.ndarray, samples: np.ndarray, plan: TierPlan) -> RoundCosts:
+    def round_costs(self, clients: np.ndarray, tiers: np.ndarray, samples: np.ndarray, plan: TierPlan,
+                    extra: ExtraPayload = NOTHING_EXTRA, passes: float = 1.0) -> RoundCosts:
         """A client uploads the item rows it touched (at most its sample count) and the dense
-        weights. A Cali3F delegate also downloads its cluster's dense part and uploads its pass
-        at it and its user-vector change; Cali3F and Ditto clients train two models (two passes)."""
+        weights, plus what its strategy adds (``extra``; a Cali3F delegate: its pass at its
+        cluster's dense part and its user-vector change), and computes ``passes`` times."""
         spec = self.spec
         samples = np.asarray(samples, dtype=np.float64)
         work = samples * (1 + self.negatives_per_positive)
         rows = np.minimum(work, spec.n_items)
-        dense_entries = spec.dense_bytes() // 4
-        entries = rows * len(spec.item_tables) * spec.dim + dense_entries
-        download = np.full(len(clients), float(spec.model_bytes()))
-        n_tensors = len(spec.item_tables) + len(spec.dense_shapes())
-        if self.strategy == "cali3f":
-            entries = entries + dense_entries + len(spec.user_tables) * spec.dim
-            download = download + spec.dense_bytes()
-            n_tensors += len(spec.dense_shapes()) + len(spec.user_tables)
-        passes = {"fedavg": 1.0, "cali3f": cali3f.COMPUTE_MULTIPLIER, "ditto": ditto.COMPUTE_MULTIPLIER}[self.strategy]
+        entries = rows * len(spec.item_tables) * spec.dim + spec.dense_bytes() // 4 + extra.upload_entries
+        download = np.full(len(clients), float(spec.model_bytes() + extra.download_bytes))
+        n_tensors = len(spec.item_tables) + len(spec.dense_shapes()) + extra.tensors
         upload = plan.upload_bytes(tiers, entries, rows, n_tensors)
         return RoundCosts(work * passes, download, upload, np.ones(len(clients)))
 

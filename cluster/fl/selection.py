@@ -1,5 +1,5 @@
-"""Which clients train in a round: epoch-wise selection without repeats, over-selection and
-deadlines that drop stragglers by simulated latency."""
+"""Which clients train in a round: epoch-wise selection without repeats and over-selection.
+Which of them the server waits for is the virtual clock's (``clock.py``)."""
 
 from __future__ import annotations
 
@@ -74,14 +74,3 @@ class RoundPlan:
 
 def n_to_select(clients_per_round: int, overselect: float) -> int:
     return int(np.ceil(clients_per_round * (1.0 + overselect) - 1e-9))
-
-
-def keep_fastest(latency_s: np.ndarray, n_keep: int, deadline_s: Optional[float]) -> np.ndarray:
-    """Mask of the clients kept: the ``n_keep`` fastest, and only those within the deadline.
-    Ties in latency keep the earlier-selected client."""
-    order = np.argsort(latency_s, kind="stable")[:n_keep]
-    kept = np.zeros(len(latency_s), dtype=bool)
-    kept[order] = True
-    if deadline_s is not None:
-        kept &= latency_s <= deadline_s
-    return kept

@@ -11,11 +11,13 @@ import numpy as np
 
 from cluster.fairness.ceag_round import CEAGController
 from cluster.fl.aggregation import ServerOptimizer
-from cluster.fl.cali3f_server import Cali3FServer, WorkerPool
 from cluster.fl.model_ops import ModelOps
-from cluster.fl.selection import EpochSampler, RoundPlan, keep_fastest, n_to_select
+from cluster.fl.clock import VirtualClock
+from cluster.fl.selection import EpochSampler, RoundPlan, n_to_select
+from cluster.fl.strategies import make_strategy
+from cluster.fl.worker_pool import WorkerPool
 from cluster.rng import stream
-from cluster.tiers.latency import TierTable, sample_round_latency
+from cluster.tiers.latency import TierTable
 from cluster.tiers.optimizations import TierPlan
 from configs.schema import FLConfig
 
@@ -44,15 +46,10 @@ class FederatedServer:
         self.optimizer = ServerOptimizer(cfg.server_optimizer, cfg.server_lr, cfg.server_eps)
         eligible = (fleet.train_samples > 0) & ~self.tier_plan.excluded[fleet.tier_of_user]
         self.sampler = EpochSampler(np.flatnonzero(eligible), stream(seed, "selection"))
-        self.cali3f = None
-        if cfg.strategy.kind == "cali3f":
-            if fleet.metadata is None:
-                raise ValueError("Cali3F needs the clients' metadata to form its first clusters (FleetView.metadata)")
-            dense0 = {n: self.params[n] for n in ops.spec.dense_shapes()}
-            self.cali3f = Cali3FServer(cfg.strategy, ops.spec, fleet.metadata, eligible, fleet.train_samples, dense0,
-                                       cfg.client_lr, seed)
+        self.strategy = make_strategy(cfg.strategy, ops.spec, self.params, fleet, eligible, self.sampler,
+                                      cfg.client_lr, seed)
         self.round_index = 0
-        self.sim_time_s = 0.0
+        self.clock = VirtualClock(fleet.tiers, seed, cfg.local_epochs, cfg.clients_per_round, cfg.deadline_s)
         self.fairness = None
         if cfg.fairness.kind == "ceag":
             if fleet.reference_accuracy is None:
@@ -60,33 +57,25 @@ class FederatedServer:
             tier_weights = np.bincount(fleet.tier_of_user, weights=fleet.train_samples, minlength=fleet.tiers.n_tiers)
             self.fairness = CEAGController(cfg.fairness, fleet.reference_accuracy, tier_weights, fleet.tiers.names, seed)
 
+    @property
+    def sim_time_s(self) -> float:
+        return self.clock.sim_time_s
+
     def plan_round(self) -> RoundPlan:
-        cfg, fleet = self.cfg, self.fleet
-        n_selected = n_to_select(cfg.clients_per_round, self.tier_plan.overselect)
-        selected = self.cali3f.draw(n_selected) if self.cali3f is not None else self.sampler.draw(n_selected)
+        fleet = self.fleet
+        selected = self.strategy.select(n_to_select(self.cfg.clients_per_round, self.tier_plan.overselect))
         tiers = fleet.tier_of_user[selected]
-        costs = self.ops.round_costs(selected, tiers, fleet.train_samples[selected], self.tier_plan)
-        latency = sample_round_latency(
-            fleet.tiers,
-            tiers,
-            costs.work_samples,
-            model_bytes=costs.download_bytes,
-            upload_bytes=costs.upload_bytes,
-            rng=stream(self.seed, "latency", self.round_index),
-            local_epochs=cfg.local_epochs,
-            compute_fraction=costs.compute_fraction,
-        )
-        kept = keep_fastest(latency.total_s, cfg.clients_per_round, cfg.deadline_s)
-        return RoundPlan(self.round_index, selected, latency.total_s, kept, costs.upload_bytes)
+        costs = self.ops.round_costs(selected, tiers, fleet.train_samples[selected], self.tier_plan,
+                                     self.strategy.extra_payload(self.ops.spec), self.strategy.compute_multiplier)
+        return self.clock.plan(self.round_index, selected, tiers, costs)
 
     def client_settings(self, clients: np.ndarray):
         """What ``clients`` train with this round (their width, compression, cluster), or None."""
-        settings = self.ops.client_settings(self.fleet.tier_of_user[clients], self.tier_plan)
-        return self.cali3f.settings(clients, settings) if self.cali3f is not None else settings
+        return self.strategy.configure(clients, self.ops.client_settings(self.fleet.tier_of_user[clients], self.tier_plan))
 
     def cluster_view(self):
-        """Cali3F's clusters, with which each client is evaluated and served; None otherwise."""
-        return self.cali3f.view() if self.cali3f is not None else None
+        """The per-cluster models each client is evaluated and served with (Cali3F); None otherwise."""
+        return self.strategy.serving_view()
 
     def apply(self, plan: RoundPlan, merged) -> dict:
         """Average the kept clients' uploads into the global model and close the round. With a
@@ -95,23 +84,17 @@ class FederatedServer:
         if self.fairness is not None:
             weights, record = self.fairness.round_weights(merged.clients, merged.n_samples, merged.correct,
                                                           self.fleet.tier_of_user, self.round_index)
-        delta = self.ops.average(merged, weights)
-        if self.cali3f is not None and len(merged.clients):
-            # The global dense part is FedAvg'd; FastAgg sets the item rows (eq. 5, exactly).
-            items = self.cali3f.apply(merged, {n: self.params[n].copy() for n in self.ops.spec.dense_shapes()})
-            delta = {n: v for n, v in delta.items() if n not in items}
-            for table, update in items.items():
-                self.params[table] += update
+        delta = self.strategy.aggregate(merged, self.ops.average(merged, weights), self.params)
         if delta:
             self.optimizer.step(self.params, delta)
-        self.sim_time_s += plan.duration_s
+        self.clock.advance(plan)
         self.round_index += 1
         return record
 
     def after_round(self, pool: WorkerPool) -> dict:
         """The strategy's steps on the devices once the models are updated (Cali3F: eq. 4 and
         re-clustering); returns their record fields."""
-        return self.cali3f.after_round(pool, self.round_index) if self.cali3f is not None else {}
+        return self.strategy.after_round(pool, self.round_index)
 
     def state_dict(self) -> dict:
         return {
@@ -119,9 +102,9 @@ class FederatedServer:
             "optimizer": self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
             "round_index": self.round_index,
-            "sim_time_s": self.sim_time_s,
+            "sim_time_s": self.clock.sim_time_s,
             "fairness": self.fairness.state_dict() if self.fairness is not None else None,
-            "cali3f": self.cali3f.state_dict() if self.cali3f is not None else None,
+            "strategy": self.strategy.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -129,13 +112,11 @@ class FederatedServer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
         self.round_index = int(state["round_index"])
-        self.sim_time_s = float(state["sim_time_s"])
+        self.clock.sim_time_s = float(state["sim_time_s"])
         if self.fairness is not None:
             if state.get("fairness") is None:
                 raise ValueError("the checkpoint has no fairness state: it was written by a run without "
                                  "fl.fairness, so it cannot resume one with it")
             self.fairness.load_state_dict(state["fairness"])
-        if self.cali3f is not None:
-            if state.get("cali3f") is None:
-                raise ValueError("the checkpoint has no Cali3F state: it was written by a run with another fl.strategy")
-            self.cali3f.load_state_dict(state["cali3f"])
+        # "cali3f": the key checkpoints written before strategies were plug-ins used
+        self.strategy.load_state_dict(state.get("strategy", state.get("cali3f")))

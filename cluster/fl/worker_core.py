@@ -188,10 +188,12 @@ class ClientWorkerCore:
             return {n: v[cluster_of] for n, v in clusters.dense.items()}
         return None
 
-    def evaluate(self, params: dict[str, np.ndarray], k: int = 10,
-                 clusters: Optional[ClusterView] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def evaluate(self, params: dict[str, np.ndarray], split: str = "test", clusters: Optional[ClusterView] = None,
+                 k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(test_clients, HR@k, NDCG@k) of this worker's held-out clients under ``params`` and
         each client's own private vector (and its personal or cluster dense part)."""
+        if split != "test":
+            raise ValueError(f"NCF models evaluate leave-one-out only, not split {split!r}")
         torch_params = {n: torch.from_numpy(v) for n, v in params.items()}
         hits, ndcgs = [], []
         with torch.no_grad():

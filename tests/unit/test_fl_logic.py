@@ -9,7 +9,8 @@ from cluster.fl.local_training import LocalResult
 from cluster.fl.metrics import rank_metrics, summarize
 from cluster.fl.model_ops import NCFOps
 from cluster.fl.negatives import hashed_negatives
-from cluster.fl.selection import EpochSampler, RoundPlan, keep_fastest, n_to_select
+from cluster.fl.clock import keep_fastest
+from cluster.fl.selection import EpochSampler, RoundPlan, n_to_select
 from cluster.fl.server_core import FederatedServer, FleetView
 from cluster.models.ncf import NCFSpec
 from cluster.tiers.latency import TierTable

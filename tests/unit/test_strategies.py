@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from cluster.fl.cali3f import fastagg_item_deltas
-from cluster.fl.inprocess import CorePool, evaluate_ncf, train_rounds
+from cluster.fl.inprocess import evaluate_ncf, train_rounds
+from cluster.fl.worker_pool import CorePool
 from configs import ConfigError, load_config
 from cluster.experiment import build
 
@@ -94,9 +95,9 @@ def test_cali3f_is_the_same_with_one_or_three_workers_per_tier(tmp_path: Path, k
     (_, one, _, one_history), (_, three, _, three_history) = runs
     for name in one.params:
         assert np.array_equal(one.params[name], three.params[name]), name
-    for name in one.cali3f.models:
-        assert np.array_equal(one.cali3f.models[name], three.cali3f.models[name]), name
-    assert np.array_equal(one.cali3f.labels, three.cali3f.labels)
+    for name in one.strategy.models:
+        assert np.array_equal(one.strategy.models[name], three.strategy.models[name]), name
+    assert np.array_equal(one.strategy.labels, three.strategy.labels)
     assert [r["reclustered_clients"] for r in one_history] == [r["reclustered_clients"] for r in three_history]
 
 
@@ -117,7 +118,7 @@ def test_cali3f_round_wiring(tmp_path: Path):
     cores = build_cores(exp)
     server = FederatedServer(exp.cfg.fl, exp.ops, exp.fleet, exp.cfg.seed)
     before = {n: v.copy() for n, v in server.params.items()}
-    models_before = {n: v.copy() for n, v in server.cali3f.models.items()}
+    models_before = {n: v.copy() for n, v in server.strategy.models.items()}
     users_before = [{t: v.copy() for t, v in c.users.items()} for c in cores]
     plan = server.plan_round()
     kept = plan.kept_clients
@@ -134,12 +135,12 @@ def test_cali3f_round_wiring(tmp_path: Path):
     dense = fedavg(merged, exp.spec)
     for name in exp.spec.dense_shapes():
         np.testing.assert_allclose(server.params[name], before[name] + dense[name], rtol=1e-6)
-    labels = server.cali3f.labels
+    labels = server.strategy.labels
     grads = cluster_gradients(pseudo_gradient(merged.cluster_dense_deltas, exp.recipe.lr_dense), merged.n_samples,
                               labels[merged.clients], 5)
     expected = cali_update(models_before, {n: before[n] for n in models_before}, grads, exp.cfg.fl.client_lr, 1.0)
     for name in expected:
-        np.testing.assert_array_equal(server.cali3f.models[name], expected[name])
+        np.testing.assert_array_equal(server.strategy.models[name], expected[name])
     means = cluster_mean_update(merged.user_deltas["user_gmf"], labels[merged.clients], 5)
     for core, old in zip(cores, users_before):
         is_delegate = np.isin(core.shard.clients, merged.clients)
@@ -188,10 +189,10 @@ def test_cali3f_state_round_trips(tmp_path: Path):
     exp, server, _, _ = _run(_cfg(tmp_path, "cali3f", rounds=3))
     fresh = FederatedServer(exp.cfg.fl, exp.ops, exp.fleet, exp.cfg.seed)
     fresh.load_state_dict(server.state_dict())
-    assert np.array_equal(fresh.cali3f.labels, server.cali3f.labels)
+    assert np.array_equal(fresh.strategy.labels, server.strategy.labels)
     assert np.array_equal(fresh.plan_round().selected, server.plan_round().selected)
     state = server.state_dict()
-    state["cali3f"] = None  # as a FedAvg run's checkpoint has it
+    state["strategy"] = None  # as a FedAvg run's checkpoint has it
     with pytest.raises(ValueError, match="no Cali3F state"):
         fresh.load_state_dict(state)
 

@@ -1,19 +1,21 @@
-"""The server side of Cali3F over rounds (Zhu et al. 2022, Algorithm 1): it holds the clusters
-and their dense parts, picks each round's delegates (ClusSamp), applies CaliUp and FastAgg to
-what they upload, has the subordinates' devices apply eq. 4, and re-clusters every k rounds.
+"""Cali3F (Zhu et al. 2022, Algorithm 1) as a strategy: it holds the clusters and their dense
+parts, picks each round's delegates (ClusSamp), applies CaliUp and FastAgg to what they upload,
+has the subordinates' devices apply eq. 4, re-clusters every k rounds, and serves each client
+its cluster's dense part.
 
-The maths is in ``cali3f.py`` and ``clustering.py``; this class only keeps state and calls the
-workers' device halves through a ``WorkerPool`` (actors or in-process cores alike).
+The maths is in ``cluster/fl/cali3f.py`` and ``clustering.py``; this class only keeps state and
+calls the workers' device halves through a ``WorkerPool`` (actors or in-process cores alike).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional, Protocol
+from typing import Optional
 
 import numpy as np
 
 from cluster.fl.cali3f import (
+    COMPUTE_MULTIPLIER,
     cali_update,
     cluster_gradients,
     cluster_mean_update,
@@ -24,19 +26,18 @@ from cluster.fl.cali3f import (
 from cluster.fl.clustering import FIXED_POINT_SCALE, ClusterSampler, clus_avg, cluster_metadata, update_centroids
 from cluster.fl.local_training import LocalResult
 from cluster.fl.worker_core import ClusterView, NCFSettings
+from cluster.fl.strategies.base import ExtraPayload
+from cluster.fl.worker_pool import WorkerPool
 from cluster.models.ncf import NCFSpec
 from cluster.rng import stream
 from configs.schema import StrategyConfig
 
 
-class WorkerPool(Protocol):
-    def broadcast(self, method: str, *args) -> list:
-        """``method(*args)`` on every client worker; the results of those that answered."""
-
-
-class Cali3FServer:
+class Cali3F:
     """labels come from K-means on ``metadata`` (n_users, f) at the start; ``eligible`` (n,)
     clients may be delegates; ``train_samples`` (n,) weigh ClusAvg; ``dense0`` is w⁰'s dense part."""
+
+    compute_multiplier = COMPUTE_MULTIPLIER
 
     def __init__(self, cfg: StrategyConfig, spec: NCFSpec, metadata: np.ndarray, eligible: np.ndarray,
                  train_samples: np.ndarray, dense0: dict[str, np.ndarray], client_lr: float, seed: int):
@@ -56,15 +57,32 @@ class Cali3FServer:
     def labels(self) -> np.ndarray:
         return self.sampler.labels
 
-    def draw(self, k: int) -> np.ndarray:
+    def select(self, k: int) -> np.ndarray:
         """About k delegates, k/P per cluster round-robin (ascending ids)."""
         return self.sampler.draw(k).delegates
 
-    def settings(self, clients: np.ndarray, base: Optional[NCFSettings]) -> NCFSettings:
+    def configure(self, clients: np.ndarray, base: Optional[NCFSettings]) -> NCFSettings:
         return replace(base or NCFSettings(), cluster_of=self.labels[clients], cluster_dense=self.models)
 
-    def view(self) -> ClusterView:
+    def serving_view(self) -> ClusterView:
         return ClusterView(self.labels.copy(), self.models)
+
+    def extra_payload(self, spec: NCFSpec) -> ExtraPayload:
+        """A delegate also downloads its cluster's dense part and uploads its pass at it and its
+        user-vector change."""
+        dense = spec.dense_bytes()
+        return ExtraPayload(upload_entries=dense // 4 + len(spec.user_tables) * spec.dim, download_bytes=dense,
+                            tensors=len(spec.dense_shapes()) + len(spec.user_tables))
+
+    def aggregate(self, merged: LocalResult, delta: dict[str, np.ndarray],
+                  params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The global dense part is FedAvg'd; FastAgg sets the item rows (eq. 5, exactly)."""
+        if not len(merged.clients):
+            return delta
+        items = self.apply(merged, {n: params[n].copy() for n in self.spec.dense_shapes()})
+        for table, update in items.items():
+            params[table] += update
+        return {n: v for n, v in delta.items() if n not in items}
 
     def apply(self, merged: LocalResult, global_dense: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """CaliUp on the cluster models from the delegates' passes at them (``global_dense``: w
@@ -84,7 +102,7 @@ class Cali3FServer:
         """Eq. 4 on the subordinates' devices, then re-clustering when due; returns record fields."""
         if self._pending is not None:
             delegates, means = self._pending
-            pool.broadcast("shift_subordinates", delegates, self.labels, means, self.cfg.discount)
+            pool.shift_subordinates(delegates, self.labels, means, self.cfg.discount)
             self._pending = None
         every = self.cfg.recluster_every
         moved = self.recluster(pool) if every and rounds_done % every == 0 else 0
@@ -96,14 +114,14 @@ class Cali3FServer:
         ClusAvg; returns how many clients changed cluster."""
         p = self.n_clusters
         if self.centroids is None:
-            sums, counts = _total(pool.broadcast("cluster_sums", p, None, self.labels))
+            sums, counts = _total(pool.cluster_sums(p, None, self.labels))
             overall = np.broadcast_to(sums.sum(axis=0) / max(1, counts.sum()), sums.shape)
             self.centroids = update_centroids(sums, counts, overall)
         for _ in range(self.cfg.recluster_iterations):
-            sums, counts = _total(pool.broadcast("cluster_sums", p, self.centroids, None))
+            sums, counts = _total(pool.cluster_sums(p, self.centroids, None))
             self.centroids = update_centroids(sums, counts, self.centroids)
         new_labels = self.labels.copy()
-        for clients, labels in pool.broadcast("assign_clusters", self.centroids):
+        for clients, labels in pool.assign_clusters(self.centroids):
             new_labels[clients] = labels  # a worker that did not answer keeps its clients' clusters
         moved = int((new_labels != self.labels).sum())
         self.models = clus_avg(self.models, self.labels, new_labels, self.train_samples)
@@ -114,7 +132,9 @@ class Cali3FServer:
         return {"sampler": self.sampler.state_dict(), "models": {n: v.copy() for n, v in self.models.items()},
                 "centroids": None if self.centroids is None else self.centroids.copy()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: Optional[dict]) -> None:
+        if state is None:
+            raise ValueError("the checkpoint has no Cali3F state: it was written by a run with another fl.strategy")
         self.sampler.load_state_dict(state["sampler"])
         self.models = {n: np.array(v) for n, v in state["models"].items()}
         self.centroids = None if state["centroids"] is None else np.array(state["centroids"])

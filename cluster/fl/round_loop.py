@@ -1,0 +1,127 @@
+"""The one round loop, for actors and in process alike: the server plans the round (selection,
+over-selection, virtual clock), the pool trains each worker's kept clients, the model family
+merges the uploads, the server aggregates and steps, the strategy runs its device steps, the
+global model is evaluated on the cadence, and the round's record is kept. Checkpoints, when a
+storage is given, hold the server state, the history and every worker's private state.
+
+``actors/aggregator.py`` is a thin Ray shell around it; ``cluster/fl/inprocess.py`` runs it over
+the cores in one process. The same config gives the same records either way, bit for bit."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import numpy as np
+
+from cluster import checkpoint
+from cluster.fl.records import round_record
+from cluster.fl.server_core import FederatedServer
+from cluster.fl.worker_pool import EvalParts, TrainTask, WorkerPool, in_client_order
+from cluster.storage import Storage
+
+
+class RoundLoop:
+    """``eval_every``: evaluate the global model every that many rounds and at the last one
+    (None: only when asked). ``real_time_scale`` > 0: demo mode, each worker takes that share
+    of its slowest client's simulated latency in wall time."""
+
+    def __init__(self, server: FederatedServer, pool: WorkerPool, worker_of_user: np.ndarray, rounds: int,
+                 eval_every: Optional[int], real_time_scale: float = 0.0, checkpoints: Optional[Storage] = None,
+                 checkpoint_every: int = 1):
+        self.server = server
+        self.pool = pool
+        self.worker_of_user = worker_of_user
+        self.rounds = rounds
+        self.eval_every = eval_every
+        self.real_time_scale = real_time_scale
+        self.checkpoints = checkpoints
+        self.checkpoint_every = checkpoint_every
+        self.history: list[dict] = []
+        self._last_test: Optional[EvalParts] = None
+
+    @property
+    def round_index(self) -> int:
+        return self.server.round_index
+
+    def run_round(self) -> dict:
+        server, ops, fleet = self.server, self.server.ops, self.server.fleet
+        started = time.perf_counter()
+        plan = server.plan_round()
+        planned = time.perf_counter()
+        outcome = self.pool.train(plan.round_index, self._tasks(plan), server.params)
+        trained = time.perf_counter()
+        merged = ops.merge(outcome.results)
+        extra = server.apply(plan, merged)
+        extra.update(server.after_round(self.pool))
+        aggregated = time.perf_counter()
+        evaluation = self.evaluate() if self._evaluates_now() else None
+        wall_s = time.perf_counter() - started
+        record = round_record(plan, merged, outcome.failed, fleet.tier_of_user, fleet.tiers.names, server.sim_time_s,
+                              wall_s, evaluation, ops.upload_stats(merged))
+        record.update(extra)
+        record.update(plan_s=planned - started, train_s=trained - planned, aggregate_s=aggregated - trained,
+                      eval_s=started + wall_s - aggregated)
+        self.history.append(record)
+        if self.checkpoints is not None and server.round_index % self.checkpoint_every == 0:
+            self.checkpoint()
+        return record
+
+    def _tasks(self, plan) -> list[TrainTask]:
+        kept = plan.kept_clients
+        tasks = []
+        for worker in np.unique(self.worker_of_user[kept]):
+            clients = np.sort(kept[self.worker_of_user[kept] == worker])
+            tasks.append(TrainTask(int(worker), clients, self.server.client_settings(clients),
+                                   self._real_time_sleep(plan, clients)))
+        return tasks
+
+    def _real_time_sleep(self, plan, clients: np.ndarray) -> float:
+        if self.real_time_scale <= 0:
+            return 0.0
+        latency = plan.latency_s[np.isin(plan.selected, clients)]
+        return float(latency.max()) * self.real_time_scale if len(latency) else 0.0
+
+    def _evaluates_now(self) -> bool:
+        done = self.server.round_index
+        return bool(self.eval_every) and (done % self.eval_every == 0 or done == self.rounds)
+
+    def evaluate(self, split: str = "test") -> dict[str, float]:
+        """The served models (global, or each client's cluster's or personal dense part) on every
+        worker's ``split`` rows, summarized overall and per tier."""
+        server = self.server
+        parts = in_client_order(self.pool.evaluate(server.params, split, server.cluster_view()))
+        if split == "test":
+            self._last_test = parts
+        return server.ops.summarize(*parts, server.fleet.tier_of_user, server.fleet.tiers.names, split)
+
+    def last_client_metrics(self) -> EvalParts:
+        """Per client, in id order, the last test evaluation; evaluates now if there was none
+        (e.g. a resumed run whose rounds were all done)."""
+        if self._last_test is None:
+            self.evaluate()
+        return self._last_test
+
+    def checkpoint(self) -> Storage:
+        """Workers save their clients' private state, then the server state, then ``latest.json``
+        names the round: it never names one whose files are incomplete."""
+        assert self.checkpoints is not None
+        round_index = self.server.round_index
+        folder = checkpoint.round_folder(self.checkpoints, round_index)
+        self.pool.save(folder, round_index)
+        checkpoint.write_state(folder, "aggregator", "aggregator",
+                               {"server": self.server.state_dict(), "history": self.history})
+        checkpoint.commit(self.checkpoints, round_index)
+        return folder
+
+    def restore(self) -> int:
+        """Continue from the last checkpoint (or from the start when there is none yet), every
+        worker set back to it; returns the number of rounds already done."""
+        assert self.checkpoints is not None
+        folder = checkpoint.latest(self.checkpoints)
+        if folder is not None:
+            state = checkpoint.read_state(folder, "aggregator", "aggregator")
+            self.server.load_state_dict(state["server"])
+            self.history = list(state["history"])
+        self.pool.reset(folder)
+        return self.server.round_index

@@ -1,0 +1,30 @@
+"""Federated strategies as plug-ins of the round loop: FedAvg, Ditto, Cali3F (one module each,
+``base.Strategy`` the contract). ``make_strategy`` is the only place a strategy's kind is read."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cluster.fl.selection import EpochSampler
+from cluster.fl.strategies.base import ExtraPayload, FedAvg, Strategy
+from cluster.fl.strategies.ditto import Ditto
+
+__all__ = ["ExtraPayload", "FedAvg", "Strategy", "make_strategy"]
+
+
+def make_strategy(cfg, spec, params: dict[str, np.ndarray], fleet, eligible: np.ndarray, sampler: EpochSampler,
+                  client_lr: float, seed: int) -> Strategy:
+    """``cfg``: ``fl.strategy``; ``params``: the initial global model; ``fleet``: the server's
+    ``FleetView``; ``eligible`` (n,): who may be selected; ``sampler``: FedAvg's selection."""
+    if cfg.kind == "fedavg":
+        return FedAvg(sampler)
+    if cfg.kind == "ditto":
+        return Ditto(sampler)
+    if cfg.kind == "cali3f":
+        from cluster.fl.strategies.cali3f import Cali3F
+
+        if fleet.metadata is None:
+            raise ValueError("Cali3F needs the clients' metadata to form its first clusters (FleetView.metadata)")
+        dense0 = {n: params[n] for n in spec.dense_shapes()}
+        return Cali3F(cfg, spec, fleet.metadata, eligible, fleet.train_samples, dense0, client_lr, seed)
+    raise ValueError(f"unknown fl.strategy.kind {cfg.kind!r}")

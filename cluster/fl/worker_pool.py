@@ -1,0 +1,115 @@
+"""What the round loop asks of the client workers, as one typed contract with two
+implementations: ``CorePool`` here (the worker cores in this process) and ``actors.worker_pool.
+ActorPool`` (the same cores inside Ray actors). The loop never knows which one it drives.
+
+Every answer comes back in worker order, so sums over workers are added in a fixed order and a
+run's results do not depend on which implementation ran it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Protocol
+
+import numpy as np
+
+from cluster.storage import Storage
+
+EvalParts = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    """One worker's share of a round: its kept ``clients`` (sorted), what they train with (the
+    model family's and strategy's per-client settings, or None), and in demo mode how long the
+    worker should take in wall time (its slowest client's simulated latency, scaled)."""
+
+    worker: int
+    clients: np.ndarray
+    settings: Any = None
+    real_time_sleep_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """The uploads of the workers that answered (worker order) and the clients of those that did
+    not (died or timed out): counted per tier, never silently lost."""
+
+    results: list
+    failed: np.ndarray
+
+
+class WorkerPool(Protocol):
+    def train(self, round_index: int, tasks: list[TrainTask], params: dict[str, np.ndarray]) -> TrainOutcome: ...
+
+    def evaluate(self, params: dict[str, np.ndarray], split: str, clusters) -> list[EvalParts]: ...
+
+    def retrieval_queries(self, params: dict[str, np.ndarray], clusters) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
+    # Cali3F's device halves (eq. 4 and federated re-clustering), on every worker.
+    def shift_subordinates(self, delegates: np.ndarray, labels: np.ndarray, mean_update: dict[str, np.ndarray],
+                           discount: float) -> None: ...
+
+    def cluster_sums(self, n_clusters: int, centroids: Optional[np.ndarray],
+                     labels: Optional[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
+    def assign_clusters(self, centroids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
+    # Checkpoints: each worker saves its clients' private state; reset reloads it (None: from the start).
+    def save(self, folder: Storage, round_index: int) -> None: ...
+
+    def reset(self, folder: Optional[Storage]) -> None: ...
+
+
+def no_failures() -> np.ndarray:
+    return np.zeros(0, np.int64)
+
+
+def in_client_order(parts: list[EvalParts]) -> EvalParts:
+    """Per-worker evaluation answers as one set of rows ordered by client (stable, so a client's
+    own rows keep their order): what the model family's summary expects."""
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    owners = np.concatenate([p[0] for p in parts])
+    order = np.argsort(owners, kind="stable")
+    return owners[order], np.concatenate([p[1] for p in parts])[order], np.concatenate([p[2] for p in parts])[order]
+
+
+class CorePool:
+    """The worker cores in this process, called one after another. ``names`` name each core's
+    checkpoint file, as the actors' names do. Demo-mode sleeps are not taken: in process, a
+    round runs as fast as it can."""
+
+    def __init__(self, cores: list, names: Optional[list[str]] = None):
+        self.cores = cores
+        self.names = names or [f"worker-{i}" for i in range(len(cores))]
+
+    def train(self, round_index: int, tasks: list[TrainTask], params: dict[str, np.ndarray]) -> TrainOutcome:
+        results = [self.cores[t.worker].train(round_index, t.clients, params, t.settings) for t in tasks]
+        return TrainOutcome(results, no_failures())
+
+    def evaluate(self, params, split, clusters) -> list[EvalParts]:
+        return [core.evaluate(params, split, clusters) for core in self.cores]
+
+    def retrieval_queries(self, params, clusters) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [core.retrieval_queries(params, clusters) for core in self.cores]
+
+    def shift_subordinates(self, delegates, labels, mean_update, discount) -> None:
+        for core in self.cores:
+            core.shift_subordinates(delegates, labels, mean_update, discount)
+
+    def cluster_sums(self, n_clusters, centroids, labels) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [core.cluster_sums(n_clusters, centroids, labels) for core in self.cores]
+
+    def assign_clusters(self, centroids) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [core.assign_clusters(centroids) for core in self.cores]
+
+    def save(self, folder: Storage, round_index: int) -> None:
+        for core, name in zip(self.cores, self.names):
+            core.save(folder / "workers", f"{name}.npz", round_index)
+
+    def reset(self, folder: Optional[Storage]) -> None:
+        """Each core starts again from its shard, then from the private state in ``folder``."""
+        self.cores = [type(core)(core.shard, core.spec, core.recipe, core.seed) for core in self.cores]
+        names = (folder / "workers").list() if folder is not None else []
+        for core in self.cores if names else []:
+            core.restore(folder / "workers", names)
