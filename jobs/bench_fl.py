@@ -17,6 +17,7 @@ if __package__ in (None, ""):
 
 import resource
 import tempfile
+import time
 from typing import Optional, Sequence
 
 import numpy as np
@@ -49,6 +50,42 @@ def _speed(train_rounds: list[dict]) -> dict:
     phases = {k: float(np.mean([r[k] for r in train_rounds])) for k in ("plan_s", "train_s", "aggregate_s")}
     return {"updates_per_s": sum(r["client_updates"] for r in train_rounds) / wall,
             "round_s": wall / len(train_rounds), "phases": phases}
+
+
+class _EchoWorker:
+    """A client worker that trains nothing: every call is answered with the upload it holds."""
+
+    def __init__(self, upload):
+        self.upload = upload
+
+    def train(self, round_index, clients, params, real_time_sleep_s=0.0, settings=None):
+        return self.upload
+
+
+def ray_floor(exp: Experiment, rounds: int) -> float:
+    """Seconds per round that Ray alone costs at this run's payload: the aggregator's pool
+    (``ActorPool``) over echo actors answering with one real round's uploads, no training —
+    one object-store copy of the global model, a call per worker, the wait, the results."""
+    import ray
+
+    from actors.worker_pool import ActorPool
+    from cluster.fl.worker_pool import TrainTask
+
+    loop = round_loop(exp, eval_every=None)
+    plan = loop.server.plan_round()
+    tasks = loop._tasks(plan)
+    uploads = loop.pool.train(plan.round_index, tasks, loop.server.params).results
+    echoes = [ray.remote(_EchoWorker).options(num_cpus=0).remote(upload) for upload in uploads]
+    pool = ActorPool(echoes, timeout_s=60.0)
+    echo_tasks = [TrainTask(i, task.clients) for i, task in enumerate(tasks)]
+    pool.train(0, echo_tasks, loop.server.params)  # warm-up
+    started = time.perf_counter()
+    for round_index in range(rounds):
+        pool.train(round_index, echo_tasks, loop.server.params)
+    elapsed = (time.perf_counter() - started) / rounds
+    for echo in echoes:
+        ray.kill(echo)
+    return elapsed
 
 
 def on_ray(exp: Experiment, rounds: int) -> dict:
@@ -90,6 +127,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{result['round_s'] * rounds_per_epoch:>9.2f}{result['updates_per_s'] / baseline['updates_per_s']:>14.2f}x"
               f"   (evaluation of all {n_clients} clients: {result['eval_round_s']:.2f} s)")
         print("    mean per round: " + ", ".join(f"{k[:-2]} {v * 1e3:.1f} ms" for k, v in result["phases"].items()))
+    floor_s = ray_floor(base_exp, args.rounds)
+    print(f"Ray's own cost per round (echo workers answering with one real round's uploads, no training): "
+          f"{floor_s * 1e3:.1f} ms, {floor_s / baseline['round_s']:.2f}x the whole in-process round")
     print(f"peak RSS: driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     ray.shutdown()
     return 0
