@@ -31,8 +31,8 @@ class Aggregator:
 
     def __init__(self, cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int, workers: list,
                  worker_of_user: np.ndarray, checkpoints: Optional[Storage] = None, run_name: str = "run"):
-        self.loop = RoundLoop(FederatedServer(cfg, ops, fleet, seed), ActorPool(workers, cfg.round_timeout_s),
-                              worker_of_user, cfg.rounds, cfg.eval_every, cfg.real_time_scale, checkpoints,
+        self.loop = RoundLoop(FederatedServer(cfg, ops, fleet, seed), ActorPool(workers, cfg.runtime.round_timeout_s),
+                              worker_of_user, cfg.rounds, cfg.eval_every, cfg.runtime.real_time_scale, checkpoints,
                               cfg.checkpoint_every)
         self.metrics = RoundMetrics(run_name, fleet.tiers.names)
         if checkpoints is not None and _restarted():

@@ -36,15 +36,15 @@ def start_workers(cfg: FLConfig, shards: Iterable[ClientShard | ClickShard], spe
 
     remote_cls = ray.remote(ClientWorker)
     handles = []
-    n_workers = len(tier_names) * cfg.workers_per_tier
+    n_workers = len(tier_names) * cfg.runtime.workers_per_tier
     for index, shard in enumerate(tqdm(shards, total=n_workers, desc="shards and workers", disable=not progress)):
-        name = worker_name(tier_names[index // cfg.workers_per_tier], index % cfg.workers_per_tier)
+        name = worker_name(tier_names[index // cfg.runtime.workers_per_tier], index % cfg.runtime.workers_per_tier)
         shard.save(run / "shards", f"{name}.npz")
         handles.append(
             remote_cls.options(
                 name=name,
-                num_cpus=cfg.worker_num_cpus,
-                max_restarts=cfg.worker_max_restarts,
+                num_cpus=cfg.runtime.worker_num_cpus,
+                max_restarts=cfg.runtime.worker_max_restarts,
                 max_task_retries=0,  # a lost round is counted as failed, never silently re-run
             ).remote(name, run / "shards", spec, recipe, seed, run / "checkpoint")
         )
@@ -56,6 +56,6 @@ def start_aggregator(cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int, 
     """``max_restarts``: Ray brings a killed aggregator back, and it continues from ``checkpoints``.
     Its constructor arguments stay pinned because the driver that owns them lives for the job."""
     return ray.remote(Aggregator).options(
-        name="aggregator", num_cpus=0, max_restarts=cfg.aggregator_max_restarts if checkpoints is not None else 0,
+        name="aggregator", num_cpus=0, max_restarts=cfg.runtime.aggregator_max_restarts if checkpoints is not None else 0,
         max_task_retries=0,  # a round in flight when it died is redone from the checkpoint instead
     ).remote(cfg, ops, fleet, seed, workers, worker_of_user, checkpoints, run_name)

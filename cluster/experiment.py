@@ -70,8 +70,8 @@ def cali3f_metadata(cfg: SimConfig, world: World) -> Optional[np.ndarray]:
 def build(cfg: SimConfig, progress: bool = False) -> Experiment:
     world = build_world(cfg, progress=progress)
     population = world.population
-    n_workers = population.tiers.n_tiers * cfg.fl.workers_per_tier
-    worker_of_user = assign_workers(population.tier_of_user, population.tiers.n_tiers, cfg.fl.workers_per_tier)
+    n_workers = population.tiers.n_tiers * cfg.fl.runtime.workers_per_tier
+    worker_of_user = assign_workers(population.tier_of_user, population.tiers.n_tiers, cfg.fl.runtime.workers_per_tier)
     if cfg.model.is_click:
         click = click_setup(cfg, world)
         reference = None

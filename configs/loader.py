@@ -10,11 +10,12 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import yaml
 from pydantic import ValidationError
 
+from configs.fl_schema import TAGGED_UNIONS
 from configs.schema import SimConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -88,14 +89,24 @@ def _list_index(node: list, part: str, where: str, assignment: str) -> int:
 def _format_validation(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: {exc.error_count()} invalid setting(s)"]
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(root)"
+        loc, tag = _untagged(err["loc"])
+        path = ".".join(str(p) for p in loc) or "(root)"
         reason = err["msg"]
         if err["type"] == "extra_forbidden":
-            reason = "unknown key (not a setting of this section)"
+            reason = f"unknown key (not a setting of kind {tag!r})" if tag else "unknown key (not a setting of this section)"
         shown = err.get("input")
         suffix = "" if err["type"] == "extra_forbidden" or isinstance(shown, dict) else f" (got {shown!r})"
         lines.append(f"  {path}: {reason}{suffix}")
     return "\n".join(lines)
+
+
+def _untagged(loc: tuple) -> tuple[tuple, Optional[str]]:
+    """An error's location without the member tag pydantic puts after a tagged union's field,
+    and that tag (the member's kind), if any."""
+    for i, part in enumerate(loc[:-1]):
+        if part in TAGGED_UNIONS and loc[i + 1] in TAGGED_UNIONS[part]:
+            return loc[: i + 1] + loc[i + 2 :], loc[i + 1]
+    return loc, None
 
 
 def _merge(defaults: Any, given: Any) -> Any:
@@ -139,8 +150,10 @@ def _validate(given: dict[str, Any], source: str, overrides: Iterable[str]) -> S
 
 def config_hash(cfg: SimConfig) -> str:
     """A short, stable identity for a resolved config: stored in every result table. Where the
-    files go (``storage``) is no part of what was computed, so it is left out."""
-    canonical = json.dumps(cfg.model_dump(mode="json", exclude={"storage"}), sort_keys=True, separators=(",", ":"))
+    files go (``storage``) and where the actors run (``fl.runtime``) are no part of what was
+    computed, so they are left out."""
+    canonical = json.dumps(cfg.model_dump(mode="json", exclude={"storage": True, "fl": {"runtime"}}), sort_keys=True,
+                           separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

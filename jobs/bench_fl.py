@@ -121,7 +121,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{baseline['round_s'] * rounds_per_epoch:>9.2f}{1.0:>14.2f}x")
     print("    mean per round: " + ", ".join(f"{k[:-2]} {v * 1e3:.1f} ms" for k, v in baseline["phases"].items()))
     for workers in args.workers:
-        exp = build(cfg.model_copy(update={"fl": cfg.fl.model_copy(update={"workers_per_tier": workers})}))
+        runtime = cfg.fl.runtime.model_copy(update={"workers_per_tier": workers})
+        exp = build(cfg.model_copy(update={"fl": cfg.fl.model_copy(update={"runtime": runtime})}))
         result = on_ray(exp, args.rounds)
         print(f"{f'Ray, {workers} worker(s)/tier':<28}{result['updates_per_s']:>11,.0f}{result['round_s']:>9.3f}"
               f"{result['round_s'] * rounds_per_epoch:>9.2f}{result['updates_per_s'] / baseline['updates_per_s']:>14.2f}x"

@@ -12,14 +12,14 @@ import numpy as np
 from cluster.fairness.ceag import TierMultipliers, aggregation_weights, buffered_gaps
 from cluster.fairness.replay import ReplayBuffers
 from cluster.rng import stream
-from configs.schema import FairnessConfig
+from configs.schema import CEAGConfig
 
 
 class CEAGController:
     """reference_accuracy: A_t(β_0) (T,) of the unoptimized model on the train samples;
     tier_weights: (T,) each tier's train samples in the population (A = their weighted mean)."""
 
-    def __init__(self, cfg: FairnessConfig, reference_accuracy: np.ndarray, tier_weights: np.ndarray,
+    def __init__(self, cfg: CEAGConfig, reference_accuracy: np.ndarray, tier_weights: np.ndarray,
                  tier_names: tuple[str, ...], seed: int = 0):
         self.seed = seed
         self.reference = np.asarray(reference_accuracy, np.float64)

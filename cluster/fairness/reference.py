@@ -10,10 +10,10 @@ import numpy as np
 
 from cluster.data.errors import DataFormatError
 from cluster.storage import Storage, StorageError
-from configs.schema import FairnessConfig
+from configs.schema import CEAGConfig
 
 
-def reference_accuracy(cfg: FairnessConfig, tier_names: tuple[str, ...], expected: Optional[dict] = None) -> np.ndarray:
+def reference_accuracy(cfg: CEAGConfig, tier_names: tuple[str, ...], expected: Optional[dict] = None) -> np.ndarray:
     """(T,) in ``tier_names`` order; DataFormatError naming the file and key when a run's
     summary lacks them (e.g. an NCF run, or one from before train accuracy was recorded), or
     when it differs from ``expected`` (summary key → value: model, tier_mapping, seed) — a

@@ -36,8 +36,8 @@ def _metrics(history):
 def test_same_results_with_one_or_two_workers_per_tier(tmp_path: Path):
     """On actors; tests/unit/test_click_rounds.py covers the other optimizations in-process."""
     extra = ("model.kind=dlrm", "fl.optimization=channel-1:4:16")
-    one = run(build(tiny_click(tmp_path, "fl.workers_per_tier=1", *extra)), tmp_path / "one", False, None, quiet=True)
-    two = run(build(tiny_click(tmp_path, "fl.workers_per_tier=2", *extra)), tmp_path / "two", False, None, quiet=True)
+    one = run(build(tiny_click(tmp_path, "fl.runtime.workers_per_tier=1", *extra)), tmp_path / "one", False, None, quiet=True)
+    two = run(build(tiny_click(tmp_path, "fl.runtime.workers_per_tier=2", *extra)), tmp_path / "two", False, None, quiet=True)
     assert _metrics(one["history"]) == _metrics(two["history"])
     for name in one["params"]:
         assert np.array_equal(one["params"][name], two["params"][name]), name

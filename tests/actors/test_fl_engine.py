@@ -76,7 +76,7 @@ def _scrape(port: int) -> str:
 
 
 def test_named_actors_round_and_dashboard_metrics(tmp_path: Path, ray_session):
-    exp = build(tiny(tmp_path, "fl.workers_per_tier=2", "fl.overselect=0.25"))
+    exp = build(tiny(tmp_path, "fl.runtime.workers_per_tier=2", "fl.overselect=0.25"))
     workers, aggregator = start(exp, tmp_path / "run")
     try:
         for name in ("aggregator", "clients-low-0", "clients-low-1", "clients-mid-0", "clients-high-1"):
@@ -110,7 +110,7 @@ def _metrics(history):
 
 def test_same_results_with_one_or_three_workers_per_tier(tmp_path: Path, reference_run):
     # Each tier's clients dealt round-robin over three workers: a split that must change nothing.
-    three = run(build(tiny(tmp_path, "fl.rounds=6", "fl.eval_every=3", "fl.workers_per_tier=3")),
+    three = run(build(tiny(tmp_path, "fl.rounds=6", "fl.eval_every=3", "fl.runtime.workers_per_tier=3")),
                 Storage(tmp_path / "three"), False, None, quiet=True)
     assert _metrics(three["history"]) == _metrics(reference_run["history"])
     for name in reference_run["params"]:
@@ -118,7 +118,7 @@ def test_same_results_with_one_or_three_workers_per_tier(tmp_path: Path, referen
 
 
 def test_worker_killed_mid_round_counts_its_clients_as_failed(tmp_path: Path):
-    exp = build(tiny(tmp_path, "fl.real_time_scale=3", "fl.worker_max_restarts=2"))
+    exp = build(tiny(tmp_path, "fl.runtime.real_time_scale=3", "fl.runtime.worker_max_restarts=2"))
     workers, aggregator = start(exp, tmp_path / "run")
     try:
         pending = aggregator.run_round.remote()
@@ -176,7 +176,7 @@ def test_aggregator_killed_mid_run_restarts_and_reaches_the_same_final_metrics(t
         ray.kill(aggregator, no_restart=False)  # as a node failure would: Ray may restart it
 
     # Slowed to about a second a round so the kill lands mid-run; the slowing changes no result.
-    slow = build(tiny(tmp_path, "fl.rounds=6", "fl.eval_every=3", "fl.real_time_scale=0.3"))
+    slow = build(tiny(tmp_path, "fl.rounds=6", "fl.eval_every=3", "fl.runtime.real_time_scale=0.3"))
     killer = threading.Thread(target=kill_after_first_checkpoint)
     killer.start()
     outcome = run(slow, Storage(run_dir), False, None, quiet=True)

@@ -27,7 +27,7 @@ def tiny(tmp_path: Path, *extra: str):
 
 
 @pytest.mark.parametrize("extra", [
-    ("fl.strategy.kind=cali3f", "fl.optimization=quants-1:2:8", "fl.overselect=0.25", "fl.workers_per_tier=2"),
+    ("fl.strategy.kind=cali3f", "fl.optimization=quants-1:2:8", "fl.overselect=0.25", "fl.runtime.workers_per_tier=2"),
     ("fl.strategy.kind=ditto", "model.kind=neumf", "model.mlp_layers=[16,8]"),
 ])
 def test_strategy_on_actors_equals_the_in_process_loop(tmp_path: Path, extra: tuple):

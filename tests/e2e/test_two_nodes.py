@@ -25,7 +25,7 @@ from tests.e2e.head_node import start_head, start_worker_node, stop_process
 
 TINY = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
         "fl.clients_per_round=40", "fl.rounds=6", "fl.checkpoint_every=2", "fl.overselect=0", "fl.eval_every=3",
-        "fl.worker_num_cpus=0.5"]
+        "fl.runtime.worker_num_cpus=0.5"]
 METRICS = ("round", "hr10", "ndcg10", "train_loss", "aggregated", "sim_time_s")
 
 
@@ -126,7 +126,7 @@ def test_fl_sim_equals_one_node_and_survives_its_aggregator_being_killed(cluster
     _, one_node, _ = build_run_write(cfg, quiet=True)
 
     # Rounds slowed to ~1 s of wall time each (it changes no result) so the kill lands mid-run.
-    process = _fl_sim(head, shared / "runs", "fl.real_time_scale=0.3")
+    process = _fl_sim(head, shared / "runs", "fl.runtime.real_time_scale=0.3")
     run = _wait_for(lambda: next((shared / "runs").glob("fl-*"), None), what="run folder")
     _wait_for(lambda: (run / "checkpoint" / "latest.json").exists(), what="first checkpoint")
     aggregator = _wait_for(lambda: _actor(head, "aggregator"), what="aggregator")
@@ -144,7 +144,7 @@ def test_a_worker_killed_on_node_2_comes_back_there_from_storage(cluster):
     head, _, shared = cluster
     # Each round's training sleeps ~4 s of scaled latency, so the kill lands inside a train call
     # (a worker killed between rounds is back before the next one and fails nothing).
-    process = _fl_sim(head, shared / "killed-worker", "fl.real_time_scale=1.0", "fl.worker_max_restarts=2",
+    process = _fl_sim(head, shared / "killed-worker", "fl.runtime.real_time_scale=1.0", "fl.runtime.worker_max_restarts=2",
                       "fl.rounds=4")
     worker = _wait_for(lambda: _actor(head, "clients-low-0"), what="worker clients-low-0")
     node2 = _node2_id(head)

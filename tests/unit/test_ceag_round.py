@@ -13,13 +13,13 @@ from cluster.fairness.ceag_round import CEAGController
 from cluster.fairness.reference import reference_accuracy
 from cluster.fl.compression import masked_average
 from configs import ConfigError, load_config
-from configs.schema import FairnessConfig
+from configs.schema import CEAGConfig
 
 NAMES = ("low", "mid", "high")
 
 
 def test_controller_round_by_hand():
-    cfg = FairnessConfig(kind="ceag", epsilon=0.0, dual_lr=1.0, buffer_size=4,
+    cfg = CEAGConfig(epsilon=0.0, dual_lr=1.0, buffer_size=4,
                          reference_accuracy={"low": 0.9, "mid": 0.8, "high": 0.7})
     controller = CEAGController(cfg, np.array([0.9, 0.8, 0.7]), np.array([1.0, 1.0, 2.0]), NAMES)
     tier_of_user = np.array([0, 1, 2, 2])
@@ -43,7 +43,7 @@ def test_controller_round_by_hand():
 
 
 def test_tier_that_did_not_report_keeps_its_multiplier():
-    cfg = FairnessConfig(kind="ceag", dual_lr=1.0, buffer_size=2, reference_accuracy={t: 1.0 for t in NAMES})
+    cfg = CEAGConfig(dual_lr=1.0, buffer_size=2, reference_accuracy={t: 1.0 for t in NAMES})
     controller = CEAGController(cfg, np.ones(3), np.ones(3), NAMES)
     _, record = controller.round_weights(np.array([1, 2]), np.array([2, 2]), np.array([1, 1, 0, 0.0]),
                                          np.array([0, 1, 2]))
@@ -54,7 +54,7 @@ def test_tier_that_did_not_report_keeps_its_multiplier():
 def test_reference_from_a_run_folder(tmp_path):
     run = tmp_path / "ref"
     run.mkdir()
-    cfg = FairnessConfig(kind="ceag", reference_run=run)
+    cfg = CEAGConfig(reference_run=run)
     with pytest.raises(DataFormatError, match="no summary.json"):
         reference_accuracy(cfg, NAMES)
     (run / "summary.json").write_text(json.dumps({"optimization": "none", "final_train": {"acc_train_low": 0.8}}))

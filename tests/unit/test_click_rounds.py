@@ -20,7 +20,7 @@ def _rounds(tmp_path: Path, workers_per_tier: int, kind: str, preset: str, round
         f"data.synthetic.n_users={n_users}", "data.synthetic.n_items=300", f"data.synthetic.target_interactions={25 * n_users}",
         f"model.kind={kind}", "model.top_hidden=[32]", "model.history_len=20", f"fl.optimization={preset}",
         f"fl.clients_per_round={n_users // 6}", f"fl.rounds={rounds}", "fl.overselect=0", "fl.client_lr=1.0", "fl.server_optimizer=adagrad",
-        "fl.server_lr=0.1", f"fl.workers_per_tier={workers_per_tier}", f"data.cache_dir={tmp_path / 'cache'}", *extra,
+        "fl.server_lr=0.1", f"fl.runtime.workers_per_tier={workers_per_tier}", f"data.cache_dir={tmp_path / 'cache'}", *extra,
     ])
     exp = build(cfg)
     server, _, _ = train_rounds(exp)

@@ -327,9 +327,9 @@ def test_the_fl_sim_job_runs_fl_sim_with_s3_storage_and_enough_workers():
 
     assert parse_args(rest).storage == options["--storage"]  # the job's own parser takes the line
     cfg = load_config(in_repo(options["--config"]), sets)
-    actors_cpus = cfg.fl.workers_per_tier * len(cfg.tiers.profiles) * cfg.fl.worker_num_cpus
+    actors_cpus = cfg.fl.runtime.workers_per_tier * len(cfg.tiers.profiles) * cfg.fl.runtime.worker_num_cpus
     spec = cluster_spec(doc)
-    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0" and cfg.fl.worker_num_cpus > 0, \
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0" and cfg.fl.runtime.worker_num_cpus > 0, \
         "client workers must ask for CPUs, or they all land on the head"
     worker_cpus = sum(g["replicas"] * quantity(ray_container(g["template"])["resources"]["requests"]["cpu"])
                       for g in spec["workerGroupSpecs"])

@@ -30,7 +30,7 @@ from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.worker_pool import WorkerPool
 from cluster.models.ncf import NCFSpec
 from cluster.rng import stream
-from configs.schema import StrategyConfig
+from configs.schema import Cali3FConfig
 
 
 class Cali3F:
@@ -39,7 +39,7 @@ class Cali3F:
 
     compute_multiplier = COMPUTE_MULTIPLIER
 
-    def __init__(self, cfg: StrategyConfig, spec: NCFSpec, metadata: np.ndarray, eligible: np.ndarray,
+    def __init__(self, cfg: Cali3FConfig, spec: NCFSpec, metadata: np.ndarray, eligible: np.ndarray,
                  train_samples: np.ndarray, dense0: dict[str, np.ndarray], client_lr: float, seed: int):
         self.cfg = cfg
         self.spec = spec

@@ -1,0 +1,219 @@
+"""The federated-learning section: the round recipe, the tier-aware optimization, the fairness
+mitigation and the strategy (each a tagged union: a kind carries only its own fields), and where
+the actors run (``runtime``), which never changes a result."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BeforeValidator, Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
+
+from configs.base import Location, StrictModel
+
+
+def _bare_kind(value):
+    """``fl.strategy=cali3f`` stands for ``{kind: cali3f}``."""
+    return {"kind": value} if isinstance(value, str) else value
+
+
+OptimizationKind = Literal["none", "exclude", "overselect", "prune", "quant", "quants", "channel"]
+_COMPRESSIONS = ("prune", "quant", "quants", "channel")
+
+
+class OptimizationConfig(StrictModel):
+    """A tier-aware speed-up (RF² Table 1). Give ``preset`` (a name from
+    ``configs.presets.OPTIMIZATION_PRESETS``, or the bare name as the whole value:
+    ``fl.optimization=prune-1:4:16``), or ``kind`` with its settings. ``levels`` maps a tier name
+    to its prune rate, bits or width; a tier left out is not optimized."""
+
+    preset: Optional[str] = None
+    kind: OptimizationKind = "none"
+    levels: dict[str, float] = Field(default_factory=dict)
+    excluded_tiers: list[str] = Field(default_factory=list)
+    overselect: NonNegativeFloat = Field(0.2, description="kind overselect: x in (1+x)·n selected, the slowest dropped")
+    rescale_pruned: bool = Field(False, description="scale kept entries by 1/(1-rate) (unbiased); RF² does not")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, value):
+        from configs.presets import OPTIMIZATION_PRESETS
+
+        if isinstance(value, str):
+            value = {"preset": value}
+        if not isinstance(value, dict) or value.get("preset") is None:
+            return value
+        name = value["preset"]
+        if name not in OPTIMIZATION_PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known: {', '.join(OPTIMIZATION_PRESETS)}")
+        preset = OPTIMIZATION_PRESETS[name]
+        # A resolved config written by a run repeats the preset's own values: those agree.
+        clashing = sorted(k for k in value if k in preset and value[k] != preset[k])
+        if clashing:
+            raise ValueError(f"preset {name!r} sets {clashing} itself; drop them or drop the preset")
+        return {**value, **preset}
+
+    @model_validator(mode="after")
+    def _levels_fit_kind(self) -> "OptimizationConfig":
+        if self.levels and self.kind not in _COMPRESSIONS:
+            raise ValueError(f"levels apply to {_COMPRESSIONS}, not to kind {self.kind!r}")
+        if self.excluded_tiers and self.kind != "exclude":
+            raise ValueError(f"excluded_tiers apply to kind 'exclude', not to {self.kind!r}")
+        if self.kind == "exclude" and not self.excluded_tiers:
+            raise ValueError("kind 'exclude' needs excluded_tiers")
+        checks = {
+            "prune": (lambda v: 0.0 <= v < 1.0, "a pruned share in [0, 1)"),
+            "quant": (lambda v: float(v).is_integer() and 1 <= v <= 32, "whole bits in 1..32"),
+            "quants": (lambda v: float(v).is_integer() and 2 <= v <= 32, "whole bits in 2..32 (sign + magnitude)"),
+            "channel": (lambda v: 0.0 < v <= 1.0, "a width in (0, 1]"),
+        }
+        if self.kind in checks:
+            valid, wanted = checks[self.kind]
+            bad = {tier: level for tier, level in self.levels.items() if not (math.isfinite(level) and valid(level))}
+            if bad:
+                raise ValueError(f"{self.kind} levels must be {wanted}; got {bad}")
+        return self
+
+    @property
+    def compresses(self) -> bool:
+        return self.kind in _COMPRESSIONS
+
+
+# --------------------------------------------------------------------------- fairness
+class NoFairness(StrictModel):
+    kind: Literal["none"] = "none"
+
+
+class CEAGConfig(StrictModel):
+    """Lagrangian constraints ψ_t ≤ ε on each tier's excess accuracy gap against a reference
+    model trained without the optimization (CEAG, Hashemizadeh et al. 2023;
+    ``cluster/fairness/ceag.py``). The reference's per-tier train accuracy comes from
+    ``reference_run`` (an fl_sim run folder: its summary.json final_train) or
+    ``reference_accuracy`` (tier → accuracy)."""
+
+    kind: Literal["ceag"] = "ceag"
+    epsilon: NonNegativeFloat = Field(0.01, description="tolerated excess accuracy gap ε")
+    dual_lr: PositiveFloat = Field(2.0, description="η_λ of the projected dual ascent step, once per round")
+    buffer_size: PositiveInt = Field(
+        2000, description="per-sample correctness values kept per tier (the paper's 40 is per minibatch sample; "
+                          "a federated round brings thousands per tier)")
+    reference_run: Optional[Location] = Field(None, description="an fl_sim run folder: a local path or storage URI")
+    reference_accuracy: Optional[dict[str, float]] = None
+
+    @field_validator("reference_accuracy")
+    @classmethod
+    def _accuracies(cls, value: Optional[dict[str, float]]) -> Optional[dict[str, float]]:
+        bad = {tier: v for tier, v in (value or {}).items() if not (math.isfinite(v) and 0.0 <= v <= 1.0)}
+        if bad:
+            raise ValueError(f"reference accuracies are shares in [0, 1]; got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _reference(self) -> "CEAGConfig":
+        if (self.reference_run is None) == (self.reference_accuracy is None):
+            raise ValueError("fairness kind 'ceag' needs exactly one of reference_run or reference_accuracy "
+                             "(the unoptimized model's per-tier train accuracy)")
+        return self
+
+
+# A tier-fairness mitigation next to the optimization.
+FairnessConfig = Annotated[Union[NoFairness, CEAGConfig], Field(discriminator="kind"), BeforeValidator(_bare_kind)]
+
+
+# --------------------------------------------------------------------------- strategy
+class FedAvgConfig(StrictModel):
+    """One global model, the sample-weighted mean of the kept clients' updates."""
+
+    kind: Literal["fedavg"] = "fedavg"
+
+
+class DittoConfig(StrictModel):
+    """Ditto (Li et al. 2021; ``cluster/fl/ditto.py``): a personal model per client held near the global one."""
+
+    kind: Literal["ditto"] = "ditto"
+    ditto_lambda: NonNegativeFloat = Field(0.1, description="Ditto's λ: pull of the global model on a personal one")
+
+
+class Cali3FConfig(StrictModel):
+    """Cali3F (Zhu et al. 2022; ``cluster/fl/cali3f.py``): client clusters with personalised
+    non-embedding parts, FastAgg and re-clustering."""
+
+    kind: Literal["cali3f"] = "cali3f"
+    n_clusters: PositiveInt = Field(5, description="Cali3F's P")
+    metadata: list[str] = Field(["age", "gender", "occupation"], min_length=1,
+                                description="privacy-neutral user columns ClusSamp clusters on at the start")
+    phi: NonNegativeFloat = Field(1.0, description="CaliUp's φ: pull of the global model on a cluster model (0: none)")
+    cluster_lr: Optional[PositiveFloat] = Field(None, description="CaliUp's η; default fl.client_lr, so φ = 0 is "
+                                                                  "FedAvg within the cluster at server lr 1")
+    discount: float = Field(0.5, ge=0.0, le=1.0, description="eq. 4's λ: share of its delegates' mean update a "
+                                                             "subordinate's user vector takes")
+    recluster_every: int = Field(1, ge=0, description="rounds between K-means on the user vectors (0: never)")
+    recluster_iterations: PositiveInt = Field(5, description="Lloyd steps per re-clustering")
+
+
+# How the server turns uploads into models; the bare name is the whole value (``fl.strategy=cali3f``).
+StrategyConfig = Annotated[Union[FedAvgConfig, DittoConfig, Cali3FConfig], Field(discriminator="kind"),
+                           BeforeValidator(_bare_kind)]
+
+
+# The tagged unions by field name, and their members' tags: an error inside a member names the
+# path without the tag (``fl.strategy.phi``, not ``fl.strategy.fedavg.phi``).
+TAGGED_UNIONS = {
+    "fairness": {m.model_fields["kind"].default for m in (NoFairness, CEAGConfig)},
+    "strategy": {m.model_fields["kind"].default for m in (FedAvgConfig, DittoConfig, Cali3FConfig)},
+}
+
+
+# --------------------------------------------------------------------------- runtime
+class FLRuntimeConfig(StrictModel):
+    """Where and how the actors run. None of it changes a result (tested: same results with one
+    or three workers per tier), so it is left out of the config hash."""
+
+    workers_per_tier: PositiveInt = 1
+    worker_num_cpus: NonNegativeFloat = Field(
+        0.0, description="CPUs Ray reserves per worker actor; 0 lets many single-threaded workers share 2 cores"
+    )
+    worker_max_restarts: int = Field(3, ge=0)
+    aggregator_max_restarts: int = Field(
+        3, ge=0, description="times Ray brings a killed aggregator back to continue from its last checkpoint")
+    round_timeout_s: PositiveFloat = Field(300.0, description="wall-clock wait for workers before a round gives up on them")
+    real_time_scale: NonNegativeFloat = Field(
+        0.0, description="demo mode: workers sleep simulated latency x this factor (0 = off)"
+    )
+
+
+class FLConfig(StrictModel):
+    """Defaults are the NCF recipe that learns on ML-100K (README, "Finding a recipe that
+    learns"); RF²'s click-model recipe is client_lr 1, both scales 1, AdaGrad server lr 0.1."""
+
+    rounds: PositiveInt = 20
+    clients_per_round: PositiveInt = 100
+    local_epochs: PositiveInt = 1
+    client_lr: PositiveFloat = Field(3.0, description="client SGD lr of the dense (non-embedding) weights")
+    item_lr_scale: PositiveFloat = Field(100.0, description="client lr multiplier for item embeddings")
+    user_lr_scale: PositiveFloat = Field(30.0, description="client lr multiplier for the private user vector")
+    loss_reduction: Literal["mean", "sum"] = "mean"
+    negatives_per_positive: PositiveInt = 4
+    server_optimizer: Literal["sgd", "adagrad"] = "sgd"
+    server_lr: PositiveFloat = 1.0
+    server_eps: PositiveFloat = Field(1e-3, description="AdaGrad's τ (Reddi et al. 2021)")
+    overselect: NonNegativeFloat = Field(0.0, description="x in (1+x)·n selected clients")
+    optimization: OptimizationConfig = OptimizationConfig()
+    fairness: FairnessConfig = NoFairness()
+    strategy: StrategyConfig = FedAvgConfig()
+    deadline_s: Optional[PositiveFloat] = None
+    eval_every: PositiveInt = 1
+    checkpoint_every: PositiveInt = 5
+    runtime: FLRuntimeConfig = FLRuntimeConfig()
+
+    @model_validator(mode="after")
+    def _one_overselect(self) -> "FLConfig":
+        if self.optimization.kind == "overselect" and self.overselect > 0:
+            raise ValueError("set over-selection once: fl.overselect or fl.optimization (kind overselect), not both")
+        return self
+
+    @property
+    def effective_overselect(self) -> float:
+        return self.optimization.overselect if self.optimization.kind == "overselect" else self.overselect
+
+
