@@ -90,7 +90,7 @@ def describe(cfg: RetrievalConfig) -> str:
                     f"(whole beam re-scored), over-fetch x{cfg.hnsw_overfetch}"}[cfg.index]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_catalogue_arguments(parser, queries=1024)
     parser.add_argument("--batch", type=int, default=64)
@@ -109,14 +109,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--hnsw-overfetch", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    kinds = ["flat"] + [k for k in args.kinds.split(",") if k and k != "flat"]
-    unknown = sorted(set(kinds) - set(KINDS))
+    args.kinds = ["flat"] + [k for k in args.kinds.split(",") if k and k != "flat"]
+    unknown = sorted(set(args.kinds) - set(KINDS))
     if unknown:
         parser.error(f"unknown kinds {unknown}; expected some of {KINDS}")
-    shares = [float(s) for s in args.exposure_shares.split(",")]
+    args.exposure_shares = [float(s) for s in args.exposure_shares.split(",")]
+    return args
 
+
+def draw_catalogue(args: argparse.Namespace):
+    """(catalogue, its shard partitions, the queries, the spread of their scores)."""
     from cluster.retrieval.partitions import partition_items
-    from cluster.retrieval.shard_index import ShardIndex
     from cluster.retrieval.synthetic_embeddings import synthetic_catalog
     from cluster.rng import stream
 
@@ -131,41 +134,54 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{args.items:,} items x dim {args.dim}, {N_GROUPS} groups, {args.shards} shards "
           f"(~{args.items // args.shards:,} items each), K={args.k}, {args.queries} queries; vectors drawn in "
           f"{time.perf_counter() - started:.1f} s; one FAISS thread", flush=True)
+    return catalog, parts, queries, sigma
 
-    rows, exact, mus = [], {}, {}
-    for kind in kinds:
-        cfg = settings_for(kind, args)
-        gc.collect()
+
+def learn_mus(shard, catalog, sigma: float, args: argparse.Namespace) -> dict[float, np.ndarray]:
+    """One learned μ per exposure share, on the exact index."""
+    mus = {}
+    for share in args.exposure_shares:
         started = time.perf_counter()
-        shards = [ShardIndex(p.item_ids, p.vectors, p.groups, N_GROUPS, seed=args.seed, **cfg.shard_index_settings())
-                  for p in parts]
-        build_s = time.perf_counter() - started
-        if kind == "flat":
-            for share in shares:
-                started = time.perf_counter()
-                mus[share] = learned_mu(shards[0], catalog, share, args.dual_requests, args.k, args.seed)
-                print(f"mu learned at exposure share {share} ({args.dual_requests} requests, "
-                      f"{time.perf_counter() - started:.0f} s): [{', '.join(f'{m:.2f}' for m in mus[share])}] = "
-                      f"[{', '.join(f'{m:.2f}' for m in mus[share] / sigma)}] x sigma(scores) {sigma:.2f}", flush=True)
-        recalls, qps = [], None
-        for share in shares:
-            found, speed = sharded_search(shards, queries, mus[share], args.k, args.batch)
-            qps = speed if qps is None else qps
-            if kind == "flat":
-                exact[share] = found
-            recalls.append(recall(found, exact[share]))
-        memory = [s.memory_bytes() for s in shards]
-        row = {"kind": kind, "build_s": build_s, "recall": recalls, "qps": qps,
-               "index_mb": np.mean([m["index"] for m in memory]) / 2**20,
-               "vectors_mb": np.mean([m["vectors"] for m in memory]) / 2**20,
-               "memory_mb": np.mean([m["total"] for m in memory]) / 2**20, "settings": describe(cfg)}
-        rows.append(row)
-        print(f"{kind:<7} built in {build_s:7.1f} s; recall@{args.k} "
-              + ", ".join(f"{r:.4f} (share {s})" for r, s in zip(recalls, shares))
-              + f"; {qps:,.0f} q/s; {row['memory_mb']:.1f} MiB/shard — {row['settings']}", flush=True)
-        del shards
+        mus[share] = learned_mu(shard, catalog, share, args.dual_requests, args.k, args.seed)
+        print(f"mu learned at exposure share {share} ({args.dual_requests} requests, "
+              f"{time.perf_counter() - started:.0f} s): [{', '.join(f'{m:.2f}' for m in mus[share])}] = "
+              f"[{', '.join(f'{m:.2f}' for m in mus[share] / sigma)}] x sigma(scores) {sigma:.2f}", flush=True)
+    return mus
 
-    flat = rows[0]
+
+def measure_kind(kind: str, parts, queries: np.ndarray, mus: dict, exact: dict, args: argparse.Namespace,
+                 on_built=None) -> dict:
+    """Build ``kind`` over every partition, then its recall against ``exact`` (filled in when
+    ``kind`` is flat), speed and memory. ``on_built(shards)`` runs right after the build."""
+    from cluster.retrieval.shard_index import ShardIndex
+
+    cfg = settings_for(kind, args)
+    gc.collect()
+    started = time.perf_counter()
+    shards = [ShardIndex(p.item_ids, p.vectors, p.groups, N_GROUPS, seed=args.seed, **cfg.shard_index_settings())
+              for p in parts]
+    build_s = time.perf_counter() - started
+    if on_built is not None:
+        on_built(shards)
+    recalls, qps = [], None
+    for share in args.exposure_shares:
+        found, speed = sharded_search(shards, queries, mus[share], args.k, args.batch)
+        qps = speed if qps is None else qps
+        exact.setdefault(share, found)
+        recalls.append(recall(found, exact[share]))
+    memory = [s.memory_bytes() for s in shards]
+    row = {"kind": kind, "build_s": build_s, "recall": recalls, "qps": qps,
+           "index_mb": np.mean([m["index"] for m in memory]) / 2**20,
+           "vectors_mb": np.mean([m["vectors"] for m in memory]) / 2**20,
+           "memory_mb": np.mean([m["total"] for m in memory]) / 2**20, "settings": describe(cfg)}
+    print(f"{kind:<7} built in {build_s:7.1f} s; recall@{args.k} "
+          + ", ".join(f"{r:.4f} (share {s})" for r, s in zip(recalls, args.exposure_shares))
+          + f"; {qps:,.0f} q/s; {row['memory_mb']:.1f} MiB/shard — {row['settings']}", flush=True)
+    return row
+
+
+def print_table(rows: list[dict], args: argparse.Namespace) -> None:
+    flat, shares = rows[0], args.exposure_shares
     recall_heads = " ".join(f"{'R@' + str(args.k) + ' s=' + str(s):>11}" for s in shares)
     print(f"\n{'kind':<7} {'build s':>8} {recall_heads} {'q/s b' + str(args.batch):>9} "
           f"{'MiB/shard':>10} {'(index':>7} {'+ floats)':>9} {'build/flat':>10} {'q/s/flat':>9} {'mem/flat':>9}")
@@ -178,6 +194,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if best is not None:
         print(f"\nbest approximate kind at exposure share {shares[0]}: {best['kind']} "
               f"(recall@{args.k} {best['recall'][0]:.4f}, {best['qps'] / flat['qps']:.1f}x flat's q/s)")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    catalog, parts, queries, sigma = draw_catalogue(args)
+    exact: dict = {}
+    mus: dict = {}
+    # flat first: its μ per share and its answers are every other kind's reference
+    learn = lambda shards: mus.update(learn_mus(shards[0], catalog, sigma, args))  # noqa: E731
+    rows = [measure_kind("flat", parts, queries, mus, exact, args, on_built=learn)]
+    rows += [measure_kind(kind, parts, queries, mus, exact, args) for kind in args.kinds[1:]]
+    print_table(rows, args)
     return 0
 
 

@@ -262,7 +262,7 @@ def soak(cfg: SimConfig, args: argparse.Namespace, concurrency: int = 64, durati
             "socket_errors": result.socket_errors, "partial": result.partial}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_catalogue_arguments(parser, queries=2048)
     parser.add_argument("--load", choices=["wrk", "python"], default="wrk",
@@ -285,26 +285,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             wrk_binary()
         except WrkMissing as exc:
             parser.error(str(exc))
-    if args.proxy == "haproxy":
-        import os
+    return args
 
-        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"  # read when Serve starts its proxy, in the Ray this job starts
+
+def measure(cfg: SimConfig, args: argparse.Namespace, folder: Path) -> None:
+    """(a) at batch 1 and 64 before Ray starts (its daemons would share (a)'s core), then (b),
+    their ratio, and (c) and (d) at every concurrency."""
     import ray
 
     from cluster.bootstrap import init_ray
     from cluster.rng import stream
     from jobs.retrieval_source import load_or_train_catalog
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
-    cfg = bench_config(args, folder)
-    if args.soak:
-        started_ray = init_ray(address=None)
-        try:
-            soak(cfg, args, duration_s=args.soak)
-        finally:
-            if started_ray:
-                ray.shutdown()
-        return 0
     started = time.perf_counter()
     catalog, _, _ = load_or_train_catalog(cfg, with_requests=False)
     print(f"{args.items:,} items x dim {args.dim}, {args.shards} shards, K={args.k}; "
@@ -323,6 +315,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def run_soak(cfg: SimConfig, args: argparse.Namespace) -> None:
+    import ray
+
+    from cluster.bootstrap import init_ray
+
+    started_ray = init_ray(address=None)
+    try:
+        soak(cfg, args, duration_s=args.soak)
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.proxy == "haproxy":
+        import os
+
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"  # read when Serve starts its proxy, in the Ray this job starts
+    folder = Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
+    cfg = bench_config(args, folder)
+    if args.soak:
+        run_soak(cfg, args)
+    else:
+        measure(cfg, args, folder)
     return 0
 
 

@@ -65,7 +65,7 @@ def measure(rows: pd.DataFrame, tiers: tuple[str, ...]) -> pd.DataFrame:
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def parse_args(argv: Optional[Sequence[str]]):
     parser = config_parser(__doc__.splitlines()[0], default_config="configs/rf2_dlrm_ml100k.yaml")
     parser.add_argument("--mappings", nargs="+", default=["hetero-vhigh", "hetero-high"])
     parser.add_argument("--optimizations", nargs="+", default=list(DEFAULT_OPTIMIZATIONS))
@@ -73,33 +73,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--dual-lr", type=float, default=2.0)
     parser.add_argument("--buffer-size", type=int, default=2000)
     add_grid_arguments(parser, "ceag-compare-<model>")
-    args = parser.parse_args(argv)
-    base = load_or_exit(args)
+    return parser.parse_args(argv)
+
+
+def input_error(args, base) -> Optional[str]:
+    """What is wrong with the arguments or the base config, or None."""
     unknown = [o for o in args.optimizations if o not in OPTIMIZATION_PRESETS or o == "none"]
     if unknown:
-        print(f"error: unknown optimization(s) {unknown}; known: {', '.join(OPTIMIZATION_PRESETS)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return f"unknown optimization(s) {unknown}; known: {', '.join(OPTIMIZATION_PRESETS)}"
     if not base.model.is_click or base.fl.overselect > 0 or base.fl.fairness.kind != "none":
-        print("error: the base config must be a click model (dlrm, din) with fl.overselect 0 and no fl.fairness",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return "the base config must be a click model (dlrm, din) with fl.overselect 0 and no fl.fairness"
     if any(e < 0 for e in args.epsilons) or args.dual_lr <= 0 or args.buffer_size <= 0:
-        print("error: epsilons must be >= 0, --dual-lr and --buffer-size > 0", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    from cluster.world import build_world
+        return "epsilons must be >= 0, --dual-lr and --buffer-size > 0"
+    return None
 
-    build_world(base)  # bad data fails here, before any task starts
-    out = grid_folder(args, base, f"ceag-compare-{base.model.kind}")
-    tiers = tuple(p.name for p in base.tiers.profiles)
 
-    plain = []
-    for seed in args.seeds:
-        for mapping in args.mappings:
-            for optimization in ["none", *args.optimizations]:
-                cfg = cell_config(base, mapping, optimization, seed)
-                plain.append(cell(cfg, optimization, out))
+def run_grid(args, base, out, tiers: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The unconstrained cells first (each mapping and seed's 'none' cell is CEAG's reference),
+    then every optimization again under each ε."""
+    plain = [cell(cell_config(base, mapping, optimization, seed), optimization, out)
+             for seed in args.seeds for mapping in args.mappings for optimization in ["none", *args.optimizations]]
     rows, rounds = run_cells(plain, args.parallel, args.address)
-
     constrained = []
     for done in plain:
         if done.label == "none":
@@ -107,14 +101,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ref = rows[(rows["mapping"] == done.cfg.tier_mapping.mapping) & (rows["seed"] == done.cfg.seed)
                    & (rows["configuration"] == "none")].set_index("tier")
         reference = {t: float(ref.loc[t, "acc_train"]) for t in tiers}
-        for epsilon in args.epsilons:
-            cfg = with_ceag(done.cfg, epsilon, args.dual_lr, args.buffer_size, reference)
-            label = ceag_label(done.label, epsilon)
-            constrained.append(cell(cfg, label, out))
+        constrained += [cell(with_ceag(done.cfg, epsilon, args.dual_lr, args.buffer_size, reference),
+                             ceag_label(done.label, epsilon), out) for epsilon in args.epsilons]
     more_rows, more_rounds = run_cells(constrained, args.parallel, args.address)
-    rows = pd.concat([rows, more_rows], ignore_index=True)
-    rounds = pd.concat([rounds, more_rounds], ignore_index=True)
+    return pd.concat([rows, more_rows], ignore_index=True), pd.concat([rounds, more_rounds], ignore_index=True)
 
+
+def write_outputs(args, rows: pd.DataFrame, rounds: pd.DataFrame, out, tiers: tuple[str, ...]) -> str:
     write_table_atomic(pa.Table.from_pandas(rows, preserve_index=False), out / "cells.parquet")
     write_table_atomic(pa.Table.from_pandas(rounds, preserve_index=False), out / "rounds.parquet")
     table = measure(rows, tiers)
@@ -122,7 +115,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     text = ceag_markdown(table, args.optimizations, args.epsilons)
     write_text_atomic(out / "ceag.md", text)
     plot_multipliers(rounds, tiers, out / "multipliers.png")
-    print(text)
+    return text
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    base = load_or_exit(args)
+    problem = input_error(args, base)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from cluster.world import build_world
+
+    build_world(base)  # bad data fails here, before any task starts
+    out = grid_folder(args, base, f"ceag-compare-{base.model.kind}")
+    tiers = tuple(p.name for p in base.tiers.profiles)
+    rows, rounds = run_grid(args, base, out, tiers)
+    print(write_outputs(args, rows, rounds, out, tiers))
     print(f"wrote {out}")
     return 0
 

@@ -52,7 +52,6 @@ def run(exp: Experiment, run_dir: Storage | Path, resume: bool, address: Optiona
     ``run_dir``: the run folder in the storage (a local path is taken as one)."""
     import ray
 
-    from actors.factory import start_aggregator, start_workers
     from actors.storage_probe import check_storage_on_every_node
     from cluster.bootstrap import init_ray
 
@@ -60,43 +59,54 @@ def run(exp: Experiment, run_dir: Storage | Path, resume: bool, address: Optiona
     # A Ray namespace per run: actor names (aggregator, clients-low-0, ...) are unique within a
     # namespace, so two runs can share one cluster.
     started_ray = init_ray(address=address, namespace=f"fairfleet-{run_dir.name}")
-    cfg = exp.cfg
+    handles: list = []
     try:
         check_storage_on_every_node(run_dir)
-    except BaseException:
-        if started_ray:
-            ray.shutdown()
-        raise
-    if exp.click is not None:
-        shards = iter_click_shards(exp.click, exp.worker_of_user, exp.n_workers)
-    else:
-        shards = iter_shards(exp.world.population, exp.world.leave_one_out, exp.spec, cfg.seed, exp.worker_of_user,
-                              exp.n_workers)
-    workers = start_workers(cfg.fl, shards, exp.spec, exp.recipe, cfg.seed, exp.fleet.tiers.names, run_dir,
-                            progress=not quiet)
-    del shards  # saved one at a time and let go: each worker reads its own from storage
-    aggregator = start_aggregator(cfg.fl, exp.ops, exp.fleet, cfg.seed, workers, exp.worker_of_user,
-                                  run_dir / "checkpoint", run_name=run_dir.name)
-    try:
+        workers, aggregator = _start_actors(exp, run_dir, quiet)
+        handles = [aggregator, *workers]
         ray.get([w.ready.remote() for w in workers] + [aggregator.ready.remote()])
         done = ray.get(aggregator.restore.remote()) if resume else 0
         wall_started = time.perf_counter()
         history, restarts = _run_rounds(exp, aggregator, done, run_dir, quiet)
         wall_s = time.perf_counter() - wall_started
-        params, last = ray.get([aggregator.global_params.remote(), aggregator.last_client_metrics.remote()])
-        queries, train_eval = None, None
-        if exp.spec.kind == "gmf":  # the only inner-product model: its users can query the retriever
-            clusters = ray.get(aggregator.cluster_view.remote())
-            queries = ray.get([w.retrieval_queries.remote(params, clusters) for w in workers])
-        if exp.click is not None:  # fairness measures compare train and held-out accuracy
-            train_eval = ray.get(aggregator.evaluate.remote("train"))
-        return {"history": history, "params": params, "client_metrics": last, "wall_s": wall_s, "resumed_from": done,
-                "queries": queries, "train_eval": train_eval, "aggregator_restarts": restarts}
+        return {"history": history, "wall_s": wall_s, "resumed_from": done, "aggregator_restarts": restarts,
+                **_final_results(exp, aggregator, workers)}
     finally:
-        for handle in [aggregator, *workers]:
+        for handle in handles:
             ray.kill(handle)
         if started_ray:
             ray.shutdown()
+
+
+def _start_actors(exp: Experiment, run_dir: Storage, quiet: bool) -> tuple[list, object]:
+    from actors.factory import start_aggregator, start_workers
+
+    cfg = exp.cfg
+    if exp.click is not None:
+        shards = iter_click_shards(exp.click, exp.worker_of_user, exp.n_workers)
+    else:
+        shards = iter_shards(exp.world.population, exp.world.leave_one_out, exp.spec, cfg.seed, exp.worker_of_user,
+                             exp.n_workers)
+    # Each shard is saved and let go as its worker starts: a worker reads its own from storage.
+    workers = start_workers(cfg.fl, shards, exp.spec, exp.recipe, cfg.seed, exp.fleet.tiers.names, run_dir,
+                            progress=not quiet)
+    aggregator = start_aggregator(cfg.fl, exp.ops, exp.fleet, cfg.seed, workers, exp.worker_of_user,
+                                  run_dir / "checkpoint", run_name=run_dir.name)
+    return workers, aggregator
+
+
+def _final_results(exp: Experiment, aggregator, workers: list) -> dict:
+    """The global model, the last per-client metrics, GMF's retrieval queries, click models' train AUC."""
+    import ray
+
+    params, last = ray.get([aggregator.global_params.remote(), aggregator.last_client_metrics.remote()])
+    queries, train_eval = None, None
+    if exp.spec.kind == "gmf":  # the only inner-product model: its users can query the retriever
+        clusters = ray.get(aggregator.cluster_view.remote())
+        queries = ray.get([w.retrieval_queries.remote(params, clusters) for w in workers])
+    if exp.click is not None:  # fairness measures compare train and held-out accuracy
+        train_eval = ray.get(aggregator.evaluate.remote("train"))
+    return {"params": params, "client_metrics": last, "queries": queries, "train_eval": train_eval}
 
 
 def _run_rounds(exp: Experiment, aggregator, done: int, run_dir: Storage, quiet: bool) -> tuple[list[dict], int]:
@@ -142,14 +152,7 @@ def _await_restart(aggregator, run_dir: Storage, timeout_s: float = 300.0) -> in
 
 def write_results(exp: Experiment, run_dir: Storage, outcome: dict) -> dict:
     from cluster.data.parquet_io import write_table_atomic
-    from jobs.fl_results import (
-        clients_table,
-        item_embeddings_table,
-        rounds_table,
-        tiers_table,
-        user_queries_table,
-        versions,
-    )
+    from jobs.fl_results import rounds_table, tiers_table, versions
 
     cfg, names = exp.cfg, exp.fleet.tiers.names
     digest = config_hash(cfg)
@@ -157,28 +160,51 @@ def write_results(exp: Experiment, run_dir: Storage, outcome: dict) -> dict:
     write_table_atomic(rounds_table(history, digest, cfg.seed), run_dir / "rounds.parquet")
     write_table_atomic(tiers_table(history, names, digest, cfg.seed), run_dir / "tiers.parquet")
     if exp.click is None:  # per-client HR/NDCG and item vectors are NCF's; click models report AUC per tier
-        clients, hit, ndcg = outcome["client_metrics"]
-        write_table_atomic(
-            clients_table(clients, hit, ndcg, exp.world.dataset.user_ids, exp.fleet.tier_of_user, names, digest,
-                          cfg.seed),
-            run_dir / "clients.parquet",
-        )
-        items = exp.world.dataset.item_features
-        write_table_atomic(
-            item_embeddings_table(outcome["params"], exp.world.dataset.item_ids, items.group, items.group_names,
-                                  exp.spec.item_tables, exp.world.leave_one_out.train.item_counts(), digest, cfg.seed),
-            run_dir / "item_embeddings.parquet",
-        )
+        _write_ncf_tables(exp, run_dir, outcome, digest)
     if outcome.get("queries"):
-        clients = np.concatenate([c for c, _ in outcome["queries"]])
-        vectors = np.concatenate([v for _, v in outcome["queries"]])
-        order = np.argsort(clients, kind="stable")
-        write_table_atomic(
-            user_queries_table(clients[order], vectors[order], exp.world.dataset.user_ids, exp.fleet.tier_of_user,
-                               names, digest, cfg.seed),
-            run_dir / "user_queries.parquet",
-        )
+        _write_user_queries(exp, run_dir, outcome["queries"], digest)
     write_json_atomic(run_dir / "versions.json", versions())
+    summary = run_summary(exp, run_dir, outcome, digest)
+    write_json_atomic(run_dir / "summary.json", summary)
+    return summary
+
+
+def _write_ncf_tables(exp: Experiment, run_dir: Storage, outcome: dict, digest: str) -> None:
+    from cluster.data.parquet_io import write_table_atomic
+    from jobs.fl_results import clients_table, item_embeddings_table
+
+    cfg, dataset = exp.cfg, exp.world.dataset
+    clients, hit, ndcg = outcome["client_metrics"]
+    write_table_atomic(
+        clients_table(clients, hit, ndcg, dataset.user_ids, exp.fleet.tier_of_user, exp.fleet.tiers.names, digest,
+                      cfg.seed),
+        run_dir / "clients.parquet",
+    )
+    items = dataset.item_features
+    write_table_atomic(
+        item_embeddings_table(outcome["params"], dataset.item_ids, items.group, items.group_names,
+                              exp.spec.item_tables, exp.world.leave_one_out.train.item_counts(), digest, cfg.seed),
+        run_dir / "item_embeddings.parquet",
+    )
+
+
+def _write_user_queries(exp: Experiment, run_dir: Storage, queries: list, digest: str) -> None:
+    """Each worker's (clients, query vectors), as one table in client-id order."""
+    from cluster.data.parquet_io import write_table_atomic
+    from jobs.fl_results import user_queries_table
+
+    clients = np.concatenate([c for c, _ in queries])
+    vectors = np.concatenate([v for _, v in queries])
+    order = np.argsort(clients, kind="stable")
+    write_table_atomic(
+        user_queries_table(clients[order], vectors[order], exp.world.dataset.user_ids, exp.fleet.tier_of_user,
+                           exp.fleet.tiers.names, digest, exp.cfg.seed),
+        run_dir / "user_queries.parquet",
+    )
+
+
+def run_summary(exp: Experiment, run_dir: Storage, outcome: dict, digest: str) -> dict:
+    cfg, history = exp.cfg, outcome["history"]
     metric = exp.ops.metric_names[0]
     last = next((r for r in reversed(history) if metric in r), {})
     summary = {
@@ -199,7 +225,6 @@ def write_results(exp: Experiment, run_dir: Storage, outcome: dict) -> dict:
     }
     if outcome.get("train_eval"):
         summary["final_train"] = outcome["train_eval"]
-    write_json_atomic(run_dir / "summary.json", summary)
     return summary
 
 

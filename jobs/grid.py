@@ -79,46 +79,46 @@ def _finished(cell: Cell) -> Optional[tuple[pd.DataFrame, pd.DataFrame]]:
 def run_cells(cells: list[Cell], parallel: Optional[int], address: Optional[str],
               quiet: bool = False, cell_fn: Callable[[dict, str], tuple[list[dict], list[dict]]] = cell_results,
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All ``cells`` (finished ones read back), as (result rows, per-round rows); ``cell_fn``
-    (config dict, label) → (rows, round rows) runs one cell in a task (default: a click model's)."""
+    """All ``cells`` (finished ones read back), as (result rows, per-round rows) in the order of
+    ``cells`` whatever order they finish in; ``cell_fn`` (config dict, label) → (rows, round
+    rows) runs one cell in a task (default: a click model's)."""
+    frames = {index: done for index, done in ((i, _finished(c)) for i, c in enumerate(cells)) if done is not None}
+    todo = [index for index in range(len(cells)) if index not in frames]
+    if todo:
+        frames.update(_run_in_tasks({index: cells[index] for index in todo}, parallel, address, quiet, cell_fn))
+    ordered = [frames[index] for index in range(len(cells))]
+    return (pd.concat([tiers for tiers, _ in ordered], ignore_index=True),
+            pd.concat([rounds for _, rounds in ordered], ignore_index=True))
+
+
+def _run_in_tasks(todo: dict[int, Cell], parallel: Optional[int], address: Optional[str], quiet: bool,
+                  cell_fn) -> dict[int, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Each cell as a Ray task, at most ``parallel`` (default: the cluster's CPUs) at a time."""
     import ray
     from tqdm import tqdm
 
+    from actors.storage_probe import check_storage_on_every_node
     from cluster.bootstrap import init_ray
 
-    tier_frames, round_frames, todo = [], [], []
-    for cell in cells:
-        done = _finished(cell)
-        if done is None:
-            todo.append(cell)
-        else:
-            tier_frames.append(done[0])
-            round_frames.append(done[1])
-    if todo:
-        from actors.storage_probe import check_storage_on_every_node
-
-        started = init_ray(address=address)
-        try:
-            check_storage_on_every_node(todo[0].folder)
-            slots = parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
-            task = ray.remote(num_cpus=1)(run_and_store)
-            pending, queue = {}, list(todo)
-            with tqdm(total=len(todo), desc="cells", disable=quiet) as progress:
-                while queue or pending:
-                    while queue and len(pending) < slots:
-                        cell = queue.pop(0)
-                        pending[task.remote(cell_fn, cell.cfg.model_dump(mode="json"), cell.label, cell.folder,
-                                            cell.name, cell.rounds_name)] = cell
-                    ready, _ = ray.wait(list(pending), num_returns=1)
-                    pending.pop(ready[0])
-                    tiers, rounds = ray.get(ready[0])
-                    tier_frames.append(tiers)
-                    round_frames.append(rounds)
-                    progress.update(1)
-        finally:
-            if started:
-                ray.shutdown()
-    return pd.concat(tier_frames, ignore_index=True), pd.concat(round_frames, ignore_index=True)
+    started = init_ray(address=address)
+    try:
+        check_storage_on_every_node(next(iter(todo.values())).folder)
+        slots = parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        task = ray.remote(num_cpus=1)(run_and_store)
+        pending, queue, done = {}, list(todo.items()), {}
+        with tqdm(total=len(todo), desc="cells", disable=quiet) as progress:
+            while queue or pending:
+                while queue and len(pending) < slots:
+                    index, cell = queue.pop(0)
+                    pending[task.remote(cell_fn, cell.cfg.model_dump(mode="json"), cell.label, cell.folder,
+                                        cell.name, cell.rounds_name)] = index
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                done[pending.pop(ready[0])] = ray.get(ready[0])
+                progress.update(1)
+        return done
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def run_and_store(cell_fn: Callable[[dict, str], tuple[list[dict], list[dict]]], config: dict, label: str,
