@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cluster.fairness.stats import ci95_half_width
 from cluster.storage import Storage
 from jobs.plotting import pyplot, save_figure
 
@@ -33,7 +34,11 @@ def comparison_table(results: pd.DataFrame, rounds: pd.DataFrame) -> pd.DataFram
     rounds and simulated time to within 5 % of it, that time over FedAvg's (same model)."""
     keys = ["model", "strategy", "seed"]
     speed = rounds.groupby(keys).apply(time_to_within, include_groups=False).reset_index()
-    table = results.merge(speed, on=keys).groupby(["model", "strategy"], sort=False).mean(numeric_only=True).reset_index()
+    per_seed = results.merge(speed, on=keys).groupby(["model", "strategy"], sort=False)
+    table = per_seed.mean(numeric_only=True).reset_index()
+    for column in ("hr10", "ndcg10", "ndcg10_std"):
+        table[f"{column}_ci95"] = per_seed[column].agg(ci95_half_width).to_numpy()
+    table["seeds"] = per_seed.size().to_numpy()
     order = {name: i for i, name in enumerate(("gmf", "mlp", "neumf", "fedavg", "ditto", "cali3f"))}
     table = table.sort_values(["model", "strategy"], key=lambda column: column.map(order), kind="stable")
     fedavg_time = table[table["strategy"] == "fedavg"].set_index("model")["sim_s_to_5pct"]
@@ -41,8 +46,15 @@ def comparison_table(results: pd.DataFrame, rounds: pd.DataFrame) -> pd.DataFram
     return table.drop(columns=["seed"])
 
 
+def _pm(mean: float, half: float) -> str:
+    """``mean ± 95 % half-width`` over seeds; the mean alone for one seed."""
+    return f"{mean:.4f} ± {half:.4f}" if half == half else f"{mean:.4f}"
+
+
 def comparison_markdown(table: pd.DataFrame) -> str:
+    seeds = int(table["seeds"].min()) if len(table) else 0
     lines = [
+        f"HR@10, NDCG@10 and its std: mean ± 95 % CI over {seeds} seeds" if seeds > 1 else "One seed.", "",
         "| model | strategy | HR@10 | NDCG@10 | std NDCG@10 (fairness) | best NDCG@10 | rounds to 5 % | sim s to 5 % "
         "| time vs FedAvg | paper HR / NDCG (ML-100K) | paper std (ML-1M) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -52,7 +64,8 @@ def comparison_markdown(table: pd.DataFrame) -> str:
         paper_acc = f"{paper[0]:.2f} / {paper[1]:.2f}" if paper else "–"
         paper_std = f"{PAPER_FAIRNESS_ML1M[row.strategy]:.2f}" if row.model == "neumf" else "–"
         lines.append(
-            f"| {row.model} | {row.strategy} | {row.hr10:.4f} | {row.ndcg10:.4f} | {row.ndcg10_std:.4f} | {row.best:.4f} "
+            f"| {row.model} | {row.strategy} | {_pm(row.hr10, row.hr10_ci95)} | {_pm(row.ndcg10, row.ndcg10_ci95)} "
+            f"| {_pm(row.ndcg10_std, row.ndcg10_std_ci95)} | {row.best:.4f} "
             f"| {row.rounds_to_5pct:.0f} | {row.sim_s_to_5pct:.0f} | {row.time_vs_fedavg:.2f} | {paper_acc} | {paper_std} |")
     lines.append(f"\nPaper: Cali3F reaches within 5 % of its best in {PAPER_TIME_RATIO}× FedAvg's time.")
     return "\n".join(lines) + "\n"

@@ -5,12 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cluster.fairness.stats import ci95_half_width
 from cluster.storage import Storage
 from jobs.plotting import pyplot, save_figure
 
 
 def _pct(value: float) -> str:
     return "–" if value is None or not np.isfinite(value) else f"{100 * value:+.2f}%"
+
+
+def _pm(mean: float, half: float) -> str:
+    return f"{100 * mean:.2f} ± {100 * half:.2f}%" if half == half else f"{100 * mean:.2f}%"
 
 
 def ceag_markdown(table: pd.DataFrame, optimizations, epsilons) -> str:
@@ -20,18 +25,22 @@ def ceag_markdown(table: pd.DataFrame, optimizations, epsilons) -> str:
     seeds = table.groupby(["mapping", "configuration"]).size().min() if len(table) else 0
     numeric = ["mdac", "mdac_train", "max_psi_test", "max_psi_train", "change_all", "change_all_train", "sim_time_s",
                "speedup"]
-    mean = table.groupby(["mapping", "configuration"], sort=False)[numeric].mean()
+    grouped = table.groupby(["mapping", "configuration"], sort=False)
+    mean = grouped[numeric].mean()
+    half = grouped[["mdac", "mdac_train"]].agg(ci95_half_width)
+    spread = f"mean ± 95 % CI over {seeds} seeds" if seeds > 1 else "one seed"
     for mapping in dict.fromkeys(table["mapping"]):
-        lines += [f"**{mapping}** (mean over {seeds} seed(s)); ψ: excess accuracy gap, MDAC: on AUC", "",
+        lines += [f"**{mapping}** ({spread}); ψ: excess accuracy gap, MDAC: on AUC", "",
                   "| configuration | ε | MDAC train | MDAC held-out | max ψ train | max ψ held-out | ΔAUC train "
                   "| ΔAUC held-out | sim time (s) |", "|---|---|---|---|---|---|---|---|---|"]
         for optimization in optimizations:
             for label, eps in [(optimization, "–"), *[(f"{optimization}+ceag{e:g}", f"{e:g}") for e in epsilons]]:
                 if (mapping, label) not in mean.index:
                     continue
-                r = mean.loc[(mapping, label)]
-                lines.append(f"| {optimization}{' + CEAG' if eps != '–' else ''} | {eps} | {100 * r['mdac_train']:.2f}% "
-                             f"| {100 * r['mdac']:.2f}% | {_pct(r['max_psi_train'])} | {_pct(r['max_psi_test'])} "
+                r, h = mean.loc[(mapping, label)], half.loc[(mapping, label)]
+                lines.append(f"| {optimization}{' + CEAG' if eps != '–' else ''} | {eps} "
+                             f"| {_pm(r['mdac_train'], h['mdac_train'])} | {_pm(r['mdac'], h['mdac'])} "
+                             f"| {_pct(r['max_psi_train'])} | {_pct(r['max_psi_test'])} "
                              f"| {_pct(r['change_all_train'])} | {_pct(r['change_all'])} | {r['sim_time_s']:.0f} |")
         lines.append("")
     return "\n".join(lines)

@@ -76,7 +76,7 @@ def write_outputs(rows: pd.DataFrame, tiers: tuple[str, ...], out: Storage, plot
         train[["model", "mapping", "seed", "configuration", "auc_train", "mdac", "change_all"]].rename(
             columns={"mdac": "mdac_train", "change_all": "change_all_train"}),
         on=["model", "mapping", "seed", "configuration"])
-    measures = mean_over_seeds(per_seed)
+    measures = mean_over_seeds(per_seed, tiers)
     write_table_atomic(pa.Table.from_pandas(measures, preserve_index=False), out / "measures.parquet")
     from jobs.outputs import write_text_atomic
 

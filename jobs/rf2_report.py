@@ -25,29 +25,51 @@ def _pct(value: float) -> str:
     return "–" if value is None or np.isnan(value) else f"{100 * value:+.2f}%"
 
 
+def _pm(row: pd.Series, column: str) -> str:
+    """``mean ± 95 % half-width`` in percent; the mean alone for one seed."""
+    half = row.get(f"{column}_ci95", float("nan"))
+    text = f"{100 * row[column]:.2f}"
+    return (f"{text} ± {100 * half:.2f}%" if half == half else f"{text}%")
+
+
+def _gap(row: pd.Series) -> str:
+    """The paired gap between the cell's extreme tiers, and whether it exceeds the seeds' noise."""
+    if "gap" not in row or row["gap_ci95"] != row["gap_ci95"]:
+        return "–"
+    mark = "beyond noise" if row["beyond_noise"] else "within noise"
+    return f"{row['gap_high']}−{row['gap_low']} {100 * row['gap']:+.2f} ± {100 * row['gap_ci95']:.2f}% ({mark})"
+
+
 def matrix_markdown(measures: pd.DataFrame, tiers: tuple[str, ...], focus_mapping: str) -> str:
     mappings, configs = _mappings(measures), _configurations(measures)
     table = measures.set_index(["mapping", "configuration"])
     seeds = int(measures["seeds"].min()) if len(measures) else 0
-    lines = [f"MDAC (held-out AUC, mean over {seeds} seed(s)); rows: configuration, columns: tier mapping", "",
+    spread = f"mean ± 95 % CI over {seeds} seeds" if seeds > 1 else "one seed"
+    lines = [f"MDAC (held-out AUC, {spread}); rows: configuration, columns: tier mapping", "",
              "| configuration | " + " | ".join(mappings) + " |", "|---|" + "---|" * len(mappings)]
     for config in configs:
-        cells = [f"{100 * table.loc[(m, config), 'mdac']:.2f}%" if (m, config) in table.index else "–" for m in mappings]
+        cells = [_pm(table.loc[(m, config)], "mdac") if (m, config) in table.index else "–" for m in mappings]
         lines.append(f"| {config} | " + " | ".join(cells) + " |")
     if focus_mapping in mappings:
-        lines += ["", f"Under {focus_mapping}: AUC, relative AUC change per tier and overall, MDAC on held-out and "
-                  "train data, simulated speed-up against no optimization", "",
-                  "| configuration | AUC | " + " | ".join(f"Δ {t}" for t in tiers)
-                  + " | Δ all | MDAC | MDAC train | speed-up |", "|---|" + "---|" * (len(tiers) + 5)]
-        for config in ["none", *configs]:
-            if (focus_mapping, config) not in table.index:
-                continue
-            r = table.loc[(focus_mapping, config)]
-            lines.append(f"| {config} | {r['auc']:.4f} | " + " | ".join(_pct(r[f'change_{t}']) for t in tiers)
-                         + f" | {_pct(r['change_all'])} | {100 * r['mdac']:.2f}% | {100 * r['mdac_train']:.2f}% "
-                         f"| {r['speedup']:.2f}x |")
+        lines += ["", *_focus_table(table, tiers, focus_mapping, configs)]
     lines += ["", *findings(measures, focus_mapping)]
     return "\n".join(lines) + "\n"
+
+
+def _focus_table(table: pd.DataFrame, tiers: tuple[str, ...], mapping: str, configs: list[str]) -> list[str]:
+    lines = [f"Under {mapping}: AUC, relative AUC change per tier and overall, MDAC on held-out and train data, "
+             "simulated speed-up against no optimization, and the paired gap between the two extreme tiers "
+             "(per seed, 95 % CI; beyond noise when the interval excludes 0)", "",
+             "| configuration | AUC | " + " | ".join(f"Δ {t}" for t in tiers)
+             + " | Δ all | MDAC | MDAC train | speed-up | tier gap |", "|---|" + "---|" * (len(tiers) + 6)]
+    for config in ["none", *configs]:
+        if (mapping, config) not in table.index:
+            continue
+        r = table.loc[(mapping, config)]
+        lines.append(f"| {config} | {r['auc']:.4f} | " + " | ".join(_pct(r[f'change_{t}']) for t in tiers)
+                     + f" | {_pct(r['change_all'])} | {_pm(r, 'mdac')} | {_pm(r, 'mdac_train')} "
+                     f"| {r['speedup']:.2f}x | {_gap(r) if config != 'none' else '–'} |")
+    return lines
 
 
 def findings(measures: pd.DataFrame, focus_mapping: str) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cluster.fairness.measures import mdac, relative_change
+from cluster.fairness.stats import ci95_half_width, tier_gap
 
 CELL_KEYS = ["model", "mapping", "seed"]
 REFERENCE = "none"
@@ -41,14 +42,22 @@ def cell_measures(rows: pd.DataFrame, tiers: tuple[str, ...], metric: str = "auc
     return pd.DataFrame(out)
 
 
-def mean_over_seeds(measures: pd.DataFrame) -> pd.DataFrame:
-    """Mean of every measure over seeds, with the seed count (MDAC is averaged per seed first:
-    a max over tiers of noisy changes is biased upward, and averaging after keeps that visible)."""
+def mean_over_seeds(measures: pd.DataFrame, tiers: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Mean of every measure over seeds, its 95 % half-width (``<measure>_ci95``, NaN for one
+    seed) and the seed count. MDAC is averaged per seed first: a max over tiers of noisy
+    changes is biased upward, and averaging after keeps that visible. With ``tiers``, also the
+    paired gap between each cell's extreme tiers and whether it exceeds the noise
+    (``stats.tier_gap``)."""
     keys = ["model", "mapping", "configuration"]
     numeric = [c for c in measures.columns if c not in (*keys, "seed")]
     grouped = measures.groupby(keys, sort=False)
     mean = grouped[numeric].mean().reset_index()
+    half = grouped[numeric].agg(ci95_half_width).reset_index(drop=True).add_suffix("_ci95")
+    mean = pd.concat([mean, half], axis=1)
     mean["seeds"] = grouped.size().to_numpy()
+    if tiers:
+        gaps = pd.DataFrame([tier_gap(part, tiers) for _, part in grouped])
+        mean = pd.concat([mean, gaps], axis=1)
     return mean
 
 

@@ -55,3 +55,13 @@ def test_job_refuses_unknown_models_and_strategies(bad):
     with pytest.raises(SystemExit) as exc:
         main(["--config", "configs/demo.yaml", *bad])
     assert exc.value.code == 2
+
+
+def test_two_seeds_give_a_confidence_interval():
+    rounds = pd.concat([_rounds("gmf", "fedavg", [0.1, 0.2], 10.0).assign(seed=s) for s in (0, 1)])
+    results = pd.DataFrame({"model": "gmf", "strategy": "fedavg", "seed": [0, 1], "hr10": [0.70, 0.72],
+                            "ndcg10": [0.4, 0.4], "ndcg10_std": [0.3, 0.3]})
+    markdown = comparison_markdown(comparison_table(results, rounds))
+    # t(0.975, 1) = 12.706 x sd 0.01414 / √2 = 0.1271
+    assert "mean ± 95 % CI over 2 seeds" in markdown
+    assert "| gmf | fedavg | 0.7100 ± 0.1271 | 0.4000 ± 0.0000 | 0.3000 ± 0.0000 |" in markdown

@@ -51,13 +51,16 @@ def test_cells_without_a_reference_are_left_out():
 def test_seed_mean_and_report():
     per_seed = cell_measures(_grid(), TIERS)
     per_seed["mdac_train"] = per_seed["mdac"]
-    mean = mean_over_seeds(per_seed).set_index(["mapping", "configuration"])
+    mean = mean_over_seeds(per_seed, TIERS).set_index(["mapping", "configuration"])
     assert mean.loc[("hetero-vhigh", "exclude-lo"), "mdac"] == pytest.approx((0.25 + 0.275) / 2)
     assert (mean["seeds"] == 2).all()
     text = findings(mean.reset_index(), "hetero-vhigh")
     assert "Exclude Lo: MDAC 26.25% under hetero-vhigh against 2.50% under random (10.5x" in text[0]
     table = matrix_markdown(mean.reset_index(), TIERS, "hetero-vhigh")
-    assert "| exclude-lo | 2.50% | 26.25% |" in table
+    # two seeds (0.25, 0.275): t(0.975, 1) = 12.706 x sd 0.0177 / √2 = 0.1588
+    assert "| exclude-lo | 2.50 ± 0.00% | 26.25 ± 15.88% |" in table
+    assert mean.loc[("hetero-vhigh", "exclude-lo"), "mdac_ci95"] == pytest.approx(12.706205 * 0.0125, rel=1e-5)
+    assert "mid−low +26.25 ± 15.88% (beyond noise)" in table
 
 
 def test_excess_gaps_against_the_reference_cell_by_hand():
