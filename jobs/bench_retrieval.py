@@ -35,10 +35,12 @@ from jobs.cli import add_catalogue_arguments
 
 
 def bench_config(args: argparse.Namespace, storage: Path) -> SimConfig:
+    index = {key: value for key, value in (("ivf_nlist", args.nlist), ("ivf_nprobe", args.nprobe),
+                                           ("ivf_overfetch", args.overfetch)) if value is not None}
     return SimConfig.model_validate({
         "name": "bench-retrieval", "storage": str(storage),
         "retrieval": {"source": "synthetic", "n_shards": args.shards, "index": args.index, "k": args.k, "max_k": max(100, args.k),
-                      "dual_batch_size": 32, "dual_lr": 0.5, "exposure_share": 0.5,
+                      "dual_batch_size": 32, "dual_lr": 0.5, "exposure_share": 0.5, **index,
                       "synthetic": {"n_items": args.items, "n_users": args.users, "dim": args.dim, "n_groups": 8,
                                     "disliked_group": 0}},
     })
@@ -86,9 +88,9 @@ def _timed(label: str, search, queries: np.ndarray, batch: int) -> dict:
     return summarize(label, latencies, len(queries), time.perf_counter() - started)
 
 
-def ivf_recall(cfg: SimConfig, catalog, queries: np.ndarray, k: int) -> None:
-    """IVF (over-fetch by relevance, exact re-score) against the exact flat search, both with a
-    non-zero μ, per shard partition as the actors hold them: recall@K and speed."""
+def approximate_recall(cfg: SimConfig, catalog, queries: np.ndarray, k: int) -> None:
+    """The shards' approximate index (over-fetch by relevance, exact re-score) against the exact
+    flat search, both with a non-zero μ, per shard partition as the actors hold them: recall@K."""
     from cluster.retrieval.partitions import partition_items
     from cluster.retrieval.shard_index import ShardIndex, merge_top_k
     from cluster.rng import stream
@@ -98,18 +100,15 @@ def ivf_recall(cfg: SimConfig, catalog, queries: np.ndarray, k: int) -> None:
     parts = partition_items(np.arange(len(catalog.item_ids)), catalog.item_vectors, catalog.item_groups, r.n_shards,
                             stream(cfg.seed, "partition"))
     answers = {}
-    for kind in ("flat", "ivf"):
-        shards = [ShardIndex(p.item_ids, p.vectors, p.groups, catalog.n_groups, kind=kind, nlist=r.ivf_nlist,
-                             nprobe=r.ivf_nprobe, overfetch=r.ivf_overfetch) for p in parts]
+    for kind in ("flat", r.index):
+        settings = {**r.shard_index_settings(), "kind": kind}
+        shards = [ShardIndex(p.item_ids, p.vectors, p.groups, catalog.n_groups, **settings) for p in parts]
         for shard in shards:
             shard.set_mu(mu)
-        started = time.perf_counter()
         answers[kind] = merge_top_k([s.search(queries, k) for s in shards], k).items
-        print(f"{kind:>4} shards in-process: {len(queries) / (time.perf_counter() - started):,.0f} q/s (batch "
-              f"{len(queries)})", flush=True)
-    recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(answers["ivf"], answers["flat"])])
-    print(f"IVF recall@{k} against exact (nlist {r.ivf_nlist}, nprobe {r.ivf_nprobe}, over-fetch x{r.ivf_overfetch}, "
-          f"mu != 0): {recall:.4f}", flush=True)
+    recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(answers[r.index], answers["flat"])])
+    print(f"{r.index} recall@{k} against exact (nlist {r.ivf_nlist}, nprobe {r.ivf_nprobe}, over-fetch "
+          f"x{r.ivf_overfetch}, mu != 0): {recall:.4f}", flush=True)
 
 
 def actors_path(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batches: Sequence[int],
@@ -275,6 +274,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--index", choices=["flat", "ivf", "ivf_rq", "hnsw"], default="flat",
                         help="the shards' FAISS index (jobs/bench_index.py compares them without Ray)")
+    parser.add_argument("--nlist", type=int, help="ivf, ivf_rq: lists per shard (default: the config's)")
+    parser.add_argument("--nprobe", type=int, help="ivf, ivf_rq: lists scanned per query (default: the config's)")
+    parser.add_argument("--overfetch", type=int, help="ivf, ivf_rq: candidates = overfetch x K (default: the config's)")
     parser.add_argument("--proxy", choices=["default", "haproxy"], default="default",
                         help="Serve's HTTP proxy: Ray's Python proxy, or HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1)")
     args = parser.parse_args(argv)
@@ -303,8 +305,8 @@ def measure(cfg: SimConfig, args: argparse.Namespace, folder: Path) -> None:
           f"vectors drawn in {time.perf_counter() - started:.1f} s", flush=True)
     queries = catalog.user_vectors[stream(0, "bench_queries").integers(0, args.users, args.queries)]
     raw = raw_faiss(cfg, catalog, queries, args.k, (1, 64))
-    if args.index == "ivf":
-        ivf_recall(cfg, catalog, queries, args.k)
+    if args.index != "flat":
+        approximate_recall(cfg, catalog, queries, args.k)
     started_ray = init_ray(address=None)
     try:
         fair = actors_path(cfg, catalog, queries, args.k, (1, 64), folder)
