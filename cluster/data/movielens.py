@@ -199,21 +199,25 @@ def _assemble(
     if user_rows:
         columns = list(next(iter(user_rows.values())))
         user_features = _categorical([[user_rows[int(u)][c] for u in user_ids] for c in columns], columns)
-
-    genres = np.zeros((len(item_ids), len(genre_names)), dtype=bool)
-    titles = np.empty(len(item_ids), dtype=object)
-    for dense_id, item_id in enumerate(item_ids):
-        title, genre_idx = item_rows[int(item_id)]
-        titles[dense_id] = title
-        genres[dense_id, genre_idx] = True
     return Dataset(
         name=name,
         interactions=interactions,
         user_ids=user_ids,
         item_ids=item_ids,
         user_features=user_features,
-        item_features=primary_genre_features(genres, genre_names, titles),
+        item_features=_item_features(item_ids, item_rows, genre_names),
     )
+
+
+def _item_features(item_ids: np.ndarray, item_rows: dict[int, tuple[str, list[int]]], genre_names: list[str]):
+    """Titles and multi-hot genres in dense-id order; the group is the first listed genre."""
+    genres = np.zeros((len(item_ids), len(genre_names)), dtype=bool)
+    titles = np.empty(len(item_ids), dtype=object)
+    for dense_id, item_id in enumerate(item_ids):
+        title, genre_idx = item_rows[int(item_id)]
+        titles[dense_id] = title
+        genres[dense_id, genre_idx] = True
+    return primary_genre_features(genres, genre_names, titles)
 
 
 def _categorical(columns: list[list[str]], names: list[str]) -> CategoricalFeatures:

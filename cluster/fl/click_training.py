@@ -82,10 +82,7 @@ def train_local_click(
     n_clients = len(clients)
     fractions = np.ones(n_clients, np.float32) if fractions is None else np.asarray(fractions, np.float32)
     lengths, n_pairs = padded_shape(spec, features, indptr, rows)
-    shapes = spec.shapes()
-    deltas = {name: np.zeros((n_clients, *shape), dtype=np.float32) for name, shape in shapes.items()}
-    loss = np.zeros(n_clients, dtype=np.float32)
-    correct: list[np.ndarray] = [np.zeros(0, np.float32)] * n_clients
+    out = _ClickOutputs.empty(spec, n_clients)
     start = {name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for name, value in global_params.items()}
     keys = np.stack([fractions.astype(np.float64), lengths, n_pairs], axis=1)
     for key in np.unique(keys, axis=0):
@@ -100,20 +97,40 @@ def train_local_click(
                 # CEAG compares accuracies of the global (full-width) model — as evaluated and as
                 # the reference was measured — so a narrow client also scores the full model.
                 first_correct = _full_model_correctness(spec, start, batch, labels)
-            loss[chunk[:real]] = first_loss[:real]
-            for j in range(real):
-                correct[chunk[j]] = first_correct[j, : counts[j]]
-            for name, index in channel_slices(spec, fraction).items():
-                # Basic slicing gives a view of the full array, so this writes the slice in place.
-                deltas[name][(slice(None), *index)][chunk[:real]] = chunk_deltas[name][:real]
+            out.add(spec, chunk[:real], fraction, first_loss, first_correct, counts, chunk_deltas)
     return ClickLocalResult(
         clients=np.asarray(clients, dtype=np.int64),
         n_samples=np.diff(indptr).astype(np.int64),
-        loss=loss,
+        loss=out.loss,
         fractions=fractions,
-        deltas=deltas,
-        correct=np.concatenate(correct).astype(np.float32),
+        deltas=out.deltas,
+        correct=np.concatenate(out.correct).astype(np.float32),
     )
+
+
+@dataclass
+class _ClickOutputs:
+    """Per client (C,): the full-width delta of every tensor, the loss at the global model and
+    the 0/1 correctness of each of its samples; filled in one batch at a time."""
+
+    deltas: dict[str, np.ndarray]
+    loss: np.ndarray
+    correct: list[np.ndarray]
+
+    @classmethod
+    def empty(cls, spec: ClickSpec, n_clients: int) -> "_ClickOutputs":
+        return cls({name: np.zeros((n_clients, *shape), dtype=np.float32) for name, shape in spec.shapes().items()},
+                   np.zeros(n_clients, dtype=np.float32), [np.zeros(0, np.float32)] * n_clients)
+
+    def add(self, spec: ClickSpec, members: np.ndarray, fraction: float, first_loss, first_correct, counts,
+            batch_deltas: dict[str, np.ndarray]) -> None:
+        real = len(members)
+        self.loss[members] = first_loss[:real]
+        for j in range(real):
+            self.correct[members[j]] = first_correct[j, : counts[j]]
+        for name, index in channel_slices(spec, fraction).items():
+            # Basic slicing gives a view of the full array, so this writes the slice in place.
+            self.deltas[name][(slice(None), *index)][members] = batch_deltas[name][:real]
 
 
 @contextmanager

@@ -96,32 +96,87 @@ def train_local(
     λ(v − w) to the dense gradient, w the global dense part.
 
     Returns the uploadable result and the clients' new private vectors (C, d) per table."""
-    n_items = spec.n_items
-    n_clients = len(clients)
+    n_pos, n_neg, neg_items = _negatives(spec, recipe, clients, pos_indptr, pos_items, seed, round_index, positive_keys)
+    samples = _client_samples(pos_indptr, pos_items, n_neg, neg_items)
+    slots = _client_slots(samples, spec.n_items, len(clients))
+    if spec.kind == "gmf":
+        part = _train_flat_gmf(spec, recipe, global_params, users, samples.owner, slots.sample_slot_global,
+                               samples.label, slots.owner, slots.item, samples.n_total, slots.by_slot,
+                               np.flatnonzero(slots.first_of_slot), client_dense, prox_lambda)
+        return _assemble(spec, clients, n_pos, [part])
+    lengths = padded_length(samples.n_total)
+    parts = []
+    for length in np.unique(lengths):
+        for batch, n_real in fixed_size_batches(np.flatnonzero(lengths == length)):
+            part = _train_group(spec, recipe, global_params, users, batch, int(length), samples.start,
+                                samples.n_total, slots.sample_slot, samples.label, slots.start, slots.count,
+                                slots.item, client_dense, prox_lambda)
+            parts.append(_real_clients(part, n_real))
+    return _assemble(spec, clients, n_pos, parts)
+
+
+def _negatives(spec: NCFSpec, recipe: LocalRecipe, clients: np.ndarray, pos_indptr: np.ndarray, pos_items: np.ndarray,
+               seed: int, round_index: int, positive_keys: np.ndarray | None):
+    """(positives (C,), negatives (C,) per client, the negatives' items): hashed draws that avoid
+    each client's own positives."""
+    n_items, n_clients = spec.n_items, len(clients)
     n_pos = np.diff(pos_indptr).astype(np.int64)
     if (n_pos == 0).any():
         raise ValueError("every trained client needs at least one positive")
-    pos_owner = np.repeat(np.arange(n_clients), n_pos)
     if positive_keys is None:
+        pos_owner = np.repeat(np.arange(n_clients), n_pos)
         positive_keys = sorted_unique(clients[pos_owner].astype(np.int64) * n_items + pos_items)
     n_neg = n_pos * recipe.negatives_per_positive
-    neg_items = hashed_negatives(seed, round_index, clients, n_neg, positive_keys, n_items)
+    return n_pos, n_neg, hashed_negatives(seed, round_index, clients, n_neg, positive_keys, n_items)
 
-    # Samples grouped by client: its positives first, then its negatives.
+
+@dataclass(frozen=True)
+class _Samples:
+    """Every sample of the trained clients, grouped by client (its positives first, then its
+    negatives): n_total, start (C,); owner (index into the clients), item, label (N,)."""
+
+    n_total: np.ndarray
+    start: np.ndarray
+    owner: np.ndarray
+    item: np.ndarray
+    label: np.ndarray
+
+
+def _client_samples(pos_indptr: np.ndarray, pos_items: np.ndarray, n_neg: np.ndarray,
+                    neg_items: np.ndarray) -> _Samples:
+    n_pos = np.diff(pos_indptr).astype(np.int64)
     n_total = n_pos + n_neg
     sample_start = np.cumsum(n_total) - n_total
     pos_dest = np.repeat(sample_start - pos_indptr[:-1], n_pos) + np.arange(len(pos_items))
     neg_dest = np.repeat(sample_start + n_pos - (np.cumsum(n_neg) - n_neg), n_neg) + np.arange(len(neg_items))
-    sample_owner = np.repeat(np.arange(n_clients), n_total)
     sample_item = np.empty(n_total.sum(), dtype=np.int64)
     sample_item[pos_dest] = pos_items
     sample_item[neg_dest] = neg_items
     sample_label = np.zeros(len(sample_item), dtype=np.float32)
     sample_label[pos_dest] = 1.0
+    return _Samples(n_total, sample_start, np.repeat(np.arange(len(n_total)), n_total), sample_item, sample_label)
 
-    # Each client's distinct items become its local rows ("slots"); one stable sort gives the
-    # slots, every sample's slot and the samples in slot order.
-    keys = sample_owner * n_items + sample_item
+
+@dataclass(frozen=True)
+class _Slots:
+    """Each client's distinct items become its local rows ("slots"), in ascending item order:
+    owner, item (S,); count, start (C,) per client; per sample, its slot overall
+    (``sample_slot_global``) and within its client (``sample_slot``); ``by_slot`` puts the
+    samples in slot order, ``first_of_slot`` marks each slot's first sample in that order."""
+
+    owner: np.ndarray
+    item: np.ndarray
+    count: np.ndarray
+    start: np.ndarray
+    sample_slot_global: np.ndarray
+    sample_slot: np.ndarray
+    by_slot: np.ndarray
+    first_of_slot: np.ndarray
+
+
+def _client_slots(samples: _Samples, n_items: int, n_clients: int) -> _Slots:
+    # One stable sort gives the slots, every sample's slot and the samples in slot order.
+    keys = samples.owner * n_items + samples.item
     by_slot = np.argsort(keys, kind="stable")
     sorted_keys = keys[by_slot]
     first_of_slot = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
@@ -129,25 +184,10 @@ def train_local(
     sample_slot_global = np.empty(len(keys), dtype=np.int64)
     sample_slot_global[by_slot] = np.cumsum(first_of_slot) - 1
     slot_owner = slot_keys // n_items
-    slot_item = slot_keys % n_items
     n_slots = np.bincount(slot_owner, minlength=n_clients)
     slot_start = np.cumsum(n_slots) - n_slots
-    sample_slot = sample_slot_global - slot_start[sample_owner]
-
-    if spec.kind == "gmf":
-        part = _train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slot_global, sample_label,
-                               slot_owner, slot_item, n_total, by_slot, np.flatnonzero(first_of_slot), client_dense,
-                               prox_lambda)
-        return _assemble(spec, clients, n_pos, [part])
-
-    lengths = padded_length(n_total)
-    parts = []
-    for length in np.unique(lengths):
-        for batch, n_real in fixed_size_batches(np.flatnonzero(lengths == length)):
-            part = _train_group(spec, recipe, global_params, users, batch, int(length), sample_start, n_total,
-                                sample_slot, sample_label, slot_start, n_slots, slot_item, client_dense, prox_lambda)
-            parts.append(_real_clients(part, n_real))
-    return _assemble(spec, clients, n_pos, parts)
+    return _Slots(slot_owner, slot_keys % n_items, n_slots, slot_start, sample_slot_global,
+                  sample_slot_global - slot_start[samples.owner], by_slot, first_of_slot)
 
 
 def _real_clients(part: tuple, n_real: int) -> tuple:
@@ -159,8 +199,9 @@ def _real_clients(part: tuple, n_real: int) -> tuple:
             {t: v[:n_real] for t, v in new_users.items()})
 
 
-def _train_group(spec, recipe, global_params, users, members, length, sample_start, n_total, sample_slot,
-                 sample_label, slot_start, n_slots, slot_item, client_dense=None, prox_lambda=0.0):
+def _padded_layout(members, length, sample_start, n_total, sample_slot, sample_label, slot_start, n_slots, slot_item):
+    """A batch's samples as (C, length) slot, label and mask matrices, padding masked out, and
+    its clients' slots as (C, max slots) item ids; with each slot's (row, column)."""
     c = len(members)
     max_slots = int(n_slots[members].max())
     row = np.repeat(np.arange(c), n_total[members])
@@ -178,7 +219,14 @@ def _train_group(spec, recipe, global_params, users, members, length, sample_sta
     slot_src = _ranges(slot_start[members], n_slots[members])
     local_items = np.zeros((c, max_slots), dtype=np.int64)
     local_items[slot_row, slot_col] = slot_item[slot_src]
+    return slots, labels, mask, local_items, slot_row, slot_col
 
+
+def _train_group(spec, recipe, global_params, users, members, length, sample_start, n_total, sample_slot,
+                 sample_label, slot_start, n_slots, slot_item, client_dense=None, prox_lambda=0.0):
+    c = len(members)
+    slots, labels, mask, local_items, slot_row, slot_col = _padded_layout(
+        members, length, sample_start, n_total, sample_slot, sample_label, slot_start, n_slots, slot_item)
     index = torch.from_numpy(local_items)
     items0 = {t: torch.from_numpy(global_params[t])[index] for t in spec.item_tables}
     anchor = {n: torch.from_numpy(global_params[n]) for n in spec.dense_shapes()}
@@ -256,30 +304,14 @@ def _train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slo
     anchor_weight, anchor_bias = global_params["out.weight"], global_params["out.bias"]
     weight, bias = weight0.copy(), bias0.copy()
     user = users["user_gmf"].astype(np.float32, copy=True)
-    client_starts = np.cumsum(n_total) - n_total
-    scale = np.ones(n_clients, np.float32) if recipe.loss_reduction == "sum" else (1.0 / n_total).astype(np.float32)
-    first_loss = None
+    layout = _GMFLayout.of(recipe, sample_slot, sample_label, n_total, by_slot, slot_starts)
+    client_starts, first_loss = layout.client_starts, None
     sign = np.where(sample_label > 0, np.float32(-1), np.float32(1))
-    scale_per_sample = np.repeat(scale, n_total)
-    bias_per_sample_index = np.repeat(np.arange(n_clients), n_total)
     for _ in range(recipe.epochs):
-        # u ⊙ h is per client, so it is formed once per client and repeated over its samples
-        # (samples are sorted by client); likewise ∂u = h ⊙ Σ e·v and ∂h = u ⊙ Σ e·v need a
-        # single per-client segment sum.
-        uh = np.repeat(user * weight, n_total, axis=0)
-        v = items[sample_slot]
-        z = np.einsum("nd,nd->n", uh, v) + bias[bias_per_sample_index, 0]
+        z, grad_v, grad_u, grad_h, grad_b = _gmf_gradients(spec, layout, items, user, weight, bias)
         if first_loss is None:
             per_sample = np.logaddexp(np.float32(0), sign * z)  # BCE with logits
             first_loss = (np.add.reduceat(per_sample, client_starts) / n_total).astype(np.float32)
-        e = ((1.0 / (1.0 + np.exp(-z))) - sample_label) * scale_per_sample
-        e_col = e[:, None]
-        grad_v = np.add.reduceat((e_col * uh)[by_slot], slot_starts, axis=0)
-        ev = np.empty((len(e), spec.dim + 1), dtype=np.float32)
-        np.multiply(e_col, v, out=ev[:, : spec.dim])
-        ev[:, -1] = e
-        sums = np.add.reduceat(ev, client_starts, axis=0)
-        grad_u, grad_h, grad_b = weight * sums[:, :-1], user * sums[:, :-1], sums[:, -1:]
         if prox_lambda:
             grad_h = grad_h + np.float32(prox_lambda) * (weight - anchor_weight)
             grad_b = grad_b + np.float32(prox_lambda) * (bias - anchor_bias)
@@ -290,6 +322,45 @@ def _train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slo
     item_deltas = {"item_gmf": items - items0}
     dense_deltas = {"out.weight": weight - weight0, "out.bias": bias - bias0}
     return np.arange(n_clients), first_loss, slot_owner, slot_item, item_deltas, dense_deltas, {"user_gmf": user}
+
+
+@dataclass(frozen=True)
+class _GMFLayout:
+    """The flat GMF samples (sorted by client): each one's slot, label and loss scale; where
+    each client's samples start, and the samples in slot order with where each slot starts."""
+
+    sample_slot: np.ndarray
+    sample_label: np.ndarray
+    n_total: np.ndarray
+    scale_per_sample: np.ndarray
+    client_starts: np.ndarray
+    by_slot: np.ndarray
+    slot_starts: np.ndarray
+
+    @classmethod
+    def of(cls, recipe: LocalRecipe, sample_slot, sample_label, n_total, by_slot, slot_starts) -> "_GMFLayout":
+        sum_loss = recipe.loss_reduction == "sum"
+        scale = np.ones(len(n_total), np.float32) if sum_loss else (1.0 / n_total).astype(np.float32)
+        return cls(sample_slot, sample_label, n_total, np.repeat(scale, n_total), np.cumsum(n_total) - n_total,
+                   by_slot, slot_starts)
+
+
+def _gmf_gradients(spec: NCFSpec, layout: _GMFLayout, items, user, weight, bias):
+    """(logits, ∂v per slot, ∂u, ∂h, ∂b per client) at the current parameters."""
+    # u ⊙ h is per client, so it is formed once per client and repeated over its samples
+    # (samples are sorted by client); likewise ∂u = h ⊙ Σ e·v and ∂h = u ⊙ Σ e·v need a
+    # single per-client segment sum.
+    uh = np.repeat(user * weight, layout.n_total, axis=0)
+    v = items[layout.sample_slot]
+    z = np.einsum("nd,nd->n", uh, v) + np.repeat(bias[:, 0], layout.n_total)
+    e = ((1.0 / (1.0 + np.exp(-z))) - layout.sample_label) * layout.scale_per_sample
+    e_col = e[:, None]
+    grad_v = np.add.reduceat((e_col * uh)[layout.by_slot], layout.slot_starts, axis=0)
+    ev = np.empty((len(e), spec.dim + 1), dtype=np.float32)
+    np.multiply(e_col, v, out=ev[:, : spec.dim])
+    ev[:, -1] = e
+    sums = np.add.reduceat(ev, layout.client_starts, axis=0)
+    return z, grad_v, weight * sums[:, :-1], user * sums[:, :-1], sums[:, -1:]
 
 
 def _assemble(spec: NCFSpec, clients: np.ndarray, n_pos: np.ndarray, parts) -> tuple[LocalResult, dict[str, np.ndarray]]:

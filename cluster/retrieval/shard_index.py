@@ -63,35 +63,47 @@ class ShardIndex:
         self.kind = kind
         self.overfetch = overfetch
         self.min_candidates = 0  # hnsw: its search beam
-        n, dim = vectors.shape
         # self.vectors: the exact float vectors, row i = item_ids[i]. Where the index holds them
         # row by row (flat, hnsw) it is a view of the index's own buffer, not a second copy.
         if kind == "flat":
-            self.index = faiss.IndexFlatIP(dim + 1)
-            self.index.add(np.hstack([vectors, np.zeros((n, 1), dtype=np.float32)]))
-            self.vectors = self._stored()[:, :dim]
+            self._build_flat(vectors)
         elif kind == "hnsw":
-            self.index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            self.index.hnsw.efConstruction = ef_construction
-            self.index.hnsw.efSearch = ef_search
-            self.index.add(vectors)
-            self.min_candidates = ef_search
-            storage = faiss.downcast_index(self.index.storage)
-            self.vectors = faiss.rev_swig_ptr(storage.get_xb(), n * dim).reshape(n, dim)
+            self._build_hnsw(vectors, hnsw_m, ef_construction, ef_search)
         else:
-            nlist = min(nlist, n)
-            if kind == "ivf_rq" and n >= RQ_MIN_ITEMS:
-                self.index = faiss.index_factory(dim, f"IVF{nlist},RQ{rq_m}x4fs", faiss.METRIC_INNER_PRODUCT)
-                # RQ training encodes every sample with a beam search, stage by stage: bound it
-                rows = np.random.default_rng(seed).choice(n, train_size, replace=False) if n > train_size else None
-                self.index.train(vectors if rows is None else vectors[np.sort(rows)])
-            else:
-                self._quantizer = faiss.IndexFlatIP(dim)  # keep it alive: the IVF index does not own it
-                self.index = faiss.IndexIVFFlat(self._quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-                self.index.train(vectors)
-            self.index.add(vectors)
-            faiss.extract_index_ivf(self.index).nprobe = min(nprobe, nlist)
-            self.vectors = vectors
+            self._build_ivf(vectors, kind, nlist, nprobe, rq_m, train_size, seed)
+
+    def _build_flat(self, vectors: np.ndarray) -> None:
+        n, dim = vectors.shape
+        self.index = faiss.IndexFlatIP(dim + 1)
+        self.index.add(np.hstack([vectors, np.zeros((n, 1), dtype=np.float32)]))
+        self.vectors = self._stored()[:, :dim]
+
+    def _build_hnsw(self, vectors: np.ndarray, hnsw_m: int, ef_construction: int, ef_search: int) -> None:
+        n, dim = vectors.shape
+        self.index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        self.index.hnsw.efConstruction = ef_construction
+        self.index.hnsw.efSearch = ef_search
+        self.index.add(vectors)
+        self.min_candidates = ef_search
+        storage = faiss.downcast_index(self.index.storage)
+        self.vectors = faiss.rev_swig_ptr(storage.get_xb(), n * dim).reshape(n, dim)
+
+    def _build_ivf(self, vectors: np.ndarray, kind: str, nlist: int, nprobe: int, rq_m: int, train_size: int,
+                   seed: int) -> None:
+        n, dim = vectors.shape
+        nlist = min(nlist, n)
+        if kind == "ivf_rq" and n >= RQ_MIN_ITEMS:
+            self.index = faiss.index_factory(dim, f"IVF{nlist},RQ{rq_m}x4fs", faiss.METRIC_INNER_PRODUCT)
+            # RQ training encodes every sample with a beam search, stage by stage: bound it
+            rows = np.random.default_rng(seed).choice(n, train_size, replace=False) if n > train_size else None
+            self.index.train(vectors if rows is None else vectors[np.sort(rows)])
+        else:
+            self._quantizer = faiss.IndexFlatIP(dim)  # keep it alive: the IVF index does not own it
+            self.index = faiss.IndexIVFFlat(self._quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            self.index.train(vectors)
+        self.index.add(vectors)
+        faiss.extract_index_ivf(self.index).nprobe = min(nprobe, nlist)
+        self.vectors = vectors
 
     def _stored(self) -> np.ndarray:
         """The flat index's own (n, d+1) buffer, writable in place."""

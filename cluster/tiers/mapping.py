@@ -70,6 +70,18 @@ def dirichlet_tier_mapping(
         tier_of_user[users] = draws
         assigned[:] += np.bincount(draws, minlength=n_tiers)
 
+    for users in _clickers_by_popularity(clicks):
+        fresh = sorted_unique(users[tier_of_user[users] < 0])
+        if len(fresh):
+            assign(fresh)
+    unclicked = np.flatnonzero(tier_of_user < 0)
+    if len(unclicked):
+        assign(unclicked)  # the "null item"
+    return tier_of_user
+
+
+def _clickers_by_popularity(clicks: Interactions):
+    """The users who clicked each item, most clicked item first (ties: lower item id first)."""
     counts = clicks.item_counts()
     by_popularity = np.lexsort((np.arange(clicks.n_items), -counts))
     order = np.argsort(clicks.items, kind="stable")
@@ -78,14 +90,7 @@ def dirichlet_tier_mapping(
     for item in by_popularity:
         if counts[item] == 0:
             break
-        users = users_sorted[indptr[item] : indptr[item + 1]]
-        fresh = sorted_unique(users[tier_of_user[users] < 0])
-        if len(fresh):
-            assign(fresh)
-    unclicked = np.flatnonzero(tier_of_user < 0)
-    if len(unclicked):
-        assign(unclicked)  # the "null item"
-    return tier_of_user
+        yield users_sorted[indptr[item] : indptr[item + 1]]
 
 
 def preset_alpha(cfg: TierMappingConfig) -> Optional[float]:
