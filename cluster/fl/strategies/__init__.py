@@ -1,5 +1,7 @@
 """Federated strategies as plug-ins of the round loop: FedAvg, Ditto, Cali3F (one module each,
-``base.Strategy`` the contract). ``make_strategy`` is the only place a strategy's kind is read."""
+``base.Strategy`` the contract). Past ``make_strategy`` the server and the round loop never read
+a strategy's kind; only the experiment's build does, for what a kind needs before any round
+(Ditto's personal step in the local recipe, Cali3F's metadata columns)."""
 
 from __future__ import annotations
 
