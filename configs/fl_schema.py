@@ -164,6 +164,11 @@ TAGGED_UNIONS = {
 }
 
 
+# Sections whose whole value may be a bare name, and the key that name stands for: an override
+# that reaches into one (``fl.strategy.n_clusters=3`` after ``fl.strategy=cali3f``) opens it.
+BARE_NAME_KEYS = {"strategy": "kind", "fairness": "kind", "optimization": "preset"}
+
+
 # --------------------------------------------------------------------------- runtime
 class FLRuntimeConfig(StrictModel):
     """Where and how the actors run. None of it changes a result (tested: same results with one

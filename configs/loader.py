@@ -15,7 +15,7 @@ from typing import Any, Iterable, Optional
 import yaml
 from pydantic import ValidationError
 
-from configs.fl_schema import TAGGED_UNIONS
+from configs.fl_schema import BARE_NAME_KEYS, TAGGED_UNIONS
 from configs.schema import SimConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -67,6 +67,8 @@ def apply_override(tree: dict[str, Any], assignment: str) -> dict[str, Any]:
         if isinstance(node, list):
             node = node[_list_index(node, part, where, assignment)]
         elif isinstance(node, dict):
+            if part in BARE_NAME_KEYS and isinstance(node.get(part), str):
+                node[part] = {BARE_NAME_KEYS[part]: node[part]}
             node = node.setdefault(part, {})
         else:
             raise ConfigError(f"override '{assignment}': '{where}' is a value, not a section")

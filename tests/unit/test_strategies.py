@@ -42,6 +42,10 @@ def test_strategy_config_rules(tmp_path: Path):
     with pytest.raises(ConfigError, match=r"fl\.strategy: .*'fedavg', 'ditto', 'cali3f'"):
         _cfg(tmp_path, "fedsgd")
     assert _cfg(tmp_path, "fedavg", "fl.strategy=ditto").fl.strategy.ditto_lambda == 0.1  # the bare name
+    # an override can reach into a section first given as a bare name
+    assert _cfg(tmp_path, "fedavg", "fl.strategy=cali3f", "fl.strategy.n_clusters=3").fl.strategy.n_clusters == 3
+    opened = _cfg(tmp_path, "fedavg", "fl.optimization=prune-1:4:16", "fl.optimization.rescale_pruned=true")
+    assert opened.fl.optimization.kind == "prune" and opened.fl.optimization.rescale_pruned
     with pytest.raises(ConfigError, match="needs an NCF model"):
         _cfg(tmp_path, "ditto", kind="dlrm")
     with pytest.raises(ConfigError, match="'channel' needs a click model"):
