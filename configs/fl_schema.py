@@ -92,6 +92,9 @@ class CEAGConfig(StrictModel):
     ``reference_accuracy`` (tier → accuracy)."""
 
     kind: Literal["ceag"] = "ceag"
+    measure: Literal["accuracy", "pairwise"] = Field(
+        "accuracy", description="what ψ bounds: per-sample accuracy at p >= 1/2, or the pairwise ranking quality "
+                                "inside each client's samples (cluster/fairness/ranking.py), the form of AUC")
     epsilon: NonNegativeFloat = Field(0.01, description="tolerated excess accuracy gap ε")
     dual_lr: PositiveFloat = Field(2.0, description="η_λ of the projected dual ascent step, once per round")
     buffer_size: PositiveInt = Field(

@@ -43,10 +43,11 @@ def ceag_label(optimization: str, epsilon: float) -> str:
     return f"{optimization}+ceag{epsilon:g}"
 
 
-def with_ceag(cfg: SimConfig, epsilon: float, dual_lr: float, buffer_size: int, reference: dict[str, float]) -> SimConfig:
+def with_ceag(cfg: SimConfig, epsilon: float, dual_lr: float, buffer_size: int, reference: dict[str, float],
+              measure: str = "accuracy") -> SimConfig:
     data = cfg.model_dump(mode="json")
-    data["fl"]["fairness"] = {"kind": "ceag", "epsilon": epsilon, "dual_lr": dual_lr, "buffer_size": buffer_size,
-                              "reference_accuracy": reference}
+    data["fl"]["fairness"] = {"kind": "ceag", "measure": measure, "epsilon": epsilon, "dual_lr": dual_lr,
+                              "buffer_size": buffer_size, "reference_accuracy": reference}
     return SimConfig.model_validate(data)
 
 
@@ -72,6 +73,8 @@ def parse_args(argv: Optional[Sequence[str]]):
     parser.add_argument("--epsilons", nargs="+", type=float, default=[0.01, 0.02])
     parser.add_argument("--dual-lr", type=float, default=2.0)
     parser.add_argument("--buffer-size", type=int, default=2000)
+    parser.add_argument("--measure", choices=["accuracy", "pairwise"], default="accuracy",
+                        help="what CEAG bounds: per-sample accuracy, or pairwise ranking inside each client's samples")
     add_grid_arguments(parser, "ceag-compare-<model>")
     return parser.parse_args(argv)
 
@@ -100,8 +103,9 @@ def run_grid(args, base, out, tiers: tuple[str, ...]) -> tuple[pd.DataFrame, pd.
             continue
         ref = rows[(rows["mapping"] == done.cfg.tier_mapping.mapping) & (rows["seed"] == done.cfg.seed)
                    & (rows["configuration"] == "none")].set_index("tier")
-        reference = {t: float(ref.loc[t, "acc_train"]) for t in tiers}
-        constrained += [cell(with_ceag(done.cfg, epsilon, args.dual_lr, args.buffer_size, reference),
+        key = "pair_train" if args.measure == "pairwise" else "acc_train"
+        reference = {t: float(ref.loc[t, key]) for t in tiers}
+        constrained += [cell(with_ceag(done.cfg, epsilon, args.dual_lr, args.buffer_size, reference, args.measure),
                              ceag_label(done.label, epsilon), out) for epsilon in args.epsilons]
     more_rows, more_rounds = run_cells(constrained, args.parallel, args.address)
     return pd.concat([rows, more_rows], ignore_index=True), pd.concat([rounds, more_rounds], ignore_index=True)

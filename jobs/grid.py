@@ -55,6 +55,7 @@ def cell_results(config: dict, label: str) -> tuple[list[dict], list[dict]]:
         tiers.append({
             **identity, "tier": tier, "auc": result.test["auc" + suffix], "acc": result.test["acc" + suffix],
             "auc_train": result.train["auc_train" + suffix], "acc_train": result.train["acc_train" + suffix],
+            "pair_train": result.train["pair_train" + suffix],
             "sim_time_s": result.sim_time_s, "upload_mb": upload_mb, "rounds": cfg.fl.rounds,
         })
     kept = ("round", "sim_time_s", "train_loss", "upload_mb")

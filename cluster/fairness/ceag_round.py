@@ -29,9 +29,11 @@ class CEAGController:
         self.buffers = ReplayBuffers(len(tier_names), cfg.buffer_size)
 
     def round_weights(self, clients: np.ndarray, n_samples: np.ndarray, correct: np.ndarray,
-                      tier_of_user: np.ndarray, round_index: int = 0) -> tuple[Optional[np.ndarray], dict]:
+                      tier_of_user: np.ndarray, round_index: int = 0,
+                      correct_counts: Optional[np.ndarray] = None) -> tuple[Optional[np.ndarray], dict]:
         """Aggregation weights (C,) for the merged clients (ascending ids) and the round's
-        record fields (λ and ψ per tier); (None, {}) when no client reported.
+        record fields (λ and ψ per tier); (None, {}) when no client reported. ``correct`` holds
+        ``correct_counts`` (C,) values per client, in client order (default: one per sample).
 
         A round's samples arrive together, so they enter the rings in a seeded random order:
         in client-id order, a round larger than a ring would always keep the highest ids. Only
@@ -40,7 +42,7 @@ class CEAGController:
         if len(clients) == 0:
             return None, {}
         client_tiers = tier_of_user[clients]
-        sample_tiers = np.repeat(client_tiers, n_samples)
+        sample_tiers = np.repeat(client_tiers, n_samples if correct_counts is None else correct_counts)
         order = stream(self.seed, "ceag_buffer", round_index).permutation(len(sample_tiers))
         self.buffers.push(np.asarray(correct)[order], sample_tiers[order])
         gaps = buffered_gaps(self.buffers, self.reference, self.tier_weights)

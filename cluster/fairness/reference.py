@@ -13,6 +13,10 @@ from cluster.storage import Storage, StorageError
 from configs.schema import CEAGConfig
 
 
+# The train-split summary key of each CEAG measure (``cluster/fl/click_metrics.auc_summary``).
+REFERENCE_KEYS = {"accuracy": "acc_train", "pairwise": "pair_train"}
+
+
 def reference_accuracy(cfg: CEAGConfig, tier_names: tuple[str, ...], expected: Optional[dict] = None) -> np.ndarray:
     """(T,) in ``tier_names`` order; DataFormatError naming the file and key when a run's
     summary lacks them (e.g. an NCF run, or one from before train accuracy was recorded), or
@@ -29,11 +33,12 @@ def reference_accuracy(cfg: CEAGConfig, tier_names: tuple[str, ...], expected: O
     except StorageError as exc:
         raise DataFormatError(path, f"cannot read the run summary: {exc}") from None
     train = summary.get("final_train") or {}
+    prefix = REFERENCE_KEYS[cfg.measure]
     values = []
     for name in tier_names:
-        value = train.get(f"acc_train_{name}")
+        value = train.get(f"{prefix}_{name}")
         if not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise DataFormatError(path, f"final_train.acc_train_{name} missing or not a number: the reference must "
+            raise DataFormatError(path, f"final_train.{prefix}_{name} missing or not a number: the reference must "
                                         "be a click-model run (dlrm, din) with the same tiers")
         values.append(float(value))
     if summary.get("optimization") not in (None, "none"):

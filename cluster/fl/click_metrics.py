@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cluster.fairness.ranking import pair_rate_by_tier
+
 
 def auc_or_nan(labels: np.ndarray, scores: np.ndarray) -> float:
     """AUC, or NaN when the rows hold a single class (AUC is undefined there)."""
@@ -30,6 +32,8 @@ def auc_summary(owners: np.ndarray, labels: np.ndarray, scores: np.ndarray, tier
         members = tiers == tier
         out[f"auc{tag}_{name}"] = auc_or_nan(labels[members], scores[members])
         out[f"acc{tag}_{name}"] = _mean(correct[members])
+    if split == "train":  # CEAG's pairwise reference (fl.fairness.measure: pairwise)
+        out.update(pair_rate_by_tier(owners, labels, scores, tier_of_user, tier_names, "pair_train"))
     return out
 
 

@@ -48,7 +48,8 @@ def click_setup(cfg: SimConfig, world: World) -> ClickSetup:
     return ClickSetup(
         features=features,
         spec=spec,
-        recipe=ClickRecipe(epochs=cfg.fl.local_epochs, lr=cfg.fl.client_lr),
+        recipe=ClickRecipe(epochs=cfg.fl.local_epochs, lr=cfg.fl.client_lr,
+                           ranking_bits=getattr(cfg.fl.fairness, "measure", None) == "pairwise"),
         ops=ClickOps(spec, entries, sparse_rows),
         train_rows=np.asarray(holdout.train_rows),
         test_rows=np.asarray(holdout.test_rows),

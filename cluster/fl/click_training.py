@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from cluster.data.click_features import ClickFeatures, ranges, select_clients
+from cluster.fairness.ranking import pairwise_bits
 from cluster.fl.aggregation import ServerOptimizer
 from cluster.fl.click_batches import client_batch, padded_shape
 from cluster.fl.compression import masked_average
@@ -42,10 +43,13 @@ from cluster.models.click import (
 
 @dataclass(frozen=True)
 class ClickRecipe:
-    """``epochs`` full-batch SGD steps at rate ``lr`` on the client's mean BCE (RF²: lr 1.0)."""
+    """``epochs`` full-batch SGD steps at rate ``lr`` on the client's mean BCE (RF²: lr 1.0).
+    ``ranking_bits``: the client reports CEAG the pairwise ranking bits of its samples
+    (``cluster/fairness/ranking.py``) instead of each sample's correctness."""
 
     epochs: int = 1
     lr: float = 1.0
+    ranking_bits: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,8 @@ class ClickLocalResult:
     fractions: (C,) float32 the width each client trained; deltas[name]: (C, *shape) float32,
     exactly zero outside the client's channel slice; correct: (Σ n_samples,) float32, 1 where
     the global model's prediction (click when p ≥ ½) matched a sample's label, client after
-    client in the clients' order (CEAG's per-sample correctness; scalars only, no features).
+    client in the clients' order (CEAG's per-sample correctness, or with ``ranking_bits`` each client's
+    pairwise bits; scalars only, no features); correct_counts: (C,) how many values each client reported.
     """
 
     clients: np.ndarray
@@ -65,6 +70,7 @@ class ClickLocalResult:
     fractions: np.ndarray
     deltas: dict[str, np.ndarray]
     correct: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    correct_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def train_local_click(
@@ -91,13 +97,14 @@ def train_local_click(
         for chunk, real in fixed_size_batches(members):
             batch, labels, mask, counts = client_batch(spec, features, indptr, rows, chunk, length, pairs)
             with _one_thread():
-                first_loss, first_correct, chunk_deltas = _local_sgd(
+                first_loss, first_logits, chunk_deltas = _local_sgd(
                     spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask, counts)
             if fraction < 1.0:
-                # CEAG compares accuracies of the global (full-width) model — as evaluated and as
-                # the reference was measured — so a narrow client also scores the full model.
-                first_correct = _full_model_correctness(spec, start, batch, labels)
-            out.add(spec, chunk[:real], fraction, first_loss, first_correct, counts, chunk_deltas)
+                # CEAG compares the global (full-width) model — as evaluated and as the reference
+                # was measured — so a narrow client also scores the full model.
+                first_logits = _full_model_logits(spec, start, batch, len(counts))
+            out.add(spec, chunk[:real], fraction, first_loss, _reported(recipe, first_logits, labels.numpy(), counts),
+                    chunk_deltas)
     return ClickLocalResult(
         clients=np.asarray(clients, dtype=np.int64),
         n_samples=np.diff(indptr).astype(np.int64),
@@ -105,7 +112,17 @@ def train_local_click(
         fractions=fractions,
         deltas=out.deltas,
         correct=np.concatenate(out.correct).astype(np.float32),
+        correct_counts=np.array([len(c) for c in out.correct], dtype=np.int64),
     )
+
+
+def _reported(recipe: ClickRecipe, logits: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+    """What each client of a batch reports CEAG about the model it received: every sample's
+    correctness (a click when p ≥ ½), or with ``recipe.ranking_bits`` its pairwise bits."""
+    if recipe.ranking_bits:
+        return [pairwise_bits(logits[j, :n], labels[j, :n]) for j, n in enumerate(counts)]
+    correct = ((logits >= 0) == (labels >= 0.5)).astype(np.float32)
+    return [correct[j, :n] for j, n in enumerate(counts)]
 
 
 @dataclass
@@ -122,12 +139,12 @@ class _ClickOutputs:
         return cls({name: np.zeros((n_clients, *shape), dtype=np.float32) for name, shape in spec.shapes().items()},
                    np.zeros(n_clients, dtype=np.float32), [np.zeros(0, np.float32)] * n_clients)
 
-    def add(self, spec: ClickSpec, members: np.ndarray, fraction: float, first_loss, first_correct, counts,
+    def add(self, spec: ClickSpec, members: np.ndarray, fraction: float, first_loss, reported: list[np.ndarray],
             batch_deltas: dict[str, np.ndarray]) -> None:
         real = len(members)
         self.loss[members] = first_loss[:real]
         for j in range(real):
-            self.correct[members[j]] = first_correct[j, : counts[j]]
+            self.correct[members[j]] = reported[j]
         for name, index in channel_slices(spec, fraction).items():
             # Basic slicing gives a view of the full array, so this writes the slice in place.
             self.deltas[name][(slice(None), *index)][members] = batch_deltas[name][:real]
@@ -143,18 +160,17 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _full_model_correctness(spec, start, batch, labels) -> np.ndarray:
-    """(c, L) 1 where the full global model predicts each sample's label (click when p ≥ ½)."""
-    n = labels.shape[0]
+def _full_model_logits(spec, start, batch, n: int) -> np.ndarray:
+    """(c, L) logits of the full global model on the batch."""
     with torch.no_grad(), _one_thread():
         logits = forward(spec, {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in start.items()}, batch)
-    return ((logits >= 0) == (labels >= 0.5)).numpy().astype(np.float32)
+    return logits.numpy()
 
 
 def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """``recipe.epochs`` full-batch steps for c clients from the (narrowed) global ``narrow``;
-    returns their mean BCE before the first step (c,), the per-sample correctness of the model
-    they received (c, L) and their deltas (c, *sliced shape)."""
+    returns their mean BCE before the first step (c,), the logits of the model they received
+    (c, L) and their deltas (c, *sliced shape)."""
     n = len(counts)
     start = {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in narrow.items()}
     params = {name: value.clone().requires_grad_() for name, value in start.items()}
@@ -165,14 +181,14 @@ def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts) -> tuple[np.nd
         per_client = (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * mask).sum(dim=1) / count
         if first_loss is None:
             first_loss = per_client.detach().numpy().copy()
-            first_correct = ((logits.detach() >= 0) == (labels >= 0.5)).numpy().astype(np.float32)
+            first_logits = logits.detach().numpy().copy()
         grads = torch.autograd.grad(per_client.sum(), list(params.values()))
         with torch.no_grad():
             for param, grad in zip(params.values(), grads):
                 param.sub_(recipe.lr * grad)
     with torch.no_grad():
         deltas = {name: (params[name] - start[name]).numpy() for name in params}
-    return first_loss, first_correct, deltas
+    return first_loss, first_logits, deltas
 
 
 def merge_click_results(results: list[ClickLocalResult]) -> ClickLocalResult:
@@ -183,8 +199,8 @@ def merge_click_results(results: list[ClickLocalResult]) -> ClickLocalResult:
         raise ValueError("no client results to merge")
     order = np.argsort(np.concatenate([r.clients for r in results]), kind="stable")
     cat = lambda name: np.concatenate([getattr(r, name) for r in results])[order]  # noqa: E731
-    n_samples = np.concatenate([r.n_samples for r in results])
-    starts = np.cumsum(n_samples) - n_samples
+    counts = np.concatenate([r.correct_counts for r in results])
+    starts = np.cumsum(counts) - counts
     correct = np.concatenate([r.correct for r in results])
     return ClickLocalResult(
         clients=cat("clients"),
@@ -192,7 +208,8 @@ def merge_click_results(results: list[ClickLocalResult]) -> ClickLocalResult:
         loss=cat("loss"),
         fractions=cat("fractions"),
         deltas={name: np.concatenate([r.deltas[name] for r in results])[order] for name in results[0].deltas},
-        correct=correct[ranges(starts[order], n_samples[order])] if len(correct) else correct,
+        correct=correct[ranges(starts[order], counts[order])] if len(correct) else correct,
+        correct_counts=counts[order],
     )
 
 

@@ -81,4 +81,5 @@ def compress_upload(
             else:
                 index = (c, width_masks[float(result.fractions[c])][name])
             deltas[name][index] = compress_values(deltas[name][index], kind, level, rng, rescale_pruned)
-    return ClickLocalResult(result.clients, result.n_samples, result.loss, result.fractions, deltas, result.correct)
+    return ClickLocalResult(result.clients, result.n_samples, result.loss, result.fractions, deltas, result.correct,
+                            result.correct_counts)

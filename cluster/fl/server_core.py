@@ -83,7 +83,8 @@ class FederatedServer:
         weights, record = None, {}
         if self.fairness is not None:
             weights, record = self.fairness.round_weights(merged.clients, merged.n_samples, merged.correct,
-                                                          self.fleet.tier_of_user, self.round_index)
+                                                          self.fleet.tier_of_user, self.round_index,
+                                                          merged.correct_counts)
         delta = self.strategy.aggregate(merged, self.ops.average(merged, weights), self.params)
         if delta:
             self.optimizer.step(self.params, delta)

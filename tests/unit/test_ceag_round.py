@@ -95,3 +95,25 @@ def test_reweighted_heterofl_average_keeps_fedavg_scale():
     assert out[0] == pytest.approx(0.7 * 1 - 0.1 * 3 + 0.4 * 5)
     assert out[1] == pytest.approx(0.7 * 2 / 0.5), "the wide channel is normalized by its holders' sample share"
     assert masked_average(updates, masks, samples).tolist() == pytest.approx([2.5, 2.0])
+
+
+def test_pairwise_reference_reads_the_pairwise_train_rates(tmp_path):
+    run = tmp_path / "ref"
+    run.mkdir()
+    train = {**{f"acc_train_{t}": 0.9 for t in NAMES}, **{f"pair_train_{t}": v for t, v in zip(NAMES, (0.7, 0.75, 0.8))}}
+    (run / "summary.json").write_text(json.dumps({"optimization": "none", "final_train": train}))
+    assert reference_accuracy(CEAGConfig(reference_run=run, measure="pairwise"), NAMES).tolist() == [0.7, 0.75, 0.8]
+    (run / "summary.json").write_text(json.dumps({"optimization": "none", "final_train": {
+        f"acc_train_{t}": 0.9 for t in NAMES}}))  # written before the pairwise rates were recorded
+    with pytest.raises(DataFormatError, match="pair_train_low missing"):
+        reference_accuracy(CEAGConfig(reference_run=run, measure="pairwise"), NAMES)
+
+
+def test_bits_counted_per_client_not_per_sample():
+    cfg = CEAGConfig(dual_lr=1.0, buffer_size=4, epsilon=0.0, reference_accuracy={t: 1.0 for t in NAMES})
+    controller = CEAGController(cfg, np.ones(3), np.ones(3), NAMES)
+    # client 0 (low) reported 4 pair bits from 2 samples, client 1 (mid) 4 bits from 3 samples
+    _, record = controller.round_weights(np.array([0, 1]), np.array([2, 3]), np.array([0, 0, 0, 0, 1, 1, 1, 1.0]),
+                                         np.array([0, 1, 2]), 0, np.array([4, 4]))
+    assert record["psi_low"] == pytest.approx(0.5) and record["psi_mid"] == pytest.approx(-0.5)
+    assert record["lambda_low"] == pytest.approx(0.5) and record["lambda_mid"] == 0.0

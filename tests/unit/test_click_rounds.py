@@ -53,3 +53,40 @@ def test_ceag_is_deterministic_across_worker_counts_and_changes_the_model(tmp_pa
         assert np.array_equal(one[name], three[name]), name
     plain, _ = _rounds(tmp_path, 1, "dlrm", "channel-1:4:16", 3, 240)
     assert not np.array_equal(one["top.1.weight"], plain["top.1.weight"]), "CEAG's weights reached the update"
+
+
+PAIRWISE = ("fl.fairness={kind: ceag, measure: pairwise, buffer_size: 100, dual_lr: 5.0, "
+            "reference_accuracy: {low: 0.95, mid: 0.8, high: 0.8}}")
+
+
+def test_pairwise_ceag_is_deterministic_across_worker_counts_and_differs_from_accuracy(tmp_path: Path):
+    one, _ = _rounds(tmp_path, 1, "dlrm", "prune-1:4:16", 3, 240, PAIRWISE)
+    three, _ = _rounds(tmp_path, 3, "dlrm", "prune-1:4:16", 3, 240, PAIRWISE)
+    for name in one:
+        assert np.array_equal(one[name], three[name]), name
+    by_accuracy, _ = _rounds(tmp_path, 1, "dlrm", "prune-1:4:16", 3, 240, PAIRWISE.replace("pairwise", "accuracy"))
+    assert not np.array_equal(one["top.1.weight"], by_accuracy["top.1.weight"]), "the measure reached the weights"
+
+
+def test_a_client_reports_its_pairwise_bits(tmp_path: Path):
+    from cluster.experiment import build
+    from cluster.fairness.ranking import pairwise_bits
+    from cluster.fl.inprocess import build_cores
+
+    cfg = load_config("configs/demo.yaml", [
+        "data.synthetic.n_users=120", "data.synthetic.n_items=200", "data.synthetic.target_interactions=3000",
+        "model.kind=dlrm", "model.top_hidden=[16]", "fl.client_lr=1.0", PAIRWISE, f"data.cache_dir={tmp_path / 'cache'}",
+    ])
+    exp = build(cfg)
+    core = build_cores(exp)[0]
+    params = exp.ops.init_params(cfg.seed)
+    clients = core.shard.clients[:5]
+    result = core.train(0, clients, params)
+    owners, labels, scores = core.evaluate(params, "train")
+    offset = 0
+    for client, count in zip(result.clients, result.correct_counts):
+        mine = owners == client
+        expected = pairwise_bits(scores[mine], labels[mine])  # the same model, the same rows in the same order
+        assert count == len(expected)
+        np.testing.assert_array_equal(result.correct[offset:offset + count], expected)
+        offset += count
