@@ -85,10 +85,9 @@ def train_local_click(
 ) -> ClickLocalResult:
     """Train clients ``clients`` (C,), whose samples are the feature rows
     ``rows[indptr[c]:indptr[c+1]]``, each at width ``fractions[c]`` (default 1: the full model)."""
-    n_clients = len(clients)
-    fractions = np.ones(n_clients, np.float32) if fractions is None else np.asarray(fractions, np.float32)
+    fractions = np.ones(len(clients), np.float32) if fractions is None else np.asarray(fractions, np.float32)
     lengths, n_pairs = padded_shape(spec, features, indptr, rows)
-    out = _ClickOutputs.empty(spec, n_clients)
+    out = _ClickOutputs.empty(spec, len(clients))
     start = {name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for name, value in global_params.items()}
     keys = np.stack([fractions.astype(np.float64), lengths, n_pairs], axis=1)
     for key in np.unique(keys, axis=0):
