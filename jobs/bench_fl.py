@@ -73,7 +73,7 @@ def ray_floor(exp: Experiment, rounds: int) -> float:
 
     loop = round_loop(exp, eval_every=None)
     plan = loop.server.plan_round()
-    tasks = loop._tasks(plan)
+    tasks = loop.train_tasks(plan)
     uploads = loop.pool.train(plan.round_index, tasks, loop.server.params).results
     echoes = [ray.remote(_EchoWorker).options(num_cpus=0).remote(upload) for upload in uploads]
     pool = ActorPool(echoes, timeout_s=60.0)

@@ -49,7 +49,7 @@ class RoundLoop:
         started = time.perf_counter()
         plan = server.plan_round()
         planned = time.perf_counter()
-        outcome = self.pool.train(plan.round_index, self._tasks(plan), server.params)
+        outcome = self.pool.train(plan.round_index, self.train_tasks(plan), server.params)
         trained = time.perf_counter()
         merged = ops.merge(outcome.results)
         extra = server.apply(plan, merged)
@@ -67,7 +67,8 @@ class RoundLoop:
             self.checkpoint()
         return record
 
-    def _tasks(self, plan) -> list[TrainTask]:
+    def train_tasks(self, plan) -> list[TrainTask]:
+        """Each worker's share of the planned round: its kept clients, their settings, its demo sleep."""
         kept = plan.kept_clients
         tasks = []
         for worker in np.unique(self.worker_of_user[kept]):
