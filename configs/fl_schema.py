@@ -17,15 +17,15 @@ def _bare_kind(value):
     return {"kind": value} if isinstance(value, str) else value
 
 
-OptimizationKind = Literal["none", "exclude", "overselect", "prune", "quant", "quants", "channel"]
-_COMPRESSIONS = ("prune", "quant", "quants", "channel")
+OptimizationKind = Literal["none", "exclude", "overselect", "prune", "quant", "quants", "channel", "subsample"]
+_PER_TIER_LEVELS = ("prune", "quant", "quants", "channel", "subsample")
 
 
 class OptimizationConfig(StrictModel):
     """A tier-aware speed-up (RF² Table 1). Give ``preset`` (a name from
     ``configs.presets.OPTIMIZATION_PRESETS``, or the bare name as the whole value:
     ``fl.optimization=prune-1:4:16``), or ``kind`` with its settings. ``levels`` maps a tier name
-    to its prune rate, bits or width; a tier left out is not optimized."""
+    to its prune rate, bits, width or share of local samples; a tier left out is not optimized."""
 
     preset: Optional[str] = None
     kind: OptimizationKind = "none"
@@ -55,8 +55,8 @@ class OptimizationConfig(StrictModel):
 
     @model_validator(mode="after")
     def _levels_fit_kind(self) -> "OptimizationConfig":
-        if self.levels and self.kind not in _COMPRESSIONS:
-            raise ValueError(f"levels apply to {_COMPRESSIONS}, not to kind {self.kind!r}")
+        if self.levels and self.kind not in _PER_TIER_LEVELS:
+            raise ValueError(f"levels apply to {_PER_TIER_LEVELS}, not to kind {self.kind!r}")
         if self.excluded_tiers and self.kind != "exclude":
             raise ValueError(f"excluded_tiers apply to kind 'exclude', not to {self.kind!r}")
         if self.kind == "exclude" and not self.excluded_tiers:
@@ -66,6 +66,7 @@ class OptimizationConfig(StrictModel):
             "quant": (lambda v: float(v).is_integer() and 1 <= v <= 32, "whole bits in 1..32"),
             "quants": (lambda v: float(v).is_integer() and 2 <= v <= 32, "whole bits in 2..32 (sign + magnitude)"),
             "channel": (lambda v: 0.0 < v <= 1.0, "a width in (0, 1]"),
+            "subsample": (lambda v: 0.0 < v <= 1.0, "a share of local samples in (0, 1]"),
         }
         if self.kind in checks:
             valid, wanted = checks[self.kind]
@@ -73,10 +74,6 @@ class OptimizationConfig(StrictModel):
             if bad:
                 raise ValueError(f"{self.kind} levels must be {wanted}; got {bad}")
         return self
-
-    @property
-    def compresses(self) -> bool:
-        return self.kind in _COMPRESSIONS
 
 
 # --------------------------------------------------------------------------- fairness
@@ -159,17 +156,51 @@ StrategyConfig = Annotated[Union[FedAvgConfig, DittoConfig, Cali3FConfig], Field
                            BeforeValidator(_bare_kind)]
 
 
+# --------------------------------------------------------------------------- upload
+class TouchedUpload(StrictModel):
+    """Only the embedding rows the client's own samples read: the fewest bytes, but the row ids
+    tell the server exactly which items the user interacted with (the leak RF² cites when it
+    rules out Top-K pruning)."""
+
+    kind: Literal["touched"] = "touched"
+
+
+class DenseUpload(StrictModel):
+    """Every row of every federated embedding table, as RF² simulates: no row ids, but rows the
+    client never read travel too, and a compressor that does not keep zeros exact (Quant) turns
+    them into noise for everyone else (RF² Takeaways 5-6). Float32 or QuantS zeros still show the
+    server which rows were touched."""
+
+    kind: Literal["dense"] = "dense"
+
+
+class PaddedUpload(StrictModel):
+    """The touched rows hidden among decoy rows (FedRec, Lin et al. 2020): ``pad_ratio`` x as many
+    untouched rows per table, fixed per client (fresh decoys each round would reveal the real set
+    by intersection), carrying zero-mean noise at the scale of the client's real rows, so the
+    average stays unbiased and a decoy is not told apart by its size."""
+
+    kind: Literal["padded"] = "padded"
+    pad_ratio: PositiveFloat = Field(1.0, description="decoy rows per touched row, per embedding table")
+
+
+# What a client uploads of the embedding tables; the bare name is the whole value (``fl.upload=dense``).
+UploadConfig = Annotated[Union[TouchedUpload, DenseUpload, PaddedUpload], Field(discriminator="kind"),
+                         BeforeValidator(_bare_kind)]
+
+
 # The tagged unions by field name, and their members' tags: an error inside a member names the
 # path without the tag (``fl.strategy.phi``, not ``fl.strategy.fedavg.phi``).
 TAGGED_UNIONS = {
     "fairness": {m.model_fields["kind"].default for m in (NoFairness, CEAGConfig)},
     "strategy": {m.model_fields["kind"].default for m in (FedAvgConfig, DittoConfig, Cali3FConfig)},
+    "upload": {m.model_fields["kind"].default for m in (TouchedUpload, DenseUpload, PaddedUpload)},
 }
 
 
 # Sections whose whole value may be a bare name, and the key that name stands for: an override
 # that reaches into one (``fl.strategy.n_clusters=3`` after ``fl.strategy=cali3f``) opens it.
-BARE_NAME_KEYS = {"strategy": "kind", "fairness": "kind", "optimization": "preset"}
+BARE_NAME_KEYS = {"strategy": "kind", "fairness": "kind", "optimization": "preset", "upload": "kind"}
 
 
 # --------------------------------------------------------------------------- runtime
@@ -209,6 +240,7 @@ class FLConfig(StrictModel):
     optimization: OptimizationConfig = OptimizationConfig()
     fairness: FairnessConfig = NoFairness()
     strategy: StrategyConfig = FedAvgConfig()
+    upload: UploadConfig = TouchedUpload()
     deadline_s: Optional[PositiveFloat] = None
     eval_every: PositiveInt = 1
     checkpoint_every: PositiveInt = 5

@@ -3,7 +3,12 @@
 tier keeps, as RF² labels them (e.g. prune-1:4:16 keeps 1/16, 1/4 and all of the entries).
 
 Levels are per tier: the pruned share of update entries (prune), bits per entry (quant, quants;
-32 = no quantization) or the kept width of the narrowed hidden layers (channel).
+32 = no quantization), the kept width of the narrowed hidden layers (channel) or the share of its
+local samples a client trains on (subsample).
+
+Beyond RF²'s table, the ``-lo`` presets keep the low tier in the round where Exclude Lo drops it
+— a narrower model or fewer local samples for the low tier alone — so what exclusion costs that
+tier can be set against what they cost in simulated time.
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ def _presets() -> dict[str, dict]:
     return presets
 
 
-OPTIMIZATION_PRESETS: dict[str, dict] = _presets()
+# Exclude Lo's mitigations: the low tier trains, narrowed or on a share of its samples; mid and high as usual.
+LOW_TIER_PRESETS: dict[str, dict] = {
+    "channel-lo-1:16": {"kind": "channel", "levels": {"low": 0.0625}},
+    "subsample-lo-1:4": {"kind": "subsample", "levels": {"low": 0.25}},
+    "subsample-lo-1:16": {"kind": "subsample", "levels": {"low": 0.0625}},
+}
 # The 14 configurations of RF²'s Table 1, in its order; "none" is the reference they are measured against.
-RF2_CONFIGURATIONS: tuple[str, ...] = tuple(name for name in OPTIMIZATION_PRESETS if name != "none")
+RF2_CONFIGURATIONS: tuple[str, ...] = tuple(name for name in _presets() if name != "none")
+OPTIMIZATION_PRESETS: dict[str, dict] = {**_presets(), **LOW_TIER_PRESETS}

@@ -32,7 +32,7 @@ from cluster.data.parquet_io import write_table_atomic
 from cluster.fairness.matrix import cell_measures, mean_over_seeds
 from cluster.storage import Storage
 from configs import SimConfig
-from configs.presets import OPTIMIZATION_PRESETS
+from configs.presets import OPTIMIZATION_PRESETS, RF2_CONFIGURATIONS
 from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
 from jobs.grid import add_grid_arguments, cell, grid_folder, run_cells
 from jobs.rf2_report import matrix_markdown, plot_mdac, plot_tier_change
@@ -89,8 +89,9 @@ def write_outputs(rows: pd.DataFrame, tiers: tuple[str, ...], out: Storage, plot
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = config_parser(__doc__.splitlines()[0], default_config="configs/rf2_dlrm_ml100k.yaml")
-    parser.add_argument("--configurations", nargs="+", default=list(OPTIMIZATION_PRESETS),
-                        help="preset names (configs/presets.py); 'none' is always added as the reference")
+    parser.add_argument("--configurations", nargs="+", default=list(RF2_CONFIGURATIONS),
+                        help="preset names (configs/presets.py; default: RF²'s 14); 'none' is always added as the "
+                             "reference")
     parser.add_argument("--mappings", nargs="+", default=list(MAPPINGS), choices=MAPPINGS)
     add_grid_arguments(parser, "rf2-matrix-<model>")
     parser.add_argument("--plot-mapping", default="hetero-vhigh", help="mapping of the per-tier change plot (Fig. 8)")

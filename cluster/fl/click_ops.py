@@ -18,16 +18,18 @@ from cluster.fl.model_ops import NOTHING_EXTRA
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.models.click import ClickSpec, init_params
 from cluster.tiers.optimizations import TierPlan
+from configs.fl_schema import TouchedUpload, UploadConfig
 
 
 @dataclass(frozen=True)
 class ClickOps:
-    """sparse_entries, sparse_rows: (n_users,) embedding entries and rows each client uploads
-    (fixed by its data: ``click_upload.upload_size``)."""
+    """sparse_entries, sparse_rows: (n_users,) embedding entries and row ids each client uploads
+    (fixed by its data and ``upload``: ``click_upload.upload_size``)."""
 
     spec: ClickSpec
     sparse_entries: np.ndarray
     sparse_rows: np.ndarray
+    upload: UploadConfig = TouchedUpload()
     metric_names: tuple[str, ...] = ("auc",)
 
     def init_params(self, seed: int) -> dict[str, np.ndarray]:
@@ -47,10 +49,13 @@ class ClickOps:
         n_tensors = len(self.spec.shapes()) + extra.tensors
         upload = plan.upload_bytes(tiers, entries, self.sparse_rows[clients], n_tensors)
         compute = np.array([by_width[w][2] for w in width], dtype=np.float64)
-        return RoundCosts(np.asarray(samples, np.float64) * passes, download, upload, compute)
+        trained = np.ceil(np.asarray(samples, np.float64) * plan.sample_share(tiers))  # as local_subsample
+        return RoundCosts(trained * passes, download, upload, compute)
 
     def client_settings(self, tiers: np.ndarray, plan: TierPlan) -> ClientSettings:
-        return ClientSettings(plan.width(tiers), plan.kind, plan.compression_level(tiers), plan.rescale_pruned)
+        share = plan.sample_share(tiers) if plan.kind == "subsample" else None
+        return ClientSettings(plan.width(tiers), plan.kind, plan.compression_level(tiers), plan.rescale_pruned,
+                              self.upload, share)
 
     def merge(self, results: list[ClickLocalResult]) -> ClickLocalResult:
         results = [r for r in results if len(r.clients)]

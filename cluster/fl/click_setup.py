@@ -44,13 +44,13 @@ def click_setup(cfg: SimConfig, world: World) -> ClickSetup:
     features = build_click_features(world.dataset, world.clicks, holdout.train_rows)
     spec = click_spec(cfg, features)
     indptr, rows = rows_by_user(features, holdout.train_rows, world.dataset.n_users)
-    entries, sparse_rows = upload_size(spec, features, indptr, rows)
+    entries, sparse_rows = upload_size(spec, features, indptr, rows, cfg.fl.upload)
     return ClickSetup(
         features=features,
         spec=spec,
         recipe=ClickRecipe(epochs=cfg.fl.local_epochs, lr=cfg.fl.client_lr,
                            ranking_bits=getattr(cfg.fl.fairness, "measure", None) == "pairwise"),
-        ops=ClickOps(spec, entries, sparse_rows),
+        ops=ClickOps(spec, entries, sparse_rows, cfg.fl.upload),
         train_rows=np.asarray(holdout.train_rows),
         test_rows=np.asarray(holdout.test_rows),
         train_samples=np.diff(indptr),

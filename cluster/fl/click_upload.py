@@ -1,6 +1,7 @@
-"""What a click-model client uploads: its dense (MLP) weights at its width, and only the embedding
-rows its own samples read (item ids of its samples and history, their genres, its own user-code
-rows), each tensor compressed with its tier's pruning or quantization (RF² Table 1).
+"""What a click-model client uploads: its dense (MLP) weights at its width, and the embedding rows
+``fl.upload`` sends — the rows its own samples read (item ids of its samples and history, their
+genres, its own user-code rows), every row (dense), or the read rows among decoys (padded;
+``upload_rows.py``) — each tensor compressed with its tier's pruning or quantization (RF² Table 1).
 
 The rows a client sends are fixed by its data, so the server can price the upload (and the
 round's latency) before the client trains; a touched row is sent even when its change happens
@@ -17,8 +18,10 @@ from cluster.arrays import sorted_union, sorted_unique
 from cluster.data.click_features import ClickFeatures
 from cluster.fl.click_training import ClickLocalResult
 from cluster.fl.compression import compress_values, is_neutral
+from cluster.fl.upload_rows import SentRows, fill_decoys, sent_row_count
 from cluster.models.click import ClickSpec, channel_masks
 from cluster.rng import stream
+from configs.fl_schema import TouchedUpload, UploadConfig
 
 EMBEDDING_PREFIX = "emb."
 
@@ -40,21 +43,45 @@ def dense_entries(spec: ClickSpec, width: float) -> int:
     return int(sum(mask.sum() for name, mask in channel_masks(spec, width).items() if not name.startswith(EMBEDDING_PREFIX)))
 
 
-def upload_size(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per client of the CSR (indptr (C + 1,), rows): (embedding entries it sends, rows it sends)."""
+def table_rows(spec: ClickSpec) -> dict[str, int]:
+    """Rows of each embedding table."""
+    return {name: shape[0] for name, shape in spec.shapes().items() if name.startswith(EMBEDDING_PREFIX)}
+
+
+def upload_size(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray,
+                upload: UploadConfig = TouchedUpload()) -> tuple[np.ndarray, np.ndarray]:
+    """Per client of the CSR (indptr (C + 1,), rows): (embedding entries it sends, row ids it
+    sends). A dense upload sends every row in table order, so no ids."""
     n_clients = len(indptr) - 1
-    entries, sent_rows = np.zeros(n_clients, np.int64), np.zeros(n_clients, np.int64)
+    entries, id_count = np.zeros(n_clients, np.int64), np.zeros(n_clients, np.int64)
+    sizes = table_rows(spec)
     for c in range(n_clients):
         touched = touched_rows(spec, features, rows[indptr[c] : indptr[c + 1]])
-        sent_rows[c] = sum(len(ids) for ids in touched.values())
-        entries[c] = sent_rows[c] * spec.dim
-    return entries, sent_rows
+        sent = sent_row_count(upload, {name: len(ids) for name, ids in touched.items()}, sizes)
+        entries[c] = sent * spec.dim
+        id_count[c] = 0 if upload.kind == "dense" else sent
+    return entries, id_count
+
+
+def add_decoys(result: ClickLocalResult, sent: Sequence[SentRows], seed: int, round_index: int) -> ClickLocalResult:
+    """``result`` with each client's decoy rows filled (``upload_rows.fill_decoys``), from the
+    client's own stream (seed, round, client)."""
+    if not any(len(ids) for s in sent for ids in s.decoys.values()):
+        return result
+    deltas = {name: value.copy() for name, value in result.deltas.items()}
+    for c, client in enumerate(result.clients):
+        rng = stream(seed, "upload-decoy-values", round_index, int(client))
+        for name, decoys in sent[c].decoys.items():
+            real = np.setdiff1d(sent[c].rows[name], decoys, assume_unique=True)
+            fill_decoys(deltas[name][c], real, decoys, rng)
+    return ClickLocalResult(result.clients, result.n_samples, result.loss, result.fractions, deltas, result.correct,
+                            result.correct_counts)
 
 
 def compress_upload(
     spec: ClickSpec,
     result: ClickLocalResult,
-    touched: Sequence[dict[str, np.ndarray]],
+    sent: Sequence[dict[str, np.ndarray]],
     kind: str,
     levels: np.ndarray,
     seed: int,
@@ -64,8 +91,9 @@ def compress_upload(
     """The deltas as the server reconstructs them after each client's ``kind`` compression
     ('prune', 'quant', 'quants'; anything else: sent as float32) at its ``levels[c]`` (prune
     share or bits), tensor by tensor over the entries it sends: its width's dense entries and
-    its ``touched[c]`` embedding rows (``touched_rows``). Draws come from the client's own stream
-    (seed, round, client id), so they do not depend on who shares its worker."""
+    its ``sent[c]`` embedding rows (``touched_rows``, or all, or padded: ``upload_rows``). Draws
+    come from the client's own stream (seed, round, client id), so they do not depend on who
+    shares its worker."""
     if kind not in ("prune", "quant", "quants"):
         return result
     deltas = {name: value.copy() for name, value in result.deltas.items()}
@@ -77,7 +105,7 @@ def compress_upload(
         rng = stream(seed, "compress", round_index, int(client))
         for name in deltas:
             if name.startswith(EMBEDDING_PREFIX):
-                index = (c, touched[c][name])
+                index = (c, sent[c][name])
             else:
                 index = (c, width_masks[float(result.fractions[c])][name])
             deltas[name][index] = compress_values(deltas[name][index], kind, level, rng, rescale_pruned)

@@ -13,21 +13,27 @@ import numpy as np
 from cluster.fl.click_batches import predict
 from cluster.fl.click_shard import ClickShard
 from cluster.fl.click_training import ClickLocalResult, ClickRecipe, train_local_click
-from cluster.fl.click_upload import compress_upload, touched_rows
+from cluster.fl.click_upload import add_decoys, compress_upload, table_rows, touched_rows
+from cluster.fl.local_subsample import subsample_rows
+from cluster.fl.upload_rows import SentRows, sent_rows
 from cluster.fl.worker_core import held_positions
 from cluster.models.click import ClickSpec
 from cluster.storage import Storage
+from configs.fl_schema import TouchedUpload, UploadConfig
 
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """What the server asks of each client this round: width (C,) of its model, and its upload
-    compression ``kind`` at ``levels`` (C,) (prune share or bits)."""
+    """What the server asks of each client this round: width (C,) of its model, its upload
+    compression ``kind`` at ``levels`` (C,) (prune share or bits), which embedding rows it
+    uploads (``upload``), and the share (C,) of its samples it trains on (None: all)."""
 
     width: np.ndarray
     kind: str
     levels: np.ndarray
     rescale_pruned: bool = False
+    upload: UploadConfig = TouchedUpload()
+    sample_share: Optional[np.ndarray] = None
 
 
 class ClickWorkerCore:
@@ -46,13 +52,22 @@ class ClickWorkerCore:
               settings: Optional[ClientSettings] = None) -> ClickLocalResult:
         clients = np.asarray(clients, dtype=np.int64)
         indptr, rows = self.shard.client_rows(held_positions(self.shard.clients, clients))
-        width = None if settings is None else settings.width
-        result = train_local_click(self.spec, self.recipe, params, self.shard.features, clients, indptr, rows, width)
         if settings is None:
-            return result
-        touched = [self._touched(int(client), rows[indptr[c] : indptr[c + 1]]) for c, client in enumerate(clients)]
-        return compress_upload(self.spec, result, touched, settings.kind, settings.levels, self.seed, round_index,
-                               settings.rescale_pruned)
+            return train_local_click(self.spec, self.recipe, params, self.shard.features, clients, indptr, rows)
+        train_indptr, train_rows = indptr, rows
+        if settings.sample_share is not None:
+            train_indptr, train_rows = subsample_rows(indptr, rows, clients, settings.sample_share, self.seed, round_index)
+        result = train_local_click(self.spec, self.recipe, params, self.shard.features, clients, train_indptr,
+                                   train_rows, settings.width)
+        # The rows it sends are those its whole data reads (fixed, so the server can price them).
+        sent = [self._sent(settings.upload, int(client), rows[indptr[c] : indptr[c + 1]])
+                for c, client in enumerate(clients)]
+        result = add_decoys(result, sent, self.seed, round_index)
+        return compress_upload(self.spec, result, [s.rows for s in sent], settings.kind, settings.levels, self.seed,
+                               round_index, settings.rescale_pruned)
+
+    def _sent(self, upload: UploadConfig, client: int, rows: np.ndarray) -> SentRows:
+        return sent_rows(upload, self._touched(client, rows), table_rows(self.spec), self.seed, client)
 
     def _touched(self, client: int, rows: np.ndarray) -> dict[str, np.ndarray]:
         """The embedding rows a client sends: fixed by its data, so found once and kept."""

@@ -9,6 +9,9 @@ Latency follows the optimization consistently (RF²'s point: each one buys speed
 - channel: a narrower model to download, train and upload. Download and upload scale with the
   parameters it holds; compute with its dense (MLP) parameters, since an embedding lookup is a
   copy while every MLP weight is a multiply-add per sample.
+- subsample: a client trains on a random share of its samples each round, so its compute (and
+  weight in FedAvg) shrinks while its upload does not: a slow tier kept in the round instead of
+  excluded;
 - exclude, overselect: act on selection, not on a client's round.
 """
 
@@ -22,13 +25,13 @@ from configs.schema import OptimizationConfig
 
 FLOAT_BYTES = 4
 INDEX_BYTES = 4  # a row id of a sparse (embedding-row) upload
-_NEUTRAL = {"prune": 0.0, "quant": 32.0, "quants": 32.0, "channel": 1.0}
+_NEUTRAL = {"prune": 0.0, "quant": 32.0, "quants": 32.0, "channel": 1.0, "subsample": 1.0}
 
 
 @dataclass(frozen=True)
 class TierPlan:
     """kind: the optimization; excluded: (n_tiers,) tiers that never train; level: (n_tiers,)
-    prune share / bits / width (neutral where a tier is untouched); overselect: the fraction
+    prune share / bits / width / sample share (neutral where a tier is untouched); overselect: the fraction
     selected in excess, the slowest dropped."""
 
     kind: str
@@ -49,6 +52,12 @@ class TierPlan:
         if self.kind != "channel":
             return np.ones(len(tiers), dtype=np.float32)
         return self.level[tiers].astype(np.float32)
+
+    def sample_share(self, tiers: np.ndarray) -> np.ndarray:
+        """(n,) share of its local samples each client trains on (1 unless subsample)."""
+        if self.kind != "subsample":
+            return np.ones(len(tiers))
+        return self.level[tiers]
 
     def compression_level(self, tiers: np.ndarray) -> np.ndarray:
         """(n,) prune share or bits per client; 0 (unused) for kinds that do not compress."""

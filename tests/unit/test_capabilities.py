@@ -15,8 +15,9 @@ from configs import ConfigError, load_config
 
 STRATEGIES = ("fedavg", "ditto", "cali3f")
 MODELS = ("gmf", "mlp", "neumf", "dlrm", "din")
-# one preset per optimization class (RF² Table 1)
-OPTIMIZATIONS = ("none", "exclude-lo", "overselect", "prune-1:2:4", "quant-1:2:8", "quants-1:2:8", "channel-1:2:4")
+# one preset per optimization class (RF² Table 1, and subsample: Exclude Lo's mitigation)
+OPTIMIZATIONS = ("none", "exclude-lo", "overselect", "prune-1:2:4", "quant-1:2:8", "quants-1:2:8", "channel-1:2:4",
+                 "subsample-lo-1:4")
 CLICK_MODELS = ("dlrm", "din")
 
 
@@ -26,6 +27,8 @@ def refusal(strategy: str, model: str, optimization: str) -> str | None:
         return "needs an NCF model"
     if optimization.startswith("channel") and model not in CLICK_MODELS:
         return "'channel' needs a click model"
+    if optimization.startswith("subsample") and model not in CLICK_MODELS:
+        return "'subsample' needs a click model"
     return None
 
 

@@ -1,0 +1,69 @@
+"""Which embedding rows a client sends under ``fl.upload`` (touched, dense, padded) and what its
+decoy rows carry. Pure functions over one client's row ids; ``click_upload`` applies them.
+
+Decoys are drawn once per client from its own stream (seed, client), not per round: a set that
+changed every round would give the real rows away to anyone intersecting two rounds' sets.
+Their values are fresh each round: N(0, σ²) with σ the spread of the client's real rows of that
+table, so E[decoy] = 0 — the true update of a row the client never read — and FedAvg stays
+unbiased, paying only variance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from cluster.rng import stream
+from configs.fl_schema import UploadConfig
+
+
+@dataclass(frozen=True)
+class SentRows:
+    """Per embedding table: the sorted row ids sent, and the decoys among them (empty unless padded)."""
+
+    rows: dict[str, np.ndarray]
+    decoys: dict[str, np.ndarray]
+
+
+def decoy_count(n_touched: int, n_rows: int, pad_ratio: float) -> int:
+    """Decoys for a table of ``n_rows`` where the client touched ``n_touched``: ⌈ratio·touched⌉,
+    capped by the rows it did not touch."""
+    return min(math.ceil(round(pad_ratio * n_touched, 9)), n_rows - n_touched)
+
+
+def sent_rows(upload: UploadConfig, touched: dict[str, np.ndarray], table_rows: dict[str, int], seed: int,
+              client: int) -> SentRows:
+    """The rows ``client`` sends of each table (``table_rows``: name → row count) given the rows
+    its samples read (``touched``)."""
+    if upload.kind == "touched":
+        return SentRows(touched, {name: np.zeros(0, np.int64) for name in touched})
+    if upload.kind == "dense":
+        return SentRows({name: np.arange(table_rows[name], dtype=np.int64) for name in touched},
+                        {name: np.zeros(0, np.int64) for name in touched})
+    rng = stream(seed, "upload-decoys", client)
+    decoys = {}
+    for name, ids in touched.items():
+        untouched = np.setdiff1d(np.arange(table_rows[name], dtype=np.int64), ids, assume_unique=True)
+        k = decoy_count(len(ids), table_rows[name], upload.pad_ratio)
+        decoys[name] = np.sort(rng.choice(untouched, size=k, replace=False))
+    return SentRows({name: np.union1d(ids, decoys[name]) for name, ids in touched.items()}, decoys)
+
+
+def sent_row_count(upload: UploadConfig, touched_counts: dict[str, int], table_rows: dict[str, int]) -> int:
+    """Rows sent over all tables, without drawing them (the server prices a round before it runs)."""
+    if upload.kind == "touched":
+        return sum(touched_counts.values())
+    if upload.kind == "dense":
+        return sum(table_rows[name] for name in touched_counts)
+    return sum(n + decoy_count(n, table_rows[name], upload.pad_ratio) for name, n in touched_counts.items())
+
+
+def fill_decoys(table_delta: np.ndarray, real_rows: np.ndarray, decoys: np.ndarray, rng: np.random.Generator) -> None:
+    """Write N(0, σ²) into ``table_delta[decoys]`` (rows, dim), σ the standard deviation of the
+    client's real rows, in place."""
+    if len(decoys) == 0:
+        return
+    scale = float(table_delta[real_rows].std()) if len(real_rows) else 0.0
+    table_delta[decoys] = rng.normal(0.0, scale, size=(len(decoys), *table_delta.shape[1:])).astype(table_delta.dtype)
