@@ -6,9 +6,9 @@ Levels are per tier: the pruned share of update entries (prune), bits per entry 
 32 = no quantization), the kept width of the narrowed hidden layers (channel) or the share of its
 local samples a client trains on (subsample).
 
-Beyond RF²'s table, the ``-lo`` presets keep the low tier in the round where Exclude Lo drops it
-— a narrower model or fewer local samples for the low tier alone — so what exclusion costs that
-tier can be set against what they cost in simulated time.
+Beyond RF²'s table, ``MITIGATION_PRESETS``: the ``-lo`` presets keep the low tier in the round
+where Exclude Lo drops it (a narrower model or fewer local samples for the low tier alone), and
+``-rescaled`` prunes without shrinking the pruned tiers' updates.
 """
 
 from __future__ import annotations
@@ -33,12 +33,16 @@ def _presets() -> dict[str, dict]:
     return presets
 
 
-# Exclude Lo's mitigations: the low tier trains, narrowed or on a share of its samples; mid and high as usual.
-LOW_TIER_PRESETS: dict[str, dict] = {
+# Mitigations beyond RF²'s table. Exclude Lo's: the low tier trains, narrowed or on a share of its
+# samples, mid and high as usual. Pruning's: the kept entries scaled by 1/(1 − rate), so a pruned
+# update is unbiased instead of shrunk toward zero (RF² does not rescale).
+MITIGATION_PRESETS: dict[str, dict] = {
     "channel-lo-1:16": {"kind": "channel", "levels": {"low": 0.0625}},
     "subsample-lo-1:4": {"kind": "subsample", "levels": {"low": 0.25}},
     "subsample-lo-1:16": {"kind": "subsample", "levels": {"low": 0.0625}},
+    "prune-1:4:16-rescaled": {"kind": "prune", "levels": dict(zip(_TIERS, _LOW_MID_HIGH["prune"]["1:4:16"])),
+                              "rescale_pruned": True},
 }
 # The 14 configurations of RF²'s Table 1, in its order; "none" is the reference they are measured against.
 RF2_CONFIGURATIONS: tuple[str, ...] = tuple(name for name in _presets() if name != "none")
-OPTIMIZATION_PRESETS: dict[str, dict] = {**_presets(), **LOW_TIER_PRESETS}
+OPTIMIZATION_PRESETS: dict[str, dict] = {**_presets(), **MITIGATION_PRESETS}
