@@ -83,5 +83,5 @@ def build(cfg: SimConfig, progress: bool = False) -> Experiment:
     spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
     fleet = FleetView(population.tiers, population.tier_of_user, population.samples_per_client(),
                       metadata=cali3f_metadata(cfg, world))
-    ops = NCFOps(spec, cfg.fl.negatives_per_positive)
+    ops = NCFOps(spec, cfg.fl.negatives_per_positive, upload=cfg.fl.upload)
     return Experiment(cfg, world, spec, recipe_from(cfg), ops, fleet, worker_of_user, n_workers)

@@ -230,9 +230,6 @@ class SimConfig(StrictModel):
         if opt.kind == "subsample" and not self.model.is_click:
             raise ValueError(f"fl.optimization kind 'subsample' needs a click model (dlrm, din), not "
                              f"{self.model.kind!r}: an NCF client's round is its positives and their sampled negatives")
-        if self.fl.upload.kind != "touched" and not self.model.is_click:
-            raise ValueError(f"fl.upload kind {self.fl.upload.kind!r} needs a click model (dlrm, din): an NCF client "
-                             f"uploads the rows it touched, its positives already mixed with its sampled negatives")
         strategy = self.fl.strategy.kind
         if strategy != "fedavg" and self.model.is_click:
             raise ValueError(f"fl.strategy {strategy!r} needs an NCF model (gmf, mlp, neumf): it personalises the "

@@ -21,6 +21,7 @@ from cluster.fl.records import evaluation_summary
 from cluster.fl.worker_core import NCFSettings
 from cluster.models.ncf import NCFSpec, initial_params
 from cluster.tiers.optimizations import TierPlan
+from configs.fl_schema import TouchedUpload, UploadConfig
 
 
 NOTHING_EXTRA = ExtraPayload()
@@ -45,13 +46,27 @@ class ModelOps(Protocol):
                   tier_names: tuple[str, ...], split: str) -> dict[str, float]: ...
 
 
+def sent_item_rows(upload: UploadConfig, touched: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """(item rows each client sends (n,), row ids among them) given the rows it touches (n,):
+    a dense upload sends every row in table order, so no ids; padded adds its decoys."""
+    touched = np.asarray(touched, dtype=np.float64)
+    if upload.kind == "dense":
+        return np.full(len(touched), float(n_items)), np.zeros(len(touched))
+    if upload.kind == "padded":
+        rows = touched + np.minimum(np.ceil(np.round(upload.pad_ratio * touched, 9)), n_items - touched)
+        return rows, rows
+    return touched, touched
+
+
 @dataclass(frozen=True)
 class NCFOps:
-    """``samples`` are a client's positives; it trains on them plus ``negatives_per_positive`` each."""
+    """``samples`` are a client's positives; it trains on them plus ``negatives_per_positive`` each,
+    and uploads the item rows ``upload`` says."""
 
     spec: NCFSpec
     negatives_per_positive: int
     metric_names: tuple[str, str] = ("hr10", "ndcg10")
+    upload: UploadConfig = TouchedUpload()
 
     def init_params(self, seed: int) -> dict[str, np.ndarray]:
         return initial_params(self.spec, seed)
@@ -64,17 +79,17 @@ class NCFOps:
         spec = self.spec
         samples = np.asarray(samples, dtype=np.float64)
         work = samples * (1 + self.negatives_per_positive)
-        rows = np.minimum(work, spec.n_items)
+        rows, ids = sent_item_rows(self.upload, np.minimum(work, spec.n_items), spec.n_items)
         entries = rows * len(spec.item_tables) * spec.dim + spec.dense_bytes() // 4 + extra.upload_entries
         download = np.full(len(clients), float(spec.model_bytes() + extra.download_bytes))
         n_tensors = len(spec.item_tables) + len(spec.dense_shapes()) + extra.tensors
-        upload = plan.upload_bytes(tiers, entries, rows, n_tensors)
+        upload = plan.upload_bytes(tiers, entries, ids, n_tensors)
         return RoundCosts(work * passes, download, upload, np.ones(len(clients)))
 
     def client_settings(self, tiers: np.ndarray, plan: TierPlan) -> Optional[NCFSettings]:
         if plan.compression_level(tiers).any():
-            return NCFSettings(plan.kind, plan.compression_level(tiers), plan.rescale_pruned)
-        return None
+            return NCFSettings(plan.kind, plan.compression_level(tiers), plan.rescale_pruned, self.upload)
+        return None if self.upload.kind == "touched" else NCFSettings(upload=self.upload)
 
     def merge(self, results: list[LocalResult]) -> LocalResult:
         return merge_results(results, self.spec)
@@ -85,7 +100,7 @@ class NCFOps:
         return fedavg(merged, self.spec)
 
     def upload_stats(self, merged: LocalResult) -> dict:
-        return {"upload_rows": int(merged.touched_rows.sum())}
+        return {"upload_rows": len(merged.item_ids)}
 
     def summarize(self, owners, hit, ndcg, tier_of_user, tier_names, split: str = "test") -> dict[str, float]:
         return evaluation_summary(owners, hit, ndcg, tier_of_user, tier_names)

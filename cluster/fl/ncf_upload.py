@@ -1,6 +1,8 @@
-"""What an NCF client uploads under a compressing tier-aware optimization (RF² Table 1): every
-tensor it sends — each dense weight, its touched rows of each item table, and under Cali3F its
-cluster-model pass and user-vector change — pruned or quantized with its tier's level.
+"""What an NCF client uploads: the item rows ``fl.upload`` sends (the rows it touched — its
+positives and this round's sampled negatives —, every row, or the touched rows among fixed decoys;
+``upload_rows.py``) and, under a compressing tier-aware optimization (RF² Table 1), every tensor
+it sends — each dense weight, its item rows, and under Cali3F its cluster-model pass and
+user-vector change — pruned or quantized with its tier's level.
 
 As for click models (``click_upload.compress_upload``), each client draws from its own stream
 (seed, round, client id), so the result does not depend on which worker holds it.
@@ -14,7 +16,36 @@ import numpy as np
 
 from cluster.fl.compression import compress_values, is_neutral
 from cluster.fl.local_training import LocalResult
+from cluster.fl.upload_rows import fill_decoys, sent_rows
 from cluster.rng import stream
+from configs.fl_schema import UploadConfig
+
+
+def widen_ncf_upload(result: LocalResult, upload: UploadConfig, n_items: int, seed: int, round_index: int) -> LocalResult:
+    """``result`` with each client's item rows widened to what ``upload`` sends: every item
+    (dense: the new rows carry a zero update) or its touched rows plus its decoys (padded: the
+    decoys carry zero-mean noise, ``upload_rows.fill_decoys``). Rows stay grouped by client, items
+    ascending; ``touched_rows`` keeps what the client's training touched."""
+    if upload.kind == "touched" or len(result.clients) == 0:
+        return result
+    counts = np.bincount(result.row_owner, minlength=len(result.clients))
+    starts = np.r_[0, np.cumsum(counts)]
+    ids, owners, deltas = [], [], {t: [] for t in result.item_deltas}
+    for c, client in enumerate(result.clients):
+        own = result.item_ids[starts[c] : starts[c + 1]]
+        sent = sent_rows(upload, {"item": own}, {"item": n_items}, seed, int(client))
+        rows = sent.rows["item"]
+        real = np.searchsorted(rows, own)
+        rng = stream(seed, "upload-decoy-values", round_index, int(client))
+        for table, values in result.item_deltas.items():
+            wide = np.zeros((len(rows), values.shape[1]), values.dtype)
+            wide[real] = values[starts[c] : starts[c + 1]]
+            fill_decoys(wide, real, np.searchsorted(rows, sent.decoys["item"]), rng)
+            deltas[table].append(wide)
+        ids.append(rows)
+        owners.append(np.full(len(rows), c, np.int32))
+    return replace(result, item_ids=np.concatenate(ids).astype(np.int64), row_owner=np.concatenate(owners),
+                   item_deltas={t: np.concatenate(v) for t, v in deltas.items()})
 
 
 def compress_ncf_upload(result: LocalResult, kind: str, levels: np.ndarray, seed: int, round_index: int,

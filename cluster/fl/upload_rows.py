@@ -1,8 +1,9 @@
 """Which embedding rows a client sends under ``fl.upload`` (touched, dense, padded) and what its
 decoy rows carry. Pure functions over one client's row ids; ``click_upload`` applies them.
 
-Decoys are drawn once per client from its own stream (seed, client), not per round: a set that
-changed every round would give the real rows away to anyone intersecting two rounds' sets.
+Decoys come from one fixed order of each table per client (its own stream: seed, client), not a
+fresh draw per round: a set that changed every round would give the real rows away to anyone
+intersecting two rounds' sets.
 Their values are fresh each round: N(0, σ²) with σ the spread of the client's real rows of that
 table, so E[decoy] = 0 — the true update of a row the client never read — and FedAvg stays
 unbiased, paying only variance.
@@ -11,6 +12,7 @@ unbiased, paying only variance.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,12 +44,13 @@ def sent_rows(upload: UploadConfig, touched: dict[str, np.ndarray], table_rows: 
     if upload.kind == "dense":
         return SentRows({name: np.arange(table_rows[name], dtype=np.int64) for name in touched},
                         {name: np.zeros(0, np.int64) for name in touched})
-    rng = stream(seed, "upload-decoys", client)
     decoys = {}
     for name, ids in touched.items():
-        untouched = np.setdiff1d(np.arange(table_rows[name], dtype=np.int64), ids, assume_unique=True)
-        k = decoy_count(len(ids), table_rows[name], upload.pad_ratio)
-        decoys[name] = np.sort(rng.choice(untouched, size=k, replace=False))
+        # One fixed order of the table per client: its decoys are the first untouched rows in it,
+        # the same every round even where the touched set moves (an NCF client's negatives).
+        order = stream(seed, "upload-decoys", client, zlib.crc32(name.encode())).permutation(table_rows[name])
+        untouched = order[~np.isin(order, ids)]
+        decoys[name] = np.sort(untouched[: decoy_count(len(ids), table_rows[name], upload.pad_ratio)])
     return SentRows({name: np.union1d(ids, decoys[name]) for name, ids in touched.items()}, decoys)
 
 

@@ -19,7 +19,7 @@ from cluster.fl.cali3f import subordinate_user_update
 from cluster.fl.clustering import assign_clusters, fixed_point_sums
 from cluster.fl.local_training import LocalRecipe, LocalResult, train_local
 from cluster.fl.metrics import rank_metrics
-from cluster.fl.ncf_upload import compress_ncf_upload
+from cluster.fl.ncf_upload import compress_ncf_upload, widen_ncf_upload
 from cluster.models.ncf import (
     NCFSpec,
     initial_params,
@@ -27,6 +27,7 @@ from cluster.models.ncf import (
     score_candidates,
 )
 from cluster.storage import Storage
+from configs.fl_schema import TouchedUpload, UploadConfig
 
 EVAL_CHUNK = 4096
 
@@ -59,13 +60,14 @@ class ClientShard:
 
 @dataclass(frozen=True)
 class NCFSettings:
-    """What the server sends with a round's clients (C,): their upload compression (RF²) and,
-    under Cali3F, each one's cluster ``cluster_of`` (C,) with the cluster models' dense parts
-    ``cluster_dense[name]`` (P, *shape)."""
+    """What the server sends with a round's clients (C,): their upload compression (RF²), which
+    item rows they upload (``upload``) and, under Cali3F, each one's cluster ``cluster_of`` (C,)
+    with the cluster models' dense parts ``cluster_dense[name]`` (P, *shape)."""
 
     kind: str = "none"
     levels: Optional[np.ndarray] = None
     rescale_pruned: bool = False
+    upload: UploadConfig = TouchedUpload()
     cluster_of: Optional[np.ndarray] = None
     cluster_dense: Optional[dict[str, np.ndarray]] = None
 
@@ -143,6 +145,8 @@ class ClientWorkerCore:
                 self.personal[name][rows] = personal[name] + delta
         for table, vectors in new_users.items():
             self.users[table][rows] = vectors
+        if settings is not None:
+            result = widen_ncf_upload(result, settings.upload, self.spec.n_items, self.seed, round_index)
         if settings is not None and settings.levels is not None:
             result = compress_ncf_upload(result, settings.kind, settings.levels, self.seed, round_index,
                                          settings.rescale_pruned)

@@ -35,7 +35,7 @@ def refusal(strategy: str, model: str, optimization: str) -> str | None:
 CAPABILITIES = [(s, m, o) for s in STRATEGIES for m in MODELS for o in OPTIMIZATIONS]
 
 
-def _cfg(cache: Path, strategy: str, model: str, optimization: str):
+def _cfg(cache: Path, strategy: str, model: str, optimization: str, *extra: str):
     recipe = (["fl.client_lr=1.0", "fl.server_optimizer=adagrad", "fl.server_lr=0.1", "model.top_hidden=[16]",
                "model.history_len=10"] if model in CLICK_MODELS else [])
     return load_config("configs/demo.yaml", [
@@ -43,6 +43,7 @@ def _cfg(cache: Path, strategy: str, model: str, optimization: str):
         f"model.kind={model}", "model.embedding_dim=4", "model.mlp_layers=[8,4]", f"fl.strategy.kind={strategy}",
         f"fl.optimization={optimization}", "fl.clients_per_round=24", "fl.rounds=2", "fl.overselect=0",
         "fl.strategy.n_clusters=3" if strategy == "cali3f" else "fl.eval_every=1", f"data.cache_dir={cache}", *recipe,
+        *extra,
     ])
 
 
@@ -67,3 +68,18 @@ def test_every_combination_trains_or_is_refused_with_a_reason(cache: Path, strat
         assert record["aggregated"] == record["selected"] - record["dropped"] > 0
     if optimization == "exclude-lo":
         assert all(record["selected_low"] == 0 for record in history)
+
+
+UPLOAD_CASES = [("cali3f", "neumf", "quant-1:2:8"), ("ditto", "gmf", "prune-1:2:4"), ("fedavg", "din", "quant-1:2:8")]
+
+
+@pytest.mark.parametrize("upload", ["dense", "padded"])
+@pytest.mark.parametrize("strategy,model,optimization", UPLOAD_CASES, ids=["-".join(c) for c in UPLOAD_CASES])
+def test_every_model_family_trains_with_every_upload(cache: Path, strategy, model, optimization, upload):
+    exp = build(_cfg(cache, strategy, model, optimization, f"fl.upload={upload}"))
+    server, _, history = train_rounds(exp)
+    assert server.round_index == 2 and all(np.isfinite(v).all() for v in server.params.values())
+    touched = build(_cfg(cache, strategy, model, optimization))
+    _, _, touched_history = train_rounds(touched)
+    for record, plain in zip(history, touched_history):
+        assert record["upload_rows"] > plain["upload_rows"], "dense and padded send more rows than touched"

@@ -1,16 +1,21 @@
-"""``fl.upload``: which embedding rows a click-model client sends (touched, dense, padded), what
+"""``fl.upload``: which embedding rows a client (click or NCF model) sends (touched, dense, padded), what
 the server reconstructs under each compression, and what the virtual clock charges for it."""
 
 import numpy as np
 import pytest
 import torch
 
+from cluster.fl.aggregation import fedavg
 from cluster.fl.click_training import ClickRecipe, train_local_click
 from cluster.fl.click_upload import add_decoys, compress_upload, table_rows, touched_rows, upload_size
 from cluster.fl.click_worker_core import ClickWorkerCore, ClientSettings
 from cluster.fl.click_shard import ClickShard
+from cluster.fl.local_training import LocalRecipe, train_local
+from cluster.fl.model_ops import NCFOps, sent_item_rows
+from cluster.fl.ncf_upload import compress_ncf_upload, widen_ncf_upload
 from cluster.fl.upload_rows import decoy_count, fill_decoys, sent_rows
 from cluster.models.click import ClickSpec, init_params
+from cluster.models.ncf import NCFSpec, init_users, initial_params
 from cluster.rng import stream
 from configs import ConfigError, load_config
 from configs.fl_schema import DenseUpload, PaddedUpload, TouchedUpload
@@ -113,8 +118,66 @@ def test_upload_config_names_its_kind_and_where_it_applies():
     assert cfg.fl.upload == PaddedUpload(pad_ratio=2.0)
     with pytest.raises(ConfigError, match=r"fl\.upload\.pad_ratio.*unknown key"):
         load_config(None, ["model.kind=dlrm", "fl.upload=dense", "fl.upload.pad_ratio=2"])
-    with pytest.raises(ConfigError, match="needs a click model"):
-        load_config(None, ["model.kind=gmf", "fl.upload=dense"])
+    assert load_config(None, ["model.kind=gmf", "fl.upload=dense"]).fl.upload == DenseUpload()
+
+
+def _ncf_round(kind="neumf", n_items=50, seed=0, round_index=0):
+    spec = NCFSpec(kind, dim=4, mlp_layers=(8, 4), n_items=n_items)
+    rng = np.random.default_rng(seed)
+    counts = np.array([3, 6, 2])
+    pos = np.concatenate([np.sort(rng.choice(n_items, c, replace=False)) for c in counts])
+    users = init_users(spec, 3, seed)
+    recipe = LocalRecipe(epochs=1, lr_dense=0.5, lr_item=5.0, lr_user=1.0, negatives_per_positive=2)
+    result, _ = train_local(spec, recipe, initial_params(spec, seed), users, np.array([2, 5, 9]),
+                            np.r_[0, np.cumsum(counts)], pos, seed, round_index)
+    return spec, result
+
+
+def test_ncf_dense_upload_averages_as_touched_and_only_quant_moves_the_zero_rows():
+    spec, result = _ncf_round()
+    dense = widen_ncf_upload(result, DenseUpload(), spec.n_items, seed=0, round_index=0)
+    assert len(dense.item_ids) == 3 * spec.n_items and np.array_equal(dense.touched_rows, result.touched_rows)
+    same, plain = fedavg(dense, spec), fedavg(result, spec)
+    for name in plain:
+        assert np.array_equal(same[name], plain[name]), name
+    untouched = ~np.isin(dense.item_ids, result.item_ids[result.row_owner == 0]) & (dense.row_owner == 0)
+    for kind, noisy in [("quant", True), ("quants", False)]:
+        out = compress_ncf_upload(dense, kind, np.array([4.0, 4.0, 4.0]), seed=0, round_index=0)
+        table = spec.item_tables[0]
+        assert (np.abs(out.item_deltas[table][untouched]).sum() > 0) == noisy, kind
+
+
+def test_ncf_padded_upload_keeps_its_decoys_while_its_negatives_move():
+    spec, first = _ncf_round(round_index=0)
+    _, second = _ncf_round(round_index=1)
+    pad = PaddedUpload(pad_ratio=1.0)
+    a = widen_ncf_upload(first, pad, spec.n_items, seed=0, round_index=0)
+    b = widen_ncf_upload(second, pad, spec.n_items, seed=0, round_index=1)
+    own = lambda r, c: set(r.item_ids[r.row_owner == c].tolist())  # noqa: E731
+    for c in range(3):
+        touched_a, touched_b = own(first, c), own(second, c)
+        assert touched_a <= own(a, c) and len(own(a, c)) == min(2 * len(touched_a), spec.n_items)
+        decoys_a, decoys_b = own(a, c) - touched_a, own(b, c) - touched_b
+        assert len(decoys_a & decoys_b) >= len(decoys_a) - len(touched_a | touched_b), "decoys stay put"
+    real = np.isin(a.item_ids, first.item_ids[first.row_owner == 1]) & (a.row_owner == 1)
+    for table in spec.item_tables:
+        assert np.array_equal(a.item_deltas[table][real], first.item_deltas[table][first.row_owner == 1])
+        assert (a.item_deltas[table][(a.row_owner == 1) & ~real] != 0).any()
+
+
+def test_ncf_clock_charges_each_upload():
+    spec = NCFSpec("gmf", dim=4, mlp_layers=(8, 4), n_items=50)
+    rows = {u: sent_item_rows(UPLOADS[u], np.array([10.0, 30.0]), 50) for u in UPLOADS}
+    assert rows["dense"][0].tolist() == [50, 50] and not rows["dense"][1].any()
+    assert rows["padded"][0].tolist() == [25, 50] and rows["touched"][0].tolist() == [10, 30]
+    assert NCFOps(spec, 4, upload=DenseUpload()).client_settings(np.array([0]), _neutral_plan()).upload == DenseUpload()
+
+
+def _neutral_plan():
+    from cluster.tiers.optimizations import TierPlan
+    from configs.schema import OptimizationConfig
+
+    return TierPlan.resolve(OptimizationConfig(), 0.0, ("low", "mid", "high"))
 
 
 def test_a_subsampled_client_trains_on_its_share_and_is_priced_for_it():
