@@ -37,6 +37,11 @@ class RetrievalShard:
             self.mu_version = version
         return self.mu_version
 
+    def forget_mu(self) -> None:
+        """Back to μ = 0 at no version, for a new dual-vector actor whose versions start again at 0."""
+        self.index.set_mu(np.zeros_like(self.index.mu))
+        self.mu_version = -1
+
     def search(self, queries: np.ndarray, k: int, mu: np.ndarray, version: int,
                exclude: list[np.ndarray] | None = None) -> tuple[Hits, int]:
         """Top-k by s − μ_g; a newer μ carried by the query is applied first."""

@@ -46,35 +46,48 @@ def methods(cfg: SimConfig, batch_sizes: list[int]) -> list[tuple[str, int]]:
 
 
 def evaluate(cfg: SimConfig, catalog, requests, folder: Storage, batch_sizes: list[int]) -> tuple[list[dict], list[dict]]:
+    """Every method over one set of shard actors (they hold no policy: each method brings its own
+    dual-vector actor, and the shards forget the previous one's μ)."""
     import ray
 
-    from actors.retrieval_factory import save_partitions, start_retrieval
+    from actors.retrieval_factory import save_partitions, start_shards
     from cluster.bootstrap import init_ray
-    from jobs.retrieval_replay import replay
 
     started_ray = init_ray(address=None)
     r = cfg.retrieval
-    horizon = r.horizon or len(requests)
-    targets = exposure_targets(r, catalog.n_groups, horizon)
+    targets = exposure_targets(r, catalog.n_groups, r.horizon or len(requests))
     save_partitions(r, catalog, folder / "shards", rng_stream(cfg.seed, "partition"))
-    rows, exposure_rows = [], []
+    rows, exposure_rows, shards = [], [], []
     try:
+        shards = start_shards(r, catalog.n_groups, folder / "shards", name_prefix="eval-")
         for index, (policy_name, batch) in enumerate(methods(cfg, batch_sizes)):
-            policy_cfg = r.model_copy(update={"policy": policy_name})
-            policy = make_policy(policy_cfg, targets, batch=batch)
-            actors = start_retrieval(policy_cfg, catalog, policy, folder / "shards", folder / f"state-{index}",
-                                     name_prefix=f"eval{index}-")
-            try:
-                result = replay(actors.coordinator, catalog, requests, r.k, batch)
-            finally:
-                actors.kill()
+            result = _replay_method(r.model_copy(update={"policy": policy_name}), catalog, requests, targets, shards,
+                                    folder / f"state-{index}", f"eval{index}-", batch)
             rows.append(_row(policy_name, batch, result, requests, targets))
             exposure_rows += _exposure_rows(policy_name, batch, result, targets, catalog.group_names)
             print(_line(rows[-1]), flush=True)
     finally:
+        for shard in shards:
+            ray.kill(shard, no_restart=True)
         if started_ray:
             ray.shutdown()
     return rows, exposure_rows
+
+
+def _replay_method(policy_cfg, catalog, requests, targets, shards: list, state: Storage, prefix: str, batch: int):
+    import ray
+
+    from actors.retrieval_coordinator import Coordinator
+    from actors.retrieval_factory import start_dual
+    from jobs.retrieval_replay import replay
+
+    ray.get([s.forget_mu.remote() for s in shards])
+    dual = start_dual(make_policy(policy_cfg, targets, batch=batch), shards, state, name_prefix=prefix)
+    try:
+        ray.get(dual.ready.remote())
+        return replay(Coordinator(shards, dual, catalog.item_groups), catalog, requests, policy_cfg.k, batch)
+    finally:
+        ray.kill(dual, no_restart=True)
 
 
 def _row(policy: str, batch: int, result, requests, targets) -> dict:

@@ -13,6 +13,7 @@ import pytest
 
 from configs import load_config
 from cluster.experiment import build
+from cluster.fl.inprocess import evaluate, round_loop
 from jobs.fl_sim import build_run_write, run
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -34,14 +35,19 @@ def _metrics(history):
 
 
 def test_same_results_with_one_or_two_workers_per_tier(tmp_path: Path):
-    """On actors; tests/unit/test_click_rounds.py covers the other optimizations in-process."""
+    """Two workers per tier on actors against one core per tier in process (which an actor run
+    with one worker per tier equals: tests/actors/test_rf2_matrix.py);
+    tests/unit/test_click_rounds.py covers the other optimizations in process."""
     extra = ("model.kind=dlrm", "fl.optimization=channel-1:4:16")
-    one = run(build(tiny_click(tmp_path, "fl.runtime.workers_per_tier=1", *extra)), tmp_path / "one", False, None, quiet=True)
     two = run(build(tiny_click(tmp_path, "fl.runtime.workers_per_tier=2", *extra)), tmp_path / "two", False, None, quiet=True)
-    assert _metrics(one["history"]) == _metrics(two["history"])
-    for name in one["params"]:
-        assert np.array_equal(one["params"][name], two["params"][name]), name
-    assert one["train_eval"] == two["train_eval"]
+    one = build(tiny_click(tmp_path, "fl.runtime.workers_per_tier=1", *extra))
+    loop = round_loop(one, one.cfg.fl.eval_every)
+    for _ in range(one.cfg.fl.rounds):
+        loop.run_round()
+    assert _metrics(loop.history) == _metrics(two["history"])
+    for name in loop.server.params:
+        assert np.array_equal(loop.server.params[name], two["params"][name]), name
+    assert evaluate(one, loop.pool.cores, loop.server.params, "train") == two["train_eval"]
 
 
 def test_click_run_writes_auc_per_tier(tmp_path: Path):

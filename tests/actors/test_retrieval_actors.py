@@ -11,7 +11,8 @@ import pytest
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from actors.retrieval_factory import save_partitions, start_retrieval
+from actors.retrieval_coordinator import Coordinator
+from actors.retrieval_factory import RetrievalActors, save_partitions, start_dual, start_shards
 from cluster.retrieval.catalog import Catalog
 from cluster.retrieval.fairsync import DualVector, ExposureTargets
 from cluster.storage import Storage
@@ -21,8 +22,10 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 N_ITEMS, DIM, N_GROUPS, K = 400, 8, 4, 10
 
 
-@pytest.fixture()
-def fleet(tmp_path: Path):
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """The shard actors, shared by the module's tests: they hold no policy (each test brings its
+    own dual-vector actor and they forget the last one's μ), and restart from their files."""
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(N_ITEMS, DIM)).astype(np.float32)
     groups = rng.integers(0, N_GROUPS, N_ITEMS)
@@ -30,12 +33,24 @@ def fleet(tmp_path: Path):
     catalog = Catalog(np.arange(N_ITEMS) + 5000, vectors, groups, [f"g{i}" for i in range(N_GROUPS)],
                       np.arange(3), rng.normal(size=(3, DIM)).astype(np.float32))
     cfg = RetrievalConfig(n_shards=3, k=K)
+    partitions = Storage(tmp_path_factory.mktemp("shards"))
+    save_partitions(cfg, catalog, partitions, rng)
+    handles = start_shards(cfg, N_GROUPS, partitions, name_prefix="actors-test-")
+    yield handles, catalog
+    for handle in handles:
+        ray.kill(handle, no_restart=True)
+
+
+@pytest.fixture()
+def fleet(shards, tmp_path: Path):
+    handles, catalog = shards
+    ray.get([s.forget_mu.remote() for s in handles])
     targets = ExposureTargets(np.array([0.0, 0.0, 0.0, 4.0 * 200]), horizon=200, k=K)  # group 3: 4 of 10 slots
-    save_partitions(cfg, catalog, Storage(tmp_path / "shards"), rng)
-    fleet = start_retrieval(cfg, catalog, DualVector(targets, 8, 0.2, "adam"), Storage(tmp_path / "shards"),
-                            Storage(tmp_path))
-    yield fleet, vectors, groups, rng
-    fleet.kill()
+    dual = start_dual(DualVector(targets, 8, 0.2, "adam"), handles, Storage(tmp_path), name_prefix="actors-test-")
+    ray.get([s.ready.remote() for s in handles] + [dual.ready.remote()])
+    fleet = RetrievalActors(handles, dual, Coordinator(handles, dual, catalog.item_groups))
+    yield fleet, catalog.item_vectors, catalog.item_groups, np.random.default_rng(1)
+    ray.kill(dual, no_restart=True)
 
 
 def test_sharded_answer_is_the_exact_top_k_and_feeds_the_dual(fleet):
