@@ -1,6 +1,7 @@
 """An S3-compatible object store (moto's server on loopback) as the storage of a real run: the
-FL job writes its run folder and checkpoints there and resumes from them, and the retriever's
-shards load their partitions from it (again after a restart)."""
+FL job writes its run folder and checkpoints there and, after a crash, resumes from them through
+the CLI to the same rounds as an unbroken run, and the retriever's shards load their partitions
+from it (again after a restart)."""
 
 from __future__ import annotations
 
@@ -18,19 +19,21 @@ from cluster.fl.shards import build_shards
 from cluster.storage import Storage
 from configs import load_config
 from cluster.experiment import build
-from jobs.fl_sim import main, run
+from cluster.fl.inprocess import train_rounds
+from jobs.fl_sim import main
 from jobs.outputs import write_resolved_config
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 TINY = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
-        "fl.clients_per_round=40", "fl.rounds=5", "fl.checkpoint_every=2", "fl.overselect=0", "fl.eval_every=5"]
+        "fl.clients_per_round=40", "fl.rounds=5", "fl.checkpoint_every=2", "fl.overselect=0", "fl.eval_every=2"]
 
 
 def test_fl_run_writes_to_s3_and_resumes_from_it(s3_server, tmp_path: Path):
     bucket = s3_server("fl-runs")
     cfg = load_config("configs/demo.yaml", [*TINY, f"data.cache_dir={tmp_path / 'cache'}", f"storage={bucket}/runs"])
-    reference = run(build(cfg), Storage(tmp_path / "reference"), False, None, quiet=True)
+    # The unbroken run in process (an actor run equals it: tests/actors/test_strategies_on_actors.py).
+    _, _, reference = train_rounds(build(cfg), eval_every=cfg.fl.eval_every)
 
     # A run that dies after round 3 (its last checkpoint: round 2), with every file in the bucket.
     exp = build(cfg)
@@ -53,10 +56,15 @@ def test_fl_run_writes_to_s3_and_resumes_from_it(s3_server, tmp_path: Path):
     assert main(["--resume", run_dir.uri]) == 0  # the CLI path, reading config and checkpoint from the bucket
     summary = run_dir.read_json("summary.json")
     assert summary["resumed_from_round"] == 2 and summary["rounds"] == 5
-    assert summary["final"]["hr10"] == reference["history"][-1]["hr10"]
+    assert summary["final"]["hr10"] == reference[-1]["hr10"]
     assert {"rounds.parquet", "tiers.parquet", "clients.parquet", "item_embeddings.parquet"} <= set(run_dir.list())
     rounds = run_dir.read_parquet("rounds.parquet").to_pandas()
     assert rounds["round"].tolist() == [1, 2, 3, 4, 5]
+    # Every round, before the crash and after the resume, as in the unbroken run.
+    for key in ("hr10", "ndcg10", "train_loss", "aggregated", "sim_time_s"):
+        expected = [row.get(key, np.nan) for row in reference]
+        np.testing.assert_array_equal(rounds[key].to_numpy(dtype=float), np.asarray(expected, dtype=float), err_msg=key)
+    assert not [name for name in run_dir.list() if name.endswith(".pkl")]
 
 
 def test_retriever_shards_load_their_partitions_from_s3(s3_server):
