@@ -116,14 +116,18 @@ def test_a_driver_only_folder_is_refused_before_any_worker_starts(cluster):
     assert "is not visible from 1 of 2 nodes" in err and "Traceback" not in err
 
 
-def test_fl_sim_equals_one_node_and_survives_its_aggregator_being_killed(cluster, ray_session, tmp_path):
+def test_fl_sim_equals_one_node_and_survives_its_aggregator_being_killed(cluster, tmp_path):
+    from cluster.experiment import build
+    from cluster.fl.inprocess import train_rounds
     from configs import load_config
-    from jobs.fl_sim import build_run_write
+    from jobs.fl_results import rounds_table
 
     head, _, shared = cluster
-    # The one-node reference, in the test session's own single-node Ray.
+    # The one-node reference: the in-process loop, which a one-node actor run equals
+    # (tests/actors/test_strategies_on_actors.py), as fl_sim tabulates its rounds.
     cfg = load_config("configs/demo.yaml", [*TINY, f"storage={tmp_path / 'one-node'}"])
-    _, one_node, _ = build_run_write(cfg, quiet=True)
+    _, _, history = train_rounds(build(cfg), eval_every=cfg.fl.eval_every)
+    one_node = rounds_table(history, "", cfg.seed).to_pandas()
 
     # Rounds slowed to ~1 s of wall time each (it changes no result) so the kill lands mid-run.
     process = _fl_sim(head, shared / "runs", "fl.runtime.real_time_scale=0.3")
@@ -136,7 +140,8 @@ def test_fl_sim_equals_one_node_and_survives_its_aggregator_being_killed(cluster
     summary = json.loads((run / "summary.json").read_text())
     assert summary["aggregator_restarts"] == 1
     # Bit for bit (NaN where a round was not evaluated equals NaN here).
-    pandas.testing.assert_frame_equal(_rounds(run), _rounds(Path(one_node.local_path)), check_exact=True)
+    pandas.testing.assert_frame_equal(_rounds(run), one_node[[c for c in one_node.columns if c.startswith(METRICS)]],
+                                      check_exact=True)
     assert not list(run.rglob("*.pkl"))
 
 
