@@ -17,6 +17,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.factory import start_aggregator, start_workers
+from cluster.fl.inprocess import train_rounds
 from cluster.fl.shards import build_shards
 from cluster.storage import Storage
 from configs import load_config
@@ -36,11 +37,13 @@ def tiny(tmp_path: Path, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory, ray_session) -> dict:
-    """One uninterrupted run, one worker per tier: what the worker-count, resume and
-    aggregator-restart tests must each reproduce exactly."""
+def reference_run(tmp_path_factory) -> dict:
+    """One uninterrupted run, one core per tier, in process (an actor run equals it:
+    tests/actors/test_strategies_on_actors.py): what the worker-count and aggregator-restart
+    tests must each reproduce exactly."""
     folder = tmp_path_factory.mktemp("reference")
-    return run(build(tiny(folder, "fl.rounds=6", "fl.eval_every=3")), Storage(folder / "run"), False, None, quiet=True)
+    server, _, history = train_rounds(build(tiny(folder, "fl.rounds=6", "fl.eval_every=3")), eval_every=3)
+    return {"history": history, "params": server.params}
 
 
 def start(exp, run_dir: Path):
