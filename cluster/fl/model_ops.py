@@ -16,6 +16,7 @@ import numpy as np
 from cluster.fl.aggregation import fedavg, merge_results
 from cluster.fl.clock import RoundCosts
 from cluster.fl.strategies.base import ExtraPayload
+from cluster.fl.upload_rows import decoy_count
 from cluster.fl.local_training import LocalResult
 from cluster.fl.records import evaluation_summary
 from cluster.fl.worker_core import NCFSettings
@@ -53,7 +54,7 @@ def sent_item_rows(upload: UploadConfig, touched: np.ndarray, n_items: int) -> t
     if upload.kind == "dense":
         return np.full(len(touched), float(n_items)), np.zeros(len(touched))
     if upload.kind == "padded":
-        rows = touched + np.minimum(np.ceil(np.round(upload.pad_ratio * touched, 9)), n_items - touched)
+        rows = touched + decoy_count(touched, n_items, upload.pad_ratio)
         return rows, rows
     return touched, touched
 

@@ -11,7 +11,6 @@ unbiased, paying only variance.
 
 from __future__ import annotations
 
-import math
 import zlib
 from dataclasses import dataclass
 
@@ -29,10 +28,12 @@ class SentRows:
     decoys: dict[str, np.ndarray]
 
 
-def decoy_count(n_touched: int, n_rows: int, pad_ratio: float) -> int:
-    """Decoys for a table of ``n_rows`` where the client touched ``n_touched``: ⌈ratio·touched⌉,
-    capped by the rows it did not touch."""
-    return min(math.ceil(round(pad_ratio * n_touched, 9)), n_rows - n_touched)
+def decoy_count(n_touched, n_rows: int, pad_ratio: float):
+    """Decoys for a table of ``n_rows`` where the client touched ``n_touched`` (a count or an
+    array of them): ⌈ratio·touched⌉, capped by the rows it did not touch."""
+    count = np.minimum(np.ceil(np.round(pad_ratio * np.asarray(n_touched, dtype=np.float64), 9)),
+                       n_rows - np.asarray(n_touched))
+    return int(count) if np.ndim(count) == 0 else count
 
 
 def sent_rows(upload: UploadConfig, touched: dict[str, np.ndarray], table_rows: dict[str, int], seed: int,
