@@ -92,6 +92,11 @@ class CEAGConfig(StrictModel):
     measure: Literal["accuracy", "pairwise"] = Field(
         "accuracy", description="what ψ bounds: per-sample accuracy at p >= 1/2, or the pairwise ranking quality "
                                 "inside each client's samples (cluster/fairness/ranking.py), the form of AUC")
+    proxy: Literal["loss", "pairwise_logistic"] = Field(
+        "loss", description="the primal step's differentiable stand-in for ψ: the tiers' BCE loss gap, applied by "
+                            "re-weighting FedAvg; or, with measure 'pairwise', the gap in the pairwise logistic loss "
+                            "over each client's (click, non-click) pairs, whose gradients clients upload beside their "
+                            "update (one more upload of the same rows)")
     epsilon: NonNegativeFloat = Field(0.01, description="tolerated excess accuracy gap ε")
     dual_lr: PositiveFloat = Field(2.0, description="η_λ of the projected dual ascent step, once per round")
     buffer_size: PositiveInt = Field(
@@ -107,6 +112,13 @@ class CEAGConfig(StrictModel):
         if bad:
             raise ValueError(f"reference accuracies are shares in [0, 1]; got {bad}")
         return value
+
+    @model_validator(mode="after")
+    def _proxy_matches_measure(self) -> "CEAGConfig":
+        if self.proxy == "pairwise_logistic" and self.measure != "pairwise":
+            raise ValueError("fl.fairness.proxy 'pairwise_logistic' is the differentiable form of measure 'pairwise'; "
+                             f"with measure {self.measure!r} use proxy 'loss'")
+        return self
 
     @model_validator(mode="after")
     def _reference(self) -> "CEAGConfig":

@@ -3,13 +3,15 @@ CEAG's constraints (ψ_t ≤ ε per tier), against the unoptimized reference, on
 
     python jobs/ceag_compare.py [--config configs/rf2_dlrm_ml100k.yaml]
         [--mappings hetero-vhigh hetero-high] [--optimizations exclude-lo channel-1:4:16 prune-1:4:16 quant-1:4:16]
-        [--epsilons 0.01 0.02] [--dual-lr 2.0] [--buffer-size 2000] [--seeds 0] [--out runs/ceag-compare-dlrm]
+        [--epsilons 0.01 0.02] [--dual-lr 2.0] [--buffer-size 2000] [--measure accuracy|pairwise]
+        [--proxy loss|pairwise_logistic] [--seeds 0] [--out runs/ceag-compare-dlrm]
 
 Two phases of grid cells (``jobs/grid.py``: Ray tasks, resumable): first the reference (no
 optimization) and every optimization alone; then every optimization with CEAG, whose reference
 table A_t(β_0) is the first phase's per-tier train accuracy of the same mapping and seed.
 Outputs: cells.parquet, rounds.parquet (λ and ψ per round), ceag.parquet (MDAC, max ψ,
-overall AUC change, simulated time; train and held-out), ceag.md and multipliers.png.
+overall AUC change, simulated time; train and held-out; ψ on the measure CEAG bounds), ceag.md
+and multipliers.png.
 """
 
 from __future__ import annotations
@@ -44,22 +46,33 @@ def ceag_label(optimization: str, epsilon: float) -> str:
 
 
 def with_ceag(cfg: SimConfig, epsilon: float, dual_lr: float, buffer_size: int, reference: dict[str, float],
-              measure: str = "accuracy") -> SimConfig:
+              measure: str = "accuracy", proxy: str = "loss") -> SimConfig:
     data = cfg.model_dump(mode="json")
-    data["fl"]["fairness"] = {"kind": "ceag", "measure": measure, "epsilon": epsilon, "dual_lr": dual_lr,
-                              "buffer_size": buffer_size, "reference_accuracy": reference}
+    data["fl"]["fairness"] = {"kind": "ceag", "measure": measure, "proxy": proxy, "epsilon": epsilon,
+                              "dual_lr": dual_lr, "buffer_size": buffer_size, "reference_accuracy": reference}
     return SimConfig.model_validate(data)
 
 
-def measure(rows: pd.DataFrame, tiers: tuple[str, ...]) -> pd.DataFrame:
-    """Per cell: held-out and train MDAC (AUC) and max ψ (accuracy), overall AUC change, time."""
+# The per-tier columns ψ is computed on, for each measure CEAG can bound: (train, held-out). Pair
+# rates are recorded on the train split only, so a pairwise ψ has no held-out column.
+PSI_COLUMNS = {"accuracy": ("acc_train", "acc"), "pairwise": ("pair_train", None)}
+
+
+def measure(rows: pd.DataFrame, tiers: tuple[str, ...], constrained: str = "accuracy") -> pd.DataFrame:
+    """Per cell: held-out and train MDAC (AUC), max ψ on the ``constrained`` measure, overall
+    AUC change, time."""
     keys = ["model", "mapping", "seed", "configuration"]
     test = cell_measures(rows, tiers, "auc")[[*keys, "auc", "change_all", "mdac", "sim_time_s", "speedup"]]
     train = cell_measures(rows, tiers, "auc_train")[[*keys, "change_all", "mdac"]].rename(
         columns={"change_all": "change_all_train", "mdac": "mdac_train"})
-    psi_test = excess_gaps(rows, tiers, "acc").rename(columns=lambda c: c if c in keys else f"{c}_test")
-    psi_train = excess_gaps(rows, tiers, "acc_train").rename(columns=lambda c: c if c in keys else f"{c}_train")
-    out = test.merge(train, on=keys).merge(psi_test, on=keys).merge(psi_train, on=keys)
+    train_column, test_column = PSI_COLUMNS[constrained]
+    psi_train = excess_gaps(rows, tiers, train_column).rename(columns=lambda c: c if c in keys else f"{c}_train")
+    out = test.merge(train, on=keys).merge(psi_train, on=keys)
+    if test_column is None:
+        out["max_psi_test"] = float("nan")
+    else:
+        psi_test = excess_gaps(rows, tiers, test_column).rename(columns=lambda c: c if c in keys else f"{c}_test")
+        out = out.merge(psi_test, on=keys)
     split = out["configuration"].str.partition("+ceag")
     out["optimization"] = split[0]
     out["epsilon"] = pd.to_numeric(split[2].where(split[2] != ""), errors="coerce")
@@ -75,6 +88,9 @@ def parse_args(argv: Optional[Sequence[str]]):
     parser.add_argument("--buffer-size", type=int, default=2000)
     parser.add_argument("--measure", choices=["accuracy", "pairwise"], default="accuracy",
                         help="what CEAG bounds: per-sample accuracy, or pairwise ranking inside each client's samples")
+    parser.add_argument("--proxy", choices=["loss", "pairwise_logistic"], default="loss",
+                        help="the primal step's stand-in for ψ: the BCE loss gap (re-weighted FedAvg), or the "
+                             "pairwise logistic loss gap (needs --measure pairwise)")
     add_grid_arguments(parser, "ceag-compare-<model>")
     return parser.parse_args(argv)
 
@@ -88,6 +104,8 @@ def input_error(args, base) -> Optional[str]:
         return "the base config must be a click model (dlrm, din) with fl.overselect 0 and no fl.fairness"
     if any(e < 0 for e in args.epsilons) or args.dual_lr <= 0 or args.buffer_size <= 0:
         return "epsilons must be >= 0, --dual-lr and --buffer-size > 0"
+    if args.proxy == "pairwise_logistic" and args.measure != "pairwise":
+        return "--proxy pairwise_logistic is the differentiable form of --measure pairwise; pass both"
     return None
 
 
@@ -105,8 +123,8 @@ def run_grid(args, base, out, tiers: tuple[str, ...]) -> tuple[pd.DataFrame, pd.
                    & (rows["configuration"] == "none")].set_index("tier")
         key = "pair_train" if args.measure == "pairwise" else "acc_train"
         reference = {t: float(ref.loc[t, key]) for t in tiers}
-        constrained += [cell(with_ceag(done.cfg, epsilon, args.dual_lr, args.buffer_size, reference, args.measure),
-                             ceag_label(done.label, epsilon), out) for epsilon in args.epsilons]
+        constrained += [cell(with_ceag(done.cfg, epsilon, args.dual_lr, args.buffer_size, reference, args.measure,
+                                       args.proxy), ceag_label(done.label, epsilon), out) for epsilon in args.epsilons]
     more_rows, more_rounds = run_cells(constrained, args.parallel, args.address)
     return pd.concat([rows, more_rows], ignore_index=True), pd.concat([rounds, more_rounds], ignore_index=True)
 
@@ -114,9 +132,9 @@ def run_grid(args, base, out, tiers: tuple[str, ...]) -> tuple[pd.DataFrame, pd.
 def write_outputs(args, rows: pd.DataFrame, rounds: pd.DataFrame, out, tiers: tuple[str, ...]) -> str:
     write_table_atomic(pa.Table.from_pandas(rows, preserve_index=False), out / "cells.parquet")
     write_table_atomic(pa.Table.from_pandas(rounds, preserve_index=False), out / "rounds.parquet")
-    table = measure(rows, tiers)
+    table = measure(rows, tiers, args.measure)
     write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), out / "ceag.parquet")
-    text = ceag_markdown(table, args.optimizations, args.epsilons)
+    text = ceag_markdown(table, args.optimizations, args.epsilons, args.measure)
     write_text_atomic(out / "ceag.md", text)
     plot_multipliers(rounds, tiers, out / "multipliers.png")
     return text

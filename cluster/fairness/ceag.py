@@ -184,6 +184,26 @@ def aggregation_weights(n_samples: np.ndarray, client_tier: np.ndarray, lambdas:
     return n * ((1.0 - lam.sum()) / total + own[tier])
 
 
+def pairwise_proxy_coefficients(pair_counts: np.ndarray, client_tier: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
+    """Per-client coefficients k (C,) on the clients' pairwise-logistic gradients h_c whose
+    Σ_c k_c h_c is ∇ Σ_t λ_t ψ̃_t for the pairwise proxy ψ̃_t = P_t − P, with P_c a client's mean
+    logistic loss over its m_c (click, non-click) pairs, P_t = Σ_{c∈t} m_c P_c / M_t its tier's
+    over the round's pairs and P = Σ_c m_c P_c / M everyone's (P(β_0) is a constant, left out):
+    k_c = m_c (λ_{t(c)}/M_{t(c)} − Λ/M), Λ over tiers with pairs this round. Σ k = 0, so the
+    term moves no mass between the average and the correction; a client without pairs gets 0."""
+    m = np.asarray(pair_counts, np.float64)
+    tier = np.asarray(client_tier, np.int64)
+    lambdas = np.asarray(lambdas, np.float64)
+    total = m.sum()
+    if total <= 0:
+        return np.zeros(len(m))
+    per_tier = np.bincount(tier, weights=m, minlength=len(lambdas))
+    present = per_tier > 0
+    lam = np.where(present, lambdas, 0.0)
+    own = np.divide(lam, per_tier, out=np.zeros_like(lam), where=present)
+    return m * (own[tier] - lam.sum() / total)
+
+
 class TierMultipliers:
     """λ (T,) ≥ 0, one Lagrange multiplier per tier, moved by projected gradient ascent.
 

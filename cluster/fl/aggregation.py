@@ -83,6 +83,18 @@ def fedavg(merged: LocalResult, spec: NCFSpec) -> dict[str, np.ndarray]:
     return delta
 
 
+def add_weighted_deltas(average: dict[str, np.ndarray], deltas: dict[str, np.ndarray],
+                        coefficients: np.ndarray) -> dict[str, np.ndarray]:
+    """``average`` plus Σ_c k_c deltas[name][c] per tensor (deltas (C, *shape), k (C,)), summed
+    in the given (client-id) order; a plain sum, not an average: CEAG's pairwise-proxy term."""
+    coefficients = np.asarray(coefficients, np.float32)
+    out = dict(average)
+    for name, delta in deltas.items():
+        term = np.add.reduce(delta * coefficients.reshape(-1, *([1] * (delta.ndim - 1))), axis=0, dtype=np.float32)
+        out[name] = out[name] + term if name in out else term
+    return out
+
+
 @dataclass
 class ServerOptimizer:
     """Applies the averaged client update: SGD (θ += lr·Δ) or FedAdagrad (Reddi et al. 2021,

@@ -24,12 +24,14 @@ from configs.fl_schema import TouchedUpload, UploadConfig
 @dataclass(frozen=True)
 class ClickOps:
     """sparse_entries, sparse_rows: (n_users,) embedding entries and row ids each client uploads
-    (fixed by its data and ``upload``: ``click_upload.upload_size``)."""
+    (fixed by its data and ``upload``: ``click_upload.upload_size``); proxy_upload: clients also
+    upload CEAG's pairwise-proxy gradient, the same entries again under the same row ids."""
 
     spec: ClickSpec
     sparse_entries: np.ndarray
     sparse_rows: np.ndarray
     upload: UploadConfig = TouchedUpload()
+    proxy_upload: bool = False
     metric_names: tuple[str, ...] = ("auc",)
 
     def init_params(self, seed: int) -> dict[str, np.ndarray]:
@@ -44,9 +46,10 @@ class ClickOps:
         width = plan.width(tiers).astype(np.float64)
         by_width = {w: (self.spec.model_bytes(w), dense_entries(self.spec, w), self._dense_work(w)) for w in np.unique(width)}
         download = np.array([by_width[w][0] for w in width], dtype=np.float64) + extra.download_bytes
-        entries = (np.array([by_width[w][1] for w in width], dtype=np.float64) + self.sparse_entries[clients]
-                   + extra.upload_entries)
-        n_tensors = len(self.spec.shapes()) + extra.tensors
+        copies = 2 if self.proxy_upload else 1
+        model_entries = np.array([by_width[w][1] for w in width], dtype=np.float64) + self.sparse_entries[clients]
+        entries = copies * model_entries + extra.upload_entries
+        n_tensors = copies * len(self.spec.shapes()) + extra.tensors
         upload = plan.upload_bytes(tiers, entries, self.sparse_rows[clients], n_tensors)
         compute = np.array([by_width[w][2] for w in width], dtype=np.float64)
         trained = np.ceil(np.asarray(samples, np.float64) * plan.sample_share(tiers))  # as local_subsample

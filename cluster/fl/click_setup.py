@@ -45,12 +45,14 @@ def click_setup(cfg: SimConfig, world: World) -> ClickSetup:
     spec = click_spec(cfg, features)
     indptr, rows = rows_by_user(features, holdout.train_rows, world.dataset.n_users)
     entries, sparse_rows = upload_size(spec, features, indptr, rows, cfg.fl.upload)
+    proxy_upload = getattr(cfg.fl.fairness, "proxy", None) == "pairwise_logistic"
     return ClickSetup(
         features=features,
         spec=spec,
         recipe=ClickRecipe(epochs=cfg.fl.local_epochs, lr=cfg.fl.client_lr,
-                           ranking_bits=getattr(cfg.fl.fairness, "measure", None) == "pairwise"),
-        ops=ClickOps(spec, entries, sparse_rows, cfg.fl.upload),
+                           ranking_bits=getattr(cfg.fl.fairness, "measure", None) == "pairwise",
+                           proxy_gradient=proxy_upload),
+        ops=ClickOps(spec, entries, sparse_rows, cfg.fl.upload, proxy_upload=proxy_upload),
         train_rows=np.asarray(holdout.train_rows),
         test_rows=np.asarray(holdout.test_rows),
         train_samples=np.diff(indptr),

@@ -45,11 +45,14 @@ from cluster.models.click import (
 class ClickRecipe:
     """``epochs`` full-batch SGD steps at rate ``lr`` on the client's mean BCE (RF²: lr 1.0).
     ``ranking_bits``: the client reports CEAG the pairwise ranking bits of its samples
-    (``cluster/fairness/ranking.py``) instead of each sample's correctness."""
+    (``cluster/fairness/ranking.py``) instead of each sample's correctness. ``proxy_gradient``:
+    it also uploads −lr × the gradient of its mean pairwise logistic loss at the model it
+    received (CEAG's pairwise primal proxy, ``cluster/fairness/ceag.pairwise_proxy_coefficients``)."""
 
     epochs: int = 1
     lr: float = 1.0
     ranking_bits: bool = False
+    proxy_gradient: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,8 @@ class ClickLocalResult:
     exactly zero outside the client's channel slice; correct: (Σ n_samples,) float32, 1 where
     the global model's prediction (click when p ≥ ½) matched a sample's label, client after
     client in the clients' order (CEAG's per-sample correctness, or with ``ranking_bits`` each client's
-    pairwise bits; scalars only, no features); correct_counts: (C,) how many values each client reported.
+    pairwise bits; scalars only, no features); correct_counts: (C,) how many values each client reported;
+    proxy_deltas[name]: (C, *shape), with ``ClickRecipe.proxy_gradient`` only (else empty).
     """
 
     clients: np.ndarray
@@ -71,6 +75,7 @@ class ClickLocalResult:
     deltas: dict[str, np.ndarray]
     correct: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     correct_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    proxy_deltas: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def train_local_click(
@@ -87,7 +92,7 @@ def train_local_click(
     ``rows[indptr[c]:indptr[c+1]]``, each at width ``fractions[c]`` (default 1: the full model)."""
     fractions = np.ones(len(clients), np.float32) if fractions is None else np.asarray(fractions, np.float32)
     lengths, n_pairs = padded_shape(spec, features, indptr, rows)
-    out = _ClickOutputs.empty(spec, len(clients))
+    out = _ClickOutputs.empty(spec, len(clients), recipe.proxy_gradient)
     start = {name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for name, value in global_params.items()}
     keys = np.stack([fractions.astype(np.float64), lengths, n_pairs], axis=1)
     for key in np.unique(keys, axis=0):
@@ -96,22 +101,18 @@ def train_local_click(
         for chunk, real in fixed_size_batches(members):
             batch, labels, mask, counts = client_batch(spec, features, indptr, rows, chunk, length, pairs)
             with _one_thread():
-                first_loss, first_logits, chunk_deltas = _local_sgd(
+                first_loss, first_logits, chunk_deltas, chunk_proxy = _local_sgd(
                     spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask, counts)
             if fraction < 1.0:
                 # CEAG compares the global (full-width) model — as evaluated and as the reference
                 # was measured — so a narrow client also scores the full model.
                 first_logits = _full_model_logits(spec, start, batch, len(counts))
             out.add(spec, chunk[:real], fraction, first_loss, _reported(recipe, first_logits, labels.numpy(), counts),
-                    chunk_deltas)
+                    chunk_deltas, chunk_proxy)
     return ClickLocalResult(
-        clients=np.asarray(clients, dtype=np.int64),
-        n_samples=np.diff(indptr).astype(np.int64),
-        loss=out.loss,
-        fractions=fractions,
-        deltas=out.deltas,
-        correct=np.concatenate(out.correct).astype(np.float32),
-        correct_counts=np.array([len(c) for c in out.correct], dtype=np.int64),
+        clients=np.asarray(clients, dtype=np.int64), n_samples=np.diff(indptr).astype(np.int64), loss=out.loss,
+        fractions=fractions, deltas=out.deltas, correct=np.concatenate(out.correct).astype(np.float32),
+        correct_counts=np.array([len(c) for c in out.correct], dtype=np.int64), proxy_deltas=out.proxy_deltas,
     )
 
 
@@ -132,14 +133,16 @@ class _ClickOutputs:
     deltas: dict[str, np.ndarray]
     loss: np.ndarray
     correct: list[np.ndarray]
+    proxy_deltas: dict[str, np.ndarray]
 
     @classmethod
-    def empty(cls, spec: ClickSpec, n_clients: int) -> "_ClickOutputs":
-        return cls({name: np.zeros((n_clients, *shape), dtype=np.float32) for name, shape in spec.shapes().items()},
-                   np.zeros(n_clients, dtype=np.float32), [np.zeros(0, np.float32)] * n_clients)
+    def empty(cls, spec: ClickSpec, n_clients: int, with_proxy: bool = False) -> "_ClickOutputs":
+        zeros = lambda: {name: np.zeros((n_clients, *shape), dtype=np.float32) for name, shape in spec.shapes().items()}  # noqa: E731
+        return cls(zeros(), np.zeros(n_clients, dtype=np.float32), [np.zeros(0, np.float32)] * n_clients,
+                   zeros() if with_proxy else {})
 
     def add(self, spec: ClickSpec, members: np.ndarray, fraction: float, first_loss, reported: list[np.ndarray],
-            batch_deltas: dict[str, np.ndarray]) -> None:
+            batch_deltas: dict[str, np.ndarray], batch_proxy: dict[str, np.ndarray]) -> None:
         real = len(members)
         self.loss[members] = first_loss[:real]
         for j in range(real):
@@ -147,6 +150,8 @@ class _ClickOutputs:
         for name, index in channel_slices(spec, fraction).items():
             # Basic slicing gives a view of the full array, so this writes the slice in place.
             self.deltas[name][(slice(None), *index)][members] = batch_deltas[name][:real]
+            if self.proxy_deltas:
+                self.proxy_deltas[name][(slice(None), *index)][members] = batch_proxy[name][:real]
 
 
 @contextmanager
@@ -166,28 +171,44 @@ def _full_model_logits(spec, start, batch, n: int) -> np.ndarray:
     return logits.numpy()
 
 
-def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def _pairwise_logistic(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(c,) each client's mean log(1 + exp(−(s_click − s_nonclick))) over its own (click,
+    non-click) pairs, the differentiable form of its pairwise bits; 0 for a client without pairs."""
+    real = mask > 0
+    clicked, other = real & (labels >= 0.5), real & (labels < 0.5)
+    pairs = (clicked.unsqueeze(2) & other.unsqueeze(1)).to(logits.dtype)
+    losses = F.softplus(logits.unsqueeze(1) - logits.unsqueeze(2))  # [c, i, j]: softplus(s_j − s_i)
+    return (losses * pairs).sum(dim=(1, 2)) / pairs.sum(dim=(1, 2)).clamp(min=1.0)
+
+
+def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts):
     """``recipe.epochs`` full-batch steps for c clients from the (narrowed) global ``narrow``;
     returns their mean BCE before the first step (c,), the logits of the model they received
-    (c, L) and their deltas (c, *sliced shape)."""
+    (c, L), their deltas (c, *sliced shape) and, with ``recipe.proxy_gradient``, −lr × the
+    gradient of their pairwise logistic loss at that model (else {})."""
     n = len(counts)
     start = {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in narrow.items()}
     params = {name: value.clone().requires_grad_() for name, value in start.items()}
     count = torch.from_numpy(counts.astype(np.float32))
-    first_loss = None
+    first_loss, proxy = None, {}
     for _ in range(recipe.epochs):
         logits = forward(spec, params, batch)
         per_client = (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * mask).sum(dim=1) / count
         if first_loss is None:
             first_loss = per_client.detach().numpy().copy()
             first_logits = logits.detach().numpy().copy()
+            if recipe.proxy_gradient:
+                proxy_grads = torch.autograd.grad(_pairwise_logistic(logits, labels, mask).sum(), list(params.values()),
+                                                  retain_graph=True, allow_unused=True)
+                proxy = {name: (torch.zeros_like(p) if g is None else -recipe.lr * g).numpy()
+                         for (name, p), g in zip(params.items(), proxy_grads)}
         grads = torch.autograd.grad(per_client.sum(), list(params.values()))
         with torch.no_grad():
             for param, grad in zip(params.values(), grads):
                 param.sub_(recipe.lr * grad)
     with torch.no_grad():
         deltas = {name: (params[name] - start[name]).numpy() for name in params}
-    return first_loss, first_logits, deltas
+    return first_loss, first_logits, deltas, proxy
 
 
 def merge_click_results(results: list[ClickLocalResult]) -> ClickLocalResult:
@@ -209,6 +230,8 @@ def merge_click_results(results: list[ClickLocalResult]) -> ClickLocalResult:
         deltas={name: np.concatenate([r.deltas[name] for r in results])[order] for name in results[0].deltas},
         correct=correct[ranges(starts[order], counts[order])] if len(correct) else correct,
         correct_counts=counts[order],
+        proxy_deltas={name: np.concatenate([r.proxy_deltas[name] for r in results])[order]
+                      for name in results[0].proxy_deltas},
     )
 
 

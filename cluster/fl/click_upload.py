@@ -11,6 +11,7 @@ to be zero, as a phone would not inspect it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -65,17 +66,25 @@ def upload_size(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, ro
 
 def add_decoys(result: ClickLocalResult, sent: Sequence[SentRows], seed: int, round_index: int) -> ClickLocalResult:
     """``result`` with each client's decoy rows filled (``upload_rows.fill_decoys``), from the
-    client's own stream (seed, round, client)."""
+    client's own stream (seed, round, client); a proxy upload gets its own decoy values."""
     if not any(len(ids) for s in sent for ids in s.decoys.values()):
         return result
-    deltas = {name: value.copy() for name, value in result.deltas.items()}
-    for c, client in enumerate(result.clients):
-        rng = stream(seed, "upload-decoy-values", round_index, int(client))
+    return replace(result, deltas=_with_decoys(result.deltas, result.clients, sent, seed, round_index, "upload-decoy-values"),
+                   proxy_deltas=_with_decoys(result.proxy_deltas, result.clients, sent, seed, round_index,
+                                             "proxy-decoy-values"))
+
+
+def _with_decoys(tensors: dict[str, np.ndarray], clients: np.ndarray, sent: Sequence[SentRows], seed: int,
+                 round_index: int, purpose: str) -> dict[str, np.ndarray]:
+    tensors = {name: value.copy() for name, value in tensors.items()}
+    if not tensors:
+        return tensors
+    for c, client in enumerate(clients):
+        rng = stream(seed, purpose, round_index, int(client))
         for name, decoys in sent[c].decoys.items():
             real = np.setdiff1d(sent[c].rows[name], decoys, assume_unique=True)
-            fill_decoys(deltas[name][c], real, decoys, rng)
-    return ClickLocalResult(result.clients, result.n_samples, result.loss, result.fractions, deltas, result.correct,
-                            result.correct_counts)
+            fill_decoys(tensors[name][c], real, decoys, rng)
+    return tensors
 
 
 def compress_upload(
@@ -93,21 +102,36 @@ def compress_upload(
     share or bits), tensor by tensor over the entries it sends: its width's dense entries and
     its ``sent[c]`` embedding rows (``touched_rows``, or all, or padded: ``upload_rows``). Draws
     come from the client's own stream (seed, round, client id), so they do not depend on who
-    shares its worker."""
+    shares its worker. A proxy upload is compressed alike, from a stream of its own."""
     if kind not in ("prune", "quant", "quants"):
         return result
-    deltas = {name: value.copy() for name, value in result.deltas.items()}
-    width_masks = {float(f): channel_masks(spec, float(f)) for f in np.unique(result.fractions)}
-    for c, client in enumerate(result.clients):
-        level = float(levels[c])
-        if is_neutral(kind, level):
-            continue
-        rng = stream(seed, "compress", round_index, int(client))
-        for name in deltas:
-            if name.startswith(EMBEDDING_PREFIX):
-                index = (c, sent[c][name])
-            else:
-                index = (c, width_masks[float(result.fractions[c])][name])
-            deltas[name][index] = compress_values(deltas[name][index], kind, level, rng, rescale_pruned)
-    return ClickLocalResult(result.clients, result.n_samples, result.loss, result.fractions, deltas, result.correct,
-                            result.correct_counts)
+    upload = _Compression(spec, result.fractions, sent, kind, levels, rescale_pruned)
+    return replace(result, deltas=upload.apply(result.deltas, result.clients, seed, round_index, "compress"),
+                   proxy_deltas=upload.apply(result.proxy_deltas, result.clients, seed, round_index, "compress-proxy"))
+
+
+@dataclass(frozen=True)
+class _Compression:
+    spec: ClickSpec
+    fractions: np.ndarray
+    sent: Sequence[dict[str, np.ndarray]]
+    kind: str
+    levels: np.ndarray
+    rescale_pruned: bool
+
+    def apply(self, tensors: dict[str, np.ndarray], clients: np.ndarray, seed: int, round_index: int,
+              purpose: str) -> dict[str, np.ndarray]:
+        tensors = {name: value.copy() for name, value in tensors.items()}
+        width_masks = {float(f): channel_masks(self.spec, float(f)) for f in np.unique(self.fractions)}
+        for c, client in enumerate(clients):
+            level = float(self.levels[c])
+            if not tensors or is_neutral(self.kind, level):
+                continue
+            rng = stream(seed, purpose, round_index, int(client))
+            for name in tensors:
+                if name.startswith(EMBEDDING_PREFIX):
+                    index = (c, self.sent[c][name])
+                else:
+                    index = (c, width_masks[float(self.fractions[c])][name])
+                tensors[name][index] = compress_values(tensors[name][index], self.kind, level, rng, self.rescale_pruned)
+        return tensors

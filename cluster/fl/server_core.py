@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from cluster.fairness.ceag_round import CEAGController
-from cluster.fl.aggregation import ServerOptimizer
+from cluster.fl.aggregation import ServerOptimizer, add_weighted_deltas
 from cluster.fl.model_ops import ModelOps
 from cluster.fl.clock import VirtualClock
 from cluster.fl.selection import EpochSampler, RoundPlan, n_to_select
@@ -79,13 +79,15 @@ class FederatedServer:
 
     def apply(self, plan: RoundPlan, merged) -> dict:
         """Average the kept clients' uploads into the global model and close the round. With a
-        fairness mitigation, its weights replace FedAvg's; returns its record fields."""
-        weights, record = None, {}
+        fairness mitigation, its primal step shapes the average; returns its record fields."""
+        step, record = None, {}
         if self.fairness is not None:
-            weights, record = self.fairness.round_weights(merged.clients, merged.n_samples, merged.correct,
-                                                          self.fleet.tier_of_user, self.round_index,
-                                                          merged.correct_counts)
-        delta = self.strategy.aggregate(merged, self.ops.average(merged, weights), self.params)
+            step, record = self.fairness.round_step(merged.clients, merged.n_samples, merged.correct,
+                                                    self.fleet.tier_of_user, self.round_index, merged.correct_counts)
+        average = self.ops.average(merged, step.weights if step is not None else None)
+        if step is not None and step.proxy_coefficients is not None:
+            average = add_weighted_deltas(average, merged.proxy_deltas, step.proxy_coefficients)
+        delta = self.strategy.aggregate(merged, average, self.params)
         if delta:
             self.optimizer.step(self.params, delta)
         self.clock.advance(plan)

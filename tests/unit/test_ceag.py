@@ -15,6 +15,7 @@ from cluster.fairness.ceag import (
     buffered_gaps,
     dual_update,
     excess_gaps,
+    pairwise_proxy_coefficients,
     primal_lagrangian,
     proxy_loss_gaps,
     tier_excess_gaps,
@@ -236,6 +237,39 @@ def _grad_of_client(theta0, x, y):
     theta = theta0.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(_client_mean_loss(theta, x, y), theta)
     return grad
+
+
+def _client_pair_loss(theta, x, y):
+    """Mean softplus(s_j − s_i) over a client's pairs (y_i > 0 ≥ y_j) of scores s = x·θ, and the pair count."""
+    s = x @ theta
+    clicked = y > 0
+    return torch.nn.functional.softplus(s[~clicked][None, :] - s[clicked][:, None]).mean(), int(clicked.sum() * (~clicked).sum())
+
+
+@pytest.mark.parametrize("lambdas", [[0.0, 0.0, 0.0], [0.3, 0.0, 1.2], [2.0, 0.5, 0.0]])
+def test_pairwise_proxy_coefficients_equal_autograd_of_the_pair_gaps(lambdas):
+    sizes, client_tier, data, theta0 = _tiny_federation(seed=8)
+    keep = [k for k, (_, y) in enumerate(data) if 0 < int((y > 0).sum()) < len(y)]  # clients with pairs
+    client_tier, data = client_tier[keep], [data[k] for k in keep]
+    lambdas = np.array(lambdas)
+    theta = theta0.clone().requires_grad_(True)
+    losses, pairs = zip(*[_client_pair_loss(theta, x, y) for x, y in data])
+    losses, pairs = torch.stack(losses), torch.tensor(pairs, dtype=torch.float64)
+    tiers = torch.from_numpy(client_tier)
+    per_tier = torch.zeros(3, dtype=torch.float64).index_add(0, tiers, pairs)
+    tier_loss = torch.zeros(3, dtype=torch.float64).index_add(0, tiers, pairs * losses) / per_tier.clamp(min=1)
+    overall = (pairs * losses).sum() / pairs.sum()
+    present = per_tier > 0
+    gaps = torch.where(present, tier_loss - overall, torch.zeros(3, dtype=torch.float64))
+    (expected,) = torch.autograd.grad((torch.as_tensor(lambdas) * gaps).sum(), theta)
+    grads = []
+    for x, y in data:
+        t = theta0.clone().requires_grad_(True)
+        grads.append(torch.autograd.grad(_client_pair_loss(t, x, y)[0], t)[0])
+    k = pairwise_proxy_coefficients(pairs.numpy(), client_tier, lambdas)
+    assert k.sum() == pytest.approx(0.0, abs=1e-12)
+    torch.testing.assert_close(torch.from_numpy(k) @ torch.stack(grads), expected)
+    assert pairwise_proxy_coefficients(np.zeros(2), np.array([0, 1]), lambdas).tolist() == [0.0, 0.0]
 
 
 def test_aggregation_weights_drop_a_tier_absent_this_round():

@@ -26,7 +26,8 @@ def test_controller_round_by_hand():
     clients, n_samples = np.array([0, 1, 2, 3]), np.array([4, 4, 2, 2])
     # low: 2 of 4 correct (0.5), mid: 4 of 4 (1.0), high: 3 of 4 (0.75)
     correct = np.array([1, 0, 1, 0, 1, 1, 1, 1, 1, 1, 0, 1], np.float64)
-    weights, record = controller.round_weights(clients, n_samples, correct, tier_of_user)
+    step, record = controller.round_step(clients, n_samples, correct, tier_of_user)
+    weights = step.weights
     # drops: low 0.4, mid -0.2, high -0.05; population drop with weights 1:1:2 = (0.4 - 0.2 - 0.1)/4 = 0.025
     expected_psi = np.array([0.375, -0.225, -0.075])
     assert [record[f"psi_{t}"] for t in NAMES] == pytest.approx(expected_psi.tolist())
@@ -37,16 +38,16 @@ def test_controller_round_by_hand():
 
     clone = CEAGController(cfg, np.array([0.9, 0.8, 0.7]), np.array([1.0, 1.0, 2.0]), NAMES)
     clone.load_state_dict(controller.state_dict())
-    assert clone.round_weights(clients, n_samples, correct, tier_of_user)[1] == \
-        controller.round_weights(clients, n_samples, correct, tier_of_user)[1]
-    assert controller.round_weights(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), tier_of_user) == (None, {})
+    assert clone.round_step(clients, n_samples, correct, tier_of_user)[1] == \
+        controller.round_step(clients, n_samples, correct, tier_of_user)[1]
+    assert controller.round_step(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), tier_of_user) == (None, {})
 
 
 def test_tier_that_did_not_report_keeps_its_multiplier():
     cfg = CEAGConfig(dual_lr=1.0, buffer_size=2, reference_accuracy={t: 1.0 for t in NAMES})
     controller = CEAGController(cfg, np.ones(3), np.ones(3), NAMES)
-    _, record = controller.round_weights(np.array([1, 2]), np.array([2, 2]), np.array([1, 1, 0, 0.0]),
-                                         np.array([0, 1, 2]))
+    _, record = controller.round_step(np.array([1, 2]), np.array([2, 2]), np.array([1, 1, 0, 0.0]),
+                                      np.array([0, 1, 2]))
     assert record["lambda_low"] == 0.0 and np.isnan(record["psi_low"]), "excluded tier: nothing to measure"
     assert record["lambda_high"] > 0
 
@@ -113,7 +114,24 @@ def test_bits_counted_per_client_not_per_sample():
     cfg = CEAGConfig(dual_lr=1.0, buffer_size=4, epsilon=0.0, reference_accuracy={t: 1.0 for t in NAMES})
     controller = CEAGController(cfg, np.ones(3), np.ones(3), NAMES)
     # client 0 (low) reported 4 pair bits from 2 samples, client 1 (mid) 4 bits from 3 samples
-    _, record = controller.round_weights(np.array([0, 1]), np.array([2, 3]), np.array([0, 0, 0, 0, 1, 1, 1, 1.0]),
-                                         np.array([0, 1, 2]), 0, np.array([4, 4]))
+    _, record = controller.round_step(np.array([0, 1]), np.array([2, 3]), np.array([0, 0, 0, 0, 1, 1, 1, 1.0]),
+                                      np.array([0, 1, 2]), 0, np.array([4, 4]))
     assert record["psi_low"] == pytest.approx(0.5) and record["psi_mid"] == pytest.approx(-0.5)
     assert record["lambda_low"] == pytest.approx(0.5) and record["lambda_mid"] == 0.0
+
+
+def test_pairwise_proxy_step_weights_the_uploaded_gradients_by_pairs():
+    cfg = CEAGConfig(dual_lr=1.0, buffer_size=4, epsilon=0.0, measure="pairwise", proxy="pairwise_logistic",
+                     reference_accuracy={t: 1.0 for t in NAMES})
+    controller = CEAGController(cfg, np.ones(3), np.ones(3), NAMES)
+    step, record = controller.round_step(np.array([0, 1]), np.array([2, 3]), np.array([0, 0, 0, 0, 1, 1, 1, 1.0]),
+                                         np.array([0, 1, 2]), 0, np.array([4, 4]))
+    assert step.weights is None, "the BCE part stays plain FedAvg"
+    # λ = (0.5, 0, 0); 4 pairs per tier, 8 in all: k = 4 (λ_t / 4 − 0.5 / 8)
+    assert step.proxy_coefficients.tolist() == pytest.approx([0.25, -0.25])
+    assert record["lambda_low"] == pytest.approx(0.5)
+
+
+def test_pairwise_proxy_needs_the_pairwise_measure():
+    with pytest.raises(ValueError, match="differentiable form of measure 'pairwise'"):
+        CEAGConfig(proxy="pairwise_logistic", reference_accuracy={t: 1.0 for t in NAMES})

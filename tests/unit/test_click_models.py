@@ -161,6 +161,40 @@ def test_batched_training_equals_one_client_reference(kind):
             np.testing.assert_allclose(result.deltas[name][c], delta, rtol=1e-4, atol=2e-6, err_msg=name)
 
 
+def _reference_pairwise_delta(spec, params, features, rows, lr):
+    """−lr × ∇ of one client's mean softplus(s_nonclick − s_click) over its own pairs."""
+    p = {k: torch.from_numpy(v).clone().requires_grad_() for k, v in params.items()}
+    logits = torch.stack([_reference_logit(spec, p, features, r) for r in rows])
+    clicked = torch.from_numpy(features.label[rows] >= 0.5)
+    loss = F.softplus(logits[~clicked][None, :] - logits[clicked][:, None]).mean()
+    grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
+    return {k: np.zeros_like(params[k]) if g is None else (-lr * g).numpy() for k, g in zip(p, grads)}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pairwise_proxy_delta_is_the_clients_own_pairwise_gradient(kind):
+    _, _, features, indptr, rows = _toy(5, [6, 17, 11, 23])
+    spec = ClickSpec.for_features(kind, features, history_len=4, attention_hidden=(8, 4), top_hidden=(12,), bottom_hidden=(6,))
+    params = _global(spec)
+    clients = np.arange(4)
+    plain = train_local_click(spec, ClickRecipe(epochs=2, lr=0.5), params, features, clients, indptr, rows)
+    result = train_local_click(spec, ClickRecipe(epochs=2, lr=0.5, proxy_gradient=True), params, features, clients,
+                               indptr, rows)
+    assert not plain.proxy_deltas
+    for name in plain.deltas:  # the update itself is untouched
+        assert np.array_equal(result.deltas[name], plain.deltas[name]), name
+    checked = 0
+    for c in clients:
+        labels = features.label[rows[indptr[c] : indptr[c + 1]]]
+        if labels.min() == labels.max():
+            continue
+        checked += 1
+        expected = _reference_pairwise_delta(spec, params, features, rows[indptr[c] : indptr[c + 1]], 0.5)
+        for name, delta in expected.items():
+            np.testing.assert_allclose(result.proxy_deltas[name][c], delta, rtol=1e-4, atol=2e-6, err_msg=name)
+    assert checked >= 2
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_client_result_does_not_depend_on_its_batch(kind):
     """Bit-for-bit: alone, with companions of its own padded shape, or with everyone."""

@@ -12,6 +12,7 @@ from cluster.fl.inprocess import train_rounds
 from configs import load_config
 from configs.presets import RF2_CONFIGURATIONS
 from cluster.experiment import build
+from cluster.tiers.optimizations import INDEX_BYTES, TierPlan
 
 
 def _rounds(tmp_path: Path, workers_per_tier: int, kind: str, preset: str, rounds: int = 2, n_users: int = 240,
@@ -66,6 +67,32 @@ def test_pairwise_ceag_is_deterministic_across_worker_counts_and_differs_from_ac
         assert np.array_equal(one[name], three[name]), name
     by_accuracy, _ = _rounds(tmp_path, 1, "dlrm", "prune-1:4:16", 3, 240, PAIRWISE.replace("pairwise", "accuracy"))
     assert not np.array_equal(one["top.1.weight"], by_accuracy["top.1.weight"]), "the measure reached the weights"
+
+
+PAIRWISE_PROXY = PAIRWISE.replace("measure: pairwise,", "measure: pairwise, proxy: pairwise_logistic,")
+
+
+def test_pairwise_proxy_is_deterministic_reaches_the_model_and_is_priced(tmp_path: Path):
+    padded = "fl.upload={kind: padded, pad_ratio: 0.5}"  # decoys and compression on the proxy upload too
+    one, _ = _rounds(tmp_path, 1, "dlrm", "prune-1:4:16", 3, 240, PAIRWISE_PROXY, padded)
+    three, _ = _rounds(tmp_path, 3, "dlrm", "prune-1:4:16", 3, 240, PAIRWISE_PROXY, padded)
+    for name in one:
+        assert np.array_equal(one[name], three[name]), name
+    by_loss, _ = _rounds(tmp_path, 1, "dlrm", "prune-1:4:16", 3, 240, PAIRWISE, padded)
+    assert not np.array_equal(one["top.1.weight"], by_loss["top.1.weight"]), "the proxy's gradients reached the update"
+
+    def upload_bytes(fairness: str):
+        cfg = load_config("configs/demo.yaml", ["data.synthetic.n_users=60", "data.synthetic.n_items=300",
+                                                "data.synthetic.target_interactions=1500", "model.kind=dlrm",
+                                                f"data.cache_dir={tmp_path / 'cache'}", fairness])
+        exp = build(cfg)
+        clients, fleet = np.arange(10), exp.fleet
+        plan = TierPlan.resolve(cfg.fl.optimization, 0.0, fleet.tiers.names)
+        costs = exp.ops.round_costs(clients, fleet.tier_of_user[clients], fleet.train_samples[clients], plan)
+        return costs.upload_bytes, exp.ops.sparse_rows[clients] * INDEX_BYTES
+
+    (with_proxy, ids), (without, _) = upload_bytes(PAIRWISE_PROXY), upload_bytes(PAIRWISE)
+    np.testing.assert_allclose(with_proxy - ids, 2 * (without - ids), rtol=1e-12)  # the same rows' values again
 
 
 def test_a_client_reports_its_pairwise_bits(tmp_path: Path):
