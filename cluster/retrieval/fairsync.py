@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-import torch
 
 Variant = Literal["projected", "full"]
 
@@ -89,15 +88,27 @@ class DualVector:
 
     def __post_init__(self) -> None:
         n_groups = len(self.targets.m)
-        self._mu = torch.zeros(n_groups, dtype=torch.float64, requires_grad=False)
-        self._param = torch.nn.Parameter(self._mu)
-        factory = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[self.optimizer]
-        self._opt = factory([self._param], lr=self.lr)
         self.exposure = np.zeros(n_groups)
         self.pending = np.zeros(n_groups)
+        self._param = None
+        self._opt = None
+
+    def _optimizer(self):
+        """μ as a torch parameter and its optimizer, built on first use: the Serve ingress builds
+        this object only to hand it to the dual-vector actor, and torch would add ~2 s to the
+        start of every process that merely holds it (μ starts at 0 either way)."""
+        if self._opt is None:
+            import torch
+
+            self._param = torch.nn.Parameter(torch.zeros(len(self.targets.m), dtype=torch.float64))
+            factory = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[self.optimizer]
+            self._opt = factory([self._param], lr=self.lr)
+        return self._param, self._opt
 
     @property
     def mu(self) -> np.ndarray:
+        if self._param is None:
+            return np.zeros(len(self.targets.m))
         return self._param.detach().numpy().copy()
 
     def observe(self, n_g: np.ndarray, n_requests: int = 1) -> bool:
@@ -109,27 +120,33 @@ class DualVector:
         self.requests_in_batch += n_requests
         if self.requests_in_batch < self.batch:
             return False
+        import torch
+
+        param, optimizer = self._optimizer()
         gradient = dual_subgradient(self.pending, self.requests_in_batch, self.targets, self.mu, self.variant)
-        self._opt.zero_grad()
-        self._param.grad = torch.as_tensor(gradient, dtype=torch.float64)
-        self._opt.step()
+        optimizer.zero_grad()
+        param.grad = torch.as_tensor(gradient, dtype=torch.float64)
+        optimizer.step()
         if self.variant == "projected":
             with torch.no_grad():
-                self._param.clamp_(max=0.0)  # λ = −μ ≥ 0
+                param.clamp_(max=0.0)  # λ = −μ ≥ 0
         self.pending[:] = 0
         self.requests_in_batch = 0
         self.version += 1
         return True
 
     def state_dict(self) -> dict:
-        return {"mu": self.mu, "optimizer": self._opt.state_dict(), "exposure": self.exposure.copy(),
+        return {"mu": self.mu, "optimizer": self._optimizer()[1].state_dict(), "exposure": self.exposure.copy(),
                 "pending": self.pending.copy(), "requests": self.requests,
                 "requests_in_batch": self.requests_in_batch, "version": self.version}
 
     def load_state_dict(self, state: dict) -> None:
+        import torch
+
+        param, optimizer = self._optimizer()
         with torch.no_grad():
-            self._param.copy_(torch.as_tensor(state["mu"], dtype=torch.float64))
-        self._opt.load_state_dict(state["optimizer"])
+            param.copy_(torch.as_tensor(state["mu"], dtype=torch.float64))
+        optimizer.load_state_dict(state["optimizer"])
         self.exposure = np.array(state["exposure"], dtype=np.float64)
         self.pending = np.array(state["pending"], dtype=np.float64)
         self.requests = int(state["requests"])
