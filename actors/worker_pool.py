@@ -5,11 +5,12 @@ as failed in training), so one lost worker never stalls the round."""
 
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 import numpy as np
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from cluster.fl.worker_pool import EvalParts, TrainOutcome, TrainTask
 from cluster.storage import Storage
@@ -72,8 +73,23 @@ class ActorPool:
         return self._each("assign_clusters", centroids)
 
     def save(self, folder: Storage, round_index: int) -> None:
-        # Every worker must have saved before the checkpoint is committed: no timeout, no skipping.
-        ray.get([worker.save.remote(folder, round_index) for worker in self.workers])
+        """Every worker must have saved before the checkpoint is committed: none is skipped. A
+        worker that Ray is restarting (killed in this very round) is asked again once it is back,
+        within ``timeout_s``; a checkpoint round must not fail the run for a worker that returns."""
+        deadline = time.monotonic() + self.timeout_s
+        waiting = list(range(len(self.workers)))
+        while waiting:
+            calls = [(index, self.workers[index].save.remote(folder, round_index)) for index in waiting]
+            waiting = []
+            for index, ref in calls:
+                try:
+                    ray.get(ref)
+                except ActorUnavailableError:
+                    if time.monotonic() > deadline:
+                        raise
+                    waiting.append(index)
+            if waiting:
+                time.sleep(0.5)
 
     def reset(self, folder: Optional[Storage]) -> None:
         ray.get([worker.reset.remote(folder) for worker in self.workers])
