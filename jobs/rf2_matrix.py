@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from cluster.data.parquet_io import write_table_atomic
-from cluster.fairness.matrix import cell_measures, mean_over_seeds
+from cluster.fairness.matrix import cell_measures, excess_gaps, mean_over_seeds
 from cluster.storage import Storage
 from configs import SimConfig
 from configs.presets import OPTIMIZATION_PRESETS, RF2_CONFIGURATIONS
@@ -76,6 +76,10 @@ def write_outputs(rows: pd.DataFrame, tiers: tuple[str, ...], out: Storage, plot
         train[["model", "mapping", "seed", "configuration", "auc_train", "mdac", "change_all"]].rename(
             columns={"mdac": "mdac_train", "change_all": "change_all_train"}),
         on=["model", "mapping", "seed", "configuration"])
+    # CEAG's ψ on the pairwise measure, so a mitigation's cells can be read against ψ ≤ ε too.
+    psi = excess_gaps(rows, tiers, "pair_train")[["model", "mapping", "seed", "configuration", "max_psi"]]
+    per_seed = per_seed.merge(psi.rename(columns={"max_psi": "max_psi_pair_train"}),
+                              on=["model", "mapping", "seed", "configuration"], how="left")
     measures = mean_over_seeds(per_seed, tiers)
     write_table_atomic(pa.Table.from_pandas(measures, preserve_index=False), out / "measures.parquet")
     from jobs.outputs import write_text_atomic

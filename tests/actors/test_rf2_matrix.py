@@ -36,6 +36,8 @@ def test_matrix_writes_resumes_and_matches_an_actor_run(tmp_path: Path):
         assert (out / name).stat().st_size > 0, name
     measures = pq.read_table(out / "measures.parquet").to_pandas().set_index(["mapping", "configuration"])
     assert measures.loc[("random", "none"), "mdac"] == 0.0
+    assert measures.loc[("random", "none"), "max_psi_pair_train"] == 0.0  # ψ of the reference against itself
+    assert measures.loc[("hetero-vhigh", "exclude-lo"), "max_psi_pair_train"] > 0.0
     assert measures.loc[("hetero-vhigh", "exclude-lo"), "speedup"] > 1.0
     assert "| exclude-lo |" in (out / "matrix.md").read_text()
 
