@@ -13,7 +13,7 @@ import pytest
 
 from configs import load_config
 from cluster.experiment import build
-from cluster.fl.inprocess import evaluate, round_loop
+from cluster.fl.inprocess import evaluate, round_loop, train_rounds
 from jobs.fl_sim import build_run_write, run
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -50,8 +50,10 @@ def test_same_results_with_one_or_two_workers_per_tier(tmp_path: Path):
     assert evaluate(one, loop.pool.cores, loop.server.params, "train") == two["train_eval"]
 
 
-def test_click_run_writes_auc_per_tier(tmp_path: Path):
-    plain, plain_dir, _ = build_run_write(tiny_click(tmp_path), quiet=True)
+def test_click_run_writes_auc_per_tier_and_is_a_ceag_reference(tmp_path: Path):
+    """A plain run's files, then the same run as the reference of a CEAG run on the pairwise
+    measure with the pairwise-logistic proxy (every worker's proxy uploads merged on actors)."""
+    plain, plain_dir, _ = build_run_write(tiny_click(tmp_path, "fl.rounds=2", "fl.eval_every=2"), quiet=True)
     plain_dir = plain_dir.local_path  # a local storage: read its files directly
     summary = json.loads((plain_dir / "summary.json").read_text())
     assert summary["optimization"] == "none" and summary["model"] == "dlrm"
@@ -62,15 +64,18 @@ def test_click_run_writes_auc_per_tier(tmp_path: Path):
     assert set(tiers["tier"]) == {"low", "mid", "high"} and tiers["auc"].notna().sum() == 3
     assert not (plain_dir / "clients.parquet").exists(), "per-client HR/NDCG is NCF's"
 
-
-def test_ceag_through_fl_sim_with_a_reference_run(tmp_path: Path):
-    _, reference_dir, _ = build_run_write(tiny_click(tmp_path, "fl.rounds=2"), quiet=True)
-    reference_dir = reference_dir.local_path  # a local storage: read its files directly
-    cfg = tiny_click(tmp_path, "fl.rounds=2", "fl.optimization=channel-1:4:16",
-                     f"fl.fairness={{kind: ceag, reference_run: {reference_dir}, buffer_size: 50}}")
+    ceag = ("fl.rounds=2", "fl.optimization=channel-1:4:16",
+            f"fl.fairness={{kind: ceag, measure: pairwise, proxy: pairwise_logistic, reference_run: {plain_dir}, "
+            f"buffer_size: 50}}")
+    cfg = tiny_click(tmp_path, *ceag, "fl.runtime.workers_per_tier=2")
     _, run_dir, outcome = build_run_write(cfg, quiet=True)
     run_dir = run_dir.local_path  # a local storage: read its files directly
     rounds = pq.read_table(run_dir / "rounds.parquet").to_pandas()
     for tier in ("low", "mid", "high"):
         assert (rounds[f"lambda_{tier}"] >= 0).all() and rounds[f"psi_{tier}"].notna().all()
-    assert "acc_train_low" in json.loads((run_dir / "summary.json").read_text())["final_train"]
+    assert "pair_train_low" in json.loads((run_dir / "summary.json").read_text())["final_train"]
+    # The in-process loop with one worker per tier gives the same model (the proxy's sums are
+    # taken in client-id order, whichever worker sent them).
+    server, _, _ = train_rounds(build(tiny_click(tmp_path, *ceag)), eval_every=cfg.fl.eval_every)
+    for name in server.params:
+        assert np.array_equal(outcome["params"][name], server.params[name]), name
