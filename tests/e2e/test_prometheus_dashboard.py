@@ -1,10 +1,15 @@
-"""Prometheus (the Debian package) with configs/monitoring/prometheus.yml against a real Ray head:
-two short fl_sim jobs (an NCF run for HR/NDCG, a click-model run with CEAG for AUC and λ) and the
-fair retriever deployed from the repo's Serve config, under a few requests. Every PromQL
-expression of the Grafana dashboards (and every dashboard variable) must return data.
+"""One real Ray head node, as a user drives it: `ray job submit -- python jobs/fl_sim.py ...` (an
+NCF run for HR/NDCG), a second fl_sim job through the job SDK (a click-model run with CEAG for AUC
+and λ) and the fair retriever deployed from the repo's Serve config, under a few requests.
 
-Skipped with the reason when `prometheus` is not installed; FAIRFLEET_REQUIRE_PROMETHEUS=1 (CI)
-turns the skip into a failure."""
+- The CLI job must succeed and write its run folder.
+- Prometheus (the Debian package) with configs/monitoring/prometheus.yml scrapes it all: every
+  PromQL expression of the Grafana dashboards (and every dashboard variable) must return data.
+  Skipped with the reason when `prometheus` is not installed; FAIRFLEET_REQUIRE_PROMETHEUS=1 (CI)
+  turns the skip into a failure.
+
+One head for both, since each head and each fl_sim job costs tens of seconds of process starts on
+two cores."""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -39,14 +45,19 @@ RATE_INTERVAL = "5s"  # what Grafana's $__rate_interval is at a 1 s scrape inter
 TINY = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
         "fl.clients_per_round=30", "fl.rounds=3", "fl.checkpoint_every=100"]
 NCF_RUN = ["name=prom-ncf", *TINY, "fl.overselect=0.25", "fl.eval_every=1"]
+SUBMISSION_ID = "fairfleet-e2e"
 CEAG_RUN = ["name=prom-ceag", *TINY, "model.kind=dlrm", "model.top_hidden=[32]", "model.history_len=20",
             "fl.overselect=0", "fl.eval_every=2", "fl.client_lr=1.0", "fl.server_optimizer=adagrad",
             "fl.server_lr=0.1", "fl.fairness.kind=ceag", "fl.fairness.buffer_size=20",  # full after a round: ψ, λ move
             "fl.fairness.reference_accuracy={low: 0.6, mid: 0.6, high: 0.6}"]
 
 
+def find(binary: str) -> str | None:
+    return shutil.which(binary)
+
+
 def require(binary: str) -> str:
-    path = shutil.which(binary)
+    path = find(binary)
     if path is None:
         reason = f"{binary} not installed (Debian: apt-get update && apt-get install -y prometheus)"
         if os.environ.get("FAIRFLEET_REQUIRE_PROMETHEUS") == "1":
@@ -125,6 +136,16 @@ def submit(client, config: Path, overrides: list[str], cache: Path) -> str:
             time.sleep(1)
 
 
+def submit_with_cli(head: HeadNode, overrides: list[str], cache: Path, storage: Path) -> subprocess.Popen:
+    """The README's way: `ray job submit` (blocking: it streams the job's log and exits with the
+    job's outcome), started in the background so the other job and the retriever overlap it."""
+    sets = [arg for item in [*overrides, f"data.cache_dir={cache}", f"storage={storage}"] for arg in ("--set", item)]
+    command = [ray_cli(), "job", "submit", "--address", head.dashboard_url, "--working-dir", str(REPO_ROOT),
+               "--submission-id", SUBMISSION_ID, "--", "python", "jobs/fl_sim.py", "--config", "configs/demo.yaml",
+               *sets]
+    return subprocess.Popen(command, env=head.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def deploy_retriever(head: HeadNode, folder: Path) -> int:
     """The repo's Serve config (configs/serve/retriever_synthetic.yaml) through `serve deploy`, on a
     free port and with a smaller catalog; returns the HTTP port."""
@@ -196,9 +217,10 @@ def has_data(result: list[dict]) -> bool:
 
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory):
-    """A head node (HAProxy on, as in the RayService), Prometheus on its discovery file, the two
-    jobs and the retriever; yields (prometheus, start time)."""
-    binary = require("prometheus")
+    """A head node (HAProxy on, as in the RayService), Prometheus on its discovery file when
+    installed, the two jobs and the retriever; yields a dict: prometheus (or None), started,
+    cli (the `ray job submit` output and exit code), runs (the CLI job's storage)."""
+    binary = find("prometheus")
     folder = tmp_path_factory.mktemp("prometheus")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
@@ -210,7 +232,8 @@ def monitored(tmp_path_factory):
     prometheus = None
     try:
         started = time.time()
-        prometheus = Prometheus(binary, prometheus_config(Path(head.temp_dir) / SD_FILE), folder / "prom")
+        if binary is not None:
+            prometheus = Prometheus(binary, prometheus_config(Path(head.temp_dir) / SD_FILE), folder / "prom")
         from ray.job_submission import JobStatus, JobSubmissionClient
 
         client = JobSubmissionClient(head.dashboard_url)
@@ -224,20 +247,35 @@ def monitored(tmp_path_factory):
 
         # Both runs at once on the one cluster: each fl_sim joins in a Ray namespace of its own, so
         # their actors' fixed names (aggregator, clients-low-0, ...) do not collide.
-        ncf = submit(client, REPO_ROOT / "configs" / "demo.yaml", NCF_RUN, folder / "cache")
+        cli = submit_with_cli(head, NCF_RUN, folder / "cache", folder / "runs")
         ceag = submit(client, REPO_ROOT / "configs" / "demo.yaml", CEAG_RUN, folder / "cache")
         port = deploy_retriever(head, folder)
         print(f"retriever deployed after {time.time() - started:.1f} s", flush=True)
         drive_retriever(port)
         print(f"retriever driven after {time.time() - started:.1f} s", flush=True)
-        finish(ncf)
+        output, _ = cli.communicate(timeout=300)
         finish(ceag)
         print(f"both jobs done after {time.time() - started:.1f} s", flush=True)
-        yield prometheus, started
+        yield {"prometheus": prometheus, "started": started, "cli": (output, cli.returncode), "runs": folder / "runs",
+               "client": client}
     finally:
         if prometheus is not None:
             prometheus.stop()
         head.stop()
+
+
+def test_fl_sim_submitted_with_ray_job_submit(monitored):
+    from ray.job_submission import JobStatus
+
+    output, code = monitored["cli"]
+    assert code == 0, output[-3000:]
+    assert "succeeded" in output.lower() and "HR@10" in output
+    assert monitored["client"].get_job_status(SUBMISSION_ID) == JobStatus.SUCCEEDED
+    (run,) = monitored["runs"].iterdir()
+    rounds = pq.read_table(run / "rounds.parquet")
+    assert rounds.num_rows == 3 and rounds.column("client_updates").to_pylist() == [30, 30, 30]
+    assert {"tiers.parquet", "clients.parquet", "summary.json", "versions.json", "config.yaml"} <= {
+        p.name for p in run.iterdir()}
 
 
 def test_prometheus_config_passes_promtool():
@@ -260,7 +298,8 @@ def test_every_dashboard_query_is_valid_promql(tmp_path):
 
 
 def test_every_dashboard_query_returns_data(monitored):
-    prometheus, started = monitored
+    require("prometheus")
+    prometheus, started = monitored["prometheus"], monitored["started"]
     # Ray exports every second here and the jobs have ended: wait until the last series are in.
     sentinels = ["ray_fairfleet_ceag_lambda", "ray_fairfleet_hr10", "ray_fairfleet_retriever_esp",
                  "ray_fairfleet_retriever_latency_seconds_bucket"]
