@@ -99,13 +99,15 @@ def write_outputs(results: pd.DataFrame, rounds: pd.DataFrame, out: Storage) -> 
     from jobs.cali3f_report import (
         comparison_markdown,
         comparison_table,
+        paired_differences,
+        paired_markdown,
         plot_convergence,
     )
     from jobs.outputs import write_text_atomic
 
     write_table_atomic(pa.Table.from_pandas(results, preserve_index=False), out / "results.parquet")
     write_table_atomic(pa.Table.from_pandas(rounds, preserve_index=False), out / "rounds.parquet")
-    markdown = comparison_markdown(comparison_table(results, rounds))
+    markdown = comparison_markdown(comparison_table(results, rounds)) + paired_markdown(paired_differences(results))
     write_text_atomic(out / "compare.md", markdown)
     plot_convergence(rounds, out / "convergence.png")
     return markdown

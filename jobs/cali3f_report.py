@@ -71,6 +71,36 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired_differences(results: pd.DataFrame, columns=("hr10", "ndcg10_std")) -> pd.DataFrame:
+    """Each strategy minus FedAvg on the same model and seed (paired: the same clients are
+    sampled every round), per column: mean, 95 % half-width, and whether it excludes 0."""
+    keys = ["model", "seed"]
+    base = results[results["strategy"] == "fedavg"].set_index(keys)[list(columns)]
+    rows = []
+    for (model, strategy), part in results[results["strategy"] != "fedavg"].groupby(["model", "strategy"], sort=False):
+        diff = part.set_index(keys)[list(columns)] - base.loc[part.set_index(keys).index]
+        row = {"model": model, "strategy": strategy, "seeds": len(diff)}
+        for column in columns:
+            mean, half = float(diff[column].mean()), ci95_half_width(diff[column])
+            row.update({column: mean, f"{column}_ci95": half, f"{column}_beyond_noise": bool(abs(mean) > half)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_markdown(diffs: pd.DataFrame) -> str:
+    """The paired table; empty with one seed (no interval to read)."""
+    if diffs.empty or (diffs["seeds"] < 2).any():
+        return ""
+    mark = lambda beyond: "beyond noise" if beyond else "within noise"  # noqa: E731
+    lines = ["", "Against FedAvg, paired by seed (mean ± 95 % CI of the per-seed difference):", "",
+             "| model | strategy | Δ HR@10 | Δ std NDCG@10 |", "|---|---|---|---|"]
+    for row in diffs.itertuples():
+        lines.append(f"| {row.model} | {row.strategy} | {row.hr10:+.4f} ± {row.hr10_ci95:.4f} "
+                     f"({mark(row.hr10_beyond_noise)}) | {row.ndcg10_std:+.4f} ± {row.ndcg10_std_ci95:.4f} "
+                     f"({mark(row.ndcg10_std_beyond_noise)}) |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_convergence(rounds: pd.DataFrame, path: Storage) -> None:
     """NDCG@10 per round (top) and per simulated hour (bottom), one column per model."""
     plt = pyplot()

@@ -65,3 +65,19 @@ def test_two_seeds_give_a_confidence_interval():
     # t(0.975, 1) = 12.706 x sd 0.01414 / √2 = 0.1271
     assert "mean ± 95 % CI over 2 seeds" in markdown
     assert "| gmf | fedavg | 0.7100 ± 0.1271 | 0.4000 ± 0.0000 | 0.3000 ± 0.0000 |" in markdown
+
+
+def test_paired_differences_against_fedavg_by_hand():
+    from jobs.cali3f_report import paired_differences, paired_markdown
+
+    rows = []
+    for seed, (fedavg, cali3f) in enumerate([(0.60, 0.50), (0.62, 0.50), (0.64, 0.53)]):
+        rows += [{"model": "gmf", "strategy": "fedavg", "seed": seed, "hr10": fedavg, "ndcg10_std": 0.30},
+                 {"model": "gmf", "strategy": "cali3f", "seed": seed, "hr10": cali3f, "ndcg10_std": 0.30 + 0.01 * seed}]
+    (row,) = paired_differences(pd.DataFrame(rows)).to_dict("records")
+    # differences -0.10, -0.12, -0.11: mean -0.11, sd 0.01, half-width t(0.975, 2) 4.3027 x 0.01 / sqrt(3)
+    assert row["hr10"] == pytest.approx(-0.11) and row["hr10_ci95"] == pytest.approx(4.3027 * 0.01 / 3 ** 0.5, rel=1e-4)
+    assert row["hr10_beyond_noise"] and not row["ndcg10_std_beyond_noise"]  # +0.01 ± 0.0248
+    assert "beyond noise" in paired_markdown(pd.DataFrame([row]))
+    one_seed = paired_differences(pd.DataFrame(rows[:2]))
+    assert paired_markdown(one_seed) == "", "one seed has no interval to read"
