@@ -16,7 +16,7 @@ class RetrievalShard:
 
     def __init__(self, name: str, partitions: Storage, n_groups: int, kind: str = "flat", nlist: int = 16,
                  nprobe: int = 4, overfetch: int = 4, *, rq_m: int = 64, train_size: int = 65_536,
-                 hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 256):
+                 hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 256, fetch_by: str = "relevance"):
         """The index settings are ShardIndex's, as ``RetrievalConfig.shard_index_settings()`` gives them."""
         import torch
 
@@ -25,7 +25,8 @@ class RetrievalShard:
         partition = Partition.load(partitions, f"{name}.npz")
         self.index = ShardIndex(partition.item_ids, partition.vectors, partition.groups, n_groups, kind=kind,
                                 nlist=nlist, nprobe=nprobe, overfetch=overfetch, rq_m=rq_m, train_size=train_size,
-                                hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search)
+                                hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
+                                fetch_by=fetch_by)
         self.mu_version = -1  # any μ the dual-vector actor holds, version 0 included, is newer
 
     def ready(self) -> dict:

@@ -61,6 +61,9 @@ class RetrievalConfig(StrictModel):
     hnsw_ef_construction: PositiveInt = Field(80, description="hnsw: search beam while the graph is built")
     hnsw_ef_search: PositiveInt = Field(
         256, description="hnsw: search beam per query; the whole beam is re-scored exactly with mu")
+    fetch_by: Literal["relevance", "adjusted"] = Field(
+        "relevance", description="ivf, ivf_rq, hnsw: fetch candidates by relevance alone, or by s - mu through "
+                                 "per-group columns in the index (exact inner product; keeps recall when mu is large)")
     hnsw_overfetch: PositiveInt = Field(
         1, description="hnsw: at least hnsw_overfetch x K candidates re-scored (the beam widens to that when larger)")
     policy: Literal["fairsync", "topk", "k_neighbor", "min_regularizer"] = "fairsync"
@@ -93,4 +96,5 @@ class RetrievalConfig(StrictModel):
         return {"kind": self.index, "nlist": self.ivf_nlist, "nprobe": self.ivf_nprobe,
                 "overfetch": self.hnsw_overfetch if self.index == "hnsw" else self.ivf_overfetch,
                 "rq_m": self.rq_m, "train_size": self.rq_train_size, "hnsw_m": self.hnsw_m,
-                "ef_construction": self.hnsw_ef_construction, "ef_search": self.hnsw_ef_search}
+                "ef_construction": self.hnsw_ef_construction, "ef_search": self.hnsw_ef_search,
+                "fetch_by": self.fetch_by}

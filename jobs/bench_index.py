@@ -74,11 +74,11 @@ def recall(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / exact.shape[1] for a, b in zip(found, exact)]))
 
 
-def settings_for(kind: str, args: argparse.Namespace) -> RetrievalConfig:
+def settings_for(kind: str, args: argparse.Namespace, fetch_by: str = "relevance") -> RetrievalConfig:
     return RetrievalConfig(index=kind, ivf_nlist=args.nlist, ivf_nprobe=args.nprobe, ivf_overfetch=args.overfetch,
                            rq_m=args.rq_m, rq_train_size=args.rq_train_size, hnsw_m=args.hnsw_m,
                            hnsw_ef_construction=args.hnsw_ef_construction, hnsw_ef_search=args.hnsw_ef_search,
-                           hnsw_overfetch=args.hnsw_overfetch)
+                           hnsw_overfetch=args.hnsw_overfetch, fetch_by=fetch_by)
 
 
 def describe(cfg: RetrievalConfig) -> str:
@@ -108,12 +108,18 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--hnsw-ef-search", type=int, default=512)
     parser.add_argument("--hnsw-overfetch", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fetch-by", default="relevance",
+                        help="comma-separated: relevance (fetch by s alone), adjusted (by s - mu through per-group "
+                             "columns); each approximate kind runs once per value")
     args = parser.parse_args(argv)
     args.kinds = ["flat"] + [k for k in args.kinds.split(",") if k and k != "flat"]
     unknown = sorted(set(args.kinds) - set(KINDS))
     if unknown:
         parser.error(f"unknown kinds {unknown}; expected some of {KINDS}")
     args.exposure_shares = [float(s) for s in args.exposure_shares.split(",")]
+    args.fetch_by = [f for f in args.fetch_by.split(",") if f]
+    if not args.fetch_by or set(args.fetch_by) - {"relevance", "adjusted"}:
+        parser.error(f"--fetch-by takes relevance and/or adjusted, got {args.fetch_by}")
     return args
 
 
@@ -150,12 +156,14 @@ def learn_mus(shard, catalog, sigma: float, args: argparse.Namespace) -> dict[fl
 
 
 def measure_kind(kind: str, parts, queries: np.ndarray, mus: dict, exact: dict, args: argparse.Namespace,
-                 on_built=None) -> dict:
+                 on_built=None, fetch_by: str = "relevance") -> dict:
     """Build ``kind`` over every partition, then its recall against ``exact`` (filled in when
-    ``kind`` is flat), speed and memory. ``on_built(shards)`` runs right after the build."""
+    ``kind`` is flat), speed and memory. ``on_built(shards)`` runs right after the build.
+    ``fetch_by="adjusted"`` rows are labelled ``<kind>/adj``."""
     from cluster.retrieval.shard_index import ShardIndex
 
-    cfg = settings_for(kind, args)
+    cfg = settings_for(kind, args, fetch_by)
+    label = kind if fetch_by == "relevance" else f"{kind}/adj"
     gc.collect()
     started = time.perf_counter()
     shards = [ShardIndex(p.item_ids, p.vectors, p.groups, N_GROUPS, seed=args.seed, **cfg.shard_index_settings())
@@ -170,11 +178,11 @@ def measure_kind(kind: str, parts, queries: np.ndarray, mus: dict, exact: dict, 
         exact.setdefault(share, found)
         recalls.append(recall(found, exact[share]))
     memory = [s.memory_bytes() for s in shards]
-    row = {"kind": kind, "build_s": build_s, "recall": recalls, "qps": qps,
+    row = {"kind": label, "build_s": build_s, "recall": recalls, "qps": qps,
            "index_mb": np.mean([m["index"] for m in memory]) / 2**20,
            "vectors_mb": np.mean([m["vectors"] for m in memory]) / 2**20,
            "memory_mb": np.mean([m["total"] for m in memory]) / 2**20, "settings": describe(cfg)}
-    print(f"{kind:<7} built in {build_s:7.1f} s; recall@{args.k} "
+    print(f"{label:<10} built in {build_s:7.1f} s; recall@{args.k} "
           + ", ".join(f"{r:.4f} (share {s})" for r, s in zip(recalls, args.exposure_shares))
           + f"; {qps:,.0f} q/s; {row['memory_mb']:.1f} MiB/shard — {row['settings']}", flush=True)
     return row
@@ -183,11 +191,11 @@ def measure_kind(kind: str, parts, queries: np.ndarray, mus: dict, exact: dict, 
 def print_table(rows: list[dict], args: argparse.Namespace) -> None:
     flat, shares = rows[0], args.exposure_shares
     recall_heads = " ".join(f"{'R@' + str(args.k) + ' s=' + str(s):>11}" for s in shares)
-    print(f"\n{'kind':<7} {'build s':>8} {recall_heads} {'q/s b' + str(args.batch):>9} "
+    print(f"\n{'kind':<10} {'build s':>8} {recall_heads} {'q/s b' + str(args.batch):>9} "
           f"{'MiB/shard':>10} {'(index':>7} {'+ floats)':>9} {'build/flat':>10} {'q/s/flat':>9} {'mem/flat':>9}")
     for row in rows:
         recalls = " ".join(f"{r:>11.4f}" for r in row["recall"])
-        print(f"{row['kind']:<7} {row['build_s']:>8.1f} {recalls} {row['qps']:>9,.0f} {row['memory_mb']:>10.1f} "
+        print(f"{row['kind']:<10} {row['build_s']:>8.1f} {recalls} {row['qps']:>9,.0f} {row['memory_mb']:>10.1f} "
               f"{row['index_mb']:>7.1f} {row['vectors_mb']:>9.1f} {row['build_s'] / max(flat['build_s'], 1e-9):>10.1f} "
               f"{row['qps'] / flat['qps']:>9.2f} {row['memory_mb'] / flat['memory_mb']:>9.2f}")
     best = max(rows[1:], key=lambda r: r["recall"][0], default=None)
@@ -204,7 +212,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # flat first: its μ per share and its answers are every other kind's reference
     learn = lambda shards: mus.update(learn_mus(shards[0], catalog, sigma, args))  # noqa: E731
     rows = [measure_kind("flat", parts, queries, mus, exact, args, on_built=learn)]
-    rows += [measure_kind(kind, parts, queries, mus, exact, args) for kind in args.kinds[1:]]
+    rows += [measure_kind(kind, parts, queries, mus, exact, args, fetch_by=fetch_by)
+             for kind in args.kinds[1:] for fetch_by in args.fetch_by]
     print_table(rows, args)
     return 0
 

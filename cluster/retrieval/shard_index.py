@@ -23,6 +23,13 @@ items rank low by relevance alone.
 - ``hnsw``: IndexHNSWFlat, ``hnsw_m`` links per node, ``ef_construction`` when built,
   ``ef_search`` when searched. The whole search beam is re-scored: never fewer than ef_search
   candidates, since the graph search holds them anyway.
+
+``fetch_by="adjusted"`` makes an approximate index fetch by s − μ as well: it indexes
+[e_i ; c·onehot(g_i)] and is queried with [e_u ; −μ/c], whose inner product is exactly
+s − μ_{g(i)} for any μ, so nothing is rebuilt when μ moves (FairSync code's one-hot trick, used
+for candidates only). c is the items' RMS norm, so the group columns weigh like the rest of a
+vector in the lists' centroids, codebooks and graph. Without it a group that μ lifts far has its
+true top-K items outside the candidates, and recall falls with μ.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import numpy as np
 
 IndexKind = Literal["flat", "ivf", "ivf_rq", "hnsw"]
 INDEX_KINDS: tuple[str, ...] = ("flat", "ivf", "ivf_rq", "hnsw")
+FetchBy = Literal["relevance", "adjusted"]
 RQ_MIN_ITEMS = 1024
 
 
@@ -52,7 +60,7 @@ class ShardIndex:
     def __init__(self, item_ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray, n_groups: int,
                  kind: IndexKind = "flat", nlist: int = 16, nprobe: int = 4, overfetch: int = 4, *,
                  rq_m: int = 64, train_size: int = 65_536, hnsw_m: int = 32, ef_construction: int = 80,
-                 ef_search: int = 256, seed: int = 0):
+                 ef_search: int = 256, seed: int = 0, fetch_by: FetchBy = "relevance"):
         faiss.omp_set_num_threads(1)  # many shard actors share the machine's cores
         if kind not in INDEX_KINDS:
             raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
@@ -60,6 +68,10 @@ class ShardIndex:
         self.groups = np.asarray(groups, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.mu = np.zeros(n_groups, dtype=np.float32)
+        self.dim = vectors.shape[1]
+        # flat ranks by s − μ exactly already; the group columns are for the approximate kinds.
+        adjusted = fetch_by == "adjusted" and kind != "flat"
+        vectors_in, self.group_scale = _with_group_columns(vectors, self.groups, n_groups) if adjusted else (vectors, 0.0)
         self.kind = kind
         self.overfetch = overfetch
         self.min_candidates = 0  # hnsw: its search beam
@@ -68,9 +80,10 @@ class ShardIndex:
         if kind == "flat":
             self._build_flat(vectors)
         elif kind == "hnsw":
-            self._build_hnsw(vectors, hnsw_m, ef_construction, ef_search)
+            self._build_hnsw(vectors_in, hnsw_m, ef_construction, ef_search)
         else:
-            self._build_ivf(vectors, kind, nlist, nprobe, rq_m, train_size, seed)
+            self._build_ivf(vectors_in, kind, nlist, nprobe, rq_m, train_size, seed)
+            self.vectors = vectors
 
     def _build_flat(self, vectors: np.ndarray) -> None:
         n, dim = vectors.shape
@@ -86,7 +99,7 @@ class ShardIndex:
         self.index.add(vectors)
         self.min_candidates = ef_search
         storage = faiss.downcast_index(self.index.storage)
-        self.vectors = faiss.rev_swig_ptr(storage.get_xb(), n * dim).reshape(n, dim)
+        self.vectors = faiss.rev_swig_ptr(storage.get_xb(), n * dim).reshape(n, dim)[:, : self.dim]
 
     def _build_ivf(self, vectors: np.ndarray, kind: str, nlist: int, nprobe: int, rq_m: int, train_size: int,
                    seed: int) -> None:
@@ -103,7 +116,6 @@ class ShardIndex:
             self.index.train(vectors)
         self.index.add(vectors)
         faiss.extract_index_ivf(self.index).nprobe = min(nprobe, nlist)
-        self.vectors = vectors
 
     def _stored(self) -> np.ndarray:
         """The flat index's own (n, d+1) buffer, writable in place."""
@@ -143,13 +155,21 @@ class ShardIndex:
             adjusted, rows = self.index.search(augmented, k_local)
         else:
             wanted = max(self.overfetch * k_local, self.min_candidates)
-            _, candidates = self.index.search(queries, min(len(self.item_ids), wanted))
+            _, candidates = self.index.search(self._fetch_queries(queries), min(len(self.item_ids), wanted))
             rows, adjusted = self._rescore(queries, candidates, k_local)
         found = rows >= 0
         safe_rows = np.where(found, rows, 0)
         adjusted = np.where(found, adjusted, -np.inf).astype(np.float32)
         relevance = np.where(found, adjusted + self.mu[self.groups[safe_rows]], -np.inf).astype(np.float32)
         return Hits(np.where(found, self.item_ids[safe_rows], -1), relevance, adjusted)
+
+    def _fetch_queries(self, queries: np.ndarray) -> np.ndarray:
+        """What the approximate index is queried with: e_u, or [e_u ; −μ/c] when it holds the
+        group columns, so that it ranks candidates by s − μ_g."""
+        if not self.group_scale:
+            return queries
+        shift = np.broadcast_to(-self.mu / self.group_scale, (len(queries), len(self.mu)))
+        return np.ascontiguousarray(np.hstack([queries, shift]), dtype=np.float32)
 
     def _rescore(self, queries: np.ndarray, candidates: np.ndarray, k_local: int) -> tuple[np.ndarray, np.ndarray]:
         """Every approximate kind: the exact s − μ_g of each candidate row (−1 = none), from the
@@ -161,6 +181,14 @@ class ShardIndex:
         order = np.argsort(-rescored, axis=1, kind="stable")[:, :k_local]
         rows = np.take_along_axis(np.where(valid, candidates, -1), order, axis=1)
         return rows, np.take_along_axis(rescored, order, axis=1)
+
+
+def _with_group_columns(vectors: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, float]:
+    """[e_i ; c·onehot(g_i)] and c, the items' RMS norm (1 when every vector is zero)."""
+    scale = float(np.sqrt(np.mean(np.sum(vectors.astype(np.float64) ** 2, axis=1)))) or 1.0
+    onehot = np.zeros((len(vectors), n_groups), dtype=np.float32)
+    onehot[np.arange(len(vectors)), groups] = scale
+    return np.hstack([vectors, onehot]), scale
 
 
 def _drop_excluded(hits: Hits, exclude: list[np.ndarray], k: int) -> Hits:
