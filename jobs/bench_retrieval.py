@@ -32,6 +32,7 @@ import numpy as np
 
 from configs import SimConfig
 from jobs.cli import add_catalogue_arguments
+from jobs.haproxy_cleanup import haproxy_pids, stop_new_haproxies
 
 
 def bench_config(args: argparse.Namespace, storage: Path) -> SimConfig:
@@ -340,10 +341,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"  # read when Serve starts its proxy, in the Ray this job starts
     folder = Path(tempfile.mkdtemp(prefix="bench-retrieval-"))
     cfg = bench_config(args, folder)
-    if args.soak:
-        run_soak(cfg, args)
-    else:
-        measure(cfg, args, folder)
+    haproxies_before = haproxy_pids()
+    try:
+        if args.soak:
+            run_soak(cfg, args)
+        else:
+            measure(cfg, args, folder)
+    finally:
+        stop_new_haproxies(haproxies_before)  # see jobs/haproxy_cleanup.py
     return 0
 
 

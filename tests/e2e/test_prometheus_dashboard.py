@@ -33,6 +33,7 @@ import pytest
 import yaml
 
 from cluster.ports import free_port
+from jobs.haproxy_cleanup import haproxy_pids, stop_new_haproxies
 from configs import SimConfig
 from tests.conftest import REPO_ROOT
 from tests.e2e.head_node import HeadNode, ray_cli, start_head, stop_process
@@ -222,6 +223,7 @@ def monitored(tmp_path_factory):
     cli (the `ray job submit` output and exit code), runs (the CLI job's storage)."""
     binary = find("prometheus")
     folder = tmp_path_factory.mktemp("prometheus")
+    haproxies_before = haproxy_pids()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
         # On a loaded 2-core machine the proxy actor can take longer to start than Serve's 5 s
@@ -262,6 +264,7 @@ def monitored(tmp_path_factory):
         if prometheus is not None:
             prometheus.stop()
         head.stop()
+        stop_new_haproxies(haproxies_before)
 
 
 def test_fl_sim_submitted_with_ray_job_submit(monitored):
