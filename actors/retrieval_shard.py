@@ -16,7 +16,7 @@ class RetrievalShard:
 
     def __init__(self, name: str, partitions: Storage, n_groups: int, kind: str = "flat", nlist: int = 16,
                  nprobe: int = 4, overfetch: int = 4, *, rq_m: int = 64, train_size: int = 65_536,
-                 hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 256, fetch_by: str = "relevance"):
+                 hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 256, fetch_by: str | None = None):
         """The index settings are ShardIndex's, as ``RetrievalConfig.shard_index_settings()`` gives them."""
         import torch
 

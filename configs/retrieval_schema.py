@@ -61,9 +61,10 @@ class RetrievalConfig(StrictModel):
     hnsw_ef_construction: PositiveInt = Field(80, description="hnsw: search beam while the graph is built")
     hnsw_ef_search: PositiveInt = Field(
         256, description="hnsw: search beam per query; the whole beam is re-scored exactly with mu")
-    fetch_by: Literal["relevance", "adjusted"] = Field(
-        "relevance", description="ivf, ivf_rq, hnsw: fetch candidates by relevance alone, or by s - mu through "
-                                 "per-group columns in the index (exact inner product; keeps recall when mu is large)")
+    fetch_by: Optional[Literal["relevance", "adjusted"]] = Field(
+        None, description="ivf, ivf_rq, hnsw: fetch candidates by s - mu through per-group columns in the index "
+                          "(exact inner product; keeps recall when mu is large), or by relevance alone; "
+                          "default: adjusted for ivf and ivf_rq, relevance for hnsw (cluster/retrieval/shard_index.py)")
     hnsw_overfetch: PositiveInt = Field(
         1, description="hnsw: at least hnsw_overfetch x K candidates re-scored (the beam widens to that when larger)")
     policy: Literal["fairsync", "topk", "k_neighbor", "min_regularizer"] = "fairsync"

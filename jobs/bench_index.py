@@ -74,7 +74,7 @@ def recall(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / exact.shape[1] for a, b in zip(found, exact)]))
 
 
-def settings_for(kind: str, args: argparse.Namespace, fetch_by: str = "relevance") -> RetrievalConfig:
+def settings_for(kind: str, args: argparse.Namespace, fetch_by: str | None = None) -> RetrievalConfig:
     return RetrievalConfig(index=kind, ivf_nlist=args.nlist, ivf_nprobe=args.nprobe, ivf_overfetch=args.overfetch,
                            rq_m=args.rq_m, rq_train_size=args.rq_train_size, hnsw_m=args.hnsw_m,
                            hnsw_ef_construction=args.hnsw_ef_construction, hnsw_ef_search=args.hnsw_ef_search,
@@ -108,17 +108,17 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--hnsw-ef-search", type=int, default=512)
     parser.add_argument("--hnsw-overfetch", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fetch-by", default="relevance",
+    parser.add_argument("--fetch-by", default="",
                         help="comma-separated: relevance (fetch by s alone), adjusted (by s - mu through per-group "
-                             "columns); each approximate kind runs once per value")
+                             "columns); each approximate kind runs once per value (default: each kind's own)")
     args = parser.parse_args(argv)
     args.kinds = ["flat"] + [k for k in args.kinds.split(",") if k and k != "flat"]
     unknown = sorted(set(args.kinds) - set(KINDS))
     if unknown:
         parser.error(f"unknown kinds {unknown}; expected some of {KINDS}")
     args.exposure_shares = [float(s) for s in args.exposure_shares.split(",")]
-    args.fetch_by = [f for f in args.fetch_by.split(",") if f]
-    if not args.fetch_by or set(args.fetch_by) - {"relevance", "adjusted"}:
+    args.fetch_by = [f for f in args.fetch_by.split(",") if f] or [None]
+    if set(args.fetch_by) - {"relevance", "adjusted", None}:
         parser.error(f"--fetch-by takes relevance and/or adjusted, got {args.fetch_by}")
     return args
 
@@ -156,14 +156,14 @@ def learn_mus(shard, catalog, sigma: float, args: argparse.Namespace) -> dict[fl
 
 
 def measure_kind(kind: str, parts, queries: np.ndarray, mus: dict, exact: dict, args: argparse.Namespace,
-                 on_built=None, fetch_by: str = "relevance") -> dict:
+                 on_built=None, fetch_by: str | None = None) -> dict:
     """Build ``kind`` over every partition, then its recall against ``exact`` (filled in when
     ``kind`` is flat), speed and memory. ``on_built(shards)`` runs right after the build.
     ``fetch_by="adjusted"`` rows are labelled ``<kind>/adj``."""
     from cluster.retrieval.shard_index import ShardIndex
 
     cfg = settings_for(kind, args, fetch_by)
-    label = kind if fetch_by == "relevance" else f"{kind}/adj"
+    label = f"{kind}/adj" if fetch_by == "adjusted" else f"{kind}/rel" if fetch_by == "relevance" else kind
     gc.collect()
     started = time.perf_counter()
     shards = [ShardIndex(p.item_ids, p.vectors, p.groups, N_GROUPS, seed=args.seed, **cfg.shard_index_settings())

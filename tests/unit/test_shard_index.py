@@ -238,5 +238,11 @@ def test_fetching_by_the_adjusted_score_finds_a_far_group_that_mu_lifts(kind):
 
 def test_fetch_by_reaches_the_shard_index_from_the_config():
     assert RetrievalConfig(index="ivf_rq", fetch_by="adjusted").shard_index_settings()["fetch_by"] == "adjusted"
+    vectors, groups, _, _ = _world(n_items=200)
+    defaults = {}
+    for kind in ("flat", "ivf", "hnsw"):
+        settings = RetrievalConfig(index=kind, ivf_nlist=4, ivf_nprobe=2).shard_index_settings()
+        defaults[kind] = _shards(vectors, groups, 1, **settings)[0].group_scale > 0
+    assert defaults == {"flat": False, "ivf": True, "hnsw": False}, "IVF kinds fetch by s - mu unless told"
     with pytest.raises(ValidationError):
         RetrievalConfig(fetch_by="mu")
