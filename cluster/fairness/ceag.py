@@ -171,17 +171,11 @@ def aggregation_weights(n_samples: np.ndarray, client_tier: np.ndarray, lambdas:
 
     Until FedAvg takes weights, ``fedavg(dataclasses.replace(merged, n_samples=w), spec)``
     applies them: it divides by Σ n_samples, which is 1 here."""
-    n = np.asarray(n_samples, np.float64)
-    tier = np.asarray(client_tier, np.int64)
-    lambdas = np.asarray(lambdas, np.float64)
-    total = n.sum()
-    if total <= 0:
-        return np.zeros(len(n))
-    per_tier = np.bincount(tier, weights=n, minlength=len(lambdas))
-    present = per_tier > 0
-    lam = np.where(present, lambdas, 0.0)
-    own = np.divide(lam, per_tier, out=np.zeros_like(lam), where=present)
-    return n * ((1.0 - lam.sum()) / total + own[tier])
+    terms = _tier_terms(n_samples, client_tier, lambdas)
+    if terms is None:
+        return np.zeros(len(n_samples))
+    n, total, own, lam_sum = terms
+    return n * ((1.0 - lam_sum) / total + own)
 
 
 def pairwise_proxy_coefficients(pair_counts: np.ndarray, client_tier: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
@@ -191,17 +185,28 @@ def pairwise_proxy_coefficients(pair_counts: np.ndarray, client_tier: np.ndarray
     over the round's pairs and P = Σ_c m_c P_c / M everyone's (P(β_0) is a constant, left out):
     k_c = m_c (λ_{t(c)}/M_{t(c)} − Λ/M), Λ over tiers with pairs this round. Σ k = 0, so the
     term moves no mass between the average and the correction; a client without pairs gets 0."""
-    m = np.asarray(pair_counts, np.float64)
+    terms = _tier_terms(pair_counts, client_tier, lambdas)
+    if terms is None:
+        return np.zeros(len(pair_counts))
+    m, total, own, lam_sum = terms
+    return m * (own - lam_sum / total)
+
+
+def _tier_terms(counts, client_tier, lambdas):
+    """What both primal steps share, from per-client counts (C,): (counts as float64, their
+    total N, each client's λ_{t(c)}/N_{t(c)}, Λ), with λ of tiers absent this round taken as 0;
+    None when the round has no count."""
+    counts = np.asarray(counts, np.float64)
     tier = np.asarray(client_tier, np.int64)
     lambdas = np.asarray(lambdas, np.float64)
-    total = m.sum()
+    total = counts.sum()
     if total <= 0:
-        return np.zeros(len(m))
-    per_tier = np.bincount(tier, weights=m, minlength=len(lambdas))
+        return None
+    per_tier = np.bincount(tier, weights=counts, minlength=len(lambdas))
     present = per_tier > 0
     lam = np.where(present, lambdas, 0.0)
     own = np.divide(lam, per_tier, out=np.zeros_like(lam), where=present)
-    return m * (own[tier] - lam.sum() / total)
+    return counts, total, own[tier], lam.sum()
 
 
 class TierMultipliers:
