@@ -70,6 +70,22 @@ def sharded_search(shards, queries: np.ndarray, mu: np.ndarray, k: int, batch: i
     return np.concatenate(answers), len(queries) / (time.perf_counter() - started)
 
 
+def rescore_share(shard, queries: np.ndarray, k: int, batch: int) -> float:
+    """The share of one shard's ``search`` at this batch spent after the index's fetch (the
+    exact re-score and the answer's assembly); 0 for flat, which has no fetch step."""
+    if shard.kind == "flat":
+        return 0.0
+    fetch = whole = 0.0
+    for lo in range(0, len(queries), batch):
+        part = queries[lo:lo + batch]
+        started = time.perf_counter()
+        shard.candidates(part, k)
+        fetched = time.perf_counter()
+        shard.search(part, k)
+        fetch, whole = fetch + fetched - started, whole + time.perf_counter() - fetched
+    return max(0.0, 1.0 - fetch / whole)
+
+
 def recall(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / exact.shape[1] for a, b in zip(found, exact)]))
 
@@ -177,14 +193,17 @@ def measure_kind(kind: str, parts, queries: np.ndarray, mus: dict, exact: dict, 
         qps = speed if qps is None else qps
         exact.setdefault(share, found)
         recalls.append(recall(found, exact[share]))
+    share = rescore_share(shards[0], queries, args.k, args.batch)
     memory = [s.memory_bytes() for s in shards]
     row = {"kind": label, "build_s": build_s, "recall": recalls, "qps": qps,
            "index_mb": np.mean([m["index"] for m in memory]) / 2**20,
            "vectors_mb": np.mean([m["vectors"] for m in memory]) / 2**20,
-           "memory_mb": np.mean([m["total"] for m in memory]) / 2**20, "settings": describe(cfg)}
+           "memory_mb": np.mean([m["total"] for m in memory]) / 2**20, "rescore_share": share,
+           "settings": describe(cfg)}
     print(f"{label:<10} built in {build_s:7.1f} s; recall@{args.k} "
           + ", ".join(f"{r:.4f} (share {s})" for r, s in zip(recalls, args.exposure_shares))
-          + f"; {qps:,.0f} q/s; {row['memory_mb']:.1f} MiB/shard — {row['settings']}", flush=True)
+          + f"; {qps:,.0f} q/s; re-score {100 * share:.0f} % of a shard's search; {row['memory_mb']:.1f} MiB/shard"
+          + f" — {row['settings']}", flush=True)
     return row
 
 

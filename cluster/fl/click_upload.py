@@ -76,9 +76,9 @@ def add_decoys(result: ClickLocalResult, sent: Sequence[SentRows], seed: int, ro
 
 def _with_decoys(tensors: dict[str, np.ndarray], clients: np.ndarray, sent: Sequence[SentRows], seed: int,
                  round_index: int, purpose: str) -> dict[str, np.ndarray]:
-    tensors = {name: value.copy() for name, value in tensors.items()}
-    if not tensors:
+    if not tensors:  # no proxy upload this round
         return tensors
+    tensors = {name: value.copy() for name, value in tensors.items()}
     for c, client in enumerate(clients):
         rng = stream(seed, purpose, round_index, int(client))
         for name, decoys in sent[c].decoys.items():
@@ -121,11 +121,13 @@ class _Compression:
 
     def apply(self, tensors: dict[str, np.ndarray], clients: np.ndarray, seed: int, round_index: int,
               purpose: str) -> dict[str, np.ndarray]:
+        if not tensors:  # no proxy upload this round
+            return tensors
         tensors = {name: value.copy() for name, value in tensors.items()}
         width_masks = {float(f): channel_masks(self.spec, float(f)) for f in np.unique(self.fractions)}
         for c, client in enumerate(clients):
             level = float(self.levels[c])
-            if not tensors or is_neutral(self.kind, level):
+            if is_neutral(self.kind, level):
                 continue
             rng = stream(seed, purpose, round_index, int(client))
             for name in tensors:

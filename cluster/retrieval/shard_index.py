@@ -159,14 +159,19 @@ class ShardIndex:
             augmented = np.hstack([queries, np.ones((len(queries), 1), dtype=np.float32)])
             adjusted, rows = self.index.search(augmented, k_local)
         else:
-            wanted = max(self.overfetch * k_local, self.min_candidates)
-            _, candidates = self.index.search(self._fetch_queries(queries), min(len(self.item_ids), wanted))
-            rows, adjusted = self._rescore(queries, candidates, k_local)
+            rows, adjusted = self._rescore(queries, self.candidates(queries, k_local), k_local)
         found = rows >= 0
         safe_rows = np.where(found, rows, 0)
         adjusted = np.where(found, adjusted, -np.inf).astype(np.float32)
         relevance = np.where(found, adjusted + self.mu[self.groups[safe_rows]], -np.inf).astype(np.float32)
         return Hits(np.where(found, self.item_ids[safe_rows], -1), relevance, adjusted)
+
+    def candidates(self, queries: np.ndarray, k_local: int) -> np.ndarray:
+        """Approximate kinds: the rows (N, overfetch·k_local or the beam; −1 = none) the index
+        fetches for re-scoring. Public so a benchmark can time the fetch apart from the re-score."""
+        wanted = max(self.overfetch * k_local, self.min_candidates)
+        _, rows = self.index.search(self._fetch_queries(queries), min(len(self.item_ids), wanted))
+        return rows
 
     def _fetch_queries(self, queries: np.ndarray) -> np.ndarray:
         """What the approximate index is queried with: e_u, or [e_u ; −μ/c] when it holds the
