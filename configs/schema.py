@@ -230,8 +230,19 @@ class SimConfig(StrictModel):
         if opt.kind == "subsample" and not self.model.is_click:
             raise ValueError(f"fl.optimization kind 'subsample' needs a click model (dlrm, din), not "
                              f"{self.model.kind!r}: an NCF client's round is its positives and their sampled negatives")
-        strategy = self.fl.strategy.kind
-        if strategy != "fedavg" and self.model.is_click:
-            raise ValueError(f"fl.strategy {strategy!r} needs an NCF model (gmf, mlp, neumf): it personalises the "
-                             f"split into user, item and dense parts, which {self.model.kind!r} lacks")
+        self._strategy_fits()
         return self
+
+    def _strategy_fits(self) -> None:
+        strategy, model = self.fl.strategy.kind, self.model.kind
+        if strategy == "cali3f" and self.model.is_click:
+            raise ValueError(f"fl.strategy 'cali3f' needs an NCF model (gmf, mlp, neumf): it clusters clients by "
+                             f"their private user vectors, which {model!r} has none of")
+        if strategy == "ditto" and self.fl.optimization.kind == "channel":
+            raise ValueError("fl.strategy 'ditto' does not combine with fl.optimization kind 'channel': a Ditto "
+                             "phone keeps and serves its own full-width model, which a phone narrowed for speed "
+                             "does not run")
+        if strategy != "fedavg" and self.fl.fairness.kind != "none":
+            raise ValueError(f"fl.fairness kind {self.fl.fairness.kind!r} needs fl.strategy 'fedavg', not "
+                             f"{strategy!r}: it bounds the global model's per-tier measure against a reference "
+                             f"run's, but {strategy!r} serves (and evaluates) each client its own model")

@@ -7,16 +7,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import torch
 
 from cluster.fl.click_metrics import auc_summary
 from cluster.fl.click_training import ClickLocalResult, average_deltas, merge_click_results
-from cluster.fl.click_upload import EMBEDDING_PREFIX, dense_entries
+from cluster.fl.click_upload import dense_entries
 from cluster.fl.click_worker_core import ClientSettings
 from cluster.fl.clock import RoundCosts
 from cluster.fl.model_ops import NOTHING_EXTRA
 from cluster.fl.strategies.base import ExtraPayload
-from cluster.models.click import ClickSpec, init_params
+from cluster.models.click import ClickSpec, initial_params, is_embedding
 from cluster.tiers.optimizations import TierPlan
 from configs.fl_schema import TouchedUpload, UploadConfig
 
@@ -35,8 +34,7 @@ class ClickOps:
     metric_names: tuple[str, ...] = ("auc",)
 
     def init_params(self, seed: int) -> dict[str, np.ndarray]:
-        generator = torch.Generator().manual_seed(seed)
-        return {name: t.numpy().astype(np.float32) for name, t in init_params(self.spec, generator).items()}
+        return initial_params(self.spec, seed)
 
     def _dense_work(self, width: float) -> float:
         return dense_entries(self.spec, width) / dense_entries(self.spec, 1.0)
@@ -74,7 +72,7 @@ class ClickOps:
         return average_deltas(self.spec, merged, weights)
 
     def upload_stats(self, merged: ClickLocalResult) -> dict:
-        rows = sum(int((np.abs(d).sum(axis=2) > 0).sum()) for n, d in merged.deltas.items() if n.startswith(EMBEDDING_PREFIX))
+        rows = sum(int((np.abs(d).sum(axis=2) > 0).sum()) for n, d in merged.deltas.items() if is_embedding(n))
         return {"upload_rows": rows}
 
     def summarize(self, owners, labels, scores, tier_of_user, tier_names, split: str = "test") -> dict[str, float]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
@@ -47,12 +48,15 @@ class ClickRecipe:
     ``ranking_bits``: the client reports CEAG the pairwise ranking bits of its samples
     (``cluster/fairness/ranking.py``) instead of each sample's correctness. ``proxy_gradient``:
     it also uploads −lr × the gradient of its mean pairwise logistic loss at the model it
-    received (CEAG's pairwise primal proxy, ``cluster/fairness/ceag.pairwise_proxy_coefficients``)."""
+    received (CEAG's pairwise primal proxy, ``cluster/fairness/ceag.pairwise_proxy_coefficients``).
+    ``personal_lambda``: Ditto; each client also steps its personal dense part with this λ
+    (``cluster/fl/click_personal.py``)."""
 
     epochs: int = 1
     lr: float = 1.0
     ranking_bits: bool = False
     proxy_gradient: bool = False
+    personal_lambda: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ def train_local_click(
         fraction, length, pairs = float(key[0]), int(key[1]), int(key[2])
         for chunk, real in fixed_size_batches(members):
             batch, labels, mask, counts = client_batch(spec, features, indptr, rows, chunk, length, pairs)
-            with _one_thread():
+            with one_thread():
                 first_loss, first_logits, chunk_deltas, chunk_proxy = _local_sgd(
                     spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask, counts)
             if fraction < 1.0:
@@ -155,7 +159,7 @@ class _ClickOutputs:
 
 
 @contextmanager
-def _one_thread() -> Iterator[None]:
+def one_thread() -> Iterator[None]:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -166,7 +170,7 @@ def _one_thread() -> Iterator[None]:
 
 def _full_model_logits(spec, start, batch, n: int) -> np.ndarray:
     """(c, L) logits of the full global model on the batch."""
-    with torch.no_grad(), _one_thread():
+    with torch.no_grad(), one_thread():
         logits = forward(spec, {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in start.items()}, batch)
     return logits.numpy()
 

@@ -20,11 +20,10 @@ from cluster.data.click_features import ClickFeatures
 from cluster.fl.click_training import ClickLocalResult
 from cluster.fl.compression import compress_values, is_neutral
 from cluster.fl.upload_rows import SentRows, fill_decoys, sent_row_count
-from cluster.models.click import ClickSpec, channel_masks
+from cluster.models.click import EMBEDDING_PREFIX, ClickSpec, channel_masks
 from cluster.rng import stream
 from configs.fl_schema import TouchedUpload, UploadConfig
 
-EMBEDDING_PREFIX = "emb."
 
 
 def touched_rows(spec: ClickSpec, features: ClickFeatures, rows: np.ndarray) -> dict[str, np.ndarray]:

@@ -130,6 +130,20 @@ def _mlp_layout(prefix: str, n_in: int, hidden: tuple[int, ...], n_out: int, dic
     return params
 
 
+EMBEDDING_PREFIX = "emb."
+
+
+def is_embedding(name: str) -> bool:
+    """Whether parameter ``name`` is an embedding table (sparse rows), not part of the dense N."""
+    return name.startswith(EMBEDDING_PREFIX)
+
+
+def initial_params(spec: ClickSpec, seed: int) -> dict[str, np.ndarray]:
+    """w⁰ of a run with ``seed``, as float32 arrays: what the server starts from."""
+    generator = torch.Generator().manual_seed(seed)
+    return {name: t.numpy().astype(np.float32) for name, t in init_params(spec, generator).items()}
+
+
 def init_params(spec: ClickSpec, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Embeddings N(0, init_std²); weights and biases torch.nn.Linear's uniform(±1/√fan_in);
     Dice α = 0 (Dice starts as x·σ(x))."""

@@ -23,12 +23,14 @@ CLICK_MODELS = ("dlrm", "din")
 
 def refusal(strategy: str, model: str, optimization: str) -> str | None:
     """Why the config refuses the combination (a fragment of its message), or None."""
-    if strategy != "fedavg" and model in CLICK_MODELS:
-        return "needs an NCF model"
     if optimization.startswith("channel") and model not in CLICK_MODELS:
         return "'channel' needs a click model"
     if optimization.startswith("subsample") and model not in CLICK_MODELS:
         return "'subsample' needs a click model"
+    if strategy == "cali3f" and model in CLICK_MODELS:
+        return "'cali3f' needs an NCF model"
+    if strategy == "ditto" and optimization.startswith("channel"):
+        return "'ditto' does not combine with fl.optimization kind 'channel'"
     return None
 
 

@@ -78,6 +78,9 @@ def test_fairness_config_errors():
         load_config(None, ["model.kind=dlrm", "fl.fairness={kind: ceag}"])
     with pytest.raises(ConfigError, match="needs a click model"):
         load_config(None, ["fl.fairness={kind: ceag, reference_accuracy: {low: 1, mid: 1, high: 1}}"])
+    with pytest.raises(ConfigError, match="needs fl.strategy 'fedavg', not 'ditto'.*serves \\(and evaluates\\)"):
+        load_config(None, ["model.kind=dlrm", "fl.strategy=ditto",
+                           "fl.fairness={kind: ceag, reference_accuracy: {low: 1, mid: 1, high: 1}}"])
     with pytest.raises(ConfigError, match="must name every tier"):
         load_config(None, ["model.kind=dlrm", "fl.fairness={kind: ceag, reference_accuracy: {low: 1}}"])
     with pytest.raises(ConfigError, match=r"shares in \[0, 1\]"):

@@ -1,0 +1,84 @@
+"""Ditto (``cluster/fl/ditto.py``) on the click models: each phone keeps a personal copy of the
+model's dense part N (every MLP, DIN's attention, the Dice slopes) and steps it toward its own
+data and the global model it just received; the embedding tables are shared and stay the global
+ones, as NCF's personal step holds the item rows fixed. A click model has no user table, so N is
+all a phone can personalise.
+
+Clients are batched as in local training (``click_training``): grouped by their own padded
+shapes, in fixed-size batches, so a client's personal model and its scores do not depend on which
+clients share its worker or batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cluster.data.click_features import ClickFeatures
+from cluster.fl.click_batches import client_batch, padded_shape
+from cluster.fl.click_training import one_thread
+from cluster.fl.ditto import personal_step
+from cluster.fl.fixed_batches import fixed_size_batches
+from cluster.models.click import ClickSpec, forward, is_embedding
+
+
+def personal_names(spec: ClickSpec) -> tuple[str, ...]:
+    """The parameters a phone personalises: all but the embedding tables."""
+    return tuple(name for name in spec.shapes() if not is_embedding(name))
+
+
+def _batches(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray):
+    """(clients of the batch (indices into the CSR), real count, batch, labels, mask, counts)."""
+    lengths, n_pairs = padded_shape(spec, features, indptr, rows)
+    keys = np.stack([lengths, n_pairs], axis=1)
+    for key in np.unique(keys, axis=0):
+        members = np.flatnonzero((keys == key).all(axis=1))
+        for chunk, real in fixed_size_batches(members):
+            yield (chunk, real, *client_batch(spec, features, indptr, rows, chunk, int(key[0]), int(key[1])))
+
+
+def _with_personal(global_t: dict[str, torch.Tensor], personal: dict[str, torch.Tensor], n: int) -> dict:
+    shared = {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in global_t.items() if name not in personal}
+    return {**shared, **personal}
+
+
+def personal_sgd(spec: ClickSpec, epochs: int, lr: float, lam: float, global_params: dict[str, np.ndarray],
+                 personal: dict[str, np.ndarray], features: ClickFeatures, indptr: np.ndarray,
+                 rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Ditto's personal steps (Alg. 1, line 7) for the CSR's clients: ``epochs`` full-batch steps
+    v ← v − lr(∇F_c(v) + λ(v − w)) on each client's mean BCE over its rows, with the embedding
+    tables at the global model w. personal[name]: (C, *shape) in CSR order; returns the new ones."""
+    global_t = {name: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for name, v in global_params.items()}
+    anchor = {name: global_t[name] for name in personal}
+    out = {name: value.copy() for name, value in personal.items()}
+    with one_thread():
+        for chunk, real, batch, labels, mask, counts in _batches(spec, features, indptr, rows):
+            count = torch.from_numpy(counts.astype(np.float32))
+            own = {name: torch.from_numpy(value[chunk]) for name, value in personal.items()}
+            for _ in range(epochs):
+                trainable = {name: value.clone().requires_grad_() for name, value in own.items()}
+                logits = forward(spec, _with_personal(global_t, trainable, len(chunk)), batch)
+                loss = (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * mask).sum(dim=1) / count
+                grads = dict(zip(trainable, torch.autograd.grad(loss.sum(), list(trainable.values()))))
+                with torch.no_grad():
+                    own = personal_step(own, anchor, grads, lr, lam)
+            for name, value in own.items():
+                out[name][chunk[:real]] = value[:real].numpy()
+    return out
+
+
+@torch.no_grad()
+def personal_predict(spec: ClickSpec, global_params: dict[str, np.ndarray], personal: dict[str, np.ndarray],
+                     features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Click probabilities of the CSR's rows (in CSR order), each under its client's personal
+    model: its own dense part ``personal[name]`` (C, *shape) with the global embedding tables."""
+    global_t = {name: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for name, v in global_params.items()}
+    out = np.empty(len(rows), dtype=np.float32)
+    with one_thread():
+        for chunk, real, batch, _, _, counts in _batches(spec, features, indptr, rows):
+            own = {name: torch.from_numpy(value[chunk]) for name, value in personal.items()}
+            probs = torch.sigmoid(forward(spec, _with_personal(global_t, own, len(chunk)), batch)).numpy()
+            for j, client in enumerate(chunk[:real]):
+                out[indptr[client] : indptr[client + 1]] = probs[j, : counts[j]]
+    return out
