@@ -24,3 +24,10 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
 def sorted_union(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """``np.union1d``, which calls ``np.unique`` (see :func:`sorted_unique`)."""
     return sorted_unique(np.concatenate([np.asarray(first).ravel(), np.asarray(second).ravel()]))
+
+
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(s, s + l)`` for each (s, l)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(np.asarray(starts, dtype=np.int64) - offsets, lengths) + np.arange(lengths.sum())

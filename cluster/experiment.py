@@ -49,6 +49,7 @@ def recipe_from(cfg: SimConfig) -> LocalRecipe:
         negatives_per_positive=fl.negatives_per_positive,
         loss_reduction=fl.loss_reduction,
         personal_lambda=fl.strategy.ditto_lambda if fl.strategy.kind == "ditto" else None,
+        ranking_bits=fl.fairness.kind == "ceag",
     )
 
 
@@ -72,16 +73,16 @@ def build(cfg: SimConfig, progress: bool = False) -> Experiment:
     population = world.population
     n_workers = population.tiers.n_tiers * cfg.fl.runtime.workers_per_tier
     worker_of_user = assign_workers(population.tier_of_user, population.tiers.n_tiers, cfg.fl.runtime.workers_per_tier)
+    reference = None
+    if cfg.fl.fairness.kind == "ceag":
+        reference = reference_accuracy(cfg.fl.fairness, population.tiers.names, {
+            "model": cfg.model.kind, "tier_mapping": cfg.tier_mapping.mapping, "seed": cfg.seed})
     if cfg.model.is_click:
         click = click_setup(cfg, world)
-        reference = None
-        if cfg.fl.fairness.kind == "ceag":
-            reference = reference_accuracy(cfg.fl.fairness, population.tiers.names, {
-                "model": cfg.model.kind, "tier_mapping": cfg.tier_mapping.mapping, "seed": cfg.seed})
         fleet = FleetView(population.tiers, population.tier_of_user, click.train_samples, reference)
         return Experiment(cfg, world, click.spec, click.recipe, click.ops, fleet, worker_of_user, n_workers, click)
     spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
-    fleet = FleetView(population.tiers, population.tier_of_user, population.samples_per_client(),
+    fleet = FleetView(population.tiers, population.tier_of_user, population.samples_per_client(), reference,
                       metadata=cali3f_metadata(cfg, world))
     ops = NCFOps(spec, cfg.fl.negatives_per_positive, upload=cfg.fl.upload)
     return Experiment(cfg, world, spec, recipe_from(cfg), ops, fleet, worker_of_user, n_workers)

@@ -217,9 +217,11 @@ class SimConfig(StrictModel):
         if set(opt.excluded_tiers) >= set(names):
             raise ValueError("fl.optimization excludes every tier: no client could train")
         fairness = self.fl.fairness
-        if fairness.kind != "none" and not self.model.is_click:
-            raise ValueError(f"fl.fairness kind {fairness.kind!r} needs a click model (dlrm, din): it constrains "
-                             f"per-sample accuracy, which leave-one-out ranking has no form of")
+        if isinstance(fairness, CEAGConfig) and not self.model.is_click and \
+                (fairness.measure, fairness.proxy) != ("pairwise", "loss"):
+            raise ValueError(f"fl.fairness with an NCF model ({self.model.kind!r}) needs measure 'pairwise' and proxy "
+                             f"'loss': an NCF client has no click labels to be accurate on, only positives ranked "
+                             f"against sampled negatives, and the pairwise-logistic upload is built for click models")
         if isinstance(fairness, CEAGConfig) and fairness.reference_accuracy is not None \
                 and set(fairness.reference_accuracy) != set(names):
             raise ValueError(f"fl.fairness.reference_accuracy must name every tier {names}, "

@@ -9,7 +9,8 @@ Writes a run folder in the storage (``storage`` / ``--storage``: a local path, N
 user_queries.parquet (GMF only: the retriever's query vectors), config.yaml, versions.json, summary.json,
 shards/ (each worker's clients, which a worker restarted on any node reloads) and checkpoint/ (every
 fl.checkpoint_every rounds; JSON + npz, no pickle). Click models (dlrm, din) write no clients.parquet,
-item_embeddings.parquet or user_queries.parquet; their summary.json adds final_train (train AUC).
+item_embeddings.parquet or user_queries.parquet. summary.json's final_train holds the train measures
+(click models: AUC, accuracy and pair rate per tier; NCF: the pair rate, CEAG's reference).
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ def _final_results(exp: Experiment, aggregator, workers: list) -> dict:
     if exp.spec.kind == "gmf":  # the only inner-product model: its users can query the retriever
         clusters = ray.get(aggregator.cluster_view.remote())
         queries = ray.get([w.retrieval_queries.remote(params, clusters) for w in workers])
-    if exp.click is not None:  # fairness measures compare train and held-out accuracy
-        train_eval = ray.get(aggregator.evaluate.remote("train"))
+    # Fairness measures compare train and held-out quality, and CEAG reads its reference from
+    # the train measures (NCF: the pairwise one).
+    train_eval = ray.get(aggregator.evaluate.remote("train"))
     return {"params": params, "client_metrics": last, "queries": queries, "train_eval": train_eval}
 
 
@@ -283,8 +285,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from jobs.fl_results import final_table
 
     print(final_table(outcome["history"], exp.fleet.tiers.names, exp.ops.metric_names))
-    if outcome.get("train_eval"):
-        print(f"train AUC {outcome['train_eval']['auc_train']:.4f} (the rows clients trained on)")
+    train = outcome.get("train_eval") or {}
+    if "auc_train" in train:
+        print(f"train AUC {train['auc_train']:.4f} (the rows clients trained on)")
+    elif "pair_train" in train:
+        print(f"train pair rate {train['pair_train']:.4f} (positives above their sampled negatives)")
     total = sum(r["client_updates"] for r in outcome["history"][outcome["resumed_from"]:])
     print(f"simulated time {outcome['history'][-1]['sim_time_s']:.1f} s, wall time {outcome['wall_s']:.1f} s, "
           f"{total / max(outcome['wall_s'], 1e-9):,.0f} client updates/s")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cluster.arrays import ranges
 from cluster.data.types import Dataset
 from cluster.data.views import FeedbackView
 
@@ -73,13 +74,6 @@ class ClickFeatures:
         starts = self.click_indptr[self.user[rows]] + self.prior_clicks[rows] - lengths
         pair_row = np.repeat(np.arange(len(rows)), lengths)
         return pair_row, self.click_items[ranges(starts, lengths)].astype(np.int64), lengths
-
-
-def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(s, s + l)`` for each (s, l)."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    offsets = np.cumsum(lengths) - lengths
-    return np.repeat(np.asarray(starts, dtype=np.int64) - offsets, lengths) + np.arange(lengths.sum())
 
 
 def build_click_features(dataset: Dataset, view: FeedbackView, train_rows: np.ndarray) -> ClickFeatures:

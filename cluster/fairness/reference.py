@@ -39,7 +39,8 @@ def reference_accuracy(cfg: CEAGConfig, tier_names: tuple[str, ...], expected: O
         value = train.get(f"{prefix}_{name}")
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             raise DataFormatError(path, f"final_train.{prefix}_{name} missing or not a number: the reference must "
-                                        "be a click-model run (dlrm, din) with the same tiers")
+                                        "be a run of the same model with the same tiers, written since train measures are "
+                                        "recorded (NCF runs record the pairwise one only)")
         values.append(float(value))
     if summary.get("optimization") not in (None, "none"):
         raise DataFormatError(path, f"the reference run used optimization {summary['optimization']!r}; "

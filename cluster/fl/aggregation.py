@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cluster.arrays import ranges
 from cluster.fl.local_training import LocalResult
 from cluster.models.ncf import NCFSpec
 
@@ -38,7 +39,19 @@ def merge_results(results: list[LocalResult], spec: NCFSpec) -> LocalResult:
         dense_deltas={n: np.concatenate([r.dense_deltas[n] for r in results])[order] for n in spec.dense_shapes()},
         cluster_dense_deltas=_merge_optional(results, "cluster_dense_deltas", order),
         user_deltas=_merge_optional(results, "user_deltas", order),
+        **dict(zip(("correct", "correct_counts"), merge_reported(results, order))),
     )
+
+
+def merge_reported(results: list, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every result's per-client reported values (``correct``, ``correct_counts`` per client,
+    concatenated client after client) in the merged client order ``order``."""
+    counts = np.concatenate([r.correct_counts for r in results]).astype(np.int64)
+    correct = np.concatenate([r.correct for r in results]).astype(np.float32)
+    if len(counts) == 0:  # nothing reported (no fairness mitigation)
+        return correct, counts
+    starts = np.cumsum(counts) - counts
+    return correct[ranges(starts[order], counts[order])], counts[order]
 
 
 def _merge_optional(results: list[LocalResult], field: str, order: np.ndarray) -> dict[str, np.ndarray] | None:
@@ -60,13 +73,14 @@ def empty_result(spec: NCFSpec) -> LocalResult:
     )
 
 
-def fedavg(merged: LocalResult, spec: NCFSpec) -> dict[str, np.ndarray]:
+def fedavg(merged: LocalResult, spec: NCFSpec, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Σ_c n_c Δ_c / Σ_c n_c over the kept clients (McMahan et al. 2017), for every global
-    parameter; item rows a client did not touch count as a zero update."""
+    parameter; item rows a client did not touch count as a zero update. ``weights`` (C,)
+    replace n_c / Σ n: they sum to 1 and may be negative (CEAG's re-weighting)."""
     total = float(merged.n_samples.sum())
     if total == 0:
         return {}
-    weights = (merged.n_samples / total).astype(np.float32)
+    weights = (merged.n_samples / total if weights is None else np.asarray(weights)).astype(np.float32)
     delta: dict[str, np.ndarray] = {}
     row_weight = weights[merged.row_owner][:, None]
     for table in spec.item_tables:

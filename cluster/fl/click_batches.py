@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cluster.data.click_features import ClickFeatures, ranges
+from cluster.arrays import ranges
+from cluster.data.click_features import ClickFeatures
 from cluster.fl.local_training import padded_length
 from cluster.models.click import ClickBatch, ClickSpec, forward
 

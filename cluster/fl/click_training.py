@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cluster.data.click_features import ClickFeatures, ranges, select_clients
+from cluster.data.click_features import ClickFeatures, select_clients
 from cluster.fairness.ranking import pairwise_bits
-from cluster.fl.aggregation import ServerOptimizer
+from cluster.fl.aggregation import ServerOptimizer, merge_reported
 from cluster.fl.click_batches import client_batch, padded_shape
 from cluster.fl.compression import masked_average
 from cluster.fl.fixed_batches import fixed_size_batches
@@ -223,17 +223,15 @@ def merge_click_results(results: list[ClickLocalResult]) -> ClickLocalResult:
         raise ValueError("no client results to merge")
     order = np.argsort(np.concatenate([r.clients for r in results]), kind="stable")
     cat = lambda name: np.concatenate([getattr(r, name) for r in results])[order]  # noqa: E731
-    counts = np.concatenate([r.correct_counts for r in results])
-    starts = np.cumsum(counts) - counts
-    correct = np.concatenate([r.correct for r in results])
+    correct, correct_counts = merge_reported(results, order)
     return ClickLocalResult(
         clients=cat("clients"),
         n_samples=cat("n_samples"),
         loss=cat("loss"),
         fractions=cat("fractions"),
         deltas={name: np.concatenate([r.deltas[name] for r in results])[order] for name in results[0].deltas},
-        correct=correct[ranges(starts[order], counts[order])] if len(correct) else correct,
-        correct_counts=counts[order],
+        correct=correct,
+        correct_counts=correct_counts,
         proxy_deltas={name: np.concatenate([r.proxy_deltas[name] for r in results])[order]
                       for name in results[0].proxy_deltas},
     )

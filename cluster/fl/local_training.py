@@ -9,15 +9,17 @@ its batch or its worker — the reason results do not change with the number of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cluster.arrays import sorted_unique
+from cluster.arrays import ranges, sorted_unique
+from cluster.fairness.ranking import positive_negative_bits
 from cluster.fl.fixed_batches import fixed_size_batches
+from cluster.fl.gmf_training import train_flat_gmf
 from cluster.fl.negatives import hashed_negatives
 from cluster.models.ncf import NCFSpec, batched_logits
 
@@ -36,6 +38,7 @@ class LocalRecipe:
     negatives_per_positive: int
     loss_reduction: str = "mean"
     personal_lambda: Optional[float] = None  # Ditto: also train a personal dense part with this λ
+    ranking_bits: bool = False  # CEAG: report each (positive, sampled negative) pair's order
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class LocalResult:
     item_ids, row_owner: (R,), rows grouped by owner (index into clients), items ascending;
     item_deltas[table]: (R, d); dense_deltas[name]: (C, *shape). This is exactly what the
     clients upload: their new private user vectors are returned apart and never leave them.
+    With ``LocalRecipe.ranking_bits`` each client also reports, for CEAG, whether the model it
+    received scores each of its positives above each of that positive's sampled negatives:
+    correct (Σ correct_counts,) 0/1 float32, client after client; correct_counts (C,).
     """
 
     clients: np.ndarray
@@ -59,18 +65,14 @@ class LocalResult:
     # Cali3F delegates add their pass at the cluster model and their user-vector change (eq. 4).
     cluster_dense_deltas: Optional[dict[str, np.ndarray]] = None
     user_deltas: Optional[dict[str, np.ndarray]] = None
+    correct: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    correct_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def padded_length(n: np.ndarray) -> np.ndarray:
     """The smallest power-of-two step (8, 16, 32, ...) that holds n samples: few groups, at most
     2× padding; the per-group overhead costs more than the padded arithmetic."""
     return _LADDER[np.searchsorted(_LADDER, n)]
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(s, s + l)`` for each (s, l)."""
-    offsets = np.cumsum(lengths) - lengths
-    return np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())
 
 
 def train_local(
@@ -100,10 +102,10 @@ def train_local(
     samples = _client_samples(pos_indptr, pos_items, n_neg, neg_items)
     slots = _client_slots(samples, spec.n_items, len(clients))
     if spec.kind == "gmf":
-        part = _train_flat_gmf(spec, recipe, global_params, users, samples.owner, slots.sample_slot_global,
+        part = train_flat_gmf(spec, recipe, global_params, users, samples.owner, slots.sample_slot_global,
                                samples.label, slots.owner, slots.item, samples.n_total, slots.by_slot,
                                np.flatnonzero(slots.first_of_slot), client_dense, prox_lambda)
-        return _assemble(spec, clients, n_pos, [part])
+        return _assemble(spec, recipe, clients, n_pos, [part])
     lengths = padded_length(samples.n_total)
     parts = []
     for length in np.unique(lengths):
@@ -112,7 +114,7 @@ def train_local(
                                 samples.n_total, slots.sample_slot, samples.label, slots.start, slots.count,
                                 slots.item, client_dense, prox_lambda)
             parts.append(_real_clients(part, n_real))
-    return _assemble(spec, clients, n_pos, parts)
+    return _assemble(spec, recipe, clients, n_pos, parts)
 
 
 def _negatives(spec: NCFSpec, recipe: LocalRecipe, clients: np.ndarray, pos_indptr: np.ndarray, pos_items: np.ndarray,
@@ -192,11 +194,11 @@ def _client_slots(samples: _Samples, n_items: int, n_clients: int) -> _Slots:
 
 def _real_clients(part: tuple, n_real: int) -> tuple:
     """A batch's results without the padding copies (the batch's positions ≥ n_real)."""
-    members, first_loss, slot_row, items, item_deltas, dense_deltas, new_users = part
+    members, first_loss, slot_row, items, item_deltas, dense_deltas, new_users, first_scores = part
     rows = slot_row < n_real
     return (members[:n_real], first_loss[:n_real], slot_row[rows], items[rows],
             {t: v[rows] for t, v in item_deltas.items()}, {n: v[:n_real] for n, v in dense_deltas.items()},
-            {t: v[:n_real] for t, v in new_users.items()})
+            {t: v[:n_real] for t, v in new_users.items()}, first_scores[:n_real])
 
 
 def _padded_layout(members, length, sample_start, n_total, sample_slot, sample_label, slot_start, n_slots, slot_item):
@@ -205,8 +207,8 @@ def _padded_layout(members, length, sample_start, n_total, sample_slot, sample_l
     c = len(members)
     max_slots = int(n_slots[members].max())
     row = np.repeat(np.arange(c), n_total[members])
-    col = _ranges(np.zeros(c, dtype=np.int64), n_total[members])
-    src = _ranges(sample_start[members], n_total[members])
+    col = ranges(np.zeros(c, dtype=np.int64), n_total[members])
+    src = ranges(sample_start[members], n_total[members])
     slots = np.zeros((c, length), dtype=np.int64)
     labels = np.zeros((c, length), dtype=np.float32)
     mask = np.zeros((c, length), dtype=np.float32)
@@ -215,8 +217,8 @@ def _padded_layout(members, length, sample_start, n_total, sample_slot, sample_l
     mask[row, col] = 1.0
 
     slot_row = np.repeat(np.arange(c), n_slots[members])
-    slot_col = _ranges(np.zeros(c, dtype=np.int64), n_slots[members])
-    slot_src = _ranges(slot_start[members], n_slots[members])
+    slot_col = ranges(np.zeros(c, dtype=np.int64), n_slots[members])
+    slot_src = ranges(slot_start[members], n_slots[members])
     local_items = np.zeros((c, max_slots), dtype=np.int64)
     local_items[slot_row, slot_col] = slot_item[slot_src]
     return slots, labels, mask, local_items, slot_row, slot_col
@@ -240,12 +242,13 @@ def _train_group(spec, recipe, global_params, users, members, length, sample_sta
     slots_t, labels_t, mask_t = torch.from_numpy(slots), torch.from_numpy(labels), torch.from_numpy(mask)
     count = torch.from_numpy(n_total[members].astype(np.float32))
 
-    def per_client_loss() -> torch.Tensor:
+    def per_client_loss() -> tuple[torch.Tensor, torch.Tensor]:
         logits = batched_logits(spec, dense, user, items, slots_t)
         per_sample = F.binary_cross_entropy_with_logits(logits, labels_t, reduction="none") * mask_t
-        return per_sample.sum(dim=1)
+        return per_sample.sum(dim=1), logits
 
-    first_loss = _local_sgd(recipe, items, dense, user, per_client_loss, count, anchor, prox_lambda)
+    first_loss, first_logits = _local_sgd(recipe, items, dense, user, per_client_loss, count, anchor, prox_lambda)
+    first_scores = [first_logits[j, : n_total[member]] for j, member in enumerate(members)]
 
     with torch.no_grad():
         valid = torch.from_numpy(slot_col)
@@ -253,22 +256,25 @@ def _train_group(spec, recipe, global_params, users, members, length, sample_sta
         item_deltas = {t: (items[t] - items0[t])[owner_rows, valid].numpy() for t in spec.item_tables}
         dense_deltas = {n: (dense[n] - dense0[n]).numpy() for n in spec.dense_shapes()}
         new_users = {t: user[t].detach().numpy() for t in spec.user_tables}
-    return members, first_loss, slot_row, local_items[slot_row, slot_col], item_deltas, dense_deltas, new_users
+    return (members, first_loss, slot_row, local_items[slot_row, slot_col], item_deltas, dense_deltas, new_users,
+            first_scores)
 
 
 def _local_sgd(recipe: LocalRecipe, items: dict, dense: dict, user: dict, per_client_loss, count: torch.Tensor,
-               anchor: dict, prox_lambda: float) -> np.ndarray:
+               anchor: dict, prox_lambda: float) -> tuple[np.ndarray, np.ndarray]:
     """``recipe.epochs`` full-batch SGD steps, each parameter group at its own rate; returns the
-    clients' mean BCE before the first step (the loss of the global model on their data).
+    clients' mean BCE before the first step (the loss of the global model on their data) and
+    the logits (C, L) of that first step.
     ``prox_lambda`` > 0 adds λ(v − anchor) to every dense gradient (Ditto's personal step)."""
     groups = [(list(items.values()), recipe.lr_item), (list(dense.values()), recipe.lr_dense), (list(user.values()), recipe.lr_user)]
     flat = [p for params, _ in groups for p in params]
     rates = [lr for params, lr in groups for _ in params]
-    first_loss = None
+    first_loss = first_logits = None
     for _ in range(recipe.epochs):
-        per_client = per_client_loss()
+        per_client, logits = per_client_loss()
         if first_loss is None:
             first_loss = (per_client.detach() / count).numpy()
+            first_logits = logits.detach().numpy()
         if recipe.loss_reduction == "mean":
             per_client = per_client / count
         # Each client's loss only touches its own slice, so the gradient of the sum is every
@@ -281,97 +287,22 @@ def _local_sgd(recipe: LocalRecipe, items: dict, dense: dict, user: dict, per_cl
                     grads[n_items + k] = grads[n_items + k] + prox_lambda * (param - anchor[name])
             for param, grad, lr in zip(flat, grads, rates):
                 param.sub_(lr * grad)
-    return first_loss
+    return first_loss, first_logits
 
 
-def _train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slot, sample_label, slot_owner,
-                    slot_item, n_total, by_slot, slot_starts, client_dense=None, prox_lambda=0.0):
-    """GMF needs no per-client matrices, so its samples stay in one flat array (sorted by client)
-    and its gradients are written out by hand (tested against autograd):
-
-        z = Σ_k u_k v_k h_k + b,   e = σ(z) − y   (÷ sample count for 'mean'),
-        ∂v = e·u⊙h,  ∂u = Σ e·v⊙h,  ∂h = Σ e·u⊙v,  ∂b = Σ e.
-
-    Per-client and per-row sums are ``np.add.reduceat`` over contiguous segments, which add each
-    segment's terms in order: a client's arithmetic is the same whatever other clients are
-    present, so results do not depend on how clients are spread over workers."""
-    n_clients = len(n_total)
-    items = global_params["item_gmf"][slot_item].astype(np.float32)
-    items0 = items.copy()
-    source = global_params if client_dense is None else client_dense
-    weight0 = np.broadcast_to(source["out.weight"], (n_clients, spec.dim)).astype(np.float32)
-    bias0 = np.broadcast_to(source["out.bias"], (n_clients, 1)).astype(np.float32)
-    anchor_weight, anchor_bias = global_params["out.weight"], global_params["out.bias"]
-    weight, bias = weight0.copy(), bias0.copy()
-    user = users["user_gmf"].astype(np.float32, copy=True)
-    layout = _GMFLayout.of(recipe, sample_slot, sample_label, n_total, by_slot, slot_starts)
-    client_starts, first_loss = layout.client_starts, None
-    sign = np.where(sample_label > 0, np.float32(-1), np.float32(1))
-    for _ in range(recipe.epochs):
-        z, grad_v, grad_u, grad_h, grad_b = _gmf_gradients(spec, layout, items, user, weight, bias)
-        if first_loss is None:
-            per_sample = np.logaddexp(np.float32(0), sign * z)  # BCE with logits
-            first_loss = (np.add.reduceat(per_sample, client_starts) / n_total).astype(np.float32)
-        if prox_lambda:
-            grad_h = grad_h + np.float32(prox_lambda) * (weight - anchor_weight)
-            grad_b = grad_b + np.float32(prox_lambda) * (bias - anchor_bias)
-        items -= np.float32(recipe.lr_item) * grad_v
-        user -= np.float32(recipe.lr_user) * grad_u
-        weight -= np.float32(recipe.lr_dense) * grad_h
-        bias -= np.float32(recipe.lr_dense) * grad_b
-    item_deltas = {"item_gmf": items - items0}
-    dense_deltas = {"out.weight": weight - weight0, "out.bias": bias - bias0}
-    return np.arange(n_clients), first_loss, slot_owner, slot_item, item_deltas, dense_deltas, {"user_gmf": user}
-
-
-@dataclass(frozen=True)
-class _GMFLayout:
-    """The flat GMF samples (sorted by client): each one's slot, label and loss scale; where
-    each client's samples start, and the samples in slot order with where each slot starts."""
-
-    sample_slot: np.ndarray
-    sample_label: np.ndarray
-    n_total: np.ndarray
-    scale_per_sample: np.ndarray
-    client_starts: np.ndarray
-    by_slot: np.ndarray
-    slot_starts: np.ndarray
-
-    @classmethod
-    def of(cls, recipe: LocalRecipe, sample_slot, sample_label, n_total, by_slot, slot_starts) -> "_GMFLayout":
-        sum_loss = recipe.loss_reduction == "sum"
-        scale = np.ones(len(n_total), np.float32) if sum_loss else (1.0 / n_total).astype(np.float32)
-        return cls(sample_slot, sample_label, n_total, np.repeat(scale, n_total), np.cumsum(n_total) - n_total,
-                   by_slot, slot_starts)
-
-
-def _gmf_gradients(spec: NCFSpec, layout: _GMFLayout, items, user, weight, bias):
-    """(logits, ∂v per slot, ∂u, ∂h, ∂b per client) at the current parameters."""
-    # u ⊙ h is per client, so it is formed once per client and repeated over its samples
-    # (samples are sorted by client); likewise ∂u = h ⊙ Σ e·v and ∂h = u ⊙ Σ e·v need a
-    # single per-client segment sum.
-    uh = np.repeat(user * weight, layout.n_total, axis=0)
-    v = items[layout.sample_slot]
-    z = np.einsum("nd,nd->n", uh, v) + np.repeat(bias[:, 0], layout.n_total)
-    e = ((1.0 / (1.0 + np.exp(-z))) - layout.sample_label) * layout.scale_per_sample
-    e_col = e[:, None]
-    grad_v = np.add.reduceat((e_col * uh)[layout.by_slot], layout.slot_starts, axis=0)
-    ev = np.empty((len(e), spec.dim + 1), dtype=np.float32)
-    np.multiply(e_col, v, out=ev[:, : spec.dim])
-    ev[:, -1] = e
-    sums = np.add.reduceat(ev, layout.client_starts, axis=0)
-    return z, grad_v, weight * sums[:, :-1], user * sums[:, :-1], sums[:, -1:]
-
-
-def _assemble(spec: NCFSpec, clients: np.ndarray, n_pos: np.ndarray, parts) -> tuple[LocalResult, dict[str, np.ndarray]]:
+def _assemble(spec: NCFSpec, recipe: LocalRecipe, clients: np.ndarray, n_pos: np.ndarray,
+              parts) -> tuple[LocalResult, dict[str, np.ndarray]]:
     n_clients = len(clients)
+    scores: list = [None] * n_clients
     loss = np.zeros(n_clients, dtype=np.float32)
     dense = {n: np.zeros((n_clients, *s), dtype=np.float32) for n, s in spec.dense_shapes().items()}
     users = {t: np.zeros((n_clients, spec.dim), dtype=np.float32) for t in spec.user_tables}
     owners, item_ids = [], []
     deltas: dict[str, list[np.ndarray]] = {t: [] for t in spec.item_tables}
-    for members, first_loss, slot_row, items, item_deltas, dense_deltas, new_users in parts:
+    for members, first_loss, slot_row, items, item_deltas, dense_deltas, new_users, first_scores in parts:
         loss[members] = first_loss
+        for member, member_scores in zip(members, first_scores):
+            scores[member] = member_scores
         for n in dense:
             dense[n][members] = dense_deltas[n]
         for t in users:
@@ -392,4 +323,8 @@ def _assemble(spec: NCFSpec, clients: np.ndarray, n_pos: np.ndarray, parts) -> t
         item_deltas={t: np.concatenate(v)[order] for t, v in deltas.items()},
         dense_deltas=dense,
     )
+    if recipe.ranking_bits:
+        bits = [positive_negative_bits(s[:p], s[p:]) for s, p in zip(scores, n_pos)]
+        result = replace(result, correct=np.concatenate(bits).astype(np.float32),
+                         correct_counts=np.array([len(b) for b in bits], dtype=np.int64))
     return result, users

@@ -13,6 +13,7 @@ from typing import Optional, Protocol
 
 import numpy as np
 
+from cluster.fairness.ranking import bit_rate_by_tier
 from cluster.fl.aggregation import fedavg, merge_results
 from cluster.fl.clock import RoundCosts
 from cluster.fl.strategies.base import ExtraPayload
@@ -96,12 +97,14 @@ class NCFOps:
         return merge_results(results, self.spec)
 
     def average(self, merged: LocalResult, weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
-        if weights is not None:
-            raise NotImplementedError("per-client aggregation weights are implemented for click models only")
-        return fedavg(merged, self.spec)
+        return fedavg(merged, self.spec, weights)
 
     def upload_stats(self, merged: LocalResult) -> dict:
         return {"upload_rows": len(merged.item_ids)}
 
-    def summarize(self, owners, hit, ndcg, tier_of_user, tier_names, split: str = "test") -> dict[str, float]:
-        return evaluation_summary(owners, hit, ndcg, tier_of_user, tier_names)
+    def summarize(self, owners, a, b, tier_of_user, tier_names, split: str = "test") -> dict[str, float]:
+        """test: (clients, HR@10, NDCG@10); train: (owner, bit, 1) per (positive, sampled
+        negative) pair, CEAG's pairwise measure (``pair_train`` overall and per tier)."""
+        if split == "train":
+            return bit_rate_by_tier(owners, a, tier_of_user, tier_names, "pair_train")
+        return evaluation_summary(owners, a, b, tier_of_user, tier_names)

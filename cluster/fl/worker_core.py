@@ -14,11 +14,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from cluster.arrays import sorted_unique
+from cluster.arrays import ranges, sorted_unique
 from cluster.fl.cali3f import subordinate_user_update
 from cluster.fl.clustering import assign_clusters, fixed_point_sums
 from cluster.fl.local_training import LocalRecipe, LocalResult, train_local
 from cluster.fl.metrics import rank_metrics
+from cluster.fl.negatives import hashed_negatives
 from cluster.fl.ncf_upload import compress_ncf_upload, widen_ncf_upload
 from cluster.models.ncf import (
     NCFSpec,
@@ -30,6 +31,8 @@ from cluster.storage import Storage
 from configs.fl_schema import TouchedUpload, UploadConfig
 
 EVAL_CHUNK = 4096
+# The round index whose hashed negatives the train-split pair measure uses: one no run reaches.
+TRAIN_PAIRS_ROUND = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -195,9 +198,12 @@ class ClientWorkerCore:
     def evaluate(self, params: dict[str, np.ndarray], split: str = "test", clusters: Optional[ClusterView] = None,
                  k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(test_clients, HR@k, NDCG@k) of this worker's held-out clients under ``params`` and
-        each client's own private vector (and its personal or cluster dense part)."""
+        each client's own private vector (and its personal or cluster dense part); for split
+        'train', (owner, bit, 1) per (train positive, sampled negative) pair (``train_pairs``)."""
+        if split == "train":
+            return self.train_pairs(params, clusters)
         if split != "test":
-            raise ValueError(f"NCF models evaluate leave-one-out only, not split {split!r}")
+            raise ValueError(f"NCF models evaluate splits 'test' (leave-one-out) and 'train', not {split!r}")
         torch_params = {n: torch.from_numpy(v) for n, v in params.items()}
         hits, ndcgs = [], []
         with torch.no_grad():
@@ -213,6 +219,35 @@ class ClientWorkerCore:
                 ndcgs.append(ndcg)
         cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0)  # noqa: E731
         return self.shard.test_clients, cat(hits), cat(ndcgs)
+
+    def train_pairs(self, params: dict[str, np.ndarray],
+                    clusters: Optional[ClusterView] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """CEAG's pairwise measure on the train data, as the clients report it in training: each
+        positive against its r sampled negatives (r = ``negatives_per_positive``), 1 where it
+        scores strictly higher, under the model serving the client. The negatives come from a
+        stream no training round draws, fixed by the seed. Returns (owner, bit, 1) per pair."""
+        per_positive = self.recipe.negatives_per_positive
+        n_pos = np.diff(self.shard.indptr)
+        rows = np.flatnonzero(n_pos > 0)
+        negatives = hashed_negatives(self.seed, TRAIN_PAIRS_ROUND, self.shard.clients[rows], n_pos[rows] * per_positive,
+                                     self._positive_keys, self.spec.n_items).astype(np.int64)
+        positive_row = np.repeat(rows, n_pos[rows])
+        candidates = np.concatenate([self.shard.items[ranges(self.shard.indptr[rows], n_pos[rows])][:, None],
+                                     negatives.reshape(-1, per_positive)], axis=1)
+        torch_params = {n: torch.from_numpy(v) for n, v in params.items()}
+        bits = []
+        with torch.no_grad():
+            for lo in range(0, len(candidates), EVAL_CHUNK):
+                at = positive_row[lo : lo + EVAL_CHUNK]
+                users = {t: torch.from_numpy(v[at]) for t, v in self.users.items()}
+                own = self._client_dense(at, clusters)
+                own_t = None if own is None else {n: torch.from_numpy(np.ascontiguousarray(v)) for n, v in own.items()}
+                scores = score_candidates(self.spec, torch_params, users,
+                                          torch.from_numpy(candidates[lo : lo + EVAL_CHUNK]), own_t).numpy()
+                bits.append((scores[:, :1] > scores[:, 1:]).astype(np.float32).ravel())
+        owners = np.repeat(self.shard.clients[positive_row], per_positive)
+        bits = np.concatenate(bits) if bits else np.zeros(0, np.float32)
+        return owners, bits, np.ones(len(bits), np.float32)
 
     def retrieval_queries(self, params: dict[str, np.ndarray],
                           clusters: Optional[ClusterView] = None) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,23 @@ def test_ditto_on_actors_equals_the_in_process_loop(tmp_path: Path):
     assert summary["final"]["ndcg10_std"] == history[-1]["ndcg10_std"]
     assert (run_dir / "clients.parquet").exists()
     assert not (run_dir / "user_queries.parquet").exists(), "NeuMF has no GMF user vectors to serve"
+    # The train measure a CEAG run on NCF reads as its reference (served models: the personal ones).
+    assert 0.0 < summary["final_train"]["pair_train_low"] < 1.0
+
+
+def test_ceag_on_ncf_on_actors_equals_the_in_process_loop(tmp_path: Path):
+    """CEAG's pairwise constraint on GMF under pruning, two workers per tier: every worker's
+    reported pairs merged in client order give the in-process loop's λ, ψ and model."""
+    cfg = tiny(tmp_path, "fl.optimization=prune-1:4:16", "fl.runtime.workers_per_tier=2", "fl.rounds=3",
+               "fl.fairness={kind: ceag, measure: pairwise, reference_accuracy: {low: 0.99, mid: 0.5, high: 0.5}, "
+               "buffer_size: 50}")
+    _, _, outcome = build_run_write(cfg, quiet=True)
+    server, _, history = train_rounds(build(cfg), eval_every=cfg.fl.eval_every)
+    keys = [k for k in history[-1] if k.startswith(("lambda_", "psi_"))]
+    assert len(keys) == 6 and history[-1]["lambda_low"] > 0
+    assert [[r[k] for k in keys] for r in outcome["history"]] == [[r[k] for k in keys] for r in history]
+    for name in server.params:
+        assert np.array_equal(outcome["params"][name], server.params[name]), name
 
 
 CALI3F = ("fl.strategy.kind=cali3f", "fl.optimization=quants-1:2:8", "fl.overselect=0.25", "fl.runtime.workers_per_tier=2")

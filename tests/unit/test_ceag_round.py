@@ -76,8 +76,13 @@ def test_reference_from_a_run_folder(tmp_path):
 def test_fairness_config_errors():
     with pytest.raises(ConfigError, match="exactly one of reference_run or reference_accuracy"):
         load_config(None, ["model.kind=dlrm", "fl.fairness={kind: ceag}"])
-    with pytest.raises(ConfigError, match="needs a click model"):
+    with pytest.raises(ConfigError, match="needs measure 'pairwise' and proxy 'loss': an NCF client has no click"):
         load_config(None, ["fl.fairness={kind: ceag, reference_accuracy: {low: 1, mid: 1, high: 1}}"])
+    with pytest.raises(ConfigError, match="the pairwise-logistic upload is built for click models"):
+        load_config(None, ["fl.fairness={kind: ceag, measure: pairwise, proxy: pairwise_logistic, "
+                           "reference_accuracy: {low: 1, mid: 1, high: 1}}"])
+    assert load_config(None, ["fl.fairness={kind: ceag, measure: pairwise, reference_accuracy: "
+                              "{low: 1, mid: 1, high: 1}}"]).fl.fairness.measure == "pairwise"
     with pytest.raises(ConfigError, match="needs fl.strategy 'fedavg', not 'ditto'.*serves \\(and evaluates\\)"):
         load_config(None, ["model.kind=dlrm", "fl.strategy=ditto",
                            "fl.fairness={kind: ceag, reference_accuracy: {low: 1, mid: 1, high: 1}}"])
