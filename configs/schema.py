@@ -226,9 +226,9 @@ class SimConfig(StrictModel):
                 and set(fairness.reference_accuracy) != set(names):
             raise ValueError(f"fl.fairness.reference_accuracy must name every tier {names}, "
                              f"got {sorted(fairness.reference_accuracy)}")
-        if opt.kind == "channel" and not self.model.is_click:
-            raise ValueError(f"fl.optimization kind 'channel' needs a click model (dlrm, din), not {self.model.kind!r}: "
-                             f"NCF models have no narrower (HeteroFL) variants here")
+        if opt.kind == "channel" and self.model.kind == "gmf":
+            raise ValueError("fl.optimization kind 'channel' needs a model with hidden layers (mlp, neumf, dlrm, din), "
+                             "not 'gmf': GMF has no hidden layer to narrow")
         if opt.kind == "subsample" and not self.model.is_click:
             raise ValueError(f"fl.optimization kind 'subsample' needs a click model (dlrm, din), not "
                              f"{self.model.kind!r}: an NCF client's round is its positives and their sampled negatives")
@@ -240,6 +240,9 @@ class SimConfig(StrictModel):
         if strategy == "cali3f" and self.model.is_click:
             raise ValueError(f"fl.strategy 'cali3f' needs an NCF model (gmf, mlp, neumf): it clusters clients by "
                              f"their private user vectors, which {model!r} has none of")
+        if strategy == "cali3f" and self.fl.optimization.kind == "channel":
+            raise ValueError("fl.strategy 'cali3f' does not combine with fl.optimization kind 'channel': a delegate "
+                             "trains its cluster's full dense part, which a phone narrowed for speed does not hold")
         if strategy == "ditto" and self.fl.optimization.kind == "channel":
             raise ValueError("fl.strategy 'ditto' does not combine with fl.optimization kind 'channel': a Ditto "
                              "phone keeps and serves its own full-width model, which a phone narrowed for speed "

@@ -12,7 +12,8 @@ import numpy as np
 
 from cluster.arrays import ranges
 from cluster.fl.local_training import LocalResult
-from cluster.models.ncf import NCFSpec
+from cluster.fl.compression import masked_average
+from cluster.models.ncf import NCFSpec, channel_masks
 
 
 def merge_results(results: list[LocalResult], spec: NCFSpec) -> LocalResult:
@@ -40,7 +41,16 @@ def merge_results(results: list[LocalResult], spec: NCFSpec) -> LocalResult:
         cluster_dense_deltas=_merge_optional(results, "cluster_dense_deltas", order),
         user_deltas=_merge_optional(results, "user_deltas", order),
         **dict(zip(("correct", "correct_counts"), merge_reported(results, order))),
+        fractions=_merge_fractions(results, order),
     )
+
+
+def _merge_fractions(results: list[LocalResult], order: np.ndarray) -> np.ndarray | None:
+    """The clients' widths in merged order; None when every client trained the whole model."""
+    if all(r.fractions is None for r in results):
+        return None
+    return np.concatenate([np.ones(len(r.clients), np.float32) if r.fractions is None else r.fractions
+                           for r in results])[order]
 
 
 def merge_reported(results: list, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,10 +101,23 @@ def fedavg(merged: LocalResult, spec: NCFSpec, weights: np.ndarray | None = None
             [np.bincount(merged.item_ids, weights=weighted[:, k], minlength=spec.n_items) for k in range(spec.dim)],
             axis=1,
         ).astype(np.float32)
+    if merged.fractions is not None:  # HeteroFL: each entry over the clients that hold it
+        delta.update(_masked_dense(merged, spec, weights, merged.n_samples / total))
+        return delta
     for name, shape in spec.dense_shapes().items():
         weighted = merged.dense_deltas[name] * weights.reshape(-1, *([1] * len(shape)))
         delta[name] = np.add.reduce(weighted, axis=0, dtype=np.float32)
     return delta
+
+
+def _masked_dense(merged: LocalResult, spec: NCFSpec, weights: np.ndarray,
+                  sample_weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Every dense entry averaged only over the clients whose sub-model holds it, normalized by
+    their sample weights (as the click models' ``average_deltas``)."""
+    masks = {float(f): channel_masks(spec, float(f)) for f in np.unique(merged.fractions)}
+    return {name: masked_average(merged.dense_deltas[name],
+                                 np.stack([masks[float(f)][name] for f in merged.fractions]), weights, sample_weights)
+            for name in spec.dense_shapes()}
 
 
 def add_weighted_deltas(average: dict[str, np.ndarray], deltas: dict[str, np.ndarray],

@@ -21,7 +21,7 @@ from cluster.fairness.ranking import positive_negative_bits
 from cluster.fl.fixed_batches import fixed_size_batches
 from cluster.fl.gmf_training import train_flat_gmf
 from cluster.fl.negatives import hashed_negatives
-from cluster.models.ncf import NCFSpec, batched_logits
+from cluster.models.ncf import NCFSpec, batched_logits, channel_slices
 
 _LADDER = 8 * 2 ** np.arange(40, dtype=np.int64)
 
@@ -67,6 +67,8 @@ class LocalResult:
     user_deltas: Optional[dict[str, np.ndarray]] = None
     correct: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     correct_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # RF²'s Channel: the width (C,) each client trained; None when every client trained it all.
+    fractions: Optional[np.ndarray] = None
 
 
 def padded_length(n: np.ndarray) -> np.ndarray:
@@ -88,6 +90,7 @@ def train_local(
     positive_keys: np.ndarray | None = None,
     client_dense: Optional[dict[str, np.ndarray]] = None,
     prox_lambda: float = 0.0,
+    fractions: Optional[np.ndarray] = None,
 ) -> tuple[LocalResult, dict[str, np.ndarray]]:
     """Train clients ``clients`` (C,), whose positives are ``pos_items[pos_indptr[c]:pos_indptr[c+1]]``
     and whose private vectors are ``users[table]`` (C, d), from ``global_params``.
@@ -95,26 +98,31 @@ def train_local(
     when the caller keeps them precomputed.
     ``client_dense[name]`` (C, *shape): each client's own starting dense part (a Cali3F cluster
     model, a Ditto personal model) instead of the global one; ``prox_lambda`` adds Ditto's
-    λ(v − w) to the dense gradient, w the global dense part.
+    λ(v − w) to the dense gradient, w the global dense part. ``fractions`` (C,): each client
+    trains the HeteroFL sub-model of that width (``ncf.channel_slices``; default all 1).
 
     Returns the uploadable result and the clients' new private vectors (C, d) per table."""
     n_pos, n_neg, neg_items = _negatives(spec, recipe, clients, pos_indptr, pos_items, seed, round_index, positive_keys)
     samples = _client_samples(pos_indptr, pos_items, n_neg, neg_items)
     slots = _client_slots(samples, spec.n_items, len(clients))
     if spec.kind == "gmf":
+        if fractions is not None and (np.asarray(fractions) != 1.0).any():
+            raise ValueError("GMF has no hidden layer to narrow: every fraction must be 1")
         part = train_flat_gmf(spec, recipe, global_params, users, samples.owner, slots.sample_slot_global,
                                samples.label, slots.owner, slots.item, samples.n_total, slots.by_slot,
                                np.flatnonzero(slots.first_of_slot), client_dense, prox_lambda)
         return _assemble(spec, recipe, clients, n_pos, [part])
-    lengths = padded_length(samples.n_total)
+    fractions = np.ones(len(clients), np.float32) if fractions is None else np.asarray(fractions, np.float32)
+    keys = np.stack([padded_length(samples.n_total).astype(np.float64), fractions], axis=1)
     parts = []
-    for length in np.unique(lengths):
-        for batch, n_real in fixed_size_batches(np.flatnonzero(lengths == length)):
-            part = _train_group(spec, recipe, global_params, users, batch, int(length), samples.start,
+    for key in np.unique(keys, axis=0):
+        for batch, n_real in fixed_size_batches(np.flatnonzero((keys == key).all(axis=1))):
+            part = _train_group(spec, recipe, global_params, users, batch, int(key[0]), samples.start,
                                 samples.n_total, slots.sample_slot, samples.label, slots.start, slots.count,
-                                slots.item, client_dense, prox_lambda)
+                                slots.item, client_dense, prox_lambda, float(key[1]))
             parts.append(_real_clients(part, n_real))
-    return _assemble(spec, recipe, clients, n_pos, parts)
+    result, new_users = _assemble(spec, recipe, clients, n_pos, parts)
+    return (result if (fractions == 1.0).all() else replace(result, fractions=fractions)), new_users
 
 
 def _negatives(spec: NCFSpec, recipe: LocalRecipe, clients: np.ndarray, pos_indptr: np.ndarray, pos_items: np.ndarray,
@@ -225,13 +233,14 @@ def _padded_layout(members, length, sample_start, n_total, sample_slot, sample_l
 
 
 def _train_group(spec, recipe, global_params, users, members, length, sample_start, n_total, sample_slot,
-                 sample_label, slot_start, n_slots, slot_item, client_dense=None, prox_lambda=0.0):
+                 sample_label, slot_start, n_slots, slot_item, client_dense=None, prox_lambda=0.0, fraction=1.0):
     c = len(members)
     slots, labels, mask, local_items, slot_row, slot_col = _padded_layout(
         members, length, sample_start, n_total, sample_slot, sample_label, slot_start, n_slots, slot_item)
     index = torch.from_numpy(local_items)
     items0 = {t: torch.from_numpy(global_params[t])[index] for t in spec.item_tables}
-    anchor = {n: torch.from_numpy(global_params[n]) for n in spec.dense_shapes()}
+    narrow = channel_slices(spec, fraction) if fraction < 1.0 else None
+    anchor = {n: torch.from_numpy(global_params[n])[narrow[n] if narrow else ()] for n in spec.dense_shapes()}
     if client_dense is None:
         dense0 = {n: v.unsqueeze(0).expand(c, *v.shape) for n, v in anchor.items()}
     else:
@@ -254,10 +263,20 @@ def _train_group(spec, recipe, global_params, users, members, length, sample_sta
         valid = torch.from_numpy(slot_col)
         owner_rows = torch.from_numpy(slot_row)
         item_deltas = {t: (items[t] - items0[t])[owner_rows, valid].numpy() for t in spec.item_tables}
-        dense_deltas = {n: (dense[n] - dense0[n]).numpy() for n in spec.dense_shapes()}
+        dense_deltas = {n: _widened(spec, (dense[n] - dense0[n]).numpy(), n, narrow) for n in spec.dense_shapes()}
         new_users = {t: user[t].detach().numpy() for t in spec.user_tables}
     return (members, first_loss, slot_row, local_items[slot_row, slot_col], item_deltas, dense_deltas, new_users,
             first_scores)
+
+
+def _widened(spec: NCFSpec, delta: np.ndarray, name: str, narrow: Optional[dict]) -> np.ndarray:
+    """A narrow sub-model's delta (c, *slice shape) as the full tensor's (c, *shape), exactly
+    zero outside the slice (masked out of the average: HeteroFL's "not trained")."""
+    if narrow is None:
+        return delta
+    full = np.zeros((len(delta), *spec.dense_shapes()[name]), dtype=np.float32)
+    full[(slice(None), *narrow[name])] = delta
+    return full
 
 
 def _local_sgd(recipe: LocalRecipe, items: dict, dense: dict, user: dict, per_client_loss, count: torch.Tensor,

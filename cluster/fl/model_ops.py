@@ -21,7 +21,7 @@ from cluster.fl.upload_rows import decoy_count
 from cluster.fl.local_training import LocalResult
 from cluster.fl.records import evaluation_summary
 from cluster.fl.worker_core import NCFSettings
-from cluster.models.ncf import NCFSpec, initial_params
+from cluster.models.ncf import NCFSpec, channel_masks, initial_params
 from cluster.tiers.optimizations import TierPlan
 from configs.fl_schema import TouchedUpload, UploadConfig
 
@@ -82,13 +82,24 @@ class NCFOps:
         samples = np.asarray(samples, dtype=np.float64)
         work = samples * (1 + self.negatives_per_positive)
         rows, ids = sent_item_rows(self.upload, np.minimum(work, spec.n_items), spec.n_items)
-        entries = rows * len(spec.item_tables) * spec.dim + spec.dense_bytes() // 4 + extra.upload_entries
-        download = np.full(len(clients), float(spec.model_bytes() + extra.download_bytes))
+        dense = self._dense_entries(plan.width(tiers))  # a Channel client's sub-model is smaller
+        entries = rows * len(spec.item_tables) * spec.dim + dense + extra.upload_entries
+        tables = float(spec.model_bytes() - spec.dense_bytes())
+        download = tables + 4 * dense + extra.download_bytes
         n_tensors = len(spec.item_tables) + len(spec.dense_shapes()) + extra.tensors
         upload = plan.upload_bytes(tiers, entries, ids, n_tensors)
-        return RoundCosts(work * passes, download, upload, np.ones(len(clients)))
+        return RoundCosts(work * passes, download, upload, dense / (spec.dense_bytes() // 4))
+
+    def _dense_entries(self, width: np.ndarray) -> np.ndarray:
+        """(n,) dense float32 entries of each client's model at its width."""
+        full = float(self.spec.dense_bytes() // 4)
+        by_width = {float(w): full if w == 1.0 else float(sum(m.sum() for m in channel_masks(self.spec, float(w)).values()))
+                    for w in np.unique(width)}
+        return np.array([by_width[float(w)] for w in width], dtype=np.float64)
 
     def client_settings(self, tiers: np.ndarray, plan: TierPlan) -> Optional[NCFSettings]:
+        if plan.kind == "channel":
+            return NCFSettings(upload=self.upload, width=plan.width(tiers))
         if plan.compression_level(tiers).any():
             return NCFSettings(plan.kind, plan.compression_level(tiers), plan.rescale_pruned, self.upload)
         return None if self.upload.kind == "touched" else NCFSettings(upload=self.upload)

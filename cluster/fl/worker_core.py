@@ -64,13 +64,15 @@ class ClientShard:
 @dataclass(frozen=True)
 class NCFSettings:
     """What the server sends with a round's clients (C,): their upload compression (RF²), which
-    item rows they upload (``upload``) and, under Cali3F, each one's cluster ``cluster_of`` (C,)
-    with the cluster models' dense parts ``cluster_dense[name]`` (P, *shape)."""
+    item rows they upload (``upload``), the width (C,) of the sub-model each trains (RF²'s
+    Channel; None: all full) and, under Cali3F, each one's cluster ``cluster_of`` (C,) with the
+    cluster models' dense parts ``cluster_dense[name]`` (P, *shape)."""
 
     kind: str = "none"
     levels: Optional[np.ndarray] = None
     rescale_pruned: bool = False
     upload: UploadConfig = TouchedUpload()
+    width: Optional[np.ndarray] = None
     cluster_of: Optional[np.ndarray] = None
     cluster_dense: Optional[dict[str, np.ndarray]] = None
 
@@ -129,7 +131,7 @@ class ClientWorkerCore:
             return train_local(self.spec, recipe, params, user_start, clients, indptr, self.shard.items[pos], self.seed,
                                round_index, positive_keys=self._positive_keys, **options)
 
-        result, new_users = local(self.recipe, users)
+        result, new_users = local(self.recipe, users, fractions=None if settings is None else settings.width)
         if settings is not None and settings.cluster_of is not None:
             # Cali3F delegate: its pass at w feeds the global dense part; its pass at its cluster's
             # model gives CaliUp's gradient, and the item and user updates that serve it.

@@ -79,6 +79,38 @@ class NCFSpec:
         return 4 * (len(self.item_tables) * self.dim + 1)
 
 
+def channel_slices(spec: NCFSpec, fraction: float) -> dict[str, tuple[slice, ...]]:
+    """HeteroFL's sub-model of width ``fraction`` (RF²'s Channel on NCF): every MLP hidden layer
+    but the first keeps its leading ceil(fraction·width) channels; the user and item vectors, the
+    first layer and GMF's half of the output layer stay whole. Per dense parameter, the leading
+    slice the narrow model holds (NeuMF's output weight is [GMF part ; MLP part])."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"width fraction must be in (0, 1], got {fraction}")
+    if not spec.uses_mlp:
+        raise ValueError("GMF has no hidden layer to narrow")
+    # Rounded before the ceiling, as click.channel_widths: a float32 0.25 times 16 must give 4.
+    widths = [w if k == 0 else math.ceil(round(fraction * w, 5)) for k, w in enumerate(spec.mlp_layers)]
+    slices: dict[str, tuple[slice, ...]] = {}
+    width_in = 2 * spec.dim
+    for k, width in enumerate(widths):
+        slices[f"mlp.{k}.weight"] = (slice(0, width_in), slice(0, width))
+        slices[f"mlp.{k}.bias"] = (slice(0, width),)
+        width_in = width
+    gmf = spec.dim if spec.kind == "neumf" else 0
+    slices["out.weight"] = (slice(0, gmf + width_in),)
+    slices["out.bias"] = (slice(0, 1),)
+    return slices
+
+
+def channel_masks(spec: NCFSpec, fraction: float) -> dict[str, np.ndarray]:
+    """Bool masks (*shape) of the dense entries a client of width ``fraction`` holds and trains."""
+    masks = {}
+    for name, index in channel_slices(spec, fraction).items():
+        masks[name] = np.zeros(spec.dense_shapes()[name], dtype=bool)
+        masks[name][index] = True
+    return masks
+
+
 def init_global(spec: NCFSpec, generator: torch.Generator) -> dict[str, torch.Tensor]:
     params: dict[str, torch.Tensor] = {}
     for table in spec.item_tables:

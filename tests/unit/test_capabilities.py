@@ -23,12 +23,14 @@ CLICK_MODELS = ("dlrm", "din")
 
 def refusal(strategy: str, model: str, optimization: str) -> str | None:
     """Why the config refuses the combination (a fragment of its message), or None."""
-    if optimization.startswith("channel") and model not in CLICK_MODELS:
-        return "'channel' needs a click model"
+    if optimization.startswith("channel") and model == "gmf":
+        return "GMF has no hidden layer to narrow"
     if optimization.startswith("subsample") and model not in CLICK_MODELS:
         return "'subsample' needs a click model"
     if strategy == "cali3f" and model in CLICK_MODELS:
         return "'cali3f' needs an NCF model"
+    if strategy == "cali3f" and optimization.startswith("channel"):
+        return "'cali3f' does not combine with fl.optimization kind 'channel'"
     if strategy == "ditto" and optimization.startswith("channel"):
         return "'ditto' does not combine with fl.optimization kind 'channel'"
     return None

@@ -51,8 +51,8 @@ def test_strategy_config_rules(tmp_path: Path):
     assert _cfg(tmp_path, "ditto", kind="dlrm").fl.strategy.kind == "ditto"
     with pytest.raises(ConfigError, match="a Ditto phone keeps and serves its own full-width model"):
         _cfg(tmp_path, "ditto", "fl.optimization=channel-1:2:4", kind="din")
-    with pytest.raises(ConfigError, match="'channel' needs a click model"):
-        _cfg(tmp_path, "cali3f", "fl.optimization=channel-1:2:4")
+    with pytest.raises(ConfigError, match="a delegate trains its cluster's full dense part"):
+        _cfg(tmp_path, "cali3f", "fl.optimization=channel-1:2:4", kind="neumf")
     assert _cfg(tmp_path, "cali3f", "fl.optimization=quants-1:2:8").fl.optimization.kind == "quants"
 
 

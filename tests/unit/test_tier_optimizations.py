@@ -55,8 +55,9 @@ def test_optimization_config_errors_name_the_problem():
     for override, message in cases.items():
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_config(None, ["model.kind=dlrm", override])
-    with pytest.raises(ConfigError, match="'channel' needs a click model"):
+    with pytest.raises(ConfigError, match="GMF has no hidden layer to narrow"):
         load_config(None, ["model.kind=gmf", "fl.optimization=channel-1:2:4"])
+    assert load_config(None, ["model.kind=neumf", "fl.optimization=channel-1:2:4"]).fl.optimization.kind == "channel"
     assert load_config(None, ["model.kind=gmf", "fl.optimization=quant-1:2:4"]).fl.optimization.kind == "quant"
     with pytest.raises(ConfigError, match="set over-selection once"):
         load_config(None, ["fl.overselect=0.2", "fl.optimization=overselect"])
