@@ -113,6 +113,14 @@ def train_local(
                                np.flatnonzero(slots.first_of_slot), client_dense, prox_lambda)
         return _assemble(spec, recipe, clients, n_pos, [part])
     fractions = np.ones(len(clients), np.float32) if fractions is None else np.asarray(fractions, np.float32)
+    parts = _train_groups(spec, recipe, global_params, users, samples, slots, fractions, client_dense, prox_lambda)
+    result, new_users = _assemble(spec, recipe, clients, n_pos, parts)
+    return (result if (fractions == 1.0).all() else replace(result, fractions=fractions)), new_users
+
+
+def _train_groups(spec, recipe, global_params, users, samples: "_Samples", slots: "_Slots", fractions: np.ndarray,
+                  client_dense, prox_lambda) -> list[tuple]:
+    """The batched path: clients grouped by (padded length, width), in fixed-size batches."""
     keys = np.stack([padded_length(samples.n_total).astype(np.float64), fractions], axis=1)
     parts = []
     for key in np.unique(keys, axis=0):
@@ -121,8 +129,7 @@ def train_local(
                                 samples.n_total, slots.sample_slot, samples.label, slots.start, slots.count,
                                 slots.item, client_dense, prox_lambda, float(key[1]))
             parts.append(_real_clients(part, n_real))
-    result, new_users = _assemble(spec, recipe, clients, n_pos, parts)
-    return (result if (fractions == 1.0).all() else replace(result, fractions=fractions)), new_users
+    return parts
 
 
 def _negatives(spec: NCFSpec, recipe: LocalRecipe, clients: np.ndarray, pos_indptr: np.ndarray, pos_items: np.ndarray,
