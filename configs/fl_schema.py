@@ -17,32 +17,94 @@ def _bare_kind(value):
     return {"kind": value} if isinstance(value, str) else value
 
 
-OptimizationKind = Literal["none", "exclude", "overselect", "prune", "quant", "quants", "channel", "subsample"]
-_PER_TIER_LEVELS = ("prune", "quant", "quants", "channel", "subsample")
-
-
-class OptimizationConfig(StrictModel):
+class _Optimization(StrictModel):
     """A tier-aware speed-up (RF² Table 1). Give ``preset`` (a name from
     ``configs.presets.OPTIMIZATION_PRESETS``, or the bare name as the whole value:
-    ``fl.optimization=prune-1:4:16``), or ``kind`` with its settings. ``levels`` maps a tier name
-    to its prune rate, bits, width or share of local samples; a tier left out is not optimized."""
+    ``fl.optimization=prune-1:4:16``), or ``kind`` with its own settings. ``levels`` maps a tier
+    name to its level; a tier left out is not optimized."""
 
     preset: Optional[str] = None
-    kind: OptimizationKind = "none"
-    levels: dict[str, float] = Field(default_factory=dict)
-    excluded_tiers: list[str] = Field(default_factory=list)
-    overselect: NonNegativeFloat = Field(0.2, description="kind overselect: x in (1+x)·n selected, the slowest dropped")
+
+
+class NoOptimization(_Optimization):
+    kind: Literal["none"] = "none"
+
+
+class ExcludeOptimization(_Optimization):
+    """Exclude Lo: the named tiers never train."""
+
+    kind: Literal["exclude"] = "exclude"
+    excluded_tiers: list[str] = Field(min_length=1, description="tiers whose clients are never selected")
+
+
+class OverselectOptimization(_Optimization):
+    kind: Literal["overselect"] = "overselect"
+    overselect: NonNegativeFloat = Field(0.2, description="x in (1+x)·n selected, the slowest dropped")
+
+
+def _levels_check(valid, wanted: str):
+    """A ``levels`` validator: every tier's level passes ``valid``, or the message says ``wanted``."""
+
+    def check(cls, levels: dict[str, float]) -> dict[str, float]:
+        bad = {tier: level for tier, level in levels.items() if not (math.isfinite(level) and valid(level))}
+        if bad:
+            raise ValueError(f"{cls.model_fields['kind'].default} levels must be {wanted}; got {bad}")
+        return levels
+
+    return field_validator("levels")(classmethod(check))
+
+
+class PruneOptimization(_Optimization):
+    kind: Literal["prune"] = "prune"
+    levels: dict[str, float] = Field(default_factory=dict, description="tier → pruned share of its update")
     rescale_pruned: bool = Field(False, description="scale kept entries by 1/(1-rate) (unbiased); RF² does not")
+    _levels = _levels_check(lambda v: 0.0 <= v < 1.0, "a pruned share in [0, 1)")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _expand_preset(cls, value):
-        from configs.presets import OPTIMIZATION_PRESETS
 
-        if isinstance(value, str):
-            value = {"preset": value}
-        if not isinstance(value, dict) or value.get("preset") is None:
-            return value
+class QuantOptimization(_Optimization):
+    kind: Literal["quant"] = "quant"
+    levels: dict[str, float] = Field(default_factory=dict, description="tier → bits per uploaded entry (32: exact)")
+    _levels = _levels_check(lambda v: float(v).is_integer() and 1 <= v <= 32, "whole bits in 1..32")
+
+
+class QuantSOptimization(_Optimization):
+    """QuantS: sign + magnitude bits, so a zero stays exactly zero."""
+
+    kind: Literal["quants"] = "quants"
+    levels: dict[str, float] = Field(default_factory=dict, description="tier → bits, sign included")
+    _levels = _levels_check(lambda v: float(v).is_integer() and 2 <= v <= 32, "whole bits in 2..32 (sign + magnitude)")
+
+
+class ChannelOptimization(_Optimization):
+    kind: Literal["channel"] = "channel"
+    levels: dict[str, float] = Field(default_factory=dict, description="tier → kept width of the narrowed layers")
+    _levels = _levels_check(lambda v: 0.0 < v <= 1.0, "a width in (0, 1]")
+
+
+class SubsampleOptimization(_Optimization):
+    kind: Literal["subsample"] = "subsample"
+    levels: dict[str, float] = Field(default_factory=dict, description="tier → share of local samples trained")
+    _levels = _levels_check(lambda v: 0.0 < v <= 1.0, "a share of local samples in (0, 1]")
+
+
+_OPTIMIZATIONS = (NoOptimization, ExcludeOptimization, OverselectOptimization, PruneOptimization, QuantOptimization,
+                  QuantSOptimization, ChannelOptimization, SubsampleOptimization)
+# What a resolved config written before the optimizations were a tagged union repeats for every
+# kind; where all four appear (such a file), those still at these defaults are dropped, so old
+# run folders load and resume.
+_SHARED_BEFORE = {"levels": {}, "excluded_tiers": [], "overselect": 0.2, "rescale_pruned": False}
+
+
+def _expand_optimization(value):
+    """A bare name or ``{preset: name, ...}`` becomes the preset's kind and settings; a section
+    without a kind is kind 'none'."""
+    from configs.presets import OPTIMIZATION_PRESETS
+
+    if isinstance(value, str):
+        value = {"preset": value}
+    if not isinstance(value, dict):
+        return value
+    if value.get("preset") is not None:
         name = value["preset"]
         if name not in OPTIMIZATION_PRESETS:
             raise ValueError(f"unknown preset {name!r}; known: {', '.join(OPTIMIZATION_PRESETS)}")
@@ -51,29 +113,30 @@ class OptimizationConfig(StrictModel):
         clashing = sorted(k for k in value if k in preset and value[k] != preset[k])
         if clashing:
             raise ValueError(f"preset {name!r} sets {clashing} itself; drop them or drop the preset")
-        return {**value, **preset}
+        value = {**value, **preset}
+    value = {"kind": "none", **value}
+    member = {m.model_fields["kind"].default: m for m in _OPTIMIZATIONS}.get(value["kind"])
+    if member is not None and set(_SHARED_BEFORE) <= set(value):  # an old run's resolved config
+        value = {k: v for k, v in value.items()
+                 if k in member.model_fields or k not in _SHARED_BEFORE or v != _SHARED_BEFORE[k]}
+    return value
 
-    @model_validator(mode="after")
-    def _levels_fit_kind(self) -> "OptimizationConfig":
-        if self.levels and self.kind not in _PER_TIER_LEVELS:
-            raise ValueError(f"levels apply to {_PER_TIER_LEVELS}, not to kind {self.kind!r}")
-        if self.excluded_tiers and self.kind != "exclude":
-            raise ValueError(f"excluded_tiers apply to kind 'exclude', not to {self.kind!r}")
-        if self.kind == "exclude" and not self.excluded_tiers:
-            raise ValueError("kind 'exclude' needs excluded_tiers")
-        checks = {
-            "prune": (lambda v: 0.0 <= v < 1.0, "a pruned share in [0, 1)"),
-            "quant": (lambda v: float(v).is_integer() and 1 <= v <= 32, "whole bits in 1..32"),
-            "quants": (lambda v: float(v).is_integer() and 2 <= v <= 32, "whole bits in 2..32 (sign + magnitude)"),
-            "channel": (lambda v: 0.0 < v <= 1.0, "a width in (0, 1]"),
-            "subsample": (lambda v: 0.0 < v <= 1.0, "a share of local samples in (0, 1]"),
-        }
-        if self.kind in checks:
-            valid, wanted = checks[self.kind]
-            bad = {tier: level for tier, level in self.levels.items() if not (math.isfinite(level) and valid(level))}
-            if bad:
-                raise ValueError(f"{self.kind} levels must be {wanted}; got {bad}")
-        return self
+
+# RF²'s tier-aware speed-ups, each kind with only its own settings.
+OptimizationConfig = Annotated[Union[_OPTIMIZATIONS], Field(discriminator="kind"),
+                               BeforeValidator(_expand_optimization)]
+
+
+def optimization(value) -> "_Optimization":
+    """An ``fl.optimization`` value (a preset name or a mapping) validated on its own."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(OptimizationConfig).validate_python(value)
+
+
+def levels_of(opt: "_Optimization") -> dict[str, float]:
+    """The per-tier levels of a kind that has them; {} for the others."""
+    return dict(getattr(opt, "levels", {}))
 
 
 # --------------------------------------------------------------------------- fairness
@@ -204,6 +267,7 @@ UploadConfig = Annotated[Union[TouchedUpload, DenseUpload, PaddedUpload], Field(
 # The tagged unions by field name, and their members' tags: an error inside a member names the
 # path without the tag (``fl.strategy.phi``, not ``fl.strategy.fedavg.phi``).
 TAGGED_UNIONS = {
+    "optimization": {m.model_fields["kind"].default for m in _OPTIMIZATIONS},
     "fairness": {m.model_fields["kind"].default for m in (NoFairness, CEAGConfig)},
     "strategy": {m.model_fields["kind"].default for m in (FedAvgConfig, DittoConfig, Cali3FConfig)},
     "upload": {m.model_fields["kind"].default for m in (TouchedUpload, DenseUpload, PaddedUpload)},
@@ -249,7 +313,7 @@ class FLConfig(StrictModel):
     server_lr: PositiveFloat = 1.0
     server_eps: PositiveFloat = Field(1e-3, description="AdaGrad's τ (Reddi et al. 2021)")
     overselect: NonNegativeFloat = Field(0.0, description="x in (1+x)·n selected clients")
-    optimization: OptimizationConfig = OptimizationConfig()
+    optimization: OptimizationConfig = NoOptimization()
     fairness: FairnessConfig = NoFairness()
     strategy: StrategyConfig = FedAvgConfig()
     upload: UploadConfig = TouchedUpload()

@@ -24,13 +24,15 @@ from configs.fl_schema import (
     NoFairness,
     OptimizationConfig,
     StrategyConfig,
+    levels_of,
+    optimization,
 )
 from configs.retrieval_schema import RetrievalConfig, SyntheticEmbeddingsConfig
 
 # Re-exported: the sections' own modules define them; most callers import them from here.
 __all__ = ["CEAGConfig", "Cali3FConfig", "DittoConfig", "FLConfig", "FLRuntimeConfig", "FairnessConfig", "FedAvgConfig",
            "NoFairness", "OptimizationConfig", "RetrievalConfig", "SimConfig", "StrategyConfig",
-           "SyntheticEmbeddingsConfig"]
+           "SyntheticEmbeddingsConfig", "levels_of", "optimization"]
 
 
 # --------------------------------------------------------------------------- data
@@ -211,10 +213,11 @@ class SimConfig(StrictModel):
     def _optimization_fits(self) -> "SimConfig":
         opt = self.fl.optimization
         names = [p.name for p in self.tiers.profiles]
-        unknown = sorted((set(opt.levels) | set(opt.excluded_tiers)) - set(names))
+        excluded = set(getattr(opt, "excluded_tiers", ()))
+        unknown = sorted((set(levels_of(opt)) | excluded) - set(names))
         if unknown:
             raise ValueError(f"fl.optimization names tiers {unknown} that tiers.profiles lacks (tiers: {names})")
-        if set(opt.excluded_tiers) >= set(names):
+        if excluded >= set(names):
             raise ValueError("fl.optimization excludes every tier: no client could train")
         fairness = self.fl.fairness
         if isinstance(fairness, CEAGConfig) and not self.model.is_click and \

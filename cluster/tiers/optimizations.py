@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from configs.schema import OptimizationConfig
+from configs.schema import OptimizationConfig, levels_of
 
 FLOAT_BYTES = 4
 INDEX_BYTES = 4  # a row id of a sparse (embedding-row) upload
@@ -43,9 +43,10 @@ class TierPlan:
     @classmethod
     def resolve(cls, cfg: OptimizationConfig, overselect: float, tier_names: tuple[str, ...]) -> "TierPlan":
         neutral = _NEUTRAL.get(cfg.kind, 0.0)
-        level = np.array([cfg.levels.get(name, neutral) for name in tier_names], dtype=np.float64)
-        excluded = np.array([name in cfg.excluded_tiers for name in tier_names])
-        return cls(cfg.kind, excluded, level, overselect, cfg.rescale_pruned)
+        levels = levels_of(cfg)
+        level = np.array([levels.get(name, neutral) for name in tier_names], dtype=np.float64)
+        excluded = np.array([name in getattr(cfg, "excluded_tiers", ()) for name in tier_names])
+        return cls(cfg.kind, excluded, level, overselect, getattr(cfg, "rescale_pruned", False))
 
     def width(self, tiers: np.ndarray) -> np.ndarray:
         """(n,) width fraction of each client's model (1 unless channel)."""

@@ -24,7 +24,7 @@ from cluster.tiers.latency import TierTable
 from cluster.tiers.optimizations import TierPlan
 from configs import ConfigError, load_config
 from configs.presets import OPTIMIZATION_PRESETS, RF2_CONFIGURATIONS
-from configs.schema import OptimizationConfig, SimConfig
+from configs.schema import SimConfig, optimization
 from tests.unit.click_fixtures import toy_click_world
 
 TIERS = ("low", "mid", "high")
@@ -59,6 +59,15 @@ def test_optimization_config_errors_name_the_problem():
         load_config(None, ["model.kind=gmf", "fl.optimization=channel-1:2:4"])
     assert load_config(None, ["model.kind=neumf", "fl.optimization=channel-1:2:4"]).fl.optimization.kind == "channel"
     assert load_config(None, ["model.kind=gmf", "fl.optimization=quant-1:2:4"]).fl.optimization.kind == "quant"
+    # Each kind carries only its own settings; the message names the path without the tag.
+    with pytest.raises(ConfigError, match=r"fl\.optimization\.overselect: unknown key \(not a setting of kind 'prune'\)"):
+        load_config(None, ["fl.optimization={kind: prune, levels: {low: 0.5}, overselect: 0.2}"])
+    with pytest.raises(ConfigError, match=r"fl\.optimization\.excluded_tiers: Field required"):
+        load_config(None, ["fl.optimization={kind: exclude}"])
+    # A resolved config written before the kinds were split (a run folder to resume) still loads.
+    old = ("fl.optimization={preset: null, kind: quant, levels: {low: 4}, excluded_tiers: [], overselect: 0.2, "
+           "rescale_pruned: false}")
+    assert load_config(None, [old]).fl.optimization.model_dump() == {"preset": None, "kind": "quant", "levels": {"low": 4}}
     with pytest.raises(ConfigError, match="set over-selection once"):
         load_config(None, ["fl.overselect=0.2", "fl.optimization=overselect"])
 
@@ -68,7 +77,7 @@ def test_upload_bytes_by_hand():
     tier = np.array([0])
 
     def plan(preset):
-        return TierPlan.resolve(OptimizationConfig.model_validate(preset), 0.0, TIERS)
+        return TierPlan.resolve(optimization(preset), 0.0, TIERS)
 
     assert plan("none").upload_bytes(tier, entries, rows, 3).tolist() == [4000 + 40]
     assert plan("prune-1:2:4").upload_bytes(tier, entries, rows, 3).tolist() == [250 * 4 + 40 + 8]
@@ -97,12 +106,12 @@ def test_each_optimization_speeds_up_the_low_tier_round():
     clients = np.arange(6)
     low = np.zeros(6, np.int64)
     samples = np.diff(indptr).astype(float)
-    base = ops.round_costs(clients, low, samples, TierPlan.resolve(OptimizationConfig(), 0.0, TIERS))
+    base = ops.round_costs(clients, low, samples, TierPlan.resolve(optimization("none"), 0.0, TIERS))
     for name in ("prune-1:2:4", "quant-1:2:4", "quants-1:2:4"):
-        costs = ops.round_costs(clients, low, samples, TierPlan.resolve(OptimizationConfig.model_validate(name), 0.0, TIERS))
+        costs = ops.round_costs(clients, low, samples, TierPlan.resolve(optimization(name), 0.0, TIERS))
         assert (costs.upload_bytes < base.upload_bytes / 3).all(), name
         assert np.array_equal(costs.download_bytes, base.download_bytes) and (costs.compute_fraction == 1).all()
-    channel = TierPlan.resolve(OptimizationConfig.model_validate("channel-1:2:4"), 0.0, TIERS)
+    channel = TierPlan.resolve(optimization("channel-1:2:4"), 0.0, TIERS)
     narrow = ops.round_costs(clients, low, samples, channel)
     assert (narrow.download_bytes < base.download_bytes).all() and (narrow.upload_bytes < base.upload_bytes).all()
     expected = dense_entries(spec, 0.25) / dense_entries(spec, 1.0)

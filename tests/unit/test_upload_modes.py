@@ -175,9 +175,9 @@ def test_ncf_clock_charges_each_upload():
 
 def _neutral_plan():
     from cluster.tiers.optimizations import TierPlan
-    from configs.schema import OptimizationConfig
+    from configs.schema import optimization
 
-    return TierPlan.resolve(OptimizationConfig(), 0.0, ("low", "mid", "high"))
+    return TierPlan.resolve(optimization("none"), 0.0, ("low", "mid", "high"))
 
 
 def test_a_subsampled_client_trains_on_its_share_and_is_priced_for_it():
