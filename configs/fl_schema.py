@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BeforeValidator, Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from configs.base import Location, StrictModel
+from configs.retrieval_schema import INDEX_KINDS
 
 
 def _bare_kind(value):
@@ -271,12 +272,13 @@ TAGGED_UNIONS = {
     "fairness": {m.model_fields["kind"].default for m in (NoFairness, CEAGConfig)},
     "strategy": {m.model_fields["kind"].default for m in (FedAvgConfig, DittoConfig, Cali3FConfig)},
     "upload": {m.model_fields["kind"].default for m in (TouchedUpload, DenseUpload, PaddedUpload)},
+    "index": set(INDEX_KINDS),  # retrieval.index
 }
 
 
 # Sections whose whole value may be a bare name, and the key that name stands for: an override
 # that reaches into one (``fl.strategy.n_clusters=3`` after ``fl.strategy=cali3f``) opens it.
-BARE_NAME_KEYS = {"strategy": "kind", "fairness": "kind", "optimization": "preset", "upload": "kind"}
+BARE_NAME_KEYS = {"strategy": "kind", "fairness": "kind", "optimization": "preset", "upload": "kind", "index": "kind"}
 
 
 # --------------------------------------------------------------------------- runtime

@@ -3,9 +3,9 @@ targets, the policy that sets the per-group score offsets, and each shard's inde
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import BeforeValidator, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
 from configs.base import Location, StrictModel
 
@@ -30,6 +30,94 @@ class SyntheticEmbeddingsConfig(StrictModel):
         return self
 
 
+def _bare_kind(value):
+    """``retrieval.index=ivf`` stands for ``{kind: ivf}``."""
+    return {"kind": value} if isinstance(value, str) else value
+
+
+FetchBy = Literal["relevance", "adjusted"]
+_FETCH_BY = Field(description="fetch candidates by s - mu through per-group columns in the index (exact inner "
+                              "product; keeps recall when mu is large), or by relevance alone "
+                              "(cluster/retrieval/shard_index.py)")
+
+
+class FlatIndex(StrictModel):
+    """Exact inner-product search (IndexFlatIP)."""
+
+    kind: Literal["flat"] = "flat"
+
+    def shard_index_settings(self) -> dict:
+        return {"kind": self.kind}
+
+
+class IVFIndex(StrictModel):
+    """Inverted lists of float vectors; candidates re-scored exactly by s - mu."""
+
+    kind: Literal["ivf"] = "ivf"
+    nlist: PositiveInt = Field(64, description="inverted lists per shard (at most its item count)")
+    nprobe: PositiveInt = Field(8, description="lists scanned per query, at most nlist")
+    overfetch: PositiveInt = Field(4, description="overfetch x K candidates fetched, then re-scored exactly with mu")
+    fetch_by: FetchBy = Field("adjusted", description=_FETCH_BY.description)
+
+    @model_validator(mode="after")
+    def _probes_fit(self):
+        if self.nprobe > self.nlist:
+            raise ValueError(f"nprobe={self.nprobe} exceeds nlist={self.nlist}: a query cannot scan more lists than "
+                             f"the index has")
+        return self
+
+    def shard_index_settings(self) -> dict:
+        return {"kind": self.kind, "nlist": self.nlist, "nprobe": self.nprobe, "overfetch": self.overfetch,
+                "fetch_by": self.fetch_by}
+
+
+class IVFRQIndex(IVFIndex):
+    """Inverted lists of residual-quantized codes (FAISS fast scan): the hierarchical index."""
+
+    kind: Literal["ivf_rq"] = "ivf_rq"
+    rq_m: int = Field(64, ge=2, le=256, description="4-bit residual codebooks per item, so rq_m / 2 bytes of code; "
+                                                    "more codebooks, better candidates")
+    train_size: PositiveInt = Field(65_536, description="vectors sampled per shard to train the lists and codebooks "
+                                                        "(the build's cost)")
+
+    @model_validator(mode="after")
+    def _enough_to_train(self):
+        if self.train_size < self.nlist:
+            raise ValueError(f"train_size={self.train_size} is below nlist={self.nlist}: training needs at least "
+                             f"one vector per list")
+        return self
+
+    def shard_index_settings(self) -> dict:
+        return {**super().shard_index_settings(), "rq_m": self.rq_m, "train_size": self.train_size}
+
+
+class HNSWIndex(StrictModel):
+    """A navigable small-world graph; the whole search beam is re-scored exactly by s - mu."""
+
+    kind: Literal["hnsw"] = "hnsw"
+    m: int = Field(32, ge=2, le=256, description="graph links per item (2x on the bottom layer)")
+    ef_construction: PositiveInt = Field(80, description="search beam while the graph is built")
+    ef_search: PositiveInt = Field(256, description="search beam per query")
+    overfetch: PositiveInt = Field(1, description="at least overfetch x K candidates re-scored (the beam widens "
+                                                  "to that when larger)")
+    # Relevance: on a small catalogue the graph over the group columns lost recall (README).
+    fetch_by: FetchBy = Field("relevance", description=_FETCH_BY.description)
+
+    def shard_index_settings(self) -> dict:
+        return {"kind": self.kind, "hnsw_m": self.m, "ef_construction": self.ef_construction,
+                "ef_search": self.ef_search, "overfetch": self.overfetch, "fetch_by": self.fetch_by}
+
+
+# Each shard's FAISS index; the bare kind is the whole value (``retrieval.index=ivf``).
+IndexConfig = Annotated[Union[FlatIndex, IVFIndex, IVFRQIndex, HNSWIndex], Field(discriminator="kind"),
+                        BeforeValidator(_bare_kind)]
+INDEX_KINDS = ("flat", "ivf", "ivf_rq", "hnsw")
+# Index settings that sat beside ``index`` before it was a tagged union, and where they went.
+_MOVED = {"ivf_nlist": "nlist", "ivf_nprobe": "nprobe", "ivf_overfetch": "overfetch", "rq_m": "rq_m",
+          "rq_train_size": "train_size", "hnsw_m": "m", "hnsw_ef_construction": "ef_construction",
+          "hnsw_ef_search": "ef_search", "hnsw_overfetch": "overfetch", "fetch_by": "fetch_by"}
+
+
 class RetrievalConfig(StrictModel):
     """The fair retriever (FairSync): where vectors come from, how items are grouped, the
     exposure targets, the policy that sets the per-group score offsets, and the index layout."""
@@ -46,27 +134,10 @@ class RetrievalConfig(StrictModel):
     n_shards: PositiveInt = 2
     shard_num_cpus: NonNegativeFloat = Field(
         0.0, description="CPUs Ray reserves per shard actor; > 0 places shards on nodes with CPUs to give")
-    index: Literal["flat", "ivf", "ivf_rq", "hnsw"] = Field(
-        "flat", description="each shard's FAISS index: flat (exact), or an approximate one whose candidates are "
-                            "re-scored exactly by s - mu: ivf (float lists), ivf_rq (residual-quantized lists), hnsw (graph)")
-    ivf_nlist: PositiveInt = Field(64, description="ivf, ivf_rq: inverted lists per shard (at most its item count)")
-    ivf_nprobe: PositiveInt = Field(8, description="ivf, ivf_rq: lists scanned per query, at most ivf_nlist")
-    ivf_overfetch: PositiveInt = Field(
-        4, description="ivf, ivf_rq: ivf_overfetch x K candidates fetched by relevance, then re-scored exactly with mu")
-    rq_m: int = Field(64, ge=2, le=256, description="ivf_rq: 4-bit residual codebooks per item (FAISS fast scan), "
-                                                    "so rq_m / 2 bytes of code; more codebooks, better candidates")
-    rq_train_size: PositiveInt = Field(
-        65_536, description="ivf_rq: vectors sampled per shard to train the lists and codebooks (the build's cost)")
-    hnsw_m: int = Field(32, ge=2, le=256, description="hnsw: graph links per item (2x on the bottom layer)")
-    hnsw_ef_construction: PositiveInt = Field(80, description="hnsw: search beam while the graph is built")
-    hnsw_ef_search: PositiveInt = Field(
-        256, description="hnsw: search beam per query; the whole beam is re-scored exactly with mu")
-    fetch_by: Optional[Literal["relevance", "adjusted"]] = Field(
-        None, description="ivf, ivf_rq, hnsw: fetch candidates by s - mu through per-group columns in the index "
-                          "(exact inner product; keeps recall when mu is large), or by relevance alone; "
-                          "default: adjusted for ivf and ivf_rq, relevance for hnsw (cluster/retrieval/shard_index.py)")
-    hnsw_overfetch: PositiveInt = Field(
-        1, description="hnsw: at least hnsw_overfetch x K candidates re-scored (the beam widens to that when larger)")
+    index: IndexConfig = Field(
+        FlatIndex(), description="each shard's FAISS index: flat (exact), or an approximate one whose candidates are "
+                                 "re-scored exactly by s - mu: ivf (float lists), ivf_rq (residual-quantized lists), "
+                                 "hnsw (graph)")
     policy: Literal["fairsync", "topk", "k_neighbor", "min_regularizer"] = "fairsync"
     exposure_share: float = Field(0.2, ge=0.0, le=1.0,
                                   description="m_g = share x T*K/G: the fraction of an equal split each group is owed")
@@ -78,24 +149,23 @@ class RetrievalConfig(StrictModel):
     k_neighbor_groups: PositiveInt = 1
     min_regularizer_lambda: PositiveFloat = 1.0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _index_settings_moved(cls, value):
+        moved = sorted(key for key in _MOVED if isinstance(value, dict) and key in value)
+        if moved:
+            raise ValueError("index settings now sit under retrieval.index with its kind: "
+                             + ", ".join(f"retrieval.{key} → retrieval.index.{_MOVED[key]}" for key in moved))
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> "RetrievalConfig":
         if self.k > self.max_k:
             raise ValueError(f"k={self.k} exceeds max_k={self.max_k}")
         if self.group_by == "column" and not self.group_column:
             raise ValueError("group_by=column needs group_column (the item Parquet column to group by)")
-        if self.index in ("ivf", "ivf_rq") and self.ivf_nprobe > self.ivf_nlist:
-            raise ValueError(f"ivf_nprobe={self.ivf_nprobe} exceeds ivf_nlist={self.ivf_nlist}: "
-                             f"a query cannot scan more lists than the index has")
-        if self.index == "ivf_rq" and self.rq_train_size < self.ivf_nlist:
-            raise ValueError(f"rq_train_size={self.rq_train_size} is below ivf_nlist={self.ivf_nlist}: "
-                             f"training needs at least one vector per list")
         return self
 
     def shard_index_settings(self) -> dict:
         """ShardIndex's keyword arguments for this section's index kind."""
-        return {"kind": self.index, "nlist": self.ivf_nlist, "nprobe": self.ivf_nprobe,
-                "overfetch": self.hnsw_overfetch if self.index == "hnsw" else self.ivf_overfetch,
-                "rq_m": self.rq_m, "train_size": self.rq_train_size, "hnsw_m": self.hnsw_m,
-                "ef_construction": self.hnsw_ef_construction, "ef_search": self.hnsw_ef_search,
-                "fetch_by": self.fetch_by}
+        return self.index.shard_index_settings()

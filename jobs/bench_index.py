@@ -91,19 +91,24 @@ def recall(found: np.ndarray, exact: np.ndarray) -> float:
 
 
 def settings_for(kind: str, args: argparse.Namespace, fetch_by: str | None = None) -> RetrievalConfig:
-    return RetrievalConfig(index=kind, ivf_nlist=args.nlist, ivf_nprobe=args.nprobe, ivf_overfetch=args.overfetch,
-                           rq_m=args.rq_m, rq_train_size=args.rq_train_size, hnsw_m=args.hnsw_m,
-                           hnsw_ef_construction=args.hnsw_ef_construction, hnsw_ef_search=args.hnsw_ef_search,
-                           hnsw_overfetch=args.hnsw_overfetch, fetch_by=fetch_by)
+    """The kind's index section from the command line; ``fetch_by`` None keeps the kind's default."""
+    ivf = {"nlist": args.nlist, "nprobe": args.nprobe, "overfetch": args.overfetch}
+    index = {"flat": {}, "ivf": ivf, "ivf_rq": {**ivf, "rq_m": args.rq_m, "train_size": args.rq_train_size},
+             "hnsw": {"m": args.hnsw_m, "ef_construction": args.hnsw_ef_construction,
+                      "ef_search": args.hnsw_ef_search, "overfetch": args.hnsw_overfetch}}[kind]
+    if fetch_by is not None and kind != "flat":
+        index["fetch_by"] = fetch_by
+    return RetrievalConfig(index={"kind": kind, **index})
 
 
 def describe(cfg: RetrievalConfig) -> str:
-    return {"flat": "exact",
-            "ivf": f"nlist {cfg.ivf_nlist}, nprobe {cfg.ivf_nprobe}, over-fetch x{cfg.ivf_overfetch}",
-            "ivf_rq": f"nlist {cfg.ivf_nlist}, nprobe {cfg.ivf_nprobe}, over-fetch x{cfg.ivf_overfetch}, "
-                      f"RQ {cfg.rq_m}x4 bits ({cfg.rq_m // 2} B/item), trained on {cfg.rq_train_size:,}/shard",
-            "hnsw": f"M {cfg.hnsw_m}, efConstruction {cfg.hnsw_ef_construction}, efSearch {cfg.hnsw_ef_search} "
-                    f"(whole beam re-scored), over-fetch x{cfg.hnsw_overfetch}"}[cfg.index]
+    index = cfg.index
+    return {"flat": lambda: "exact",
+            "ivf": lambda: f"nlist {index.nlist}, nprobe {index.nprobe}, over-fetch x{index.overfetch}",
+            "ivf_rq": lambda: f"nlist {index.nlist}, nprobe {index.nprobe}, over-fetch x{index.overfetch}, "
+                              f"RQ {index.rq_m}x4 bits ({index.rq_m // 2} B/item), trained on {index.train_size:,}/shard",
+            "hnsw": lambda: f"M {index.m}, efConstruction {index.ef_construction}, efSearch {index.ef_search} "
+                            f"(whole beam re-scored), over-fetch x{index.overfetch}"}[index.kind]()
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:

@@ -36,12 +36,12 @@ from jobs.haproxy_cleanup import haproxy_pids, stop_new_haproxies
 
 
 def bench_config(args: argparse.Namespace, storage: Path) -> SimConfig:
-    index = {key: value for key, value in (("ivf_nlist", args.nlist), ("ivf_nprobe", args.nprobe),
-                                           ("ivf_overfetch", args.overfetch)) if value is not None}
+    index = {"kind": args.index, **{key: value for key, value in (("nlist", args.nlist), ("nprobe", args.nprobe),
+                                                                  ("overfetch", args.overfetch)) if value is not None}}
     return SimConfig.model_validate({
         "name": "bench-retrieval", "storage": str(storage),
-        "retrieval": {"source": "synthetic", "n_shards": args.shards, "index": args.index, "k": args.k, "max_k": max(100, args.k),
-                      "dual_batch_size": 32, "dual_lr": 0.5, "exposure_share": 0.5, **index,
+        "retrieval": {"source": "synthetic", "n_shards": args.shards, "index": index, "k": args.k, "max_k": max(100, args.k),
+                      "dual_batch_size": 32, "dual_lr": 0.5, "exposure_share": 0.5,
                       "synthetic": {"n_items": args.items, "n_users": args.users, "dim": args.dim, "n_groups": 8,
                                     "disliked_group": 0}},
     })
@@ -61,22 +61,23 @@ def raw_faiss(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batches: Seq
 
     faiss.omp_set_num_threads(1)
     r = cfg.retrieval
-    if r.index in ("ivf_rq", "hnsw"):
+    kind = r.index.kind
+    if kind in ("ivf_rq", "hnsw"):
         # The same index over every item as one partition (its exact re-score included, μ = 0).
         from cluster.retrieval.shard_index import ShardIndex
 
         shard = ShardIndex(np.arange(len(catalog.item_ids)), catalog.item_vectors, catalog.item_groups,
                            catalog.n_groups, **r.shard_index_settings())
-        return {b: _timed(f"(a) one {r.index} index, batch {b}", lambda q: shard.search(q, k), queries, b)
+        return {b: _timed(f"(a) one {kind} index, batch {b}", lambda q: shard.search(q, k), queries, b)
                 for b in batches}
-    if r.index == "ivf":
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(catalog.dim), catalog.dim, r.ivf_nlist, faiss.METRIC_INNER_PRODUCT)
+    if kind == "ivf":
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(catalog.dim), catalog.dim, r.index.nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(catalog.item_vectors)
-        index.nprobe = r.ivf_nprobe
+        index.nprobe = r.index.nprobe
     else:
         index = faiss.IndexFlatIP(catalog.dim)
     index.add(catalog.item_vectors)
-    return {b: _timed(f"(a) raw FAISS {r.index}, batch {b}", lambda q: index.search(q, k), queries, b) for b in batches}
+    return {b: _timed(f"(a) raw FAISS {kind}, batch {b}", lambda q: index.search(q, k), queries, b) for b in batches}
 
 
 def _timed(label: str, search, queries: np.ndarray, batch: int) -> dict:
@@ -101,15 +102,14 @@ def approximate_recall(cfg: SimConfig, catalog, queries: np.ndarray, k: int) -> 
     parts = partition_items(np.arange(len(catalog.item_ids)), catalog.item_vectors, catalog.item_groups, r.n_shards,
                             stream(cfg.seed, "partition"))
     answers = {}
-    for kind in ("flat", r.index):
-        settings = {**r.shard_index_settings(), "kind": kind}
+    for kind, settings in (("flat", {"kind": "flat"}), (r.index.kind, r.shard_index_settings())):
         shards = [ShardIndex(p.item_ids, p.vectors, p.groups, catalog.n_groups, **settings) for p in parts]
         for shard in shards:
             shard.set_mu(mu)
         answers[kind] = merge_top_k([s.search(queries, k) for s in shards], k).items
-    recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(answers[r.index], answers["flat"])])
-    print(f"{r.index} recall@{k} against exact (nlist {r.ivf_nlist}, nprobe {r.ivf_nprobe}, over-fetch "
-          f"x{r.ivf_overfetch}, mu != 0): {recall:.4f}", flush=True)
+    recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(answers[r.index.kind], answers["flat"])])
+    shown = ", ".join(f"{key} {value}" for key, value in r.index.model_dump().items() if key != "kind")
+    print(f"{r.index.kind} recall@{k} against exact ({shown}, mu != 0): {recall:.4f}", flush=True)
 
 
 def actors_path(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batches: Sequence[int],

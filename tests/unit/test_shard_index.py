@@ -3,6 +3,7 @@ import pytest
 from pydantic import ValidationError
 
 from cluster.retrieval.shard_index import ShardIndex, merge_top_k
+from configs import ConfigError, load_config
 from configs.schema import RetrievalConfig
 
 
@@ -177,37 +178,46 @@ def test_kept_vectors_are_the_partition_and_memory_counts_them_once(kind, approx
 
 def test_config_settings_build_the_index_they_name():
     vectors, groups, queries, _ = _world(seed=7, n_items=2000, dim=16)
-    for kind in ("flat", "ivf", "ivf_rq", "hnsw"):
-        cfg = RetrievalConfig(index=kind, ivf_nlist=8, ivf_nprobe=8, ivf_overfetch=3, rq_m=4, rq_train_size=1500,
-                              hnsw_m=8, hnsw_ef_construction=20, hnsw_ef_search=30, hnsw_overfetch=2)
-        settings = cfg.shard_index_settings()
+    ivf = {"nlist": 8, "nprobe": 8, "overfetch": 3}
+    sections = {"flat": {}, "ivf": ivf, "ivf_rq": {**ivf, "rq_m": 4, "train_size": 1500},
+                "hnsw": {"m": 8, "ef_construction": 20, "ef_search": 30, "overfetch": 2}}
+    for kind, section in sections.items():
+        settings = RetrievalConfig(index={"kind": kind, **section}).shard_index_settings()
         (shard,) = _shards(vectors, groups, 1, **settings)
         assert shard.kind == kind and shard.search(queries, 5).items.shape == (len(queries), 5)
-        assert settings["overfetch"] == (2 if kind == "hnsw" else 3)
+        assert settings.get("overfetch") == {"flat": None, "hnsw": 2}.get(kind, 3)
         if kind == "hnsw":
             assert shard.index.hnsw.efSearch == 30 and shard.index.hnsw.efConstruction == 20
         if kind.startswith("ivf"):
             assert _ivf_of(shard).nprobe == 8 and _ivf_of(shard).nlist == 8
 
 
-@pytest.mark.parametrize("section, field", [
-    ({"index": "annoy"}, "index"),
-    ({"index": "hnsw", "hnsw_m": 1}, "hnsw_m"),
-    ({"index": "hnsw", "hnsw_ef_search": 0}, "hnsw_ef_search"),
-    ({"index": "ivf_rq", "rq_m": 1000}, "rq_m"),
-    ({"index": "ivf_rq", "ivf_nlist": 64, "ivf_nprobe": 128}, "ivf_nprobe"),
-    ({"index": "ivf", "ivf_nlist": 16, "ivf_nprobe": 32}, "ivf_nprobe"),
-    ({"index": "ivf_rq", "ivf_nlist": 1024, "rq_train_size": 512}, "rq_train_size"),
-    ({"index": "hnsw", "hnsw_ef": 64}, "hnsw_ef"),  # unknown keys stay an error
+@pytest.mark.parametrize("index, message", [
+    ("annoy", "'flat', 'ivf', 'ivf_rq', 'hnsw'"),
+    ({"kind": "hnsw", "m": 1}, "m"),
+    ({"kind": "hnsw", "ef_search": 0}, "ef_search"),
+    ({"kind": "ivf_rq", "rq_m": 1000}, "rq_m"),
+    ({"kind": "ivf_rq", "nlist": 64, "nprobe": 128}, "nprobe=128 exceeds nlist=64"),
+    ({"kind": "ivf", "nlist": 16, "nprobe": 32}, "nprobe=32 exceeds nlist=16"),
+    ({"kind": "ivf_rq", "nlist": 1024, "train_size": 512}, "train_size=512 is below nlist=1024"),
+    ({"kind": "hnsw", "ef": 64}, "ef"),  # unknown keys stay an error
+    ({"kind": "hnsw", "nlist": 4}, "nlist"),  # another kind's setting is unknown here
+    ({"kind": "flat", "fetch_by": "adjusted"}, "fetch_by"),
+    ({"kind": "ivf", "fetch_by": "mu"}, "fetch_by"),
 ])
-def test_bad_index_settings_are_rejected_naming_the_field(section, field):
-    with pytest.raises(ValidationError, match=field):
-        RetrievalConfig(**section)
+def test_bad_index_settings_are_rejected_naming_the_field(index, message):
+    with pytest.raises(ValidationError, match=message):
+        RetrievalConfig(index=index)
 
 
-def test_nprobe_bound_applies_to_ivf_kinds_only():
-    assert RetrievalConfig(index="flat", ivf_nlist=4, ivf_nprobe=8).index == "flat"
-    assert RetrievalConfig(index="hnsw", ivf_nlist=4, ivf_nprobe=8).index == "hnsw"
+def test_index_settings_moved_under_the_index_are_named():
+    with pytest.raises(ValidationError, match="retrieval.ivf_nlist → retrieval.index.nlist"):
+        RetrievalConfig(index="ivf", ivf_nlist=4)
+    with pytest.raises(ConfigError, match=r"retrieval\.index\.nlist: unknown key \(not a setting of kind 'flat'\)"):
+        load_config(None, ["retrieval.index.nlist=4"])
+    assert load_config(None, ["retrieval.index=ivf", "retrieval.index.nlist=4", "retrieval.index.nprobe=2"]) \
+        .retrieval.shard_index_settings() == {"kind": "ivf", "nlist": 4, "nprobe": 2, "overfetch": 4,
+                                              "fetch_by": "adjusted"}
 
 
 @pytest.mark.parametrize("kind", ["ivf", "ivf_rq"])
@@ -237,12 +247,10 @@ def test_fetching_by_the_adjusted_score_finds_a_far_group_that_mu_lifts(kind):
 
 
 def test_fetch_by_reaches_the_shard_index_from_the_config():
-    assert RetrievalConfig(index="ivf_rq", fetch_by="adjusted").shard_index_settings()["fetch_by"] == "adjusted"
+    assert RetrievalConfig(index={"kind": "hnsw", "fetch_by": "adjusted"}).shard_index_settings()["fetch_by"] == "adjusted"
     vectors, groups, _, _ = _world(n_items=200)
     defaults = {}
-    for kind in ("flat", "ivf", "hnsw"):
-        settings = RetrievalConfig(index=kind, ivf_nlist=4, ivf_nprobe=2).shard_index_settings()
-        defaults[kind] = _shards(vectors, groups, 1, **settings)[0].group_scale > 0
+    for index in ("flat", {"kind": "ivf", "nlist": 4, "nprobe": 2}, "hnsw"):
+        settings = RetrievalConfig(index=index).shard_index_settings()
+        defaults[settings["kind"]] = _shards(vectors, groups, 1, **settings)[0].group_scale > 0
     assert defaults == {"flat": False, "ivf": True, "hnsw": False}, "IVF kinds fetch by s - mu unless told"
-    with pytest.raises(ValidationError):
-        RetrievalConfig(fetch_by="mu")
