@@ -118,6 +118,17 @@ _MOVED = {"ivf_nlist": "nlist", "ivf_nprobe": "nprobe", "ivf_overfetch": "overfe
           "hnsw_ef_search": "ef_search", "hnsw_overfetch": "overfetch", "fetch_by": "fetch_by"}
 
 
+def _from_old_layout(section: dict) -> dict:
+    """A resolved retrieval section written before ``index`` was a tagged union: its kind's
+    settings move under it (hnsw's own over-fetch, the IVF kinds' theirs), the others go."""
+    kind = section["index"]
+    own = {"flat": (), "ivf": ("ivf_nlist", "ivf_nprobe", "ivf_overfetch", "fetch_by"),
+           "ivf_rq": ("ivf_nlist", "ivf_nprobe", "ivf_overfetch", "rq_m", "rq_train_size", "fetch_by"),
+           "hnsw": ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "hnsw_overfetch", "fetch_by")}.get(kind, ())
+    index = {"kind": kind, **{_MOVED[key]: section[key] for key in own if section[key] is not None}}
+    return {**{k: v for k, v in section.items() if k not in _MOVED}, "index": index}
+
+
 class RetrievalConfig(StrictModel):
     """The fair retriever (FairSync): where vectors come from, how items are grouped, the
     exposure targets, the policy that sets the per-group score offsets, and the index layout."""
@@ -153,10 +164,12 @@ class RetrievalConfig(StrictModel):
     @classmethod
     def _index_settings_moved(cls, value):
         moved = sorted(key for key in _MOVED if isinstance(value, dict) and key in value)
-        if moved:
-            raise ValueError("index settings now sit under retrieval.index with its kind: "
-                             + ", ".join(f"retrieval.{key} → retrieval.index.{_MOVED[key]}" for key in moved))
-        return value
+        if not moved:
+            return value
+        if len(moved) == len(_MOVED) and isinstance(value.get("index"), str):
+            return _from_old_layout(value)  # a run folder's config from before the split: it resumes
+        raise ValueError("index settings now sit under retrieval.index with its kind: "
+                         + ", ".join(f"retrieval.{key} → retrieval.index.{_MOVED[key]}" for key in moved))
 
     @model_validator(mode="after")
     def _consistent(self) -> "RetrievalConfig":

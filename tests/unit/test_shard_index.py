@@ -213,6 +213,11 @@ def test_bad_index_settings_are_rejected_naming_the_field(index, message):
 def test_index_settings_moved_under_the_index_are_named():
     with pytest.raises(ValidationError, match="retrieval.ivf_nlist → retrieval.index.nlist"):
         RetrievalConfig(index="ivf", ivf_nlist=4)
+    # A run folder's config from before the split (every old key present) still loads, so it resumes.
+    old = {"index": "hnsw", "ivf_nlist": 64, "ivf_nprobe": 8, "ivf_overfetch": 4, "rq_m": 64, "rq_train_size": 65536,
+           "hnsw_m": 16, "hnsw_ef_construction": 80, "hnsw_ef_search": 128, "hnsw_overfetch": 2, "fetch_by": None}
+    assert RetrievalConfig(**old).index.model_dump() == {"kind": "hnsw", "m": 16, "ef_construction": 80, "ef_search": 128,
+                                                         "overfetch": 2, "fetch_by": "relevance"}
     with pytest.raises(ConfigError, match=r"retrieval\.index\.nlist: unknown key \(not a setting of kind 'flat'\)"):
         load_config(None, ["retrieval.index.nlist=4"])
     assert load_config(None, ["retrieval.index=ivf", "retrieval.index.nlist=4", "retrieval.index.nprobe=2"]) \
