@@ -14,6 +14,7 @@ import torch
 
 from cluster.arrays import ranges
 from cluster.data.click_features import ClickFeatures
+from cluster.fl.fixed_batches import fixed_size_batches
 from cluster.fl.local_training import padded_length
 from cluster.models.click import ClickBatch, ClickSpec, forward
 
@@ -69,6 +70,20 @@ def client_batch(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, r
     slot = ranges(np.zeros_like(counts), counts)
     batch, labels, mask = sample_batch(features, member_rows, owner, slot, (len(members), length, n_pairs), spec.history_len)
     return batch, labels, mask, counts
+
+
+def grouped_batches(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray,
+                    fractions: np.ndarray | None = None):
+    """The CSR's clients in fixed-size batches of equal (width, padded length, pair count), each
+    a property of the client alone: yields (fraction, batch members (indices into the CSR, the
+    last padded with copies), how many are real, batch, labels, mask, counts)."""
+    lengths, n_pairs = padded_shape(spec, features, indptr, rows)
+    fractions = np.ones(len(lengths)) if fractions is None else fractions
+    keys = np.stack([np.asarray(fractions, np.float64), lengths, n_pairs], axis=1)
+    for key in np.unique(keys, axis=0):
+        for chunk, real in fixed_size_batches(np.flatnonzero((keys == key).all(axis=1))):
+            yield (float(key[0]), chunk, real, *client_batch(spec, features, indptr, rows, chunk, int(key[1]),
+                                                              int(key[2])))
 
 
 @torch.no_grad()

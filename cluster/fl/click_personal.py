@@ -16,26 +16,15 @@ import torch
 import torch.nn.functional as F
 
 from cluster.data.click_features import ClickFeatures
-from cluster.fl.click_batches import client_batch, padded_shape
+from cluster.fl.click_batches import grouped_batches
 from cluster.fl.click_training import one_thread
 from cluster.fl.ditto import personal_step
-from cluster.fl.fixed_batches import fixed_size_batches
 from cluster.models.click import ClickSpec, forward, is_embedding
 
 
 def personal_names(spec: ClickSpec) -> tuple[str, ...]:
     """The parameters a phone personalises: all but the embedding tables."""
     return tuple(name for name in spec.shapes() if not is_embedding(name))
-
-
-def _batches(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray):
-    """(clients of the batch (indices into the CSR), real count, batch, labels, mask, counts)."""
-    lengths, n_pairs = padded_shape(spec, features, indptr, rows)
-    keys = np.stack([lengths, n_pairs], axis=1)
-    for key in np.unique(keys, axis=0):
-        members = np.flatnonzero((keys == key).all(axis=1))
-        for chunk, real in fixed_size_batches(members):
-            yield (chunk, real, *client_batch(spec, features, indptr, rows, chunk, int(key[0]), int(key[1])))
 
 
 def _with_personal(global_t: dict[str, torch.Tensor], personal: dict[str, torch.Tensor], n: int) -> dict:
@@ -53,7 +42,7 @@ def personal_sgd(spec: ClickSpec, epochs: int, lr: float, lam: float, global_par
     anchor = {name: global_t[name] for name in personal}
     out = {name: value.copy() for name, value in personal.items()}
     with one_thread():
-        for chunk, real, batch, labels, mask, counts in _batches(spec, features, indptr, rows):
+        for _, chunk, real, batch, labels, mask, counts in grouped_batches(spec, features, indptr, rows):
             count = torch.from_numpy(counts.astype(np.float32))
             own = {name: torch.from_numpy(value[chunk]) for name, value in personal.items()}
             for _ in range(epochs):
@@ -76,7 +65,7 @@ def personal_predict(spec: ClickSpec, global_params: dict[str, np.ndarray], pers
     global_t = {name: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for name, v in global_params.items()}
     out = np.empty(len(rows), dtype=np.float32)
     with one_thread():
-        for chunk, real, batch, _, _, counts in _batches(spec, features, indptr, rows):
+        for _, chunk, real, batch, _, _, counts in grouped_batches(spec, features, indptr, rows):
             own = {name: torch.from_numpy(value[chunk]) for name, value in personal.items()}
             probs = torch.sigmoid(forward(spec, _with_personal(global_t, own, len(chunk)), batch)).numpy()
             for j, client in enumerate(chunk[:real]):

@@ -29,9 +29,8 @@ import torch.nn.functional as F
 from cluster.data.click_features import ClickFeatures, select_clients
 from cluster.fairness.ranking import pairwise_bits
 from cluster.fl.aggregation import ServerOptimizer, merge_reported
-from cluster.fl.click_batches import client_batch, padded_shape
+from cluster.fl.click_batches import grouped_batches
 from cluster.fl.compression import masked_average
-from cluster.fl.fixed_batches import fixed_size_batches
 from cluster.models.click import (
     ClickSpec,
     channel_masks,
@@ -95,24 +94,18 @@ def train_local_click(
     """Train clients ``clients`` (C,), whose samples are the feature rows
     ``rows[indptr[c]:indptr[c+1]]``, each at width ``fractions[c]`` (default 1: the full model)."""
     fractions = np.ones(len(clients), np.float32) if fractions is None else np.asarray(fractions, np.float32)
-    lengths, n_pairs = padded_shape(spec, features, indptr, rows)
     out = _ClickOutputs.empty(spec, len(clients), recipe.proxy_gradient)
     start = {name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for name, value in global_params.items()}
-    keys = np.stack([fractions.astype(np.float64), lengths, n_pairs], axis=1)
-    for key in np.unique(keys, axis=0):
-        members = np.flatnonzero((keys == key).all(axis=1))
-        fraction, length, pairs = float(key[0]), int(key[1]), int(key[2])
-        for chunk, real in fixed_size_batches(members):
-            batch, labels, mask, counts = client_batch(spec, features, indptr, rows, chunk, length, pairs)
-            with one_thread():
-                first_loss, first_logits, chunk_deltas, chunk_proxy = _local_sgd(
-                    spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask, counts)
-            if fraction < 1.0:
-                # CEAG compares the global (full-width) model — as evaluated and as the reference
-                # was measured — so a narrow client also scores the full model.
-                first_logits = _full_model_logits(spec, start, batch, len(counts))
-            out.add(spec, chunk[:real], fraction, first_loss, _reported(recipe, first_logits, labels.numpy(), counts),
-                    chunk_deltas, chunk_proxy)
+    for fraction, chunk, real, batch, labels, mask, counts in grouped_batches(spec, features, indptr, rows, fractions):
+        with one_thread():
+            first_loss, first_logits, chunk_deltas, chunk_proxy = _local_sgd(
+                spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask, counts)
+        if fraction < 1.0:
+            # CEAG compares the global (full-width) model — as evaluated and as the reference
+            # was measured — so a narrow client also scores the full model.
+            first_logits = _full_model_logits(spec, start, batch, len(counts))
+        out.add(spec, chunk[:real], fraction, first_loss, _reported(recipe, first_logits, labels.numpy(), counts),
+                chunk_deltas, chunk_proxy)
     return ClickLocalResult(
         clients=np.asarray(clients, dtype=np.int64), n_samples=np.diff(indptr).astype(np.int64), loss=out.loss,
         fractions=fractions, deltas=out.deltas, correct=np.concatenate(out.correct).astype(np.float32),
