@@ -17,6 +17,7 @@ from cluster.retrieval.catalog import Catalog
 from cluster.retrieval.fairsync import DualVector, ExposureTargets
 from cluster.storage import Storage
 from configs.schema import RetrievalConfig
+from tests.actor_kill import kill_and_wait_gone
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 N_ITEMS, DIM, N_GROUPS, K = 400, 8, 4, 10
@@ -74,7 +75,7 @@ def test_killed_shard_gives_partial_answers_then_comes_back(fleet):
     # process that imports FAISS and reloads its partition: seconds) yet wait for the live one
     # (milliseconds): 5 s let a quick restart answer in time and the answer come back whole.
     fleet.coordinator.timeout_s = 0.5
-    ray.kill(fleet.shards[1], no_restart=False)
+    kill_and_wait_gone(fleet.shards[1])
     answer = fleet.coordinator.retrieve(queries, K)
     assert answer.partial and (answer.hits.items >= 0).all()
     deadline = time.time() + 60
@@ -93,8 +94,7 @@ def test_dual_vector_state_survives_a_restart(fleet, tmp_path: Path):
     for _ in range(16):
         fleet.coordinator.retrieve(rng.normal(size=(1, DIM)).astype(np.float32), K)
     before = ray.get(fleet.dual.stats.remote())
-    old_pid = ray.get(fleet.dual.pid.remote())
-    ray.kill(fleet.dual, no_restart=False)
+    old_pid = kill_and_wait_gone(fleet.dual)
     after, new_pid = None, old_pid
     deadline = time.time() + 60
     while time.time() < deadline and after is None:
