@@ -81,11 +81,11 @@ class ClientWorker:
     def shift_subordinates(self, delegates, labels, mean_update, discount) -> None:
         self.core.shift_subordinates(delegates, labels, mean_update, discount)
 
-    def cluster_sums(self, n_clusters, centroids=None, labels=None):
-        return self.core.cluster_sums(n_clusters, centroids, labels)
+    def cluster_sums(self, n_clusters, centroids, labels, params):
+        return self.core.cluster_sums(n_clusters, centroids, labels, params)
 
-    def assign_clusters(self, centroids):
-        return self.core.assign_clusters(centroids)
+    def assign_clusters(self, centroids, params):
+        return self.core.assign_clusters(centroids, params)
 
     def save(self, folder: Storage, round_index: int) -> None:
         """Write this worker's clients' private state into checkpoint ``folder``."""

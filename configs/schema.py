@@ -239,10 +239,7 @@ class SimConfig(StrictModel):
         return self
 
     def _strategy_fits(self) -> None:
-        strategy, model = self.fl.strategy.kind, self.model.kind
-        if strategy == "cali3f" and self.model.is_click:
-            raise ValueError(f"fl.strategy 'cali3f' needs an NCF model (gmf, mlp, neumf): it clusters clients by "
-                             f"their private user vectors, which {model!r} has none of")
+        strategy = self.fl.strategy.kind
         if strategy == "cali3f" and self.fl.optimization.kind == "channel":
             raise ValueError("fl.strategy 'cali3f' does not combine with fl.optimization kind 'channel': a delegate "
                              "trains its cluster's full dense part, which a phone narrowed for speed does not hold")

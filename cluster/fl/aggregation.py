@@ -38,8 +38,8 @@ def merge_results(results: list[LocalResult], spec: NCFSpec) -> LocalResult:
         row_owner=row_owner[row_order].astype(np.int32),
         item_deltas={t: np.concatenate([r.item_deltas[t] for r in results])[row_order] for t in spec.item_tables},
         dense_deltas={n: np.concatenate([r.dense_deltas[n] for r in results])[order] for n in spec.dense_shapes()},
-        cluster_dense_deltas=_merge_optional(results, "cluster_dense_deltas", order),
-        user_deltas=_merge_optional(results, "user_deltas", order),
+        cluster_dense_deltas=merge_optional(results, "cluster_dense_deltas", order),
+        user_deltas=merge_optional(results, "user_deltas", order),
         **dict(zip(("correct", "correct_counts"), merge_reported(results, order))),
         fractions=_merge_fractions(results, order),
     )
@@ -64,7 +64,7 @@ def merge_reported(results: list, order: np.ndarray) -> tuple[np.ndarray, np.nda
     return correct[ranges(starts[order], counts[order])], counts[order]
 
 
-def _merge_optional(results: list[LocalResult], field: str, order: np.ndarray) -> dict[str, np.ndarray] | None:
+def merge_optional(results: list[LocalResult], field: str, order: np.ndarray) -> dict[str, np.ndarray] | None:
     """A per-client field that only some strategies upload: all results have it, or none do."""
     parts = [getattr(r, field) for r in results]
     if all(p is None for p in parts):

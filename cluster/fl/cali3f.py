@@ -120,6 +120,16 @@ def fastagg_item_deltas(merged: LocalResult, spec: NCFSpec) -> dict[str, np.ndar
     return {t: fastagg_items(merged.item_ids, merged.item_deltas[t], spec.n_items) for t in spec.item_tables}
 
 
+def fastagg_dense_rows(row_deltas: np.ndarray) -> np.ndarray:
+    """``fastagg_items`` for a table every delegate uploads whole (C, n_rows, d), client-id order:
+    a row a delegate did not change has weight zero, so it counts as not sent. Returns (n_rows, d)."""
+    deltas = np.asarray(row_deltas, dtype=np.float64)
+    weight = np.abs(deltas).sum(axis=2)
+    total = np.add.reduce(weight, axis=0)
+    summed = np.add.reduce(weight[:, :, None] * deltas, axis=0)  # over clients in id order: fixed
+    return np.divide(summed, total[:, None], out=np.zeros_like(summed), where=total[:, None] > 0).astype(np.float32)
+
+
 def cluster_mean_update(user_deltas: np.ndarray, cluster_of: np.ndarray, n_clusters: int) -> np.ndarray:
     """Server half of eq. 4: the mean user-vector update of each cluster's delegates.
 

@@ -8,6 +8,7 @@ from typing import Optional
 
 import numpy as np
 
+from cluster.fl.cali3f import fastagg_dense_rows
 from cluster.fl.click_metrics import auc_summary
 from cluster.fl.click_training import ClickLocalResult, average_deltas, merge_click_results
 from cluster.fl.click_upload import dense_entries
@@ -74,6 +75,10 @@ class ClickOps:
     def upload_stats(self, merged: ClickLocalResult) -> dict:
         rows = sum(int((np.abs(d).sum(axis=2) > 0).sum()) for n, d in merged.deltas.items() if is_embedding(n))
         return {"upload_rows": rows}
+
+    def fastagg(self, merged: ClickLocalResult) -> dict[str, np.ndarray]:
+        """Every embedding table is shared (there is no user table), so FastAgg sets them all."""
+        return {table: fastagg_dense_rows(merged.deltas[table]) for table in self.spec.item_tables}
 
     def summarize(self, owners, labels, scores, tier_of_user, tier_names, split: str = "test") -> dict[str, float]:
         return auc_summary(owners, labels, scores, tier_of_user, tier_names, split)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from cluster.data.click_features import ClickFeatures, select_clients
 from cluster.fairness.ranking import pairwise_bits
-from cluster.fl.aggregation import ServerOptimizer, merge_reported
+from cluster.fl.aggregation import ServerOptimizer, merge_optional, merge_reported
 from cluster.fl.click_batches import grouped_batches
 from cluster.fl.compression import masked_average
 from cluster.models.click import (
@@ -68,7 +68,9 @@ class ClickLocalResult:
     the global model's prediction (click when p ≥ ½) matched a sample's label, client after
     client in the clients' order (CEAG's per-sample correctness, or with ``ranking_bits`` each client's
     pairwise bits; scalars only, no features); correct_counts: (C,) how many values each client reported;
-    proxy_deltas[name]: (C, *shape), with ``ClickRecipe.proxy_gradient`` only (else empty).
+    proxy_deltas[name]: (C, *shape), with ``ClickRecipe.proxy_gradient`` only (else empty);
+    cluster_dense_deltas[name]: (C, *shape) of the dense part N, a Cali3F delegate's pass at its
+    cluster's model (else None). user_deltas is always None: a click model has no user table.
     """
 
     clients: np.ndarray
@@ -79,6 +81,8 @@ class ClickLocalResult:
     correct: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     correct_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     proxy_deltas: dict[str, np.ndarray] = field(default_factory=dict)
+    cluster_dense_deltas: Optional[dict[str, np.ndarray]] = None
+    user_deltas: None = None
 
 
 def train_local_click(
@@ -90,16 +94,22 @@ def train_local_click(
     indptr: np.ndarray,
     rows: np.ndarray,
     fractions: np.ndarray | None = None,
+    client_dense: Optional[dict[str, np.ndarray]] = None,
 ) -> ClickLocalResult:
     """Train clients ``clients`` (C,), whose samples are the feature rows
-    ``rows[indptr[c]:indptr[c+1]]``, each at width ``fractions[c]`` (default 1: the full model)."""
+    ``rows[indptr[c]:indptr[c+1]]``, each at width ``fractions[c]`` (default 1: the full model),
+    from the global model or, for the tensors in ``client_dense[name]`` (C, *shape), from each
+    client's own start (Cali3F: its cluster's dense part; full width only)."""
     fractions = np.ones(len(clients), np.float32) if fractions is None else np.asarray(fractions, np.float32)
+    if client_dense is not None and (fractions != 1.0).any():
+        raise ValueError("a per-client start (client_dense) needs full-width clients")
     out = _ClickOutputs.empty(spec, len(clients), recipe.proxy_gradient)
     start = {name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for name, value in global_params.items()}
     for fraction, chunk, real, batch, labels, mask, counts in grouped_batches(spec, features, indptr, rows, fractions):
         with one_thread():
+            own = None if client_dense is None else {n: torch.from_numpy(v[chunk]) for n, v in client_dense.items()}
             first_loss, first_logits, chunk_deltas, chunk_proxy = _local_sgd(
-                spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask, counts)
+                spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask, counts, own)
         if fraction < 1.0:
             # CEAG compares the global (full-width) model — as evaluated and as the reference
             # was measured — so a narrow client also scores the full model.
@@ -178,13 +188,14 @@ def _pairwise_logistic(logits: torch.Tensor, labels: torch.Tensor, mask: torch.T
     return (losses * pairs).sum(dim=(1, 2)) / pairs.sum(dim=(1, 2)).clamp(min=1.0)
 
 
-def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts):
-    """``recipe.epochs`` full-batch steps for c clients from the (narrowed) global ``narrow``;
+def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts, own=None):
+    """``recipe.epochs`` full-batch steps for c clients from the (narrowed) global ``narrow``
+    (or, for the tensors in ``own[name]`` (c, *shape), from each client's own);
     returns their mean BCE before the first step (c,), the logits of the model they received
     (c, L), their deltas (c, *sliced shape) and, with ``recipe.proxy_gradient``, −lr × the
     gradient of their pairwise logistic loss at that model (else {})."""
     n = len(counts)
-    start = {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in narrow.items()}
+    start = {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in narrow.items()} | (own or {})
     params = {name: value.clone().requires_grad_() for name, value in start.items()}
     count = torch.from_numpy(counts.astype(np.float32))
     first_loss, proxy = None, {}
@@ -227,6 +238,7 @@ def merge_click_results(results: list[ClickLocalResult]) -> ClickLocalResult:
         correct_counts=correct_counts,
         proxy_deltas={name: np.concatenate([r.proxy_deltas[name] for r in results])[order]
                       for name in results[0].proxy_deltas},
+        cluster_dense_deltas=merge_optional(results, "cluster_dense_deltas", order),
     )
 
 

@@ -101,12 +101,16 @@ def compress_upload(
     share or bits), tensor by tensor over the entries it sends: its width's dense entries and
     its ``sent[c]`` embedding rows (``touched_rows``, or all, or padded: ``upload_rows``). Draws
     come from the client's own stream (seed, round, client id), so they do not depend on who
-    shares its worker. A proxy upload is compressed alike, from a stream of its own."""
+    shares its worker. A proxy upload and a Cali3F delegate's cluster pass are compressed alike,
+    each from a stream of its own."""
     if kind not in ("prune", "quant", "quants"):
         return result
     upload = _Compression(spec, result.fractions, sent, kind, levels, rescale_pruned)
+    cluster = result.cluster_dense_deltas
     return replace(result, deltas=upload.apply(result.deltas, result.clients, seed, round_index, "compress"),
-                   proxy_deltas=upload.apply(result.proxy_deltas, result.clients, seed, round_index, "compress-proxy"))
+                   proxy_deltas=upload.apply(result.proxy_deltas, result.clients, seed, round_index, "compress-proxy"),
+                   cluster_dense_deltas=None if cluster is None else upload.apply(
+                       cluster, result.clients, seed, round_index, "compress-cluster"))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ with checkpoints and serves (scores) its rows."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -18,7 +18,8 @@ from cluster.fl.click_training import ClickLocalResult, ClickRecipe, train_local
 from cluster.fl.click_upload import add_decoys, compress_upload, table_rows, touched_rows
 from cluster.fl.local_subsample import subsample_rows
 from cluster.fl.upload_rows import SentRows, sent_rows
-from cluster.fl.worker_core import held_positions
+from cluster.fl.clustering import assign_clusters, fixed_point_sums, mean_item_rows
+from cluster.fl.worker_core import ClusterView, held_positions
 from cluster.models.click import ClickSpec, initial_params
 from cluster.storage import Storage
 from configs.fl_schema import TouchedUpload, UploadConfig
@@ -28,7 +29,9 @@ from configs.fl_schema import TouchedUpload, UploadConfig
 class ClientSettings:
     """What the server asks of each client this round: width (C,) of its model, its upload
     compression ``kind`` at ``levels`` (C,) (prune share or bits), which embedding rows it
-    uploads (``upload``), and the share (C,) of its samples it trains on (None: all)."""
+    uploads (``upload``), the share (C,) of its samples it trains on (None: all) and, under
+    Cali3F, each one's cluster ``cluster_of`` (C,) with the cluster models' dense parts
+    ``cluster_dense[name]`` (P, *shape)."""
 
     width: np.ndarray
     kind: str
@@ -36,6 +39,8 @@ class ClientSettings:
     rescale_pruned: bool = False
     upload: UploadConfig = TouchedUpload()
     sample_share: Optional[np.ndarray] = None
+    cluster_of: Optional[np.ndarray] = None
+    cluster_dense: Optional[dict[str, np.ndarray]] = None
 
 
 class ClickWorkerCore:
@@ -68,6 +73,8 @@ class ClickWorkerCore:
             train_indptr, train_rows = subsample_rows(indptr, rows, clients, settings.sample_share, self.seed, round_index)
         result = train_local_click(self.spec, self.recipe, params, self.shard.features, clients, train_indptr,
                                    train_rows, settings.width)
+        if settings.cluster_of is not None:
+            result = self._cluster_pass(result, params, settings, clients, train_indptr, train_rows)
         self._personal_steps(clients, params, train_indptr, train_rows)
         # The rows it sends are those its whole data reads (fixed, so the server can price them).
         sent = [self._sent(settings.upload, int(client), rows[indptr[c] : indptr[c + 1]])
@@ -75,6 +82,18 @@ class ClickWorkerCore:
         result = add_decoys(result, sent, self.seed, round_index)
         return compress_upload(self.spec, result, [s.rows for s in sent], settings.kind, settings.levels, self.seed,
                                round_index, settings.rescale_pruned)
+
+    def _cluster_pass(self, at_global: ClickLocalResult, params: dict[str, np.ndarray], settings: ClientSettings,
+                      clients: np.ndarray, indptr: np.ndarray, rows: np.ndarray) -> ClickLocalResult:
+        """Cali3F delegate: its pass at w gives the global dense part's update; its pass at its
+        cluster's dense part gives CaliUp's gradient and the embedding rows that serve it."""
+        own = {n: v[settings.cluster_of] for n, v in settings.cluster_dense.items()}
+        at_cluster = train_local_click(self.spec, self.recipe, params, self.shard.features, clients, indptr, rows,
+                                       client_dense=own)
+        dense = set(own)
+        return replace(at_cluster, loss=at_global.loss,
+                       deltas={n: (at_global if n in dense else at_cluster).deltas[n] for n in at_cluster.deltas},
+                       cluster_dense_deltas={n: at_cluster.deltas[n] for n in own})
 
     def _personal_steps(self, clients: np.ndarray, params: dict[str, np.ndarray], indptr: np.ndarray,
                         rows: np.ndarray) -> None:
@@ -98,25 +117,51 @@ class ClickWorkerCore:
         return self._touched_rows[client]
 
     def evaluate(self, params: dict[str, np.ndarray], split: str = "test",
-                 clusters=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 clusters: Optional[ClusterView] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(owner client (n,), label (n,), predicted click probability (n,)) of every ``split``
         row ('test': held out; 'train': the rows clients train on) under the model that serves
-        its owner: the global one, or under Ditto the owner's personal one. ``clusters`` is
-        always None: no strategy that serves per-cluster models runs on click models."""
+        its owner: the global one, its personal one (Ditto) or its cluster's (Cali3F)."""
         rows = self.shard.test_rows if split == "test" else np.sort(self.shard.train_rows)
         features = self.shard.features
         if len(rows) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
         owners = features.user[rows].astype(np.int64)
-        if self.personal is None:
+        if self.personal is None and clusters is None:
             return owners, features.label[rows], predict(self.spec, params, features, rows)
         by_owner = np.argsort(owners, kind="stable")
         held, counts = np.unique(owners, return_counts=True)
-        personal = {n: v[held_positions(self.shard.clients, held)] for n, v in self.personal.items()}
         scores = np.empty(len(rows), np.float32)
-        scores[by_owner] = personal_predict(self.spec, params, personal, features, np.r_[0, np.cumsum(counts)],
-                                            rows[by_owner])
+        scores[by_owner] = personal_predict(self.spec, params, self._served_dense(held, clusters), features,
+                                            np.r_[0, np.cumsum(counts)], rows[by_owner])
         return owners, features.label[rows], scores
+
+    def _served_dense(self, clients: np.ndarray, clusters: Optional[ClusterView]) -> dict[str, np.ndarray]:
+        """The dense part (C, *shape) that serves each of ``clients``: personal, or its cluster's."""
+        if self.personal is not None:
+            return {n: v[held_positions(self.shard.clients, clients)] for n, v in self.personal.items()}
+        return {n: v[clusters.labels[clients]] for n, v in clusters.dense.items()}
+
+    # ------------------------------------------------------------------ Cali3F device halves
+    def shift_subordinates(self, delegates, labels, mean_update: dict[str, np.ndarray], discount: float) -> None:
+        """Eq. 4 moves user vectors; a click model has none, so a subordinate keeps what it has."""
+        if mean_update:
+            raise ValueError(f"a click model has no user table to shift, but got updates for {sorted(mean_update)}")
+
+    def _user_matrix(self, params: dict[str, np.ndarray]) -> np.ndarray:
+        """Each client's taste as its device can tell without a user table: the mean of the
+        global item-embedding rows of its train samples (zero for a client without any)."""
+        return mean_item_rows(params["emb.item"], self.shard.features.item, self.shard.train_indptr,
+                              self.shard.train_rows)
+
+    def cluster_sums(self, n_clusters: int, centroids: Optional[np.ndarray], labels: Optional[np.ndarray],
+                     params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """This worker's share of a Lloyd step (see ``ClientWorkerCore.cluster_sums``)."""
+        users = self._user_matrix(params)
+        mine = labels[self.shard.clients] if labels is not None else assign_clusters(users, centroids)
+        return fixed_point_sums(users, mine, n_clusters)
+
+    def assign_clusters(self, centroids: np.ndarray, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return self.shard.clients, assign_clusters(self._user_matrix(params), centroids)
 
     def save(self, storage: Storage, name: str, round_index: int) -> None:
         """The Ditto personal models, as a phone would keep them; without Ditto nothing is

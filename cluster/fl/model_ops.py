@@ -15,6 +15,7 @@ import numpy as np
 
 from cluster.fairness.ranking import bit_rate_by_tier
 from cluster.fl.aggregation import fedavg, merge_results
+from cluster.fl.cali3f import fastagg_item_deltas
 from cluster.fl.clock import RoundCosts
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.upload_rows import decoy_count
@@ -43,6 +44,10 @@ class ModelOps(Protocol):
     def average(self, merged, weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]: ...
 
     def upload_stats(self, merged) -> dict: ...
+
+    def fastagg(self, merged) -> dict[str, np.ndarray]:
+        """Cali3F's FastAgg (eq. 5) of the merged uploads' embedding rows: the update of each
+        shared embedding table, to add as is."""
 
     def summarize(self, owners: np.ndarray, a: np.ndarray, b: np.ndarray, tier_of_user: np.ndarray,
                   tier_names: tuple[str, ...], split: str) -> dict[str, float]: ...
@@ -112,6 +117,9 @@ class NCFOps:
 
     def upload_stats(self, merged: LocalResult) -> dict:
         return {"upload_rows": len(merged.item_ids)}
+
+    def fastagg(self, merged: LocalResult) -> dict[str, np.ndarray]:
+        return fastagg_item_deltas(merged, self.spec)
 
     def summarize(self, owners, a, b, tier_of_user, tier_names, split: str = "test") -> dict[str, float]:
         """test: (clients, HR@10, NDCG@10); train: (owner, bit, 1) per (positive, sampled

@@ -46,7 +46,7 @@ class FederatedServer:
         self.optimizer = ServerOptimizer(cfg.server_optimizer, cfg.server_lr, cfg.server_eps)
         eligible = (fleet.train_samples > 0) & ~self.tier_plan.excluded[fleet.tier_of_user]
         self.sampler = EpochSampler(np.flatnonzero(eligible), stream(seed, "selection"))
-        self.strategy = make_strategy(cfg.strategy, ops.spec, self.params, fleet, eligible, self.sampler,
+        self.strategy = make_strategy(cfg.strategy, ops, self.params, fleet, eligible, self.sampler,
                                       cfg.client_lr, seed)
         self.round_index = 0
         self.clock = VirtualClock(fleet.tiers, seed, cfg.local_epochs, cfg.clients_per_round, cfg.deadline_s)
@@ -97,7 +97,7 @@ class FederatedServer:
     def after_round(self, pool: WorkerPool) -> dict:
         """The strategy's steps on the devices once the models are updated (Cali3F: eq. 4 and
         re-clustering); returns their record fields."""
-        return self.strategy.after_round(pool, self.round_index)
+        return self.strategy.after_round(pool, self.round_index, self.params)
 
     def state_dict(self) -> dict:
         return {

@@ -175,15 +175,15 @@ class ClientWorkerCore:
         return users
 
     def cluster_sums(self, n_clusters: int, centroids: Optional[np.ndarray] = None,
-                     labels: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+                     labels: Optional[np.ndarray] = None, params: Optional[dict] = None) -> tuple[np.ndarray, np.ndarray]:
         """This worker's share of a Lloyd step: fixed-point sums (P, f) and counts (P,) of its
         clients' user vectors per cluster, clusters given (``labels`` (n_users,)) or nearest to
-        ``centroids`` (P, f)."""
+        ``centroids`` (P, f). The vectors are on the device: the global ``params`` are not needed."""
         users = self._user_matrix()
         mine = labels[self.shard.clients] if labels is not None else assign_clusters(users, centroids)
         return fixed_point_sums(users, mine, n_clusters)
 
-    def assign_clusters(self, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def assign_clusters(self, centroids: np.ndarray, params: Optional[dict] = None) -> tuple[np.ndarray, np.ndarray]:
         """(clients, nearest centroid of each): what each device reports after re-clustering."""
         return self.shard.clients, assign_clusters(self._user_matrix(), centroids)
 

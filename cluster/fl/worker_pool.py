@@ -49,10 +49,11 @@ class WorkerPool(Protocol):
     def shift_subordinates(self, delegates: np.ndarray, labels: np.ndarray, mean_update: dict[str, np.ndarray],
                            discount: float) -> None: ...
 
-    def cluster_sums(self, n_clusters: int, centroids: Optional[np.ndarray],
-                     labels: Optional[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]: ...
+    # params: the global model, for a family whose device derives its user vector from it.
+    def cluster_sums(self, n_clusters: int, centroids: Optional[np.ndarray], labels: Optional[np.ndarray],
+                     params: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]: ...
 
-    def assign_clusters(self, centroids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]: ...
+    def assign_clusters(self, centroids: np.ndarray, params: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]: ...
 
     # Checkpoints: each worker saves its clients' private state; reset reloads it (None: from the start).
     def save(self, folder: Storage, round_index: int) -> None: ...
@@ -97,11 +98,11 @@ class CorePool:
         for core in self.cores:
             core.shift_subordinates(delegates, labels, mean_update, discount)
 
-    def cluster_sums(self, n_clusters, centroids, labels) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [core.cluster_sums(n_clusters, centroids, labels) for core in self.cores]
+    def cluster_sums(self, n_clusters, centroids, labels, params) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [core.cluster_sums(n_clusters, centroids, labels, params) for core in self.cores]
 
-    def assign_clusters(self, centroids) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [core.assign_clusters(centroids) for core in self.cores]
+    def assign_clusters(self, centroids, params) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [core.assign_clusters(centroids, params) for core in self.cores]
 
     def save(self, folder: Storage, round_index: int) -> None:
         for core, name in zip(self.cores, self.names):

@@ -113,6 +113,23 @@ class ClickSpec:
         """float32 bytes of the (narrowed) model a client downloads and uploads."""
         return 4 * sum(int(m.sum()) for m in channel_masks(self, fraction).values())
 
+    # The split Cali3F and Ditto personalise by, named as NCFSpec names it: the dense part N (all
+    # but the embedding tables), the shared embedding tables I, and no private user table U (a
+    # click model has no user-id feature).
+    def dense_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: shape for name, shape in self.shapes().items() if not is_embedding(name)}
+
+    def dense_bytes(self) -> int:
+        return 4 * sum(math.prod(s) for s in self.dense_shapes().values())
+
+    @property
+    def item_tables(self) -> tuple[str, ...]:
+        return tuple(name for name in self.shapes() if is_embedding(name))
+
+    @property
+    def user_tables(self) -> tuple[str, ...]:
+        return ()
+
 
 def _mlp_layout(prefix: str, n_in: int, hidden: tuple[int, ...], n_out: int, dice: bool) -> dict:
     """Layers ``prefix.k``: weight (in, out) and bias (out,) — plus Dice's α (out,) on hidden

@@ -27,8 +27,6 @@ def refusal(strategy: str, model: str, optimization: str) -> str | None:
         return "GMF has no hidden layer to narrow"
     if optimization.startswith("subsample") and model not in CLICK_MODELS:
         return "'subsample' needs a click model"
-    if strategy == "cali3f" and model in CLICK_MODELS:
-        return "'cali3f' needs an NCF model"
     if strategy == "cali3f" and optimization.startswith("channel"):
         return "'cali3f' does not combine with fl.optimization kind 'channel'"
     if strategy == "ditto" and optimization.startswith("channel"):

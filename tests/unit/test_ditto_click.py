@@ -14,14 +14,11 @@ import torch.nn.functional as F
 from cluster.experiment import build
 from cluster.fl.click_batches import client_batch, padded_shape, predict
 from cluster.fl.click_personal import personal_names, personal_predict, personal_sgd
-from cluster.fl.inprocess import build_cores, evaluate, round_loop, run_click_rounds
-from cluster.fl.round_loop import RoundLoop
-from cluster.fl.server_core import FederatedServer
-from cluster.fl.worker_pool import CorePool
+from cluster.fl.inprocess import evaluate, round_loop, run_click_rounds
 from cluster.models.click import ClickSpec, forward, initial_params
-from cluster.storage import Storage
 from configs import load_config
 from tests.unit.click_fixtures import toy_click_world
+from tests.unit.resume_fixtures import straight_and_resumed
 
 LR, LAM = 0.5, 0.3
 
@@ -140,22 +137,7 @@ def test_ditto_on_dlrm_is_the_same_with_one_or_three_workers_per_tier(tmp_path: 
 
 def test_ditto_on_dlrm_resumes_from_a_checkpoint_exactly(tmp_path: Path):
     exp = build(_cfg(tmp_path, "ditto", 1, 4))
-    straight = round_loop(exp)
-    for _ in range(4):
-        straight.run_round()
-
-    def loop(checkpoints: Storage) -> RoundLoop:
-        server = FederatedServer(exp.cfg.fl, exp.ops, exp.fleet, exp.cfg.seed)
-        return RoundLoop(server, CorePool(build_cores(exp)), exp.worker_of_user, 4, None, checkpoints=checkpoints)
-
-    checkpoints = Storage(tmp_path / "checkpoints")
-    first = loop(checkpoints)
-    for _ in range(2):
-        first.run_round()
-    resumed = loop(checkpoints)
-    assert resumed.restore() == 2
-    for _ in range(2):
-        resumed.run_round()
+    straight, resumed = straight_and_resumed(exp, tmp_path / "checkpoints", 4, 2)
     for name in straight.server.params:
         assert np.array_equal(straight.server.params[name], resumed.server.params[name]), name
     straight_personal, resumed_personal = _personal_by_client(straight.pool.cores), _personal_by_client(resumed.pool.cores)

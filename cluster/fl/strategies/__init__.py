@@ -14,9 +14,9 @@ from cluster.fl.strategies.ditto import Ditto
 __all__ = ["ExtraPayload", "FedAvg", "Strategy", "make_strategy"]
 
 
-def make_strategy(cfg, spec, params: dict[str, np.ndarray], fleet, eligible: np.ndarray, sampler: EpochSampler,
+def make_strategy(cfg, ops, params: dict[str, np.ndarray], fleet, eligible: np.ndarray, sampler: EpochSampler,
                   client_lr: float, seed: int) -> Strategy:
-    """``cfg``: ``fl.strategy``; ``params``: the initial global model; ``fleet``: the server's
+    """``cfg``: ``fl.strategy``; ``ops``: the model family's; ``params``: the initial global model; ``fleet``: the server's
     ``FleetView``; ``eligible`` (n,): who may be selected; ``sampler``: FedAvg's selection."""
     if cfg.kind == "fedavg":
         return FedAvg(sampler)
@@ -27,6 +27,6 @@ def make_strategy(cfg, spec, params: dict[str, np.ndarray], fleet, eligible: np.
 
         if fleet.metadata is None:
             raise ValueError("Cali3F needs the clients' metadata to form its first clusters (FleetView.metadata)")
-        dense0 = {n: params[n] for n in spec.dense_shapes()}
-        return Cali3F(cfg, spec, fleet.metadata, eligible, fleet.train_samples, dense0, client_lr, seed)
+        dense0 = {n: params[n] for n in ops.spec.dense_shapes()}
+        return Cali3F(cfg, ops, fleet.metadata, eligible, fleet.train_samples, dense0, client_lr, seed)
     raise ValueError(f"unknown fl.strategy.kind {cfg.kind!r}")

@@ -39,7 +39,7 @@ class Strategy(Protocol):
         """Apply the strategy's own server update to ``params`` in place; return what is left
         of FedAvg's ``delta`` for the server optimizer."""
 
-    def after_round(self, pool: WorkerPool, rounds_done: int) -> dict: ...
+    def after_round(self, pool: WorkerPool, rounds_done: int, params: dict[str, np.ndarray]) -> dict: ...
 
     def serving_view(self) -> Optional[Any]: ...
 
@@ -68,7 +68,7 @@ class FedAvg:
     def aggregate(self, merged, delta: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return delta
 
-    def after_round(self, pool: WorkerPool, rounds_done: int) -> dict:
+    def after_round(self, pool: WorkerPool, rounds_done: int, params: dict[str, np.ndarray]) -> dict:
         return {}
 
     def serving_view(self) -> None:

@@ -19,7 +19,6 @@ from cluster.fl.cali3f import (
     cali_update,
     cluster_gradients,
     cluster_mean_update,
-    fastagg_item_deltas,
     init_cluster_models,
     pseudo_gradient,
 )
@@ -28,7 +27,6 @@ from cluster.fl.local_training import LocalResult
 from cluster.fl.worker_core import ClusterView, NCFSettings
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.worker_pool import WorkerPool
-from cluster.models.ncf import NCFSpec
 from cluster.rng import stream
 from configs.schema import Cali3FConfig
 
@@ -39,10 +37,11 @@ class Cali3F:
 
     compute_multiplier = COMPUTE_MULTIPLIER
 
-    def __init__(self, cfg: Cali3FConfig, spec: NCFSpec, metadata: np.ndarray, eligible: np.ndarray,
+    def __init__(self, cfg: Cali3FConfig, ops, metadata: np.ndarray, eligible: np.ndarray,
                  train_samples: np.ndarray, dense0: dict[str, np.ndarray], client_lr: float, seed: int):
         self.cfg = cfg
-        self.spec = spec
+        self.ops = ops
+        self.spec = ops.spec
         self.n_clusters = cfg.n_clusters
         self.train_samples = np.asarray(train_samples, dtype=np.float64)
         self.client_lr = client_lr
@@ -61,13 +60,15 @@ class Cali3F:
         """About k delegates, k/P per cluster round-robin (ascending ids)."""
         return self.sampler.draw(k).delegates
 
-    def configure(self, clients: np.ndarray, base: Optional[NCFSettings]) -> NCFSettings:
+    def configure(self, clients: np.ndarray, base):
+        """The model family's settings (NCF's may be None: nothing to tell) plus each client's
+        cluster and the cluster models' dense parts."""
         return replace(base or NCFSettings(), cluster_of=self.labels[clients], cluster_dense=self.models)
 
     def serving_view(self) -> ClusterView:
         return ClusterView(self.labels.copy(), self.models)
 
-    def extra_payload(self, spec: NCFSpec) -> ExtraPayload:
+    def extra_payload(self, spec) -> ExtraPayload:
         """A delegate also downloads its cluster's dense part and uploads its pass at it and its
         user-vector change."""
         dense = spec.dense_bytes()
@@ -87,41 +88,43 @@ class Cali3F:
     def apply(self, merged: LocalResult, global_dense: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """CaliUp on the cluster models from the delegates' passes at them (``global_dense``: w
         the delegates trained at); queues eq. 4's per-cluster mean user update; returns FastAgg's
-        item update (eq. 5), to add as is."""
-        if merged.cluster_dense_deltas is None or merged.user_deltas is None:
+        item update (eq. 5), to add as is. A model without user tables has no eq. 4 to queue."""
+        if merged.cluster_dense_deltas is None or (self.spec.user_tables and merged.user_deltas is None):
             raise ValueError("Cali3F needs the delegates' cluster-model pass and user-vector change in their uploads")
         cluster_of = self.labels[merged.clients]
         grads = cluster_gradients(pseudo_gradient(merged.cluster_dense_deltas, self.client_lr), merged.n_samples,
                                   cluster_of, self.n_clusters)
         self.models = cali_update(self.models, global_dense, grads, self.cluster_lr, self.cfg.phi)
-        means = {t: cluster_mean_update(d, cluster_of, self.n_clusters) for t, d in merged.user_deltas.items()}
-        self._pending = (merged.clients, means)
-        return fastagg_item_deltas(merged, self.spec)
+        means = {t: cluster_mean_update(d, cluster_of, self.n_clusters) for t, d in (merged.user_deltas or {}).items()}
+        self._pending = (merged.clients, means) if means else None
+        return self.ops.fastagg(merged)
 
-    def after_round(self, pool: WorkerPool, rounds_done: int) -> dict:
-        """Eq. 4 on the subordinates' devices, then re-clustering when due; returns record fields."""
+    def after_round(self, pool: WorkerPool, rounds_done: int, params: dict[str, np.ndarray]) -> dict:
+        """Eq. 4 on the subordinates' devices, then re-clustering when due (on the devices' user
+        vectors, or for a model without them on what they derive from ``params``, the global
+        model); returns record fields."""
         if self._pending is not None:
             delegates, means = self._pending
             pool.shift_subordinates(delegates, self.labels, means, self.cfg.discount)
             self._pending = None
         every = self.cfg.recluster_every
-        moved = self.recluster(pool) if every and rounds_done % every == 0 else 0
+        moved = self.recluster(pool, params) if every and rounds_done % every == 0 else 0
         sizes = np.bincount(self.labels, minlength=self.n_clusters)
         return {"reclustered_clients": moved, "cluster_size_min": int(sizes.min()), "cluster_size_max": int(sizes.max())}
 
-    def recluster(self, pool: WorkerPool) -> int:
+    def recluster(self, pool: WorkerPool, params: dict[str, np.ndarray]) -> int:
         """Federated K-means on the user vectors from the current clusters' centroids, then
         ClusAvg; returns how many clients changed cluster."""
         p = self.n_clusters
         if self.centroids is None:
-            sums, counts = _total(pool.cluster_sums(p, None, self.labels))
+            sums, counts = _total(pool.cluster_sums(p, None, self.labels, params))
             overall = np.broadcast_to(sums.sum(axis=0) / max(1, counts.sum()), sums.shape)
             self.centroids = update_centroids(sums, counts, overall)
         for _ in range(self.cfg.recluster_iterations):
-            sums, counts = _total(pool.cluster_sums(p, self.centroids, None))
+            sums, counts = _total(pool.cluster_sums(p, self.centroids, None, params))
             self.centroids = update_centroids(sums, counts, self.centroids)
         new_labels = self.labels.copy()
-        for clients, labels in pool.assign_clusters(self.centroids):
+        for clients, labels in pool.assign_clusters(self.centroids, params):
             new_labels[clients] = labels  # a worker that did not answer keeps its clients' clusters
         moved = int((new_labels != self.labels).sum())
         self.models = clus_avg(self.models, self.labels, new_labels, self.train_samples)
