@@ -30,8 +30,10 @@ class Aggregator:
     """Plain class; ``actors.factory`` applies ``ray.remote``."""
 
     def __init__(self, cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int, workers: list,
-                 worker_of_user: np.ndarray, checkpoints: Optional[Storage] = None, run_name: str = "run"):
-        self.loop = RoundLoop(FederatedServer(cfg, ops, fleet, seed), ActorPool(workers, cfg.runtime.round_timeout_s),
+                 worker_of_user: np.ndarray, checkpoints: Optional[Storage] = None, run_name: str = "run",
+                 initial_params: Optional[dict[str, np.ndarray]] = None):
+        server = FederatedServer(cfg, ops, fleet, seed, initial_params)
+        self.loop = RoundLoop(server, ActorPool(workers, cfg.runtime.round_timeout_s),
                               worker_of_user, cfg.rounds, cfg.eval_every, cfg.runtime.real_time_scale, checkpoints,
                               cfg.checkpoint_every)
         self.metrics = RoundMetrics(run_name, fleet.tiers.names)

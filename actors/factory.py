@@ -54,8 +54,10 @@ def start_workers(cfg: FLConfig, shards: Iterable[ClientShard | ClickShard], spe
 def start_aggregator(cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int, workers: list,
                      worker_of_user: np.ndarray, checkpoints: Optional[Storage], run_name: str):
     """``max_restarts``: Ray brings a killed aggregator back, and it continues from ``checkpoints``.
-    Its constructor arguments stay pinned because the driver that owns them lives for the job."""
+    Its constructor arguments stay pinned because the driver that owns them lives for the job.
+    w⁰ is drawn here, on the driver, which has torch loaded already: the aggregator does not."""
+    initial = ops.init_params(seed)
     return ray.remote(Aggregator).options(
         name="aggregator", num_cpus=0, max_restarts=cfg.runtime.aggregator_max_restarts if checkpoints is not None else 0,
         max_task_retries=0,  # a round in flight when it died is redone from the checkpoint instead
-    ).remote(cfg, ops, fleet, seed, workers, worker_of_user, checkpoints, run_name)
+    ).remote(cfg, ops, fleet, seed, workers, worker_of_user, checkpoints, run_name, initial)

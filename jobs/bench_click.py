@@ -32,7 +32,8 @@ from cluster.data.click_features import (
 from cluster.fl.aggregation import ServerOptimizer
 from cluster.fl.click_batches import click_auc
 from cluster.fl.click_training import ClickRecipe, fedavg_round
-from cluster.models.click import ClickSpec, init_params
+from cluster.models.click import ClickSpec
+from cluster.models.click_net import init_params
 from cluster.rng import stream
 from cluster.world import build_world
 from jobs.cli import config_parser, load_or_exit, run_guarded

@@ -72,7 +72,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from cluster.fairness.replay import ReplayBuffers
 
@@ -219,6 +218,8 @@ class TierMultipliers:
     def __init__(self, n_tiers: int, lr: float, epsilon: float | np.ndarray = 0.0) -> None:
         if n_tiers <= 0 or lr <= 0:
             raise ValueError(f"need n_tiers > 0 and lr > 0, got {n_tiers}, {lr}")
+        import torch  # here, not at the top: only an aggregator running CEAG pays for the import
+
         self.epsilon = np.broadcast_to(np.asarray(epsilon, np.float64), (n_tiers,)).copy()
         self.param = torch.nn.Parameter(torch.zeros(n_tiers, dtype=torch.float64))
         self.optimizer = torch.optim.SGD([self.param], lr=lr, maximize=True)
@@ -239,6 +240,8 @@ class TierMultipliers:
         gaps = np.asarray(gaps, np.float64)
         moved = np.asarray(ready, bool) & np.isfinite(gaps)
         grad = np.where(moved, gaps - self.epsilon, 0.0)
+        import torch
+
         before = self.param.detach().clone()
         self.optimizer.zero_grad(set_to_none=True)
         self.param.grad = torch.from_numpy(grad)
@@ -260,6 +263,8 @@ class TierMultipliers:
         lambdas = np.asarray(state["lambdas"], np.float64)
         if lambdas.shape != tuple(self.param.shape):
             raise ValueError(f"checkpoint has {lambdas.shape} multipliers, expected {tuple(self.param.shape)}")
+        import torch
+
         with torch.no_grad():
             self.param.copy_(torch.from_numpy(lambdas))
         self.epsilon = np.asarray(state["epsilon"], np.float64).copy()

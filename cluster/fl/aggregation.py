@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cluster.arrays import ranges
-from cluster.fl.local_training import LocalResult
 from cluster.fl.compression import masked_average
 from cluster.models.ncf import NCFSpec, channel_masks
+from cluster.fl.types import LocalResult
 
 
 def merge_results(results: list[LocalResult], spec: NCFSpec) -> LocalResult:

@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cluster.fl.local_training import LocalResult
 from cluster.models.ncf import NCFSpec
+from cluster.fl.types import LocalResult
 
 # A delegate computes its gradient at w and at v_p: two forward/backward passes per step.
 COMPUTE_MULTIPLIER = 2.0

@@ -16,7 +16,8 @@ from cluster.arrays import ranges
 from cluster.data.click_features import ClickFeatures
 from cluster.fl.fixed_batches import fixed_size_batches
 from cluster.fl.local_training import padded_length
-from cluster.models.click import ClickBatch, ClickSpec, forward
+from cluster.models.click import ClickSpec
+from cluster.models.click_net import ClickBatch, forward
 
 
 def padded_shape(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

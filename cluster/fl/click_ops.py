@@ -10,14 +10,14 @@ import numpy as np
 
 from cluster.fl.cali3f import fastagg_dense_rows
 from cluster.fl.click_metrics import auc_summary
-from cluster.fl.click_training import ClickLocalResult, average_deltas, merge_click_results
+from cluster.fl.click_aggregation import average_deltas, merge_click_results
 from cluster.fl.click_upload import dense_entries
-from cluster.fl.click_worker_core import ClientSettings
 from cluster.fl.clock import RoundCosts
 from cluster.fl.model_ops import NOTHING_EXTRA
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.models.click import ClickSpec, initial_params, is_embedding
 from cluster.tiers.optimizations import TierPlan
+from cluster.fl.types import ClickLocalResult, ClientSettings
 from configs.fl_schema import TouchedUpload, UploadConfig
 
 

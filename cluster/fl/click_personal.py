@@ -19,7 +19,8 @@ from cluster.data.click_features import ClickFeatures
 from cluster.fl.click_batches import grouped_batches
 from cluster.fl.click_training import one_thread
 from cluster.fl.ditto import personal_step
-from cluster.models.click import ClickSpec, forward, is_embedding
+from cluster.models.click import ClickSpec, is_embedding
+from cluster.models.click_net import forward
 
 
 def personal_names(spec: ClickSpec) -> tuple[str, ...]:

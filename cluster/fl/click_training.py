@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -28,16 +28,12 @@ import torch.nn.functional as F
 
 from cluster.data.click_features import ClickFeatures, select_clients
 from cluster.fairness.ranking import pairwise_bits
-from cluster.fl.aggregation import ServerOptimizer, merge_optional, merge_reported
+from cluster.fl.aggregation import ServerOptimizer
+from cluster.fl.click_aggregation import average_deltas
 from cluster.fl.click_batches import grouped_batches
-from cluster.fl.compression import masked_average
-from cluster.models.click import (
-    ClickSpec,
-    channel_masks,
-    channel_slices,
-    forward,
-    narrow_params,
-)
+from cluster.models.click import ClickSpec, channel_slices, narrow_params
+from cluster.models.click_net import forward
+from cluster.fl.types import ClickLocalResult
 
 
 
@@ -56,33 +52,6 @@ class ClickRecipe:
     ranking_bits: bool = False
     proxy_gradient: bool = False
     personal_lambda: Optional[float] = None
-
-
-@dataclass(frozen=True)
-class ClickLocalResult:
-    """Updates of C clients, in the order they were given (or by client id after a merge).
-
-    clients, n_samples: (C,) int64; loss: (C,) float32 mean BCE at the global model;
-    fractions: (C,) float32 the width each client trained; deltas[name]: (C, *shape) float32,
-    exactly zero outside the client's channel slice; correct: (Σ n_samples,) float32, 1 where
-    the global model's prediction (click when p ≥ ½) matched a sample's label, client after
-    client in the clients' order (CEAG's per-sample correctness, or with ``ranking_bits`` each client's
-    pairwise bits; scalars only, no features); correct_counts: (C,) how many values each client reported;
-    proxy_deltas[name]: (C, *shape), with ``ClickRecipe.proxy_gradient`` only (else empty);
-    cluster_dense_deltas[name]: (C, *shape) of the dense part N, a Cali3F delegate's pass at its
-    cluster's model (else None). user_deltas is always None: a click model has no user table.
-    """
-
-    clients: np.ndarray
-    n_samples: np.ndarray
-    loss: np.ndarray
-    fractions: np.ndarray
-    deltas: dict[str, np.ndarray]
-    correct: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    correct_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    proxy_deltas: dict[str, np.ndarray] = field(default_factory=dict)
-    cluster_dense_deltas: Optional[dict[str, np.ndarray]] = None
-    user_deltas: None = None
 
 
 def train_local_click(
@@ -217,50 +186,6 @@ def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts, own=None):
     with torch.no_grad():
         deltas = {name: (params[name] - start[name]).numpy() for name in params}
     return first_loss, first_logits, deltas, proxy
-
-
-def merge_click_results(results: list[ClickLocalResult]) -> ClickLocalResult:
-    """One result of all clients in ``results``, ordered by client id (a fixed summation order
-    for the average, whichever worker trained whom)."""
-    results = [r for r in results if len(r.clients)]
-    if not results:
-        raise ValueError("no client results to merge")
-    order = np.argsort(np.concatenate([r.clients for r in results]), kind="stable")
-    cat = lambda name: np.concatenate([getattr(r, name) for r in results])[order]  # noqa: E731
-    correct, correct_counts = merge_reported(results, order)
-    return ClickLocalResult(
-        clients=cat("clients"),
-        n_samples=cat("n_samples"),
-        loss=cat("loss"),
-        fractions=cat("fractions"),
-        deltas={name: np.concatenate([r.deltas[name] for r in results])[order] for name in results[0].deltas},
-        correct=correct,
-        correct_counts=correct_counts,
-        proxy_deltas={name: np.concatenate([r.proxy_deltas[name] for r in results])[order]
-                      for name in results[0].proxy_deltas},
-        cluster_dense_deltas=merge_optional(results, "cluster_dense_deltas", order),
-    )
-
-
-def average_deltas(spec: ClickSpec, result: ClickLocalResult, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """FedAvg weighted by sample count: Σ n_c Δ_c / Σ n_c per parameter (or by ``weights`` (C,),
-    which must sum to 1 and may be negative: CEAG); when some clients trained narrowed models,
-    each entry is averaged only over the clients that hold it (HeteroFL), since zeros outside a
-    slice are "not trained", not "no change" — normalized by the sample weights of the clients
-    holding it."""
-    sample_weights = result.n_samples / result.n_samples.sum()
-    weights = np.asarray(sample_weights if weights is None else weights, dtype=np.float32)
-    if (result.fractions == 1.0).all():
-        return {
-            name: np.add.reduce(delta * weights.reshape(-1, *([1] * (delta.ndim - 1))), axis=0, dtype=np.float32)
-            for name, delta in result.deltas.items()
-        }
-    per_fraction = {float(f): channel_masks(spec, float(f)) for f in np.unique(result.fractions)}
-    return {
-        name: masked_average(delta, np.stack([per_fraction[float(f)][name] for f in result.fractions]), weights,
-                             sample_weights)
-        for name, delta in result.deltas.items()
-    }
 
 
 def fedavg_round(

@@ -17,11 +17,11 @@ import numpy as np
 
 from cluster.arrays import sorted_union, sorted_unique
 from cluster.data.click_features import ClickFeatures
-from cluster.fl.click_training import ClickLocalResult
 from cluster.fl.compression import compress_values, is_neutral
 from cluster.fl.upload_rows import SentRows, fill_decoys, sent_row_count
 from cluster.models.click import EMBEDDING_PREFIX, ClickSpec, channel_masks
 from cluster.rng import stream
+from cluster.fl.types import ClickLocalResult
 from configs.fl_schema import TouchedUpload, UploadConfig
 
 

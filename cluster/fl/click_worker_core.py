@@ -6,7 +6,7 @@ with checkpoints and serves (scores) its rows."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
@@ -14,33 +14,16 @@ import numpy as np
 from cluster.fl.click_batches import predict
 from cluster.fl.click_personal import personal_names, personal_predict, personal_sgd
 from cluster.fl.click_shard import ClickShard
-from cluster.fl.click_training import ClickLocalResult, ClickRecipe, train_local_click
+from cluster.fl.click_training import ClickRecipe, train_local_click
 from cluster.fl.click_upload import add_decoys, compress_upload, table_rows, touched_rows
 from cluster.fl.local_subsample import subsample_rows
 from cluster.fl.upload_rows import SentRows, sent_rows
 from cluster.fl.clustering import assign_clusters, fixed_point_sums, mean_item_rows
-from cluster.fl.worker_core import ClusterView, held_positions
+from cluster.fl.worker_core import held_positions
 from cluster.models.click import ClickSpec, initial_params
 from cluster.storage import Storage
-from configs.fl_schema import TouchedUpload, UploadConfig
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    """What the server asks of each client this round: width (C,) of its model, its upload
-    compression ``kind`` at ``levels`` (C,) (prune share or bits), which embedding rows it
-    uploads (``upload``), the share (C,) of its samples it trains on (None: all) and, under
-    Cali3F, each one's cluster ``cluster_of`` (C,) with the cluster models' dense parts
-    ``cluster_dense[name]`` (P, *shape)."""
-
-    width: np.ndarray
-    kind: str
-    levels: np.ndarray
-    rescale_pruned: bool = False
-    upload: UploadConfig = TouchedUpload()
-    sample_share: Optional[np.ndarray] = None
-    cluster_of: Optional[np.ndarray] = None
-    cluster_dense: Optional[dict[str, np.ndarray]] = None
+from cluster.fl.types import ClickLocalResult, ClientSettings, ClusterView
+from configs.fl_schema import UploadConfig
 
 
 class ClickWorkerCore:

@@ -9,7 +9,7 @@ its batch or its worker — the reason results do not change with the number of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -22,6 +22,7 @@ from cluster.fl.fixed_batches import fixed_size_batches
 from cluster.fl.gmf_training import train_flat_gmf
 from cluster.fl.negatives import hashed_negatives
 from cluster.models.ncf import NCFSpec, batched_logits, channel_slices
+from cluster.fl.types import LocalResult
 
 _LADDER = 8 * 2 ** np.arange(40, dtype=np.int64)
 
@@ -39,36 +40,6 @@ class LocalRecipe:
     loss_reduction: str = "mean"
     personal_lambda: Optional[float] = None  # Ditto: also train a personal dense part with this λ
     ranking_bits: bool = False  # CEAG: report each (positive, sampled negative) pair's order
-
-
-@dataclass(frozen=True)
-class LocalResult:
-    """Updates of C clients, in the order they were given.
-
-    clients, n_samples (positives), touched_rows: (C,); loss: (C,) mean BCE at the global model;
-    item_ids, row_owner: (R,), rows grouped by owner (index into clients), items ascending;
-    item_deltas[table]: (R, d); dense_deltas[name]: (C, *shape). This is exactly what the
-    clients upload: their new private user vectors are returned apart and never leave them.
-    With ``LocalRecipe.ranking_bits`` each client also reports, for CEAG, whether the model it
-    received scores each of its positives above each of that positive's sampled negatives:
-    correct (Σ correct_counts,) 0/1 float32, client after client; correct_counts (C,).
-    """
-
-    clients: np.ndarray
-    n_samples: np.ndarray
-    loss: np.ndarray
-    touched_rows: np.ndarray
-    item_ids: np.ndarray
-    row_owner: np.ndarray
-    item_deltas: dict[str, np.ndarray]
-    dense_deltas: dict[str, np.ndarray]
-    # Cali3F delegates add their pass at the cluster model and their user-vector change (eq. 4).
-    cluster_dense_deltas: Optional[dict[str, np.ndarray]] = None
-    user_deltas: Optional[dict[str, np.ndarray]] = None
-    correct: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    correct_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    # RF²'s Channel: the width (C,) each client trained; None when every client trained it all.
-    fractions: Optional[np.ndarray] = None
 
 
 def padded_length(n: np.ndarray) -> np.ndarray:

@@ -19,11 +19,10 @@ from cluster.fl.cali3f import fastagg_item_deltas
 from cluster.fl.clock import RoundCosts
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.upload_rows import decoy_count
-from cluster.fl.local_training import LocalResult
 from cluster.fl.records import evaluation_summary
-from cluster.fl.worker_core import NCFSettings
 from cluster.models.ncf import NCFSpec, channel_masks, initial_params
 from cluster.tiers.optimizations import TierPlan
+from cluster.fl.types import LocalResult, NCFSettings
 from configs.fl_schema import TouchedUpload, UploadConfig
 
 

@@ -15,9 +15,9 @@ from dataclasses import replace
 import numpy as np
 
 from cluster.fl.compression import compress_values, is_neutral
-from cluster.fl.local_training import LocalResult
 from cluster.fl.upload_rows import fill_decoys, sent_rows
 from cluster.rng import stream
+from cluster.fl.types import LocalResult
 from configs.fl_schema import UploadConfig
 
 

@@ -36,13 +36,17 @@ class FleetView:
 
 
 class FederatedServer:
-    def __init__(self, cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int):
+    def __init__(self, cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int,
+                 initial_params: Optional[dict[str, np.ndarray]] = None):
+        """``initial_params``: w⁰ as ``ops.init_params(seed)`` gives it, computed by the caller
+        (the aggregator actor gets it from the driver, so it never imports torch)."""
         self.cfg = cfg
         self.ops = ops
         self.fleet = fleet
         self.seed = seed
         self.tier_plan = TierPlan.resolve(cfg.optimization, cfg.effective_overselect, fleet.tiers.names)
-        self.params = ops.init_params(seed)
+        start = ops.init_params(seed) if initial_params is None else initial_params
+        self.params = {name: np.array(value, dtype=np.float32) for name, value in start.items()}
         self.optimizer = ServerOptimizer(cfg.server_optimizer, cfg.server_lr, cfg.server_eps)
         eligible = (fleet.train_samples > 0) & ~self.tier_plan.excluded[fleet.tier_of_user]
         self.sampler = EpochSampler(np.flatnonzero(eligible), stream(seed, "selection"))

@@ -17,7 +17,7 @@ import torch
 from cluster.arrays import ranges, sorted_unique
 from cluster.fl.cali3f import subordinate_user_update
 from cluster.fl.clustering import assign_clusters, fixed_point_sums
-from cluster.fl.local_training import LocalRecipe, LocalResult, train_local
+from cluster.fl.local_training import LocalRecipe, train_local
 from cluster.fl.metrics import rank_metrics
 from cluster.fl.negatives import hashed_negatives
 from cluster.fl.ncf_upload import compress_ncf_upload, widen_ncf_upload
@@ -28,7 +28,7 @@ from cluster.models.ncf import (
     score_candidates,
 )
 from cluster.storage import Storage
-from configs.fl_schema import TouchedUpload, UploadConfig
+from cluster.fl.types import ClusterView, LocalResult, NCFSettings
 
 EVAL_CHUNK = 4096
 # The round index whose hashed negatives the train-split pair measure uses: one no run reaches.
@@ -59,30 +59,6 @@ class ClientShard:
         f = storage.read_npz(name)
         users0 = {k.split(".", 1)[1]: v for k, v in f.items() if k.startswith("users0.")}
         return cls(f["clients"], f["indptr"], f["items"], f["test_clients"], f["test_candidates"], users0)
-
-
-@dataclass(frozen=True)
-class NCFSettings:
-    """What the server sends with a round's clients (C,): their upload compression (RF²), which
-    item rows they upload (``upload``), the width (C,) of the sub-model each trains (RF²'s
-    Channel; None: all full) and, under Cali3F, each one's cluster ``cluster_of`` (C,) with the
-    cluster models' dense parts ``cluster_dense[name]`` (P, *shape)."""
-
-    kind: str = "none"
-    levels: Optional[np.ndarray] = None
-    rescale_pruned: bool = False
-    upload: UploadConfig = TouchedUpload()
-    width: Optional[np.ndarray] = None
-    cluster_of: Optional[np.ndarray] = None
-    cluster_dense: Optional[dict[str, np.ndarray]] = None
-
-
-@dataclass(frozen=True)
-class ClusterView:
-    """Cali3F's clusters as the server holds them: labels (n_users,), dense parts (P, *shape)."""
-
-    labels: np.ndarray
-    dense: dict[str, np.ndarray]
 
 
 def held_positions(held: np.ndarray, clients: np.ndarray) -> np.ndarray:

@@ -16,11 +16,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from configs.schema import ModelConfig
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that compute with it: the aggregator reads NCFSpec and
+# the channel masks but never trains, and a torch import costs seconds per process.
 
 ITEM_TABLE = {"gmf": ("item_gmf",), "mlp": ("item_mlp",), "neumf": ("item_gmf", "item_mlp")}
 USER_TABLE = {"item_gmf": "user_gmf", "item_mlp": "user_mlp"}
@@ -112,6 +118,8 @@ def channel_masks(spec: NCFSpec, fraction: float) -> dict[str, np.ndarray]:
 
 
 def init_global(spec: NCFSpec, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    import torch
+
     params: dict[str, torch.Tensor] = {}
     for table in spec.item_tables:
         params[table] = torch.randn(spec.n_items, spec.dim, generator=generator) * spec.init_std
@@ -125,6 +133,8 @@ def init_global(spec: NCFSpec, generator: torch.Generator) -> dict[str, torch.Te
 
 def initial_params(spec: NCFSpec, seed: int) -> dict[str, np.ndarray]:
     """The global model w⁰ of a run: the server starts from it, and so do Ditto's personal models."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     return {name: t.numpy().astype(np.float32) for name, t in init_global(spec, generator).items()}
 
@@ -150,6 +160,8 @@ def batched_logits(
     dense[name]: (C, *shape) per-client copies; users[table]: (C, d); items[table]: (C, M, d)
     each client's local rows; slots: (C, L) int64 indices into the M rows.
     """
+    import torch
+
     index = slots.unsqueeze(-1).expand(*slots.shape, spec.dim)
     features = []
     if spec.kind in ("gmf", "neumf"):
@@ -178,6 +190,8 @@ def score_candidates(
 ) -> torch.Tensor:
     """Scores (N, K) of K candidate items for N clients under the global model, or with each
     client's own dense part ``client_dense[name]`` (N, *shape) (a cluster or personal model)."""
+    import torch
+
     n_clients = candidates.shape[0]
     dense = client_dense if client_dense is not None else {
         name: global_params[name].unsqueeze(0).expand(n_clients, *global_params[name].shape)

@@ -135,10 +135,11 @@ def _check_dashboard_metrics(port: int, rounds: int) -> None:
     assert "fairfleet_client_updates_per_second" in text and "fairfleet_sim_round_seconds" in text
 
 
-def test_three_workers_per_tier_and_a_killed_aggregator_reach_the_reference_exactly(tmp_path: Path, reference_run):
-    """Each tier's clients dealt round-robin over three workers, and the aggregator killed after
+def test_two_workers_per_tier_and_a_killed_aggregator_reach_the_reference_exactly(tmp_path: Path, reference_run):
+    """Each tier's clients dealt round-robin over two workers, and the aggregator killed after
     its first checkpoint: neither may change a bit of the uninterrupted one-worker run. (One run
-    tests both: each actor run costs ~10 process starts on two cores.)"""
+    tests both: each actor run costs ~7 process starts on two cores; in process,
+    tests/unit/test_strategies.py and test_click_rounds.py compare one and three workers per tier.)"""
     reference = reference_run
 
     run_dir = tmp_path / "killed"
@@ -154,7 +155,7 @@ def test_three_workers_per_tier_and_a_killed_aggregator_reach_the_reference_exac
 
     # Slowed to about a second a round so the kill lands mid-run; the slowing changes no result.
     slow = build(tiny(tmp_path, "fl.rounds=6", "fl.eval_every=3", "fl.runtime.real_time_scale=0.3",
-                      "fl.runtime.workers_per_tier=3"))
+                      "fl.runtime.workers_per_tier=2"))
     killer = threading.Thread(target=kill_after_first_checkpoint)
     killer.start()
     outcome = run(slow, Storage(run_dir), False, None, quiet=True)

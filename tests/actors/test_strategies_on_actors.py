@@ -43,18 +43,22 @@ def test_ditto_on_actors_equals_the_in_process_loop(tmp_path: Path):
     assert summary["final_train"] == evaluate(exp, cores, server.params, "train")
 
 
-CALI3F = ("fl.strategy.kind=cali3f", "fl.optimization=quants-1:2:8", "fl.overselect=0.25", "fl.runtime.workers_per_tier=2")
+CALI3F = ("fl.strategy.kind=cali3f", "fl.optimization=quants-1:2:8", "fl.overselect=0.25")
 
 
 def test_cali3f_on_actors_resumed_equals_the_unbroken_in_process_loop(tmp_path: Path):
-    """Two rounds on actors, then resumed to four from the checkpoint, with over-selection and a
-    compressing optimization: the unbroken in-process run, bit for bit (one test for both, as
-    each actor run costs ~8 process starts)."""
-    cfg = tiny(tmp_path, *CALI3F, "fl.rounds=2")
+    """Two rounds on actors with two workers per tier, then resumed to four from the checkpoint
+    on one worker per tier (a cluster of another size: each worker loads its clients' vectors
+    from whichever worker saved them), with over-selection and a compressing optimization: the
+    unbroken in-process run, bit for bit (one test for all, as each actor run costs process starts)."""
+    cfg = tiny(tmp_path, *CALI3F, "fl.rounds=2", "fl.runtime.workers_per_tier=2")
     _, run_dir, _ = build_run_write(cfg, quiet=True)
     run_dir = run_dir.local_path  # a local storage: read its files directly
     longer = tiny(tmp_path, *CALI3F, "fl.rounds=4")
-    (run_dir / "config.yaml").write_text((run_dir / "config.yaml").read_text().replace("rounds: 2", "rounds: 4"))
+    saved = (run_dir / "config.yaml").read_text()
+    assert "workers_per_tier: 2" in saved
+    (run_dir / "config.yaml").write_text(saved.replace("rounds: 2", "rounds: 4").replace("workers_per_tier: 2",
+                                                                                          "workers_per_tier: 1"))
     _, _, resumed = build_run_write(longer, resume_dir=run_dir, quiet=True)
     server, _, straight = train_rounds(build(longer), eval_every=longer.fl.eval_every)
     assert resumed["resumed_from"] == 2

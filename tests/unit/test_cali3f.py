@@ -25,8 +25,8 @@ from cluster.fl.clustering import (
     initial_centroids,
     recluster,
 )
-from cluster.fl.local_training import LocalResult
 from cluster.models.ncf import NCFSpec
+from cluster.fl.types import LocalResult
 
 
 # --------------------------------------------------------------------------- CaliUp (eq. 6)

@@ -17,8 +17,8 @@ from cluster.fl.click_training import ClickRecipe, train_local_click
 from cluster.fl.clustering import mean_item_rows
 from cluster.fl.inprocess import evaluate, round_loop
 from cluster.fl.round_loop import RoundLoop
-from cluster.fl.worker_core import ClusterView
 from cluster.models.click import ClickSpec, initial_params
+from cluster.fl.types import ClusterView
 from configs import load_config
 from tests.unit.click_fixtures import toy_click_world
 from tests.unit.resume_fixtures import straight_and_resumed

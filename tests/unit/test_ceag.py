@@ -23,8 +23,8 @@ from cluster.fairness.ceag import (
 )
 from cluster.fairness.replay import ReplayBuffers
 from cluster.fl.aggregation import fedavg
-from cluster.fl.local_training import LocalResult
 from cluster.models.ncf import NCFSpec
+from cluster.fl.types import LocalResult
 
 # ---- excess gaps -------------------------------------------------------------------------------
 

@@ -16,20 +16,10 @@ from cluster.data.splits import temporal_holdout
 from cluster.data.views import click_view
 from cluster.fl.aggregation import ServerOptimizer
 from cluster.fl.click_batches import click_auc, client_batch, padded_shape
-from cluster.fl.click_training import (
-    ClickRecipe,
-    average_deltas,
-    fedavg_round,
-    merge_click_results,
-    train_local_click,
-)
-from cluster.models.click import (
-    ClickSpec,
-    channel_masks,
-    forward,
-    init_params,
-    narrow_params,
-)
+from cluster.fl.click_aggregation import average_deltas, merge_click_results
+from cluster.fl.click_training import ClickRecipe, fedavg_round, train_local_click
+from cluster.models.click import ClickSpec, channel_masks, narrow_params
+from cluster.models.click_net import forward, init_params
 from cluster.rng import stream
 from tests.unit.click_fixtures import toy_click_world
 

@@ -15,7 +15,8 @@ from cluster.experiment import build
 from cluster.fl.click_batches import client_batch, padded_shape, predict
 from cluster.fl.click_personal import personal_names, personal_predict, personal_sgd
 from cluster.fl.inprocess import evaluate, round_loop, run_click_rounds
-from cluster.models.click import ClickSpec, forward, initial_params
+from cluster.models.click import ClickSpec, initial_params
+from cluster.models.click_net import forward
 from configs import load_config
 from tests.unit.click_fixtures import toy_click_world
 from tests.unit.resume_fixtures import straight_and_resumed

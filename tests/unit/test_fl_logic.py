@@ -5,7 +5,6 @@ import pytest
 
 from configs import load_config
 from cluster.fl.aggregation import ServerOptimizer, fedavg, merge_results
-from cluster.fl.local_training import LocalResult
 from cluster.fl.metrics import rank_metrics, summarize
 from cluster.fl.model_ops import NCFOps
 from cluster.fl.negatives import hashed_negatives
@@ -14,6 +13,7 @@ from cluster.fl.selection import EpochSampler, RoundPlan, n_to_select
 from cluster.fl.server_core import FederatedServer, FleetView
 from cluster.models.ncf import NCFSpec
 from cluster.tiers.latency import TierTable
+from cluster.fl.types import LocalResult
 
 
 def test_epoch_sampler_never_repeats_within_an_epoch():

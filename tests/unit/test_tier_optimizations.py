@@ -16,12 +16,14 @@ from cluster.fl.click_upload import (
     touched_rows,
     upload_size,
 )
-from cluster.fl.click_worker_core import ClickWorkerCore, ClientSettings
+from cluster.fl.click_worker_core import ClickWorkerCore
 from cluster.fl.server_core import FederatedServer, FleetView
-from cluster.models.click import ClickSpec, channel_masks, init_params
+from cluster.models.click import ClickSpec, channel_masks
+from cluster.models.click_net import init_params
 from cluster.storage import Storage
 from cluster.tiers.latency import TierTable
 from cluster.tiers.optimizations import TierPlan
+from cluster.fl.types import ClientSettings
 from configs import ConfigError, load_config
 from configs.presets import OPTIMIZATION_PRESETS, RF2_CONFIGURATIONS
 from configs.schema import SimConfig, optimization

@@ -8,15 +8,17 @@ import torch
 from cluster.fl.aggregation import fedavg
 from cluster.fl.click_training import ClickRecipe, train_local_click
 from cluster.fl.click_upload import add_decoys, compress_upload, table_rows, touched_rows, upload_size
-from cluster.fl.click_worker_core import ClickWorkerCore, ClientSettings
+from cluster.fl.click_worker_core import ClickWorkerCore
 from cluster.fl.click_shard import ClickShard
 from cluster.fl.local_training import LocalRecipe, train_local
 from cluster.fl.model_ops import NCFOps, sent_item_rows
 from cluster.fl.ncf_upload import compress_ncf_upload, widen_ncf_upload
 from cluster.fl.upload_rows import decoy_count, fill_decoys, sent_rows
-from cluster.models.click import ClickSpec, init_params
+from cluster.models.click import ClickSpec
+from cluster.models.click_net import init_params
 from cluster.models.ncf import NCFSpec, init_users, initial_params
 from cluster.rng import stream
+from cluster.fl.types import ClientSettings
 from configs import ConfigError, load_config
 from configs.fl_schema import DenseUpload, PaddedUpload, TouchedUpload
 from tests.unit.click_fixtures import toy_click_world

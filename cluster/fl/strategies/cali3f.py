@@ -23,11 +23,10 @@ from cluster.fl.cali3f import (
     pseudo_gradient,
 )
 from cluster.fl.clustering import FIXED_POINT_SCALE, ClusterSampler, clus_avg, cluster_metadata, update_centroids
-from cluster.fl.local_training import LocalResult
-from cluster.fl.worker_core import ClusterView, NCFSettings
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.worker_pool import WorkerPool
 from cluster.rng import stream
+from cluster.fl.types import ClusterView, LocalResult, NCFSettings
 from configs.schema import Cali3FConfig
 
 
