@@ -19,13 +19,13 @@ from cluster.data.click_features import ClickFeatures
 from cluster.fl.click_batches import grouped_batches
 from cluster.fl.click_training import one_thread
 from cluster.fl.ditto import personal_step
-from cluster.models.click import ClickSpec, is_embedding
+from cluster.models.click import ClickSpec
 from cluster.models.click_net import forward
 
 
 def personal_names(spec: ClickSpec) -> tuple[str, ...]:
-    """The parameters a phone personalises: all but the embedding tables."""
-    return tuple(name for name in spec.shapes() if not is_embedding(name))
+    """The parameters a phone personalises: the dense part N, as Cali3F's cluster models hold it."""
+    return tuple(spec.dense_shapes())
 
 
 def _with_personal(global_t: dict[str, torch.Tensor], personal: dict[str, torch.Tensor], n: int) -> dict:
