@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, Field, NonNegativeFloat, PositiveFloat, Po
 
 from configs.base import Location, StrictModel
 from configs.retrieval_schema import INDEX_KINDS
+from configs.retrieval_policy import POLICY_KINDS
 
 
 def _bare_kind(value):
@@ -273,12 +274,14 @@ TAGGED_UNIONS = {
     "strategy": {m.model_fields["kind"].default for m in (FedAvgConfig, DittoConfig, Cali3FConfig)},
     "upload": {m.model_fields["kind"].default for m in (TouchedUpload, DenseUpload, PaddedUpload)},
     "index": set(INDEX_KINDS),  # retrieval.index
+    "policy": set(POLICY_KINDS),  # retrieval.policy
 }
 
 
 # Sections whose whole value may be a bare name, and the key that name stands for: an override
 # that reaches into one (``fl.strategy.n_clusters=3`` after ``fl.strategy=cali3f``) opens it.
-BARE_NAME_KEYS = {"strategy": "kind", "fairness": "kind", "optimization": "preset", "upload": "kind", "index": "kind"}
+BARE_NAME_KEYS = {"strategy": "kind", "fairness": "kind", "optimization": "preset", "upload": "kind", "index": "kind",
+                  "policy": "kind"}
 
 
 # --------------------------------------------------------------------------- runtime

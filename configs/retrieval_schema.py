@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BeforeValidator, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
 from configs.base import Location, StrictModel
+from configs.retrieval_policy import FairSyncPolicy, PolicyConfig, POLICY_MOVED, policy_from_old_layout, policy_moves_named
 
 
 class SyntheticEmbeddingsConfig(StrictModel):
@@ -129,6 +130,11 @@ def _from_old_layout(section: dict) -> dict:
     return {**{k: v for k, v in section.items() if k not in _MOVED}, "index": index}
 
 
+def _index_moves_named(keys: list[str]) -> str:
+    return "index settings now sit under retrieval.index with its kind: " + ", ".join(
+        f"retrieval.{key} → retrieval.index.{_MOVED[key]}" for key in keys)
+
+
 class RetrievalConfig(StrictModel):
     """The fair retriever (FairSync): where vectors come from, how items are grouped, the
     exposure targets, the policy that sets the per-group score offsets, and the index layout."""
@@ -149,27 +155,27 @@ class RetrievalConfig(StrictModel):
         FlatIndex(), description="each shard's FAISS index: flat (exact), or an approximate one whose candidates are "
                                  "re-scored exactly by s - mu: ivf (float lists), ivf_rq (residual-quantized lists), "
                                  "hnsw (graph)")
-    policy: Literal["fairsync", "topk", "k_neighbor", "min_regularizer"] = "fairsync"
+    policy: PolicyConfig = Field(
+        FairSyncPolicy(), description="what sets the per-group offsets mu: fairsync (the dual vector), or a baseline: "
+                                      "topk (mu = 0), k_neighbor, min_regularizer")
     exposure_share: float = Field(0.2, ge=0.0, le=1.0,
                                   description="m_g = share x T*K/G: the fraction of an equal split each group is owed")
     horizon: Optional[PositiveInt] = Field(None, description="T; default: the number of evaluation requests")
-    dual_batch_size: PositiveInt = 32
-    dual_lr: PositiveFloat = 0.01
-    dual_optimizer: Literal["adam", "sgd"] = "adam"
-    dual_variant: Literal["projected", "full"] = "projected"
-    k_neighbor_groups: PositiveInt = 1
-    min_regularizer_lambda: PositiveFloat = 1.0
 
     @model_validator(mode="before")
     @classmethod
-    def _index_settings_moved(cls, value):
-        moved = sorted(key for key in _MOVED if isinstance(value, dict) and key in value)
-        if not moved:
-            return value
-        if len(moved) == len(_MOVED) and isinstance(value.get("index"), str):
-            return _from_old_layout(value)  # a run folder's config from before the split: it resumes
-        raise ValueError("index settings now sit under retrieval.index with its kind: "
-                         + ", ".join(f"retrieval.{key} → retrieval.index.{_MOVED[key]}" for key in moved))
+    def _settings_moved(cls, value):
+        """Index and policy settings that sat beside ``index`` / ``policy`` before each was a
+        tagged union are refused naming where they went; a run folder's config from before the
+        split (all of them present) is converted, so the run resumes."""
+        for keys, section, convert, named in ((_MOVED, "index", _from_old_layout, _index_moves_named),
+                                              (POLICY_MOVED, "policy", policy_from_old_layout, policy_moves_named)):
+            moved = sorted(key for key in keys if isinstance(value, dict) and key in value)
+            if len(moved) == len(keys) and isinstance(value.get(section), str):
+                value = convert(value)
+            elif moved:
+                raise ValueError(named(moved))
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "RetrievalConfig":

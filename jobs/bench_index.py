@@ -44,13 +44,13 @@ def learned_mu(shard, catalog, share: float, requests: int, k: int, seed: int) -
     from cluster.retrieval.policies import exposure_targets, make_policy
     from cluster.rng import stream
 
-    cfg = RetrievalConfig(source="synthetic", k=k, exposure_share=share, dual_batch_size=32, dual_lr=0.5)
-    policy = make_policy(cfg, exposure_targets(cfg, catalog.n_groups, requests))
+    cfg = RetrievalConfig(source="synthetic", k=k, exposure_share=share, policy={"kind": "fairsync", "batch_size": 32, "lr": 0.5})
+    policy = make_policy(cfg.policy, exposure_targets(cfg, catalog.n_groups, requests))
     users = stream(seed, "bench_index_duals").integers(0, len(catalog.user_vectors), requests)
     iterates = []
-    for lo in range(0, requests, cfg.dual_batch_size):
+    for lo in range(0, requests, cfg.policy.batch_size):
         shard.set_mu(policy.mu)
-        hits = shard.search(catalog.user_vectors[users[lo:lo + cfg.dual_batch_size]], k)
+        hits = shard.search(catalog.user_vectors[users[lo:lo + cfg.policy.batch_size]], k)
         policy.observe(slots_per_group(hits.items, catalog.item_groups, catalog.n_groups), len(hits.items))
         iterates.append(policy.mu)
     shard.set_mu(np.zeros(catalog.n_groups))

@@ -41,7 +41,7 @@ def bench_config(args: argparse.Namespace, storage: Path) -> SimConfig:
     return SimConfig.model_validate({
         "name": "bench-retrieval", "storage": str(storage),
         "retrieval": {"source": "synthetic", "n_shards": args.shards, "index": index, "k": args.k, "max_k": max(100, args.k),
-                      "dual_batch_size": 32, "dual_lr": 0.5, "exposure_share": 0.5,
+                      "policy": {"kind": "fairsync", "batch_size": 32, "lr": 0.5}, "exposure_share": 0.5,
                       "synthetic": {"n_items": args.items, "n_users": args.users, "dim": args.dim, "n_groups": 8,
                                     "disliked_group": 0}},
     })
@@ -124,7 +124,7 @@ def actors_path(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batches: S
     r = cfg.retrieval
     store = Storage(folder)
     save_partitions(r, catalog, store / "shards", stream(cfg.seed, "partition"))
-    policy = make_policy(r, exposure_targets(r, catalog.n_groups, 100_000))
+    policy = make_policy(r.policy, exposure_targets(r, catalog.n_groups, 100_000))
     actors = start_retrieval(r, catalog, policy, store / "shards", store / "dual", name_prefix="bench-")
     try:
         return {b: _timed(f"(b) fair sharded actors, batch {b}", lambda q: actors.coordinator.retrieve(q, k), queries, b)

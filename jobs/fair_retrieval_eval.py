@@ -24,10 +24,11 @@ import numpy as np
 
 from cluster.retrieval.fairsync import exposure_satisfaction
 from cluster.retrieval.metrics import exposure_shortfall, list_metrics
-from cluster.retrieval.policies import exposure_targets, make_policy
+from cluster.retrieval.policies import configured, exposure_targets, make_policy
 from cluster.rng import stream as rng_stream
 from cluster.storage import Storage
 from configs import SimConfig
+from configs.retrieval_policy import FairSyncPolicy, KNeighborPolicy, MinRegularizerPolicy, PolicyConfig, TopKPolicy
 from jobs.cli import (
     add_storage_argument,
     config_parser,
@@ -36,13 +37,16 @@ from jobs.cli import (
     with_storage,
 )
 
-BASELINES = (("topk", 64), ("k_neighbor", 1), ("min_regularizer", 1))
+# Each baseline with the batch it replays requests in: top-K never updates, so any batch serves it.
+BASELINES = ((TopKPolicy(), 64), (KNeighborPolicy(), 1), (MinRegularizerPolicy(), 1))
 
 
-def methods(cfg: SimConfig, batch_sizes: list[int]) -> list[tuple[str, int]]:
-    """The baselines, then FairSync at the configured B and every B of the sweep (each once)."""
-    sizes = sorted(set(batch_sizes) | {cfg.retrieval.dual_batch_size})
-    return [*BASELINES] + [("fairsync", b) for b in sizes]
+def methods(cfg: SimConfig, batch_sizes: list[int]) -> list[tuple[PolicyConfig, int]]:
+    """The baselines (the configured one with its settings), then FairSync at the configured B
+    and every B of the sweep (each once)."""
+    fairsync = configured(cfg.retrieval, FairSyncPolicy())
+    sizes = sorted(set(batch_sizes) | {fairsync.batch_size})
+    return [(configured(cfg.retrieval, policy), batch) for policy, batch in BASELINES] + [(fairsync, b) for b in sizes]
 
 
 def evaluate(cfg: SimConfig, catalog, requests, folder: Storage, batch_sizes: list[int]) -> tuple[list[dict], list[dict]]:
@@ -60,11 +64,11 @@ def evaluate(cfg: SimConfig, catalog, requests, folder: Storage, batch_sizes: li
     rows, exposure_rows, shards = [], [], []
     try:
         shards = start_shards(r, catalog.n_groups, folder / "shards", name_prefix="eval-")
-        for index, (policy_name, batch) in enumerate(methods(cfg, batch_sizes)):
-            result = _replay_method(r.model_copy(update={"policy": policy_name}), catalog, requests, targets, shards,
-                                    folder / f"state-{index}", f"eval{index}-", batch)
-            rows.append(_row(policy_name, batch, result, requests, targets))
-            exposure_rows += _exposure_rows(policy_name, batch, result, targets, catalog.group_names)
+        for index, (policy, batch) in enumerate(methods(cfg, batch_sizes)):
+            result = _replay_method(policy, r.k, catalog, requests, targets, shards, folder / f"state-{index}",
+                                    f"eval{index}-", batch)
+            rows.append(_row(policy.kind, batch, result, requests, targets))
+            exposure_rows += _exposure_rows(policy.kind, batch, result, targets, catalog.group_names)
             print(_line(rows[-1]), flush=True)
     finally:
         for shard in shards:
@@ -74,7 +78,8 @@ def evaluate(cfg: SimConfig, catalog, requests, folder: Storage, batch_sizes: li
     return rows, exposure_rows
 
 
-def _replay_method(policy_cfg, catalog, requests, targets, shards: list, state: Storage, prefix: str, batch: int):
+def _replay_method(policy: PolicyConfig, k: int, catalog, requests, targets, shards: list, state: Storage, prefix: str,
+                   batch: int):
     import ray
 
     from actors.retrieval_coordinator import Coordinator
@@ -82,10 +87,10 @@ def _replay_method(policy_cfg, catalog, requests, targets, shards: list, state: 
     from jobs.retrieval_replay import replay
 
     ray.get([s.forget_mu.remote() for s in shards])
-    dual = start_dual(make_policy(policy_cfg, targets, batch=batch), shards, state, name_prefix=prefix)
+    dual = start_dual(make_policy(policy, targets, batch=batch), shards, state, name_prefix=prefix)
     try:
         ray.get(dual.ready.remote())
-        return replay(Coordinator(shards, dual, catalog.item_groups), catalog, requests, policy_cfg.k, batch)
+        return replay(Coordinator(shards, dual, catalog.item_groups), catalog, requests, k, batch)
     finally:
         ray.kill(dual, no_restart=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from cluster.data.parquet_io import write_table_atomic
+from cluster.retrieval.policies import fairsync_batch
 from cluster.storage import Storage
 from configs import SimConfig, config_hash
 from jobs.outputs import write_text_atomic
@@ -18,8 +19,8 @@ def write_report(folder: Storage, cfg: SimConfig, rows: list[dict], exposure_row
     write_table_atomic(pa.Table.from_pylist([{**r, **stamp} for r in rows]), folder / "results.parquet")
     write_table_atomic(pa.Table.from_pylist([{**r, **stamp} for r in exposure_rows]), folder / "exposure.parquet")
     write_text_atomic(folder / "results.md", markdown_table(rows, cfg.retrieval.k))
-    plot_exposure(folder / "exposure.png", exposure_rows, cfg.retrieval.dual_batch_size)
-    plot_batch_sizes(folder / "batch_size.png", rows, cfg.retrieval.dual_batch_size)
+    plot_exposure(folder / "exposure.png", exposure_rows, fairsync_batch(cfg.retrieval))
+    plot_batch_sizes(folder / "batch_size.png", rows, fairsync_batch(cfg.retrieval))
 
 
 def markdown_table(rows: list[dict], k: int) -> str:

@@ -40,6 +40,6 @@ def start_backend(cfg: SimConfig, name_prefix: str = "") -> Backend:
     folder = Storage(cfg.storage) / f"serve-{cfg.name}-{config_hash(cfg)[:8]}"
     if saved_partitions(folder / "shards") != r.n_shards:
         save_partitions(r, catalog, folder / "shards", rng_stream(cfg.seed, "partition"))
-    policy = make_policy(r, exposure_targets(r, catalog.n_groups, horizon))
+    policy = make_policy(r.policy, exposure_targets(r, catalog.n_groups, horizon))
     actors = start_retrieval(r, catalog, policy, folder / "shards", folder, name_prefix, reuse=True)
     return Backend(catalog, actors, folder)

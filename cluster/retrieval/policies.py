@@ -6,6 +6,7 @@ from typing import Union
 
 from cluster.retrieval.baselines import KNeighbor, MinRegularizer, TopK
 from cluster.retrieval.fairsync import DualVector, ExposureTargets
+from configs.retrieval_policy import FairSyncPolicy, PolicyConfig
 from configs.schema import RetrievalConfig
 
 Policy = Union[DualVector, TopK, KNeighbor, MinRegularizer]
@@ -16,13 +17,23 @@ def exposure_targets(cfg: RetrievalConfig, n_groups: int, horizon: int) -> Expos
     return ExposureTargets.uniform(cfg.exposure_share * horizon * cfg.k / n_groups, n_groups, horizon, cfg.k)
 
 
-def make_policy(cfg: RetrievalConfig, targets: ExposureTargets, batch: int | None = None) -> Policy:
-    factories = {
-        "fairsync": lambda: DualVector(targets, batch or cfg.dual_batch_size, cfg.dual_lr, cfg.dual_optimizer,
-                                       cfg.dual_variant),
-        "topk": lambda: TopK(targets),
-        "k_neighbor": lambda: KNeighbor(targets, min(cfg.k_neighbor_groups, len(targets.m))),
-        "min_regularizer": lambda: MinRegularizer(targets, cfg.min_regularizer_lambda),
-    }
-    return factories[cfg.policy]()
+def make_policy(policy: PolicyConfig, targets: ExposureTargets, batch: int | None = None) -> Policy:
+    """The policy ``policy`` describes; ``batch`` overrides FairSync's B (the evaluation's sweep)."""
+    if policy.kind == "fairsync":
+        return DualVector(targets, batch or policy.batch_size, policy.lr, policy.optimizer, policy.variant)
+    if policy.kind == "k_neighbor":
+        return KNeighbor(targets, min(policy.groups, len(targets.m)))
+    if policy.kind == "min_regularizer":
+        return MinRegularizer(targets, policy.strength)
+    return TopK(targets)
 
+
+def configured(cfg: RetrievalConfig, default: PolicyConfig) -> PolicyConfig:
+    """The configured policy where it is of ``default``'s kind, else ``default`` (an evaluation
+    runs every kind, each with its configured settings where it has them)."""
+    return cfg.policy if cfg.policy.kind == default.kind else default
+
+
+def fairsync_batch(cfg: RetrievalConfig) -> int:
+    """FairSync's B as an evaluation runs it: the configured one, or the default."""
+    return configured(cfg, FairSyncPolicy()).batch_size

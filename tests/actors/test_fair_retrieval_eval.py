@@ -20,7 +20,7 @@ def test_eval_job_compares_fairsync_with_the_baselines(tmp_path: Path, capsys):
         "--set", f"storage={tmp_path}", "--set", "retrieval.synthetic.n_items=1500",
         "--set", "retrieval.synthetic.n_users=150", "--set", "retrieval.synthetic.dim=8",
         "--set", "retrieval.synthetic.n_groups=4", "--set", "retrieval.n_shards=2",
-        "--set", "retrieval.dual_batch_size=4",  # 150 requests: enough dual steps to catch up
+        "--set", "retrieval.policy.batch_size=4",  # 150 requests: enough dual steps to catch up
     ])
     assert code == 0
     (folder,) = tmp_path.glob("retrieval-*")

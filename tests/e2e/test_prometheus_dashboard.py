@@ -157,7 +157,7 @@ def deploy_retriever(head: HeadNode, folder: Path) -> int:
     app["args"]["config"] = str(REPO_ROOT / app["args"]["config"])
     app["args"]["overrides"] = [
         "name=prom-retriever", location(folder / "retriever"), "retrieval.synthetic.n_items=2000",
-        "retrieval.synthetic.n_users=50", "retrieval.n_shards=1", "retrieval.dual_batch_size=4",
+        "retrieval.synthetic.n_users=50", "retrieval.n_shards=1", "retrieval.policy.batch_size=4",
     ]
     path = folder / "serve.yaml"
     path.write_text(yaml.safe_dump(config))

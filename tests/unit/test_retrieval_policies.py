@@ -2,13 +2,16 @@
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from cluster.retrieval.baselines import MASK, KNeighbor, MinRegularizer, TopK
 from cluster.retrieval.catalog import encode_groups, popularity_groups
 from cluster.retrieval.fairsync import DualVector, ExposureTargets
 from cluster.retrieval.metrics import exposure_shortfall, list_metrics
 from cluster.retrieval.policies import exposure_targets, make_policy
+from configs import ConfigError, load_config
 from configs.schema import RetrievalConfig
+from jobs.fair_retrieval_eval import methods
 
 TARGETS = ExposureTargets(np.array([10.0, 10.0, 10.0]), horizon=20, k=5)
 
@@ -43,13 +46,52 @@ def test_policy_state_round_trip():
 
 
 def test_factory_and_targets_follow_the_config():
-    cfg = RetrievalConfig(k=5, exposure_share=0.5, policy="fairsync", dual_batch_size=7)
+    cfg = RetrievalConfig(k=5, exposure_share=0.5, policy={"kind": "fairsync", "batch_size": 7})
     targets = exposure_targets(cfg, n_groups=4, horizon=100)
     assert targets.m.tolist() == [62.5] * 4  # 0.5 × 100 × 5 / 4
-    policy = make_policy(cfg, targets)
+    policy = make_policy(cfg.policy, targets)
     assert isinstance(policy, DualVector) and policy.batch == 7
-    assert make_policy(cfg, targets, batch=1).batch == 1
-    assert isinstance(make_policy(cfg.model_copy(update={"policy": "k_neighbor"}), targets), KNeighbor)
+    assert make_policy(cfg.policy, targets, batch=1).batch == 1
+    neighbor = make_policy(RetrievalConfig(policy={"kind": "k_neighbor", "groups": 2}).policy, targets)
+    assert isinstance(neighbor, KNeighbor) and neighbor.nearest_k == 2
+    regularizer = make_policy(RetrievalConfig(policy={"kind": "min_regularizer", "strength": 3.0}).policy, targets)
+    assert isinstance(regularizer, MinRegularizer) and regularizer.strength == 3.0
+    assert isinstance(make_policy(RetrievalConfig(policy="topk").policy, targets), TopK)
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"policy": {"kind": "topk", "lr": 0.5}}, "lr"),  # another kind's setting is unknown here
+    ({"policy": {"kind": "fairsync", "groups": 2}}, "groups"),
+    ({"policy": {"kind": "fairsync", "batch_size": 0}}, "batch_size"),
+    ({"policy": "fair"}, "fair"),
+    ({"dual_lr": 0.5}, r"retrieval.dual_lr → retrieval.policy.lr \(kind fairsync\)"),
+    ({"policy": "k_neighbor", "k_neighbor_groups": 2}, r"retrieval.k_neighbor_groups → retrieval.policy.groups"),
+])
+def test_bad_policy_settings_are_rejected_naming_the_field(section, message):
+    with pytest.raises(ValidationError, match=message):
+        RetrievalConfig(**section)
+
+
+def test_a_run_folders_config_from_before_the_policy_split_still_loads():
+    old = {"policy": "min_regularizer", "dual_batch_size": 16, "dual_lr": 0.5, "dual_optimizer": "sgd",
+           "dual_variant": "full", "k_neighbor_groups": 2, "min_regularizer_lambda": 3.0}
+    assert RetrievalConfig(**old).policy.model_dump() == {"kind": "min_regularizer", "strength": 3.0}
+    old["policy"] = "fairsync"
+    assert RetrievalConfig(**old).policy.model_dump() == {"kind": "fairsync", "batch_size": 16, "lr": 0.5,
+                                                          "optimizer": "sgd", "variant": "full"}
+
+
+FAIRSYNC_DEFAULTS = {"kind": "fairsync", "batch_size": 32, "lr": 0.01, "optimizer": "adam", "variant": "projected"}
+
+
+def test_the_evaluation_runs_every_kind_with_the_configured_settings_where_given():
+    cfg = load_config(None, ["retrieval.policy=k_neighbor", "retrieval.policy.groups=3"])
+    kinds = [(policy.model_dump(), batch) for policy, batch in methods(cfg, [8])]
+    assert kinds == [({"kind": "topk"}, 64), ({"kind": "k_neighbor", "groups": 3}, 1),
+                     ({"kind": "min_regularizer", "strength": 1.0}, 1),
+                     *[(FAIRSYNC_DEFAULTS, batch) for batch in (8, 32)]]  # the sweep's B, and the default one
+    with pytest.raises(ConfigError, match=r"retrieval\.policy\.groups: unknown key \(not a setting of kind 'fairsync'\)"):
+        load_config(None, ["retrieval.policy.groups=3"])
 
 
 def test_infeasible_targets_are_refused_with_the_numbers():
