@@ -201,9 +201,13 @@ def test_retriever_shards_on_node_2_answer_over_http_and_a_killed_one_comes_back
                               "retrieval.synthetic.n_items=2000", "retrieval.synthetic.n_users=50"]}}],
     }))
     serve_cli = str(Path(sys.executable).parent / "serve")
-    process = subprocess.Popen([serve_cli, "run", "--address", head.gcs_address, str(serve_config)], cwd=REPO_ROOT,
-                               env=head.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    # A file, not a pipe: serve run streams every replica's log lines, and once a pipe nobody
+    # reads is full it blocks in write() and cannot finish shutting down on Ctrl-C.
+    log = tmp_path / "serve-run.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen([serve_cli, "run", "--address", head.gcs_address, str(serve_config)],
+                                   cwd=REPO_ROOT, env=head.env, stdout=sink, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
     def answer() -> dict | None:
@@ -226,5 +230,8 @@ def test_retriever_shards_on_node_2_answer_over_http_and_a_killed_one_comes_back
         assert back.node_id == node2  # reloaded its partition from storage, on node 2
         again = _wait_for(lambda: (a := answer()) is not None and not a["partial"] and a, what="a full answer")
         assert len(again["items"]) == 5
+    except Exception:
+        print(log.read_text()[-4000:])
+        raise
     finally:
         stop_process(process, group=True, first=signal.SIGINT)  # serve run shuts the app down on Ctrl-C
