@@ -20,7 +20,7 @@ Federated placement (no raw client data leaves a client):
 - Clients, while training on the global model β_p they received, also compute on their own
   samples the per-sample correctness of β_p (1 when the prediction matches the label; any
   per-sample value in [0, 1] works, e.g. a leave-one-out hit). They upload only these scalars
-  beside the update they already send (LocalResult carries the mean loss and sample count):
+  beside the update they already send (ClientUpdate carries the mean loss and sample count):
   no features, item ids, labels or user vectors.
 - The reference side is a fixed per-tier table A_t(β_0) measured once on the reference run
   (same seed and tier mapping); β_0 never changes, so re-measuring it each round would only add
@@ -47,7 +47,7 @@ samples; Σ_c w_c = 1 (the total step size is unchanged) and λ = 0 gives FedAvg
 from the round has no ∇L_t: its term is dropped (λ_t taken as 0 for this round's weights).
 When Λ exceeds 1 + λ_t/s_t, tier t's weight is negative: that is the Lagrangian (ψ̃ subtracts
 the overall loss), and a large λ on one tier pushes the others' loss up. Sample counts only
-enter as ratios, so LocalResult.n_samples (positives; the loss also averages the negatives,
+enter as ratios, so ClientUpdate.n_samples (positives; the loss also averages the negatives,
 at a fixed ratio) gives the same weights as a count of all samples.
 
 Why not cooper (cooper-optim 1.0.0, checked by introspection). Cooper's unit of work is

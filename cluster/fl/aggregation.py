@@ -7,20 +7,20 @@ result does not depend on how clients were spread over worker actors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
 from cluster.arrays import ranges
 from cluster.fl.compression import masked_average
-from cluster.models.ncf import NCFSpec, channel_masks
-from cluster.fl.types import LocalResult
+from cluster.fl.types import ClientUpdate
 
 
-def merge_results(results: list[LocalResult], spec: NCFSpec) -> LocalResult:
-    """One LocalResult of all clients in ``results``, ordered by client id."""
+def merge_updates(results: list[ClientUpdate], empty: ClientUpdate) -> ClientUpdate:
+    """One update of all clients in ``results``, ordered by client id (``empty`` when there are none)."""
     results = [r for r in results if len(r.clients)]
     if not results:
-        return empty_result(spec)
+        return empty
     clients = np.concatenate([r.clients for r in results])
     order = np.argsort(clients, kind="stable")
     rank = np.empty_like(order)
@@ -29,23 +29,32 @@ def merge_results(results: list[LocalResult], spec: NCFSpec) -> LocalResult:
     row_owner = np.concatenate([rank[r.row_owner + off] for r, off in zip(results, offsets)])
     row_order = np.argsort(row_owner, kind="stable")
     cat = lambda name: np.concatenate([getattr(r, name) for r in results])  # noqa: E731
-    return LocalResult(
+    by_name = lambda name: {n: np.concatenate([getattr(r, name)[n] for r in results])  # noqa: E731
+                            for n in getattr(results[0], name)}
+    return ClientUpdate(
         clients=clients[order],
         n_samples=cat("n_samples")[order],
         loss=cat("loss")[order],
-        touched_rows=cat("touched_rows")[order],
+        dense_deltas={n: v[order] for n, v in by_name("dense_deltas").items()},
         item_ids=cat("item_ids")[row_order],
         row_owner=row_owner[row_order].astype(np.int32),
-        item_deltas={t: np.concatenate([r.item_deltas[t] for r in results])[row_order] for t in spec.item_tables},
-        dense_deltas={n: np.concatenate([r.dense_deltas[n] for r in results])[order] for n in spec.dense_shapes()},
+        item_deltas={t: v[row_order] for t, v in by_name("item_deltas").items()},
+        touched_rows=_merge_per_client(results, "touched_rows", order),
+        fractions=_merge_fractions(results, order),
+        **dict(zip(("correct", "correct_counts"), merge_reported(results, order))),
+        proxy_deltas={n: v[order] for n, v in by_name("proxy_deltas").items()},
         cluster_dense_deltas=merge_optional(results, "cluster_dense_deltas", order),
         user_deltas=merge_optional(results, "user_deltas", order),
-        **dict(zip(("correct", "correct_counts"), merge_reported(results, order))),
-        fractions=_merge_fractions(results, order),
     )
 
 
-def _merge_fractions(results: list[LocalResult], order: np.ndarray) -> np.ndarray | None:
+def _merge_per_client(results: list[ClientUpdate], name: str, order: np.ndarray) -> np.ndarray | None:
+    """A (C,) array some model families send and others do not (None)."""
+    parts = [getattr(r, name) for r in results]
+    return None if any(p is None for p in parts) else np.concatenate(parts)[order]
+
+
+def _merge_fractions(results: list[ClientUpdate], order: np.ndarray) -> np.ndarray | None:
     """The clients' widths in merged order; None when every client trained the whole model."""
     if all(r.fractions is None for r in results):
         return None
@@ -64,7 +73,7 @@ def merge_reported(results: list, order: np.ndarray) -> tuple[np.ndarray, np.nda
     return correct[ranges(starts[order], counts[order])], counts[order]
 
 
-def merge_optional(results: list[LocalResult], field: str, order: np.ndarray) -> dict[str, np.ndarray] | None:
+def merge_optional(results: list[ClientUpdate], field: str, order: np.ndarray) -> dict[str, np.ndarray] | None:
     """A per-client field that only some strategies upload: all results have it, or none do."""
     parts = [getattr(r, field) for r in results]
     if all(p is None for p in parts):
@@ -74,50 +83,50 @@ def merge_optional(results: list[LocalResult], field: str, order: np.ndarray) ->
     return {name: np.concatenate([p[name] for p in parts])[order] for name in parts[0]}
 
 
-def empty_result(spec: NCFSpec) -> LocalResult:
-    return LocalResult(
+def empty_update(dense_shapes: dict[str, tuple[int, ...]], item_tables: dict[str, int] | None = None) -> ClientUpdate:
+    """No clients: dense parts (0, *shape), and rows (0, d) of each sparsely sent table (name: d)."""
+    return ClientUpdate(
         clients=np.zeros(0, np.int64), n_samples=np.zeros(0, np.int64), loss=np.zeros(0, np.float32),
-        touched_rows=np.zeros(0, np.int64), item_ids=np.zeros(0, np.int64), row_owner=np.zeros(0, np.int32),
-        item_deltas={t: np.zeros((0, spec.dim), np.float32) for t in spec.item_tables},
-        dense_deltas={n: np.zeros((0, *s), np.float32) for n, s in spec.dense_shapes().items()},
+        dense_deltas={n: np.zeros((0, *s), np.float32) for n, s in dense_shapes.items()},
+        item_deltas={t: np.zeros((0, d), np.float32) for t, d in (item_tables or {}).items()},
+        touched_rows=None if item_tables is None else np.zeros(0, np.int64),
     )
 
 
-def fedavg(merged: LocalResult, spec: NCFSpec, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Σ_c n_c Δ_c / Σ_c n_c over the kept clients (McMahan et al. 2017), for every global
-    parameter; item rows a client did not touch count as a zero update. ``weights`` (C,)
-    replace n_c / Σ n: they sum to 1 and may be negative (CEAG's re-weighting)."""
+def fedavg(merged: ClientUpdate, n_rows: int, weights: np.ndarray | None = None,
+           channel_masks: Callable[[float], dict[str, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+    """Σ_c n_c Δ_c / Σ_c n_c over the kept clients (McMahan et al. 2017), for every parameter
+    they sent; a sparsely sent table has ``n_rows`` rows, and a row a client did not send counts
+    as a zero update. ``weights`` (C,) replace n_c / Σ n: they sum to 1 and may be negative
+    (CEAG's re-weighting). When some clients trained narrowed models (``merged.fractions``),
+    each dense entry is averaged only over the clients whose sub-model holds it (HeteroFL: zeros
+    outside a slice are "not trained", not "no change"), ``channel_masks(width)`` giving the
+    entries a width holds."""
     total = float(merged.n_samples.sum())
     if total == 0:
         return {}
     weights = (merged.n_samples / total if weights is None else np.asarray(weights)).astype(np.float32)
     delta: dict[str, np.ndarray] = {}
     row_weight = weights[merged.row_owner][:, None]
-    for table in spec.item_tables:
-        weighted = merged.item_deltas[table] * row_weight
+    for table, rows in merged.item_deltas.items():
+        weighted = rows * row_weight
         # bincount adds rows in array order (client-sorted), in float64: a fixed summation order,
         # far faster than np.add.at or a sort + reduceat.
         delta[table] = np.stack(
-            [np.bincount(merged.item_ids, weights=weighted[:, k], minlength=spec.n_items) for k in range(spec.dim)],
+            [np.bincount(merged.item_ids, weights=weighted[:, k], minlength=n_rows) for k in range(rows.shape[1])],
             axis=1,
         ).astype(np.float32)
-    if merged.fractions is not None:  # HeteroFL: each entry over the clients that hold it
-        delta.update(_masked_dense(merged, spec, weights, merged.n_samples / total))
+    if merged.fractions is not None:
+        if channel_masks is None:
+            raise ValueError("clients trained narrowed models (fractions), so fedavg needs their channel_masks")
+        masks = {float(f): channel_masks(float(f)) for f in np.unique(merged.fractions)}
+        sample_weights = merged.n_samples / total
+        delta.update({name: masked_average(value, np.stack([masks[float(f)][name] for f in merged.fractions]), weights,
+                                           sample_weights) for name, value in merged.dense_deltas.items()})
         return delta
-    for name, shape in spec.dense_shapes().items():
-        weighted = merged.dense_deltas[name] * weights.reshape(-1, *([1] * len(shape)))
-        delta[name] = np.add.reduce(weighted, axis=0, dtype=np.float32)
+    for name, value in merged.dense_deltas.items():
+        delta[name] = np.add.reduce(value * weights.reshape(-1, *([1] * (value.ndim - 1))), axis=0, dtype=np.float32)
     return delta
-
-
-def _masked_dense(merged: LocalResult, spec: NCFSpec, weights: np.ndarray,
-                  sample_weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Every dense entry averaged only over the clients whose sub-model holds it, normalized by
-    their sample weights (as the click models' ``average_deltas``)."""
-    masks = {float(f): channel_masks(spec, float(f)) for f in np.unique(merged.fractions)}
-    return {name: masked_average(merged.dense_deltas[name],
-                                 np.stack([masks[float(f)][name] for f in merged.fractions]), weights, sample_weights)
-            for name in spec.dense_shapes()}
 
 
 def add_weighted_deltas(average: dict[str, np.ndarray], deltas: dict[str, np.ndarray],

@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from cluster.models.ncf import NCFSpec
-from cluster.fl.types import LocalResult
+from cluster.fl.types import ClientUpdate
 
 # A delegate computes its gradient at w and at v_p: two forward/backward passes per step.
 COMPUTE_MULTIPLIER = 2.0
@@ -102,7 +102,7 @@ def fastagg_items(item_ids: np.ndarray, row_deltas: np.ndarray, n_items: int) ->
 
         I[i] ← Σ_d a_{d,i} I_d[i] / Σ_d a_{d,i} = I[i] + Σ_d a_{d,i} Δ_{d,i} / Σ_d a_{d,i}.
 
-    item_ids: (R,), row_deltas: (R, d), rows in client-id order (as ``merge_results`` gives).
+    item_ids: (R,), row_deltas: (R, d), rows in client-id order (as ``merge_updates`` gives).
     Returns the update (n_items, d) float32 to add (server SGD at lr 1 applies eq. 5 exactly).
     Unlike FedAvg, a client that did not touch an item does not dilute its update; a row no
     delegate changed (a_{d,i} = 0 for all d) stays as it is."""
@@ -115,7 +115,7 @@ def fastagg_items(item_ids: np.ndarray, row_deltas: np.ndarray, n_items: int) ->
     return np.divide(summed, total[:, None], out=np.zeros_like(summed), where=total[:, None] > 0).astype(np.float32)
 
 
-def fastagg_item_deltas(merged: LocalResult, spec: NCFSpec) -> dict[str, np.ndarray]:
+def fastagg_item_deltas(merged: ClientUpdate, spec: NCFSpec) -> dict[str, np.ndarray]:
     """``fastagg_items`` for every item table of the delegates' merged upload, weighted per table."""
     return {t: fastagg_items(merged.item_ids, merged.item_deltas[t], spec.n_items) for t in spec.item_tables}
 

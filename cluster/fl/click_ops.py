@@ -4,20 +4,21 @@ HeteroFL-masked FedAvg, AUC per tier. See ``cluster/fl/model_ops.py`` for the in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 import numpy as np
 
 from cluster.fl.cali3f import fastagg_dense_rows
 from cluster.fl.click_metrics import auc_summary
-from cluster.fl.click_aggregation import average_deltas, merge_click_results
+from cluster.fl.aggregation import empty_update, fedavg, merge_updates
 from cluster.fl.click_upload import dense_entries
 from cluster.fl.clock import RoundCosts
 from cluster.fl.model_ops import NOTHING_EXTRA
 from cluster.fl.strategies.base import ExtraPayload
-from cluster.models.click import ClickSpec, initial_params, is_embedding
+from cluster.models.click import ClickSpec, channel_masks, initial_params, is_embedding
 from cluster.tiers.optimizations import TierPlan
-from cluster.fl.types import ClickLocalResult, ClientSettings
+from cluster.fl.types import ClientSettings, ClientUpdate
 from configs.fl_schema import TouchedUpload, UploadConfig
 
 
@@ -59,26 +60,20 @@ class ClickOps:
         return ClientSettings(plan.width(tiers), plan.kind, plan.compression_level(tiers), plan.rescale_pruned,
                               self.upload, share)
 
-    def merge(self, results: list[ClickLocalResult]) -> ClickLocalResult:
-        results = [r for r in results if len(r.clients)]
-        if not results:
-            shapes = self.spec.shapes()
-            return ClickLocalResult(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32),
-                                    np.zeros(0, np.float32), {n: np.zeros((0, *s), np.float32) for n, s in shapes.items()})
-        return merge_click_results(results)
+    def merge(self, results: list[ClientUpdate]) -> ClientUpdate:
+        return merge_updates(results, empty_update(self.spec.shapes()))
 
-    def average(self, merged: ClickLocalResult, weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
-        if len(merged.clients) == 0:
-            return {}
-        return average_deltas(self.spec, merged, weights)
+    def average(self, merged: ClientUpdate, weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+        """Every parameter is sent whole (``dense_deltas``): there are no sparse rows."""
+        return fedavg(merged, 0, weights, partial(channel_masks, self.spec))
 
-    def upload_stats(self, merged: ClickLocalResult) -> dict:
-        rows = sum(int((np.abs(d).sum(axis=2) > 0).sum()) for n, d in merged.deltas.items() if is_embedding(n))
+    def upload_stats(self, merged: ClientUpdate) -> dict:
+        rows = sum(int((np.abs(d).sum(axis=2) > 0).sum()) for n, d in merged.dense_deltas.items() if is_embedding(n))
         return {"upload_rows": rows}
 
-    def fastagg(self, merged: ClickLocalResult) -> dict[str, np.ndarray]:
+    def fastagg(self, merged: ClientUpdate) -> dict[str, np.ndarray]:
         """Every embedding table is shared (there is no user table), so FastAgg sets them all."""
-        return {table: fastagg_dense_rows(merged.deltas[table]) for table in self.spec.item_tables}
+        return {table: fastagg_dense_rows(merged.dense_deltas[table]) for table in self.spec.item_tables}
 
     def summarize(self, owners, labels, scores, tier_of_user, tier_names, split: str = "test") -> dict[str, float]:
         return auc_summary(owners, labels, scores, tier_of_user, tier_names, split)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 import numpy as np
@@ -28,12 +29,11 @@ import torch.nn.functional as F
 
 from cluster.data.click_features import ClickFeatures, select_clients
 from cluster.fairness.ranking import pairwise_bits
-from cluster.fl.aggregation import ServerOptimizer
-from cluster.fl.click_aggregation import average_deltas
+from cluster.fl.aggregation import ServerOptimizer, fedavg
 from cluster.fl.click_batches import grouped_batches
-from cluster.models.click import ClickSpec, channel_slices, narrow_params
+from cluster.models.click import ClickSpec, channel_masks, channel_slices, narrow_params
 from cluster.models.click_net import forward
-from cluster.fl.types import ClickLocalResult
+from cluster.fl.types import ClientUpdate, channel_widths
 
 
 
@@ -64,7 +64,7 @@ def train_local_click(
     rows: np.ndarray,
     fractions: np.ndarray | None = None,
     client_dense: Optional[dict[str, np.ndarray]] = None,
-) -> ClickLocalResult:
+) -> ClientUpdate:
     """Train clients ``clients`` (C,), whose samples are the feature rows
     ``rows[indptr[c]:indptr[c+1]]``, each at width ``fractions[c]`` (default 1: the full model),
     from the global model or, for the tensors in ``client_dense[name]`` (C, *shape), from each
@@ -85,9 +85,9 @@ def train_local_click(
             first_logits = _full_model_logits(spec, start, batch, len(counts))
         out.add(spec, chunk[:real], fraction, first_loss, _reported(recipe, first_logits, labels.numpy(), counts),
                 chunk_deltas, chunk_proxy)
-    return ClickLocalResult(
+    return ClientUpdate(
         clients=np.asarray(clients, dtype=np.int64), n_samples=np.diff(indptr).astype(np.int64), loss=out.loss,
-        fractions=fractions, deltas=out.deltas, correct=np.concatenate(out.correct).astype(np.float32),
+        dense_deltas=out.deltas, fractions=channel_widths(fractions), correct=np.concatenate(out.correct).astype(np.float32),
         correct_counts=np.array([len(c) for c in out.correct], dtype=np.int64), proxy_deltas=out.proxy_deltas,
     )
 
@@ -198,10 +198,10 @@ def fedavg_round(
     user_rows: np.ndarray,
     clients: np.ndarray,
     fractions: np.ndarray | None = None,
-) -> ClickLocalResult:
+) -> ClientUpdate:
     """One in-process round: train ``clients`` (users with at least one row in the by-user CSR
     ``user_indptr``, ``user_rows``), average, and step ``server`` on ``params`` in place."""
     indptr, rows = select_clients(user_indptr, user_rows, clients)
     result = train_local_click(spec, recipe, params, features, clients, indptr, rows, fractions)
-    server.step(params, average_deltas(spec, result))
+    server.step(params, fedavg(result, 0, channel_masks=partial(channel_masks, spec)))
     return result

@@ -21,7 +21,7 @@ from cluster.fl.compression import compress_values, is_neutral
 from cluster.fl.upload_rows import SentRows, fill_decoys, sent_row_count
 from cluster.models.click import EMBEDDING_PREFIX, ClickSpec, channel_masks
 from cluster.rng import stream
-from cluster.fl.types import ClickLocalResult
+from cluster.fl.types import ClientUpdate
 from configs.fl_schema import TouchedUpload, UploadConfig
 
 
@@ -63,12 +63,12 @@ def upload_size(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, ro
     return entries, id_count
 
 
-def add_decoys(result: ClickLocalResult, sent: Sequence[SentRows], seed: int, round_index: int) -> ClickLocalResult:
+def add_decoys(result: ClientUpdate, sent: Sequence[SentRows], seed: int, round_index: int) -> ClientUpdate:
     """``result`` with each client's decoy rows filled (``upload_rows.fill_decoys``), from the
     client's own stream (seed, round, client); a proxy upload gets its own decoy values."""
     if not any(len(ids) for s in sent for ids in s.decoys.values()):
         return result
-    return replace(result, deltas=_with_decoys(result.deltas, result.clients, sent, seed, round_index, "upload-decoy-values"),
+    return replace(result, dense_deltas=_with_decoys(result.dense_deltas, result.clients, sent, seed, round_index, "upload-decoy-values"),
                    proxy_deltas=_with_decoys(result.proxy_deltas, result.clients, sent, seed, round_index,
                                              "proxy-decoy-values"))
 
@@ -88,14 +88,14 @@ def _with_decoys(tensors: dict[str, np.ndarray], clients: np.ndarray, sent: Sequ
 
 def compress_upload(
     spec: ClickSpec,
-    result: ClickLocalResult,
+    result: ClientUpdate,
     sent: Sequence[dict[str, np.ndarray]],
     kind: str,
     levels: np.ndarray,
     seed: int,
     round_index: int,
     rescale_pruned: bool = False,
-) -> ClickLocalResult:
+) -> ClientUpdate:
     """The deltas as the server reconstructs them after each client's ``kind`` compression
     ('prune', 'quant', 'quants'; anything else: sent as float32) at its ``levels[c]`` (prune
     share or bits), tensor by tensor over the entries it sends: its width's dense entries and
@@ -105,9 +105,10 @@ def compress_upload(
     each from a stream of its own."""
     if kind not in ("prune", "quant", "quants"):
         return result
-    upload = _Compression(spec, result.fractions, sent, kind, levels, rescale_pruned)
+    widths = np.ones(len(result.clients), np.float32) if result.fractions is None else result.fractions
+    upload = _Compression(spec, widths, sent, kind, levels, rescale_pruned)
     cluster = result.cluster_dense_deltas
-    return replace(result, deltas=upload.apply(result.deltas, result.clients, seed, round_index, "compress"),
+    return replace(result, dense_deltas=upload.apply(result.dense_deltas, result.clients, seed, round_index, "compress"),
                    proxy_deltas=upload.apply(result.proxy_deltas, result.clients, seed, round_index, "compress-proxy"),
                    cluster_dense_deltas=None if cluster is None else upload.apply(
                        cluster, result.clients, seed, round_index, "compress-cluster"))

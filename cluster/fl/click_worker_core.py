@@ -22,7 +22,7 @@ from cluster.fl.clustering import assign_clusters, fixed_point_sums, mean_item_r
 from cluster.fl.worker_core import held_positions
 from cluster.models.click import ClickSpec, initial_params
 from cluster.storage import Storage
-from cluster.fl.types import ClickLocalResult, ClientSettings, ClusterView
+from cluster.fl.types import ClientUpdate, ClientSettings, ClusterView
 from configs.fl_schema import UploadConfig
 
 
@@ -44,7 +44,7 @@ class ClickWorkerCore:
         return len(self.shard.clients)
 
     def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray],
-              settings: Optional[ClientSettings] = None) -> ClickLocalResult:
+              settings: Optional[ClientSettings] = None) -> ClientUpdate:
         clients = np.asarray(clients, dtype=np.int64)
         indptr, rows = self.shard.client_rows(held_positions(self.shard.clients, clients))
         if settings is None:
@@ -66,8 +66,8 @@ class ClickWorkerCore:
         return compress_upload(self.spec, result, [s.rows for s in sent], settings.kind, settings.levels, self.seed,
                                round_index, settings.rescale_pruned)
 
-    def _cluster_pass(self, at_global: ClickLocalResult, params: dict[str, np.ndarray], settings: ClientSettings,
-                      clients: np.ndarray, indptr: np.ndarray, rows: np.ndarray) -> ClickLocalResult:
+    def _cluster_pass(self, at_global: ClientUpdate, params: dict[str, np.ndarray], settings: ClientSettings,
+                      clients: np.ndarray, indptr: np.ndarray, rows: np.ndarray) -> ClientUpdate:
         """Cali3F delegate: its pass at w gives the global dense part's update; its pass at its
         cluster's dense part gives CaliUp's gradient and the embedding rows that serve it."""
         own = {n: v[settings.cluster_of] for n, v in settings.cluster_dense.items()}
@@ -75,8 +75,9 @@ class ClickWorkerCore:
                                        client_dense=own)
         dense = set(own)
         return replace(at_cluster, loss=at_global.loss,
-                       deltas={n: (at_global if n in dense else at_cluster).deltas[n] for n in at_cluster.deltas},
-                       cluster_dense_deltas={n: at_cluster.deltas[n] for n in own})
+                       dense_deltas={n: (at_global if n in dense else at_cluster).dense_deltas[n]
+                                     for n in at_cluster.dense_deltas},
+                       cluster_dense_deltas={n: at_cluster.dense_deltas[n] for n in own})
 
     def _personal_steps(self, clients: np.ndarray, params: dict[str, np.ndarray], indptr: np.ndarray,
                         rows: np.ndarray) -> None:

@@ -22,7 +22,7 @@ from cluster.fl.fixed_batches import fixed_size_batches
 from cluster.fl.gmf_training import train_flat_gmf
 from cluster.fl.negatives import hashed_negatives
 from cluster.models.ncf import NCFSpec, batched_logits, channel_slices
-from cluster.fl.types import LocalResult
+from cluster.fl.types import ClientUpdate
 
 _LADDER = 8 * 2 ** np.arange(40, dtype=np.int64)
 
@@ -62,7 +62,7 @@ def train_local(
     client_dense: Optional[dict[str, np.ndarray]] = None,
     prox_lambda: float = 0.0,
     fractions: Optional[np.ndarray] = None,
-) -> tuple[LocalResult, dict[str, np.ndarray]]:
+) -> tuple[ClientUpdate, dict[str, np.ndarray]]:
     """Train clients ``clients`` (C,), whose positives are ``pos_items[pos_indptr[c]:pos_indptr[c+1]]``
     and whose private vectors are ``users[table]`` (C, d), from ``global_params``.
     ``positive_keys``: sorted ``client * n_items + item`` of (at least) these clients' positives,
@@ -288,7 +288,7 @@ def _local_sgd(recipe: LocalRecipe, items: dict, dense: dict, user: dict, per_cl
 
 
 def _assemble(spec: NCFSpec, recipe: LocalRecipe, clients: np.ndarray, n_pos: np.ndarray,
-              parts) -> tuple[LocalResult, dict[str, np.ndarray]]:
+              parts) -> tuple[ClientUpdate, dict[str, np.ndarray]]:
     n_clients = len(clients)
     scores: list = [None] * n_clients
     loss = np.zeros(n_clients, dtype=np.float32)
@@ -310,7 +310,7 @@ def _assemble(spec: NCFSpec, recipe: LocalRecipe, clients: np.ndarray, n_pos: np
             deltas[t].append(item_deltas[t])
     owner = np.concatenate(owners)
     order = np.argsort(owner, kind="stable")  # rows of one client stay in ascending item order
-    result = LocalResult(
+    result = ClientUpdate(
         clients=np.asarray(clients, dtype=np.int64),
         n_samples=n_pos,
         loss=loss,

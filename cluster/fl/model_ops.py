@@ -9,12 +9,13 @@ settings a client trains with, how uploads merge and average, and how evaluation
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional, Protocol
 
 import numpy as np
 
 from cluster.fairness.ranking import bit_rate_by_tier
-from cluster.fl.aggregation import fedavg, merge_results
+from cluster.fl.aggregation import empty_update, fedavg, merge_updates
 from cluster.fl.cali3f import fastagg_item_deltas
 from cluster.fl.clock import RoundCosts
 from cluster.fl.strategies.base import ExtraPayload
@@ -22,7 +23,7 @@ from cluster.fl.upload_rows import decoy_count
 from cluster.fl.records import evaluation_summary
 from cluster.models.ncf import NCFSpec, channel_masks, initial_params
 from cluster.tiers.optimizations import TierPlan
-from cluster.fl.types import LocalResult, NCFSettings
+from cluster.fl.types import ClientUpdate, NCFSettings
 from configs.fl_schema import TouchedUpload, UploadConfig
 
 
@@ -108,16 +109,17 @@ class NCFOps:
             return NCFSettings(plan.kind, plan.compression_level(tiers), plan.rescale_pruned, self.upload)
         return None if self.upload.kind == "touched" else NCFSettings(upload=self.upload)
 
-    def merge(self, results: list[LocalResult]) -> LocalResult:
-        return merge_results(results, self.spec)
+    def merge(self, results: list[ClientUpdate]) -> ClientUpdate:
+        return merge_updates(results, empty_update(self.spec.dense_shapes(),
+                                                   {t: self.spec.dim for t in self.spec.item_tables}))
 
-    def average(self, merged: LocalResult, weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
-        return fedavg(merged, self.spec, weights)
+    def average(self, merged: ClientUpdate, weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+        return fedavg(merged, self.spec.n_items, weights, partial(channel_masks, self.spec))
 
-    def upload_stats(self, merged: LocalResult) -> dict:
+    def upload_stats(self, merged: ClientUpdate) -> dict:
         return {"upload_rows": len(merged.item_ids)}
 
-    def fastagg(self, merged: LocalResult) -> dict[str, np.ndarray]:
+    def fastagg(self, merged: ClientUpdate) -> dict[str, np.ndarray]:
         return fastagg_item_deltas(merged, self.spec)
 
     def summarize(self, owners, a, b, tier_of_user, tier_names, split: str = "test") -> dict[str, float]:

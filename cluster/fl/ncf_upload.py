@@ -17,11 +17,11 @@ import numpy as np
 from cluster.fl.compression import compress_values, is_neutral
 from cluster.fl.upload_rows import fill_decoys, sent_rows
 from cluster.rng import stream
-from cluster.fl.types import LocalResult
+from cluster.fl.types import ClientUpdate
 from configs.fl_schema import UploadConfig
 
 
-def widen_ncf_upload(result: LocalResult, upload: UploadConfig, n_items: int, seed: int, round_index: int) -> LocalResult:
+def widen_ncf_upload(result: ClientUpdate, upload: UploadConfig, n_items: int, seed: int, round_index: int) -> ClientUpdate:
     """``result`` with each client's item rows widened to what ``upload`` sends: every item
     (dense: the new rows carry a zero update) or its touched rows plus its decoys (padded: the
     decoys carry zero-mean noise, ``upload_rows.fill_decoys``). Rows stay grouped by client, items
@@ -48,8 +48,8 @@ def widen_ncf_upload(result: LocalResult, upload: UploadConfig, n_items: int, se
                    item_deltas={t: np.concatenate(v) for t, v in deltas.items()})
 
 
-def compress_ncf_upload(result: LocalResult, kind: str, levels: np.ndarray, seed: int, round_index: int,
-                        rescale_pruned: bool = False) -> LocalResult:
+def compress_ncf_upload(result: ClientUpdate, kind: str, levels: np.ndarray, seed: int, round_index: int,
+                        rescale_pruned: bool = False) -> ClientUpdate:
     """``result`` as the server reconstructs it after each client's compression at ``levels[c]``
     (C,); ``kind`` other than prune / quant / quants: returned as is (sent as float32)."""
     if kind not in ("prune", "quant", "quants"):

@@ -1,7 +1,6 @@
 """What travels between the server and the client workers, as plain numpy dataclasses: the
-clients' uploads (``LocalResult`` for the NCF models, ``ClickLocalResult`` for the click models)
-and what the server tells them each round (``NCFSettings``, ``ClientSettings``, Cali3F's
-``ClusterView``).
+clients' uploads (``ClientUpdate``, one type for every model family) and what the server tells
+them each round (``NCFSettings``, ``ClientSettings``, Cali3F's ``ClusterView``).
 
 Nothing here imports torch: the aggregator reads these types but never trains, and a torch
 import costs seconds of CPU in every process that makes it."""
@@ -16,61 +15,51 @@ import numpy as np
 from configs.fl_schema import TouchedUpload, UploadConfig
 
 
-@dataclass(frozen=True)
-class LocalResult:
-    """Updates of C clients, in the order they were given.
+def _empty(dtype):
+    return field(default_factory=lambda: np.zeros(0, dtype))
 
-    clients, n_samples (positives), touched_rows: (C,); loss: (C,) mean BCE at the global model;
-    item_ids, row_owner: (R,), rows grouped by owner (index into clients), items ascending;
-    item_deltas[table]: (R, d); dense_deltas[name]: (C, *shape). This is exactly what the
-    clients upload: their new private user vectors are returned apart and never leave them.
-    With ``LocalRecipe.ranking_bits`` each client also reports, for CEAG, whether the model it
-    received scores each of its positives above each of that positive's sampled negatives:
-    correct (Σ correct_counts,) 0/1 float32, client after client; correct_counts (C,).
+
+@dataclass(frozen=True)
+class ClientUpdate:
+    """What C clients upload after a round, in the order they were given (or by client id after
+    a merge), for every model family. This is exactly what leaves the phones: an NCF client's
+    new private user vector stays on its worker.
+
+    clients, n_samples: (C,) int64; loss: (C,) mean BCE at the global model they received.
+    dense_deltas[name]: (C, *shape), every parameter sent whole (the NCF dense part; every
+    parameter of a click model, whose embedding tables are sent whole, zero on unsent rows).
+    item_ids, row_owner (R,), item_deltas[table] (R, d): rows of the tables sent sparsely (the NCF
+    item tables), grouped by owner (index into clients), items ascending; touched_rows (C,) the
+    rows each client trained (NCF), else None.
+    fractions (C,): RF²'s Channel, the width each client trained; None when every client
+    trained the whole model (entries are then averaged over every client).
+    correct (Σ correct_counts,) 0/1 float32, client after client, with correct_counts (C,): CEAG's
+    per-sample measure (a click's correctness, or pairwise ranking bits).
+    proxy_deltas[name] (C, *shape): CEAG's pairwise-logistic proxy gradient (click models).
+    cluster_dense_deltas[name] (C, *shape): a Cali3F delegate's pass at its cluster's model;
+    user_deltas[table] (C, d): its user-vector change (eq. 4; NCF only).
     """
 
     clients: np.ndarray
     n_samples: np.ndarray
     loss: np.ndarray
-    touched_rows: np.ndarray
-    item_ids: np.ndarray
-    row_owner: np.ndarray
-    item_deltas: dict[str, np.ndarray]
     dense_deltas: dict[str, np.ndarray]
-    # Cali3F delegates add their pass at the cluster model and their user-vector change (eq. 4).
-    cluster_dense_deltas: Optional[dict[str, np.ndarray]] = None
-    user_deltas: Optional[dict[str, np.ndarray]] = None
-    correct: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    correct_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    # RF²'s Channel: the width (C,) each client trained; None when every client trained it all.
+    item_ids: np.ndarray = _empty(np.int64)
+    row_owner: np.ndarray = _empty(np.int32)
+    item_deltas: dict[str, np.ndarray] = field(default_factory=dict)
+    touched_rows: Optional[np.ndarray] = None
     fractions: Optional[np.ndarray] = None
-
-
-@dataclass(frozen=True)
-class ClickLocalResult:
-    """Updates of C clients, in the order they were given (or by client id after a merge).
-
-    clients, n_samples: (C,) int64; loss: (C,) float32 mean BCE at the global model;
-    fractions: (C,) float32 the width each client trained; deltas[name]: (C, *shape) float32,
-    exactly zero outside the client's channel slice; correct: (Σ n_samples,) float32, 1 where
-    the global model's prediction (click when p ≥ ½) matched a sample's label, client after
-    client in the clients' order (CEAG's per-sample correctness, or with ``ranking_bits`` each client's
-    pairwise bits; scalars only, no features); correct_counts: (C,) how many values each client reported;
-    proxy_deltas[name]: (C, *shape), with ``ClickRecipe.proxy_gradient`` only (else empty);
-    cluster_dense_deltas[name]: (C, *shape) of the dense part N, a Cali3F delegate's pass at its
-    cluster's model (else None). user_deltas is always None: a click model has no user table.
-    """
-
-    clients: np.ndarray
-    n_samples: np.ndarray
-    loss: np.ndarray
-    fractions: np.ndarray
-    deltas: dict[str, np.ndarray]
-    correct: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    correct_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    correct: np.ndarray = _empty(np.float32)
+    correct_counts: np.ndarray = _empty(np.int64)
     proxy_deltas: dict[str, np.ndarray] = field(default_factory=dict)
     cluster_dense_deltas: Optional[dict[str, np.ndarray]] = None
-    user_deltas: None = None
+    user_deltas: Optional[dict[str, np.ndarray]] = None
+
+
+def channel_widths(fractions: np.ndarray) -> Optional[np.ndarray]:
+    """``ClientUpdate.fractions`` for clients that trained at ``fractions``: None when all are whole."""
+    fractions = np.asarray(fractions, np.float32)
+    return None if (fractions == 1.0).all() else fractions
 
 
 @dataclass(frozen=True)

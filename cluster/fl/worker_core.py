@@ -28,7 +28,7 @@ from cluster.models.ncf import (
     score_candidates,
 )
 from cluster.storage import Storage
-from cluster.fl.types import ClusterView, LocalResult, NCFSettings
+from cluster.fl.types import ClusterView, ClientUpdate, NCFSettings
 
 EVAL_CHUNK = 4096
 # The round index whose hashed negatives the train-split pair measure uses: one no run reaches.
@@ -94,7 +94,7 @@ class ClientWorkerCore:
         return len(self.shard.clients)
 
     def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray],
-              settings: Optional[NCFSettings] = None) -> LocalResult:
+              settings: Optional[NCFSettings] = None) -> ClientUpdate:
         clients = np.asarray(clients, dtype=np.int64)
         rows = self._rows(clients)
         starts, ends = self.shard.indptr[rows], self.shard.indptr[rows + 1]
@@ -103,7 +103,7 @@ class ClientWorkerCore:
         pos = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
         users = {t: v[rows] for t, v in self.users.items()}
 
-        def local(recipe: LocalRecipe, user_start: dict, **options) -> tuple[LocalResult, dict]:
+        def local(recipe: LocalRecipe, user_start: dict, **options) -> tuple[ClientUpdate, dict]:
             return train_local(self.spec, recipe, params, user_start, clients, indptr, self.shard.items[pos], self.seed,
                                round_index, positive_keys=self._positive_keys, **options)
 

@@ -26,7 +26,7 @@ from cluster.fl.clustering import (
     recluster,
 )
 from cluster.models.ncf import NCFSpec
-from cluster.fl.types import LocalResult
+from cluster.fl.types import ClientUpdate
 
 
 # --------------------------------------------------------------------------- CaliUp (eq. 6)
@@ -117,7 +117,7 @@ def test_fastagg_items_by_hand():
 
 def test_fastagg_item_deltas_reads_a_local_result():
     spec = NCFSpec("gmf", 2, (), n_items=3)
-    merged = LocalResult(
+    merged = ClientUpdate(
         clients=np.array([4, 9]), n_samples=np.array([5, 50]), loss=np.zeros(2, np.float32),
         touched_rows=np.array([2, 2]), item_ids=np.array([0, 1, 0, 1]), row_owner=np.array([0, 0, 1, 1], np.int32),
         item_deltas={"item_gmf": np.array([[1, 0], [0, 0], [0, 3], [2, -2]], np.float32)},

@@ -52,8 +52,8 @@ def test_a_delegates_cluster_pass_starts_from_its_clusters_dense_part(kind: str)
     at_global = train_local_click(spec, recipe, params, features, clients, indptr, rows)
     same = {n: np.repeat(params[n][None], len(clients), axis=0) for n in spec.dense_shapes()}
     from_same = train_local_click(spec, recipe, params, features, clients, indptr, rows, client_dense=same)
-    for name in at_global.deltas:
-        assert np.array_equal(at_global.deltas[name], from_same.deltas[name]), name
+    for name in at_global.dense_deltas:
+        assert np.array_equal(at_global.dense_deltas[name], from_same.dense_deltas[name]), name
     # Client 3 from its own start trains exactly as the global model set to that start would.
     other = initial_params(spec, 9)
     own = {n: same[n].copy() for n in same}
@@ -63,9 +63,9 @@ def test_a_delegates_cluster_pass_starts_from_its_clusters_dense_part(kind: str)
     alone_params = params | {n: other[n] for n in own}
     alone = train_local_click(spec, recipe, alone_params, features, clients[3:4], indptr[3:5] - indptr[3],
                               rows[indptr[3] : indptr[4]])
-    for name in mixed.deltas:
-        assert np.array_equal(mixed.deltas[name][3], alone.deltas[name][0]), name
-        assert np.array_equal(mixed.deltas[name][1], at_global.deltas[name][1]), name
+    for name in mixed.dense_deltas:
+        assert np.array_equal(mixed.dense_deltas[name][3], alone.dense_deltas[name][0]), name
+        assert np.array_equal(mixed.dense_deltas[name][1], at_global.dense_deltas[name][1]), name
 
 
 # --------------------------------------------------------------------------- whole rounds

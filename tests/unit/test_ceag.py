@@ -24,7 +24,7 @@ from cluster.fairness.ceag import (
 from cluster.fairness.replay import ReplayBuffers
 from cluster.fl.aggregation import fedavg
 from cluster.models.ncf import NCFSpec
-from cluster.fl.types import LocalResult
+from cluster.fl.types import ClientUpdate
 
 # ---- excess gaps -------------------------------------------------------------------------------
 
@@ -290,7 +290,7 @@ def test_weights_applied_through_todays_fedavg():
     # fedavg normalises by Σ n_samples; with Σ w = 1 it applies w unchanged (float32).
     spec = NCFSpec("gmf", dim=2, mlp_layers=(), n_items=3)
     rng = np.random.default_rng(4)
-    merged = LocalResult(
+    merged = ClientUpdate(
         clients=np.arange(3), n_samples=np.array([2, 3, 5]), loss=np.zeros(3, np.float32),
         touched_rows=np.array([1, 1, 1]), item_ids=np.array([0, 2, 2]), row_owner=np.array([0, 1, 2], np.int32),
         item_deltas={"item_gmf": rng.normal(size=(3, 2)).astype(np.float32)},
@@ -298,7 +298,7 @@ def test_weights_applied_through_todays_fedavg():
     )
     w = aggregation_weights(merged.n_samples, np.array([0, 1, 1]), np.array([1.5, 0.0]))
     assert (w < 0).any()  # Λ = 1.5 > 1 + λ_1/s_1 = 1: tier 1 is pushed against
-    delta = fedavg(dataclasses.replace(merged, n_samples=w), spec)
+    delta = fedavg(dataclasses.replace(merged, n_samples=w), spec.n_items)
     np.testing.assert_allclose(delta["out.weight"], w @ merged.dense_deltas["out.weight"], rtol=1e-5, atol=1e-6)
     rows = merged.item_deltas["item_gmf"] * w[:, None]
     np.testing.assert_allclose(delta["item_gmf"], [rows[0], [0, 0], rows[1] + rows[2]], rtol=1e-5, atol=1e-6)

@@ -12,7 +12,6 @@ import torch
 
 from cluster.experiment import build
 from cluster.fairness.ranking import bit_rate_by_tier, positive_negative_bits
-from cluster.fl.aggregation import fedavg
 from cluster.fl.inprocess import build_cores, round_loop
 from cluster.fl.local_training import train_local
 from cluster.fl.negatives import hashed_negatives
@@ -89,15 +88,15 @@ def test_ncf_fedavg_takes_per_client_weights(tmp_path: Path):
     clients = core.shard.clients[:3]
     result = core.train(0, clients, exp.ops.init_params(exp.cfg.seed))
     weights = np.array([0.7, -0.2, 0.5])
-    averaged = fedavg(result, exp.spec, weights)
+    averaged = exp.ops.average(result, weights)
     expected = sum(w * result.dense_deltas["out.weight"][c] for c, w in enumerate(weights))
     np.testing.assert_allclose(averaged["out.weight"], expected, rtol=1e-5, atol=1e-7)
     rows = np.zeros((exp.spec.n_items, exp.spec.dim))
     np.add.at(rows, result.item_ids, weights[result.row_owner][:, None] * result.item_deltas["item_gmf"])
     np.testing.assert_allclose(averaged["item_gmf"], rows, rtol=1e-5, atol=1e-7)
     sample_weights = result.n_samples / result.n_samples.sum()
-    for name, value in fedavg(result, exp.spec).items():
-        assert np.array_equal(value, fedavg(result, exp.spec, sample_weights)[name]), name
+    for name, value in exp.ops.average(result).items():
+        assert np.array_equal(value, exp.ops.average(result, sample_weights)[name]), name
 
 
 def _run(cfg):

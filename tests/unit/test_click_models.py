@@ -2,6 +2,8 @@
 gradients against a one-client reference, batch-composition invariance, channel slicing,
 learnability, and a short FedAvg on MovieLens 100K."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -14,9 +16,8 @@ from cluster.data.click_features import (
 )
 from cluster.data.splits import temporal_holdout
 from cluster.data.views import click_view
-from cluster.fl.aggregation import ServerOptimizer
 from cluster.fl.click_batches import click_auc, client_batch, padded_shape
-from cluster.fl.click_aggregation import average_deltas, merge_click_results
+from cluster.fl.aggregation import ServerOptimizer, empty_update, fedavg, merge_updates
 from cluster.fl.click_training import ClickRecipe, fedavg_round, train_local_click
 from cluster.models.click import ClickSpec, channel_masks, narrow_params
 from cluster.models.click_net import forward, init_params
@@ -148,7 +149,7 @@ def test_batched_training_equals_one_client_reference(kind):
         first, deltas = _reference_client(spec, recipe, params, features, sub_rows[sub_indptr[c] : sub_indptr[c + 1]])
         assert result.loss[c] == pytest.approx(first, rel=1e-5)
         for name, delta in deltas.items():
-            np.testing.assert_allclose(result.deltas[name][c], delta, rtol=1e-4, atol=2e-6, err_msg=name)
+            np.testing.assert_allclose(result.dense_deltas[name][c], delta, rtol=1e-4, atol=2e-6, err_msg=name)
 
 
 def _reference_pairwise_delta(spec, params, features, rows, lr):
@@ -171,8 +172,8 @@ def test_pairwise_proxy_delta_is_the_clients_own_pairwise_gradient(kind):
     result = train_local_click(spec, ClickRecipe(epochs=2, lr=0.5, proxy_gradient=True), params, features, clients,
                                indptr, rows)
     assert not plain.proxy_deltas
-    for name in plain.deltas:  # the update itself is untouched
-        assert np.array_equal(result.deltas[name], plain.deltas[name]), name
+    for name in plain.dense_deltas:  # the update itself is untouched
+        assert np.array_equal(result.dense_deltas[name], plain.dense_deltas[name]), name
     checked = 0
     for c in clients:
         labels = features.label[rows[indptr[c] : indptr[c + 1]]]
@@ -203,11 +204,11 @@ def test_client_result_does_not_depend_on_its_batch(kind):
         together = train(companions)
         at = companions.index(0)
         assert np.array_equal(together.loss[at], alone.loss[0])
-        for name in alone.deltas:
-            assert np.array_equal(together.deltas[name][at], alone.deltas[name][0]), name
-    merged = merge_click_results([train([5, 2]), train([0, 7])])
+        for name in alone.dense_deltas:
+            assert np.array_equal(together.dense_deltas[name][at], alone.dense_deltas[name][0]), name
+    merged = merge_updates([train([5, 2]), train([0, 7])], empty_update(spec.shapes()))
     assert merged.clients.tolist() == [0, 2, 5, 7]
-    assert np.array_equal(merged.deltas["emb.item"][0], alone.deltas["emb.item"][0])
+    assert np.array_equal(merged.dense_deltas["emb.item"][0], alone.dense_deltas["emb.item"][0])
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -226,8 +227,8 @@ def test_short_clients_alone_equal_short_clients_together(kind):
     together = train(list(range(30)))
     for client in range(30):
         alone = train([client])
-        for name in alone.deltas:
-            assert np.array_equal(alone.deltas[name][0], together.deltas[name][client]), (client, name)
+        for name in alone.dense_deltas:
+            assert np.array_equal(alone.dense_deltas[name][0], together.dense_deltas[name][client]), (client, name)
 
 
 # ---------------------------------------------------------------- channel slicing
@@ -279,14 +280,14 @@ def test_narrow_client_trains_only_its_slice(kind):
     alone = train_local_click(small, recipe, narrow_global, features, clients, indptr, rows)
     for name, mask in masks.items():
         for c in (1, 3):
-            assert not result.deltas[name][c][~mask].any(), name
-            assert np.array_equal(result.deltas[name][c][tuple(slice(0, s) for s in small.shapes()[name])], alone.deltas[name][c])
-        assert result.deltas[name][0].any() or name.endswith("alpha")
+            assert not result.dense_deltas[name][c][~mask].any(), name
+            assert np.array_equal(result.dense_deltas[name][c][tuple(slice(0, s) for s in small.shapes()[name])], alone.dense_deltas[name][c])
+        assert result.dense_deltas[name][0].any() or name.endswith("alpha")
     # HeteroFL averaging: an entry only narrow clients lack is the wide clients' average.
-    avg = average_deltas(spec, result)
+    avg = fedavg(result, 0, channel_masks=partial(channel_masks, spec))
     w = result.n_samples[[0, 2]] / result.n_samples[[0, 2]].sum()
     outside = ~masks["top.0.weight"]
-    expected = (w[0] * result.deltas["top.0.weight"][0] + w[1] * result.deltas["top.0.weight"][2])[outside]
+    expected = (w[0] * result.dense_deltas["top.0.weight"][0] + w[1] * result.dense_deltas["top.0.weight"][2])[outside]
     np.testing.assert_allclose(avg["top.0.weight"][outside], expected, rtol=1e-5, atol=1e-8)
 
 

@@ -1,10 +1,12 @@
 """Selection, over-selection, aggregation, server optimizers and metrics on tiny hand cases."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from configs import load_config
-from cluster.fl.aggregation import ServerOptimizer, fedavg, merge_results
+from cluster.fl.aggregation import ServerOptimizer, empty_update, fedavg, merge_updates
 from cluster.fl.metrics import rank_metrics, summarize
 from cluster.fl.model_ops import NCFOps
 from cluster.fl.negatives import hashed_negatives
@@ -13,7 +15,7 @@ from cluster.fl.selection import EpochSampler, RoundPlan, n_to_select
 from cluster.fl.server_core import FederatedServer, FleetView
 from cluster.models.ncf import NCFSpec
 from cluster.tiers.latency import TierTable
-from cluster.fl.types import LocalResult
+from cluster.fl.types import ClientUpdate
 
 
 def test_epoch_sampler_never_repeats_within_an_epoch():
@@ -77,7 +79,7 @@ def test_server_deadline_mode():
 
 def _result(clients, n_samples, rows, dense):
     """rows: list of (owner, item, delta vector)."""
-    return LocalResult(
+    return ClientUpdate(
         clients=np.asarray(clients, np.int64), n_samples=np.asarray(n_samples, np.int64),
         loss=np.zeros(len(clients), np.float32), touched_rows=np.bincount([r[0] for r in rows], minlength=len(clients)),
         item_ids=np.asarray([r[1] for r in rows], np.int64), row_owner=np.asarray([r[0] for r in rows], np.int32),
@@ -88,17 +90,18 @@ def _result(clients, n_samples, rows, dense):
 
 def test_fedavg_by_hand_and_independent_of_worker_split():
     spec = NCFSpec("gmf", 2, (4,), 3)
+    EMPTY = empty_update(spec.dense_shapes(), {"item_gmf": spec.dim})
     a = _result([5], [1], [(0, 0, [1.0, 0.0]), (0, 2, [2.0, 2.0])], [[1.0, 1.0, 3.0]])
     b = _result([2, 9], [3, 4], [(0, 0, [0.0, 4.0]), (1, 1, [8.0, 0.0])], [[2.0, 0.0, 0.0], [0.0, 8.0, 1.0]])
-    delta = fedavg(merge_results([a, b], spec), spec)
+    delta = fedavg(merge_updates([a, b], EMPTY), spec.n_items)
     # weights 1/8 (client 5), 3/8 (client 2), 4/8 (client 9)
     np.testing.assert_allclose(delta["item_gmf"], [[1 / 8, 12 / 8], [32 / 8, 0], [2 / 8, 2 / 8]])
     np.testing.assert_allclose(delta["out.weight"], [1 / 8 + 6 / 8, 1 / 8 + 32 / 8])
     np.testing.assert_allclose(delta["out.bias"], [3 / 8 + 4 / 8])
-    swapped = fedavg(merge_results([b, a], spec), spec)
+    swapped = fedavg(merge_updates([b, a], EMPTY), spec.n_items)
     for name in delta:
         assert np.array_equal(delta[name], swapped[name])
-    merged = merge_results([b, a], spec)
+    merged = merge_updates([b, a], EMPTY)
     assert merged.clients.tolist() == [2, 5, 9]
 
 
@@ -140,3 +143,11 @@ def test_hashed_negatives_avoid_positives_and_are_deterministic():
     assert set(negatives.tolist()) <= set(range(15, 20))
     assert np.array_equal(negatives, hashed_negatives(1, 2, np.array([3]), np.array([200]), positives, 20))
     assert not np.array_equal(negatives, hashed_negatives(1, 3, np.array([3]), np.array([200]), positives, 20))
+
+
+def test_fedavg_of_narrowed_clients_needs_their_channel_masks():
+    spec = NCFSpec("gmf", 2, (4,), 3)
+    narrowed = dataclasses.replace(_result([5], [1], [(0, 0, [1.0, 0.0])], [[1.0, 1.0, 3.0]]),
+                                   fractions=np.array([0.5], np.float32))
+    with pytest.raises(ValueError, match="needs their channel_masks"):
+        fedavg(narrowed, spec.n_items)

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from cluster.experiment import build
-from cluster.fl.aggregation import fedavg
 from cluster.fl.inprocess import build_cores, train_rounds
 from cluster.fl.local_training import train_local
 from cluster.models.ncf import NCFSpec, channel_masks, channel_slices
@@ -77,7 +76,7 @@ def test_each_dense_entry_is_averaged_over_the_clients_that_hold_it(tmp_path: Pa
                                                                                 exp.fleet.tiers.names))
     assert settings.width.tolist() == [0.25, 0.25, 1.0, 1.0]
     result = core.train(0, clients, exp.ops.init_params(exp.cfg.seed), settings)
-    averaged = fedavg(result, exp.spec)
+    averaged = exp.ops.average(result)
     n = result.n_samples.astype(np.float64)
     outside = ~channel_masks(exp.spec, 0.25)["mlp.1.weight"]  # held by the two full-width clients only
     full = (n[2] * result.dense_deltas["mlp.1.weight"][2] + n[3] * result.dense_deltas["mlp.1.weight"][3]) / (n[2] + n[3])

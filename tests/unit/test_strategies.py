@@ -114,7 +114,6 @@ def test_cali3f_is_the_same_with_one_or_three_workers_per_tier(tmp_path: Path, k
 def test_cali3f_round_wiring(tmp_path: Path):
     """One round by hand: items move by FastAgg exactly, the global dense part by FedAvg of the
     delegates' passes at w, every cluster model by CaliUp, subordinates by eq. 4, delegates not."""
-    from cluster.fl.aggregation import fedavg
     from cluster.fl.cali3f import (
         cali_update,
         cluster_gradients,
@@ -142,7 +141,7 @@ def test_cali3f_round_wiring(tmp_path: Path):
 
     np.testing.assert_allclose(server.params["item_gmf"] - before["item_gmf"], fastagg_item_deltas(merged, exp.spec)["item_gmf"],
                                atol=3e-8)
-    dense = fedavg(merged, exp.spec)
+    dense = exp.ops.average(merged)
     for name in exp.spec.dense_shapes():
         np.testing.assert_allclose(server.params[name], before[name] + dense[name], rtol=1e-6)
     labels = server.strategy.labels

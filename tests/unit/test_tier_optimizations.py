@@ -130,7 +130,7 @@ def test_touched_rows_are_what_the_client_reads():
     assert set(touched["emb.item"]) == set(features.item[mine]) | set(history)
     assert touched["emb.gender"].tolist() == [features.user_cats[1, 0]]
     result = train_local_click(spec, ClickRecipe(), _params(spec), features, np.array([1]), indptr[1:3] - indptr[1], mine)
-    changed = np.flatnonzero(np.abs(result.deltas["emb.item"][0]).sum(axis=1) > 0)
+    changed = np.flatnonzero(np.abs(result.dense_deltas["emb.item"][0]).sum(axis=1) > 0)
     assert set(changed) <= set(touched["emb.item"]), "an untouched row never changes"
 
 
@@ -144,27 +144,27 @@ def test_compressed_upload_per_tensor_and_per_client_stream(kind, level):
     out = compress_upload(spec, result, touched_all, kind, levels, seed=3, round_index=2)
     c = 4
     touched = touched_rows(spec, features, rows[indptr[c] : indptr[c + 1]])
-    sent = out.deltas["emb.item"][c][touched["emb.item"]]
-    original = result.deltas["emb.item"][c][touched["emb.item"]]
+    sent = out.dense_deltas["emb.item"][c][touched["emb.item"]]
+    original = result.dense_deltas["emb.item"][c][touched["emb.item"]]
     if kind == "prune":
         assert (sent == 0).sum() >= round(0.75 * sent.size)
         assert np.array_equal(sent[sent != 0], original[sent != 0]), "kept entries travel exactly"
-        weight, before = out.deltas["top.0.weight"][c], result.deltas["top.0.weight"][c]
+        weight, before = out.dense_deltas["top.0.weight"][c], result.dense_deltas["top.0.weight"][c]
         pruned = round(0.75 * weight.size)  # exactly; dead ReLU units add zeros of their own
         assert pruned <= (weight == 0).sum() <= pruned + (before == 0).sum()
     elif kind == "quant":
         assert len(np.unique(sent)) <= 4
     else:
         assert len(np.unique(np.abs(sent))) <= 2  # 1 magnitude bit: 0 or max
-        assert (out.deltas["top.0.bias"][c][result.deltas["top.0.bias"][c] == 0] == 0).all()
+        assert (out.dense_deltas["top.0.bias"][c][result.dense_deltas["top.0.bias"][c] == 0] == 0).all()
     untouched = np.setdiff1d(np.arange(spec.n_items), touched["emb.item"])
-    assert (out.deltas["emb.item"][c][untouched] == 0).all()
+    assert (out.dense_deltas["emb.item"][c][untouched] == 0).all()
     # The same client compressed in another company (another worker) gets the same draws.
     alone = train_local_click(spec, ClickRecipe(), _params(spec), features, clients[c : c + 1],
                               indptr[c : c + 2] - indptr[c], rows[indptr[c] : indptr[c + 1]])
     out_alone = compress_upload(spec, alone, touched_all[c : c + 1], kind, levels[:1], seed=3, round_index=2)
-    for name in out.deltas:
-        assert np.array_equal(out.deltas[name][c], out_alone.deltas[name][0]), name
+    for name in out.dense_deltas:
+        assert np.array_equal(out.dense_deltas[name][c], out_alone.dense_deltas[name][0]), name
 
 
 def test_click_shard_holds_only_its_clients_and_trains_like_the_whole(tmp_path):
@@ -186,13 +186,13 @@ def test_click_shard_holds_only_its_clients_and_trains_like_the_whole(tmp_path):
     whole = train_local_click(spec, ClickRecipe(), params, features, mine, sub_indptr, sub_rows, settings.width)
     touched = [touched_rows(spec, features, sub_rows[sub_indptr[i] : sub_indptr[i + 1]]) for i in range(len(mine))]
     whole = compress_upload(spec, whole, touched, "quants", settings.levels, 0, 5)
-    for name in whole.deltas:
-        assert np.array_equal(got.deltas[name], whole.deltas[name]), name
+    for name in whole.dense_deltas:
+        assert np.array_equal(got.dense_deltas[name], whole.dense_deltas[name]), name
     owners, labels, scores = core.evaluate(params, "test")
     assert set(owners.tolist()) <= {1, 4} and len(owners) == np.isin(features.user[holdout.test_rows], mine).sum()
     assert ((scores > 0) & (scores < 1)).all() and set(np.unique(labels)) <= {0.0, 1.0}
     narrow = channel_masks(spec, 0.25)["top.0.weight"]
-    assert (got.deltas["top.0.weight"][0][~narrow] == 0).all(), "a narrow client leaves the wide channels alone"
+    assert (got.dense_deltas["top.0.weight"][0][~narrow] == 0).all(), "a narrow client leaves the wide channels alone"
 
 
 def test_server_excludes_tiers_and_overselects_by_preset():

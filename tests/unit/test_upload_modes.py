@@ -79,7 +79,7 @@ def test_quant_turns_untouched_rows_into_noise_only_when_they_are_sent():
         sent = [sent_rows(UPLOADS[upload], t, table_rows(spec), 0, int(u)).rows for t, u in zip(touched, clients)]
         out = compress_upload(spec, result, sent, kind, levels, seed=0, round_index=1)
         untouched = np.setdiff1d(np.arange(spec.n_items), touched[0]["emb.item"])
-        moved = np.abs(out.deltas["emb.item"][0][untouched]).sum() > 0
+        moved = np.abs(out.dense_deltas["emb.item"][0][untouched]).sum() > 0
         assert moved == noisy, (upload, kind)
 
 
@@ -97,13 +97,13 @@ def test_worker_pads_then_compresses_and_leaves_the_real_rows_alone():
         assert len(sent.decoys["emb.item"]), "the item table has rows to hide among"
         for name, decoys in sent.decoys.items():
             real = touched[c][name]
-            assert np.array_equal(padded.deltas[name][c][real], plain.deltas[name][c][real])
-            assert not plain.deltas[name][c][decoys].any()
-            assert len(decoys) == 0 or (padded.deltas[name][c][decoys] != 0).any()
+            assert np.array_equal(padded.dense_deltas[name][c][real], plain.dense_deltas[name][c][real])
+            assert not plain.dense_deltas[name][c][decoys].any()
+            assert len(decoys) == 0 or (padded.dense_deltas[name][c][decoys] != 0).any()
     expected = add_decoys(result, [sent_rows(UPLOADS["padded"], t, table_rows(spec), 0, int(u))
                                    for t, u in zip(touched, clients)], seed=0, round_index=2)
-    for name in expected.deltas:
-        assert np.array_equal(padded.deltas[name], expected.deltas[name]), name
+    for name in expected.dense_deltas:
+        assert np.array_equal(padded.dense_deltas[name], expected.dense_deltas[name]), name
 
 
 def test_the_clock_charges_each_upload_for_what_it_sends():
@@ -139,7 +139,7 @@ def test_ncf_dense_upload_averages_as_touched_and_only_quant_moves_the_zero_rows
     spec, result = _ncf_round()
     dense = widen_ncf_upload(result, DenseUpload(), spec.n_items, seed=0, round_index=0)
     assert len(dense.item_ids) == 3 * spec.n_items and np.array_equal(dense.touched_rows, result.touched_rows)
-    same, plain = fedavg(dense, spec), fedavg(result, spec)
+    same, plain = fedavg(dense, spec.n_items), fedavg(result, spec.n_items)
     for name in plain:
         assert np.array_equal(same[name], plain[name]), name
     untouched = ~np.isin(dense.item_ids, result.item_ids[result.row_owner == 0]) & (dense.row_owner == 0)

@@ -26,7 +26,7 @@ from cluster.fl.clustering import FIXED_POINT_SCALE, ClusterSampler, clus_avg, c
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.worker_pool import WorkerPool
 from cluster.rng import stream
-from cluster.fl.types import ClusterView, LocalResult, NCFSettings
+from cluster.fl.types import ClusterView, ClientUpdate, NCFSettings
 from configs.schema import Cali3FConfig
 
 
@@ -74,7 +74,7 @@ class Cali3F:
         return ExtraPayload(upload_entries=dense // 4 + len(spec.user_tables) * spec.dim, download_bytes=dense,
                             tensors=len(spec.dense_shapes()) + len(spec.user_tables))
 
-    def aggregate(self, merged: LocalResult, delta: dict[str, np.ndarray],
+    def aggregate(self, merged: ClientUpdate, delta: dict[str, np.ndarray],
                   params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The global dense part is FedAvg'd; FastAgg sets the item rows (eq. 5, exactly)."""
         if not len(merged.clients):
@@ -84,7 +84,7 @@ class Cali3F:
             params[table] += update
         return {n: v for n, v in delta.items() if n not in items}
 
-    def apply(self, merged: LocalResult, global_dense: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def apply(self, merged: ClientUpdate, global_dense: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """CaliUp on the cluster models from the delegates' passes at them (``global_dense``: w
         the delegates trained at); queues eq. 4's per-cluster mean user update; returns FastAgg's
         item update (eq. 5), to add as is. A model without user tables has no eq. 4 to queue."""
