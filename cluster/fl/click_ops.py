@@ -57,8 +57,8 @@ class ClickOps:
 
     def client_settings(self, tiers: np.ndarray, plan: TierPlan) -> ClientSettings:
         share = plan.sample_share(tiers) if plan.kind == "subsample" else None
-        return ClientSettings(plan.width(tiers), plan.kind, plan.compression_level(tiers), plan.rescale_pruned,
-                              self.upload, share)
+        return ClientSettings(plan.kind, plan.compression_level(tiers), plan.rescale_pruned, self.upload,
+                              width=plan.width(tiers), sample_share=share)
 
     def merge(self, results: list[ClientUpdate]) -> ClientUpdate:
         return merge_updates(results, empty_update(self.spec.shapes()))

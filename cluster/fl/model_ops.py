@@ -23,7 +23,7 @@ from cluster.fl.upload_rows import decoy_count
 from cluster.fl.records import evaluation_summary
 from cluster.models.ncf import NCFSpec, channel_masks, initial_params
 from cluster.tiers.optimizations import TierPlan
-from cluster.fl.types import ClientUpdate, NCFSettings
+from cluster.fl.types import ClientSettings, ClientUpdate
 from configs.fl_schema import TouchedUpload, UploadConfig
 
 
@@ -102,12 +102,12 @@ class NCFOps:
                     for w in np.unique(width)}
         return np.array([by_width[float(w)] for w in width], dtype=np.float64)
 
-    def client_settings(self, tiers: np.ndarray, plan: TierPlan) -> Optional[NCFSettings]:
+    def client_settings(self, tiers: np.ndarray, plan: TierPlan) -> Optional[ClientSettings]:
         if plan.kind == "channel":
-            return NCFSettings(upload=self.upload, width=plan.width(tiers))
+            return ClientSettings(upload=self.upload, width=plan.width(tiers))
         if plan.compression_level(tiers).any():
-            return NCFSettings(plan.kind, plan.compression_level(tiers), plan.rescale_pruned, self.upload)
-        return None if self.upload.kind == "touched" else NCFSettings(upload=self.upload)
+            return ClientSettings(plan.kind, plan.compression_level(tiers), plan.rescale_pruned, self.upload)
+        return None if self.upload.kind == "touched" else ClientSettings(upload=self.upload)
 
     def merge(self, results: list[ClientUpdate]) -> ClientUpdate:
         return merge_updates(results, empty_update(self.spec.dense_shapes(),

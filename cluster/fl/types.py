@@ -1,6 +1,6 @@
 """What travels between the server and the client workers, as plain numpy dataclasses: the
 clients' uploads (``ClientUpdate``, one type for every model family) and what the server tells
-them each round (``NCFSettings``, ``ClientSettings``, Cali3F's ``ClusterView``).
+them each round (``ClientSettings``, Cali3F's ``ClusterView``).
 
 Nothing here imports torch: the aggregator reads these types but never trains, and a torch
 import costs seconds of CPU in every process that makes it."""
@@ -63,22 +63,6 @@ def channel_widths(fractions: np.ndarray) -> Optional[np.ndarray]:
 
 
 @dataclass(frozen=True)
-class NCFSettings:
-    """What the server sends with a round's clients (C,): their upload compression (RF²), which
-    item rows they upload (``upload``), the width (C,) of the sub-model each trains (RF²'s
-    Channel; None: all full) and, under Cali3F, each one's cluster ``cluster_of`` (C,) with the
-    cluster models' dense parts ``cluster_dense[name]`` (P, *shape)."""
-
-    kind: str = "none"
-    levels: Optional[np.ndarray] = None
-    rescale_pruned: bool = False
-    upload: UploadConfig = TouchedUpload()
-    width: Optional[np.ndarray] = None
-    cluster_of: Optional[np.ndarray] = None
-    cluster_dense: Optional[dict[str, np.ndarray]] = None
-
-
-@dataclass(frozen=True)
 class ClusterView:
     """Cali3F's clusters as the server holds them: labels (n_users,), dense parts (P, *shape)."""
 
@@ -88,17 +72,18 @@ class ClusterView:
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """What the server asks of each client this round: width (C,) of its model, its upload
-    compression ``kind`` at ``levels`` (C,) (prune share or bits), which embedding rows it
-    uploads (``upload``), the share (C,) of its samples it trains on (None: all) and, under
-    Cali3F, each one's cluster ``cluster_of`` (C,) with the cluster models' dense parts
+    """What the server asks of a round's clients (C,), for every model family: their upload
+    compression ``kind`` at ``levels`` (C,) (RF²'s prune share or bits; None: none), which
+    embedding rows they upload (``upload``), the width (C,) of the sub-model each trains (RF²'s
+    Channel; None: all whole), the share (C,) of its samples each trains on (None: all) and,
+    under Cali3F, each one's cluster ``cluster_of`` (C,) with the cluster models' dense parts
     ``cluster_dense[name]`` (P, *shape)."""
 
-    width: np.ndarray
-    kind: str
-    levels: np.ndarray
+    kind: str = "none"
+    levels: Optional[np.ndarray] = None
     rescale_pruned: bool = False
     upload: UploadConfig = TouchedUpload()
+    width: Optional[np.ndarray] = None
     sample_share: Optional[np.ndarray] = None
     cluster_of: Optional[np.ndarray] = None
     cluster_dense: Optional[dict[str, np.ndarray]] = None

@@ -28,7 +28,7 @@ from cluster.models.ncf import (
     score_candidates,
 )
 from cluster.storage import Storage
-from cluster.fl.types import ClusterView, ClientUpdate, NCFSettings
+from cluster.fl.types import ClusterView, ClientUpdate, ClientSettings
 
 EVAL_CHUNK = 4096
 # The round index whose hashed negatives the train-split pair measure uses: one no run reaches.
@@ -94,7 +94,7 @@ class ClientWorkerCore:
         return len(self.shard.clients)
 
     def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray],
-              settings: Optional[NCFSettings] = None) -> ClientUpdate:
+              settings: Optional[ClientSettings] = None) -> ClientUpdate:
         clients = np.asarray(clients, dtype=np.int64)
         rows = self._rows(clients)
         starts, ends = self.shard.indptr[rows], self.shard.indptr[rows + 1]

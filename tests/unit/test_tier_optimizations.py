@@ -179,7 +179,7 @@ def test_click_shard_holds_only_its_clients_and_trains_like_the_whole(tmp_path):
     assert loaded.features.cat_names == features.cat_names and np.array_equal(loaded.train_rows, shard.train_rows)
     core = ClickWorkerCore(loaded, spec, ClickRecipe(), seed=0)
     params = _params(spec)
-    settings = ClientSettings(np.array([0.25, 1.0], np.float32), "quants", np.array([4.0, 32.0]))
+    settings = ClientSettings("quants", np.array([4.0, 32.0]), width=np.array([0.25, 1.0], np.float32))
     got = core.train(5, mine, params, settings)
     sub_indptr = np.r_[0, np.cumsum(np.diff(indptr)[mine])]
     sub_rows = np.concatenate([rows[indptr[u] : indptr[u + 1]] for u in mine])

@@ -88,9 +88,9 @@ def test_worker_pads_then_compresses_and_leaves_the_real_rows_alone():
     clients = np.array([1, 3])
     core = ClickWorkerCore(ClickShard.build(features, holdout.train_rows, holdout.test_rows, clients), spec,
                            ClickRecipe(), seed=0)
-    plain = core.train(2, clients, params, ClientSettings(np.ones(2, np.float32), "none", np.zeros(2)))
-    padded = core.train(2, clients, params, ClientSettings(np.ones(2, np.float32), "none", np.zeros(2),
-                                                           upload=UPLOADS["padded"]))
+    plain = core.train(2, clients, params, ClientSettings(width=np.ones(2, np.float32)))
+    padded = core.train(2, clients, params, ClientSettings(upload=UPLOADS["padded"],
+                                                           width=np.ones(2, np.float32)))
     result, touched = _trained(features, indptr, rows, spec, params, clients)
     for c, client in enumerate(clients):
         sent = sent_rows(UPLOADS["padded"], touched[c], table_rows(spec), 0, int(client))

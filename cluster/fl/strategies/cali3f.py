@@ -26,7 +26,7 @@ from cluster.fl.clustering import FIXED_POINT_SCALE, ClusterSampler, clus_avg, c
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.worker_pool import WorkerPool
 from cluster.rng import stream
-from cluster.fl.types import ClusterView, ClientUpdate, NCFSettings
+from cluster.fl.types import ClusterView, ClientUpdate, ClientSettings
 from configs.schema import Cali3FConfig
 
 
@@ -62,7 +62,7 @@ class Cali3F:
     def configure(self, clients: np.ndarray, base):
         """The model family's settings (NCF's may be None: nothing to tell) plus each client's
         cluster and the cluster models' dense parts."""
-        return replace(base or NCFSettings(), cluster_of=self.labels[clients], cluster_dense=self.models)
+        return replace(base or ClientSettings(), cluster_of=self.labels[clients], cluster_dense=self.models)
 
     def serving_view(self) -> ClusterView:
         return ClusterView(self.labels.copy(), self.models)
