@@ -16,7 +16,7 @@ from cluster.fl.click_shard import ClickShard
 from cluster.fl.click_training import ClickRecipe
 from cluster.fl.click_worker_core import ClickWorkerCore
 from cluster.fl.local_training import LocalRecipe
-from cluster.fl.worker_core import ClientShard, ClientWorkerCore
+from cluster.fl.ncf_worker_core import NCFShard, NCFWorkerCore
 from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
 from cluster.storage import Storage
@@ -49,7 +49,7 @@ class ClientWorker:
             self.core = ClickWorkerCore(ClickShard.load(self.shards, f"{self.name}.npz"), self.spec, self.recipe,
                                         self.seed)
         else:
-            self.core = ClientWorkerCore(ClientShard.load(self.shards, f"{self.name}.npz"), self.spec, self.recipe,
+            self.core = NCFWorkerCore(NCFShard.load(self.shards, f"{self.name}.npz"), self.spec, self.recipe,
                                          self.seed)
         if folder is None:
             return None
@@ -77,7 +77,7 @@ class ClientWorker:
     def retrieval_queries(self, params: dict[str, np.ndarray], clusters=None) -> tuple[np.ndarray, np.ndarray]:
         return self.core.retrieval_queries(params, clusters)
 
-    # Cali3F's device halves (eq. 4, federated re-clustering): see ClientWorkerCore.
+    # Cali3F's device halves (eq. 4, federated re-clustering): see NCFWorkerCore.
     def shift_subordinates(self, delegates, labels, mean_update, discount) -> None:
         self.core.shift_subordinates(delegates, labels, mean_update, discount)
 

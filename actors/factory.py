@@ -15,7 +15,7 @@ from cluster.fl.click_training import ClickRecipe
 from cluster.fl.local_training import LocalRecipe
 from cluster.fl.model_ops import ModelOps
 from cluster.fl.server_core import FleetView
-from cluster.fl.worker_core import ClientShard
+from cluster.fl.ncf_worker_core import NCFShard
 from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
 from cluster.storage import Storage
@@ -26,7 +26,7 @@ def worker_name(tier_name: str, index: int) -> str:
     return f"clients-{tier_name}-{index}"
 
 
-def start_workers(cfg: FLConfig, shards: Iterable[ClientShard | ClickShard], spec: NCFSpec | ClickSpec,
+def start_workers(cfg: FLConfig, shards: Iterable[NCFShard | ClickShard], spec: NCFSpec | ClickSpec,
                   recipe: LocalRecipe | ClickRecipe, seed: int,
                   tier_names: tuple[str, ...], run: Storage, progress: bool = False) -> list:
     """One named actor per shard; each shard is written to the run's ``shards/`` for the actor to

@@ -23,11 +23,6 @@ from cluster.models.click import ClickSpec
 from cluster.models.click_net import forward
 
 
-def personal_names(spec: ClickSpec) -> tuple[str, ...]:
-    """The parameters a phone personalises: the dense part N, as Cali3F's cluster models hold it."""
-    return tuple(spec.dense_shapes())
-
-
 def _with_personal(global_t: dict[str, torch.Tensor], personal: dict[str, torch.Tensor], n: int) -> dict:
     shared = {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in global_t.items() if name not in personal}
     return {**shared, **personal}

@@ -17,7 +17,7 @@ from cluster.fl.click_worker_core import ClickWorkerCore
 from cluster.fl.round_loop import RoundLoop
 from cluster.fl.server_core import FederatedServer
 from cluster.fl.shards import build_click_shards, build_shards
-from cluster.fl.worker_core import ClientWorkerCore
+from cluster.fl.ncf_worker_core import NCFWorkerCore
 from cluster.fl.worker_pool import CorePool, in_client_order
 
 
@@ -38,7 +38,7 @@ def build_cores(exp: Experiment) -> list:
                 for shard in build_click_shards(exp.click, exp.worker_of_user, exp.n_workers)]
     shards = build_shards(exp.world.population, exp.world.leave_one_out, exp.spec, cfg.seed, exp.worker_of_user,
                           exp.n_workers)
-    return [ClientWorkerCore(shard, exp.spec, exp.recipe, cfg.seed) for shard in shards]
+    return [NCFWorkerCore(shard, exp.spec, exp.recipe, cfg.seed) for shard in shards]
 
 
 def round_loop(exp: Experiment, eval_every: Optional[int] = None) -> RoundLoop:
@@ -72,7 +72,7 @@ def evaluate(exp: Experiment, cores: list[ClickWorkerCore], params: dict[str, np
     return exp.ops.summarize(*parts, exp.fleet.tier_of_user, exp.fleet.tiers.names, split)
 
 
-def evaluate_ncf(exp: Experiment, cores: list[ClientWorkerCore], server: FederatedServer) -> tuple[dict[str, float], tuple]:
+def evaluate_ncf(exp: Experiment, cores: list[NCFWorkerCore], server: FederatedServer) -> tuple[dict[str, float], tuple]:
     """Leave-one-out HR@10 / NDCG@10 summary, and (clients, HR, NDCG) per client in id order,
     each client served as the strategy serves it (its cluster's or its personal dense part)."""
     per_client = in_client_order(CorePool(cores).evaluate(server.params, "test", server.cluster_view()))

@@ -10,7 +10,7 @@ import numpy as np
 from cluster.data.splits import LeaveOneOut
 from cluster.fl.click_setup import ClickSetup
 from cluster.fl.click_shard import ClickShard
-from cluster.fl.worker_core import ClientShard
+from cluster.fl.ncf_worker_core import NCFShard
 from cluster.models.ncf import NCFSpec, init_users
 from cluster.tiers.population import Population
 
@@ -26,13 +26,13 @@ def assign_workers(tier_of_user: np.ndarray, n_tiers: int, workers_per_tier: int
 
 def build_shards(
     population: Population, loo: LeaveOneOut, spec: NCFSpec, seed: int, worker_of_user: np.ndarray, n_workers: int
-) -> list[ClientShard]:
+) -> list[NCFShard]:
     return list(iter_shards(population, loo, spec, seed, worker_of_user, n_workers))
 
 
 def iter_shards(
     population: Population, loo: LeaveOneOut, spec: NCFSpec, seed: int, worker_of_user: np.ndarray, n_workers: int
-) -> Iterator[ClientShard]:
+) -> Iterator[NCFShard]:
     """The shards one at a time, so a driver that saves each and lets it go never holds them all."""
     users0 = init_users(spec, population.n_clients, seed)
     indptr, order = population.train_indptr, population.train_order
@@ -44,7 +44,7 @@ def iter_shards(
         local_indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
         rows = np.repeat(indptr[clients] - local_indptr[:-1], lengths) + np.arange(local_indptr[-1])
         tests = np.flatnonzero(test_worker == worker)
-        yield ClientShard(
+        yield NCFShard(
             clients=clients,
             indptr=local_indptr,
             items=train_items[rows].astype(np.int32),

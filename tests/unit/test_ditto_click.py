@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from cluster.experiment import build
 from cluster.fl.click_batches import client_batch, padded_shape, predict
-from cluster.fl.click_personal import personal_names, personal_predict, personal_sgd
+from cluster.fl.click_personal import personal_predict, personal_sgd
 from cluster.fl.inprocess import evaluate, round_loop, run_click_rounds
 from cluster.models.click import ClickSpec, initial_params
 from cluster.models.click_net import forward
@@ -33,7 +33,7 @@ def world():
 def _noisy_personal(spec: ClickSpec, params: dict, n: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {name: (params[name][None] + 0.05 * rng.standard_normal((n, *params[name].shape))).astype(np.float32)
-            for name in personal_names(spec)}
+            for name in spec.dense_shapes()}
 
 
 @pytest.mark.parametrize("kind", ["dlrm", "din"])
@@ -80,7 +80,7 @@ def test_a_personal_model_equal_to_the_global_one_scores_as_the_global_model(wor
     features, indptr, rows = world
     spec = ClickSpec.for_features("dlrm", features, top_hidden=(16,), history_len=10)
     params = initial_params(spec, 4)
-    same = {name: np.repeat(params[name][None], len(indptr) - 1, axis=0) for name in personal_names(spec)}
+    same = {name: np.repeat(params[name][None], len(indptr) - 1, axis=0) for name in spec.dense_shapes()}
     np.testing.assert_allclose(personal_predict(spec, params, same, features, indptr, rows),
                                predict(spec, params, features, rows), rtol=1e-5, atol=1e-6)
 

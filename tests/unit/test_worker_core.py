@@ -7,7 +7,7 @@ import torch
 
 from cluster.fl.local_training import LocalRecipe
 from cluster.fl.shards import assign_workers, build_shards
-from cluster.fl.worker_core import ClientShard, ClientWorkerCore
+from cluster.fl.ncf_worker_core import NCFShard, NCFWorkerCore
 from cluster.models.ncf import NCFSpec, init_global
 from cluster.storage import Storage
 from cluster.world import build_world
@@ -34,7 +34,7 @@ def test_shards_partition_clients_by_tier(tmp_path: Path):
             np.testing.assert_array_equal(
                 shard.items[shard.indptr[row]:shard.indptr[row + 1]], pop.train.items[pop.client_rows(client)])
     shards[0].save(Storage(tmp_path), "s.npz")
-    again = ClientShard.load(Storage(tmp_path), "s.npz")
+    again = NCFShard.load(Storage(tmp_path), "s.npz")
     assert np.array_equal(again.items, shards[0].items) and np.array_equal(again.users0["user_gmf"], shards[0].users0["user_gmf"])
 
 
@@ -45,7 +45,7 @@ def test_worker_trains_evaluates_and_restores_private_vectors(tmp_path: Path):
     (shard,) = build_shards(world.population, world.leave_one_out, spec, 0, worker_of_user, 1)
     recipe = LocalRecipe(1, 1.0, 10.0, 10.0, 4)
     params = {k: v.numpy() for k, v in init_global(spec, torch.Generator().manual_seed(0)).items()}
-    worker = ClientWorkerCore(shard, spec, recipe, seed=0)
+    worker = NCFWorkerCore(shard, spec, recipe, seed=0)
     clients = shard.clients[[1, 5, 9]]
     result = worker.train(0, clients, params)
     assert result.clients.tolist() == clients.tolist()
@@ -57,7 +57,7 @@ def test_worker_trains_evaluates_and_restores_private_vectors(tmp_path: Path):
     assert ((0 <= ndcg) & (ndcg <= hit)).all()
 
     worker.save(Storage(tmp_path), "w.npz", round_index=4)
-    fresh = ClientWorkerCore(shard, spec, recipe, seed=0)
+    fresh = NCFWorkerCore(shard, spec, recipe, seed=0)
     assert fresh.restore(Storage(tmp_path), ["w.npz"]) == 4
     assert np.array_equal(fresh.users["user_gmf"], worker.users["user_gmf"])
     try:

@@ -14,6 +14,7 @@ from typing import Any, Optional, Protocol
 import numpy as np
 
 from cluster.fl.selection import EpochSampler
+from cluster.fl.types import ClientSettings, ClientUpdate, ClusterView
 from cluster.fl.worker_pool import WorkerPool
 
 
@@ -33,15 +34,17 @@ class Strategy(Protocol):
 
     def select(self, k: int) -> np.ndarray: ...
 
-    def configure(self, clients: np.ndarray, settings: Any) -> Any: ...
+    def configure(self, clients: np.ndarray, settings: Optional[ClientSettings]) -> Optional[ClientSettings]:
+        """The model family's ``settings`` for ``clients``, with what the strategy adds."""
 
-    def aggregate(self, merged: Any, delta: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def aggregate(self, merged: ClientUpdate, delta: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Apply the strategy's own server update to ``params`` in place; return what is left
         of FedAvg's ``delta`` for the server optimizer."""
 
     def after_round(self, pool: WorkerPool, rounds_done: int, params: dict[str, np.ndarray]) -> dict: ...
 
-    def serving_view(self) -> Optional[Any]: ...
+    def serving_view(self) -> Optional[ClusterView]:
+        """What serves each client beyond the global model (Cali3F's clusters), or None."""
 
     def extra_payload(self, spec: Any) -> ExtraPayload: ...
 
@@ -62,10 +65,10 @@ class FedAvg:
     def select(self, k: int) -> np.ndarray:
         return self.sampler.draw(k)
 
-    def configure(self, clients: np.ndarray, settings: Any) -> Any:
+    def configure(self, clients: np.ndarray, settings: Optional[ClientSettings]) -> Optional[ClientSettings]:
         return settings
 
-    def aggregate(self, merged, delta: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def aggregate(self, merged: ClientUpdate, delta: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return delta
 
     def after_round(self, pool: WorkerPool, rounds_done: int, params: dict[str, np.ndarray]) -> dict:

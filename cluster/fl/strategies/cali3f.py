@@ -59,7 +59,7 @@ class Cali3F:
         """About k delegates, k/P per cluster round-robin (ascending ids)."""
         return self.sampler.draw(k).delegates
 
-    def configure(self, clients: np.ndarray, base):
+    def configure(self, clients: np.ndarray, base: Optional[ClientSettings]) -> ClientSettings:
         """The model family's settings (NCF's may be None: nothing to tell) plus each client's
         cluster and the cluster models' dense parts."""
         return replace(base or ClientSettings(), cluster_of=self.labels[clients], cluster_dense=self.models)

@@ -1,0 +1,174 @@
+"""What a client-worker actor does for an NCF model (GMF / MLP / NeuMF): train any subset of
+its clients in one batched call, each with the private user vector it keeps on the device, and
+rank each held-out client's candidates. The private vectors never leave this object.
+
+Under Cali3F a delegate trains twice, at the global model and at its cluster's model; under
+Ditto each client also steps its personal dense part (the shared device state is ``WorkerCore``'s)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import numpy as np
+import torch
+
+from cluster.arrays import ranges, sorted_unique
+from cluster.fl.local_training import LocalRecipe, train_local
+from cluster.fl.metrics import rank_metrics
+from cluster.fl.negatives import hashed_negatives
+from cluster.fl.ncf_upload import compress_ncf_upload, widen_ncf_upload
+from cluster.fl.types import ClientSettings, ClientUpdate, ClusterView
+from cluster.fl.worker_core import WorkerCore
+from cluster.models.ncf import NCFSpec, initial_params, retrieval_queries, score_candidates
+from cluster.storage import Storage
+
+EVAL_CHUNK = 4096
+# The round index whose hashed negatives the train-split pair measure uses: one no run reaches.
+TRAIN_PAIRS_ROUND = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class NCFShard:
+    """The clients of one worker. clients: (C,) ascending global ids; their positives are
+    ``items[indptr[c]:indptr[c+1]]``; test_clients (T,) ⊂ clients with test_candidates (T, K)
+    (test item first); users0[table]: (C, d) starting private vectors."""
+
+    clients: np.ndarray
+    indptr: np.ndarray
+    items: np.ndarray
+    test_clients: np.ndarray
+    test_candidates: np.ndarray
+    users0: dict[str, np.ndarray]
+
+    def save(self, storage: Storage, name: str) -> None:
+        """One .npz per worker in the run's storage, so a worker restarted on any node reloads its clients."""
+        arrays = {f"users0.{t}": v for t, v in self.users0.items()}
+        storage.write_npz(name, clients=self.clients, indptr=self.indptr, items=self.items,
+                          test_clients=self.test_clients, test_candidates=self.test_candidates, **arrays)
+
+    @classmethod
+    def load(cls, storage: Storage, name: str) -> "NCFShard":
+        f = storage.read_npz(name)
+        users0 = {k.split(".", 1)[1]: v for k, v in f.items() if k.startswith("users0.")}
+        return cls(f["clients"], f["indptr"], f["items"], f["test_clients"], f["test_candidates"], users0)
+
+
+
+class NCFWorkerCore(WorkerCore):
+    """An NCF family's worker: leave-one-out clients, each with a private user vector."""
+
+    def __init__(self, shard: NCFShard, spec: NCFSpec, recipe: LocalRecipe, seed: int):
+        start = initial_params(spec, seed) if recipe.personal_lambda is not None else None
+        super().__init__(shard, spec, recipe, seed, {t: v.copy() for t, v in shard.users0.items()}, start)
+        self._test_rows = self._rows(shard.test_clients)
+        owners = np.repeat(shard.clients, np.diff(shard.indptr))
+        self._positive_keys = sorted_unique(owners * spec.n_items + shard.items)  # negatives avoid these
+
+    def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray],
+              settings: Optional[ClientSettings] = None) -> ClientUpdate:
+        clients = np.asarray(clients, dtype=np.int64)
+        rows = self._rows(clients)
+        starts, ends = self.shard.indptr[rows], self.shard.indptr[rows + 1]
+        lengths = ends - starts
+        indptr = np.r_[0, np.cumsum(lengths)]
+        pos = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        users = {t: v[rows] for t, v in self.users.items()}
+
+        def local(recipe: LocalRecipe, user_start: dict, **options) -> tuple[ClientUpdate, dict]:
+            return train_local(self.spec, recipe, params, user_start, clients, indptr, self.shard.items[pos], self.seed,
+                               round_index, positive_keys=self._positive_keys, **options)
+
+        result, new_users = local(self.recipe, users, fractions=None if settings is None else settings.width)
+        if settings is not None and settings.cluster_of is not None:
+            # Cali3F delegate: its pass at w feeds the global dense part; its pass at its cluster's
+            # model gives CaliUp's gradient, and the item and user updates that serve it.
+            at_cluster, new_users = local(self.recipe, users, client_dense={
+                n: v[settings.cluster_of] for n, v in settings.cluster_dense.items()})
+            result = replace(at_cluster, loss=result.loss, dense_deltas=result.dense_deltas,
+                             cluster_dense_deltas=at_cluster.dense_deltas,
+                             user_deltas={t: new_users[t] - users[t] for t in users})
+        if self.personal is not None:
+            # Ditto: the personal dense part steps toward the client's data and w, with the item
+            # rows and the user vector it is used with (the latter just trained) held fixed.
+            personal = {n: v[rows] for n, v in self.personal.items()}
+            frozen = replace(self.recipe, lr_item=0.0, lr_user=0.0)
+            stepped, _ = local(frozen, new_users, client_dense=personal, prox_lambda=self.recipe.personal_lambda)
+            for name, delta in stepped.dense_deltas.items():
+                self.personal[name][rows] = personal[name] + delta
+        for table, vectors in new_users.items():
+            self.users[table][rows] = vectors
+        if settings is not None:
+            result = widen_ncf_upload(result, settings.upload, self.spec.n_items, self.seed, round_index)
+        if settings is not None and settings.levels is not None:
+            result = compress_ncf_upload(result, settings.kind, settings.levels, self.seed, round_index,
+                                         settings.rescale_pruned)
+        return result
+
+    def _user_matrix(self, params: Optional[dict] = None) -> np.ndarray:
+        """The private user vectors: on the device, so the global ``params`` are not needed."""
+        users = np.concatenate([self.users[t] for t in self.spec.user_tables], axis=1)
+        if not np.isfinite(users).all():
+            raise FloatingPointError("user vectors diverged (NaN or inf), so they cannot be clustered; "
+                                     "lower the learning rates (fl.client_lr, fl.item_lr_scale, fl.user_lr_scale)")
+        return users
+
+    def evaluate(self, params: dict[str, np.ndarray], split: str = "test", clusters: Optional[ClusterView] = None,
+                 k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(test_clients, HR@k, NDCG@k) of this worker's held-out clients under ``params`` and
+        each client's own private vector (and its personal or cluster dense part); for split
+        'train', (owner, bit, 1) per (train positive, sampled negative) pair (``train_pairs``)."""
+        if split == "train":
+            return self.train_pairs(params, clusters)
+        if split != "test":
+            raise ValueError(f"NCF models evaluate splits 'test' (leave-one-out) and 'train', not {split!r}")
+        torch_params = {n: torch.from_numpy(v) for n, v in params.items()}
+        hits, ndcgs = [], []
+        with torch.no_grad():
+            for lo in range(0, len(self._test_rows), EVAL_CHUNK):
+                rows = self._test_rows[lo : lo + EVAL_CHUNK]
+                users = {t: torch.from_numpy(v[rows]) for t, v in self.users.items()}
+                candidates = torch.from_numpy(self.shard.test_candidates[lo : lo + EVAL_CHUNK].astype(np.int64))
+                own = self._served_dense(rows, clusters)
+                own_t = None if own is None else {n: torch.from_numpy(np.ascontiguousarray(v)) for n, v in own.items()}
+                scores = score_candidates(self.spec, torch_params, users, candidates, own_t).numpy()
+                hit, ndcg = rank_metrics(scores, k)
+                hits.append(hit)
+                ndcgs.append(ndcg)
+        cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0)  # noqa: E731
+        return self.shard.test_clients, cat(hits), cat(ndcgs)
+
+    def train_pairs(self, params: dict[str, np.ndarray],
+                    clusters: Optional[ClusterView] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """CEAG's pairwise measure on the train data, as the clients report it in training: each
+        positive against its r sampled negatives (r = ``negatives_per_positive``), 1 where it
+        scores strictly higher, under the model serving the client. The negatives come from a
+        stream no training round draws, fixed by the seed. Returns (owner, bit, 1) per pair."""
+        per_positive = self.recipe.negatives_per_positive
+        n_pos = np.diff(self.shard.indptr)
+        rows = np.flatnonzero(n_pos > 0)
+        negatives = hashed_negatives(self.seed, TRAIN_PAIRS_ROUND, self.shard.clients[rows], n_pos[rows] * per_positive,
+                                     self._positive_keys, self.spec.n_items).astype(np.int64)
+        positive_row = np.repeat(rows, n_pos[rows])
+        candidates = np.concatenate([self.shard.items[ranges(self.shard.indptr[rows], n_pos[rows])][:, None],
+                                     negatives.reshape(-1, per_positive)], axis=1)
+        torch_params = {n: torch.from_numpy(v) for n, v in params.items()}
+        bits = []
+        with torch.no_grad():
+            for lo in range(0, len(candidates), EVAL_CHUNK):
+                at = positive_row[lo : lo + EVAL_CHUNK]
+                users = {t: torch.from_numpy(v[at]) for t, v in self.users.items()}
+                own = self._served_dense(at, clusters)
+                own_t = None if own is None else {n: torch.from_numpy(np.ascontiguousarray(v)) for n, v in own.items()}
+                scores = score_candidates(self.spec, torch_params, users,
+                                          torch.from_numpy(candidates[lo : lo + EVAL_CHUNK]), own_t).numpy()
+                bits.append((scores[:, :1] > scores[:, 1:]).astype(np.float32).ravel())
+        owners = np.repeat(self.shard.clients[positive_row], per_positive)
+        bits = np.concatenate(bits) if bits else np.zeros(0, np.float32)
+        return owners, bits, np.ones(len(bits), np.float32)
+
+    def retrieval_queries(self, params: dict[str, np.ndarray],
+                          clusters: Optional[ClusterView] = None) -> tuple[np.ndarray, np.ndarray]:
+        """(clients, query vectors) for the retriever: what each phone would send with a request."""
+        own = self._served_dense(np.arange(self.n_clients), clusters)
+        return self.shard.clients, retrieval_queries(self.spec, params, self.users, own)
