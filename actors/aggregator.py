@@ -11,7 +11,7 @@ import ray
 
 from actors.round_metrics import RoundMetrics
 from actors.worker_pool import ActorPool
-from cluster.fl.model_ops import ModelOps
+from cluster.fl.families.base import ModelOps
 from cluster.fl.round_loop import RoundLoop
 from cluster.fl.server_core import FederatedServer, FleetView
 from cluster.storage import Storage

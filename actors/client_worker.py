@@ -12,11 +12,11 @@ from typing import Optional
 import numpy as np
 
 from cluster import checkpoint
-from cluster.fl.click_shard import ClickShard
-from cluster.fl.click_training import ClickRecipe
-from cluster.fl.click_worker_core import ClickWorkerCore
-from cluster.fl.local_training import LocalRecipe
-from cluster.fl.ncf_worker_core import NCFShard, NCFWorkerCore
+from cluster.fl.families.click.shard import ClickShard
+from cluster.fl.families.click.training import ClickRecipe
+from cluster.fl.families.click.worker import ClickWorkerCore
+from cluster.fl.families.ncf.training import LocalRecipe
+from cluster.fl.families.ncf.worker import NCFShard, NCFWorkerCore
 from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
 from cluster.storage import Storage

@@ -10,12 +10,12 @@ import ray
 
 from actors.aggregator import Aggregator
 from actors.client_worker import ClientWorker
-from cluster.fl.click_shard import ClickShard
-from cluster.fl.click_training import ClickRecipe
-from cluster.fl.local_training import LocalRecipe
-from cluster.fl.model_ops import ModelOps
+from cluster.fl.families.click.shard import ClickShard
+from cluster.fl.families.click.training import ClickRecipe
+from cluster.fl.families.ncf.training import LocalRecipe
+from cluster.fl.families.base import ModelOps
 from cluster.fl.server_core import FleetView
-from cluster.fl.ncf_worker_core import NCFShard
+from cluster.fl.families.ncf.worker import NCFShard
 from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
 from cluster.storage import Storage

@@ -11,11 +11,12 @@ from typing import Optional
 import numpy as np
 
 from cluster.fairness.reference import reference_accuracy
-from cluster.fl.click_setup import ClickSetup, click_setup
-from cluster.fl.click_training import ClickRecipe
+from cluster.fl.families.click.setup import ClickSetup, click_setup
+from cluster.fl.families.click.training import ClickRecipe
 from cluster.fl.clustering import encode_metadata
-from cluster.fl.local_training import LocalRecipe
-from cluster.fl.model_ops import ModelOps, NCFOps
+from cluster.fl.families.ncf.training import LocalRecipe
+from cluster.fl.families.base import ModelOps
+from cluster.fl.families.ncf.ops import NCFOps
 from cluster.fl.server_core import FleetView
 from cluster.fl.shards import assign_workers
 from cluster.models.click import ClickSpec

@@ -30,8 +30,8 @@ from cluster.data.click_features import (
     rows_by_user,
 )
 from cluster.fl.aggregation import ServerOptimizer
-from cluster.fl.click_batches import click_auc
-from cluster.fl.click_training import ClickRecipe, fedavg_round
+from cluster.fl.families.click.batches import click_auc
+from cluster.fl.families.click.training import ClickRecipe, fedavg_round
 from cluster.models.click import ClickSpec
 from cluster.models.click_net import init_params
 from cluster.rng import stream

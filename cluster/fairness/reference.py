@@ -13,7 +13,7 @@ from cluster.storage import Storage, StorageError
 from configs.schema import CEAGConfig
 
 
-# The train-split summary key of each CEAG measure (``cluster/fl/click_metrics.auc_summary``).
+# The train-split summary key of each CEAG measure (``cluster/fl/families/click/metrics.auc_summary``).
 REFERENCE_KEYS = {"accuracy": "acc_train", "pairwise": "pair_train"}
 
 

@@ -13,11 +13,11 @@ from typing import Optional
 import numpy as np
 
 from cluster.experiment import Experiment
-from cluster.fl.click_worker_core import ClickWorkerCore
+from cluster.fl.families.click.worker import ClickWorkerCore
 from cluster.fl.round_loop import RoundLoop
 from cluster.fl.server_core import FederatedServer
 from cluster.fl.shards import build_click_shards, build_shards
-from cluster.fl.ncf_worker_core import NCFWorkerCore
+from cluster.fl.families.ncf.worker import NCFWorkerCore
 from cluster.fl.worker_pool import CorePool, in_client_order
 
 

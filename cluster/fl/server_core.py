@@ -11,7 +11,7 @@ import numpy as np
 
 from cluster.fairness.ceag_round import CEAGController
 from cluster.fl.aggregation import ServerOptimizer, add_weighted_deltas
-from cluster.fl.model_ops import ModelOps
+from cluster.fl.families.base import ModelOps
 from cluster.fl.clock import VirtualClock
 from cluster.fl.selection import EpochSampler, RoundPlan, n_to_select
 from cluster.fl.strategies import make_strategy

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from cluster.data.splits import LeaveOneOut
-from cluster.fl.click_setup import ClickSetup
-from cluster.fl.click_shard import ClickShard
-from cluster.fl.ncf_worker_core import NCFShard
+from cluster.fl.families.click.setup import ClickSetup
+from cluster.fl.families.click.shard import ClickShard
+from cluster.fl.families.ncf.worker import NCFShard
 from cluster.models.ncf import NCFSpec, init_users
 from cluster.tiers.population import Population
 

@@ -1,5 +1,5 @@
 """Which embedding rows a client sends under ``fl.upload`` (touched, dense, padded) and what its
-decoy rows carry. Pure functions over one client's row ids; ``click_upload`` applies them.
+decoy rows carry. Pure functions over one client's row ids; ``families/click/upload.py`` applies them.
 
 Decoys come from one fixed order of each table per client (its own stream: seed, client), not a
 fresh draw per round: a set that changed every round would give the real rows away to anyone

@@ -12,8 +12,8 @@ import pytest
 
 from cluster.experiment import build
 from cluster.fl.cali3f import fastagg_dense_rows, fastagg_items
-from cluster.fl.click_batches import predict
-from cluster.fl.click_training import ClickRecipe, train_local_click
+from cluster.fl.families.click.batches import predict
+from cluster.fl.families.click.training import ClickRecipe, train_local_click
 from cluster.fl.clustering import mean_item_rows
 from cluster.fl.inprocess import evaluate, round_loop
 from cluster.fl.round_loop import RoundLoop

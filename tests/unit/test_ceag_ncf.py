@@ -13,8 +13,8 @@ import torch
 from cluster.experiment import build
 from cluster.fairness.ranking import bit_rate_by_tier, positive_negative_bits
 from cluster.fl.inprocess import build_cores, round_loop
-from cluster.fl.local_training import train_local
-from cluster.fl.negatives import hashed_negatives
+from cluster.fl.families.ncf.training import train_local
+from cluster.fl.families.ncf.negatives import hashed_negatives
 from cluster.models.ncf import score_candidates
 from configs import load_config
 

@@ -16,9 +16,9 @@ from cluster.data.click_features import (
 )
 from cluster.data.splits import temporal_holdout
 from cluster.data.views import click_view
-from cluster.fl.click_batches import click_auc, client_batch, padded_shape
+from cluster.fl.families.click.batches import click_auc, client_batch, padded_shape
 from cluster.fl.aggregation import ServerOptimizer, empty_update, fedavg, merge_updates
-from cluster.fl.click_training import ClickRecipe, fedavg_round, train_local_click
+from cluster.fl.families.click.training import ClickRecipe, fedavg_round, train_local_click
 from cluster.models.click import ClickSpec, channel_masks, narrow_params
 from cluster.models.click_net import forward, init_params
 from cluster.rng import stream

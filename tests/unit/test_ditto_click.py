@@ -1,4 +1,4 @@
-"""Ditto on the click models (``cluster/fl/click_personal.py``): the personal step is Ditto's
+"""Ditto on the click models (``cluster/fl/families/click/personal.py``): the personal step is Ditto's
 proximal step on the dense part with the global embeddings, a client's personal model does not
 depend on its batch or worker, it serves (scores) the client's rows, and it survives a resume."""
 
@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from cluster.experiment import build
-from cluster.fl.click_batches import client_batch, padded_shape, predict
-from cluster.fl.click_personal import personal_predict, personal_sgd
+from cluster.fl.families.click.batches import client_batch, padded_shape, predict
+from cluster.fl.families.click.personal import personal_predict, personal_sgd
 from cluster.fl.inprocess import evaluate, round_loop, run_click_rounds
 from cluster.models.click import ClickSpec, initial_params
 from cluster.models.click_net import forward

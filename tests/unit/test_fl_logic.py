@@ -8,8 +8,8 @@ import pytest
 from configs import load_config
 from cluster.fl.aggregation import ServerOptimizer, empty_update, fedavg, merge_updates
 from cluster.fl.metrics import rank_metrics, summarize
-from cluster.fl.model_ops import NCFOps
-from cluster.fl.negatives import hashed_negatives
+from cluster.fl.families.ncf.ops import NCFOps
+from cluster.fl.families.ncf.negatives import hashed_negatives
 from cluster.fl.clock import keep_fastest
 from cluster.fl.selection import EpochSampler, RoundPlan, n_to_select
 from cluster.fl.server_core import FederatedServer, FleetView

@@ -12,7 +12,7 @@ import pytest
 
 from cluster.experiment import build
 from cluster.fl.inprocess import build_cores, train_rounds
-from cluster.fl.local_training import train_local
+from cluster.fl.families.ncf.training import train_local
 from cluster.models.ncf import NCFSpec, channel_masks, channel_slices
 from cluster.tiers.optimizations import TierPlan
 from configs import load_config

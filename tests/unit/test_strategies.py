@@ -77,7 +77,7 @@ def test_ditto_global_model_is_fedavgs_and_costs_twice_the_compute(tmp_path: Pat
 def test_ditto_personal_step_is_the_proximal_sgd_step(tmp_path: Path):
     """One local epoch: v ← v − η(∇F(v) + λ(v − w)) = (plain step from v) − ηλ(v − w)."""
     from cluster.fl.inprocess import build_cores
-    from cluster.fl.local_training import train_local
+    from cluster.fl.families.ncf.training import train_local
 
     exp = build(_cfg(tmp_path, "ditto", kind="neumf"))
     core = build_cores(exp)[0]
@@ -208,7 +208,7 @@ def test_cali3f_state_round_trips(tmp_path: Path):
 
 def test_ncf_upload_compression_per_client_and_neutral_levels_exact(tmp_path: Path):
     from cluster.fl.inprocess import build_cores
-    from cluster.fl.ncf_upload import compress_ncf_upload
+    from cluster.fl.families.ncf.upload import compress_ncf_upload
 
     exp = build(_cfg(tmp_path, "fedavg", kind="neumf"))
     core = build_cores(exp)[0]

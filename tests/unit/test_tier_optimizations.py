@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from cluster.fl.click_ops import ClickOps
-from cluster.fl.click_shard import ClickShard, restrict_features
-from cluster.fl.click_training import ClickRecipe, train_local_click
-from cluster.fl.click_upload import (
+from cluster.fl.families.click.ops import ClickOps
+from cluster.fl.families.click.shard import ClickShard, restrict_features
+from cluster.fl.families.click.training import ClickRecipe, train_local_click
+from cluster.fl.families.click.upload import (
     compress_upload,
     dense_entries,
     touched_rows,
     upload_size,
 )
-from cluster.fl.click_worker_core import ClickWorkerCore
+from cluster.fl.families.click.worker import ClickWorkerCore
 from cluster.fl.server_core import FederatedServer, FleetView
 from cluster.models.click import ClickSpec, channel_masks
 from cluster.models.click_net import init_params

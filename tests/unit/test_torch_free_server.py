@@ -10,8 +10,8 @@ import sys
 
 from tests.conftest import REPO_ROOT
 
-SERVER_MODULES = ("actors.aggregator", "actors.worker_pool", "actors.round_metrics", "cluster.fl.model_ops",
-                  "cluster.fl.click_ops", "cluster.fl.strategies.cali3f", "cluster.fairness.ceag_round")
+SERVER_MODULES = ("actors.aggregator", "actors.worker_pool", "actors.round_metrics", "cluster.fl.families.base", "cluster.fl.families.ncf.ops",
+                  "cluster.fl.families.click.ops", "cluster.fl.strategies.cali3f", "cluster.fairness.ceag_round")
 
 PROBE = f"""
 import sys

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from cluster.fl.aggregation import fedavg
-from cluster.fl.click_training import ClickRecipe, train_local_click
-from cluster.fl.click_upload import add_decoys, compress_upload, table_rows, touched_rows, upload_size
-from cluster.fl.click_worker_core import ClickWorkerCore
-from cluster.fl.click_shard import ClickShard
-from cluster.fl.local_training import LocalRecipe, train_local
-from cluster.fl.model_ops import NCFOps, sent_item_rows
-from cluster.fl.ncf_upload import compress_ncf_upload, widen_ncf_upload
+from cluster.fl.families.click.training import ClickRecipe, train_local_click
+from cluster.fl.families.click.upload import add_decoys, compress_upload, table_rows, touched_rows, upload_size
+from cluster.fl.families.click.worker import ClickWorkerCore
+from cluster.fl.families.click.shard import ClickShard
+from cluster.fl.families.ncf.training import LocalRecipe, train_local
+from cluster.fl.families.ncf.ops import NCFOps, sent_item_rows
+from cluster.fl.families.ncf.upload import compress_ncf_upload, widen_ncf_upload
 from cluster.fl.upload_rows import decoy_count, fill_decoys, sent_rows
 from cluster.models.click import ClickSpec
 from cluster.models.click_net import init_params
@@ -183,7 +183,7 @@ def _neutral_plan():
 
 
 def test_a_subsampled_client_trains_on_its_share_and_is_priced_for_it():
-    from cluster.fl.local_subsample import subsample_rows
+    from cluster.fl.families.click.subsample import subsample_rows
 
     indptr, rows = np.array([0, 8, 9, 29]), np.arange(100, 129)
     clients, shares = np.array([4, 7, 9]), np.array([0.25, 0.25, 1.0])

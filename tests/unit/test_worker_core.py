@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cluster.fl.local_training import LocalRecipe
+from cluster.fl.families.ncf.training import LocalRecipe
 from cluster.fl.shards import assign_workers, build_shards
-from cluster.fl.ncf_worker_core import NCFShard, NCFWorkerCore
+from cluster.fl.families.ncf.worker import NCFShard, NCFWorkerCore
 from cluster.models.ncf import NCFSpec, init_global
 from cluster.storage import Storage
 from cluster.world import build_world

@@ -1,16 +1,12 @@
-"""What the server and the aggregator need to know about a model family, behind one interface:
-its initial global parameters, what a client's round costs (work, bytes down, bytes up), the
-settings a client trains with, how uploads merge and average, and how evaluations summarize.
-
-``NCFOps`` (GMF / MLP / NeuMF, leave-one-out ranking) and ``ClickOps`` (DLRM / DIN, AUC;
-``cluster/fl/click_ops.py``) implement it, so the round loop is written once.
-"""
+"""``ModelOps`` for the NCF models (GMF / MLP / NeuMF): a client's positives and sampled
+negatives priced on the virtual clock, its item rows uploaded sparsely, FedAvg over them,
+HR/NDCG per tier. See ``cluster/fl/families/base.py`` for the interface."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Optional, Protocol
+from typing import Optional
 
 import numpy as np
 
@@ -18,6 +14,7 @@ from cluster.fairness.ranking import bit_rate_by_tier
 from cluster.fl.aggregation import empty_update, fedavg, merge_updates
 from cluster.fl.cali3f import fastagg_item_deltas
 from cluster.fl.clock import RoundCosts
+from cluster.fl.families.base import NOTHING_EXTRA
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.upload_rows import decoy_count
 from cluster.fl.records import evaluation_summary
@@ -25,32 +22,6 @@ from cluster.models.ncf import NCFSpec, channel_masks, initial_params
 from cluster.tiers.optimizations import TierPlan
 from cluster.fl.types import ClientSettings, ClientUpdate
 from configs.fl_schema import TouchedUpload, UploadConfig
-
-
-NOTHING_EXTRA = ExtraPayload()
-
-
-class ModelOps(Protocol):
-    def init_params(self, seed: int) -> dict[str, np.ndarray]: ...
-
-    def round_costs(self, clients: np.ndarray, tiers: np.ndarray, samples: np.ndarray, plan: TierPlan,
-                    extra: ExtraPayload, passes: float) -> RoundCosts:
-        """``extra`` and ``passes``: what the strategy adds to each client's payload and work."""
-
-    def client_settings(self, tiers: np.ndarray, plan: TierPlan): ...
-
-    def merge(self, results: list): ...
-
-    def average(self, merged, weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]: ...
-
-    def upload_stats(self, merged) -> dict: ...
-
-    def fastagg(self, merged) -> dict[str, np.ndarray]:
-        """Cali3F's FastAgg (eq. 5) of the merged uploads' embedding rows: the update of each
-        shared embedding table, to add as is."""
-
-    def summarize(self, owners: np.ndarray, a: np.ndarray, b: np.ndarray, tier_of_user: np.ndarray,
-                  tier_names: tuple[str, ...], split: str) -> dict[str, float]: ...
 
 
 def sent_item_rows(upload: UploadConfig, touched: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:

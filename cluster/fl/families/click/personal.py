@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from cluster.data.click_features import ClickFeatures
-from cluster.fl.click_batches import grouped_batches
-from cluster.fl.click_training import one_thread
+from cluster.fl.families.click.batches import grouped_batches
+from cluster.fl.families.click.training import one_thread
 from cluster.fl.ditto import personal_step
 from cluster.models.click import ClickSpec
 from cluster.models.click_net import forward

@@ -12,7 +12,7 @@ import numpy as np
 from cluster.models.ncf import NCFSpec
 
 if TYPE_CHECKING:  # local_training imports this module
-    from cluster.fl.local_training import LocalRecipe
+    from cluster.fl.families.ncf.training import LocalRecipe
 
 
 def train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slot, sample_label, slot_owner,

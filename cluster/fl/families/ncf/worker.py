@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from cluster.arrays import ranges, sorted_unique
-from cluster.fl.local_training import LocalRecipe, train_local
+from cluster.fl.families.ncf.training import LocalRecipe, train_local
 from cluster.fl.metrics import rank_metrics
-from cluster.fl.negatives import hashed_negatives
-from cluster.fl.ncf_upload import compress_ncf_upload, widen_ncf_upload
+from cluster.fl.families.ncf.negatives import hashed_negatives
+from cluster.fl.families.ncf.upload import compress_ncf_upload, widen_ncf_upload
 from cluster.fl.types import ClientSettings, ClientUpdate, ClusterView
 from cluster.fl.worker_core import WorkerCore
 from cluster.models.ncf import NCFSpec, initial_params, retrieval_queries, score_candidates

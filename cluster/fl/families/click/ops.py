@@ -1,5 +1,5 @@
 """``ModelOps`` for the click models (DLRM / DIN): tier-aware widths and compressed uploads,
-HeteroFL-masked FedAvg, AUC per tier. See ``cluster/fl/model_ops.py`` for the interface."""
+HeteroFL-masked FedAvg, AUC per tier. See ``cluster/fl/families/base.py`` for the interface."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Optional
 import numpy as np
 
 from cluster.fl.cali3f import fastagg_dense_rows
-from cluster.fl.click_metrics import auc_summary
+from cluster.fl.families.click.metrics import auc_summary
 from cluster.fl.aggregation import empty_update, fedavg, merge_updates
-from cluster.fl.click_upload import dense_entries
+from cluster.fl.families.click.upload import dense_entries
 from cluster.fl.clock import RoundCosts
-from cluster.fl.model_ops import NOTHING_EXTRA
+from cluster.fl.families.base import NOTHING_EXTRA
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.models.click import ClickSpec, channel_masks, initial_params, is_embedding
 from cluster.tiers.optimizations import TierPlan

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from cluster.arrays import ranges, sorted_unique
 from cluster.fairness.ranking import positive_negative_bits
 from cluster.fl.fixed_batches import fixed_size_batches
-from cluster.fl.gmf_training import train_flat_gmf
-from cluster.fl.negatives import hashed_negatives
+from cluster.fl.families.ncf.gmf_training import train_flat_gmf
+from cluster.fl.families.ncf.negatives import hashed_negatives
 from cluster.models.ncf import NCFSpec, batched_logits, channel_slices
 from cluster.fl.types import ClientUpdate
 

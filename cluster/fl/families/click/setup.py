@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from cluster.data.click_features import ClickFeatures, build_click_features, rows_by_user
-from cluster.fl.click_ops import ClickOps
-from cluster.fl.click_training import ClickRecipe
-from cluster.fl.click_upload import upload_size
+from cluster.fl.families.click.ops import ClickOps
+from cluster.fl.families.click.training import ClickRecipe
+from cluster.fl.families.click.upload import upload_size
 from cluster.models.click import ClickSpec
 from cluster.world import World
 from configs.schema import SimConfig

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from cluster.data.click_features import ClickFeatures, select_clients
 from cluster.fairness.ranking import pairwise_bits
 from cluster.fl.aggregation import ServerOptimizer, fedavg
-from cluster.fl.click_batches import grouped_batches
+from cluster.fl.families.click.batches import grouped_batches
 from cluster.models.click import ClickSpec, channel_masks, channel_slices, narrow_params
 from cluster.models.click_net import forward
 from cluster.fl.types import ClientUpdate, channel_widths
@@ -45,7 +45,7 @@ class ClickRecipe:
     it also uploads −lr × the gradient of its mean pairwise logistic loss at the model it
     received (CEAG's pairwise primal proxy, ``cluster/fairness/ceag.pairwise_proxy_coefficients``).
     ``personal_lambda``: Ditto; each client also steps its personal dense part with this λ
-    (``cluster/fl/click_personal.py``)."""
+    (``cluster/fl/families/click/personal.py``)."""
 
     epochs: int = 1
     lr: float = 1.0

@@ -11,12 +11,12 @@ from typing import Optional
 
 import numpy as np
 
-from cluster.fl.click_batches import predict
-from cluster.fl.click_personal import personal_predict, personal_sgd
-from cluster.fl.click_shard import ClickShard
-from cluster.fl.click_training import ClickRecipe, train_local_click
-from cluster.fl.click_upload import add_decoys, compress_upload, table_rows, touched_rows
-from cluster.fl.local_subsample import subsample_rows
+from cluster.fl.families.click.batches import predict
+from cluster.fl.families.click.personal import personal_predict, personal_sgd
+from cluster.fl.families.click.shard import ClickShard
+from cluster.fl.families.click.training import ClickRecipe, train_local_click
+from cluster.fl.families.click.upload import add_decoys, compress_upload, table_rows, touched_rows
+from cluster.fl.families.click.subsample import subsample_rows
 from cluster.fl.upload_rows import SentRows, sent_rows
 from cluster.fl.clustering import mean_item_rows
 from cluster.fl.worker_core import WorkerCore

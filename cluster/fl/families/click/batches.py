@@ -15,7 +15,7 @@ import torch
 from cluster.arrays import ranges
 from cluster.data.click_features import ClickFeatures
 from cluster.fl.fixed_batches import fixed_size_batches
-from cluster.fl.local_training import padded_length
+from cluster.fl.families.ncf.training import padded_length
 from cluster.models.click import ClickSpec
 from cluster.models.click_net import ClickBatch, forward
 
@@ -105,6 +105,6 @@ def predict(spec: ClickSpec, params: dict[str, np.ndarray], features: ClickFeatu
 
 def click_auc(spec: ClickSpec, params: dict[str, np.ndarray], features: ClickFeatures, rows: np.ndarray) -> float:
     """ROC AUC of the global model on ``rows`` (RF²'s click metric)."""
-    from sklearn.metrics import roc_auc_score  # lazily: see cluster/fl/click_metrics.py
+    from sklearn.metrics import roc_auc_score  # lazily: see cluster/fl/families/click/metrics.py
 
     return float(roc_auc_score(features.label[rows], predict(spec, params, features, rows)))

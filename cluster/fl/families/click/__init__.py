@@ -1,0 +1,1 @@
+"""DLRM / DIN: the click model family (see ``cluster/fl/families/__init__.py``)."""
