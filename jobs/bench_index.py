@@ -90,9 +90,11 @@ def recall(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / exact.shape[1] for a, b in zip(found, exact)]))
 
 
-def settings_for(kind: str, args: argparse.Namespace, fetch_by: str | None = None) -> RetrievalConfig:
-    """The kind's index section from the command line; ``fetch_by`` None keeps the kind's default."""
-    ivf = {"nlist": args.nlist, "nprobe": args.nprobe, "overfetch": args.overfetch}
+def settings_for(kind: str, args: argparse.Namespace, fetch_by: str | None = None,
+                 nprobe: int | None = None) -> RetrievalConfig:
+    """The kind's index section from the command line (``nprobe``: one of ``--nprobe``'s, else
+    the first); ``fetch_by`` None keeps the kind's default."""
+    ivf = {"nlist": args.nlist, "nprobe": nprobe or args.nprobes[0], "overfetch": args.overfetch}
     index = {"flat": {}, "ivf": ivf, "ivf_rq": {**ivf, "rq_m": args.rq_m, "train_size": args.rq_train_size},
              "hnsw": {"m": args.hnsw_m, "ef_construction": args.hnsw_ef_construction,
                       "ef_search": args.hnsw_ef_search, "overfetch": args.hnsw_overfetch}}[kind]
@@ -120,7 +122,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="one learned μ per share (m_g = share x T*K/G); the first also times the search")
     parser.add_argument("--dual-requests", type=int, default=4096)
     parser.add_argument("--nlist", type=int, default=256, help="ivf, ivf_rq: lists per shard")
-    parser.add_argument("--nprobe", type=int, default=64, help="ivf, ivf_rq: lists scanned per query")
+    parser.add_argument("--nprobe", default="64", help="ivf, ivf_rq: lists scanned per query; several, comma-separated, "
+                                                       "are measured on one build")
     parser.add_argument("--overfetch", type=int, default=8, help="ivf, ivf_rq: candidates = overfetch x K")
     parser.add_argument("--rq-m", type=int, default=64, help="ivf_rq: 4-bit codebooks per item")
     parser.add_argument("--rq-train-size", type=int, default=65_536, help="ivf_rq: training sample per shard")
@@ -138,6 +141,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown kinds {unknown}; expected some of {KINDS}")
     args.exposure_shares = [float(s) for s in args.exposure_shares.split(",")]
+    args.nprobes = [int(n) for n in args.nprobe.split(",")]
     args.fetch_by = [f for f in args.fetch_by.split(",") if f] or [None]
     if set(args.fetch_by) - {"relevance", "adjusted", None}:
         parser.error(f"--fetch-by takes relevance and/or adjusted, got {args.fetch_by}")
@@ -177,10 +181,11 @@ def learn_mus(shard, catalog, sigma: float, args: argparse.Namespace) -> dict[fl
 
 
 def measure_kind(kind: str, parts, queries: np.ndarray, mus: dict, exact: dict, args: argparse.Namespace,
-                 on_built=None, fetch_by: str | None = None) -> dict:
+                 on_built=None, fetch_by: str | None = None) -> list[dict]:
     """Build ``kind`` over every partition, then its recall against ``exact`` (filled in when
-    ``kind`` is flat), speed and memory. ``on_built(shards)`` runs right after the build.
-    ``fetch_by="adjusted"`` rows are labelled ``<kind>/adj``."""
+    ``kind`` is flat), speed and memory: one row, or one per ``--nprobe`` for the IVF kinds (one
+    build). ``on_built(shards)`` runs right after the build. ``fetch_by="adjusted"`` rows are
+    labelled ``<kind>/adj``."""
     from cluster.retrieval.shard_index import ShardIndex
 
     cfg = settings_for(kind, args, fetch_by)
@@ -192,6 +197,20 @@ def measure_kind(kind: str, parts, queries: np.ndarray, mus: dict, exact: dict, 
     build_s = time.perf_counter() - started
     if on_built is not None:
         on_built(shards)
+    sweep = args.nprobes if kind in ("ivf", "ivf_rq") else [None]
+    rows = []
+    for nprobe in sweep:
+        if nprobe is not None:
+            for shard in shards:
+                shard.set_nprobe(nprobe)
+            cfg = settings_for(kind, args, fetch_by, nprobe)
+        name = label if len(sweep) == 1 else f"{label} np{nprobe}"
+        rows.append(measure_built(name, shards, cfg, build_s, queries, mus, exact, args))
+    return rows
+
+
+def measure_built(label: str, shards, cfg: RetrievalConfig, build_s: float, queries: np.ndarray, mus: dict,
+                  exact: dict, args: argparse.Namespace) -> dict:
     recalls, qps = [], None
     for share in args.exposure_shares:
         found, speed = sharded_search(shards, queries, mus[share], args.k, args.batch)
@@ -235,9 +254,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     mus: dict = {}
     # flat first: its μ per share and its answers are every other kind's reference
     learn = lambda shards: mus.update(learn_mus(shards[0], catalog, sigma, args))  # noqa: E731
-    rows = [measure_kind("flat", parts, queries, mus, exact, args, on_built=learn)]
-    rows += [measure_kind(kind, parts, queries, mus, exact, args, fetch_by=fetch_by)
-             for kind in args.kinds[1:] for fetch_by in args.fetch_by]
+    rows = measure_kind("flat", parts, queries, mus, exact, args, on_built=learn)
+    rows += [row for kind in args.kinds[1:] for fetch_by in args.fetch_by
+             for row in measure_kind(kind, parts, queries, mus, exact, args, fetch_by=fetch_by)]
     print_table(rows, args)
     return 0
 

@@ -122,6 +122,13 @@ class ShardIndex:
         self.index.add(vectors)
         faiss.extract_index_ivf(self.index).nprobe = min(nprobe, nlist)
 
+    def set_nprobe(self, nprobe: int) -> None:
+        """Lists scanned per query from now on (IVF kinds): a benchmark sweeps it on one build."""
+        if self.kind not in ("ivf", "ivf_rq"):
+            raise ValueError(f"nprobe is an IVF setting; this shard's index is {self.kind!r}")
+        ivf = faiss.extract_index_ivf(self.index)
+        ivf.nprobe = min(nprobe, ivf.nlist)
+
     def _stored(self) -> np.ndarray:
         """The flat index's own (n, d+1) buffer, writable in place."""
         n, width = self.index.ntotal, self.index.d

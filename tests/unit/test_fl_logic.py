@@ -90,18 +90,18 @@ def _result(clients, n_samples, rows, dense):
 
 def test_fedavg_by_hand_and_independent_of_worker_split():
     spec = NCFSpec("gmf", 2, (4,), 3)
-    EMPTY = empty_update(spec.dense_shapes(), {"item_gmf": spec.dim})
+    empty = empty_update(spec.dense_shapes(), {"item_gmf": spec.dim})
     a = _result([5], [1], [(0, 0, [1.0, 0.0]), (0, 2, [2.0, 2.0])], [[1.0, 1.0, 3.0]])
     b = _result([2, 9], [3, 4], [(0, 0, [0.0, 4.0]), (1, 1, [8.0, 0.0])], [[2.0, 0.0, 0.0], [0.0, 8.0, 1.0]])
-    delta = fedavg(merge_updates([a, b], EMPTY), spec.n_items)
+    delta = fedavg(merge_updates([a, b], empty), spec.n_items)
     # weights 1/8 (client 5), 3/8 (client 2), 4/8 (client 9)
     np.testing.assert_allclose(delta["item_gmf"], [[1 / 8, 12 / 8], [32 / 8, 0], [2 / 8, 2 / 8]])
     np.testing.assert_allclose(delta["out.weight"], [1 / 8 + 6 / 8, 1 / 8 + 32 / 8])
     np.testing.assert_allclose(delta["out.bias"], [3 / 8 + 4 / 8])
-    swapped = fedavg(merge_updates([b, a], EMPTY), spec.n_items)
+    swapped = fedavg(merge_updates([b, a], empty), spec.n_items)
     for name in delta:
         assert np.array_equal(delta[name], swapped[name])
-    merged = merge_updates([b, a], EMPTY)
+    merged = merge_updates([b, a], empty)
     assert merged.clients.tolist() == [2, 5, 9]
 
 

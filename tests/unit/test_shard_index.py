@@ -64,6 +64,25 @@ def test_exact_when_overfetch_covers_the_partition(kind, seed, n_items):
     assert np.array_equal(np.sort(merged.items, axis=1), np.sort(expected, axis=1))
 
 
+def test_set_nprobe_scans_more_lists_on_the_same_build():
+    """Probing every list with an over-fetch that covers the partition is exact; one list is not."""
+    vectors, groups, queries, mu = _world(seed=4, n_items=240)
+    shards = _shards(vectors, groups, 2, kind="ivf", nlist=8, nprobe=1, overfetch=100)
+    expected, _ = _brute_force(vectors, groups, queries, mu, 10)
+
+    def found():
+        for shard in shards:
+            shard.set_mu(mu)
+        return np.sort(merge_top_k([s.search(queries, 10) for s in shards], 10).items, axis=1)
+
+    assert not np.array_equal(found(), np.sort(expected, axis=1))
+    for shard in shards:
+        shard.set_nprobe(64)  # capped at the index's 8 lists
+    assert np.array_equal(found(), np.sort(expected, axis=1))
+    with pytest.raises(ValueError, match="nprobe is an IVF setting"):
+        _shards(vectors, groups, 1)[0].set_nprobe(4)
+
+
 def test_small_partition_pads_with_missing_items():
     vectors, groups, queries, _ = _world(seed=4, n_items=3)
     (shard,) = _shards(vectors, groups, 1)
