@@ -13,8 +13,8 @@ on every node, names prefixed ``ray_``; a counter gains ``_total``):
 | ``ray_fairfleet_retriever_mu`` | app, group | the dual offset μ_g (adjusted score = s − μ_g) |
 | ``ray_fairfleet_retriever_mu_version``, ``_esp``, ``_fill``, ``_horizon_requests`` | app | dual-vector state |
 
-Requests, errors and latency are recorded by an ASGI middleware, so a body FastAPI rejects (422)
-or an unknown path (404) is counted like any other answer. Ray 2.60 rebuilds a histogram's
+Requests, errors and latency are recorded by the deployment's router (``serve/http.dispatch``), so
+a rejected body (422) or an unknown path (404, route "other") is counted like any other answer. Ray 2.60 rebuilds a histogram's
 ``_sum`` from bucket midpoints, so only its buckets (quantiles) are exact; the mean batch size is
 therefore two counters rather than a histogram. The exposure gauges come from the
 dual-vector actor's own ``stats()`` (the one source of truth whatever the number of replicas),
@@ -24,13 +24,11 @@ no request arrives (Ray drops a gauge that is not set again within two report in
 from __future__ import annotations
 
 import threading
-import time
 from typing import Callable, Optional
 
 import numpy as np
 from ray.util.metrics import Counter, Gauge, Histogram
 
-ROUTES = ("/retrieve", "/health", "/stats")
 LATENCY_BOUNDARIES_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 STATS_REFRESH_S = 2.0
 
@@ -121,46 +119,3 @@ class RetrieverMetrics:
         self._stop.set()
         if self._poller is not None:
             self._poller.join(timeout=10)
-
-
-_active: Optional[RetrieverMetrics] = None
-
-
-def activate(metrics: Optional[RetrieverMetrics]) -> None:
-    """Make ``metrics`` the one the middleware records to (one ingress replica per process)."""
-    global _active
-    _active = metrics
-
-
-def route_of(scope: dict) -> str:
-    """The matched route's path (known routes only, so a scan of random paths cannot blow up the
-    series count); "other" for anything else."""
-    route = getattr(scope.get("route"), "path", None) or scope.get("path", "")
-    return route if route in ROUTES else "other"
-
-
-class RequestMetricsMiddleware:
-    """Pure ASGI middleware (no per-request Request object): status, route and latency of every
-    HTTP answer. An exception that escapes the app is recorded as a 500 and re-raised."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        metrics = _active
-        if scope["type"] != "http" or metrics is None:
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_status(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            metrics.observe_request(route_of(scope), status, time.perf_counter() - started)

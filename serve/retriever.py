@@ -1,5 +1,6 @@
-"""Ray Serve deployment of the fair retriever: FastAPI ingress over the shard and dual-vector
-actors. POST /retrieve, GET /health, GET /stats.
+"""Ray Serve deployment of the fair retriever over the shard and dual-vector actors: POST
+/retrieve, GET /health, GET /stats, routed by ``serve/http.py`` (no web framework: FastAPI's
+per-request cost was a third of the floor on two cores).
 
 Concurrent requests are gathered by ``serve.batch`` into one fan-out (one call per shard for the
 whole batch): FAISS answers a batch of queries for little more than one, so batching is what
@@ -13,31 +14,19 @@ import json
 
 import numpy as np
 import ray
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.exceptions import RayActorError
+from starlette.requests import Request
+from starlette.responses import Response
 
 from configs import SimConfig
 from serve.backend import start_backend
-from serve.metrics import RequestMetricsMiddleware, RetrieverMetrics, activate
-from serve.models import RetrieveRequest, RetrieveResponse, StatsResponse
-
-app = FastAPI(title="FairFleet fair retriever")
-app.add_middleware(RequestMetricsMiddleware)
-
-
-@app.exception_handler(RequestValidationError)
-async def _invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 with the field and the reason, without echoing the input: a NaN in the body would
-    otherwise make the error itself unserializable (a 500)."""
-    detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
-    return JSONResponse(status_code=422, content={"detail": detail})
+from serve.http import HTTPError, dispatch, json_bytes, parse_body
+from serve.metrics import RetrieverMetrics
+from serve.models import RetrieveRequest, StatsResponse
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
-@serve.ingress(app)
 class FairRetriever:
     def __init__(self, cfg: SimConfig, name_prefix: str = ""):
         import torch
@@ -54,38 +43,40 @@ class FairRetriever:
         self.max_k = cfg.retrieval.max_k
         self.fanouts = self.fanout_requests = 0  # also in Prometheus; here for /stats without it
         self.metrics = RetrieverMetrics(cfg.name, list(self.group_names))
-        activate(self.metrics)
         dual = self.dual
         self.metrics.poll_stats(lambda: ray.get(dual.stats.remote(), timeout=10))
+        self.routes = {("POST", "/retrieve"): self.retrieve, ("GET", "/health"): self.health,
+                       ("GET", "/stats"): self.stats}
 
-    @app.get("/health")
-    def health(self) -> dict:
-        return {"status": "ok", "shards": len(self.coordinator.shards), "items": int(len(self.item_ids)),
-                "groups": len(self.group_names)}
+    async def __call__(self, request: Request) -> Response:
+        return await dispatch(request, self.routes, self.metrics.observe_request)
 
-    # The body is written straight to JSON, skipping FastAPI's response-model validation and
-    # encoding (a model object per item, validated twice): on two cores that per-request work is
-    # what queues requests at concurrency 16. ``response_model`` still documents the schema.
-    @app.post("/retrieve", response_model=RetrieveResponse)
-    async def retrieve(self, body: RetrieveRequest) -> Response:
+    async def health(self, _: Request) -> Response:
+        return json_bytes(json.dumps({"status": "ok", "shards": len(self.coordinator.shards),
+                                      "items": int(len(self.item_ids)), "groups": len(self.group_names)}).encode())
+
+    # The body is written straight to JSON (``RetrieveResponse`` documents it; a test checks the
+    # answer against it): a model object per item, validated, is per-request work that queues
+    # requests at concurrency 16 on two cores.
+    async def retrieve(self, request: Request) -> Response:
+        body = parse_body(await request.body(), RetrieveRequest)
         query = self._query(body)
         try:
             items, version, partial = await self._serve_batch((query, body.k))
         except RuntimeError as exc:
-            raise HTTPException(503, str(exc)) from None
-        return Response(json.dumps({"items": items, "mu_version": version, "partial": partial}),
-                        media_type="application/json")
+            raise HTTPError(503, str(exc)) from None
+        return json_bytes(json.dumps({"items": items, "mu_version": version, "partial": partial}).encode())
 
     def _query(self, body: RetrieveRequest) -> np.ndarray:
         if body.k > self.max_k:
-            raise HTTPException(422, f"k={body.k} exceeds the maximum of {self.max_k}")
+            raise HTTPError(422, f"k={body.k} exceeds the maximum of {self.max_k}")
         if body.user_id is not None:
             if body.user_id not in self.user_row:
-                raise HTTPException(404, f"unknown user_id {body.user_id}")
+                raise HTTPError(404, f"unknown user_id {body.user_id}")
             return self.user_vectors[self.user_row[body.user_id]]
         query = np.asarray(body.user_vector, dtype=np.float32)
         if query.shape != (self.user_vectors.shape[1],):
-            raise HTTPException(422, f"user_vector has {query.size} values, expected {self.user_vectors.shape[1]}")
+            raise HTTPError(422, f"user_vector has {query.size} values, expected {self.user_vectors.shape[1]}")
         return query
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002, max_concurrent_batches=4)
@@ -107,14 +98,14 @@ class FairRetriever:
             out.append((items, answer.mu_version, answer.partial))
         return out
 
-    @app.get("/stats", response_model=StatsResponse)
-    async def stats(self) -> StatsResponse:
+    async def stats(self, _: Request) -> Response:
         # Reports still waiting (the dual-vector actor was restarting) are sent first, so the
         # counts below include every list this replica served, unless ``unreported`` says not.
         await self.coordinator.flush(timeout_s=5.0)
         try:
             dual_stats = await self.dual.stats.remote()
         except RayActorError:
-            raise HTTPException(503, "the dual-vector actor is restarting from its saved state; retry shortly") from None
-        return StatsResponse(groups=self.group_names, fanouts=self.fanouts, fanout_requests=self.fanout_requests,
-                             unreported=len(self.coordinator.outbox.unacked), **dual_stats)
+            raise HTTPError(503, "the dual-vector actor is restarting from its saved state; retry shortly") from None
+        answer = StatsResponse(groups=self.group_names, fanouts=self.fanouts, fanout_requests=self.fanout_requests,
+                               unreported=len(self.coordinator.outbox.unacked), **dual_stats)
+        return json_bytes(answer.model_dump_json().encode())

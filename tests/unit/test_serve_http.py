@@ -1,0 +1,46 @@
+"""The retriever's framework-free HTTP plumbing (serve/http.py) on hand-built requests."""
+
+import asyncio
+import json
+
+from starlette.requests import Request
+
+from serve.http import dispatch, json_bytes, parse_body
+from serve.models import RetrieveRequest
+
+
+def _request(method: str, path: str, body: bytes = b"", root_path: str = "") -> Request:
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {"type": "http", "method": method, "path": root_path + path, "root_path": root_path, "headers": [],
+             "query_string": b"", "scheme": "http", "server": ("127.0.0.1", 80)}
+    return Request(scope, receive)
+
+
+async def _echo_k(request: Request):
+    return json_bytes(json.dumps({"k": parse_body(await request.body(), RetrieveRequest).k}).encode())
+
+
+def _call(request: Request):
+    seen = []
+    response = asyncio.run(dispatch(request, {("POST", "/retrieve"): _echo_k},
+                                    lambda route, status, seconds: seen.append((route, status))))
+    return response.status_code, json.loads(response.body), seen
+
+
+def test_routes_under_a_prefix_and_unknown_paths_and_methods():
+    assert _call(_request("POST", "/retrieve", b'{"user_id": 1, "k": 3}', root_path="/api")) == \
+        (200, {"k": 3}, [("/retrieve", 200)])
+    assert _call(_request("GET", "/retrieve")) == (405, {"detail": "Method Not Allowed"}, [("/retrieve", 405)])
+    assert _call(_request("GET", "/x")) == (404, {"detail": "Not Found"}, [("other", 404)])
+
+
+def test_bad_bodies_are_422_naming_the_field_without_echoing_the_input():
+    status, body, _ = _call(_request("POST", "/retrieve", b'{"user_vector": [NaN, 1.0], "k": 2}'))
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "user_vector", 0]
+    assert "input" not in body["detail"][0]
+    status, body, _ = _call(_request("POST", "/retrieve", b"{not json"))
+    assert status == 422 and body["detail"][0]["type"] == "json_invalid"
+    status, body, _ = _call(_request("POST", "/retrieve", b'{"user_id": 1, "k": 0}'))
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "k"] and "greater than 0" in body["detail"][0]["msg"]
