@@ -207,7 +207,7 @@ def test_retriever_shards_on_node_2_answer_over_http_and_a_killed_one_comes_back
     with log.open("w") as sink:
         process = subprocess.Popen([serve_cli, "run", "--address", head.gcs_address, str(serve_config)],
                                    cwd=REPO_ROOT, env=head.env, stdout=sink, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=_ctrl_c_default)
     url = f"http://127.0.0.1:{port}"
 
     def answer() -> dict | None:
@@ -237,10 +237,16 @@ def test_retriever_shards_on_node_2_answer_over_http_and_a_killed_one_comes_back
         _stop_serve_run(process, log)
 
 
+def _ctrl_c_default() -> None:
+    """A job started in the background by a non-interactive shell (a CI runner) inherits SIGINT
+    ignored, and so would serve run: it then sleeps through Ctrl-C (seen in a clean CI-like run,
+    py-spy: its main thread idle in its sleep loop after the signal)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stop_serve_run(process: subprocess.Popen, log: Path) -> None:
     """Ctrl-C, on which serve run shuts the app down; the cluster goes right after, so one that
-    does not exit within 15 s is killed, with its stacks (py-spy ships with Ray) added to its
-    log: in full CI runs it has outlived a 60 s wait."""
+    does not exit within 15 s is killed, with its stacks (py-spy ships with Ray) added to its log."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGINT)
     try:
