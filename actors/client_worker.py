@@ -12,11 +12,9 @@ from typing import Optional
 import numpy as np
 
 from cluster import checkpoint
-from cluster.fl.families.click.shard import ClickShard
-from cluster.fl.families.click.training import ClickRecipe
-from cluster.fl.families.click.worker import ClickWorkerCore
-from cluster.fl.families.ncf.training import LocalRecipe
-from cluster.fl.families.ncf.worker import NCFShard, NCFWorkerCore
+from cluster.fl.families.cores import worker_core
+from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.shard import ClientShard
 from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
 from cluster.storage import Storage
@@ -25,7 +23,7 @@ from cluster.storage import Storage
 class ClientWorker:
     """Plain class; ``actors.factory`` applies ``ray.remote`` with resources from config."""
 
-    def __init__(self, name: str, shards: Storage, spec: NCFSpec | ClickSpec, recipe: LocalRecipe | ClickRecipe,
+    def __init__(self, name: str, shards: Storage, spec: NCFSpec | ClickSpec, recipe: LocalRecipe,
                  seed: int, checkpoints: Optional[Storage] = None):
         import warnings
 
@@ -45,12 +43,7 @@ class ClientWorker:
         """Start again from the shard, then from the private vectors saved in checkpoint
         ``folder`` (None: from the start). The shard is read from the run's storage, not passed
         through the object store, so a worker restarted on any node finds its clients again."""
-        if isinstance(self.spec, ClickSpec):
-            self.core = ClickWorkerCore(ClickShard.load(self.shards, f"{self.name}.npz"), self.spec, self.recipe,
-                                        self.seed)
-        else:
-            self.core = NCFWorkerCore(NCFShard.load(self.shards, f"{self.name}.npz"), self.spec, self.recipe,
-                                         self.seed)
+        self.core = worker_core(ClientShard.load(self.shards, f"{self.name}.npz"), self.spec, self.recipe, self.seed)
         if folder is None:
             return None
         workers = folder / "workers"

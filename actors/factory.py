@@ -10,12 +10,10 @@ import ray
 
 from actors.aggregator import Aggregator
 from actors.client_worker import ClientWorker
-from cluster.fl.families.click.shard import ClickShard
-from cluster.fl.families.click.training import ClickRecipe
-from cluster.fl.families.ncf.training import LocalRecipe
+from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.families.base import ModelOps
 from cluster.fl.server_core import FleetView
-from cluster.fl.families.ncf.worker import NCFShard
+from cluster.fl.shard import ClientShard
 from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
 from cluster.storage import Storage
@@ -26,8 +24,8 @@ def worker_name(tier_name: str, index: int) -> str:
     return f"clients-{tier_name}-{index}"
 
 
-def start_workers(cfg: FLConfig, shards: Iterable[NCFShard | ClickShard], spec: NCFSpec | ClickSpec,
-                  recipe: LocalRecipe | ClickRecipe, seed: int,
+def start_workers(cfg: FLConfig, shards: Iterable[ClientShard], spec: NCFSpec | ClickSpec,
+                  recipe: LocalRecipe, seed: int,
                   tier_names: tuple[str, ...], run: Storage, progress: bool = False) -> list:
     """One named actor per shard; each shard is written to the run's ``shards/`` for the actor to
     load (again after a restart, on whichever node). ``shards`` may be a generator: each is saved

@@ -5,6 +5,7 @@ fleet, and which worker holds which client. Pure objects only, so the actor path
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Optional
 
@@ -12,13 +13,13 @@ import numpy as np
 
 from cluster.fairness.reference import reference_accuracy
 from cluster.fl.families.click.setup import ClickSetup, click_setup
-from cluster.fl.families.click.training import ClickRecipe
 from cluster.fl.clustering import encode_metadata
-from cluster.fl.families.ncf.training import LocalRecipe
+from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.families.base import ModelOps
 from cluster.fl.families.ncf.ops import NCFOps
 from cluster.fl.server_core import FleetView
-from cluster.fl.shards import assign_workers
+from cluster.fl.shard import ClientShard
+from cluster.fl.shards import assign_workers, iter_click_shards, iter_shards
 from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
 from cluster.world import World, build_world
@@ -32,12 +33,20 @@ class Experiment:
     cfg: SimConfig
     world: World
     spec: NCFSpec | ClickSpec
-    recipe: LocalRecipe | ClickRecipe
+    recipe: LocalRecipe
     ops: ModelOps
     fleet: FleetView
     worker_of_user: np.ndarray
     n_workers: int
     click: Optional[ClickSetup] = None
+
+    def shards(self) -> Iterator[ClientShard]:
+        """Each worker's clients, in worker order, built one at a time (a driver that saves each
+        and lets it go never holds them all)."""
+        if self.click is not None:
+            return iter_click_shards(self.click, self.worker_of_user, self.n_workers)
+        return iter_shards(self.world.population, self.world.leave_one_out, self.spec, self.cfg.seed,
+                           self.worker_of_user, self.n_workers)
 
 
 def recipe_from(cfg: SimConfig) -> LocalRecipe:

@@ -309,10 +309,11 @@ class FLConfig(StrictModel):
     rounds: PositiveInt = 20
     clients_per_round: PositiveInt = 100
     local_epochs: PositiveInt = 1
-    client_lr: PositiveFloat = Field(3.0, description="client SGD lr of the dense (non-embedding) weights")
-    item_lr_scale: PositiveFloat = Field(100.0, description="client lr multiplier for item embeddings")
-    user_lr_scale: PositiveFloat = Field(30.0, description="client lr multiplier for the private user vector")
-    loss_reduction: Literal["mean", "sum"] = "mean"
+    client_lr: PositiveFloat = Field(3.0, description="client SGD lr of the dense (non-embedding) weights; a click "
+                                                      "model trains every tensor at this rate")
+    item_lr_scale: PositiveFloat = Field(100.0, description="NCF: client lr multiplier for item embeddings")
+    user_lr_scale: PositiveFloat = Field(30.0, description="NCF: client lr multiplier for the private user vector")
+    loss_reduction: Literal["mean", "sum"] = Field("mean", description="a client's BCE averaged or summed over its samples")
     negatives_per_positive: PositiveInt = 4
     server_optimizer: Literal["sgd", "adagrad"] = "sgd"
     server_lr: PositiveFloat = 1.0

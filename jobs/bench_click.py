@@ -31,7 +31,8 @@ from cluster.data.click_features import (
 )
 from cluster.fl.aggregation import ServerOptimizer
 from cluster.fl.families.click.batches import click_auc
-from cluster.fl.families.click.training import ClickRecipe, fedavg_round
+from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.families.click.training import fedavg_round
 from cluster.models.click import ClickSpec
 from cluster.models.click_net import init_params
 from cluster.rng import stream
@@ -56,7 +57,7 @@ def run_model(kind: str, args, features: ClickFeatures, indptr: np.ndarray, rows
     spec = ClickSpec.for_features(kind, features, history_len=args.history)
     params = {k: v.numpy() for k, v in init_params(spec, torch.Generator().manual_seed(seed)).items()}
     server = ServerOptimizer("adagrad", args.server_lr)
-    recipe = ClickRecipe(epochs=args.epochs, lr=args.client_lr)
+    recipe = LocalRecipe.one_rate(args.client_lr, epochs=args.epochs)
     eligible = np.flatnonzero(np.diff(indptr) > 0)
     rng = stream(seed, "click_selection")
     n_params = sum(v.size for v in params.values())

@@ -30,7 +30,6 @@ import numpy as np
 
 from cluster import checkpoint
 from cluster.experiment import Experiment, build
-from cluster.fl.shards import iter_click_shards, iter_shards
 from cluster.storage import Storage, StorageError, as_storage
 from configs import ConfigError, SimConfig, config_hash, load_config_text
 from jobs.cli import (
@@ -83,13 +82,8 @@ def _start_actors(exp: Experiment, run_dir: Storage, quiet: bool) -> tuple[list,
     from actors.factory import start_aggregator, start_workers
 
     cfg = exp.cfg
-    if exp.click is not None:
-        shards = iter_click_shards(exp.click, exp.worker_of_user, exp.n_workers)
-    else:
-        shards = iter_shards(exp.world.population, exp.world.leave_one_out, exp.spec, cfg.seed, exp.worker_of_user,
-                             exp.n_workers)
     # Each shard is saved and let go as its worker starts: a worker reads its own from storage.
-    workers = start_workers(cfg.fl, shards, exp.spec, exp.recipe, cfg.seed, exp.fleet.tiers.names, run_dir,
+    workers = start_workers(cfg.fl, exp.shards(), exp.spec, exp.recipe, cfg.seed, exp.fleet.tiers.names, run_dir,
                             progress=not quiet)
     aggregator = start_aggregator(cfg.fl, exp.ops, exp.fleet, cfg.seed, workers, exp.worker_of_user,
                                   run_dir / "checkpoint", run_name=run_dir.name)

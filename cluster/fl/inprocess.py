@@ -16,7 +16,7 @@ from cluster.experiment import Experiment
 from cluster.fl.families.click.worker import ClickWorkerCore
 from cluster.fl.round_loop import RoundLoop
 from cluster.fl.server_core import FederatedServer
-from cluster.fl.shards import build_click_shards, build_shards
+from cluster.fl.families.cores import worker_core
 from cluster.fl.families.ncf.worker import NCFWorkerCore
 from cluster.fl.worker_pool import CorePool, in_client_order
 
@@ -32,13 +32,7 @@ class InProcessRun:
 
 def build_cores(exp: Experiment) -> list:
     """The worker cores of an experiment, as its actors would hold them."""
-    cfg = exp.cfg
-    if exp.click is not None:
-        return [ClickWorkerCore(shard, exp.spec, exp.recipe, cfg.seed)
-                for shard in build_click_shards(exp.click, exp.worker_of_user, exp.n_workers)]
-    shards = build_shards(exp.world.population, exp.world.leave_one_out, exp.spec, cfg.seed, exp.worker_of_user,
-                          exp.n_workers)
-    return [NCFWorkerCore(shard, exp.spec, exp.recipe, cfg.seed) for shard in shards]
+    return [worker_core(shard, exp.spec, exp.recipe, exp.cfg.seed) for shard in exp.shards()]
 
 
 def round_loop(exp: Experiment, eval_every: Optional[int] = None) -> RoundLoop:

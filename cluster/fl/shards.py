@@ -9,8 +9,8 @@ import numpy as np
 
 from cluster.data.splits import LeaveOneOut
 from cluster.fl.families.click.setup import ClickSetup
-from cluster.fl.families.click.shard import ClickShard
-from cluster.fl.families.ncf.worker import NCFShard
+from cluster.fl.families.click.shard import click_shard
+from cluster.fl.shard import ClientShard
 from cluster.models.ncf import NCFSpec, init_users
 from cluster.tiers.population import Population
 
@@ -24,16 +24,10 @@ def assign_workers(tier_of_user: np.ndarray, n_tiers: int, workers_per_tier: int
     return worker
 
 
-def build_shards(
-    population: Population, loo: LeaveOneOut, spec: NCFSpec, seed: int, worker_of_user: np.ndarray, n_workers: int
-) -> list[NCFShard]:
-    return list(iter_shards(population, loo, spec, seed, worker_of_user, n_workers))
-
-
 def iter_shards(
     population: Population, loo: LeaveOneOut, spec: NCFSpec, seed: int, worker_of_user: np.ndarray, n_workers: int
-) -> Iterator[NCFShard]:
-    """The shards one at a time, so a driver that saves each and lets it go never holds them all."""
+) -> Iterator[ClientShard]:
+    """The NCF shards one at a time: positives as examples, leave-one-out candidates as tests."""
     users0 = init_users(spec, population.n_clients, seed)
     indptr, order = population.train_indptr, population.train_order
     train_items = population.train.items[order]
@@ -44,22 +38,18 @@ def iter_shards(
         local_indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
         rows = np.repeat(indptr[clients] - local_indptr[:-1], lengths) + np.arange(local_indptr[-1])
         tests = np.flatnonzero(test_worker == worker)
-        yield NCFShard(
+        yield ClientShard(
             clients=clients,
-            indptr=local_indptr,
-            items=train_items[rows].astype(np.int32),
-            test_clients=loo.test_users[tests].astype(np.int64),
-            # One worker's rows at a time: every user's candidates at once are 0.4 GB at 1M users.
-            test_candidates=np.concatenate([loo.test_items[tests, None], loo.negatives[tests]], axis=1).astype(np.int32),
-            users0={t: v[clients] for t, v in users0.items()},
+            train_indptr=local_indptr,
+            train=train_items[rows].astype(np.int32),
+            test={"clients": loo.test_users[tests].astype(np.int64),
+                  # One worker's rows at a time: every user's candidates at once are 0.4 GB at 1M users.
+                  "candidates": np.concatenate([loo.test_items[tests, None], loo.negatives[tests]], axis=1).astype(np.int32)},
+            private0={t: v[clients] for t, v in users0.items()},
         )
 
 
-def build_click_shards(setup: ClickSetup, worker_of_user: np.ndarray, n_workers: int) -> list[ClickShard]:
-    """Each worker's clients with only their own feature rows (see ``ClickShard``)."""
-    return list(iter_click_shards(setup, worker_of_user, n_workers))
-
-
-def iter_click_shards(setup: ClickSetup, worker_of_user: np.ndarray, n_workers: int) -> Iterator[ClickShard]:
+def iter_click_shards(setup: ClickSetup, worker_of_user: np.ndarray, n_workers: int) -> Iterator[ClientShard]:
+    """Each worker's clients with only their own feature rows (see ``click_shard``)."""
     for worker in range(n_workers):
-        yield ClickShard.build(setup.features, setup.train_rows, setup.test_rows, np.flatnonzero(worker_of_user == worker))
+        yield click_shard(setup.features, setup.train_rows, setup.test_rows, np.flatnonzero(worker_of_user == worker))

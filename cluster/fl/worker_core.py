@@ -17,6 +17,8 @@ import numpy as np
 
 from cluster.fl.cali3f import subordinate_user_update
 from cluster.fl.clustering import assign_clusters, fixed_point_sums
+from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.shard import ClientShard
 from cluster.fl.types import ClusterView
 from cluster.storage import Storage
 
@@ -31,17 +33,17 @@ def held_positions(held: np.ndarray, clients: np.ndarray) -> np.ndarray:
 
 
 class WorkerCore:
-    """shard: the family's clients (``clients`` (C,) ascending global ids); users[table] (C, d):
-    the private tables; personal[name] (C, *shape): Ditto's personal dense parts, which start
+    """shard: the family's clients; users[table] (C, d): the private tables, from the shard's
+    starting ones; personal[name] (C, *shape): Ditto's personal dense parts, which start
     at w⁰ as the server's model does (``initial_params``), or None without Ditto."""
 
-    def __init__(self, shard, spec, recipe, seed: int, users: dict[str, np.ndarray],
+    def __init__(self, shard: ClientShard, spec, recipe: LocalRecipe, seed: int,
                  initial_params: Optional[dict[str, np.ndarray]]):
         self.shard = shard
         self.spec = spec
         self.recipe = recipe
         self.seed = seed
-        self.users = users
+        self.users = {table: start.copy() for table, start in shard.private0.items()}
         self.personal = None
         if initial_params is not None:
             self.personal = {n: np.repeat(initial_params[n][None], self.n_clients, axis=0)

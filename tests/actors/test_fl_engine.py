@@ -19,7 +19,6 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.factory import start_aggregator, start_workers
 from cluster.fl.inprocess import train_rounds
-from cluster.fl.shards import build_shards
 from cluster.storage import Storage
 from configs import load_config
 from cluster.experiment import build
@@ -49,7 +48,7 @@ def reference_run(tmp_path_factory) -> dict:
 
 def start(exp, run_dir: Path):
     run = Storage(run_dir)
-    shards = build_shards(exp.world.population, exp.world.leave_one_out, exp.spec, exp.cfg.seed, exp.worker_of_user, exp.n_workers)
+    shards = exp.shards()
     workers = start_workers(exp.cfg.fl, shards, exp.spec, exp.recipe, exp.cfg.seed, exp.fleet.tiers.names, run)
     aggregator = start_aggregator(exp.cfg.fl, exp.ops, exp.fleet, exp.cfg.seed, workers, exp.worker_of_user,
                                   run / "checkpoint", run_name=run.name)

@@ -15,7 +15,6 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.factory import start_aggregator, start_workers
 from cluster import checkpoint
-from cluster.fl.shards import build_shards
 from cluster.storage import Storage
 from configs import load_config
 from cluster.experiment import build
@@ -39,8 +38,7 @@ def test_fl_run_writes_to_s3_and_resumes_from_it(s3_server, tmp_path: Path):
     exp = build(cfg)
     run_dir = Storage(bucket) / "runs" / "crashed"
     write_resolved_config(run_dir, cfg)
-    shards = build_shards(exp.world.population, exp.world.leave_one_out, exp.spec, cfg.seed, exp.worker_of_user,
-                          exp.n_workers)
+    shards = exp.shards()
     workers = start_workers(cfg.fl, shards, exp.spec, exp.recipe, cfg.seed, exp.fleet.tiers.names, run_dir)
     aggregator = start_aggregator(cfg.fl, exp.ops, exp.fleet, cfg.seed, workers, exp.worker_of_user,
                                   run_dir / "checkpoint", run_name="crashed")

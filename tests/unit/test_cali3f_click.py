@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from cluster.experiment import build
+from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.cali3f import fastagg_dense_rows, fastagg_items
 from cluster.fl.families.click.batches import predict
-from cluster.fl.families.click.training import ClickRecipe, train_local_click
+from cluster.fl.families.click.training import train_local_click
 from cluster.fl.clustering import mean_item_rows
 from cluster.fl.inprocess import evaluate, round_loop
 from cluster.fl.round_loop import RoundLoop
@@ -47,7 +48,7 @@ def test_mean_item_rows_by_hand():
 def test_a_delegates_cluster_pass_starts_from_its_clusters_dense_part(kind: str):
     _, _, features, indptr, rows = toy_click_world(5, [9, 14, 6, 20, 11])
     spec = ClickSpec.for_features(kind, features, top_hidden=(16,), history_len=10)
-    recipe, params = ClickRecipe(epochs=2, lr=0.5), initial_params(spec, 0)
+    recipe, params = LocalRecipe.one_rate(0.5, epochs=2), initial_params(spec, 0)
     clients = np.arange(len(indptr) - 1)
     at_global = train_local_click(spec, recipe, params, features, clients, indptr, rows)
     same = {n: np.repeat(params[n][None], len(clients), axis=0) for n in spec.dense_shapes()}
@@ -121,7 +122,7 @@ def test_cali3f_on_din_personalises_the_dense_part_and_serves_each_row_its_clust
     as_global = ClusterView(strategy.labels, {n: np.repeat(params[n][None], strategy.n_clusters, axis=0)
                                                for n in strategy.models})
     _, _, same = core.evaluate(params, "test", as_global)
-    np.testing.assert_allclose(same, predict(exp.spec, params, core.shard.features, core.shard.test_rows),
+    np.testing.assert_allclose(same, predict(exp.spec, params, core.features, core.shard.test["rows"]),
                                rtol=1e-5, atol=1e-6)
 
 

@@ -52,9 +52,9 @@ def test_a_client_reports_its_pairs_at_the_model_it_received(tmp_path: Path, kin
     core = build_cores(exp)[0]
     clients = core.shard.clients[:6]
     rows = core._rows(clients)
-    n_pos = np.diff(core.shard.indptr)[rows]
+    n_pos = np.diff(core.shard.train_indptr)[rows]
     indptr = np.r_[0, np.cumsum(n_pos)]
-    items = np.concatenate([core.shard.items[core.shard.indptr[r]:core.shard.indptr[r + 1]] for r in rows])
+    items = np.concatenate([core.shard.train[core.shard.train_indptr[r]:core.shard.train_indptr[r + 1]] for r in rows])
     params = exp.ops.init_params(exp.cfg.seed)
     users = {t: v[rows] for t, v in core.users.items()}
     args = (exp.spec, exp.recipe, params, users, clients, indptr, items, exp.cfg.seed, 5)

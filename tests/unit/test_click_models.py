@@ -18,7 +18,8 @@ from cluster.data.splits import temporal_holdout
 from cluster.data.views import click_view
 from cluster.fl.families.click.batches import click_auc, client_batch, padded_shape
 from cluster.fl.aggregation import ServerOptimizer, empty_update, fedavg, merge_updates
-from cluster.fl.families.click.training import ClickRecipe, fedavg_round, train_local_click
+from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.families.click.training import fedavg_round, train_local_click
 from cluster.models.click import ClickSpec, channel_masks, narrow_params
 from cluster.models.click_net import forward, init_params
 from cluster.rng import stream
@@ -132,7 +133,7 @@ def _reference_client(spec, recipe, params, features, rows):
         grads = torch.autograd.grad(loss, list(p.values()))
         with torch.no_grad():
             for t, g in zip(p.values(), grads):
-                t.sub_(recipe.lr * g)
+                t.sub_(recipe.lr_dense * g)
     return first, {k: (p[k].detach() - torch.from_numpy(params[k])).numpy() for k in p}
 
 
@@ -140,7 +141,7 @@ def _reference_client(spec, recipe, params, features, rows):
 def test_batched_training_equals_one_client_reference(kind):
     _, _, features, indptr, rows = _toy(2, [6, 17, 11, 23, 3])
     spec = ClickSpec.for_features(kind, features, history_len=4, attention_hidden=(8, 4), top_hidden=(12,), bottom_hidden=(6,))
-    recipe = ClickRecipe(epochs=2, lr=0.5)
+    recipe = LocalRecipe.one_rate(0.5, epochs=2)
     params = _global(spec)
     clients = np.array([0, 1, 3, 4])
     sub_indptr, sub_rows = select_clients(indptr, rows, clients)
@@ -168,8 +169,8 @@ def test_pairwise_proxy_delta_is_the_clients_own_pairwise_gradient(kind):
     spec = ClickSpec.for_features(kind, features, history_len=4, attention_hidden=(8, 4), top_hidden=(12,), bottom_hidden=(6,))
     params = _global(spec)
     clients = np.arange(4)
-    plain = train_local_click(spec, ClickRecipe(epochs=2, lr=0.5), params, features, clients, indptr, rows)
-    result = train_local_click(spec, ClickRecipe(epochs=2, lr=0.5, proxy_gradient=True), params, features, clients,
+    plain = train_local_click(spec, LocalRecipe.one_rate(0.5, epochs=2), params, features, clients, indptr, rows)
+    result = train_local_click(spec, LocalRecipe.one_rate(0.5, epochs=2, proxy_gradient=True), params, features, clients,
                                indptr, rows)
     assert not plain.proxy_deltas
     for name in plain.dense_deltas:  # the update itself is untouched
@@ -192,7 +193,7 @@ def test_client_result_does_not_depend_on_its_batch(kind):
     counts = [300, 300, 290, 40, 8, 150, 300, 12]
     _, _, features, indptr, rows = _toy(3, counts, n_items=400)
     spec = ClickSpec.for_features(kind, features, history_len=20)
-    recipe = ClickRecipe(epochs=2, lr=1.0)
+    recipe = LocalRecipe.one_rate(1.0, epochs=2)
     params = _global(spec)
 
     def train(clients):
@@ -222,7 +223,7 @@ def test_short_clients_alone_equal_short_clients_together(kind):
 
     def train(clients):
         sub_indptr, sub_rows = select_clients(indptr, rows, np.array(clients))
-        return train_local_click(spec, ClickRecipe(), params, features, np.array(clients), sub_indptr, sub_rows)
+        return train_local_click(spec, LocalRecipe(), params, features, np.array(clients), sub_indptr, sub_rows)
 
     together = train(list(range(30)))
     for client in range(30):
@@ -270,7 +271,7 @@ def test_narrow_client_trains_only_its_slice(kind):
     _, _, features, indptr, rows = _toy(6, [20, 20, 31, 9])
     spec = ClickSpec.for_features(kind, features, history_len=8)
     small = ClickSpec.for_features(kind, features, history_len=8, attention_hidden=(64, 2), top_hidden=(32,))
-    recipe = ClickRecipe(epochs=2, lr=1.0)
+    recipe = LocalRecipe.one_rate(1.0, epochs=2)
     params = _global(spec)
     clients = np.arange(4)
     fractions = np.array([1.0, 0.125, 1.0, 0.125], np.float32)
@@ -303,7 +304,7 @@ def test_loss_decreases_on_a_learnable_toy(kind):
     clients = np.arange(16)
     losses = []
     for _ in range(15):
-        result = fedavg_round(spec, ClickRecipe(epochs=1, lr=1.0), params, server, features, indptr, rows, clients)
+        result = fedavg_round(spec, LocalRecipe.one_rate(1.0, epochs=1), params, server, features, indptr, rows, clients)
         losses.append(np.average(result.loss, weights=result.n_samples))
     assert losses[-1] < losses[0] - 0.05, losses
 
@@ -323,5 +324,5 @@ def test_fedavg_on_movielens_beats_chance(ml100k):
         rng = stream(0, "click_selection")
         for _ in range(n_rounds):
             clients = np.sort(rng.choice(eligible, size=n_clients, replace=False))
-            fedavg_round(spec, ClickRecipe(), params, server, features, indptr, rows, clients)
+            fedavg_round(spec, LocalRecipe(), params, server, features, indptr, rows, clients)
         assert click_auc(spec, params, features, holdout.test_rows) > floor, kind

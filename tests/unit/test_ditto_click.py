@@ -15,6 +15,7 @@ from cluster.experiment import build
 from cluster.fl.families.click.batches import client_batch, padded_shape, predict
 from cluster.fl.families.click.personal import personal_predict, personal_sgd
 from cluster.fl.inprocess import evaluate, round_loop, run_click_rounds
+from cluster.fl.local_sgd import LocalRecipe
 from cluster.models.click import ClickSpec, initial_params
 from cluster.models.click_net import forward
 from configs import load_config
@@ -43,7 +44,7 @@ def test_personal_step_is_dittos_proximal_step_on_the_dense_part(world, kind: st
     params = initial_params(spec, 0)
     n = len(indptr) - 1
     personal = _noisy_personal(spec, params, n)
-    stepped = personal_sgd(spec, 1, LR, LAM, params, personal, features, indptr, rows)
+    stepped = personal_sgd(spec, LocalRecipe.one_rate(LR, epochs=1, personal_lambda=LAM), params, personal, features, indptr, rows)
     assert set(stepped) == set(personal) and not any(name.startswith("emb.") for name in stepped)
     lengths, pairs = padded_shape(spec, features, indptr, rows)
     for client in (0, 3, 6):
@@ -63,13 +64,13 @@ def test_a_clients_personal_model_and_scores_do_not_depend_on_its_batch(world):
     spec = ClickSpec.for_features("din", features, top_hidden=(16,), history_len=10)
     params = initial_params(spec, 1)
     personal = _noisy_personal(spec, params, len(indptr) - 1, seed=2)
-    together = personal_sgd(spec, 2, LR, LAM, params, personal, features, indptr, rows)
+    together = personal_sgd(spec, LocalRecipe.one_rate(LR, epochs=2, personal_lambda=LAM), params, personal, features, indptr, rows)
     scores = personal_predict(spec, params, together, features, indptr, rows)
     for client in (1, 4):
         alone_indptr = np.array([0, indptr[client + 1] - indptr[client]])
         alone_rows = rows[indptr[client] : indptr[client + 1]]
         mine = {name: value[client : client + 1] for name, value in personal.items()}
-        alone = personal_sgd(spec, 2, LR, LAM, params, mine, features, alone_indptr, alone_rows)
+        alone = personal_sgd(spec, LocalRecipe.one_rate(LR, epochs=2, personal_lambda=LAM), params, mine, features, alone_indptr, alone_rows)
         for name in alone:
             assert np.array_equal(alone[name][0], together[name][client]), name
         alone_scores = personal_predict(spec, params, alone, features, alone_indptr, alone_rows)

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cluster.fl.families.ncf.training import LocalRecipe, padded_length, train_local
+from cluster.fl.families.ncf.training import padded_length, train_local
+from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.families.ncf.negatives import hashed_negatives
 from cluster.models.ncf import NCFSpec, init_global, init_users
 

@@ -45,8 +45,8 @@ def test_a_narrow_client_trains_exactly_the_narrow_model(tmp_path: Path, kind: s
     core = build_cores(exp)[0]
     clients = core.shard.clients[:5]
     rows = core._rows(clients)
-    indptr = np.r_[0, np.cumsum(np.diff(core.shard.indptr)[rows])]
-    items = np.concatenate([core.shard.items[core.shard.indptr[r]:core.shard.indptr[r + 1]] for r in rows])
+    indptr = np.r_[0, np.cumsum(np.diff(core.shard.train_indptr)[rows])]
+    items = np.concatenate([core.shard.train[core.shard.train_indptr[r]:core.shard.train_indptr[r + 1]] for r in rows])
     params = exp.ops.init_params(exp.cfg.seed)
     users = {t: v[rows] for t, v in core.users.items()}
     fractions = np.array([1.0, 0.25, 0.5, 0.25, 1.0], np.float32)

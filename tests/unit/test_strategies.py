@@ -87,8 +87,8 @@ def test_ditto_personal_step_is_the_proximal_sgd_step(tmp_path: Path):
     rng = np.random.default_rng(0)
     personal = {n: (v[None] + 0.1 * rng.standard_normal((5, *v.shape))).astype(np.float32)
                 for n, v in params.items() if n in exp.spec.dense_shapes()}
-    indptr = np.r_[0, np.cumsum(np.diff(core.shard.indptr)[rows])]
-    items = np.concatenate([core.shard.items[core.shard.indptr[r]:core.shard.indptr[r + 1]] for r in rows])
+    indptr = np.r_[0, np.cumsum(np.diff(core.shard.train_indptr)[rows])]
+    items = np.concatenate([core.shard.train[core.shard.train_indptr[r]:core.shard.train_indptr[r + 1]] for r in rows])
     users = {t: v[rows] for t, v in core.users.items()}
     args = (exp.spec, exp.recipe, params, users, clients, indptr, items, 0, 0)
     plain, _ = train_local(*args, client_dense=personal)

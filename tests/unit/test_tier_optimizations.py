@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from cluster.fl.families.click.ops import ClickOps
-from cluster.fl.families.click.shard import ClickShard, restrict_features
-from cluster.fl.families.click.training import ClickRecipe, train_local_click
+from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.families.click.shard import click_shard, restrict_features, shard_features
+from cluster.fl.shard import ClientShard
+from cluster.fl.families.click.training import train_local_click
 from cluster.fl.families.click.upload import (
     compress_upload,
     dense_entries,
@@ -129,7 +131,7 @@ def test_touched_rows_are_what_the_client_reads():
     _, history, _ = features.history(mine, spec.history_len)
     assert set(touched["emb.item"]) == set(features.item[mine]) | set(history)
     assert touched["emb.gender"].tolist() == [features.user_cats[1, 0]]
-    result = train_local_click(spec, ClickRecipe(), _params(spec), features, np.array([1]), indptr[1:3] - indptr[1], mine)
+    result = train_local_click(spec, LocalRecipe(), _params(spec), features, np.array([1]), indptr[1:3] - indptr[1], mine)
     changed = np.flatnonzero(np.abs(result.dense_deltas["emb.item"][0]).sum(axis=1) > 0)
     assert set(changed) <= set(touched["emb.item"]), "an untouched row never changes"
 
@@ -138,7 +140,7 @@ def test_touched_rows_are_what_the_client_reads():
 def test_compressed_upload_per_tensor_and_per_client_stream(kind, level):
     _, features, indptr, rows, spec = _click()
     clients = np.arange(6)
-    result = train_local_click(spec, ClickRecipe(), _params(spec), features, clients, indptr, rows)
+    result = train_local_click(spec, LocalRecipe(), _params(spec), features, clients, indptr, rows)
     levels = np.full(6, float(level))
     touched_all = [touched_rows(spec, features, rows[indptr[i] : indptr[i + 1]]) for i in range(6)]
     out = compress_upload(spec, result, touched_all, kind, levels, seed=3, round_index=2)
@@ -160,7 +162,7 @@ def test_compressed_upload_per_tensor_and_per_client_stream(kind, level):
     untouched = np.setdiff1d(np.arange(spec.n_items), touched["emb.item"])
     assert (out.dense_deltas["emb.item"][c][untouched] == 0).all()
     # The same client compressed in another company (another worker) gets the same draws.
-    alone = train_local_click(spec, ClickRecipe(), _params(spec), features, clients[c : c + 1],
+    alone = train_local_click(spec, LocalRecipe(), _params(spec), features, clients[c : c + 1],
                               indptr[c : c + 2] - indptr[c], rows[indptr[c] : indptr[c + 1]])
     out_alone = compress_upload(spec, alone, touched_all[c : c + 1], kind, levels[:1], seed=3, round_index=2)
     for name in out.dense_deltas:
@@ -173,17 +175,18 @@ def test_click_shard_holds_only_its_clients_and_trains_like_the_whole(tmp_path):
     restricted, keep = restrict_features(features, mine)
     assert set(restricted.user.tolist()) == {1, 4} and np.array_equal(features.user[keep], restricted.user)
     assert (restricted.user_cats[[0, 2, 3, 5]] == 0).all()
-    shard = ClickShard.build(features, holdout.train_rows, holdout.test_rows, mine)
+    shard = click_shard(features, holdout.train_rows, holdout.test_rows, mine)
     shard.save(Storage(tmp_path), "shard.npz")
-    loaded = ClickShard.load(Storage(tmp_path), "shard.npz")
-    assert loaded.features.cat_names == features.cat_names and np.array_equal(loaded.train_rows, shard.train_rows)
-    core = ClickWorkerCore(loaded, spec, ClickRecipe(), seed=0)
+    loaded = ClientShard.load(Storage(tmp_path), "shard.npz")
+    assert shard_features(loaded).cat_names == features.cat_names and np.array_equal(loaded.train, shard.train)
+    assert np.array_equal(loaded.test["rows"], shard.test["rows"]) and loaded.private0 == {}
+    core = ClickWorkerCore(loaded, spec, LocalRecipe(), seed=0)
     params = _params(spec)
     settings = ClientSettings("quants", np.array([4.0, 32.0]), width=np.array([0.25, 1.0], np.float32))
     got = core.train(5, mine, params, settings)
     sub_indptr = np.r_[0, np.cumsum(np.diff(indptr)[mine])]
     sub_rows = np.concatenate([rows[indptr[u] : indptr[u + 1]] for u in mine])
-    whole = train_local_click(spec, ClickRecipe(), params, features, mine, sub_indptr, sub_rows, settings.width)
+    whole = train_local_click(spec, LocalRecipe(), params, features, mine, sub_indptr, sub_rows, settings.width)
     touched = [touched_rows(spec, features, sub_rows[sub_indptr[i] : sub_indptr[i + 1]]) for i in range(len(mine))]
     whole = compress_upload(spec, whole, touched, "quants", settings.levels, 0, 5)
     for name in whole.dense_deltas:

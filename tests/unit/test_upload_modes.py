@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from cluster.fl.aggregation import fedavg
-from cluster.fl.families.click.training import ClickRecipe, train_local_click
+from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.families.click.training import train_local_click
 from cluster.fl.families.click.upload import add_decoys, compress_upload, table_rows, touched_rows, upload_size
 from cluster.fl.families.click.worker import ClickWorkerCore
-from cluster.fl.families.click.shard import ClickShard
-from cluster.fl.families.ncf.training import LocalRecipe, train_local
+from cluster.fl.families.click.shard import click_shard
+from cluster.fl.families.ncf.training import train_local
 from cluster.fl.families.ncf.ops import NCFOps, sent_item_rows
 from cluster.fl.families.ncf.upload import compress_ncf_upload, widen_ncf_upload
 from cluster.fl.upload_rows import decoy_count, fill_decoys, sent_rows
@@ -36,7 +37,7 @@ def _world():
 def _trained(features, indptr, rows, spec, params, clients):
     sub_indptr = np.r_[0, np.cumsum(np.diff(indptr)[clients])]
     sub_rows = np.concatenate([rows[indptr[u] : indptr[u + 1]] for u in clients])
-    result = train_local_click(spec, ClickRecipe(), params, features, clients, sub_indptr, sub_rows)
+    result = train_local_click(spec, LocalRecipe(), params, features, clients, sub_indptr, sub_rows)
     touched = [touched_rows(spec, features, sub_rows[sub_indptr[i] : sub_indptr[i + 1]]) for i in range(len(clients))]
     return result, touched
 
@@ -86,8 +87,8 @@ def test_quant_turns_untouched_rows_into_noise_only_when_they_are_sent():
 def test_worker_pads_then_compresses_and_leaves_the_real_rows_alone():
     holdout, features, indptr, rows, spec, params = _world()
     clients = np.array([1, 3])
-    core = ClickWorkerCore(ClickShard.build(features, holdout.train_rows, holdout.test_rows, clients), spec,
-                           ClickRecipe(), seed=0)
+    core = ClickWorkerCore(click_shard(features, holdout.train_rows, holdout.test_rows, clients), spec,
+                           LocalRecipe(), seed=0)
     plain = core.train(2, clients, params, ClientSettings(width=np.ones(2, np.float32)))
     padded = core.train(2, clients, params, ClientSettings(upload=UPLOADS["padded"],
                                                            width=np.ones(2, np.float32)))

@@ -11,14 +11,15 @@ clients share its worker or batch.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cluster.data.click_features import ClickFeatures
 from cluster.fl.families.click.batches import grouped_batches
 from cluster.fl.families.click.training import one_thread
-from cluster.fl.ditto import personal_step
+from cluster.fl.local_sgd import LocalRecipe, ParamGroups, Proximal, local_sgd
 from cluster.models.click import ClickSpec
 from cluster.models.click_net import forward
 
@@ -28,28 +29,24 @@ def _with_personal(global_t: dict[str, torch.Tensor], personal: dict[str, torch.
     return {**shared, **personal}
 
 
-def personal_sgd(spec: ClickSpec, epochs: int, lr: float, lam: float, global_params: dict[str, np.ndarray],
+def personal_sgd(spec: ClickSpec, recipe: LocalRecipe, global_params: dict[str, np.ndarray],
                  personal: dict[str, np.ndarray], features: ClickFeatures, indptr: np.ndarray,
                  rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Ditto's personal steps (Alg. 1, line 7) for the CSR's clients: ``epochs`` full-batch steps
-    v ← v − lr(∇F_c(v) + λ(v − w)) on each client's mean BCE over its rows, with the embedding
-    tables at the global model w. personal[name]: (C, *shape) in CSR order; returns the new ones."""
+    """Ditto's personal steps (Alg. 1, line 7) for the CSR's clients: the recipe's epochs of
+    v ← v − lr(∇F_c(v) + λ(v − w)) on each client's loss over its rows, λ the recipe's
+    ``personal_lambda``, with the embedding tables at the global model w.
+    personal[name]: (C, *shape) in CSR order; returns the new ones."""
     global_t = {name: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for name, v in global_params.items()}
-    anchor = {name: global_t[name] for name in personal}
+    recipe = replace(recipe, proxy_gradient=False)  # what a personal step reports goes nowhere
+    proximal = Proximal(recipe.personal_lambda, {name: global_t[name] for name in personal})
     out = {name: value.copy() for name, value in personal.items()}
     with one_thread():
         for _, chunk, real, batch, labels, mask, counts in grouped_batches(spec, features, indptr, rows):
-            count = torch.from_numpy(counts.astype(np.float32))
-            own = {name: torch.from_numpy(value[chunk]) for name, value in personal.items()}
-            for _ in range(epochs):
-                trainable = {name: value.clone().requires_grad_() for name, value in own.items()}
-                logits = forward(spec, _with_personal(global_t, trainable, len(chunk)), batch)
-                loss = (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * mask).sum(dim=1) / count
-                grads = dict(zip(trainable, torch.autograd.grad(loss.sum(), list(trainable.values()))))
-                with torch.no_grad():
-                    own = personal_step(own, anchor, grads, lr, lam)
+            own = {name: torch.from_numpy(value[chunk]).clone().requires_grad_() for name, value in personal.items()}
+            local_sgd(recipe, ParamGroups(dense=own), lambda: forward(spec, _with_personal(global_t, own, len(chunk)), batch),
+                      labels, mask, torch.from_numpy(counts.astype(np.float32)), proximal)
             for name, value in own.items():
-                out[name][chunk[:real]] = value[:real].numpy()
+                out[name][chunk[:real]] = value.detach()[:real].numpy()
     return out
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from cluster.data.click_features import ClickFeatures, build_click_features, rows_by_user
 from cluster.fl.families.click.ops import ClickOps
-from cluster.fl.families.click.training import ClickRecipe
+from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.families.click.upload import upload_size
 from cluster.models.click import ClickSpec
 from cluster.world import World
@@ -23,7 +23,7 @@ class ClickSetup:
 
     features: ClickFeatures
     spec: ClickSpec
-    recipe: ClickRecipe
+    recipe: LocalRecipe
     ops: ClickOps
     train_rows: np.ndarray
     test_rows: np.ndarray
@@ -49,10 +49,11 @@ def click_setup(cfg: SimConfig, world: World) -> ClickSetup:
     return ClickSetup(
         features=features,
         spec=spec,
-        recipe=ClickRecipe(epochs=cfg.fl.local_epochs, lr=cfg.fl.client_lr,
-                           ranking_bits=getattr(cfg.fl.fairness, "measure", None) == "pairwise",
-                           proxy_gradient=proxy_upload,
-                           personal_lambda=cfg.fl.strategy.ditto_lambda if cfg.fl.strategy.kind == "ditto" else None),
+        # One rate for every tensor: the item and user scales are the NCF recipe's.
+        recipe=LocalRecipe.one_rate(cfg.fl.client_lr, epochs=cfg.fl.local_epochs, loss_reduction=cfg.fl.loss_reduction,
+                                    ranking_bits=getattr(cfg.fl.fairness, "measure", None) == "pairwise",
+                                    proxy_gradient=proxy_upload,
+                                    personal_lambda=cfg.fl.strategy.ditto_lambda if cfg.fl.strategy.kind == "ditto" else None),
         ops=ClickOps(spec, entries, sparse_rows, cfg.fl.upload, proxy_upload=proxy_upload),
         train_rows=np.asarray(holdout.train_rows),
         test_rows=np.asarray(holdout.test_rows),

@@ -1,10 +1,11 @@
-"""The clients of one click-model worker: only their own feature rows, click histories and user
-codes (other users' rows are not in the file), their train rows by client and their held-out rows.
+"""The clients of one click-model worker as a ``ClientShard``: only their own feature rows, click
+histories and user codes (other users' rows are not in the file), their train rows by client and
+their held-out rows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from cluster.data.click_features import (
     rows_by_user,
     select_clients,
 )
-from cluster.storage import Storage
+from cluster.fl.shard import ClientShard
 
 
 def restrict_features(features: ClickFeatures, users: np.ndarray) -> tuple[ClickFeatures, np.ndarray]:
@@ -36,41 +37,24 @@ def restrict_features(features: ClickFeatures, users: np.ndarray) -> tuple[Click
     return restricted, keep
 
 
-@dataclass(frozen=True)
-class ClickShard:
-    """clients (C,) ascending global ids; client c's train rows of ``features`` are
-    ``train_rows[train_indptr[c]:train_indptr[c+1]]``; test_rows: its clients' held-out rows."""
+def click_shard(features: ClickFeatures, train_rows: np.ndarray, test_rows: np.ndarray,
+                clients: np.ndarray) -> ClientShard:
+    """The shard of ``clients``: its examples are rows of their own features (``data``, see
+    ``shard_features``), its test ``rows`` their held-out ones; no private table."""
+    clients = np.sort(np.asarray(clients, dtype=np.int64))
+    local, keep = restrict_features(features, clients)
+    position = np.full(len(features.user), -1, np.int64)
+    position[keep] = np.arange(len(keep))
+    mine = lambda rows: position[rows][position[rows] >= 0]  # noqa: E731
+    by_user_indptr, by_user_rows = rows_by_user(local, mine(train_rows), len(local.click_indptr) - 1)
+    indptr, rows = select_clients(by_user_indptr, by_user_rows, clients)
+    data = {f.name: np.asarray(getattr(local, f.name)) for f in fields(ClickFeatures)}
+    return ClientShard(clients, indptr, rows, test={"rows": np.sort(mine(test_rows))}, data=data)
 
-    features: ClickFeatures
-    clients: np.ndarray
-    train_indptr: np.ndarray
-    train_rows: np.ndarray
-    test_rows: np.ndarray
 
-    @classmethod
-    def build(cls, features: ClickFeatures, train_rows: np.ndarray, test_rows: np.ndarray, clients: np.ndarray) -> "ClickShard":
-        clients = np.sort(np.asarray(clients, dtype=np.int64))
-        local, keep = restrict_features(features, clients)
-        position = np.full(len(features.user), -1, np.int64)
-        position[keep] = np.arange(len(keep))
-        mine = lambda rows: position[rows][position[rows] >= 0]  # noqa: E731
-        by_user_indptr, by_user_rows = rows_by_user(local, mine(train_rows), len(local.click_indptr) - 1)
-        indptr, rows = select_clients(by_user_indptr, by_user_rows, clients)
-        return cls(local, clients, indptr, rows, np.sort(mine(test_rows)))
-
-    def client_rows(self, rows_of_clients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """CSR (indptr, rows) of the clients at shard positions ``rows_of_clients``."""
-        return select_clients(self.train_indptr, self.train_rows, rows_of_clients)
-
-    def save(self, storage: Storage, name: str) -> None:
-        arrays = {f"f.{f.name}": np.asarray(getattr(self.features, f.name)) for f in fields(ClickFeatures)}
-        storage.write_npz(name, clients=self.clients, train_indptr=self.train_indptr, train_rows=self.train_rows,
-                          test_rows=self.test_rows, **arrays)
-
-    @classmethod
-    def load(cls, storage: Storage, name: str) -> "ClickShard":
-        f = storage.read_npz(name)
-        values = {field.name: f[f"f.{field.name}"] for field in fields(ClickFeatures)}
-        values["cat_names"] = tuple(str(n) for n in values["cat_names"])
-        values["cat_sizes"] = tuple(int(n) for n in values["cat_sizes"])
-        return cls(ClickFeatures(**values), f["clients"], f["train_indptr"], f["train_rows"], f["test_rows"])
+def shard_features(shard: ClientShard) -> ClickFeatures:
+    """The feature table a click shard's examples index."""
+    values = dict(shard.data)
+    values["cat_names"] = tuple(str(n) for n in values["cat_names"])
+    values["cat_sizes"] = tuple(int(n) for n in values["cat_sizes"])
+    return ClickFeatures(**values)

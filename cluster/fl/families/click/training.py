@@ -25,38 +25,21 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cluster.data.click_features import ClickFeatures, select_clients
 from cluster.fairness.ranking import pairwise_bits
 from cluster.fl.aggregation import ServerOptimizer, fedavg
 from cluster.fl.families.click.batches import grouped_batches
-from cluster.models.click import ClickSpec, channel_masks, channel_slices, narrow_params
+from cluster.fl.local_sgd import LocalRecipe, ParamGroups, local_sgd
+from cluster.models.click import ClickSpec, channel_masks, channel_slices, is_embedding, narrow_params
 from cluster.models.click_net import forward
 from cluster.fl.types import ClientUpdate, channel_widths
 
 
 
-@dataclass(frozen=True)
-class ClickRecipe:
-    """``epochs`` full-batch SGD steps at rate ``lr`` on the client's mean BCE (RF²: lr 1.0).
-    ``ranking_bits``: the client reports CEAG the pairwise ranking bits of its samples
-    (``cluster/fairness/ranking.py``) instead of each sample's correctness. ``proxy_gradient``:
-    it also uploads −lr × the gradient of its mean pairwise logistic loss at the model it
-    received (CEAG's pairwise primal proxy, ``cluster/fairness/ceag.pairwise_proxy_coefficients``).
-    ``personal_lambda``: Ditto; each client also steps its personal dense part with this λ
-    (``cluster/fl/families/click/personal.py``)."""
-
-    epochs: int = 1
-    lr: float = 1.0
-    ranking_bits: bool = False
-    proxy_gradient: bool = False
-    personal_lambda: Optional[float] = None
-
-
 def train_local_click(
     spec: ClickSpec,
-    recipe: ClickRecipe,
+    recipe: LocalRecipe,
     global_params: dict[str, np.ndarray],
     features: ClickFeatures,
     clients: np.ndarray,
@@ -77,14 +60,15 @@ def train_local_click(
     for fraction, chunk, real, batch, labels, mask, counts in grouped_batches(spec, features, indptr, rows, fractions):
         with one_thread():
             own = None if client_dense is None else {n: torch.from_numpy(v[chunk]) for n, v in client_dense.items()}
-            first_loss, first_logits, chunk_deltas, chunk_proxy = _local_sgd(
-                spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask, counts, own)
+            first, chunk_deltas = _local_sgd(spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask,
+                                             counts, own)
+        first_logits = first.logits
         if fraction < 1.0:
             # CEAG compares the global (full-width) model — as evaluated and as the reference
             # was measured — so a narrow client also scores the full model.
             first_logits = _full_model_logits(spec, start, batch, len(counts))
-        out.add(spec, chunk[:real], fraction, first_loss, _reported(recipe, first_logits, labels.numpy(), counts),
-                chunk_deltas, chunk_proxy)
+        out.add(spec, chunk[:real], fraction, first.loss, _reported(recipe, first_logits, labels.numpy(), counts),
+                chunk_deltas, first.proxy)
     return ClientUpdate(
         clients=np.asarray(clients, dtype=np.int64), n_samples=np.diff(indptr).astype(np.int64), loss=out.loss,
         dense_deltas=out.deltas, fractions=channel_widths(fractions), correct=np.concatenate(out.correct).astype(np.float32),
@@ -92,7 +76,7 @@ def train_local_click(
     )
 
 
-def _reported(recipe: ClickRecipe, logits: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+def _reported(recipe: LocalRecipe, logits: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
     """What each client of a batch reports CEAG about the model it received: every sample's
     correctness (a click when p ≥ ½), or with ``recipe.ranking_bits`` its pairwise bits."""
     if recipe.ranking_bits:
@@ -147,50 +131,25 @@ def _full_model_logits(spec, start, batch, n: int) -> np.ndarray:
     return logits.numpy()
 
 
-def _pairwise_logistic(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(c,) each client's mean log(1 + exp(−(s_click − s_nonclick))) over its own (click,
-    non-click) pairs, the differentiable form of its pairwise bits; 0 for a client without pairs."""
-    real = mask > 0
-    clicked, other = real & (labels >= 0.5), real & (labels < 0.5)
-    pairs = (clicked.unsqueeze(2) & other.unsqueeze(1)).to(logits.dtype)
-    losses = F.softplus(logits.unsqueeze(1) - logits.unsqueeze(2))  # [c, i, j]: softplus(s_j − s_i)
-    return (losses * pairs).sum(dim=(1, 2)) / pairs.sum(dim=(1, 2)).clamp(min=1.0)
-
-
 def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts, own=None):
-    """``recipe.epochs`` full-batch steps for c clients from the (narrowed) global ``narrow``
-    (or, for the tensors in ``own[name]`` (c, *shape), from each client's own);
-    returns their mean BCE before the first step (c,), the logits of the model they received
-    (c, L), their deltas (c, *sliced shape) and, with ``recipe.proxy_gradient``, −lr × the
-    gradient of their pairwise logistic loss at that model (else {})."""
+    """The loop's steps for c clients from the (narrowed) global ``narrow`` (or, for the tensors
+    in ``own[name]`` (c, *shape), from each client's own); returns what the first step saw and
+    their deltas (c, *sliced shape)."""
     n = len(counts)
     start = {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in narrow.items()} | (own or {})
     params = {name: value.clone().requires_grad_() for name, value in start.items()}
-    count = torch.from_numpy(counts.astype(np.float32))
-    first_loss, proxy = None, {}
-    for _ in range(recipe.epochs):
-        logits = forward(spec, params, batch)
-        per_client = (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * mask).sum(dim=1) / count
-        if first_loss is None:
-            first_loss = per_client.detach().numpy().copy()
-            first_logits = logits.detach().numpy().copy()
-            if recipe.proxy_gradient:
-                proxy_grads = torch.autograd.grad(_pairwise_logistic(logits, labels, mask).sum(), list(params.values()),
-                                                  retain_graph=True, allow_unused=True)
-                proxy = {name: (torch.zeros_like(p) if g is None else -recipe.lr * g).numpy()
-                         for (name, p), g in zip(params.items(), proxy_grads)}
-        grads = torch.autograd.grad(per_client.sum(), list(params.values()))
-        with torch.no_grad():
-            for param, grad in zip(params.values(), grads):
-                param.sub_(recipe.lr * grad)
+    groups = ParamGroups(item={n: p for n, p in params.items() if is_embedding(n)},
+                         dense={n: p for n, p in params.items() if not is_embedding(n)})
+    first = local_sgd(recipe, groups, lambda: forward(spec, params, batch), labels, mask,
+                      torch.from_numpy(counts.astype(np.float32)))
     with torch.no_grad():
         deltas = {name: (params[name] - start[name]).numpy() for name in params}
-    return first_loss, first_logits, deltas, proxy
+    return first, deltas
 
 
 def fedavg_round(
     spec: ClickSpec,
-    recipe: ClickRecipe,
+    recipe: LocalRecipe,
     params: dict[str, np.ndarray],
     server: ServerOptimizer,
     features: ClickFeatures,

@@ -13,8 +13,10 @@ import numpy as np
 
 from cluster.fl.families.click.batches import predict
 from cluster.fl.families.click.personal import personal_predict, personal_sgd
-from cluster.fl.families.click.shard import ClickShard
-from cluster.fl.families.click.training import ClickRecipe, train_local_click
+from cluster.fl.families.click.shard import shard_features
+from cluster.fl.shard import ClientShard
+from cluster.fl.families.click.training import train_local_click
+from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.families.click.upload import add_decoys, compress_upload, table_rows, touched_rows
 from cluster.fl.families.click.subsample import subsample_rows
 from cluster.fl.upload_rows import SentRows, sent_rows
@@ -28,23 +30,23 @@ from configs.fl_schema import UploadConfig
 class ClickWorkerCore(WorkerCore):
     """A click family's worker: clients with their own feature rows and no private table."""
 
-    def __init__(self, shard: ClickShard, spec: ClickSpec, recipe: ClickRecipe, seed: int):
-        start = initial_params(spec, seed) if recipe.personal_lambda is not None else None
-        super().__init__(shard, spec, recipe, seed, {}, start)
+    def __init__(self, shard: ClientShard, spec: ClickSpec, recipe: LocalRecipe, seed: int):
+        super().__init__(shard, spec, recipe, seed, initial_params(spec, seed) if recipe.personal_lambda is not None else None)
+        self.features = shard_features(shard)
         self._touched_rows: dict[int, dict[str, np.ndarray]] = {}
 
     def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray],
               settings: Optional[ClientSettings] = None) -> ClientUpdate:
         clients = np.asarray(clients, dtype=np.int64)
-        indptr, rows = self.shard.client_rows(self._rows(clients))
+        indptr, rows = self.shard.examples_of(self._rows(clients))
         if settings is None:
-            result = train_local_click(self.spec, self.recipe, params, self.shard.features, clients, indptr, rows)
+            result = train_local_click(self.spec, self.recipe, params, self.features, clients, indptr, rows)
             self._personal_steps(clients, params, indptr, rows)
             return result
         train_indptr, train_rows = indptr, rows
         if settings.sample_share is not None:
             train_indptr, train_rows = subsample_rows(indptr, rows, clients, settings.sample_share, self.seed, round_index)
-        result = train_local_click(self.spec, self.recipe, params, self.shard.features, clients, train_indptr,
+        result = train_local_click(self.spec, self.recipe, params, self.features, clients, train_indptr,
                                    train_rows, settings.width)
         if settings.cluster_of is not None:
             result = self._cluster_pass(result, params, settings, clients, train_indptr, train_rows)
@@ -61,7 +63,7 @@ class ClickWorkerCore(WorkerCore):
         """Cali3F delegate: its pass at w gives the global dense part's update; its pass at its
         cluster's dense part gives CaliUp's gradient and the embedding rows that serve it."""
         own = {n: v[settings.cluster_of] for n, v in settings.cluster_dense.items()}
-        at_cluster = train_local_click(self.spec, self.recipe, params, self.shard.features, clients, indptr, rows,
+        at_cluster = train_local_click(self.spec, self.recipe, params, self.features, clients, indptr, rows,
                                        client_dense=own)
         dense = set(own)
         return replace(at_cluster, loss=at_global.loss,
@@ -76,8 +78,7 @@ class ClickWorkerCore(WorkerCore):
             return
         at = self._rows(clients)
         mine = {n: v[at] for n, v in self.personal.items()}
-        stepped = personal_sgd(self.spec, self.recipe.epochs, self.recipe.lr, self.recipe.personal_lambda, params,
-                               mine, self.shard.features, indptr, rows)
+        stepped = personal_sgd(self.spec, self.recipe, params, mine, self.features, indptr, rows)
         for name, value in stepped.items():
             self.personal[name][at] = value
 
@@ -87,7 +88,7 @@ class ClickWorkerCore(WorkerCore):
     def _touched(self, client: int, rows: np.ndarray) -> dict[str, np.ndarray]:
         """The embedding rows a client sends: fixed by its data, so found once and kept."""
         if client not in self._touched_rows:
-            self._touched_rows[client] = touched_rows(self.spec, self.shard.features, rows)
+            self._touched_rows[client] = touched_rows(self.spec, self.features, rows)
         return self._touched_rows[client]
 
     def evaluate(self, params: dict[str, np.ndarray], split: str = "test",
@@ -95,8 +96,8 @@ class ClickWorkerCore(WorkerCore):
         """(owner client (n,), label (n,), predicted click probability (n,)) of every ``split``
         row ('test': held out; 'train': the rows clients train on) under the model that serves
         its owner: the global one, its personal one (Ditto) or its cluster's (Cali3F)."""
-        rows = self.shard.test_rows if split == "test" else np.sort(self.shard.train_rows)
-        features = self.shard.features
+        rows = self.shard.test["rows"] if split == "test" else np.sort(self.shard.train)
+        features = self.features
         if len(rows) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
         owners = features.user[rows].astype(np.int64)
@@ -112,5 +113,5 @@ class ClickWorkerCore(WorkerCore):
     def _user_matrix(self, params: dict[str, np.ndarray]) -> np.ndarray:
         """Each client's taste as its device can tell without a user table: the mean of the
         global item-embedding rows of its train samples (zero for a client without any)."""
-        return mean_item_rows(params["emb.item"], self.shard.features.item, self.shard.train_indptr,
-                              self.shard.train_rows)
+        return mean_item_rows(params["emb.item"], self.features.item, self.shard.train_indptr,
+                              self.shard.train)

@@ -1,18 +1,15 @@
 """GMF's local training without autograd: its samples stay in one flat array sorted by client
 and its gradients are written out by hand (tested against autograd), which is far faster than the
-batched tensor program the other NCF models take (``local_training.py``)."""
+batched tensor program of the one local-SGD loop (``cluster/fl/local_sgd.py``) the other
+models take."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from cluster.fl.local_sgd import LocalRecipe
 from cluster.models.ncf import NCFSpec
-
-if TYPE_CHECKING:  # local_training imports this module
-    from cluster.fl.families.ncf.training import LocalRecipe
 
 
 def train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slot, sample_label, slot_owner,

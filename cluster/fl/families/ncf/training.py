@@ -14,7 +14,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cluster.arrays import ranges, sorted_unique
 from cluster.fairness.ranking import positive_negative_bits
@@ -22,24 +21,10 @@ from cluster.fl.fixed_batches import fixed_size_batches
 from cluster.fl.families.ncf.gmf_training import train_flat_gmf
 from cluster.fl.families.ncf.negatives import hashed_negatives
 from cluster.models.ncf import NCFSpec, batched_logits, channel_slices
+from cluster.fl.local_sgd import LocalRecipe, ParamGroups, Proximal, local_sgd
 from cluster.fl.types import ClientUpdate
 
 _LADDER = 8 * 2 ** np.arange(40, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class LocalRecipe:
-    """How a client trains: ``epochs`` full-batch SGD steps with a learning rate per parameter
-    group; ``loss_reduction`` 'mean' averages the BCE over the client's samples, 'sum' adds it."""
-
-    epochs: int
-    lr_dense: float
-    lr_item: float
-    lr_user: float
-    negatives_per_positive: int
-    loss_reduction: str = "mean"
-    personal_lambda: Optional[float] = None  # Ditto: also train a personal dense part with this λ
-    ranking_bits: bool = False  # CEAG: report each (positive, sampled negative) pair's order
 
 
 def padded_length(n: np.ndarray) -> np.ndarray:
@@ -229,12 +214,10 @@ def _train_group(spec, recipe, global_params, users, members, length, sample_sta
     slots_t, labels_t, mask_t = torch.from_numpy(slots), torch.from_numpy(labels), torch.from_numpy(mask)
     count = torch.from_numpy(n_total[members].astype(np.float32))
 
-    def per_client_loss() -> tuple[torch.Tensor, torch.Tensor]:
-        logits = batched_logits(spec, dense, user, items, slots_t)
-        per_sample = F.binary_cross_entropy_with_logits(logits, labels_t, reduction="none") * mask_t
-        return per_sample.sum(dim=1), logits
-
-    first_loss, first_logits = _local_sgd(recipe, items, dense, user, per_client_loss, count, anchor, prox_lambda)
+    proximal = Proximal(prox_lambda, anchor) if prox_lambda else None
+    first = local_sgd(recipe, ParamGroups(items, dense, user), lambda: batched_logits(spec, dense, user, items, slots_t),
+                      labels_t, mask_t, count, proximal)
+    first_loss, first_logits = first.loss, first.logits
     first_scores = [first_logits[j, : n_total[member]] for j, member in enumerate(members)]
 
     with torch.no_grad():
@@ -255,36 +238,6 @@ def _widened(spec: NCFSpec, delta: np.ndarray, name: str, narrow: Optional[dict]
     full = np.zeros((len(delta), *spec.dense_shapes()[name]), dtype=np.float32)
     full[(slice(None), *narrow[name])] = delta
     return full
-
-
-def _local_sgd(recipe: LocalRecipe, items: dict, dense: dict, user: dict, per_client_loss, count: torch.Tensor,
-               anchor: dict, prox_lambda: float) -> tuple[np.ndarray, np.ndarray]:
-    """``recipe.epochs`` full-batch SGD steps, each parameter group at its own rate; returns the
-    clients' mean BCE before the first step (the loss of the global model on their data) and
-    the logits (C, L) of that first step.
-    ``prox_lambda`` > 0 adds λ(v − anchor) to every dense gradient (Ditto's personal step)."""
-    groups = [(list(items.values()), recipe.lr_item), (list(dense.values()), recipe.lr_dense), (list(user.values()), recipe.lr_user)]
-    flat = [p for params, _ in groups for p in params]
-    rates = [lr for params, lr in groups for _ in params]
-    first_loss = first_logits = None
-    for _ in range(recipe.epochs):
-        per_client, logits = per_client_loss()
-        if first_loss is None:
-            first_loss = (per_client.detach() / count).numpy()
-            first_logits = logits.detach().numpy()
-        if recipe.loss_reduction == "mean":
-            per_client = per_client / count
-        # Each client's loss only touches its own slice, so the gradient of the sum is every
-        # client's own gradient, computed in one backward pass.
-        grads = list(torch.autograd.grad(per_client.sum(), flat))
-        with torch.no_grad():
-            if prox_lambda:
-                n_items = len(items)
-                for k, (name, param) in enumerate(dense.items()):
-                    grads[n_items + k] = grads[n_items + k] + prox_lambda * (param - anchor[name])
-            for param, grad, lr in zip(flat, grads, rates):
-                param.sub_(lr * grad)
-    return first_loss, first_logits
 
 
 def _assemble(spec: NCFSpec, recipe: LocalRecipe, clients: np.ndarray, n_pos: np.ndarray,

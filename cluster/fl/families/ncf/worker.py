@@ -7,76 +7,47 @@ Ditto each client also steps its personal dense part (the shared device state is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
 import torch
 
 from cluster.arrays import ranges, sorted_unique
-from cluster.fl.families.ncf.training import LocalRecipe, train_local
+from cluster.fl.families.ncf.training import train_local
+from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.metrics import rank_metrics
 from cluster.fl.families.ncf.negatives import hashed_negatives
 from cluster.fl.families.ncf.upload import compress_ncf_upload, widen_ncf_upload
 from cluster.fl.types import ClientSettings, ClientUpdate, ClusterView
+from cluster.fl.shard import ClientShard
 from cluster.fl.worker_core import WorkerCore
 from cluster.models.ncf import NCFSpec, initial_params, retrieval_queries, score_candidates
-from cluster.storage import Storage
 
 EVAL_CHUNK = 4096
 # The round index whose hashed negatives the train-split pair measure uses: one no run reaches.
 TRAIN_PAIRS_ROUND = 2**31 - 1
 
 
-@dataclass(frozen=True)
-class NCFShard:
-    """The clients of one worker. clients: (C,) ascending global ids; their positives are
-    ``items[indptr[c]:indptr[c+1]]``; test_clients (T,) ⊂ clients with test_candidates (T, K)
-    (test item first); users0[table]: (C, d) starting private vectors."""
-
-    clients: np.ndarray
-    indptr: np.ndarray
-    items: np.ndarray
-    test_clients: np.ndarray
-    test_candidates: np.ndarray
-    users0: dict[str, np.ndarray]
-
-    def save(self, storage: Storage, name: str) -> None:
-        """One .npz per worker in the run's storage, so a worker restarted on any node reloads its clients."""
-        arrays = {f"users0.{t}": v for t, v in self.users0.items()}
-        storage.write_npz(name, clients=self.clients, indptr=self.indptr, items=self.items,
-                          test_clients=self.test_clients, test_candidates=self.test_candidates, **arrays)
-
-    @classmethod
-    def load(cls, storage: Storage, name: str) -> "NCFShard":
-        f = storage.read_npz(name)
-        users0 = {k.split(".", 1)[1]: v for k, v in f.items() if k.startswith("users0.")}
-        return cls(f["clients"], f["indptr"], f["items"], f["test_clients"], f["test_candidates"], users0)
-
-
-
 class NCFWorkerCore(WorkerCore):
     """An NCF family's worker: leave-one-out clients, each with a private user vector."""
 
-    def __init__(self, shard: NCFShard, spec: NCFSpec, recipe: LocalRecipe, seed: int):
-        start = initial_params(spec, seed) if recipe.personal_lambda is not None else None
-        super().__init__(shard, spec, recipe, seed, {t: v.copy() for t, v in shard.users0.items()}, start)
-        self._test_rows = self._rows(shard.test_clients)
-        owners = np.repeat(shard.clients, np.diff(shard.indptr))
-        self._positive_keys = sorted_unique(owners * spec.n_items + shard.items)  # negatives avoid these
+    def __init__(self, shard: ClientShard, spec: NCFSpec, recipe: LocalRecipe, seed: int):
+        """shard: examples are positive item ids; test: ``clients`` (T,) ⊂ clients with their
+        ``candidates`` (T, K), the held-out item first; private0: the starting user vectors."""
+        super().__init__(shard, spec, recipe, seed, initial_params(spec, seed) if recipe.personal_lambda is not None else None)
+        self._test_rows = self._rows(shard.test["clients"])
+        self._positive_keys = sorted_unique(shard.owners() * spec.n_items + shard.train)  # negatives avoid these
 
     def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray],
               settings: Optional[ClientSettings] = None) -> ClientUpdate:
         clients = np.asarray(clients, dtype=np.int64)
         rows = self._rows(clients)
-        starts, ends = self.shard.indptr[rows], self.shard.indptr[rows + 1]
-        lengths = ends - starts
-        indptr = np.r_[0, np.cumsum(lengths)]
-        pos = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        indptr, positives = self.shard.examples_of(rows)
         users = {t: v[rows] for t, v in self.users.items()}
 
         def local(recipe: LocalRecipe, user_start: dict, **options) -> tuple[ClientUpdate, dict]:
-            return train_local(self.spec, recipe, params, user_start, clients, indptr, self.shard.items[pos], self.seed,
+            return train_local(self.spec, recipe, params, user_start, clients, indptr, positives, self.seed,
                                round_index, positive_keys=self._positive_keys, **options)
 
         result, new_users = local(self.recipe, users, fractions=None if settings is None else settings.width)
@@ -128,7 +99,7 @@ class NCFWorkerCore(WorkerCore):
             for lo in range(0, len(self._test_rows), EVAL_CHUNK):
                 rows = self._test_rows[lo : lo + EVAL_CHUNK]
                 users = {t: torch.from_numpy(v[rows]) for t, v in self.users.items()}
-                candidates = torch.from_numpy(self.shard.test_candidates[lo : lo + EVAL_CHUNK].astype(np.int64))
+                candidates = torch.from_numpy(self.shard.test["candidates"][lo : lo + EVAL_CHUNK].astype(np.int64))
                 own = self._served_dense(rows, clusters)
                 own_t = None if own is None else {n: torch.from_numpy(np.ascontiguousarray(v)) for n, v in own.items()}
                 scores = score_candidates(self.spec, torch_params, users, candidates, own_t).numpy()
@@ -136,7 +107,7 @@ class NCFWorkerCore(WorkerCore):
                 hits.append(hit)
                 ndcgs.append(ndcg)
         cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0)  # noqa: E731
-        return self.shard.test_clients, cat(hits), cat(ndcgs)
+        return self.shard.test["clients"], cat(hits), cat(ndcgs)
 
     def train_pairs(self, params: dict[str, np.ndarray],
                     clusters: Optional[ClusterView] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -145,12 +116,12 @@ class NCFWorkerCore(WorkerCore):
         scores strictly higher, under the model serving the client. The negatives come from a
         stream no training round draws, fixed by the seed. Returns (owner, bit, 1) per pair."""
         per_positive = self.recipe.negatives_per_positive
-        n_pos = np.diff(self.shard.indptr)
+        n_pos = np.diff(self.shard.train_indptr)
         rows = np.flatnonzero(n_pos > 0)
         negatives = hashed_negatives(self.seed, TRAIN_PAIRS_ROUND, self.shard.clients[rows], n_pos[rows] * per_positive,
                                      self._positive_keys, self.spec.n_items).astype(np.int64)
         positive_row = np.repeat(rows, n_pos[rows])
-        candidates = np.concatenate([self.shard.items[ranges(self.shard.indptr[rows], n_pos[rows])][:, None],
+        candidates = np.concatenate([self.shard.train[ranges(self.shard.train_indptr[rows], n_pos[rows])][:, None],
                                      negatives.reshape(-1, per_positive)], axis=1)
         torch_params = {n: torch.from_numpy(v) for n, v in params.items()}
         bits = []
