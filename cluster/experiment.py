@@ -18,8 +18,9 @@ from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.families.base import ModelOps
 from cluster.fl.families.ncf.ops import NCFOps
 from cluster.fl.server_core import FleetView
-from cluster.fl.shard import ClientShard
-from cluster.fl.shards import assign_workers, iter_click_shards, iter_shards
+from cluster.fl.families.click.shard import click_shards
+from cluster.fl.families.ncf.shard import ncf_shards
+from cluster.fl.shard import ClientShard, assign_workers
 from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
 from cluster.world import World, build_world
@@ -44,8 +45,8 @@ class Experiment:
         """Each worker's clients, in worker order, built one at a time (a driver that saves each
         and lets it go never holds them all)."""
         if self.click is not None:
-            return iter_click_shards(self.click, self.worker_of_user, self.n_workers)
-        return iter_shards(self.world.population, self.world.leave_one_out, self.spec, self.cfg.seed,
+            return click_shards(self.click, self.worker_of_user, self.n_workers)
+        return ncf_shards(self.world.population, self.world.leave_one_out, self.spec, self.cfg.seed,
                            self.worker_of_user, self.n_workers)
 
 

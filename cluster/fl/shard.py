@@ -1,4 +1,6 @@
-"""The clients one worker holds, for every model family, and their file in the run's storage.
+"""The clients one worker holds, for every model family, their file in the run's storage, and
+which worker holds each client: each tier gets its own workers, and a tier's clients are dealt
+round-robin among them.
 
 A shard is the clients' ids, each client's training examples as a CSR, its held-out examples,
 the private tables the phones start with, and the family's own arrays. What an example is
@@ -57,3 +59,12 @@ class ClientShard:
         groups = [{key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
                   for prefix in _PREFIXES]
         return cls(arrays["clients"], arrays["train_indptr"], arrays["train"], *groups)
+
+
+def assign_workers(tier_of_user: np.ndarray, n_tiers: int, workers_per_tier: int) -> np.ndarray:
+    """(n_users,) worker index; worker ``t * workers_per_tier + i`` is ``clients-<tier t>-<i>``."""
+    worker = np.empty(len(tier_of_user), dtype=np.int64)
+    for tier in range(n_tiers):
+        members = np.flatnonzero(tier_of_user == tier)
+        worker[members] = tier * workers_per_tier + np.arange(len(members)) % workers_per_tier
+    return worker

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cluster.fl.local_sgd import LocalRecipe
-from cluster.fl.shard import ClientShard
-from cluster.fl.shards import assign_workers, iter_shards
+from cluster.fl.families.ncf.shard import ncf_shards
+from cluster.fl.shard import ClientShard, assign_workers
 from cluster.fl.families.ncf.worker import NCFWorkerCore
 from cluster.models.ncf import NCFSpec, init_global
 from cluster.storage import Storage, StorageError
@@ -28,7 +28,7 @@ def test_shards_partition_clients_by_tier(tmp_path: Path):
     worker_of_user = assign_workers(pop.tier_of_user, 3, 2)
     assert np.array_equal(worker_of_user // 2, pop.tier_of_user)
     spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
-    shards = list(iter_shards(pop, world.leave_one_out, spec, 0, worker_of_user, 6))
+    shards = list(ncf_shards(pop, world.leave_one_out, spec, 0, worker_of_user, 6))
     held = np.sort(np.concatenate([s.clients for s in shards]))
     assert np.array_equal(held, np.arange(pop.n_clients))
     for shard in shards:
@@ -45,7 +45,7 @@ def test_worker_trains_evaluates_and_restores_private_vectors(tmp_path: Path):
     cfg, world = _world(tmp_path)
     spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
     worker_of_user = np.zeros(world.population.n_clients, dtype=np.int64)
-    (shard,) = iter_shards(world.population, world.leave_one_out, spec, 0, worker_of_user, 1)
+    (shard,) = ncf_shards(world.population, world.leave_one_out, spec, 0, worker_of_user, 1)
     recipe = LocalRecipe(1, 1.0, 10.0, 10.0, 4)
     params = {k: v.numpy() for k, v in init_global(spec, torch.Generator().manual_seed(0)).items()}
     worker = NCFWorkerCore(shard, spec, recipe, seed=0)

@@ -3,7 +3,7 @@ rows for evaluation under the global model.
 
 A client's padded sample count L and history-pair count P depend only on the client itself (its
 sample count and its total history length, each rounded up the power-of-two ladder of
-``local_training.padded_length``), so its tensors — and with them every reduction it runs — are
+``families/ncf/training.padded_length``), so its tensors — and with them every reduction it runs — are
 the same whichever clients share its batch.
 """
 

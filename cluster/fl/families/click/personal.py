@@ -4,9 +4,10 @@ data and the global model it just received; the embedding tables are shared and 
 ones, as NCF's personal step holds the item rows fixed. A click model has no user table, so N is
 all a phone can personalise.
 
-Clients are batched as in local training (``click_training``): grouped by their own padded
+Clients are batched as in local training (``families/click/training.py``): grouped by their own padded
 shapes, in fixed-size batches, so a client's personal model and its scores do not depend on which
-clients share its worker or batch.
+clients share its worker or batch. The steps are the one local-SGD loop's
+(``cluster/fl/local_sgd.py``) with only the dense part in its groups.
 """
 
 from __future__ import annotations

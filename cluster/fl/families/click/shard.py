@@ -5,6 +5,7 @@ their held-out rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import fields
 
 import numpy as np
@@ -15,6 +16,7 @@ from cluster.data.click_features import (
     rows_by_user,
     select_clients,
 )
+from cluster.fl.families.click.setup import ClickSetup
 from cluster.fl.shard import ClientShard
 
 
@@ -58,3 +60,9 @@ def shard_features(shard: ClientShard) -> ClickFeatures:
     values["cat_names"] = tuple(str(n) for n in values["cat_names"])
     values["cat_sizes"] = tuple(int(n) for n in values["cat_sizes"])
     return ClickFeatures(**values)
+
+
+def click_shards(setup: ClickSetup, worker_of_user: np.ndarray, n_workers: int) -> Iterator[ClientShard]:
+    """Each worker's clients with only their own feature rows (see ``click_shard``)."""
+    for worker in range(n_workers):
+        yield click_shard(setup.features, setup.train_rows, setup.test_rows, np.flatnonzero(worker_of_user == worker))

@@ -1,5 +1,5 @@
-"""Spread the population over client-worker actors: each tier gets its own workers, and a
-tier's clients are dealt round-robin among them."""
+"""The clients of one NCF worker as a ``ClientShard``: each client's positives as its examples,
+its leave-one-out candidates as its test, its starting private user vectors."""
 
 from __future__ import annotations
 
@@ -8,23 +8,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from cluster.data.splits import LeaveOneOut
-from cluster.fl.families.click.setup import ClickSetup
-from cluster.fl.families.click.shard import click_shard
 from cluster.fl.shard import ClientShard
 from cluster.models.ncf import NCFSpec, init_users
 from cluster.tiers.population import Population
 
 
-def assign_workers(tier_of_user: np.ndarray, n_tiers: int, workers_per_tier: int) -> np.ndarray:
-    """(n_users,) worker index; worker ``t * workers_per_tier + i`` is ``clients-<tier t>-<i>``."""
-    worker = np.empty(len(tier_of_user), dtype=np.int64)
-    for tier in range(n_tiers):
-        members = np.flatnonzero(tier_of_user == tier)
-        worker[members] = tier * workers_per_tier + np.arange(len(members)) % workers_per_tier
-    return worker
-
-
-def iter_shards(
+def ncf_shards(
     population: Population, loo: LeaveOneOut, spec: NCFSpec, seed: int, worker_of_user: np.ndarray, n_workers: int
 ) -> Iterator[ClientShard]:
     """The NCF shards one at a time: positives as examples, leave-one-out candidates as tests."""
@@ -47,9 +36,3 @@ def iter_shards(
                   "candidates": np.concatenate([loo.test_items[tests, None], loo.negatives[tests]], axis=1).astype(np.int32)},
             private0={t: v[clients] for t, v in users0.items()},
         )
-
-
-def iter_click_shards(setup: ClickSetup, worker_of_user: np.ndarray, n_workers: int) -> Iterator[ClientShard]:
-    """Each worker's clients with only their own feature rows (see ``click_shard``)."""
-    for worker in range(n_workers):
-        yield click_shard(setup.features, setup.train_rows, setup.test_rows, np.flatnonzero(worker_of_user == worker))
