@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cluster.arrays import ranges
+from cluster.data.click_features import select_clients
 from cluster.storage import Storage, StorageError
 
 _PREFIXES = ("test.", "private0.", "data.")
@@ -35,10 +35,7 @@ class ClientShard:
 
     def examples_of(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """CSR (indptr (k + 1,), examples) of the clients at shard ``positions`` (k,)."""
-        lengths = self.train_indptr[positions + 1] - self.train_indptr[positions]
-        indptr = np.zeros(len(positions) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        return indptr, self.train[ranges(self.train_indptr[positions], lengths)]
+        return select_clients(self.train_indptr, self.train, positions)
 
     def owners(self) -> np.ndarray:
         """The global client id of every training example."""

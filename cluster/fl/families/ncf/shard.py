@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from cluster.data.click_features import select_clients
 from cluster.data.splits import LeaveOneOut
 from cluster.fl.shard import ClientShard
 from cluster.models.ncf import NCFSpec, init_users
@@ -23,14 +24,12 @@ def ncf_shards(
     test_worker = worker_of_user[loo.test_users]
     for worker in range(n_workers):
         clients = np.flatnonzero(worker_of_user == worker).astype(np.int64)
-        lengths = indptr[clients + 1] - indptr[clients]
-        local_indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-        rows = np.repeat(indptr[clients] - local_indptr[:-1], lengths) + np.arange(local_indptr[-1])
+        local_indptr, positives = select_clients(indptr, train_items, clients)
         tests = np.flatnonzero(test_worker == worker)
         yield ClientShard(
             clients=clients,
             train_indptr=local_indptr,
-            train=train_items[rows].astype(np.int32),
+            train=positives.astype(np.int32),
             test={"clients": loo.test_users[tests].astype(np.int64),
                   # One worker's rows at a time: every user's candidates at once are 0.4 GB at 1M users.
                   "candidates": np.concatenate([loo.test_items[tests, None], loo.negatives[tests]], axis=1).astype(np.int32)},
