@@ -1,8 +1,8 @@
 """RF²'s tier-aware update compressors (Maeng et al. 2022, Table 1), as pure functions over
 one client's flat update vector, each with the bytes it would upload.
 
-- random pruning: a random ``rate`` of the entries is zeroed (random, not Top-K); the mask comes
-  from a seed both sides know, so only the kept values travel;
+- random pruning: each entry is zeroed with probability ``rate`` (random, not Top-K); the mask
+  comes from a seed both sides know, so only the kept values travel;
 - Quant: stochastic rounding to 2^n evenly spaced points between the vector's min and max
   (unbiased: E[q(x)] = x), n bits per entry plus the two endpoints;
 - QuantS: one sign bit and n − 1 bits of magnitude on 2^(n−1) points between 0 and max|x|, so an
@@ -31,19 +31,19 @@ class Compressed:
 
 
 def prune_random(update: np.ndarray, rate: float, rng: np.random.Generator, rescale: bool = False) -> Compressed:
-    """Zero exactly round(rate·n) randomly chosen entries. ``rescale`` multiplies the kept ones by
-    1/(1−rate), which makes the pruned update unbiased (RF² prunes without it: default off)."""
+    """RF²'s random pruning: each entry is zeroed independently with probability ``rate``. A fixed
+    count of round(rate·n) per tensor would zero a one-entry tensor (a bias) on every client at
+    rate ≥ 0.5, so the tier never trains it. ``rescale`` multiplies the kept entries by
+    1/(1−rate), which makes the pruned update unbiased, E[out] = update, for every tensor size (RF²
+    prunes without it: default off)."""
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"pruning rate must be in [0, 1), got {rate}")
     flat = np.asarray(update, dtype=np.float32).ravel()
-    n_pruned = int(round(rate * flat.size))
-    out = flat.copy()
-    if n_pruned:
-        out[rng.choice(flat.size, size=n_pruned, replace=False)] = 0.0
-        if rescale:
-            out *= np.float32(1.0 / (1.0 - rate))
-    kept = flat.size - n_pruned
-    return Compressed(out.reshape(np.shape(update)), kept * FLOAT_BYTES + 8)  # + the mask's seed
+    kept = rng.random(flat.size) >= rate
+    out = np.where(kept, flat, np.float32(0.0))
+    if rescale:
+        out *= np.float32(1.0 / (1.0 - rate))
+    return Compressed(out.reshape(np.shape(update)), int(kept.sum()) * FLOAT_BYTES + 8)  # + the mask's seed
 
 
 def _stochastic_round(scaled: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -5,16 +5,32 @@ from cluster.fairness.measures import mdac, relative_change
 from cluster.fl.compression import channel_mask, masked_average, prune_random, quantize, quantize_signed
 
 
-def test_pruning_rate_is_exact_and_bytes_shrink():
-    update = np.arange(1, 201, dtype=np.float32)
+def test_pruning_keeps_each_entry_with_probability_one_minus_rate_and_bytes_count_the_kept():
+    update = np.arange(1, 20_001, dtype=np.float32)
     for rate in (0.75, 0.875, 0.9375, 0.0):
         out = prune_random(update, rate, np.random.default_rng(0))
-        assert (out.values == 0).sum() == round(rate * 200)
         kept = out.values != 0
         assert np.array_equal(out.values[kept], update[kept])
-        assert out.upload_bytes == (200 - round(rate * 200)) * 4 + 8
+        # Binomial(n, 1 − rate): within 5 standard deviations of its mean
+        assert abs(kept.sum() - (1 - rate) * update.size) <= 5 * np.sqrt(update.size * rate * (1 - rate))
+        assert out.upload_bytes == int(kept.sum()) * 4 + 8
     with pytest.raises(ValueError):
         prune_random(update, 1.0, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("size", [1, 3, 8, 24])
+def test_pruning_trains_small_tensors_and_rescaling_is_unbiased_for_every_size(size):
+    """A one-entry bias must be kept on some clients (it was zeroed on every one when a fixed
+    count round(rate·n) was pruned), and the rescaled mean must be the update itself."""
+    rate, draws = 0.9375, 20_000
+    update = np.linspace(0.5, 1.5, size).astype(np.float32)
+    rng = np.random.default_rng(size)
+    plain = np.array([prune_random(update, rate, rng).values for _ in range(draws)])
+    kept_share = (plain != 0).mean(axis=0)
+    np.testing.assert_allclose(kept_share, 1 - rate, atol=5 * np.sqrt(rate * (1 - rate) / draws))
+    rescaled = np.array([prune_random(update, rate, rng, rescale=True).values for _ in range(draws)])
+    standard_error = update * np.sqrt(rate / (1 - rate) / draws)  # of a mean of x·Bernoulli(1−r)/(1−r)
+    assert (np.abs(rescaled.mean(axis=0) - update) <= 5 * standard_error).all()
 
 
 def test_rescaled_pruning_is_unbiased():
