@@ -91,7 +91,7 @@ def build(cfg: SimConfig, progress: bool = False) -> Experiment:
     if cfg.model.is_click:
         click = click_setup(cfg, world)
         fleet = FleetView(population.tiers, population.tier_of_user, click.train_samples, reference,
-                          metadata=cali3f_metadata(cfg, world))
+                          metadata=cali3f_metadata(cfg, world), train_pairs=click.train_pairs)
         return Experiment(cfg, world, click.spec, click.recipe, click.ops, fleet, worker_of_user, n_workers, click)
     spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
     fleet = FleetView(population.tiers, population.tier_of_user, population.samples_per_client(), reference,

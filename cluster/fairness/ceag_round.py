@@ -28,7 +28,8 @@ class PrimalStep:
 
 class CEAGController:
     """reference_accuracy: A_t(β_0) (T,) of the unoptimized model on the train samples;
-    tier_weights: (T,) each tier's train samples in the population (A = their weighted mean)."""
+    tier_weights: (T,) each tier's count of the measure's units in the population (train samples
+    for accuracy, train pairs for the pairwise measure; A = their weighted mean)."""
 
     def __init__(self, cfg: CEAGConfig, reference_accuracy: np.ndarray, tier_weights: np.ndarray,
                  tier_names: tuple[str, ...], seed: int = 0):
@@ -51,21 +52,22 @@ class CEAGController:
 
         A round's samples arrive together, so they enter the rings in a seeded random order:
         in client-id order, a round larger than a ring would always keep the highest ids. Only
-        tiers that reported this round take a dual step — a tier absent from the round has no
-        update to reweight, and stepping on its stale ψ would wind λ up."""
+        tiers that reported this round take a dual step — a tier absent from the round, or whose
+        clients have no pair to report, has no update to reweight, and stepping on its stale ψ
+        would wind λ up."""
         if len(clients) == 0:
             return None, {}
         client_tiers = tier_of_user[clients]
-        sample_tiers = np.repeat(client_tiers, n_samples if correct_counts is None else correct_counts)
+        counts = np.asarray(n_samples if correct_counts is None else correct_counts)
+        sample_tiers = np.repeat(client_tiers, counts)
         order = stream(self.seed, "ceag_buffer", round_index).permutation(len(sample_tiers))
         self.buffers.push(np.asarray(correct)[order], sample_tiers[order])
         gaps = buffered_gaps(self.buffers, self.reference, self.tier_weights)
-        reported = np.bincount(client_tiers, minlength=len(self.tier_names)) > 0
+        reported = np.bincount(client_tiers, weights=counts, minlength=len(self.tier_names)) > 0
         self.multipliers.step(gaps, self.buffers.full() & reported)
         lambdas = self.multipliers.value
         if self.proxy == "pairwise_logistic":
-            pairs = np.asarray(n_samples if correct_counts is None else correct_counts)
-            step = PrimalStep(proxy_coefficients=pairwise_proxy_coefficients(pairs, client_tiers, lambdas))
+            step = PrimalStep(proxy_coefficients=pairwise_proxy_coefficients(counts, client_tiers, lambdas))
         else:
             step = PrimalStep(weights=aggregation_weights(n_samples, client_tiers, lambdas))
         record = {}

@@ -26,13 +26,23 @@ from configs.schema import FLConfig
 class FleetView:
     """What the server knows of the fleet: tier_of_user (n,), train_samples (n,) per client;
     reference_accuracy (T,): the unoptimized model's per-tier train accuracy, for CEAG;
-    metadata (n, f): privacy-neutral encoded user columns, for Cali3F's first clusters."""
+    metadata (n, f): privacy-neutral encoded user columns, for Cali3F's first clusters;
+    train_pairs (n,): each client's (click, non-click) pairs in its train data, which the
+    pairwise measure's population rate is a mean over (None: pairs proportional to samples)."""
 
     tiers: TierTable
     tier_of_user: np.ndarray
     train_samples: np.ndarray
     reference_accuracy: Optional[np.ndarray] = None
     metadata: Optional[np.ndarray] = None
+    train_pairs: Optional[np.ndarray] = None
+
+    def measure_counts(self, measure: str) -> np.ndarray:
+        """(n,) what each client's share of a CEAG measure's population mean is counted in: its
+        pairs for the pairwise measure, its samples for accuracy."""
+        if measure == "pairwise" and self.train_pairs is not None:
+            return self.train_pairs
+        return self.train_samples
 
 
 class FederatedServer:
@@ -58,7 +68,10 @@ class FederatedServer:
         if cfg.fairness.kind == "ceag":
             if fleet.reference_accuracy is None:
                 raise ValueError("CEAG needs the reference model's per-tier accuracy (FleetView.reference_accuracy)")
-            tier_weights = np.bincount(fleet.tier_of_user, weights=fleet.train_samples, minlength=fleet.tiers.n_tiers)
+            # A = Σ_t w_t A_t must be the measure's own population mean: pairs weigh the pairwise
+            # rate as they weigh the bits in the buffers and the proxy's coefficients.
+            tier_weights = np.bincount(fleet.tier_of_user, weights=fleet.measure_counts(cfg.fairness.measure),
+                                       minlength=fleet.tiers.n_tiers)
             self.fairness = CEAGController(cfg.fairness, fleet.reference_accuracy, tier_weights, fleet.tiers.names, seed)
 
     @property

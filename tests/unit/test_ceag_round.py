@@ -143,3 +143,34 @@ def test_pairwise_proxy_step_weights_the_uploaded_gradients_by_pairs():
 def test_pairwise_proxy_needs_the_pairwise_measure():
     with pytest.raises(ValueError, match="differentiable form of measure 'pairwise'"):
         CEAGConfig(proxy="pairwise_logistic", reference_accuracy={t: 1.0 for t in NAMES})
+
+
+def test_a_tier_without_pairs_this_round_takes_no_dual_step():
+    """Its clients were in the round but reported no pair: its ψ is last round's, and stepping
+    on it again would wind λ up."""
+    cfg = CEAGConfig(dual_lr=1.0, buffer_size=4, epsilon=0.0, measure="pairwise",
+                     reference_accuracy={t: 1.0 for t in NAMES})
+    controller = CEAGController(cfg, np.ones(3), np.ones(3), NAMES)
+    tier_of_user = np.array([0, 1, 2])
+    _, first = controller.round_step(np.array([0, 1]), np.array([2, 3]), np.array([0, 0, 0, 0, 1, 1, 1, 1.0]),
+                                     tier_of_user, 0, np.array([4, 4]))
+    assert first["lambda_low"] == pytest.approx(0.5)
+    # the low client is back with samples of one label only: no pair, no bit
+    _, second = controller.round_step(np.array([0, 1]), np.array([2, 3]), np.array([1, 1, 1, 1.0]),
+                                      tier_of_user, 1, np.array([0, 4]))
+    assert second["lambda_low"] == pytest.approx(0.5), "a tier that reported no pair keeps its λ"
+
+
+def test_the_pairwise_population_rate_weighs_tiers_by_their_pairs():
+    """A = Σ_t w_t A_t is a mean over pairs, as the buffers' bits and the proxy coefficients are:
+    a tier with many samples but few pairs must not dominate it."""
+    from cluster.fl.families.click.setup import pairs_per_client
+    from cluster.fl.server_core import FleetView
+
+    labels = np.array([1, 0, 0, 1, 1, 0, 1, 0, 1], np.float32)  # client 1 has no sample
+    indptr = np.array([0, 3, 3, 5, 9])
+    assert pairs_per_client(labels, indptr).tolist() == [2, 0, 0, 4]
+    fleet = FleetView(None, np.array([0, 1, 2, 2]), np.array([3, 0, 2, 4]), train_pairs=np.array([2, 0, 0, 4]))
+    assert fleet.measure_counts("pairwise").tolist() == [2, 0, 0, 4]
+    assert fleet.measure_counts("accuracy").tolist() == [3, 0, 2, 4]
+    assert FleetView(None, np.zeros(2, int), np.array([5, 6])).measure_counts("pairwise").tolist() == [5, 6]

@@ -19,7 +19,7 @@ from configs.schema import SimConfig
 @dataclass(frozen=True)
 class ClickSetup:
     """train_rows / test_rows: the temporal hold-out of the click view (RF²); train_samples:
-    (n_users,) train rows per client."""
+    (n_users,) train rows per client; train_pairs: (n_users,) its (click, non-click) pairs."""
 
     features: ClickFeatures
     spec: ClickSpec
@@ -28,6 +28,7 @@ class ClickSetup:
     train_rows: np.ndarray
     test_rows: np.ndarray
     train_samples: np.ndarray
+    train_pairs: np.ndarray
 
 
 def click_spec(cfg: SimConfig, features: ClickFeatures) -> ClickSpec:
@@ -58,4 +59,12 @@ def click_setup(cfg: SimConfig, world: World) -> ClickSetup:
         train_rows=np.asarray(holdout.train_rows),
         test_rows=np.asarray(holdout.test_rows),
         train_samples=np.diff(indptr),
+        train_pairs=pairs_per_client(features.label[rows], indptr),
     )
+
+
+def pairs_per_client(labels: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """(C,) clicks × non-clicks of each client of the CSR whose rows have ``labels``."""
+    clicks = np.add.reduceat(np.r_[labels >= 0.5, False].astype(np.int64), indptr[:-1]) if len(labels) else 0
+    clicks = np.where(np.diff(indptr) > 0, clicks, 0)
+    return clicks * (np.diff(indptr) - clicks)

@@ -102,14 +102,17 @@ def compress_upload(
     its ``sent[c]`` embedding rows (``touched_rows``, or all, or padded: ``upload_rows``). Draws
     come from the client's own stream (seed, round, client id), so they do not depend on who
     shares its worker. A proxy upload and a Cali3F delegate's cluster pass are compressed alike,
-    each from a stream of its own."""
+    each from a stream of its own, except that a pruned proxy is always rescaled: CEAG's
+    aggregator adds Σ_c k_c × proxy_c as the gradient of its constraint term, which stays exact
+    in expectation only if compression leaves each proxy unbiased (Quant and QuantS are)."""
     if kind not in ("prune", "quant", "quants"):
         return result
     widths = np.ones(len(result.clients), np.float32) if result.fractions is None else result.fractions
     upload = _Compression(spec, widths, sent, kind, levels, rescale_pruned)
     cluster = result.cluster_dense_deltas
     return replace(result, dense_deltas=upload.apply(result.dense_deltas, result.clients, seed, round_index, "compress"),
-                   proxy_deltas=upload.apply(result.proxy_deltas, result.clients, seed, round_index, "compress-proxy"),
+                   proxy_deltas=replace(upload, rescale_pruned=True).apply(result.proxy_deltas, result.clients, seed,
+                                                                          round_index, "compress-proxy"),
                    cluster_dense_deltas=None if cluster is None else upload.apply(
                        cluster, result.clients, seed, round_index, "compress-cluster"))
 
