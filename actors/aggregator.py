@@ -71,3 +71,10 @@ class Aggregator:
 
     def history_rows(self) -> list[dict]:
         return self.loop.history
+
+    def retrieval_queries(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return self.loop.retrieval_queries()
+
+    def resyncs(self) -> int:
+        """How often workers fell out of sync and the run went back to its last checkpoint."""
+        return self.loop.resyncs

@@ -7,6 +7,7 @@ thousands of clients and trains any subset of them in a single call instead.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Optional
 
 import numpy as np
@@ -15,13 +16,19 @@ from cluster import checkpoint
 from cluster.fl.families.cores import worker_core
 from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.shard import ClientShard
+from cluster.fl.worker_pool import WorkerRestarted
 from cluster.models.click import ClickSpec
 from cluster.models.ncf import NCFSpec
 from cluster.storage import Storage
 
 
 class ClientWorker:
-    """Plain class; ``actors.factory`` applies ``ray.remote`` with resources from config."""
+    """Plain class; ``actors.factory`` applies ``ray.remote`` with resources from config.
+
+    ``incarnation`` is new in every process: when Ray restarts the actor, its clients are back at
+    the last checkpoint. Calls that read or change their state take ``expect``, the incarnation
+    the pool last synchronised, and raise WorkerRestarted when it is not this one, so a restart
+    never passes unnoticed as a silent roll-back of its clients."""
 
     def __init__(self, name: str, shards: Storage, spec: NCFSpec | ClickSpec, recipe: LocalRecipe,
                  seed: int, checkpoints: Optional[Storage] = None):
@@ -37,6 +44,7 @@ class ClientWorker:
         self.name = name
         self.shards, self.spec, self.recipe, self.seed = shards, spec, recipe, seed
         self.checkpoints = checkpoints
+        self.incarnation = uuid.uuid4().hex
         self.restored_round = self.reset(checkpoint.latest(checkpoints) if checkpoints is not None else None)
 
     def reset(self, folder: Optional[Storage]) -> Optional[int]:
@@ -51,11 +59,17 @@ class ClientWorker:
         return self.core.restore(workers, names) if names else None
 
     def ready(self) -> dict:
-        return {"name": self.name, "clients": self.core.n_clients, "restored_round": self.restored_round}
+        return {"name": self.name, "clients": self.core.n_clients, "restored_round": self.restored_round,
+                "incarnation": self.incarnation}
+
+    def _check(self, expect: Optional[str]) -> None:
+        if expect is not None and expect != self.incarnation:
+            raise WorkerRestarted(self.name)
 
     def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray],
-              real_time_sleep_s: float = 0.0, settings=None):
+              real_time_sleep_s: float = 0.0, settings=None, expect: Optional[str] = None):
         """The clients' uploads; ``settings``: what each trains with (width, compression, cluster), or None."""
+        self._check(expect)
         started = time.perf_counter()
         result = self.core.train(round_index, clients, params, settings)
         if real_time_sleep_s > 0:
@@ -63,25 +77,32 @@ class ClientWorker:
             time.sleep(max(0.0, real_time_sleep_s - (time.perf_counter() - started)))
         return result
 
-    def evaluate(self, params: dict[str, np.ndarray], split: str = "test", clusters=None):
+    def evaluate(self, params: dict[str, np.ndarray], split: str = "test", clusters=None, expect: Optional[str] = None):
         """``clusters``: Cali3F's ``ClusterView``, whose dense parts serve their members."""
+        self._check(expect)
         return self.core.evaluate(params, split, clusters)
 
-    def retrieval_queries(self, params: dict[str, np.ndarray], clusters=None) -> tuple[np.ndarray, np.ndarray]:
+    def retrieval_queries(self, params: dict[str, np.ndarray], clusters=None,
+                          expect: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+        self._check(expect)
         return self.core.retrieval_queries(params, clusters)
 
     # Cali3F's device halves (eq. 4, federated re-clustering): see NCFWorkerCore.
-    def shift_subordinates(self, delegates, labels, mean_update, discount) -> None:
+    def shift_subordinates(self, delegates, labels, mean_update, discount, expect: Optional[str] = None) -> None:
+        self._check(expect)
         self.core.shift_subordinates(delegates, labels, mean_update, discount)
 
-    def cluster_sums(self, n_clusters, centroids, labels, params):
+    def cluster_sums(self, n_clusters, centroids, labels, params, expect: Optional[str] = None):
+        self._check(expect)
         return self.core.cluster_sums(n_clusters, centroids, labels, params)
 
-    def assign_clusters(self, centroids, params):
+    def assign_clusters(self, centroids, params, expect: Optional[str] = None):
+        self._check(expect)
         return self.core.assign_clusters(centroids, params)
 
-    def save(self, folder: Storage, round_index: int) -> None:
+    def save(self, folder: Storage, round_index: int, expect: Optional[str] = None) -> None:
         """Write this worker's clients' private state into checkpoint ``folder``."""
+        self._check(expect)
         self.core.save(folder / "workers", f"{self.name}.npz", round_index)
 
     def pid(self) -> int:

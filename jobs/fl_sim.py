@@ -67,10 +67,9 @@ def run(exp: Experiment, run_dir: Storage | Path, resume: bool, address: Optiona
         ray.get([w.ready.remote() for w in workers] + [aggregator.ready.remote()])
         done = ray.get(aggregator.restore.remote()) if resume else 0
         wall_started = time.perf_counter()
-        history, restarts = _run_rounds(exp, aggregator, done, run_dir, quiet)
+        restarts = _run_rounds(exp, aggregator, done, run_dir, quiet)
         wall_s = time.perf_counter() - wall_started
-        return {"history": history, "wall_s": wall_s, "resumed_from": done, "aggregator_restarts": restarts,
-                **_final_results(exp, aggregator, workers)}
+        return {"wall_s": wall_s, "resumed_from": done, "aggregator_restarts": restarts, **_final_results(exp, aggregator)}
     finally:
         for handle in handles:
             ray.kill(handle)
@@ -90,23 +89,26 @@ def _start_actors(exp: Experiment, run_dir: Storage, quiet: bool) -> tuple[list,
     return workers, aggregator
 
 
-def _final_results(exp: Experiment, aggregator, workers: list) -> dict:
-    """The global model, the last per-client metrics, GMF's retrieval queries, click models' train AUC."""
+def _final_results(exp: Experiment, aggregator) -> dict:
+    """The global model, the last per-client metrics, GMF's retrieval queries, click models' train
+    AUC, and the history they belong to."""
     import ray
 
-    params, last = ray.get([aggregator.global_params.remote(), aggregator.last_client_metrics.remote()])
-    queries, train_eval = None, None
-    if exp.spec.kind == "gmf":  # the only inner-product model: its users can query the retriever
-        clusters = ray.get(aggregator.cluster_view.remote())
-        queries = ray.get([w.retrieval_queries.remote(params, clusters) for w in workers])
     # Fairness measures compare train and held-out quality, and CEAG reads its reference from
-    # the train measures (NCF: the pairwise one).
+    # the train measures (NCF: the pairwise one). Asked first: it reaches every worker, so a
+    # worker restarted in the last round is found here and the run replayed before the rest
+    # is read.
     train_eval = ray.get(aggregator.evaluate.remote("train"))
-    return {"params": params, "client_metrics": last, "queries": queries, "train_eval": train_eval}
+    params, last = ray.get([aggregator.global_params.remote(), aggregator.last_client_metrics.remote()])
+    queries = None
+    if exp.spec.kind == "gmf":  # the only inner-product model: its users can query the retriever
+        queries = ray.get(aggregator.retrieval_queries.remote())
+    return {"params": params, "client_metrics": last, "queries": queries, "train_eval": train_eval,
+            "history": ray.get(aggregator.history_rows.remote()), "worker_resyncs": ray.get(aggregator.resyncs.remote())}
 
 
-def _run_rounds(exp: Experiment, aggregator, done: int, run_dir: Storage, quiet: bool) -> tuple[list[dict], int]:
-    """Rounds ``done``..``fl.rounds`` and the aggregator restarts they took: when it dies, Ray
+def _run_rounds(exp: Experiment, aggregator, done: int, run_dir: Storage, quiet: bool) -> int:
+    """Rounds ``done``..``fl.rounds``; returns the aggregator restarts they took: when it dies, Ray
     restarts it from its last checkpoint and the loop goes on from the round it reports."""
     import ray
     from ray.exceptions import RayActorError
@@ -126,7 +128,7 @@ def _run_rounds(exp: Experiment, aggregator, done: int, run_dir: Storage, quiet:
             from jobs.fl_results import progress_line
 
             print(progress_line(record, exp.cfg.fl.rounds, exp.fleet.tiers.names, exp.ops.metric_names), flush=True)
-    return ray.get(aggregator.history_rows.remote()), restarts
+    return restarts
 
 
 def _await_restart(aggregator, run_dir: Storage, timeout_s: float = 300.0) -> int:
@@ -211,6 +213,7 @@ def run_summary(exp: Experiment, run_dir: Storage, outcome: dict, digest: str) -
         "rounds": len(history),
         "resumed_from_round": outcome["resumed_from"],
         "aggregator_restarts": outcome.get("aggregator_restarts", 0),
+        "worker_resyncs": outcome.get("worker_resyncs", 0),
         "sim_time_s": history[-1]["sim_time_s"] if history else 0.0,
         "wall_s": outcome["wall_s"],
         "client_updates": int(sum(r["client_updates"] for r in history)),

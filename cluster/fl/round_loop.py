@@ -4,6 +4,12 @@ merges the uploads, the server aggregates and steps, the strategy runs its devic
 global model is evaluated on the cadence, and the round's record is kept. Checkpoints, when a
 storage is given, hold the server state, the history and every worker's private state.
 
+When workers fall out of sync (``WorkersOutOfSync``: Ray restarted one, whose clients are back at
+the last checkpoint, or a call to one timed out and may have changed state whose answer was
+dropped), the whole run goes back to the last checkpoint and replays up to where it was: the
+rounds that follow are those of a run without the failure, bit for bit, and ``resyncs`` counts
+how often it happened.
+
 ``actors/aggregator.py`` is a thin Ray shell around it; ``cluster/fl/inprocess.py`` runs it over
 the cores in one process. The same config gives the same records either way, bit for bit."""
 
@@ -17,8 +23,15 @@ import numpy as np
 from cluster import checkpoint
 from cluster.fl.records import round_record
 from cluster.fl.server_core import FederatedServer
-from cluster.fl.worker_pool import EvalParts, TrainTask, WorkerPool, in_client_order
+from cluster.fl.worker_pool import EvalParts, TrainTask, WorkerPool, WorkersOutOfSync, in_client_order
 from cluster.storage import Storage
+
+# Replays in a row before a call gives up: a worker that times out every time would loop forever.
+RESYNC_ATTEMPTS = 3
+
+
+class WorkersLost(RuntimeError):
+    """Workers stayed out of sync after every replay allowed (each call timed out, or kept dying)."""
 
 
 class RoundLoop:
@@ -39,12 +52,37 @@ class RoundLoop:
         self.checkpoint_every = checkpoint_every
         self.history: list[dict] = []
         self._last_test: Optional[EvalParts] = None
+        self.resyncs = 0
+        # Where a replay starts when there is no checkpoint yet.
+        self._initial_state = server.state_dict() if checkpoints is not None else None
 
     @property
     def round_index(self) -> int:
         return self.server.round_index
 
     def run_round(self) -> dict:
+        """The record of the round after the ones done; a replay after workers fell out of sync
+        is invisible here but for ``resyncs``."""
+        return self._in_sync(self._round)
+
+    def _in_sync(self, action):
+        """``action()`` once every worker holds the state of the rounds done so far."""
+        target = self.server.round_index
+        for attempt in range(RESYNC_ATTEMPTS + 1):
+            try:
+                while self.server.round_index < target:
+                    self._round()
+                return action()
+            except WorkersOutOfSync as lost:
+                if self.checkpoints is None or attempt == RESYNC_ATTEMPTS:
+                    raise WorkersLost(f"{lost}; the run went back to its last checkpoint {attempt} time(s) in a row "
+                                      "and they are still out of sync (a call that keeps timing out needs a longer "
+                                      "fl.runtime.round_timeout_s)") from lost
+                self.resyncs += 1
+                self.restore()
+        raise AssertionError("unreachable")
+
+    def _round(self) -> dict:
         server, ops, fleet = self.server, self.server.ops, self.server.fleet
         started = time.perf_counter()
         plan = server.plan_round()
@@ -55,7 +93,7 @@ class RoundLoop:
         extra = server.apply(plan, merged)
         extra.update(server.after_round(self.pool))
         aggregated = time.perf_counter()
-        evaluation = self.evaluate() if self._evaluates_now() else None
+        evaluation = self._evaluate("test") if self._evaluates_now() else None
         wall_s = time.perf_counter() - started
         record = round_record(plan, merged, outcome.failed, fleet.tier_of_user, fleet.tiers.names, server.sim_time_s,
                               wall_s, evaluation, ops.upload_stats(merged))
@@ -64,7 +102,7 @@ class RoundLoop:
                       eval_s=started + wall_s - aggregated)
         self.history.append(record)
         if self.checkpoints is not None and server.round_index % self.checkpoint_every == 0:
-            self.checkpoint()
+            self._checkpoint()
         return record
 
     def train_tasks(self, plan) -> list[TrainTask]:
@@ -90,11 +128,18 @@ class RoundLoop:
     def evaluate(self, split: str = "test") -> dict[str, float]:
         """The served models (global, or each client's cluster's or personal dense part) on every
         worker's ``split`` rows, summarized overall and per tier."""
+        return self._in_sync(lambda: self._evaluate(split))
+
+    def _evaluate(self, split: str) -> dict[str, float]:
         server = self.server
         parts = in_client_order(self.pool.evaluate(server.params, split, server.cluster_view()))
         if split == "test":
             self._last_test = parts
         return server.ops.summarize(*parts, server.fleet.tier_of_user, server.fleet.tiers.names, split)
+
+    def retrieval_queries(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each worker's (clients, query vectors), as the served models give them."""
+        return self._in_sync(lambda: self.pool.retrieval_queries(self.server.params, self.server.cluster_view()))
 
     def last_client_metrics(self) -> EvalParts:
         """Per client, in id order, the last test evaluation; evaluates now if there was none
@@ -106,6 +151,9 @@ class RoundLoop:
     def checkpoint(self) -> Storage:
         """Workers save their clients' private state, then the server state, then ``latest.json``
         names the round: it never names one whose files are incomplete."""
+        return self._in_sync(self._checkpoint)
+
+    def _checkpoint(self) -> Storage:
         assert self.checkpoints is not None
         round_index = self.server.round_index
         folder = checkpoint.round_folder(self.checkpoints, round_index)
@@ -124,5 +172,8 @@ class RoundLoop:
             state = checkpoint.read_state(folder, "aggregator", "aggregator")
             self.server.load_state_dict(state["server"])
             self.history = list(state["history"])
+        elif self._initial_state is not None and self.server.round_index > 0:
+            self.server.load_state_dict(self._initial_state)
+            self.history = []
         self.pool.reset(folder)
         return self.server.round_index

@@ -29,10 +29,30 @@ class TrainTask:
     real_time_sleep_s: float = 0.0
 
 
+class WorkersOutOfSync(Exception):
+    """Workers whose clients' device state is no longer the state the round loop last saw: Ray
+    restarted them (their state is the last checkpoint's, not the current round's), or a call to
+    them timed out (a cancelled actor call still runs, and may have advanced state whose answer
+    was dropped). The loop takes the whole run back to its last checkpoint and replays from there."""
+
+    def __init__(self, workers: list[int], why: str):
+        super().__init__(f"workers {workers}: {why}")
+        self.workers = workers
+        self.why = why
+
+
+class WorkerRestarted(Exception):
+    """Raised inside a worker asked for the state of a process it no longer is (Ray restarted it)."""
+
+    def __init__(self, name: str = ""):
+        super().__init__(f"{name} was restarted: its clients' state is its last checkpoint's")
+        self.name = name
+
+
 @dataclass(frozen=True)
 class TrainOutcome:
     """The uploads of the workers that answered (worker order) and the clients of those that did
-    not (died or timed out): counted per tier, never silently lost."""
+    not (died for good): counted per tier, never silently lost."""
 
     results: list
     failed: np.ndarray
