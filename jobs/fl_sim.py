@@ -30,6 +30,7 @@ import numpy as np
 
 from cluster import checkpoint
 from cluster.experiment import Experiment, build
+from cluster.fl.round_loop import WorkersLost
 from cluster.storage import Storage, StorageError, as_storage
 from configs import ConfigError, SimConfig, config_hash, load_config_text
 from jobs.cli import (
@@ -43,8 +44,8 @@ from jobs.cli import (
 from jobs.outputs import new_run_dir, write_json_atomic, write_resolved_config
 
 
-class AggregatorLost(RuntimeError):
-    """The aggregator died more often than Ray may restart it; the run can go on with --resume."""
+class RunLost(RuntimeError):
+    """The run stopped part-way (args: its folder, why); its last checkpoint lets --resume go on."""
 
 
 def run(exp: Experiment, run_dir: Storage | Path, resume: bool, address: Optional[str], quiet: bool = False) -> dict:
@@ -117,6 +118,8 @@ def _run_rounds(exp: Experiment, aggregator, done: int, run_dir: Storage, quiet:
     while round_index < exp.cfg.fl.rounds:
         try:
             record = ray.get(aggregator.run_round.remote())
+        except WorkersLost as lost:
+            raise RunLost(run_dir, str(lost)) from None
         except RayActorError:
             round_index = _await_restart(aggregator, run_dir)
             restarts += 1
@@ -132,7 +135,7 @@ def _run_rounds(exp: Experiment, aggregator, done: int, run_dir: Storage, quiet:
 
 
 def _await_restart(aggregator, run_dir: Storage, timeout_s: float = 300.0) -> int:
-    """The round a restarted aggregator continues from; AggregatorLost when Ray will not bring it back."""
+    """The round a restarted aggregator continues from; RunLost when Ray will not bring it back."""
     import ray
     from ray.exceptions import ActorDiedError, ActorUnavailableError
 
@@ -142,10 +145,10 @@ def _await_restart(aggregator, run_dir: Storage, timeout_s: float = 300.0) -> in
             return ray.get(aggregator.ready.remote(), timeout=max(1.0, deadline - time.monotonic()))
         except ActorUnavailableError:
             if time.monotonic() > deadline:
-                raise AggregatorLost(run_dir) from None
+                raise RunLost(run_dir, "the aggregator died and could not be restarted") from None
             time.sleep(0.5)
         except (ActorDiedError, ray.exceptions.GetTimeoutError):
-            raise AggregatorLost(run_dir) from None
+            raise RunLost(run_dir, "the aggregator died and could not be restarted") from None
 
 
 def write_results(exp: Experiment, run_dir: Storage, outcome: dict) -> dict:
@@ -274,10 +277,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         run_dir = None
     try:
         exp, run_dir, outcome = build_run_write(cfg, run_dir, args.address)
-    except AggregatorLost as lost:
-        run = lost.args[0]
-        print(f"error: the aggregator died and could not be restarted; the run folder {run} keeps its last "
-              f"checkpoint: continue with  python jobs/fl_sim.py --resume '{run.uri}'", file=sys.stderr)
+    except RunLost as lost:
+        run, why = lost.args
+        print(f"error: {why}; the run folder {run} keeps its last checkpoint: continue with  "
+              f"python jobs/fl_sim.py --resume '{run.uri}'", file=sys.stderr)
         return EXIT_RUN_LOST
     from jobs.fl_results import final_table
 

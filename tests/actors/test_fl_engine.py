@@ -154,3 +154,18 @@ def test_two_workers_per_tier_and_a_killed_aggregator_reach_the_reference_exactl
     assert _metrics(outcome["history"]) == _metrics(reference["history"])
     for name in reference["params"]:
         assert np.array_equal(outcome["params"][name], reference["params"][name])
+
+
+def test_workers_that_keep_timing_out_stop_the_run_with_exit_3_and_the_resume_command(tmp_path: Path, capsys):
+    """Every train call outlasts the round timeout: the run goes back to its start three times,
+    then stops, naming the setting and the command that continues it."""
+    from jobs.fl_sim import main
+
+    sets = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
+            "fl.clients_per_round=40", "fl.rounds=2", "fl.overselect=0", f"data.cache_dir={tmp_path / 'cache'}",
+            "fl.runtime.real_time_scale=0.1", "fl.runtime.round_timeout_s=0.05"]
+    code = main(["--config", "configs/demo.yaml", *[a for s in sets for a in ("--set", s)],
+                 "--storage", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 3, err[-2000:]
+    assert "round_timeout_s" in err and "--resume" in err and str(tmp_path / "runs") in err, err[-2000:]
