@@ -153,6 +153,9 @@ class Storage:
             raise StorageError(f"{self.describe(rel)}: cannot read ({exc})") from None
 
     def write_bytes(self, rel: str, data: bytes) -> None:
+        # Checked before any stream opens: an object store's stream that fails in Python still
+        # completes its upload when it closes, putting an empty or partial object under the name.
+        data = memoryview(data)
         fs, path = self._fs_path(rel)
         if not self.is_local:
             with fs.open_output_stream(path) as handle:  # one put: visible only once complete

@@ -15,6 +15,7 @@ from typing import Optional
 
 import numpy as np
 
+from cluster.checkpoint import CheckpointError
 from cluster.fl.cali3f import subordinate_user_update
 from cluster.fl.clustering import assign_clusters, fixed_point_sums
 from cluster.fl.local_sgd import LocalRecipe
@@ -114,11 +115,14 @@ class WorkerCore:
         saved_round = None
         for name in names:
             saved = storage.read_npz(name)
-            mine = np.isin(saved["clients"], self.shard.clients)
-            rows = self._rows(saved["clients"][mine])
-            for table in self.users:
-                self.users[table][rows] = saved[table][mine]
-            for dense in self.personal or {}:
-                self.personal[dense][rows] = saved[f"personal.{dense}"][mine]
-            saved_round = int(saved["round_index"])
+            try:
+                mine = np.isin(saved["clients"], self.shard.clients)
+                rows = self._rows(saved["clients"][mine])
+                for table in self.users:
+                    self.users[table][rows] = saved[table][mine]
+                for dense in self.personal or {}:
+                    self.personal[dense][rows] = saved[f"personal.{dense}"][mine]
+                saved_round = int(saved["round_index"])
+            except KeyError as exc:  # a file of another model, or not a worker's at all
+                raise CheckpointError(f"{storage.describe(name)}: checkpoint arrays missing ({exc})") from None
         return saved_round

@@ -17,6 +17,7 @@ never pushed below what relevance alone would give it (μ ≤ 0 only ever boosts
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -136,7 +137,10 @@ class DualVector:
         return True
 
     def state_dict(self) -> dict:
-        return {"mu": self.mu, "optimizer": self._optimizer()[1].state_dict(), "exposure": self.exposure.copy(),
+        # torch's state_dict holds the live moment tensors and load_state_dict keeps them: a
+        # snapshot restored in the same process would otherwise move with the original.
+        optimizer = copy.deepcopy(self._optimizer()[1].state_dict())
+        return {"mu": self.mu, "optimizer": optimizer, "exposure": self.exposure.copy(),
                 "pending": self.pending.copy(), "requests": self.requests,
                 "requests_in_batch": self.requests_in_batch, "version": self.version}
 

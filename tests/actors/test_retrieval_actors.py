@@ -108,6 +108,9 @@ def test_dual_vector_state_survives_a_restart(fleet, tmp_path: Path):
     assert (tmp_path / "dual-vector.npz").exists()  # its state lives in the storage, not in a pickle
     assert after["mu_version"] == before["mu_version"] == 2
     assert after["requests"] == 16 and after["mu"] == before["mu"]
+    # A report applied before the kill and sent again (its answer was lost) is not counted again.
+    resent = fleet.dual.observe.remote(np.zeros((1, K), np.int64), 1, fleet.coordinator.outbox.reporter, 15)
+    assert ray.get(resent)[1] == 2 and ray.get(fleet.dual.stats.remote())["requests"] == 16
 
 
 def test_excluded_items_are_never_served_and_the_answer_stays_exact(fleet):

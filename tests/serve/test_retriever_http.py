@@ -47,6 +47,9 @@ def test_retrieve_by_user_and_by_vector(base_url):
         assert adjusted == sorted(adjusted, reverse=True)
         by_vector = client.post("/retrieve", json={"user_vector": [0.1] * DIM, "k": 3})
         assert by_vector.status_code == 200 and len(by_vector.json()["items"]) == 3
+        at_most = client.post("/retrieve", json={"user_id": 2, "k": MAX_K})  # the bound itself is allowed
+        assert at_most.status_code == 200, at_most.text
+        assert len({item["id"] for item in at_most.json()["items"]}) == MAX_K
 
 
 @pytest.mark.parametrize("body,status,needle", [

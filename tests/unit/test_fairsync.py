@@ -59,3 +59,25 @@ def test_dual_reaches_minimum_exposure_in_a_toy_retrieval():
     assert met["fill"] > 0.95, (met, dual.exposure)
     assert relevance_only < 0.2 * targets.m[1] < dual.exposure[1]  # measured: 16 without μ, 196 with it
     assert dual.mu[1] < 0 and dual.mu[0] == 0
+
+
+def _continue(dual: DualVector, rng: np.random.Generator, requests: int) -> np.ndarray:
+    """μ after ``requests`` more requests whose served slots favour group 0."""
+    for _ in range(requests):
+        dual.observe(rng.multinomial(5, [0.7, 0.2, 0.1]).astype(float))
+    return dual.mu
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_restored_dual_continues_as_if_never_stopped(optimizer):
+    """Adam's moments are part of the state: a restore that kept only μ would take different
+    steps afterwards (a fresh Adam's first step is ±lr whatever the gradient's size)."""
+    targets = ExposureTargets(np.array([0.0, 150.0, 150.0]), horizon=100, k=5)  # 1 and 2 starve
+    straight = DualVector(targets, batch=4, lr=0.05, optimizer=optimizer)
+    _continue(straight, np.random.default_rng(1), 40)
+    restored = DualVector(targets, batch=4, lr=0.05, optimizer=optimizer)
+    restored.load_state_dict(straight.state_dict())
+    assert np.array_equal(restored.mu, straight.mu) and restored.version == straight.version == 10
+    expected = _continue(straight, np.random.default_rng(2), 40)
+    np.testing.assert_array_equal(_continue(restored, np.random.default_rng(2), 40), expected)
+    assert (expected < 0).any(), "μ never moved: the comparison would prove nothing"

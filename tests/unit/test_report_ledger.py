@@ -1,4 +1,9 @@
+import numpy as np
+
+from actors.dual_vector import DualVectorActor
+from cluster.retrieval.fairsync import DualVector, ExposureTargets
 from cluster.retrieval.report_ledger import AppliedReports, Outbox
+from cluster.storage import Storage
 
 
 def test_applied_reports_count_each_number_once_in_any_order():
@@ -24,3 +29,32 @@ def test_outbox_keeps_what_was_not_acknowledged():
     outbox.ack(second)
     outbox.ack(second)  # an answer that arrives twice is harmless
     assert outbox.waiting() == [(0, ("g0", 1)), (2, ("g2", 3))]
+
+
+def _dual_vector_actor(folder):
+    """The dual-vector actor's class in this process (no Ray), with its state in ``folder``."""
+    targets = ExposureTargets(np.array([0.0, 20.0]), horizon=10, k=5)
+    return DualVectorActor(Storage(folder), DualVector(targets, batch=2, lr=0.1, optimizer="adam"))
+
+
+def test_the_dual_vector_actor_counts_a_report_sent_again_once(tmp_path):
+    served = np.array([0, 0, 0, 1, 0])  # the groups of one request's five slots
+    actor = _dual_vector_actor(tmp_path)
+    first = actor.observe(served, 1, reporter="coordinator-a", seq=0)
+    again = actor.observe(served, 1, reporter="coordinator-a", seq=0)
+    assert np.array_equal(first[0], again[0]) and first[1] == again[1]
+    assert actor.stats()["requests"] == 1 and actor.stats()["exposure"] == [4.0, 1.0]
+    actor.observe(served, 1, reporter="coordinator-b", seq=0)  # another coordinator's own numbering
+    assert actor.stats()["requests"] == 2
+
+    # After a restart from its file, the reports already applied are still known.
+    restarted = _dual_vector_actor(tmp_path)
+    restarted.observe(served, 1, reporter="coordinator-a", seq=0)
+    restarted.observe(served, 1, reporter="coordinator-b", seq=0)
+    assert restarted.stats() == actor.stats()
+    # And it steps μ on as the actor that never stopped does: Adam's moments came back too.
+    for seq in range(1, 7):
+        expected = actor.observe(served, 1, reporter="coordinator-a", seq=seq)
+        got = restarted.observe(served, 1, reporter="coordinator-a", seq=seq)
+        assert np.array_equal(got[0], expected[0]) and got[1] == expected[1], seq
+    assert restarted.stats()["requests"] == 8 and restarted.stats()["mu_version"] == 4

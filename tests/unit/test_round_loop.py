@@ -1,6 +1,7 @@
 """The one round loop in process (no Ray): a worker that does not answer loses only its own
 clients' updates, counted per tier; evaluation follows its cadence; a run resumed from an
-in-process checkpoint ends bit-identical to one that was never stopped."""
+in-process checkpoint ends bit-identical to one that was never stopped, also across selection
+epochs; a damaged worker checkpoint is an error that names its file."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cluster.checkpoint import CheckpointError
 from cluster.experiment import build
 from cluster.fl.inprocess import round_loop
+from cluster.fl.selection import EpochSampler
 from cluster.fl.worker_pool import CorePool, TrainOutcome
-from cluster.storage import Storage
+from cluster.storage import Storage, StorageError
 from configs import load_config
+from tests.unit.resume_fixtures import straight_and_resumed
 
 
 def _cfg(tmp_path: Path, *extra: str):
@@ -93,3 +97,44 @@ def test_in_process_resume_from_a_checkpoint_equals_an_unbroken_run(tmp_path: Pa
         assert np.array_equal(resumed.server.params[name], value), name
     for table in getattr(straight.pool.cores[0], "personal", None) or {}:
         assert np.array_equal(resumed.pool.cores[0].personal[table], straight.pool.cores[0].personal[table])
+
+
+def test_a_resume_between_selection_epochs_draws_the_clients_an_unbroken_run_draws(tmp_path: Path):
+    """100 of 240 clients a round: a selection epoch ends in rounds 3 and 5, so the checkpoint
+    after round 4 lies between two reshuffles and the resumed run must carry the sampler's
+    order, position and random state to draw round 5's new permutation as the unbroken run did."""
+    exp = build(_cfg(tmp_path, "fl.clients_per_round=100", "fl.rounds=6"))
+    straight, resumed = straight_and_resumed(exp, tmp_path / "ckpt", rounds=6, break_after=4)
+    assert len(straight.server.sampler.eligible) == 240
+    assert straight.server.sampler.epoch == resumed.server.sampler.epoch == 2
+    at_checkpoint = EpochSampler(np.arange(240), np.random.default_rng(0))
+    for _ in range(4):
+        at_checkpoint.draw(100)
+    assert at_checkpoint.epoch == 1, "the checkpoint no longer lies between two reshuffles"
+    assert np.array_equal(resumed.server.sampler.order, straight.server.sampler.order)
+    deterministic = [{k: v for k, v in r.items() if not k.endswith("_s") or k.startswith("sim_")}
+                     for r in straight.history]
+    assert [{k: r[k] for k in d} for r, d in zip(resumed.history, deterministic)] == deterministic
+    for name, value in straight.server.params.items():
+        assert np.array_equal(resumed.server.params[name], value), name
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda path: path.write_bytes(b"garbage"), "not a readable .npz"),
+    # a readable file without this model's tables (another model's, or a truncated rewrite)
+    (lambda path: np.savez(path, clients=np.arange(3), round_index=np.int64(1)), "checkpoint arrays missing"),
+], ids=["unreadable", "foreign"])
+def test_a_damaged_worker_checkpoint_is_an_error_naming_its_file(tmp_path: Path, damage, message):
+    exp = build(_cfg(tmp_path))
+    loop = round_loop(exp)
+    loop.checkpoints = Storage(tmp_path / "ckpt")
+    loop.run_round()
+    damaged = tmp_path / "ckpt" / "round-000001" / "workers" / "worker-1.npz"
+    assert damaged.exists(), "GMF keeps private user vectors: each worker writes a file"
+    damage(damaged)
+    again = round_loop(exp)
+    again.checkpoints = Storage(tmp_path / "ckpt")
+    # Both are what the CLI reports as one line instead of a traceback.
+    with pytest.raises((CheckpointError, StorageError), match=message) as caught:
+        again.restore()
+    assert str(damaged) in str(caught.value)

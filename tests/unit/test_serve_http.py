@@ -44,3 +44,38 @@ def test_bad_bodies_are_422_naming_the_field_without_echoing_the_input():
     assert status == 422 and body["detail"][0]["type"] == "json_invalid"
     status, body, _ = _call(_request("POST", "/retrieve", b'{"user_id": 1, "k": 0}'))
     assert status == 422 and body["detail"][0]["loc"] == ["body", "k"] and "greater than 0" in body["detail"][0]["msg"]
+
+
+def _retriever(max_k: int, dim: int = 4):
+    """The retriever deployment's own class on hand-set state, its fan-out replaced by one that
+    answers k made-up items: what reaches the shards is not under test here, the boundary is."""
+    import numpy as np
+
+    from serve.retriever import FairRetriever  # here: it imports Ray Serve, seconds the other tests need not pay
+
+    retriever = object.__new__(FairRetriever.func_or_class)
+    retriever.max_k = max_k
+    retriever.user_row = {7: 0}
+    retriever.user_vectors = np.ones((1, dim), np.float32)
+
+    async def fan_out(request):
+        _, k = request
+        return [{"id": i, "group": "g", "score": 0.0, "adjusted_score": 0.0} for i in range(k)], 0, False
+
+    retriever._serve_batch = fan_out
+    return retriever
+
+
+def test_the_retriever_answers_k_up_to_its_max_k_and_no_more():
+    retriever = _retriever(max_k=20)
+
+    def post(body: dict):
+        response = asyncio.run(dispatch(_request("POST", "/retrieve", json.dumps(body).encode()),
+                                        {("POST", "/retrieve"): retriever.retrieve}))
+        return response.status_code, json.loads(response.body)
+
+    status, body = post({"user_id": 7, "k": 20})
+    assert status == 200 and len(body["items"]) == 20, body
+    status, body = post({"user_vector": [0.5] * 4, "k": 20})
+    assert status == 200 and len(body["items"]) == 20, body
+    assert post({"user_id": 7, "k": 21}) == (422, {"detail": "k=21 exceeds the maximum of 20"})

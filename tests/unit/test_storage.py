@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from cluster.storage import Storage, StorageError
+from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -85,3 +88,43 @@ def test_credentials_never_appear_in_messages():
     store = Storage("s3://KEY:SECRET@bucket/p?endpoint_override=127.0.0.1:1&scheme=http")
     assert "SECRET" not in str(store) and "SECRET" not in repr(store)
     assert "SECRET" in store.uri  # what actors receive still works
+
+
+class Unserializable:
+    """A payload that cannot become bytes: its write fails after the target was named."""
+
+
+def test_a_failed_write_keeps_the_previous_file(root):
+    root.write_bytes("state.bin", b"previous")
+    with pytest.raises(TypeError):
+        root.write_bytes("state.bin", Unserializable())
+    with pytest.raises(TypeError, match="cannot write Unserializable"):
+        root.write_json("state.bin", {"x": Unserializable()})
+    assert root.read_bytes("state.bin") == b"previous"
+    assert root.list() == ["state.bin"], "a temporary file was left visible"
+
+
+_FULL_DISK = """
+import resource, signal, sys
+from cluster.storage import Storage
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    Storage(sys.argv[1]).write_bytes("state.bin", b"\\0" * (1 << 20))
+except OSError as exc:
+    print(exc)
+"""
+
+
+def test_a_local_write_that_fails_midway_keeps_the_previous_file(tmp_path):
+    """The disk refuses the new file after 64 KiB (a full disk, as far as the writer can tell):
+    the old file must stay whole, so it may never be opened for writing itself. The limit is
+    set in a child process: in this one it would also stop other threads' writes (Ray's logs)."""
+    previous = bytes(range(256)) * 4
+    Storage(tmp_path).write_bytes("state.bin", previous)
+    child = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path)], cwd=REPO_ROOT, capture_output=True,
+                           text=True, timeout=120)
+    assert child.returncode == 0 and "too large" in child.stdout, child.stdout + child.stderr
+    assert (tmp_path / "state.bin").read_bytes() == previous
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.bin"]
