@@ -1,10 +1,15 @@
 """Dual-vector actor ``dual-vector``: the exposure policy's per-group offsets μ (FairSync's dual
 vector, or a baseline's), the exposure counters and a version. It counts the served lists, steps
 μ when the policy says so (FairSync: every B requests), pushes the new μ to the shards, and
-persists its state (``cluster/checkpoint.py``: no pickle) in the storage after every report, so a
-restart on any node continues instead of resetting. Reports are numbered by their coordinator and
-the applied numbers are persisted in the same write, so a report sent again after a restart is
-counted exactly once (``cluster/retrieval/report_ledger.py``)."""
+persists its state (``cluster/checkpoint.py``: no pickle) in the storage, so a restart on any node
+continues instead of resetting.
+
+A report is acknowledged only once a write of the state that counts it has finished (group
+commit, ``cluster/retrieval/group_commit.py``: one write covers every report that arrived during
+the one before, so the actor keeps up with load instead of writing once per report). Reports are
+numbered by their coordinator and the applied numbers are persisted in the same write, so a
+report sent again after a restart, or after a write that failed, is counted exactly once and
+acknowledged only when durable (``cluster/retrieval/report_ledger.py``)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import numpy as np
 
 from cluster import checkpoint
 from cluster.retrieval.fairsync import exposure_satisfaction, group_counts
+from cluster.retrieval.group_commit import GroupCommit
 from cluster.retrieval.policies import Policy
 from cluster.retrieval.report_ledger import AppliedReports
 from cluster.storage import Storage
@@ -34,6 +40,7 @@ class DualVectorActor:
                 saved = {"policy": saved, "applied": None}
             self.policy.load_state_dict(saved["policy"])
             self.applied = AppliedReports.from_state(saved["applied"])
+        self.commits = GroupCommit(self._snapshot, self._write)
 
     def ready(self) -> int:
         return self.policy.version
@@ -41,20 +48,22 @@ class DualVectorActor:
     def current(self) -> tuple[np.ndarray, int]:
         return self.policy.mu, self.policy.version
 
-    def observe(self, served_groups: np.ndarray, n_requests: int, reporter: str = "",
-                seq: int = -1) -> tuple[np.ndarray, int]:
-        """Count the groups of the served slots; when μ changes, persist and push it. A report
-        ``(reporter, seq)`` already applied is answered without counting it again."""
-        if reporter and not self.applied.is_new(reporter, seq):
-            return self.policy.mu, self.policy.version
-        changed = self.policy.observe(group_counts(served_groups, len(self.policy.targets.m)), n_requests)
-        if reporter:
-            self.applied.mark(reporter, seq)
-        self._persist()
-        if changed:
-            for shard in self.shards:
-                shard.set_mu.remote(self.policy.mu, self.policy.version)  # fire and forget
-        return self.policy.mu, self.policy.version
+    async def observe(self, served_groups: np.ndarray, n_requests: int, reporter: str = "",
+                      seq: int = -1) -> tuple[np.ndarray, int]:
+        """Count the groups of the served slots; when μ changes, push it; answer once the count
+        is written. A report ``(reporter, seq)`` already applied is not counted again, and is
+        answered once the state that counts it is written too."""
+        if not reporter or self.applied.is_new(reporter, seq):
+            changed = self.policy.observe(group_counts(served_groups, len(self.policy.targets.m)), n_requests)
+            if reporter:
+                self.applied.mark(reporter, seq)
+            self.commits.changed()
+            if changed:
+                for shard in self.shards:
+                    shard.set_mu.remote(self.policy.mu, self.policy.version)  # fire and forget
+        mu, version = np.array(self.policy.mu), self.policy.version  # as of this report, not of the write
+        await self.commits.durable()
+        return mu, version
 
     def stats(self) -> dict:
         return {
@@ -71,6 +80,12 @@ class DualVectorActor:
 
         return os.getpid()
 
-    def _persist(self) -> None:
-        checkpoint.write_state(self.state, STATE, STATE,
-                               {"policy": self.policy.state_dict(), "applied": self.applied.state_dict()})
+    def commit_stats(self) -> dict:
+        """Reports counted, and writes of the state: fewer writes than reports under load."""
+        return {"changes": self.commits.changes, "writes": self.commits.writes}
+
+    def _snapshot(self) -> dict:
+        return copy.deepcopy({"policy": self.policy.state_dict(), "applied": self.applied.state_dict()})
+
+    def _write(self, state: dict) -> None:
+        checkpoint.write_state(self.state, STATE, STATE, state)

@@ -7,13 +7,24 @@ serving a batch costs one round of shard calls plus one report — no extra call
 shard applies a μ only when its version is newer than its own, so a coordinator that lags
 (several Serve replicas) never rolls a shard back.
 
-Reports are numbered and kept until the dual-vector actor acknowledges them; one that fails
-because the actor is restarting is sent again with a later batch (or by ``flush``), and the actor
-ignores numbers it has applied: every served list is counted exactly once."""
+Reports are numbered and kept until the dual-vector actor acknowledges them, which it does once
+they are written (``actors/dual_vector.py``); the actor ignores numbers it has applied. The async
+path (Serve) answers a batch only after its report is acknowledged, so a list a client received
+is counted, and counted once, even if this replica dies or is scaled down right after: a
+replica's death can only leave counted lists undelivered (those of its batches between the
+acknowledgement and the answer), never delivered lists uncounted.
+
+A batch whose report fails (the dual-vector actor died, and Ray is bringing it back) sends it
+again until it is acknowledged, for at most ``timeout_s``. Past that the actor is taken as
+unreachable: batches are served without waiting, their reports kept in the bounded outbox, which
+is probed once a second rather than resent whole with every batch, and everything waiting is
+sent once the actor answers again. ``exposure_counted`` says which mode the coordinator is in
+(``/health``): only while it is False can a replica's death lose counts, those of its outbox."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +35,7 @@ from cluster.retrieval.report_ledger import Outbox
 from cluster.retrieval.shard_index import Hits, merge_top_k
 
 _SHARD_DOWN = (RayActorError, RayTaskError)
+PROBE_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -45,9 +57,10 @@ class Coordinator:
         self.timeout_s = timeout_s
         self.mu: np.ndarray | None = None
         self.version = -1
-        self._pending_reports: set = set()
         self.outbox = Outbox()
-        self._in_flight: set[int] = set()
+        self._in_flight: dict[int, asyncio.Future] = {}
+        self.exposure_counted = True  # the last report reached the dual-vector actor
+        self._next_probe = 0.0
 
     def retrieve(self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None) -> Retrieved:
         """One batch of queries served with one μ (blocking; for jobs and benchmarks)."""
@@ -89,32 +102,58 @@ class Coordinator:
         done, _ = await asyncio.wait([asyncio.wrap_future(r.future()) for r in refs], timeout=self.timeout_s)
         answers = [task.result() for task in done if task.exception() is None]
         result = _truncate(self._merge(answers, k, partial=len(answers) < len(refs)), np.asarray(ks))
-        # The report is submitted now (so anything asked of the dual-vector actor later sees it:
-        # one caller's calls run in order) but not awaited: the lists are served without waiting
-        # for the dual step and its persisted state; the new μ is adopted when it arrives.
-        self.outbox.add(result.groups[result.groups >= 0], len(queries))
-        self._send_waiting()
+        # Answered only once the dual-vector actor has written the report (write-ahead): a
+        # replica killed after answering has nothing left to report. The new μ comes with it.
+        seq = self.outbox.add(result.groups[result.groups >= 0], len(queries))
+        if self.exposure_counted:
+            await self._until_counted(seq)
+        else:
+            self._send_waiting()
         return result
 
+    async def _until_counted(self, seq: int) -> None:
+        """Until report ``seq`` is acknowledged, sending it again after each failure; after
+        ``timeout_s`` the dual-vector actor is taken as unreachable (the report stays waiting)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        while seq in self.outbox.unacked:
+            self._send_waiting()
+            left = deadline - loop.time()
+            if left <= 0 or seq not in self._in_flight:
+                self.exposure_counted = False
+                return
+            try:
+                await asyncio.wait_for(asyncio.shield(self._in_flight[seq]), timeout=left)
+            except asyncio.TimeoutError:
+                self.exposure_counted = False
+                return
+            if seq in self.outbox.unacked:
+                await asyncio.sleep(0.05)  # it failed: the actor is being restarted
+
     def _send_waiting(self) -> None:
-        """Submit every unacknowledged report not already on its way (oldest first)."""
-        for seq, (groups, n_requests) in self.outbox.waiting():
-            if seq in self._in_flight:
-                continue
-            self._in_flight.add(seq)
+        """Submit the unacknowledged reports not already on their way, oldest first; while the
+        dual-vector actor cannot be reached, only the oldest, once a second, as a probe."""
+        waiting = [(seq, payload) for seq, payload in self.outbox.waiting() if seq not in self._in_flight]
+        if not self.exposure_counted:
+            if self._in_flight or time.monotonic() < self._next_probe:
+                return
+            self._next_probe = time.monotonic() + PROBE_EVERY_S
+            waiting = waiting[:1]
+        for seq, (groups, n_requests) in waiting:
             report = self.dual.observe.remote(groups, n_requests, self.outbox.reporter, seq)
-            pending = asyncio.ensure_future(self._adopt(seq, report))
-            self._pending_reports.add(pending)
-            pending.add_done_callback(self._pending_reports.discard)
+            self._in_flight[seq] = asyncio.ensure_future(self._adopt(seq, report))
 
     async def _adopt(self, seq: int, report) -> None:
         try:
             mu, version = await report
         except _SHARD_DOWN:
-            return  # kept in the outbox: sent again with a later batch, once the actor is back
+            return  # kept in the outbox: sent again until it lands
         finally:
-            self._in_flight.discard(seq)
+            self._in_flight.pop(seq, None)
         self.outbox.ack(seq)
+        if not self.exposure_counted:
+            self.exposure_counted = True
+            self._send_waiting()  # the rest of what waited, now that it answers again
         if version > self.version:
             self.mu, self.version = mu, version
 
@@ -125,8 +164,8 @@ class Coordinator:
             if asyncio.get_running_loop().time() > deadline:
                 return False
             self._send_waiting()
-            if self._pending_reports:
-                await asyncio.wait(list(self._pending_reports), timeout=1.0)
+            if self._in_flight:
+                await asyncio.wait(list(self._in_flight.values()), timeout=1.0)
             else:
                 await asyncio.sleep(0.1)
         return True

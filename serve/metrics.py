@@ -67,6 +67,13 @@ class RetrieverMetrics:
         self.esp = Gauge("fairfleet_retriever_esp", "share of groups at or above their pro-rata minimum exposure",
                          tag_keys=_APP)
         self.fill = Gauge("fairfleet_retriever_fill", "share of the pro-rata owed exposure delivered", tag_keys=_APP)
+        self.unreported = Gauge("fairfleet_retriever_unreported_batches",
+                                "served batches whose exposure report the dual-vector actor has not acknowledged",
+                                tag_keys=_APP)
+        self.dropped = Gauge("fairfleet_retriever_dropped_requests",
+                             "served requests whose report was given up (the outbox filled while the dual-vector "
+                             "actor could not be reached)", tag_keys=_APP)
+        self._outbox_seen = None
         self.horizon_requests = Gauge("fairfleet_retriever_horizon_requests",
                                       "requests the dual-vector actor counted in the horizon", tag_keys=_APP)
         self._stop = threading.Event()
@@ -89,6 +96,13 @@ class RetrieverMetrics:
             self.served.inc(int(counts[group]), tags=self._group_tags[group])
         if partial:
             self.partial.inc(n_requests, tags=self._app_tags)
+
+    def set_outbox(self, unreported: int, dropped_requests: int) -> None:
+        """The replica's outbox after a batch; written only when it changed (most batches: 0, 0)."""
+        if (unreported, dropped_requests) != self._outbox_seen:
+            self._outbox_seen = (unreported, dropped_requests)
+            self.unreported.set(unreported, tags=self._app_tags)
+            self.dropped.set(dropped_requests, tags=self._app_tags)
 
     def set_stats(self, stats: dict) -> None:
         """The dual-vector actor's ``stats()``: exposure, m, mu per group; mu_version, requests, esp, fill."""

@@ -52,8 +52,15 @@ class FairRetriever:
         return await dispatch(request, self.routes, self.metrics.observe_request)
 
     async def health(self, _: Request) -> Response:
-        return json_bytes(json.dumps({"status": "ok", "shards": len(self.coordinator.shards),
-                                      "items": int(len(self.item_ids)), "groups": len(self.group_names)}).encode())
+        # Serving goes on while the dual-vector actor cannot be reached, but its exposure counts
+        # lag (or, once the outbox is full, lose) what is served: "degraded" says so.
+        outbox = self.coordinator.outbox
+        counted = self.coordinator.exposure_counted
+        return json_bytes(json.dumps({
+            "status": "ok" if counted and not outbox.dropped_requests else "degraded",
+            "shards": len(self.coordinator.shards), "items": int(len(self.item_ids)), "groups": len(self.group_names),
+            "exposure_counted": counted, "unreported": len(outbox.unacked),
+            "dropped_requests": outbox.dropped_requests}).encode())
 
     # The body is written straight to JSON (``RetrieveResponse`` documents it; a test checks the
     # answer against it): a model object per item, validated, is per-request work that queues
@@ -84,6 +91,7 @@ class FairRetriever:
         queries = np.stack([q for q, _ in requests])
         answer = await self.coordinator.retrieve_async(queries, np.array([k for _, k in requests]))
         self.metrics.observe_batch(answer.groups, len(requests), answer.partial)
+        self.metrics.set_outbox(len(self.coordinator.outbox.unacked), self.coordinator.outbox.dropped_requests)
         self.fanouts += 1
         self.fanout_requests += len(requests)
         hits = answer.hits
@@ -107,5 +115,6 @@ class FairRetriever:
         except RayActorError:
             raise HTTPError(503, "the dual-vector actor is restarting from its saved state; retry shortly") from None
         answer = StatsResponse(groups=self.group_names, fanouts=self.fanouts, fanout_requests=self.fanout_requests,
-                               unreported=len(self.coordinator.outbox.unacked), **dual_stats)
+                               unreported=len(self.coordinator.outbox.unacked),
+                               dropped_requests=self.coordinator.outbox.dropped_requests, **dual_stats)
         return json_bytes(answer.model_dump_json().encode())

@@ -48,17 +48,30 @@ class AppliedReports:
                    {r: {int(x) for x in v} for r, v in state["above"].items()})
 
 
+# Reports a coordinator holds while the dual-vector actor cannot be reached: minutes of serving
+# at full load on a small machine, and a few MB; past it the oldest are given up and counted.
+OUTBOX_CAPACITY = 10_000
+
+
 @dataclass
 class Outbox:
-    """A coordinator's numbered reports that the dual-vector actor has not acknowledged."""
+    """A coordinator's numbered reports that the dual-vector actor has not acknowledged, at most
+    ``capacity``: when it is full the oldest report is dropped and its requests are counted in
+    ``dropped_requests`` (its payload's last value), so a dual-vector actor gone for good cannot
+    make the outbox grow without bound."""
 
     reporter: str = field(default_factory=lambda: uuid.uuid4().hex)
     unacked: dict[int, tuple] = field(default_factory=dict)
+    capacity: int = OUTBOX_CAPACITY
+    dropped_requests: int = 0
     _numbers: Any = field(default_factory=itertools.count)
 
     def add(self, *payload) -> int:
         seq = next(self._numbers)
         self.unacked[seq] = payload
+        while len(self.unacked) > self.capacity:
+            oldest = next(iter(self.unacked))  # added in number order
+            self.dropped_requests += int(self.unacked.pop(oldest)[-1])
         return seq
 
     def ack(self, seq: int) -> None:

@@ -123,3 +123,34 @@ def test_excluded_items_are_never_served_and_the_answer_stays_exact(fleet):
         masked = scores[row].copy()
         masked[seen] = -np.inf
         assert set(answer.hits.items[row]) == set(np.argsort(-masked)[:K])
+
+
+def test_with_the_dual_gone_for_good_the_service_serves_says_so_and_its_outbox_stays_bounded(fleet):
+    """The first batch waits ``timeout_s`` for its report; after that batches are served at once,
+    one probe a second goes to the dual instead of the whole outbox, and a full outbox gives up
+    its oldest reports, counting their requests."""
+    import asyncio
+
+    from cluster.retrieval.report_ledger import Outbox
+
+    fleet, _, _, rng = fleet
+    coordinator = fleet.coordinator
+    coordinator.outbox = Outbox(capacity=5)
+    coordinator.retrieve(rng.normal(size=(2, DIM)).astype(np.float32), K)  # μ known before the dual goes
+    assert not coordinator.outbox.unacked
+    coordinator.timeout_s = 1.0
+    ray.kill(fleet.dual, no_restart=True)
+
+    async def serve_batches(n: int) -> list[float]:
+        took = []
+        for _ in range(n):
+            started = time.perf_counter()
+            await coordinator.retrieve_async(rng.normal(size=(3, DIM)).astype(np.float32), np.full(3, K))
+            took.append(time.perf_counter() - started)
+            assert len(coordinator._in_flight) <= 1, "more than one probe on its way"
+        return took
+
+    took = asyncio.run(serve_batches(12))
+    assert not coordinator.exposure_counted
+    assert took[0] >= 0.9 and max(took[1:]) < 0.9, took
+    assert len(coordinator.outbox.unacked) == 5 and coordinator.outbox.dropped_requests == 7 * 3

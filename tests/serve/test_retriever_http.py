@@ -176,3 +176,49 @@ def _wait_for_stats(base_url: str) -> dict:
 def _dual():
     named = {a["name"]: a["namespace"] for a in ray.util.list_named_actors(all_namespaces=True)}
     return ray.get_actor(f"{PREFIX}dual-vector", namespace=named.get(f"{PREFIX}dual-vector"))
+
+
+def _retriever_replica():
+    names = [a for a in ray.util.list_named_actors(all_namespaces=True)
+             if a["namespace"] == "serve" and "fair-retriever" in a["name"] and "FairRetriever" in a["name"]]
+    assert len(names) == 1, names
+    return ray.get_actor(names[0]["name"], namespace="serve")
+
+
+def test_a_replica_sigkilled_under_wrk_load_leaves_no_received_list_uncounted(base_url):
+    """wrk at 16 connections; 1.5 s in, the dual-vector actor is killed, and 0.5 s later, while
+    Ray brings it back, the retriever's Serve replica is SIGKILLed (Serve starts a new one).
+    Every list wrk received was counted before it was sent (write-ahead) and counted once; the
+    dual may count beyond it only what the dead replica had counted but not yet sent: at most
+    its batches in flight (4 × 64 requests). A replica that served first and reported after
+    would lose every report of the dual's outage."""
+    import os
+    import shutil
+    import signal
+
+    from jobs.wrk_load import start_wrk
+
+    if shutil.which("wrk") is None:
+        if os.environ.get("FAIRFLEET_REQUIRE_WRK") == "1":
+            pytest.fail("wrk is not installed and FAIRFLEET_REQUIRE_WRK=1")
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    assert httpx.post(f"{base_url}/retrieve", json={"user_id": 1, "k": 4}, timeout=60).status_code == 200  # warm
+    before = _wait_for_stats(base_url)
+    replica = _retriever_replica()
+    pid = ray.get(replica.__ray_call__.remote(lambda _: os.getpid()))
+    _, finish = start_wrk(f"{base_url}/retrieve", concurrency=16, duration_s=8, n_users=5, k=4)
+    time.sleep(1.5)
+    _kill("dual-vector")
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)
+    load = finish()
+    received = load.requests - load.non_2xx
+    assert received > 0, load.raw
+    deadline = time.time() + 120
+    while httpx.get(f"{base_url}/health", timeout=30).status_code != 200:  # Serve has started a new replica
+        assert time.time() < deadline, "the retriever did not come back"
+        time.sleep(0.5)
+    after = _wait_for_stats(base_url)
+    counted = after["requests"] - before["requests"]
+    assert received <= counted <= received + 4 * 64, (received, counted, load.raw)
+    assert sum(after["exposure"]) - sum(before["exposure"]) >= received * 4

@@ -1,7 +1,11 @@
+import asyncio
+
 import numpy as np
+import pytest
 
 from actors.dual_vector import DualVectorActor
 from cluster.retrieval.fairsync import DualVector, ExposureTargets
+from cluster.retrieval.group_commit import GroupCommit
 from cluster.retrieval.report_ledger import AppliedReports, Outbox
 from cluster.storage import Storage
 
@@ -31,6 +35,10 @@ def test_outbox_keeps_what_was_not_acknowledged():
     assert outbox.waiting() == [(0, ("g0", 1)), (2, ("g2", 3))]
 
 
+def _observe(actor, *args, **kwargs):
+    return asyncio.run(actor.observe(*args, **kwargs))
+
+
 def _dual_vector_actor(folder):
     """The dual-vector actor's class in this process (no Ray), with its state in ``folder``."""
     targets = ExposureTargets(np.array([0.0, 20.0]), horizon=10, k=5)
@@ -40,21 +48,108 @@ def _dual_vector_actor(folder):
 def test_the_dual_vector_actor_counts_a_report_sent_again_once(tmp_path):
     served = np.array([0, 0, 0, 1, 0])  # the groups of one request's five slots
     actor = _dual_vector_actor(tmp_path)
-    first = actor.observe(served, 1, reporter="coordinator-a", seq=0)
-    again = actor.observe(served, 1, reporter="coordinator-a", seq=0)
+    first = _observe(actor, served, 1, reporter="coordinator-a", seq=0)
+    again = _observe(actor, served, 1, reporter="coordinator-a", seq=0)
     assert np.array_equal(first[0], again[0]) and first[1] == again[1]
     assert actor.stats()["requests"] == 1 and actor.stats()["exposure"] == [4.0, 1.0]
-    actor.observe(served, 1, reporter="coordinator-b", seq=0)  # another coordinator's own numbering
+    _observe(actor, served, 1, reporter="coordinator-b", seq=0)  # another coordinator's own numbering
     assert actor.stats()["requests"] == 2
 
     # After a restart from its file, the reports already applied are still known.
     restarted = _dual_vector_actor(tmp_path)
-    restarted.observe(served, 1, reporter="coordinator-a", seq=0)
-    restarted.observe(served, 1, reporter="coordinator-b", seq=0)
+    _observe(restarted, served, 1, reporter="coordinator-a", seq=0)
+    _observe(restarted, served, 1, reporter="coordinator-b", seq=0)
     assert restarted.stats() == actor.stats()
     # And it steps μ on as the actor that never stopped does: Adam's moments came back too.
     for seq in range(1, 7):
-        expected = actor.observe(served, 1, reporter="coordinator-a", seq=seq)
-        got = restarted.observe(served, 1, reporter="coordinator-a", seq=seq)
+        expected = _observe(actor, served, 1, reporter="coordinator-a", seq=seq)
+        got = _observe(restarted, served, 1, reporter="coordinator-a", seq=seq)
         assert np.array_equal(got[0], expected[0]) and got[1] == expected[1], seq
     assert restarted.stats()["requests"] == 8 and restarted.stats()["mu_version"] == 4
+
+
+def test_a_full_outbox_gives_up_its_oldest_reports_and_counts_their_requests():
+    outbox = Outbox(capacity=3)
+    for n in range(5):
+        outbox.add(f"g{n}", n + 1)
+    assert [seq for seq, _ in outbox.waiting()] == [2, 3, 4]
+    assert outbox.dropped_requests == 1 + 2
+
+
+class _Store:
+    """A state store whose writes can be made to fail or to wait, to see who is told what."""
+
+    def __init__(self):
+        self.written, self.fail, self.gate = [], False, None
+
+    def write(self, state):
+        if self.gate is not None:
+            self.gate.wait(5)
+        if self.fail:
+            raise OSError("disk full")
+        self.written.append(state)
+
+
+def test_group_commit_answers_only_after_a_write_that_covers_the_change_and_shares_writes():
+    import threading
+
+    store, state = _Store(), {"n": 0}
+    commits = GroupCommit(lambda: dict(state), store.write)
+    store.gate = threading.Event()
+
+    async def change_and_wait():
+        state["n"] += 1
+        commits.changed()
+        await commits.durable()
+        return dict(store.written[-1])
+
+    async def main():
+        waiters = [asyncio.ensure_future(change_and_wait()) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        assert not any(w.done() for w in waiters), "told durable before any write finished"
+        store.gate.set()
+        return await asyncio.gather(*waiters)
+
+    seen = asyncio.run(main())
+    assert all(s["n"] >= i + 1 for i, s in enumerate(seen)), "a waiter answered by a write made before its change"
+    assert store.written[-1] == {"n": 20} and commits.writes <= 3 < 20, commits.writes
+    assert not commits.dirty
+
+
+def test_a_failed_write_is_reported_to_its_waiters_and_written_again_later():
+    store, state = _Store(), {"n": 0}
+    commits = GroupCommit(lambda: dict(state), store.write)
+
+    async def change():
+        state["n"] += 1
+        commits.changed()
+        await commits.durable()
+
+    store.fail = True
+    with pytest.raises(OSError, match="disk full"):
+        asyncio.run(change())
+    assert commits.dirty and store.written == []
+    store.fail = False
+    asyncio.run(commits.durable())
+    assert store.written == [{"n": 1}] and not commits.dirty
+
+
+def test_a_report_sent_again_after_a_failed_write_is_acknowledged_only_once_written(tmp_path):
+    """The first try counted it in memory but its write failed, so the coordinator was never
+    told and sends it again: the repeat must not be answered until the count is on disk."""
+    served = np.array([0, 0, 0, 1, 0])
+    actor = _dual_vector_actor(tmp_path)
+    real_write = actor.commits.write
+
+    def disk_full(state):
+        raise OSError("disk full")
+
+    actor.commits.write = disk_full
+    with pytest.raises(OSError):
+        _observe(actor, served, 1, reporter="coordinator-a", seq=0)
+    with pytest.raises(OSError):
+        _observe(actor, served, 1, reporter="coordinator-a", seq=0)  # counted in memory, not yet durable
+    actor.commits.write = real_write
+    _observe(actor, served, 1, reporter="coordinator-a", seq=0)
+    restarted = _dual_vector_actor(tmp_path)
+    assert restarted.stats()["requests"] == 1 and restarted.stats()["exposure"] == [4.0, 1.0]
