@@ -58,7 +58,10 @@ class _EchoWorker:
     def __init__(self, upload):
         self.upload = upload
 
-    def train(self, round_index, clients, params, real_time_sleep_s=0.0, settings=None):
+    def ready(self) -> dict:
+        return {"incarnation": "echo"}
+
+    def train(self, round_index, clients, params, real_time_sleep_s=0.0, settings=None, expect=None):
         return self.upload
 
 
@@ -109,7 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import ray
     from cluster.bootstrap import init_ray
 
-    init_ray(address="local")
+    started_ray = init_ray(address="local")
     base_exp = build(cfg)
     n_clients = base_exp.world.population.n_clients
     rounds_per_epoch = n_clients / cfg.fl.clients_per_round
@@ -132,7 +135,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"Ray's own cost per round (echo workers answering with one real round's uploads, no training): "
           f"{floor_s * 1e3:.1f} ms, {floor_s / baseline['round_s']:.2f}x the whole in-process round")
     print(f"peak RSS: driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    ray.shutdown()
+    if started_ray:
+        ray.shutdown()
     return 0
 
 
