@@ -37,9 +37,15 @@ def _bare_kind(value):
 
 
 FetchBy = Literal["relevance", "adjusted"]
+IVFFetchBy = Literal["per_group", "relevance", "adjusted"]
 _FETCH_BY = Field(description="fetch candidates by s - mu through per-group columns in the index (exact inner "
                               "product; keeps recall when mu is large), or by relevance alone "
                               "(cluster/retrieval/shard_index.py)")
+_IVF_FETCH_BY = Field(description="per_group: each group's items clustered into lists of their own, lists probed "
+                                  "and candidates ranked by s - mu (recall holds at any mu); adjusted: FAISS's "
+                                  "lists over per-group columns, probed by s - mu (loses recall at small mu); "
+                                  "relevance: by s alone (loses recall as mu lifts a low-scoring group) "
+                                  "(cluster/retrieval/shard_index.py)")
 
 
 class FlatIndex(StrictModel):
@@ -58,7 +64,7 @@ class IVFIndex(StrictModel):
     nlist: PositiveInt = Field(64, description="inverted lists per shard (at most its item count)")
     nprobe: PositiveInt = Field(8, description="lists scanned per query, at most nlist")
     overfetch: PositiveInt = Field(4, description="overfetch x K candidates fetched, then re-scored exactly with mu")
-    fetch_by: FetchBy = Field("adjusted", description=_FETCH_BY.description)
+    fetch_by: IVFFetchBy = Field("per_group", description=_IVF_FETCH_BY.description)
 
     @model_validator(mode="after")
     def _probes_fit(self):

@@ -14,6 +14,17 @@ against exact flat search of the same adjusted score s − μ under each learned
 batch 64 on one thread (every shard searched in turn, then merged; shard actors search in
 parallel) under the first μ, memory per shard (the serialized FAISS index plus the float vectors
 kept for the exact re-score where the index does not hold them), and each against flat.
+
+    python jobs/bench_index.py --mu-sweep [--kinds ivf,ivf_rq,hnsw] [--fetch-by per_group,adjusted,relevance]
+    python jobs/bench_index.py --check [--min-recall 0.9]
+
+``--mu-sweep`` measures recall@K of every fetch way over a sweep of μ instead (cluster/retrieval/
+mu_sweep.py: one low-scoring group lifted from 0 to 4σ, and a constant added to every μ), on a
+6,000 x 16 catalogue of 4 clustered groups, one shard, a quarter of the lists probed
+(nlist 64, nprobe 16) and over-fetch 4 unless told otherwise; each way's minimum over the sweep
+and its queries per CPU-second (batch 64, one FAISS thread, at lift 1.25σ) close the table.
+``--check`` builds each kind's default way only and exits 1 when its minimum is below
+``--min-recall``.
 """
 
 from __future__ import annotations
@@ -36,6 +47,12 @@ from jobs.cli import add_catalogue_arguments
 
 KINDS = ("flat", "ivf", "ivf_rq", "hnsw")
 N_GROUPS = 8
+FETCH_WAYS = ("per_group", "adjusted", "relevance")
+EXIT_BELOW_RECALL = 1
+# --mu-sweep and --check: a catalogue small enough to sweep in seconds, a quarter of the lists probed
+SWEEP_DEFAULTS = {"items": 6_000, "dim": 16, "shards": 1, "queries": 1_000, "nlist": 64, "overfetch": 4,
+                  "kinds": "ivf,ivf_rq", "groups": 4}
+SWEEP_TIMED_AT = "lift 1.25σ"
 
 
 def learned_mu(shard, catalog, share: float, requests: int, k: int, seed: int) -> np.ndarray:
@@ -114,16 +131,26 @@ def describe(cfg: RetrievalConfig) -> str:
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_catalogue_arguments(parser, queries=1024)
+    parser.add_argument("--mu-sweep", action="store_true", help="recall of each fetch way over a sweep of mu")
+    parser.add_argument("--check", action="store_true",
+                        help="the sweep for each kind's default way; exit 1 when its minimum recall is below "
+                             "--min-recall")
+    parser.add_argument("--min-recall", type=float, default=0.9)
+    parser.add_argument("--timing-rounds", type=int, default=5,
+                        help="--mu-sweep: passes over the queries per way, the ways taking turns; the best is shown")
+    parser.add_argument("--groups", type=int, default=N_GROUPS,
+                        help="item groups, the first disliked (--mu-sweep: 4, the last disliked)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated; flat always runs (the reference)")
     parser.add_argument("--exposure-shares", default="0.5,1.0",
                         help="one learned μ per share (m_g = share x T*K/G); the first also times the search")
     parser.add_argument("--dual-requests", type=int, default=4096)
     parser.add_argument("--nlist", type=int, default=256, help="ivf, ivf_rq: lists per shard")
-    parser.add_argument("--nprobe", default="64", help="ivf, ivf_rq: lists scanned per query; several, comma-separated, "
-                                                       "are measured on one build")
+    parser.add_argument("--nprobe", default=None, help="ivf, ivf_rq: lists scanned per query (default: a quarter of "
+                                                       "--nlist); several, comma-separated, are measured on one build")
     parser.add_argument("--overfetch", type=int, default=8, help="ivf, ivf_rq: candidates = overfetch x K")
     parser.add_argument("--rq-m", type=int, default=64, help="ivf_rq: 4-bit codebooks per item")
     parser.add_argument("--rq-train-size", type=int, default=65_536, help="ivf_rq: training sample per shard")
@@ -133,19 +160,31 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--hnsw-overfetch", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fetch-by", default="",
-                        help="comma-separated: relevance (fetch by s alone), adjusted (by s - mu through per-group "
-                             "columns); each approximate kind runs once per value (default: each kind's own)")
+                        help="comma-separated: per_group (IVF lists of one group each, probed by s - mu), adjusted "
+                             "(by s - mu through per-group columns), relevance (by s alone); each approximate kind "
+                             "runs once per value it takes (default: each kind's own; --mu-sweep: all)")
+    if "--mu-sweep" in argv or "--check" in argv:
+        parser.set_defaults(**SWEEP_DEFAULTS)
     args = parser.parse_args(argv)
     args.kinds = ["flat"] + [k for k in args.kinds.split(",") if k and k != "flat"]
     unknown = sorted(set(args.kinds) - set(KINDS))
     if unknown:
         parser.error(f"unknown kinds {unknown}; expected some of {KINDS}")
     args.exposure_shares = [float(s) for s in args.exposure_shares.split(",")]
-    args.nprobes = [int(n) for n in args.nprobe.split(",")]
+    args.nprobes = [int(n) for n in args.nprobe.split(",")] if args.nprobe else [max(1, args.nlist // 4)]
     args.fetch_by = [f for f in args.fetch_by.split(",") if f] or [None]
-    if set(args.fetch_by) - {"relevance", "adjusted", None}:
-        parser.error(f"--fetch-by takes relevance and/or adjusted, got {args.fetch_by}")
+    if set(args.fetch_by) - {*FETCH_WAYS, None}:
+        parser.error(f"--fetch-by takes some of {FETCH_WAYS}, got {args.fetch_by}")
+    if args.mu_sweep and args.fetch_by == [None]:
+        args.fetch_by = list(FETCH_WAYS)
     return args
+
+
+def ways_for(kind: str, fetch_by: list) -> list:
+    """The fetch ways a kind runs: flat has none, and per_group lays out IVF lists."""
+    if kind == "flat":
+        return [None]
+    return [way for way in fetch_by if not (kind == "hnsw" and way == "per_group")]
 
 
 def draw_catalogue(args: argparse.Namespace):
@@ -155,14 +194,14 @@ def draw_catalogue(args: argparse.Namespace):
     from cluster.rng import stream
 
     started = time.perf_counter()
-    synthetic = SyntheticEmbeddingsConfig(n_items=args.items, n_users=args.users, dim=args.dim, n_groups=N_GROUPS,
+    synthetic = SyntheticEmbeddingsConfig(n_items=args.items, n_users=args.users, dim=args.dim, n_groups=args.groups,
                                           disliked_group=0)
     catalog, _ = synthetic_catalog(synthetic, stream(args.seed, "synthetic_embeddings"), with_heldout=False)
     parts = partition_items(catalog.item_ids, catalog.item_vectors, catalog.item_groups, args.shards,
                             stream(args.seed, "partition"))
     queries = catalog.user_vectors[stream(args.seed, "bench_queries").integers(0, args.users, args.queries)]
     sigma = float(np.std(queries[:256] @ parts[0].vectors[:20_000].T))
-    print(f"{args.items:,} items x dim {args.dim}, {N_GROUPS} groups, {args.shards} shards "
+    print(f"{args.items:,} items x dim {args.dim}, {args.groups} groups, {args.shards} shards "
           f"(~{args.items // args.shards:,} items each), K={args.k}, {args.queries} queries; vectors drawn in "
           f"{time.perf_counter() - started:.1f} s; one FAISS thread", flush=True)
     return catalog, parts, queries, sigma
@@ -189,10 +228,10 @@ def measure_kind(kind: str, parts, queries: np.ndarray, mus: dict, exact: dict, 
     from cluster.retrieval.shard_index import ShardIndex
 
     cfg = settings_for(kind, args, fetch_by)
-    label = f"{kind}/adj" if fetch_by == "adjusted" else f"{kind}/rel" if fetch_by == "relevance" else kind
+    label = kind + {"adjusted": "/adj", "relevance": "/rel", "per_group": "/grp", None: ""}[fetch_by]
     gc.collect()
     started = time.perf_counter()
-    shards = [ShardIndex(p.item_ids, p.vectors, p.groups, N_GROUPS, seed=args.seed, **cfg.shard_index_settings())
+    shards = [ShardIndex(p.item_ids, p.vectors, p.groups, args.groups, seed=args.seed, **cfg.shard_index_settings())
               for p in parts]
     build_s = time.perf_counter() - started
     if on_built is not None:
@@ -249,16 +288,101 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    if args.mu_sweep or args.check:
+        return run_mu_sweep(args)
     catalog, parts, queries, sigma = draw_catalogue(args)
     exact: dict = {}
     mus: dict = {}
     # flat first: its μ per share and its answers are every other kind's reference
     learn = lambda shards: mus.update(learn_mus(shards[0], catalog, sigma, args))  # noqa: E731
     rows = measure_kind("flat", parts, queries, mus, exact, args, on_built=learn)
-    rows += [row for kind in args.kinds[1:] for fetch_by in args.fetch_by
+    rows += [row for kind in args.kinds[1:] for fetch_by in ways_for(kind, args.fetch_by)
              for row in measure_kind(kind, parts, queries, mus, exact, args, fetch_by=fetch_by)]
     print_table(rows, args)
     return 0
+
+
+def run_mu_sweep(args: argparse.Namespace) -> int:
+    """Recall@K of each kind and fetch way at every point of the μ sweep, its minimum and its
+    q/s; with ``--check``, exit 1 when a kind's default way's minimum is below --min-recall."""
+    from cluster.retrieval.mu_sweep import mu_sweep, skewed_world
+
+    world = skewed_world(args.items, args.dim, args.groups, args.queries, args.seed)
+    points = mu_sweep(world)
+    print(f"{args.items:,} items x dim {args.dim}, {args.groups} groups (group {world.low_group} scored low by every "
+          f"user), {args.shards} shard(s), K={args.k}, {args.queries} queries, sigma(scores) {world.sigma:.2f}; "
+          f"ivf kinds: nlist {args.nlist}, nprobe {args.nprobes[0]}, over-fetch x{args.overfetch}; one FAISS thread",
+          flush=True)
+    columns = [sweep_column(kind, way, world, points, args)
+               for kind in args.kinds for way in ways_for(kind, args.fetch_by)]
+    time_columns(columns, world, dict(points)[SWEEP_TIMED_AT], args, args.timing_rounds)
+    print_sweep(columns, points, args)
+    return check_minimum(columns, args) if args.check else 0
+
+
+def sweep_column(kind: str, fetch_by: str | None, world, points: list, args: argparse.Namespace) -> dict:
+    """One kind and fetch way: built once, its recall at every μ point."""
+    from cluster.retrieval.mu_sweep import build_shards, sweep_recall
+
+    cfg = settings_for(kind, args, fetch_by)
+    way = getattr(cfg.index, "fetch_by", None)
+    default = way == getattr(settings_for(kind, args).index, "fetch_by", None)
+    gc.collect()
+    started = time.perf_counter()
+    shards = build_shards(world, args.shards, args.seed, **cfg.shard_index_settings())
+    build_s = time.perf_counter() - started
+    recalls = sweep_recall(shards, world, args.k, points)
+    label = kind if way is None else f"{kind}/{way}"
+    print(f"{label:<16} built in {build_s:5.2f} s; min recall@{args.k} {min(recalls):.3f} — {describe(cfg)}",
+          flush=True)
+    return {"label": label, "kind": kind, "default": default, "recall": recalls, "build_s": build_s,
+            "shards": shards}
+
+
+def time_columns(columns: list[dict], world, mu: np.ndarray, args: argparse.Namespace, rounds: int) -> None:
+    """Each column's queries per CPU-second of this process at ``mu``, batch by batch as the
+    shards answer them: the best of ``rounds`` passes, the columns taking turns. CPU time, not
+    wall time, so that other work on a shared machine does not count against a way."""
+    from cluster.retrieval.mu_sweep import search_shards
+
+    for column in columns:
+        for shard in column["shards"]:
+            shard.set_mu(mu)
+        column["qps"] = 0.0
+    for _ in range(rounds):
+        for column in columns:
+            started = time.process_time()
+            for lo in range(0, len(world.queries), args.batch):
+                search_shards(column["shards"], world.queries[lo:lo + args.batch], args.k)
+            spent = max(time.process_time() - started, 1e-9)
+            column["qps"] = max(column["qps"], len(world.queries) / spent)
+
+
+def print_sweep(columns: list[dict], points: list, args: argparse.Namespace) -> None:
+    width = max(16, *(len(c["label"]) + 1 for c in columns))
+    heads = [f"{label:<26} [" + ", ".join(f"{m:.2f}" for m in mu) + "]" for label, mu in points]
+    head_width = max(len(h) for h in heads) + 1
+
+    def line(head: str, cell) -> None:
+        print(f"{head:<{head_width}}" + "".join(cell(c) for c in columns))
+
+    print()
+    line(f"{'recall@' + str(args.k) + ' at mu':<26} mu", lambda c: f"{c['label']:>{width}}")
+    for at, head in enumerate(heads):
+        line(head, lambda c: f"{c['recall'][at]:>{width}.3f}")
+    line("minimum", lambda c: f"{min(c['recall']):>{width}.3f}")
+    line(f"q/CPU-s, batch {args.batch}, one FAISS thread", lambda c: f"{c['qps']:>{width},.0f}")
+    line("build s", lambda c: f"{c['build_s']:>{width}.2f}")
+
+
+def check_minimum(columns: list[dict], args: argparse.Namespace) -> int:
+    failed = [c for c in columns if c["default"] and c["kind"] != "flat" and min(c["recall"]) < args.min_recall]
+    for column in columns:
+        if column["default"] and column["kind"] != "flat":
+            verdict = "BELOW" if column in failed else "ok"
+            print(f"check: {column['label']} (default) minimum recall@{args.k} over the mu sweep "
+                  f"{min(column['recall']):.3f} vs {args.min_recall}: {verdict}")
+    return EXIT_BELOW_RECALL if failed else 0
 
 
 if __name__ == "__main__":

@@ -10,8 +10,7 @@ the candidates are re-scored exactly, ⟨e_u, e_i⟩ − μ_{g(i)}, against the 
 keeps. Every returned score is therefore exact, and the returned set is the exact top-K whenever
 the true top-K by s − μ lies among the candidates: guaranteed when overfetch·K ≥ the partition
 size, and otherwise as likely as the index's own recall allows. How candidates are fetched is
-``fetch_by`` (below): by s − μ (IVF kinds' default), or by plain relevance ⟨e_u, e_i⟩ (HNSW's),
-which misses more the further μ lifts a group whose items rank low by relevance alone.
+``fetch_by`` (below).
 
 - ``ivf``: IndexIVFFlat, ``nlist`` lists of float vectors, ``nprobe`` of them scanned.
 - ``ivf_rq``: the same inverted lists holding residual-quantized codes, ``rq_m`` codebooks of
@@ -24,12 +23,24 @@ which misses more the further μ lifts a group whose items rank low by relevance
   ``ef_search`` when searched. The whole search beam is re-scored: never fewer than ef_search
   candidates, since the graph search holds them anyway.
 
-``fetch_by="adjusted"`` makes an approximate index fetch by s − μ as well: it indexes
-[e_i ; c·onehot(g_i)] and is queried with [e_u ; −μ/c], whose inner product is exactly
-s − μ_{g(i)} for any μ, so nothing is rebuilt when μ moves (FairSync code's one-hot trick, used
-for candidates only). c is the items' RMS norm, so the group columns weigh like the rest of a
-vector in the lists' centroids, codebooks and graph. Without it a group that μ lifts far has its
-true top-K items outside the candidates, and recall falls with μ.
+``fetch_by`` is how an approximate index fetches its candidates:
+
+- ``per_group`` (the IVF kinds' default): every inverted list holds items of one group only.
+  Each group's items are clustered on their own (plain k-means, about nlist·n_g/n lists for a
+  group of n_g items), and the lists are probed by ⟨e_u, c_l⟩ − μ_{g(l)}, c_l being the list's
+  mean, so the probed lists follow the adjusted score whatever μ is, and adding a constant to
+  every μ changes nothing. The index holds [e_i ; B·onehot(g_i)], its quantizer
+  [c_l ; B·onehot(g_l)], and is queried with [e_u ; −μ/B]: inner products are s − μ_g, in the
+  lists and at the quantizer, so nothing is rebuilt when μ moves. Built through an L2
+  quantizer, where another group's list lies 2B² further, FAISS puts every item in its own
+  group's nearest list; ``ivf_rq`` encodes residuals from those centroids, whose group columns
+  are then exactly zero.
+- ``adjusted``: FAISS trains the lists over [e_i ; c·onehot(g_i)] (c the items' RMS norm) and
+  is queried with [e_u ; −μ/c]. Its spherical k-means normalises the centroids, so the probe
+  weighs μ by each list's norm and group mix: recall drops at small μ and under a constant
+  shift of μ (jobs/bench_index.py --mu-sweep).
+- ``relevance`` (HNSW's default): by ⟨e_u, e_i⟩ alone, which misses more the further μ lifts a
+  group whose items rank low by relevance.
 """
 
 from __future__ import annotations
@@ -39,14 +50,17 @@ from typing import Literal
 
 import faiss
 import numpy as np
+from faiss.contrib.ivf_tools import replace_ivf_quantizer
 
 IndexKind = Literal["flat", "ivf", "ivf_rq", "hnsw"]
 INDEX_KINDS: tuple[str, ...] = ("flat", "ivf", "ivf_rq", "hnsw")
-FetchBy = Literal["relevance", "adjusted"]
-# Measured (README, "Shard index kinds"): the group columns lift IVF's recall under a large μ
-# (0.90 -> 0.97 at 200K items) at ~0.85x its speed; HNSW's graph on them gained at 200K x 64 but
-# lost on a small 24-d catalogue (0.95 -> 0.76), so it fetches by relevance unless asked.
-DEFAULT_FETCH_BY: dict[str, FetchBy] = {"flat": "relevance", "ivf": "adjusted", "ivf_rq": "adjusted",
+FetchBy = Literal["relevance", "adjusted", "per_group"]
+FETCH_WAYS: tuple[str, ...] = ("relevance", "adjusted", "per_group")
+# The IVF kinds fetch per group: over a sweep of μ (jobs/bench_index.py --mu-sweep) it is the only
+# way whose recall holds at small and at large μ alike. HNSW's graph over the group columns
+# gained at 200K x 64 but lost on a small 24-d catalogue (0.95 -> 0.76), so it fetches by
+# relevance unless asked; per_group is an IVF layout.
+DEFAULT_FETCH_BY: dict[str, FetchBy] = {"flat": "relevance", "ivf": "per_group", "ivf_rq": "per_group",
                                         "hnsw": "relevance"}
 RQ_MIN_ITEMS = 1024
 
@@ -75,8 +89,14 @@ class ShardIndex:
         self.mu = np.zeros(n_groups, dtype=np.float32)
         self.dim = vectors.shape[1]
         # flat ranks by s − μ exactly already; the group columns are for the approximate kinds.
-        adjusted = (fetch_by or DEFAULT_FETCH_BY[kind]) == "adjusted" and kind != "flat"
-        vectors_in, self.group_scale = _with_group_columns(vectors, self.groups, n_groups) if adjusted else (vectors, 0.0)
+        self.fetch_by = _fetch_way(kind, fetch_by)
+        vectors_in, self.group_scale = vectors, 0.0
+        if self.fetch_by == "adjusted":
+            vectors_in, self.group_scale = _with_group_columns(vectors, self.groups, n_groups, _rms_norm(vectors))
+        centroids = None
+        if self.fetch_by == "per_group":
+            centroids, self.group_scale = _group_centroids(vectors, self.groups, n_groups, nlist, seed)
+            vectors_in, _ = _with_group_columns(vectors, self.groups, n_groups, self.group_scale)
         self.kind = kind
         self.overfetch = overfetch
         self.min_candidates = 0  # hnsw: its search beam
@@ -87,7 +107,7 @@ class ShardIndex:
         elif kind == "hnsw":
             self._build_hnsw(vectors_in, hnsw_m, ef_construction, ef_search)
         else:
-            self._build_ivf(vectors_in, kind, nlist, nprobe, rq_m, train_size, seed)
+            self._build_ivf(vectors_in, kind, nlist, nprobe, rq_m, train_size, seed, centroids)
             self.vectors = vectors
 
     def _build_flat(self, vectors: np.ndarray) -> None:
@@ -107,27 +127,49 @@ class ShardIndex:
         self.vectors = faiss.rev_swig_ptr(storage.get_xb(), n * dim).reshape(n, dim)[:, : self.dim]
 
     def _build_ivf(self, vectors: np.ndarray, kind: str, nlist: int, nprobe: int, rq_m: int, train_size: int,
-                   seed: int) -> None:
+                   seed: int, centroids: np.ndarray | None = None) -> None:
+        """``centroids``: the lists, given (per_group); None: FAISS's own k-means makes them."""
         n, dim = vectors.shape
-        nlist = min(nlist, n)
+        asked, nlist = nlist, len(centroids) if centroids is not None else min(nlist, n)
+        # FAISS assigns items to lists through the quantizer (when adding, and for the residuals
+        # it trains codebooks on). Given centroids, that is by L2 while building: the k-means
+        # partition, each item in its own group's nearest list. By inner product the largest
+        # centroid would take most of a group lying away from the origin.
+        self._quantizer = faiss.IndexFlatL2(dim) if centroids is not None else faiss.IndexFlatIP(dim)
+        if centroids is not None:
+            self._quantizer.add(centroids)
         if kind == "ivf_rq" and n >= RQ_MIN_ITEMS:
             self.index = faiss.index_factory(dim, f"IVF{nlist},RQ{rq_m}x4fs", faiss.METRIC_INNER_PRODUCT)
+            if centroids is not None:
+                replace_ivf_quantizer(self.index, self._quantizer)
+                # codes of x − c_l (its group columns are 0), scored as ⟨q, c_l⟩ (which carries
+                # −μ_g) plus the code's
+                self.index.by_residual = True
             # RQ training encodes every sample with a beam search, stage by stage: bound it
             rows = np.random.default_rng(seed).choice(n, train_size, replace=False) if n > train_size else None
             self.index.train(vectors if rows is None else vectors[np.sort(rows)])
         else:
-            self._quantizer = faiss.IndexFlatIP(dim)  # keep it alive: the IVF index does not own it
+            # the IVF index does not own self._quantizer: the shard keeps it alive
             self.index = faiss.IndexIVFFlat(self._quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            self.index.train(vectors)
+            self.index.train(vectors)  # a quantizer that holds nlist centroids already is kept as it is
         self.index.add(vectors)
-        faiss.extract_index_ivf(self.index).nprobe = min(nprobe, nlist)
+        if centroids is not None:
+            # queries probe the lists by ⟨q, c_l⟩ − μ_{g(l)}: the same centroids, by inner product
+            self._quantizer = faiss.IndexFlatIP(dim)
+            self._quantizer.add(centroids)
+            replace_ivf_quantizer(self.index, self._quantizer)
+        self._nlist_asked = min(asked, n)
+        self.set_nprobe(nprobe)
 
     def set_nprobe(self, nprobe: int) -> None:
-        """Lists scanned per query from now on (IVF kinds): a benchmark sweeps it on one build."""
+        """Lists scanned per query from now on (IVF kinds): a benchmark sweeps it on one build.
+        It is ``nprobe`` of the ``nlist`` asked for; per_group, which gives every group with items
+        a list of its own, may hold a few more lists and scans the same share of them."""
         if self.kind not in ("ivf", "ivf_rq"):
             raise ValueError(f"nprobe is an IVF setting; this shard's index is {self.kind!r}")
         ivf = faiss.extract_index_ivf(self.index)
-        ivf.nprobe = min(nprobe, ivf.nlist)
+        share = ivf.nlist / self._nlist_asked
+        ivf.nprobe = min(ivf.nlist, max(1, round(nprobe * share)))
 
     def _stored(self) -> np.ndarray:
         """The flat index's own (n, d+1) buffer, writable in place."""
@@ -200,12 +242,57 @@ class ShardIndex:
         return rows, np.take_along_axis(rescored, order, axis=1)
 
 
-def _with_group_columns(vectors: np.ndarray, groups: np.ndarray, n_groups: int) -> tuple[np.ndarray, float]:
-    """[e_i ; c·onehot(g_i)] and c, the items' RMS norm (1 when every vector is zero)."""
-    scale = float(np.sqrt(np.mean(np.sum(vectors.astype(np.float64) ** 2, axis=1)))) or 1.0
+def _fetch_way(kind: str, fetch_by: str | None) -> str:
+    way = fetch_by or DEFAULT_FETCH_BY[kind]
+    if way not in FETCH_WAYS:
+        raise ValueError(f"unknown fetch_by {way!r}; expected one of {FETCH_WAYS}")
+    if way == "per_group" and kind == "hnsw":
+        raise ValueError("fetch_by='per_group' lays out inverted lists: it is for ivf and ivf_rq, not hnsw")
+    return "relevance" if kind == "flat" else way
+
+
+def _rms_norm(vectors: np.ndarray) -> float:
+    """The items' RMS norm (1 when every vector is zero)."""
+    return float(np.sqrt(np.mean(np.sum(vectors.astype(np.float64) ** 2, axis=1)))) or 1.0
+
+
+def _with_group_columns(vectors: np.ndarray, groups: np.ndarray, n_groups: int,
+                        scale: float) -> tuple[np.ndarray, float]:
+    """[e_i ; scale·onehot(g_i)] and scale."""
     onehot = np.zeros((len(vectors), n_groups), dtype=np.float32)
     onehot[np.arange(len(vectors)), groups] = scale
-    return np.hstack([vectors, onehot]), scale
+    return np.ascontiguousarray(np.hstack([vectors, onehot]), dtype=np.float32), scale
+
+
+def lists_per_group(counts: np.ndarray, nlist: int) -> np.ndarray:
+    """About nlist lists shared in proportion to each group's item count (largest remainders),
+    at least one for a group that has items, never more lists than items."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = min(nlist, int(counts.sum()))
+    quota = total * counts / max(int(counts.sum()), 1)
+    lists = np.floor(quota).astype(np.int64)
+    lists[np.argsort(-(quota - lists), kind="stable")[: total - int(lists.sum())]] += 1
+    return np.minimum(np.maximum(lists, (counts > 0).astype(np.int64)), counts)
+
+
+def _group_centroids(vectors: np.ndarray, groups: np.ndarray, n_groups: int, nlist: int,
+                     seed: int) -> tuple[np.ndarray, float]:
+    """per_group's lists: [c_l ; B·onehot(g_l)] for each group's k-means centroids, and B.
+    Plain (not spherical) k-means: a centroid is its list's mean, so ⟨e_u, c_l⟩ is the list's
+    mean score, on the same scale as the μ it is compared with across groups."""
+    counts = np.bincount(groups, minlength=n_groups)
+    centroids, owners = [], []
+    for group, n_lists in enumerate(lists_per_group(counts, nlist)):
+        if n_lists:
+            kmeans = faiss.Kmeans(vectors.shape[1], int(n_lists), seed=seed + group)
+            kmeans.train(vectors[groups == group])
+            centroids.append(kmeans.centroids)
+            owners.append(np.full(int(n_lists), group))
+    centroids, owners = np.vstack(centroids), np.concatenate(owners)
+    # another group's list is 2B² further away: B² above max ‖e_i − c_l‖² keeps every item in its own
+    bound = float(np.linalg.norm(vectors, axis=1).max() + np.linalg.norm(centroids, axis=1).max())
+    scale = float(np.sqrt(bound ** 2 + 1.0))
+    return _with_group_columns(centroids, owners, n_groups, scale)
 
 
 def _drop_excluded(hits: Hits, exclude: list[np.ndarray], k: int) -> Hits:
