@@ -27,3 +27,22 @@ def summarize(values: dict[str, np.ndarray], tiers: np.ndarray, tier_names: tupl
             members = per_client[tiers == tier]
             out[f"{metric}_{name}"] = float(members.mean()) if len(members) else float("nan")
     return out
+
+
+def count_rate_by_tier(clients: np.ndarray, hits: np.ndarray, trials: np.ndarray, tier_of_user: np.ndarray,
+                       tier_names: tuple[str, ...], key: str) -> dict[str, float]:
+    """``{key}`` overall and ``{key}_<tier>``: successes over trials, from per-client counts
+    ``hits`` and ``trials`` (C,) of ``clients`` (C,), every trial weighing the same; ``{key}_pairs``
+    the trials in all. The counts are integers, so each rate is the exact quotient: the mean of
+    the 0/1 outcomes themselves, bit for bit, without a value per trial."""
+    hits, trials = np.asarray(hits, np.int64), np.asarray(trials, np.int64)
+    tiers = tier_of_user[clients]
+
+    def rate(members: np.ndarray) -> float:
+        n = int(trials[members].sum())
+        return int(hits[members].sum()) / n if n else float("nan")
+
+    out = {key: rate(np.ones(len(clients), bool)), f"{key}_pairs": int(trials.sum())}
+    for tier, name in enumerate(tier_names):
+        out[f"{key}_{name}"] = rate(tiers == tier)
+    return out

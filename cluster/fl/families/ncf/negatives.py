@@ -38,11 +38,16 @@ def hashed_negatives(
     positive_keys: np.ndarray,
     n_items: int,
     max_attempts: int = 64,
+    first_draw: np.ndarray | None = None,
 ) -> np.ndarray:
     """``counts[c]`` items per client ``clients[c]`` (concatenated in client order), none of them
-    a positive: ``client * n_items + item`` never in the sorted array ``positive_keys``."""
+    a positive: ``client * n_items + item`` never in the sorted array ``positive_keys``.
+    ``first_draw[c]``: the draw index of client c's first item (default 0), so a client's draws
+    can be made a part at a time and still be the ones one call for all of them makes."""
     owners = np.repeat(np.asarray(clients, dtype=np.int64), counts)
     draw_index = np.arange(len(owners)) - np.repeat(np.cumsum(counts) - counts, counts)
+    if first_draw is not None:
+        draw_index += np.repeat(np.asarray(first_draw, dtype=np.int64), counts)
     base = _key(seed, round_index, owners, draw_index)
     items = np.empty(len(owners), dtype=np.int64)
     pending = np.arange(len(owners))

@@ -10,10 +10,10 @@ from typing import Optional
 
 import numpy as np
 
-from cluster.fairness.ranking import bit_rate_by_tier
 from cluster.fl.aggregation import empty_update, fedavg, merge_updates
 from cluster.fl.cali3f import fastagg_item_deltas
 from cluster.fl.clock import RoundCosts
+from cluster.fl.metrics import count_rate_by_tier
 from cluster.fl.families.base import NOTHING_EXTRA
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.upload_rows import decoy_count
@@ -94,8 +94,9 @@ class NCFOps:
         return fastagg_item_deltas(merged, self.spec)
 
     def summarize(self, owners, a, b, tier_of_user, tier_names, split: str = "test") -> dict[str, float]:
-        """test: (clients, HR@10, NDCG@10); train: (owner, bit, 1) per (positive, sampled
-        negative) pair, CEAG's pairwise measure (``pair_train`` overall and per tier)."""
+        """test: (clients, HR@10, NDCG@10); train: (clients, pairs ordered correctly, pairs) of
+        each client's (positive, sampled negative) pairs, CEAG's pairwise measure (``pair_train``
+        overall and per tier)."""
         if split == "train":
-            return bit_rate_by_tier(owners, a, tier_of_user, tier_names, "pair_train")
+            return count_rate_by_tier(owners, a, b, tier_of_user, tier_names, "pair_train")
         return evaluation_summary(owners, a, b, tier_of_user, tier_names)

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from cluster.arrays import ranges, sorted_unique
+from cluster.arrays import sorted_unique
 from cluster.fl.families.ncf.training import train_local
 from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.metrics import rank_metrics
@@ -25,6 +25,9 @@ from cluster.fl.worker_core import WorkerCore
 from cluster.models.ncf import NCFSpec, initial_params, retrieval_queries, score_candidates
 
 EVAL_CHUNK = 4096
+# Train positives drawn and scored per block: a multiple of EVAL_CHUNK, so every scored chunk is
+# the one a single pass over all positives scores (the block size never moves a result).
+PAIR_BLOCK = 64 * EVAL_CHUNK
 # The round index whose hashed negatives the train-split pair measure uses: one no run reaches.
 TRAIN_PAIRS_ROUND = 2**31 - 1
 
@@ -88,7 +91,7 @@ class NCFWorkerCore(WorkerCore):
                  k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(test_clients, HR@k, NDCG@k) of this worker's held-out clients under ``params`` and
         each client's own private vector (and its personal or cluster dense part); for split
-        'train', (owner, bit, 1) per (train positive, sampled negative) pair (``train_pairs``)."""
+        'train', (client, pairs ordered correctly, pairs) per client (``train_pairs``)."""
         if split == "train":
             return self.train_pairs(params, clusters)
         if split != "test":
@@ -112,31 +115,51 @@ class NCFWorkerCore(WorkerCore):
     def train_pairs(self, params: dict[str, np.ndarray],
                     clusters: Optional[ClusterView] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """CEAG's pairwise measure on the train data, as the clients report it in training: each
-        positive against its r sampled negatives (r = ``negatives_per_positive``), 1 where it
-        scores strictly higher, under the model serving the client. The negatives come from a
-        stream no training round draws, fixed by the seed. Returns (owner, bit, 1) per pair."""
-        per_positive = self.recipe.negatives_per_positive
+        positive against its r sampled negatives (r = ``negatives_per_positive``), a pair ordered
+        correctly where the positive scores strictly higher, under the model serving the client.
+        The negatives come from a stream no training round draws, fixed by the seed.
+
+        Returns, per client with train positives, (client, pairs ordered correctly, pairs): counts
+        per client, not a bit per pair, because the aggregator gathers every worker's answer and
+        a million clients have ~100M pairs. The pairs are drawn and scored ``PAIR_BLOCK``
+        positives at a time, so the worker's own memory does not grow with them either."""
+        torch_params = {n: torch.from_numpy(v) for n, v in params.items()}
+        correct = np.zeros(self.n_clients, np.int64)
+        for lo in range(0, len(self.shard.train), PAIR_BLOCK):
+            rows, hits = self._pair_hits(torch_params, clusters, lo, min(lo + PAIR_BLOCK, len(self.shard.train)))
+            correct[rows] += hits
         n_pos = np.diff(self.shard.train_indptr)
         rows = np.flatnonzero(n_pos > 0)
-        negatives = hashed_negatives(self.seed, TRAIN_PAIRS_ROUND, self.shard.clients[rows], n_pos[rows] * per_positive,
-                                     self._positive_keys, self.spec.n_items).astype(np.int64)
-        positive_row = np.repeat(rows, n_pos[rows])
-        candidates = np.concatenate([self.shard.train[ranges(self.shard.train_indptr[rows], n_pos[rows])][:, None],
-                                     negatives.reshape(-1, per_positive)], axis=1)
-        torch_params = {n: torch.from_numpy(v) for n, v in params.items()}
-        bits = []
+        return self.shard.clients[rows], correct[rows], n_pos[rows] * self.recipe.negatives_per_positive
+
+    def _pair_hits(self, torch_params: dict, clusters: Optional[ClusterView], lo: int,
+                   hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """The train positives ``lo``..``hi`` (flat CSR positions), scored ``EVAL_CHUNK`` at a
+        time: (the client rows they belong to, ascending, and for each how many of those
+        positives' sampled negatives score strictly below their positive)."""
+        per_positive = self.recipe.negatives_per_positive
+        indptr = self.shard.train_indptr
+        row = np.searchsorted(indptr, np.arange(lo, hi), side="right") - 1  # each positive's client row
+        first = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+        rows, n_pos = row[first], np.diff(np.r_[first, len(row)])
+        # A client cut by the block's start keeps its draw indices: its negatives are the ones
+        # one pass over all its positives draws.
+        first_draw = np.zeros(len(rows), np.int64)
+        first_draw[0] = (lo - indptr[rows[0]]) * per_positive
+        negatives = hashed_negatives(self.seed, TRAIN_PAIRS_ROUND, self.shard.clients[rows], n_pos * per_positive,
+                                     self._positive_keys, self.spec.n_items, first_draw=first_draw).astype(np.int64)
+        candidates = np.concatenate([self.shard.train[lo:hi][:, None], negatives.reshape(-1, per_positive)], axis=1)
+        hits = []
         with torch.no_grad():
-            for lo in range(0, len(candidates), EVAL_CHUNK):
-                at = positive_row[lo : lo + EVAL_CHUNK]
+            for start in range(0, hi - lo, EVAL_CHUNK):
+                at = row[start : start + EVAL_CHUNK]
                 users = {t: torch.from_numpy(v[at]) for t, v in self.users.items()}
                 own = self._served_dense(at, clusters)
                 own_t = None if own is None else {n: torch.from_numpy(np.ascontiguousarray(v)) for n, v in own.items()}
                 scores = score_candidates(self.spec, torch_params, users,
-                                          torch.from_numpy(candidates[lo : lo + EVAL_CHUNK]), own_t).numpy()
-                bits.append((scores[:, :1] > scores[:, 1:]).astype(np.float32).ravel())
-        owners = np.repeat(self.shard.clients[positive_row], per_positive)
-        bits = np.concatenate(bits) if bits else np.zeros(0, np.float32)
-        return owners, bits, np.ones(len(bits), np.float32)
+                                          torch.from_numpy(candidates[start : start + EVAL_CHUNK]), own_t).numpy()
+                hits.append((scores[:, :1] > scores[:, 1:]).sum(axis=1))
+        return rows, np.add.reduceat(np.concatenate(hits), first)
 
     def retrieval_queries(self, params: dict[str, np.ndarray],
                           clusters: Optional[ClusterView] = None) -> tuple[np.ndarray, np.ndarray]:
