@@ -141,9 +141,13 @@ def test_each_group_is_installed_with_the_extras_it_names(group):
     assert install_problems(group, requirement_groups(_pyproject())[group]) == []
 
 
+# A module found on a path that a package added at import time (ray puts its bundled psutil and
+# colorama on sys.path) comes with that package: only modules from the interpreter's own
+# paths need a declaration of their own.
 _LOADER = """
-import importlib, json, sys
+import importlib, json, os, sys
 before = set(sys.modules)
+roots = {os.path.realpath(p) for p in sys.path}
 missing = []
 for name in json.loads(sys.argv[1]):
     try:
@@ -151,8 +155,17 @@ for name in json.loads(sys.argv[1]):
     except ModuleNotFoundError as exc:
         if exc.name != name:  # not a submodule but a name inside one (from a import Class)
             missing.append(f"{name}: {exc}")
+
+def own_path(top):
+    file = getattr(sys.modules.get(top), "__file__", None)
+    if not file:
+        return True
+    folder = os.path.dirname(os.path.realpath(file))
+    return folder in roots or os.path.dirname(folder) in roots
+
+loaded = {m.split(".")[0] for m in set(sys.modules) - before}
 with open(sys.argv[2], "w") as out:
-    json.dump({"loaded": sorted({m.split(".")[0] for m in set(sys.modules) - before}), "missing": missing}, out)
+    json.dump({"loaded": sorted(m for m in loaded if own_path(m)), "missing": missing}, out)
 """
 
 
