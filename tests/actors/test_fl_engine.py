@@ -169,3 +169,32 @@ def test_workers_that_keep_timing_out_stop_the_run_with_exit_3_and_the_resume_co
     err = capsys.readouterr().err
     assert code == 3, err[-2000:]
     assert "round_timeout_s" in err and "--resume" in err and str(tmp_path / "runs") in err, err[-2000:]
+
+
+def test_an_aggregator_that_cannot_come_back_stops_the_run_with_exit_3_and_the_resume_command(tmp_path: Path,
+                                                                                              capsys):
+    """No restarts left (``aggregator_max_restarts=0``) and the aggregator killed mid-run: the job
+    says what happened and how to continue, and exits 3; the run folder keeps its checkpoint."""
+    from jobs.fl_sim import main
+
+    runs = tmp_path / "runs"
+    sets = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
+            "fl.clients_per_round=40", "fl.rounds=8", "fl.checkpoint_every=2", "fl.overselect=0",
+            f"data.cache_dir={tmp_path / 'cache'}", "fl.runtime.real_time_scale=0.3",
+            "fl.runtime.aggregator_max_restarts=0"]
+
+    def kill_after_first_checkpoint():
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(runs.glob("fl-*/checkpoint/latest.json")):
+            time.sleep(0.05)
+        ray.kill(ray.get_actor("aggregator"))
+
+    killer = threading.Thread(target=kill_after_first_checkpoint)
+    killer.start()
+    code = main(["--config", "configs/demo.yaml", *[a for s in sets for a in ("--set", s)], "--storage", str(runs)])
+    killer.join()
+    err = capsys.readouterr().err
+    assert code == 3, err[-2000:]
+    (run,) = runs.glob("fl-*")
+    assert "could not be restarted" in err and f"--resume '{run}'" in err, err[-2000:]
+    assert json.loads((run / "checkpoint" / "latest.json").read_text())["round"] >= 2
