@@ -198,12 +198,16 @@ def test_click_shard_holds_only_its_clients_and_trains_like_the_whole(tmp_path):
     assert (got.dense_deltas["top.0.weight"][0][~narrow] == 0).all(), "a narrow client leaves the wide channels alone"
 
 
-def test_server_excludes_tiers_and_overselects_by_preset():
+def _fleet_of_300():
+    """(ops, tiers, tier_of_user) of 300 clients, dealt over the three tiers in turn."""
     _, features, indptr, rows, spec = _click()
     entries, sparse_rows = upload_size(spec, features, indptr, rows)
     ops = ClickOps(spec, np.resize(entries, 300), np.resize(sparse_rows, 300))
-    tiers = TierTable.from_config(load_config(None, []).tiers)
-    tier_of_user = (np.arange(300) % 3).astype(np.int8)
+    return ops, TierTable.from_config(load_config(None, []).tiers), (np.arange(300) % 3).astype(np.int8)
+
+
+def test_server_excludes_tiers_and_overselects_by_preset():
+    ops, tiers, tier_of_user = _fleet_of_300()
     fleet = FleetView(tiers, tier_of_user, np.full(300, 20))
     cfg = load_config(None, ["model.kind=dlrm", "fl.clients_per_round=30", "fl.optimization=exclude-lo"]).fl
     server = FederatedServer(cfg, ops, fleet, seed=0)
@@ -240,11 +244,7 @@ def test_every_speed_up_shortens_the_simulated_run():
 
 
 def test_ceag_population_weights_are_pairs_under_the_pairwise_measure_and_samples_otherwise():
-    _, features, indptr, rows, spec = _click()
-    entries, sparse_rows = upload_size(spec, features, indptr, rows)
-    ops = ClickOps(spec, np.resize(entries, 300), np.resize(sparse_rows, 300))
-    tiers = TierTable.from_config(load_config(None, []).tiers)
-    tier_of_user = (np.arange(300) % 3).astype(np.int8)
+    ops, tiers, tier_of_user = _fleet_of_300()
     samples, pairs = np.full(300, 20), np.where(tier_of_user == 0, 1, 50)  # the low tier: many samples, few pairs
     fleet = FleetView(tiers, tier_of_user, samples, reference_accuracy=np.full(3, 0.8), train_pairs=pairs)
     for measure, counts in (("pairwise", pairs), ("accuracy", samples)):
