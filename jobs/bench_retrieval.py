@@ -270,7 +270,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of wrk load per concurrency level")
     parser.add_argument("--soak", type=float, default=0.0, metavar="SECONDS",
                         help="only the soak: wrk at concurrency 64 for SECONDS, shard 1 and then the dual-vector "
-                             "actor SIGKILLed at a third and two thirds of it (the issue's: 60)")
+                             "actor SIGKILLed at a third and two thirds of it (60 is a full soak)")
     parser.add_argument("--http-requests", type=int, default=1000, help="requests per level of --load python")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--index", choices=["flat", "ivf", "ivf_rq", "hnsw"], default="flat",
