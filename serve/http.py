@@ -27,6 +27,25 @@ class HTTPError(Exception):
         self.detail = detail
 
 
+# A query vector of a few thousand floats is tens of kilobytes of JSON; a body far beyond that
+# is refused before it is read whole, so a client cannot make a replica buffer and parse megabytes.
+MAX_BODY_BYTES = 1 << 20
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request's body, or a 413 as soon as it (or its declared length) exceeds ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPError(413, f"body of {int(declared)} bytes exceeds the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPError(413, f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def parse_body(body: bytes, model: type[Model]) -> Model:
     """``model`` from a JSON body; a 422 naming each bad field (loc starts at "body"), without
     echoing the input: a NaN in it would make the error itself unserializable."""

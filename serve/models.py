@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
 
 class RetrieveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "7" is not a user id and true is not a k (JSON numbers still fill the vector's floats).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     user_id: Optional[int] = Field(None, description="original user id of a known user")
     user_vector: Optional[list[FiniteFloat]] = Field(None, description="a query vector instead of a user id")

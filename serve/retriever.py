@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from configs import SimConfig
 from serve.backend import start_backend
-from serve.http import HTTPError, dispatch, json_bytes, parse_body
+from serve.http import HTTPError, dispatch, json_bytes, parse_body, read_body
 from serve.metrics import RetrieverMetrics
 from serve.models import RetrieveRequest, StatsResponse
 
@@ -66,7 +66,7 @@ class FairRetriever:
     # answer against it): a model object per item, validated, is per-request work that queues
     # requests at concurrency 16 on two cores.
     async def retrieve(self, request: Request) -> Response:
-        body = parse_body(await request.body(), RetrieveRequest)
+        body = parse_body(await read_body(request), RetrieveRequest)
         query = self._query(body)
         try:
             items, version, partial = await self._serve_batch((query, body.k))

@@ -60,6 +60,9 @@ def test_retrieve_by_user_and_by_vector(base_url):
     ({"user_id": 2, "user_vector": [0.0] * DIM}, 422, "exactly one"),
     ({"k": 5}, 422, "exactly one"),
     ({"user_id": 2, "k": 5, "extra": 1}, 422, "extra"),
+    ({"user_id": "2", "k": 5}, 422, "valid integer"),
+    ({"user_id": 2, "k": True}, 422, "valid integer"),
+    ({"user_vector": [0.5] * 300_000, "k": 5}, 413, "exceeds the limit"),  # 1.5 MB of JSON
 ])
 def test_bad_bodies_are_4xx_with_a_reason(base_url, body, status, needle):
     answer = httpx.post(f"{base_url}/retrieve", json=body, timeout=30)

@@ -79,3 +79,26 @@ def test_the_retriever_answers_k_up_to_its_max_k_and_no_more():
     status, body = post({"user_vector": [0.5] * 4, "k": 20})
     assert status == 200 and len(body["items"]) == 20, body
     assert post({"user_id": 7, "k": 21}) == (422, {"detail": "k=21 exceeds the maximum of 20"})
+
+
+async def _read_and_parse(request: Request):
+    from serve.http import read_body
+
+    return json_bytes(json.dumps({"k": parse_body(await read_body(request, limit=64), RetrieveRequest).k}).encode())
+
+
+def _call_limited(body: bytes):
+    response = asyncio.run(dispatch(_request("POST", "/retrieve", body), {("POST", "/retrieve"): _read_and_parse},
+                                    lambda route, status, seconds: None))
+    return response.status_code, json.loads(response.body)
+
+
+def test_a_body_over_the_limit_is_413_and_a_string_or_bool_is_not_a_number():
+    assert _call_limited(b'{"user_id": 1, "k": 3}') == (200, {"k": 3})
+    status, body = _call_limited(b'{"user_vector": [' + b"1.0, " * 40 + b'1.0], "k": 3}')
+    assert status == 413 and "limit of 64" in body["detail"]
+    for bad, field in ((b'{"user_id": "7", "k": 3}', "user_id"), (b'{"user_id": 1, "k": true}', "k"),
+                       (b'{"user_id": 1.0, "k": 3}', "user_id")):
+        status, body = _call_limited(bad)
+        assert status == 422 and body["detail"][0]["loc"] == ["body", field], (bad, body)
+    assert _call_limited(b'{"user_vector": [1, 2.5], "k": 2}') == (200, {"k": 2}), "JSON integers fill a float vector"
