@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from configs.fl_schema import BARE_NAME_KEYS, TAGGED_UNIONS
 from configs.schema import SimConfig
+from configs.suggest import suggestion
 
 CONFIG_DIR = Path(__file__).resolve().parent
 
@@ -96,6 +97,9 @@ def _format_validation(exc: ValidationError, source: str) -> str:
         reason = err["msg"]
         if err["type"] == "extra_forbidden":
             reason = f"unknown key (not a setting of kind {tag!r})" if tag else "unknown key (not a setting of this section)"
+            hint = suggestion(SimConfig, tuple(loc), tag)
+            if hint:
+                reason += f"; did you mean {hint}?"
         shown = err.get("input")
         suffix = "" if err["type"] == "extra_forbidden" or isinstance(shown, dict) else f" (got {shown!r})"
         lines.append(f"  {path}: {reason}{suffix}")

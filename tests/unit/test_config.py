@@ -76,3 +76,20 @@ def test_env_vars_expand_in_paths(monkeypatch):
     monkeypatch.setenv("FF_TEST_DATA", "/data/here")
     cfg = load_config(None, ["data.source=movielens", "data.path=$FF_TEST_DATA/ml-100k"])
     assert str(cfg.data.path) == "/data/here/ml-100k"
+
+
+@pytest.mark.parametrize("override,hint", [
+    ("fl.clients_per_rond=3", "did you mean fl.clients_per_round?"),  # a typo, in its own section
+    ("fl.worker_num_cpus=1", "did you mean fl.runtime.worker_num_cpus?"),  # a key that lives elsewhere
+    ("fl.strategy.n_cluster=3", "did you mean fl.strategy.n_clusters?"),  # inside a tagged union's member
+])
+def test_an_unknown_key_suggests_the_setting_it_likely_means(override, hint):
+    with pytest.raises(ConfigError) as raised:
+        load_config(None, ["fl.strategy=cali3f", override])
+    assert hint in str(raised.value)
+
+
+def test_a_key_like_no_setting_gets_no_suggestion():
+    with pytest.raises(ConfigError) as raised:
+        load_config(None, ["fl.bogus_thing=1"])
+    assert "unknown key" in str(raised.value) and "did you mean" not in str(raised.value)
