@@ -156,6 +156,24 @@ class Storage:
         # Checked before any stream opens: an object store's stream that fails in Python still
         # completes its upload when it closes, putting an empty or partial object under the name.
         data = memoryview(data)
+        try:
+            self._write(rel, data)
+        except StorageError:
+            raise
+        except OSError as exc:  # no such folder, no permission, a full disk: name the place
+            raise StorageError(f"{self.describe(rel)}: cannot write ({exc})") from None
+
+    def check_writable(self) -> None:
+        """StorageError naming this place unless a file can be written and removed here: asked
+        before a job's long first phase, so a bad location fails in a second, not at the end."""
+        probe = f".fairfleet-write-check-{uuid.uuid4().hex}"
+        self.write_bytes(probe, b"")
+        try:
+            self.delete(probe)
+        except OSError as exc:
+            raise StorageError(f"{self.describe(probe)}: written but cannot be removed ({exc})") from None
+
+    def _write(self, rel: str, data: memoryview) -> None:
         fs, path = self._fs_path(rel)
         if not self.is_local:
             with fs.open_output_stream(path) as handle:  # one put: visible only once complete

@@ -233,6 +233,8 @@ def run_summary(exp: Experiment, run_dir: Storage, outcome: dict, digest: str) -
 def build_run_write(cfg: SimConfig, resume_dir: Optional[Storage | Path] = None, address: Optional[str] = None,
                     quiet: bool = False) -> tuple[Experiment, Storage, dict]:
     """The whole job: a new run folder (or ``resume_dir``), the rounds, the result files."""
+    if resume_dir is None:
+        Storage(cfg.storage).check_writable()  # a bad --storage fails now, not after the world is built
     exp = build(cfg, progress=not quiet)  # bad data fails here, before any folder exists
     run_dir = as_storage(resume_dir) if resume_dir is not None else None
     if run_dir is None:

@@ -128,3 +128,24 @@ def test_a_local_write_that_fails_midway_keeps_the_previous_file(tmp_path):
     assert child.returncode == 0 and "too large" in child.stdout, child.stdout + child.stderr
     assert (tmp_path / "state.bin").read_bytes() == previous
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.bin"]
+
+
+def test_a_place_that_cannot_be_written_is_a_storage_error_naming_it(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    blocked = Storage(tmp_path / "a-file" / "runs")
+    with pytest.raises(StorageError, match="a-file/runs/.*cannot write"):
+        blocked.check_writable()
+    with pytest.raises(StorageError, match="cannot write"):
+        blocked.write_text("x.txt", "hello")
+    Storage(tmp_path / "fine").check_writable()
+    assert Storage(tmp_path / "fine").list() == [], "the check leaves nothing behind"
+
+
+def test_fl_sim_refuses_a_bad_storage_at_once_with_one_line(tmp_path, capsys):
+    from jobs.cli import run_guarded
+    from jobs.fl_sim import main
+
+    (tmp_path / "a-file").write_text("not a folder")
+    code = run_guarded(main, ["--config", "configs/demo.yaml", "--storage", str(tmp_path / "a-file" / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "a-file/runs" in err and "cannot write" in err, err
