@@ -269,11 +269,25 @@ def resume_config(run_dir: Storage, overrides: Sequence[str]) -> SimConfig:
     return load_config_text(text, run_dir.describe("config.yaml"), overrides)
 
 
+def finished_rounds(run_dir: Storage) -> Optional[int]:
+    """The rounds a run wrote its results after (summary.json), or None when it never finished."""
+    if not run_dir.exists("summary.json"):
+        return None
+    try:
+        return int(run_dir.read_json("summary.json")["rounds"])
+    except (StorageError, KeyError, TypeError, ValueError):
+        return None  # a damaged summary: resuming rewrites it
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.resume:
         run_dir = Storage(args.resume)
         cfg = resume_config(run_dir, args.overrides)
+        done = finished_rounds(run_dir)
+        if done is not None and done >= cfg.fl.rounds:
+            print(f"nothing to resume: {run_dir} finished its {done} rounds (to go on, --set fl.rounds=<more>)")
+            return 0
     else:
         cfg = with_storage(load_or_exit(args), args.storage)
         run_dir = None

@@ -198,3 +198,19 @@ def test_an_aggregator_that_cannot_come_back_stops_the_run_with_exit_3_and_the_r
     (run,) = runs.glob("fl-*")
     assert "could not be restarted" in err and f"--resume '{run}'" in err, err[-2000:]
     assert json.loads((run / "checkpoint" / "latest.json").read_text())["round"] >= 2
+
+
+def test_resuming_a_finished_run_says_so_and_leaves_its_folder_alone(tmp_path: Path, capsys):
+    from jobs.fl_sim import main
+
+    sets = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
+            "fl.clients_per_round=40", "fl.rounds=2", "fl.checkpoint_every=2", "fl.overselect=0",
+            f"data.cache_dir={tmp_path / 'cache'}"]
+    assert main(["--config", "configs/demo.yaml", *[a for s in sets for a in ("--set", s)],
+                 "--storage", str(tmp_path / "runs")]) == 0
+    (run,) = (tmp_path / "runs").glob("fl-*")
+    written = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["--resume", str(run)]) == 0
+    assert "nothing to resume" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == written
