@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -45,6 +46,8 @@ def _parse_yaml(text: str, path: str) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     if loaded is None:
+        # An empty file is valid YAML and would silently run every default: say so.
+        warnings.warn(f"{path}: the config file is empty, so every setting takes its default", stacklevel=2)
         return {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(loaded).__name__}")

@@ -93,3 +93,10 @@ def test_a_key_like_no_setting_gets_no_suggestion():
     with pytest.raises(ConfigError) as raised:
         load_config(None, ["fl.bogus_thing=1"])
     assert "unknown key" in str(raised.value) and "did you mean" not in str(raised.value)
+
+
+def test_an_empty_config_file_warns_that_every_setting_is_a_default(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing set\n")
+    with pytest.warns(UserWarning, match="empty.yaml: the config file is empty"):
+        assert load_config(empty) == load_config(None)
