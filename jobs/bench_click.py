@@ -37,7 +37,7 @@ from cluster.models.click import ClickSpec
 from cluster.models.click_net import init_params
 from cluster.rng import stream
 from cluster.world import build_world
-from jobs.cli import config_parser, load_or_exit, run_guarded
+from jobs.cli import config_parser, load_or_exit, run_guarded, first_paragraph
 
 
 def baselines(features: ClickFeatures, train_rows: np.ndarray, test_rows: np.ndarray) -> dict[str, float]:
@@ -77,7 +77,7 @@ def run_model(kind: str, args, features: ClickFeatures, indptr: np.ndarray, rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = config_parser(__doc__.splitlines()[0], default_config="configs/ml100k.yaml")
+    parser = config_parser(first_paragraph(__doc__), default_config="configs/ml100k.yaml")
     parser.add_argument("--models", nargs="+", choices=["dlrm", "din"], default=["dlrm", "din"])
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--clients", type=int, default=100)

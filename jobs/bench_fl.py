@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from cluster.fl.inprocess import round_loop
-from jobs.cli import config_parser, load_or_exit, run_guarded
+from jobs.cli import config_parser, load_or_exit, run_guarded, first_paragraph
 from cluster.experiment import Experiment, build
 from jobs.fl_sim import run
 
@@ -102,7 +102,7 @@ def on_ray(exp: Experiment, rounds: int) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = config_parser(__doc__.splitlines()[0], default_config="configs/ml100k.yaml")
+    parser = config_parser(first_paragraph(__doc__), default_config="configs/ml100k.yaml")
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args(argv)

@@ -43,7 +43,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from configs.schema import RetrievalConfig, SyntheticEmbeddingsConfig
-from jobs.cli import add_catalogue_arguments
+from jobs.cli import add_catalogue_arguments, first_paragraph
 
 KINDS = ("flat", "ivf", "ivf_rq", "hnsw")
 N_GROUPS = 8
@@ -132,7 +132,7 @@ def describe(cfg: RetrievalConfig) -> str:
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=first_paragraph(__doc__))
     add_catalogue_arguments(parser, queries=1024)
     parser.add_argument("--mu-sweep", action="store_true", help="recall of each fetch way over a sweep of mu")
     parser.add_argument("--check", action="store_true",

@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from configs import SimConfig
-from jobs.cli import add_catalogue_arguments
+from jobs.cli import add_catalogue_arguments, first_paragraph
 from jobs.haproxy_cleanup import haproxy_pids, stop_new_haproxies
 
 
@@ -263,7 +263,7 @@ def soak(cfg: SimConfig, args: argparse.Namespace, concurrency: int = 64, durati
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=first_paragraph(__doc__))
     add_catalogue_arguments(parser, queries=2048)
     parser.add_argument("--load", choices=["wrk", "python"], default="wrk",
                         help="HTTP load generator: wrk (compiled; apt-get install wrk) or the in-process Python one")

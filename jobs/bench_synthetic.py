@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 
 from cluster.data.parquet_io import save_dataset
 from cluster.data.synthetic import generate_synthetic
-from jobs.cli import config_parser, load_or_exit, run_guarded
+from jobs.cli import config_parser, load_or_exit, run_guarded, first_paragraph
 
 
 def _peak_rss_gib() -> float:
@@ -66,7 +66,7 @@ def measure_one(config: str, overrides: Sequence[str], scale: float) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = config_parser(__doc__.splitlines()[0], default_config="configs/synthetic_1m.yaml")
+    parser = config_parser(first_paragraph(__doc__), default_config="configs/synthetic_1m.yaml")
     parser.add_argument("--scales", type=float, nargs="+", default=[0.1, 1.0])
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)  # internal: one scale in a child process
     args = parser.parse_args(argv)

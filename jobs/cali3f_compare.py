@@ -29,7 +29,7 @@ import pyarrow as pa
 from cluster.data.parquet_io import write_table_atomic
 from cluster.storage import Storage
 from configs import SimConfig, config_hash
-from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
+from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded, first_paragraph
 from jobs.grid import add_grid_arguments, cell, grid_folder, run_cells
 
 MODELS = ("gmf", "mlp", "neumf")
@@ -114,7 +114,7 @@ def write_outputs(results: pd.DataFrame, rounds: pd.DataFrame, out: Storage) -> 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = config_parser(__doc__.splitlines()[0], default_config="configs/cali3f_ml100k.yaml")
+    parser = config_parser(first_paragraph(__doc__), default_config="configs/cali3f_ml100k.yaml")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     add_grid_arguments(parser, "cali3f-compare")

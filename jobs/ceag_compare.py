@@ -33,7 +33,7 @@ from cluster.fairness.matrix import cell_measures, excess_gaps
 from configs import SimConfig
 from configs.presets import OPTIMIZATION_PRESETS
 from jobs.ceag_report import ceag_markdown, plot_multipliers
-from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
+from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded, first_paragraph
 from jobs.grid import add_grid_arguments, cell, grid_folder, run_cells
 from jobs.outputs import write_text_atomic
 from jobs.rf2_matrix import cell_config
@@ -80,12 +80,17 @@ def measure(rows: pd.DataFrame, tiers: tuple[str, ...], constrained: str = "accu
 
 
 def parse_args(argv: Optional[Sequence[str]]):
-    parser = config_parser(__doc__.splitlines()[0], default_config="configs/rf2_dlrm_ml100k.yaml")
-    parser.add_argument("--mappings", nargs="+", default=["hetero-vhigh", "hetero-high"])
-    parser.add_argument("--optimizations", nargs="+", default=list(DEFAULT_OPTIMIZATIONS))
-    parser.add_argument("--epsilons", nargs="+", type=float, default=[0.01, 0.02])
-    parser.add_argument("--dual-lr", type=float, default=2.0)
-    parser.add_argument("--buffer-size", type=int, default=2000)
+    parser = config_parser(first_paragraph(__doc__), default_config="configs/rf2_dlrm_ml100k.yaml")
+    parser.add_argument("--mappings", nargs="+", default=["hetero-vhigh", "hetero-high"],
+                        help="tier mappings (RF²'s presets: random, hetero-vlow ... hetero-vhigh; default: %(default)s)")
+    parser.add_argument("--optimizations", nargs="+", default=list(DEFAULT_OPTIMIZATIONS),
+                        help="tier-aware optimization presets, each run without and with CEAG (default: %(default)s; "
+                             f"any of: {', '.join(name for name in OPTIMIZATION_PRESETS if name != 'none')})")
+    parser.add_argument("--epsilons", nargs="+", type=float, default=[0.01, 0.02],
+                        help="ε, the excess gap each tier may keep (one CEAG run per value; default: %(default)s)")
+    parser.add_argument("--dual-lr", type=float, default=2.0, help="η_λ, the multipliers' step (default: %(default)s)")
+    parser.add_argument("--buffer-size", type=int, default=2000,
+                        help="samples (or pairs) per tier's replay buffer that ψ is estimated from (default: %(default)s)")
     parser.add_argument("--measure", choices=["accuracy", "pairwise"], default="accuracy",
                         help="what CEAG bounds: per-sample accuracy, or pairwise ranking inside each client's samples")
     parser.add_argument("--proxy", choices=["loss", "pairwise_logistic"], default="loss",

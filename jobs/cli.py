@@ -16,6 +16,11 @@ EXIT_BAD_INPUT = 2
 EXIT_RUN_LOST = 3  # the run stopped part-way; its checkpoint lets --resume continue it
 
 
+def first_paragraph(doc: str) -> str:
+    """A module docstring's first paragraph as one line: the sentence --help opens with."""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
 def config_parser(description: str, default_config: Optional[str] = "configs/demo.yaml") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", default=default_config, help="YAML preset (default: %(default)s)")

@@ -18,11 +18,11 @@ from typing import Optional, Sequence
 
 from cluster.data.download import ARCHIVES, GROUPLENS_BASE_URL, fetch_movielens
 from cluster.data.source import default_cache_dir
-from jobs.cli import run_guarded
+from jobs.cli import run_guarded, first_paragraph
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=first_paragraph(__doc__))
     parser.add_argument("name", choices=ARCHIVES)
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: $FAIRFLEET_CACHE or ~/.cache/fairfleet")
     parser.add_argument("--base-url", default=GROUPLENS_BASE_URL)

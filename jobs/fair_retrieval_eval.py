@@ -30,6 +30,7 @@ from cluster.storage import Storage
 from configs import SimConfig
 from configs.retrieval_policy import FairSyncPolicy, KNeighborPolicy, MinRegularizerPolicy, PolicyConfig, TopKPolicy
 from jobs.cli import (
+    first_paragraph,
     add_storage_argument,
     config_parser,
     load_or_exit,
@@ -122,7 +123,7 @@ def _line(row: dict) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = config_parser(__doc__.splitlines()[0], default_config="configs/retrieval_ml100k.yaml")
+    parser = config_parser(first_paragraph(__doc__), default_config="configs/retrieval_ml100k.yaml")
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64,128,256,512",
                         help="FairSync batch sizes B to sweep (default: %(default)s)")
     add_storage_argument(parser)

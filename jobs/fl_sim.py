@@ -34,6 +34,7 @@ from cluster.fl.round_loop import WorkersLost
 from cluster.storage import Storage, StorageError, as_storage
 from configs import ConfigError, SimConfig, config_hash, load_config_text
 from jobs.cli import (
+    first_paragraph,
     EXIT_RUN_LOST,
     add_storage_argument,
     config_parser,
@@ -247,7 +248,7 @@ def build_run_write(cfg: SimConfig, resume_dir: Optional[Storage | Path] = None,
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    parser = config_parser(__doc__.splitlines()[0])
+    parser = config_parser(first_paragraph(__doc__))
     parser.add_argument("--resume", metavar="RUN", help="run folder (path or URI) of a killed run to continue from "
                                                         "its checkpoint")
     parser.add_argument("--address", help="Ray address to join (default: $RAY_ADDRESS, else a private local Ray)")

@@ -136,7 +136,8 @@ def add_grid_arguments(parser, default_out: str) -> None:
     """The options every grid job shares: seeds, output folder, cells at once, Ray address."""
     from jobs.cli import add_storage_argument
 
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="seeds, each a full repetition; three or more give 95 %% confidence intervals (default: %(default)s)")
     add_storage_argument(parser)
     parser.add_argument("--out", metavar="LOCATION",
                         help=f"the grid's folder, a path or URI (default: <storage>/{default_out})")

@@ -33,7 +33,7 @@ from cluster.fairness.matrix import cell_measures, excess_gaps, mean_over_seeds
 from cluster.storage import Storage
 from configs import SimConfig
 from configs.presets import OPTIMIZATION_PRESETS, RF2_CONFIGURATIONS
-from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded
+from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded, first_paragraph
 from jobs.grid import add_grid_arguments, cell, grid_folder, run_cells
 from jobs.rf2_report import matrix_markdown, plot_mdac, plot_tier_change
 
@@ -92,7 +92,7 @@ def write_outputs(rows: pd.DataFrame, tiers: tuple[str, ...], out: Storage, plot
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = config_parser(__doc__.splitlines()[0], default_config="configs/rf2_dlrm_ml100k.yaml")
+    parser = config_parser(first_paragraph(__doc__), default_config="configs/rf2_dlrm_ml100k.yaml")
     parser.add_argument("--configurations", nargs="+", default=list(RF2_CONFIGURATIONS),
                         help="preset names (configs/presets.py; default: RF²'s 14); 'none' is always added as the "
                              "reference")

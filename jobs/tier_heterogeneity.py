@@ -24,11 +24,11 @@ from cluster.rng import stream
 from cluster.tiers.heterogeneity import tier_heterogeneity
 from cluster.tiers.latency import TierTable
 from cluster.tiers.mapping import PRESETS, map_users_to_tiers
-from jobs.cli import config_parser, load_or_exit, run_guarded
+from jobs.cli import config_parser, load_or_exit, run_guarded, first_paragraph
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = config_parser(__doc__.splitlines()[0], default_config="configs/ml100k.yaml")
+    parser = config_parser(first_paragraph(__doc__), default_config="configs/ml100k.yaml")
     parser.add_argument("--seeds", type=int, default=5, help="mappings drawn per preset (default: %(default)s)")
     args = parser.parse_args(argv)
     cfg = load_or_exit(args)
