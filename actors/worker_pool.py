@@ -31,8 +31,11 @@ class ActorPool:
 
     def _expect(self, index: int) -> Optional[str]:
         if self.incarnations is None:
-            self.incarnations = [r["incarnation"] for r in ray.get([w.ready.remote() for w in self.workers])]
+            self._learn_incarnations()
         return self.incarnations[index]
+
+    def _learn_incarnations(self) -> None:
+        self.incarnations = [r["incarnation"] for r in ray.get([w.ready.remote() for w in self.workers])]
 
     def train(self, round_index: int, tasks: list[TrainTask], params: dict[str, np.ndarray]) -> TrainOutcome:
         params_ref = ray.put(params)
@@ -122,4 +125,4 @@ class ActorPool:
         expects the processes that did it. A call still running on a worker (one that timed out)
         finishes first, since an actor runs its calls in order, so it cannot undo the reset."""
         ray.get([worker.reset.remote(folder) for worker in self.workers])
-        self.incarnations = [r["incarnation"] for r in ray.get([w.ready.remote() for w in self.workers])]
+        self._learn_incarnations()
