@@ -37,7 +37,7 @@ from cluster.models.click import ClickSpec
 from cluster.models.click_net import init_params
 from cluster.rng import stream
 from cluster.world import build_world
-from jobs.cli import config_parser, load_or_exit, run_guarded, first_paragraph
+from jobs.lib.cli import config_parser, load_or_exit, run_guarded, first_paragraph
 
 
 def baselines(features: ClickFeatures, train_rows: np.ndarray, test_rows: np.ndarray) -> dict[str, float]:

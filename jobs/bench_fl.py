@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from cluster.fl.inprocess import round_loop
-from jobs.cli import config_parser, load_or_exit, run_guarded, first_paragraph
+from jobs.lib.cli import config_parser, load_or_exit, run_guarded, first_paragraph
 from cluster.experiment import Experiment, build
 from jobs.fl_sim import run
 

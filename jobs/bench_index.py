@@ -43,7 +43,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from configs.schema import RetrievalConfig, SyntheticEmbeddingsConfig
-from jobs.cli import add_catalogue_arguments, first_paragraph
+from jobs.lib.cli import add_catalogue_arguments, first_paragraph
 
 KINDS = ("flat", "ivf", "ivf_rq", "hnsw")
 N_GROUPS = 8

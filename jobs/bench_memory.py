@@ -6,7 +6,7 @@ Ray's own daemons, against the goal of at most 4 GiB (4 * 2**30 bytes) per proce
 Every figure is in GiB (2**30 bytes). ``--check`` exits non-zero (``EXIT_OVER_LIMIT``) when any
 process peaked above the limit, or with fl_sim's own code when the run failed.
 Everything after ``--`` goes to ``jobs/fl_sim.py``. The job runs as a child that starts its own
-local Ray, so every actor is one of its descendants (see ``jobs/process_peaks.py``). Linux only.
+local Ray, so every actor is one of its descendants (see ``jobs/lib/process_peaks.py``). Linux only.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import argparse
 import time
 from typing import Optional, Sequence
 
-from jobs.process_peaks import ProcessPeak, run_and_watch
+from jobs.lib.process_peaks import ProcessPeak, run_and_watch
 
 FL_SIM = Path(__file__).resolve().parent / "fl_sim.py"
 GIB = 2**30
 # ``--check``'s exit status when a process peaked above the limit: none of fl_sim's own
-# (``jobs/cli.py``), which it passes on when the run itself failed.
+# (``jobs/lib/cli.py``), which it passes on when the run itself failed.
 EXIT_OVER_LIMIT = 4
 
 

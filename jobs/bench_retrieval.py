@@ -10,7 +10,7 @@ search through the shard and dual-vector actors, no HTTP (one fan-out per batch 
 (c) HTTP through Ray Serve at several concurrencies (the ingress batches concurrent requests),
 and (d) the floor under (c): a Serve deployment that parses the same body and answers at once,
 under the same proxy and load generator (wrk, pinned to the last core, its CPU use printed; see
-``jobs/wrk_load.py``) — no retrieval, so what it costs is Serve's and the
+``jobs/lib/wrk_load.py``) — no retrieval, so what it costs is Serve's and the
 machine's share. Prints queries per second, p50 and p99 latency, (b)/(a) and (c)/(d) in the same run.
 """
 
@@ -31,8 +31,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from configs import SimConfig
-from jobs.cli import add_catalogue_arguments, first_paragraph
-from jobs.haproxy_cleanup import haproxy_pids, stop_new_haproxies
+from jobs.lib.cli import add_catalogue_arguments, first_paragraph
+from jobs.lib.haproxy_cleanup import haproxy_pids, stop_new_haproxies
 
 
 def bench_config(args: argparse.Namespace, storage: Path) -> SimConfig:
@@ -162,7 +162,7 @@ def _load_level(args: argparse.Namespace, url: str, label: str, concurrency: int
         users = np.random.default_rng(0).integers(0, args.users, args.http_requests)
         latencies, wall = asyncio.run(_http_load(url, users, args.k, concurrency))
         return summarize(label, latencies, len(users), wall)
-    from jobs.wrk_load import run_wrk
+    from jobs.lib.wrk_load import run_wrk
 
     run_wrk(url, concurrency, 2, args.users, args.k)  # warm-up: connections, batches, caches
     result = run_wrk(url, concurrency, args.duration, args.users, args.k)
@@ -230,7 +230,7 @@ def soak(cfg: SimConfig, args: argparse.Namespace, concurrency: int = 64, durati
     from ray import serve
 
     from cluster.ports import free_port
-    from jobs.wrk_load import run_wrk, start_wrk
+    from jobs.lib.wrk_load import run_wrk, start_wrk
     from serve.retriever import FairRetriever
 
     port = free_port()
@@ -282,7 +282,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="Serve's HTTP proxy: Ray's Python proxy, or HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1)")
     args = parser.parse_args(argv)
     if args.load == "wrk":
-        from jobs.wrk_load import WrkMissing, wrk_binary
+        from jobs.lib.wrk_load import WrkMissing, wrk_binary
 
         try:
             wrk_binary()
@@ -298,7 +298,7 @@ def measure(cfg: SimConfig, args: argparse.Namespace, folder: Path) -> None:
 
     from cluster.bootstrap import init_ray
     from cluster.rng import stream
-    from jobs.retrieval_source import load_or_train_catalog
+    from jobs.lib.retrieval_source import load_or_train_catalog
 
     started = time.perf_counter()
     catalog, _, _ = load_or_train_catalog(cfg, with_requests=False)
@@ -348,7 +348,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             measure(cfg, args, folder)
     finally:
-        stop_new_haproxies(haproxies_before)  # see jobs/haproxy_cleanup.py
+        stop_new_haproxies(haproxies_before)  # see jobs/lib/haproxy_cleanup.py
     return 0
 
 

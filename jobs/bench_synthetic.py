@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 
 from cluster.data.parquet_io import save_dataset
 from cluster.data.synthetic import generate_synthetic
-from jobs.cli import config_parser, load_or_exit, run_guarded, first_paragraph
+from jobs.lib.cli import config_parser, load_or_exit, run_guarded, first_paragraph
 
 
 def _peak_rss_gib() -> float:

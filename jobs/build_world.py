@@ -21,8 +21,8 @@ import pyarrow as pa
 from cluster.data.parquet_io import write_table_atomic
 from cluster.world import World, build_world
 from configs import config_hash
-from jobs.cli import add_storage_argument, config_parser, load_or_exit, run_guarded, with_storage
-from jobs.outputs import new_run_dir, write_json_atomic, write_resolved_config
+from jobs.lib.cli import add_storage_argument, config_parser, load_or_exit, run_guarded, with_storage
+from jobs.lib.outputs import new_run_dir, write_json_atomic, write_resolved_config
 
 
 def population_table(world: World, cfg_hash: str, seed: int) -> pa.Table:

@@ -6,7 +6,7 @@ NDCG@10) and time to come within 5 % of the best NDCG@10.
         [--strategies fedavg ditto cali3f] [--seeds 0] [--out runs/cali3f-compare] [--parallel 2]
 
 Each cell (model × strategy × seed) is one Ray task running the aggregator's round loop in
-process (``jobs/grid.py``; bit-identical to ``jobs/fl_sim.py`` on actors, tested), written to
+process (``jobs/lib/grid.py``; bit-identical to ``jobs/fl_sim.py`` on actors, tested), written to
 ``<out>/cells/`` as soon as it finishes and skipped when the job runs again with the same
 settings. Outputs: results.parquet (one row per cell), rounds.parquet (NDCG per evaluated round),
 compare.md (the table, beside the paper's figures) and convergence.png.
@@ -29,8 +29,8 @@ import pyarrow as pa
 from cluster.data.parquet_io import write_table_atomic
 from cluster.storage import Storage
 from configs import SimConfig, config_hash
-from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded, first_paragraph
-from jobs.grid import add_grid_arguments, cell, grid_folder, run_cells
+from jobs.lib.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded, first_paragraph
+from jobs.lib.grid import add_grid_arguments, cell, grid_folder, run_cells
 
 MODELS = ("gmf", "mlp", "neumf")
 STRATEGIES = ("fedavg", "ditto", "cali3f")
@@ -96,14 +96,14 @@ def run_compare(base: SimConfig, models: Sequence[str], strategies: Sequence[str
 
 
 def write_outputs(results: pd.DataFrame, rounds: pd.DataFrame, out: Storage) -> str:
-    from jobs.cali3f_report import (
+    from jobs.lib.cali3f_report import (
         comparison_markdown,
         comparison_table,
         paired_differences,
         paired_markdown,
         plot_convergence,
     )
-    from jobs.outputs import write_text_atomic
+    from jobs.lib.outputs import write_text_atomic
 
     write_table_atomic(pa.Table.from_pandas(results, preserve_index=False), out / "results.parquet")
     write_table_atomic(pa.Table.from_pandas(rounds, preserve_index=False), out / "rounds.parquet")

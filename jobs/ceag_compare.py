@@ -6,7 +6,7 @@ CEAG's constraints (ψ_t ≤ ε per tier), against the unoptimized reference, on
         [--epsilons 0.01 0.02] [--dual-lr 2.0] [--buffer-size 2000] [--measure accuracy|pairwise]
         [--proxy loss|pairwise_logistic] [--seeds 0] [--out runs/ceag-compare-dlrm]
 
-Two phases of grid cells (``jobs/grid.py``: Ray tasks, resumable): first the reference (no
+Two phases of grid cells (``jobs/lib/grid.py``: Ray tasks, resumable): first the reference (no
 optimization) and every optimization alone; then every optimization with CEAG, whose reference
 table A_t(β_0) is the first phase's per-tier train accuracy of the same mapping and seed.
 Outputs: cells.parquet, rounds.parquet (λ and ψ per round), ceag.parquet (MDAC, max ψ,
@@ -32,10 +32,10 @@ from cluster.data.parquet_io import write_table_atomic
 from cluster.fairness.matrix import cell_measures, excess_gaps
 from configs import SimConfig
 from configs.presets import OPTIMIZATION_PRESETS
-from jobs.ceag_report import ceag_markdown, plot_multipliers
-from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded, first_paragraph
-from jobs.grid import add_grid_arguments, cell, grid_folder, run_cells
-from jobs.outputs import write_text_atomic
+from jobs.lib.ceag_report import ceag_markdown, plot_multipliers
+from jobs.lib.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded, first_paragraph
+from jobs.lib.grid import add_grid_arguments, cell, grid_folder, run_cells
+from jobs.lib.outputs import write_text_atomic
 from jobs.rf2_matrix import cell_config
 
 DEFAULT_OPTIMIZATIONS = ("exclude-lo", "channel-1:4:16", "prune-1:4:16", "quant-1:4:16")

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from cluster.data.download import ARCHIVES, GROUPLENS_BASE_URL, fetch_movielens
 from cluster.data.source import default_cache_dir
-from jobs.cli import run_guarded, first_paragraph
+from jobs.lib.cli import run_guarded, first_paragraph
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

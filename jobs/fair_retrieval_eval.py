@@ -29,7 +29,7 @@ from cluster.rng import stream as rng_stream
 from cluster.storage import Storage
 from configs import SimConfig
 from configs.retrieval_policy import FairSyncPolicy, KNeighborPolicy, MinRegularizerPolicy, PolicyConfig, TopKPolicy
-from jobs.cli import (
+from jobs.lib.cli import (
     first_paragraph,
     add_storage_argument,
     config_parser,
@@ -85,7 +85,7 @@ def _replay_method(policy: PolicyConfig, k: int, catalog, requests, targets, sha
 
     from actors.retrieval_coordinator import Coordinator
     from actors.retrieval_factory import start_dual
-    from jobs.retrieval_replay import replay
+    from jobs.lib.retrieval_replay import replay
 
     ray.get([s.forget_mu.remote() for s in shards])
     dual = start_dual(make_policy(policy, targets, batch=batch), shards, state, name_prefix=prefix)
@@ -130,9 +130,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     cfg = with_storage(load_or_exit(args), args.storage)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
-    from jobs.outputs import new_run_dir, write_resolved_config
-    from jobs.retrieval_report import write_report
-    from jobs.retrieval_source import load_or_train_catalog
+    from jobs.lib.outputs import new_run_dir, write_resolved_config
+    from jobs.lib.retrieval_report import write_report
+    from jobs.lib.retrieval_source import load_or_train_catalog
 
     catalog, requests, run_dir = load_or_train_catalog(cfg)
     print(f"{len(catalog.item_ids):,} items in {catalog.n_groups} groups, {len(requests):,} requests, "

@@ -33,7 +33,7 @@ from cluster.experiment import Experiment, build
 from cluster.fl.round_loop import WorkersLost
 from cluster.storage import Storage, StorageError, as_storage
 from configs import ConfigError, SimConfig, config_hash, load_config_text
-from jobs.cli import (
+from jobs.lib.cli import (
     first_paragraph,
     EXIT_RUN_LOST,
     add_storage_argument,
@@ -42,7 +42,7 @@ from jobs.cli import (
     run_guarded,
     with_storage,
 )
-from jobs.outputs import new_run_dir, write_json_atomic, write_resolved_config
+from jobs.lib.outputs import new_run_dir, write_json_atomic, write_resolved_config
 
 
 class RunLost(RuntimeError):
@@ -129,7 +129,7 @@ def _run_rounds(exp: Experiment, aggregator, done: int, run_dir: Storage, quiet:
             continue
         round_index += 1
         if not quiet:
-            from jobs.fl_results import progress_line
+            from jobs.lib.fl_results import progress_line
 
             print(progress_line(record, exp.cfg.fl.rounds, exp.fleet.tiers.names, exp.ops.metric_names), flush=True)
     return restarts
@@ -154,7 +154,7 @@ def _await_restart(aggregator, run_dir: Storage, timeout_s: float = 300.0) -> in
 
 def write_results(exp: Experiment, run_dir: Storage, outcome: dict) -> dict:
     from cluster.data.parquet_io import write_table_atomic
-    from jobs.fl_results import rounds_table, tiers_table, versions
+    from jobs.lib.fl_results import rounds_table, tiers_table, versions
 
     cfg, names = exp.cfg, exp.fleet.tiers.names
     digest = config_hash(cfg)
@@ -173,7 +173,7 @@ def write_results(exp: Experiment, run_dir: Storage, outcome: dict) -> dict:
 
 def _write_ncf_tables(exp: Experiment, run_dir: Storage, outcome: dict, digest: str) -> None:
     from cluster.data.parquet_io import write_table_atomic
-    from jobs.fl_results import clients_table, item_embeddings_table
+    from jobs.lib.fl_results import clients_table, item_embeddings_table
 
     cfg, dataset = exp.cfg, exp.world.dataset
     clients, hit, ndcg = outcome["client_metrics"]
@@ -193,7 +193,7 @@ def _write_ncf_tables(exp: Experiment, run_dir: Storage, outcome: dict, digest: 
 def _write_user_queries(exp: Experiment, run_dir: Storage, queries: list, digest: str) -> None:
     """Each worker's (clients, query vectors), as one table in client-id order."""
     from cluster.data.parquet_io import write_table_atomic
-    from jobs.fl_results import user_queries_table
+    from jobs.lib.fl_results import user_queries_table
 
     clients = np.concatenate([c for c, _ in queries])
     vectors = np.concatenate([v for _, v in queries])
@@ -299,7 +299,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {why}; the run folder {run} keeps its last checkpoint: continue with  "
               f"python jobs/fl_sim.py --resume '{run.uri}'", file=sys.stderr)
         return EXIT_RUN_LOST
-    from jobs.fl_results import final_table
+    from jobs.lib.fl_results import final_table
 
     print(final_table(outcome["history"], exp.fleet.tiers.names, exp.ops.metric_names))
     train = outcome.get("train_eval") or {}

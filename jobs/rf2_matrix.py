@@ -6,7 +6,7 @@ change against no optimization, MDAC, and what each buys in simulated time.
         [--out runs/rf2-matrix-dlrm] [--parallel 2] [--plot-mapping hetero-vhigh]
 
 Each cell (mapping × configuration × seed) is one Ray task running the aggregator's round loop
-in process (``jobs/grid.py``; bit-identical to an actor run of the same config), as many at once
+in process (``jobs/lib/grid.py``; bit-identical to an actor run of the same config), as many at once
 as the cluster has CPUs (or ``--parallel``). A finished cell is written to ``<out>/cells/`` at
 once and skipped when the job runs again with the same settings, so a killed matrix resumes.
 Outputs: cells.parquet (AUC per cell and tier, held-out and train),
@@ -33,9 +33,9 @@ from cluster.fairness.matrix import cell_measures, excess_gaps, mean_over_seeds
 from cluster.storage import Storage
 from configs import SimConfig
 from configs.presets import OPTIMIZATION_PRESETS, RF2_CONFIGURATIONS
-from jobs.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded, first_paragraph
-from jobs.grid import add_grid_arguments, cell, grid_folder, run_cells
-from jobs.rf2_report import matrix_markdown, plot_mdac, plot_tier_change
+from jobs.lib.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded, first_paragraph
+from jobs.lib.grid import add_grid_arguments, cell, grid_folder, run_cells
+from jobs.lib.rf2_report import matrix_markdown, plot_mdac, plot_tier_change
 
 MAPPINGS = ("random", "hetero-vlow", "hetero-low", "hetero-mid", "hetero-high", "hetero-vhigh")
 
@@ -82,7 +82,7 @@ def write_outputs(rows: pd.DataFrame, tiers: tuple[str, ...], out: Storage, plot
                               on=["model", "mapping", "seed", "configuration"], how="left")
     measures = mean_over_seeds(per_seed, tiers)
     write_table_atomic(pa.Table.from_pandas(measures, preserve_index=False), out / "measures.parquet")
-    from jobs.outputs import write_text_atomic
+    from jobs.lib.outputs import write_text_atomic
 
     write_text_atomic(out / "matrix.md", matrix_markdown(measures, tiers, plot_mapping))
     plot_mdac(measures, out / "mdac.png")

@@ -24,7 +24,7 @@ from cluster.rng import stream
 from cluster.tiers.heterogeneity import tier_heterogeneity
 from cluster.tiers.latency import TierTable
 from cluster.tiers.mapping import PRESETS, map_users_to_tiers
-from jobs.cli import config_parser, load_or_exit, run_guarded, first_paragraph
+from jobs.lib.cli import config_parser, load_or_exit, run_guarded, first_paragraph
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,6 +1,6 @@
 """Where the retriever's vectors and request stream come from: a trained GMF run folder or the
 synthetic embedding generator. Training a missing run is the jobs' business
-(``jobs/retrieval_source.py``); a served application only ever reads one."""
+(``jobs/lib/retrieval_source.py``); a served application only ever reads one."""
 
 from __future__ import annotations
 

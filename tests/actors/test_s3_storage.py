@@ -20,7 +20,7 @@ from configs import load_config
 from cluster.experiment import build
 from cluster.fl.inprocess import train_rounds
 from jobs.fl_sim import main
-from jobs.outputs import write_resolved_config
+from jobs.lib.outputs import write_resolved_config
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from cluster.ports import free_port
-from jobs.haproxy_cleanup import haproxy_pids, stop_new_haproxies
+from jobs.lib.haproxy_cleanup import haproxy_pids, stop_new_haproxies
 from configs import SimConfig
 from tests.conftest import REPO_ROOT
 from tests.e2e.head_node import HeadNode, ray_cli, start_head, stop_process

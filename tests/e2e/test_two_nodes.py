@@ -120,7 +120,7 @@ def test_fl_sim_equals_one_node_and_survives_its_aggregator_being_killed(cluster
     from cluster.experiment import build
     from cluster.fl.inprocess import train_rounds
     from configs import load_config
-    from jobs.fl_results import rounds_table
+    from jobs.lib.fl_results import rounds_table
 
     head, _, shared = cluster
     # The one-node reference: the in-process loop, which a one-node actor run equals

@@ -199,7 +199,7 @@ def test_a_replica_sigkilled_under_wrk_load_leaves_no_received_list_uncounted(ba
     import shutil
     import signal
 
-    from jobs.wrk_load import start_wrk
+    from jobs.lib.wrk_load import start_wrk
 
     if shutil.which("wrk") is None:
         if os.environ.get("FAIRFLEET_REQUIRE_WRK") == "1":

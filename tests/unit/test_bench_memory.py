@@ -5,7 +5,7 @@ import pytest
 
 from jobs import bench_memory
 from jobs.bench_memory import EXIT_OVER_LIMIT, GIB, check_status, report
-from jobs.process_peaks import ProcessPeak
+from jobs.lib.process_peaks import ProcessPeak
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

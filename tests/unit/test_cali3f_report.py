@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from jobs.cali3f_compare import main
-from jobs.cali3f_report import comparison_markdown, comparison_table, time_to_within
+from jobs.lib.cali3f_report import comparison_markdown, comparison_table, time_to_within
 
 
 def _rounds(model, strategy, ndcg, step_s):
@@ -68,7 +68,7 @@ def test_two_seeds_give_a_confidence_interval():
 
 
 def test_paired_differences_against_fedavg_by_hand():
-    from jobs.cali3f_report import paired_differences, paired_markdown
+    from jobs.lib.cali3f_report import paired_differences, paired_markdown
 
     rows = []
     for seed, (fedavg, cali3f) in enumerate([(0.60, 0.50), (0.62, 0.50), (0.64, 0.53)]):

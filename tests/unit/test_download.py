@@ -66,7 +66,7 @@ def test_unknown_archive_and_missing_url(tmp_path: Path):
 
 def test_cli_prints_folder_and_rejects_bad_checksum(tmp_path: Path, capsys):
     from jobs.download_movielens import main
-    from jobs.cli import run_guarded
+    from jobs.lib.cli import run_guarded
 
     base_url, _ = _publish(tmp_path)
     assert run_guarded(main, ["ml-100k", "--cache-dir", str(tmp_path / "c1"), "--base-url", base_url]) == 0

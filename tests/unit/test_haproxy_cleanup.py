@@ -5,7 +5,7 @@ import os
 import subprocess
 import time
 
-from jobs.haproxy_cleanup import haproxy_pids, stop_new_haproxies
+from jobs.lib.haproxy_cleanup import haproxy_pids, stop_new_haproxies
 
 
 def test_only_the_haproxies_started_after_the_snapshot_are_stopped(tmp_path):

@@ -2,7 +2,7 @@ import sys
 
 import pytest
 
-from jobs.process_peaks import ProcessPeak, role_of, run_and_watch
+from jobs.lib.process_peaks import ProcessPeak, role_of, run_and_watch
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

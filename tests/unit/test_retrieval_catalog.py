@@ -14,7 +14,7 @@ from cluster.models.ncf import NCFSpec, init_global, retrieval_queries, score_ca
 from cluster.retrieval.run_catalog import heldout_requests, load_run_catalog
 from cluster.retrieval.synthetic_embeddings import synthetic_catalog
 from configs.schema import RetrievalConfig, SyntheticEmbeddingsConfig
-from jobs.fl_results import item_embeddings_table, user_queries_table
+from jobs.lib.fl_results import item_embeddings_table, user_queries_table
 
 
 def test_gmf_query_vectors_rank_items_exactly_as_the_model_scores_them():

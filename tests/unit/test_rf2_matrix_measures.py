@@ -8,7 +8,7 @@ import pytest
 
 from cluster.fairness.matrix import cell_measures, excess_gaps, mean_over_seeds
 from cluster.fairness.measures import mdac
-from jobs.rf2_report import findings, matrix_markdown
+from jobs.lib.rf2_report import findings, matrix_markdown
 
 TIERS = ("low", "mid", "high")
 

@@ -142,7 +142,7 @@ def test_a_place_that_cannot_be_written_is_a_storage_error_naming_it(tmp_path):
 
 
 def test_fl_sim_refuses_a_bad_storage_at_once_with_one_line(tmp_path, capsys):
-    from jobs.cli import run_guarded
+    from jobs.lib.cli import run_guarded
     from jobs.fl_sim import main
 
     (tmp_path / "a-file").write_text("not a folder")

@@ -1,4 +1,4 @@
-"""jobs/wrk_load.py against a real wrk and a real (tiny) HTTP server: the figures it parses, the
+"""jobs/lib/wrk_load.py against a real wrk and a real (tiny) HTTP server: the figures it parses, the
 non-2xx answers it counts, and the generator's own CPU it reports."""
 
 import json
@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from jobs.wrk_load import parse_wrk, run_wrk
+from jobs.lib.wrk_load import parse_wrk, run_wrk
 
 REPORT = """Running 1s test @ http://127.0.0.1:18777/retrieve
   1 threads and 4 connections

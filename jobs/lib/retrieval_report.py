@@ -8,8 +8,8 @@ from cluster.data.parquet_io import write_table_atomic
 from cluster.retrieval.policies import fairsync_batch
 from cluster.storage import Storage
 from configs import SimConfig, config_hash
-from jobs.outputs import write_text_atomic
-from jobs.plotting import pyplot, save_figure
+from jobs.lib.outputs import write_text_atomic
+from jobs.lib.plotting import pyplot, save_figure
 
 COLUMNS = ("method", "batch_size", "recall", "ndcg", "hr", "esp", "fill", "worst_group_share", "ms_per_request")
 

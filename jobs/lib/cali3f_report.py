@@ -9,7 +9,7 @@ import pandas as pd
 
 from cluster.fairness.stats import ci95_half_width
 from cluster.storage import Storage
-from jobs.plotting import pyplot, save_figure
+from jobs.lib.plotting import pyplot, save_figure
 
 # Zhu et al. 2022: Table II (ML-100K, HR@10 / NDCG@10) and Table III (ML-1M, std of NDCG@10).
 PAPER_ML100K = {("neumf", "cali3f"): (0.71, 0.40), ("neumf", "fedavg"): (0.70, 0.36)}

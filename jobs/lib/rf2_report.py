@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cluster.storage import Storage
-from jobs.plotting import pyplot, save_figure
+from jobs.lib.plotting import pyplot, save_figure
 
 _MAPPING_ORDER = ("random", "hetero-vlow", "hetero-low", "hetero-mid", "hetero-high", "hetero-vhigh")
 

@@ -134,7 +134,7 @@ def run_and_store(cell_fn: Callable[[dict, str], tuple[list[dict], list[dict]]],
 
 def add_grid_arguments(parser, default_out: str) -> None:
     """The options every grid job shares: seeds, output folder, cells at once, Ray address."""
-    from jobs.cli import add_storage_argument
+    from jobs.lib.cli import add_storage_argument
 
     parser.add_argument("--seeds", nargs="+", type=int, default=[0],
                         help="seeds, each a full repetition; three or more give 95 %% confidence intervals (default: %(default)s)")

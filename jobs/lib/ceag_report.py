@@ -7,7 +7,7 @@ import pandas as pd
 
 from cluster.fairness.stats import ci95_half_width
 from cluster.storage import Storage
-from jobs.plotting import pyplot, save_figure
+from jobs.lib.plotting import pyplot, save_figure
 
 
 def _pct(value: float) -> str:
