@@ -1,0 +1,31 @@
+"""The jobs a user runs, by the name ``fairfleet <name>`` gives each. ``jobs/<module>.py`` is the
+same job run as a script; every job module has ``main(argv) -> int``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str      # ``fairfleet <name>``; "bench fl" is the bench group's "fl"
+    module: str    # the job module under jobs/
+    summary: str   # one line for ``fairfleet --help``
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("sim", "fl_sim", "run one federated-learning experiment on Ray actors"),
+    Command("world", "build_world", "build the simulated world from a config and print its summary"),
+    Command("download", "download_movielens", "download and verify a GroupLens MovieLens archive into the cache"),
+    Command("tiers", "tier_heterogeneity", "heterogeneity of RF²'s six tier-mapping presets on a data set"),
+    Command("matrix", "rf2_matrix", "RF²'s matrix: every tier-aware optimization under every tier mapping"),
+    Command("ceag", "ceag_compare", "each optimization without and with CEAG's tier constraints"),
+    Command("cali3f", "cali3f_compare", "FedAvg, Ditto and Cali3F side by side on MovieLens 100K"),
+    Command("retrieval-eval", "fair_retrieval_eval", "the fair retriever's quality and exposure against baselines"),
+    Command("bench fl", "bench_fl", "FL engine speed: client updates per second, in process and on actors"),
+    Command("bench click", "bench_click", "do the click models learn: in-process FedAvg of DLRM and DIN"),
+    Command("bench index", "bench_index", "the retriever's shard index kinds side by side"),
+    Command("bench memory", "bench_memory", "peak memory of every process of an FL run against 4 GiB"),
+    Command("bench retrieval", "bench_retrieval", "speed of the fair retriever over HTTP against Serve's own floor"),
+    Command("bench synthetic", "bench_synthetic", "speed and memory of the synthetic world generator"),
+)
