@@ -138,7 +138,7 @@ def submit(client, config: Path, overrides: list[str], cache: Path) -> str:
 
 
 def submit_with_cli(head: HeadNode, overrides: list[str], cache: Path, storage: Path) -> subprocess.Popen:
-    """The README's way: `ray job submit` (blocking: it streams the job's log and exits with the
+    """The documented way: `ray job submit` (blocking: it streams the job's log and exits with the
     job's outcome), started in the background so the other job and the retriever overlap it."""
     sets = [arg for item in [*overrides, f"data.cache_dir={cache}", f"storage={storage}"] for arg in ("--set", item)]
     command = [ray_cli(), "job", "submit", "--address", head.dashboard_url, "--working-dir", str(REPO_ROOT),
