@@ -1,7 +1,7 @@
 """Every strategy x model kind x optimization class, two rounds in process: a combination the
 engine supports trains (finite global model, every kept client aggregated) and does what its
 optimization says, against the same cell without one; one it does not support is refused by the
-config with a message that says why. ``CAPABILITIES`` is the README's table.
+config with a message that says why. ``CAPABILITIES`` is the table in docs/concepts/strategies.md.
 
 The first round is where a cell and its reference compare client by client: with the same seed
 both select the same clients (selection and latency draws have streams of their own) and train
