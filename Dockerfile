@@ -1,5 +1,5 @@
 # FairFleet on Ray: the image every pod of configs/kuberay/*.yaml runs (head, workers, the RayJob
-# submitter). Build and push it (the README's "Deploy on Kubernetes"):
+# submitter). Build and push it (docs/how-to/kuberay.md):
 #   docker build -t fairfleet:0.1.0 .
 #
 # The base is the official Ray image with the Ray and Python versions the project is developed

@@ -27,7 +27,7 @@ def tier_gap(changes: pd.DataFrame, tiers: tuple[str, ...]) -> dict:
     highest and lowest, the per-seed difference between them (paired: the same seed's run),
     its mean and 95 % half-width, and whether the interval excludes zero — the tier gap then
     exceeds what the seeds' noise alone gives. The pair is picked from the same means it is
-    tested on, which favours a gap; the note is in the README beside the tables."""
+    tested on, which favours a gap; the note is in docs/concepts/fairness-measures.md."""
     means = {t: float(changes[f"change_{t}"].mean()) for t in tiers}
     high, low = max(means, key=means.get), min(means, key=means.get)
     per_seed = (changes[f"change_{high}"] - changes[f"change_{low}"]).to_numpy(np.float64)
