@@ -25,7 +25,8 @@ class _Optimization(StrictModel):
     ``fl.optimization=prune-1:4:16``), or ``kind`` with its own settings. ``levels`` maps a tier
     name to its level; a tier left out is not optimized."""
 
-    preset: Optional[str] = None
+    preset: Optional[str] = Field(None, description="a preset's name (configs/presets.py): it sets kind and that "
+                                                    "kind's settings; the name alone may be the whole value")
 
 
 class NoOptimization(_Optimization):
@@ -168,7 +169,8 @@ class CEAGConfig(StrictModel):
         2000, description="per-sample correctness values kept per tier (the paper's 40 is per minibatch sample; "
                           "a federated round brings thousands per tier)")
     reference_run: Optional[Location] = Field(None, description="an fl_sim run folder: a local path or storage URI")
-    reference_accuracy: Optional[dict[str, float]] = None
+    reference_accuracy: Optional[dict[str, float]] = Field(
+        None, description="tier → the reference model's train accuracy, every tier named; instead of reference_run")
 
     @field_validator("reference_accuracy")
     @classmethod
@@ -289,11 +291,12 @@ class FLRuntimeConfig(StrictModel):
     """Where and how the actors run. None of it changes a result (tested: same results with one
     or three workers per tier), so it is left out of the config hash."""
 
-    workers_per_tier: PositiveInt = 1
+    workers_per_tier: PositiveInt = Field(1, description="worker actors per tier, each holding a share of the "
+                                                         "tier's clients")
     worker_num_cpus: NonNegativeFloat = Field(
         0.0, description="CPUs Ray reserves per worker actor; 0 lets many single-threaded workers share 2 cores"
     )
-    worker_max_restarts: int = Field(3, ge=0)
+    worker_max_restarts: int = Field(3, ge=0, description="times Ray restarts a killed worker actor")
     aggregator_max_restarts: int = Field(
         3, ge=0, description="times Ray brings a killed aggregator back to continue from its last checkpoint")
     round_timeout_s: PositiveFloat = Field(300.0, description="wall-clock wait for workers before a round gives up on them")
@@ -303,30 +306,47 @@ class FLRuntimeConfig(StrictModel):
 
 
 class FLConfig(StrictModel):
-    """Defaults are the NCF recipe that learns on ML-100K (README, "Finding a recipe that
-    learns"); RF²'s click-model recipe is client_lr 1, both scales 1, AdaGrad server lr 0.1."""
+    """Defaults are the NCF recipe that learns on ML-100K (docs/concepts/federated-simulation.md,
+    "The NCF learning rates"); RF²'s click-model recipe is client_lr 1, both scales 1, AdaGrad server lr 0.1."""
 
-    rounds: PositiveInt = 20
-    clients_per_round: PositiveInt = 100
-    local_epochs: PositiveInt = 1
+    rounds: PositiveInt = Field(20, description="federated rounds to run")
+    clients_per_round: PositiveInt = Field(
+        100, description="n: clients whose updates a round keeps; with over-selection (1+x)·n are selected and the "
+                         "fastest n kept")
+    local_epochs: PositiveInt = Field(1, description="passes each client makes over its local samples per round")
     client_lr: PositiveFloat = Field(3.0, description="client SGD lr of the dense (non-embedding) weights; a click "
                                                       "model trains every tensor at this rate")
     item_lr_scale: PositiveFloat = Field(100.0, description="NCF: client lr multiplier for item embeddings")
     user_lr_scale: PositiveFloat = Field(30.0, description="NCF: client lr multiplier for the private user vector")
     loss_reduction: Literal["mean", "sum"] = Field("mean", description="a client's BCE averaged or summed over its samples")
-    negatives_per_positive: PositiveInt = 4
-    server_optimizer: Literal["sgd", "adagrad"] = "sgd"
-    server_lr: PositiveFloat = 1.0
+    negatives_per_positive: PositiveInt = Field(4, description="NCF: sampled negatives a client trains on per "
+                                                               "positive")
+    server_optimizer: Literal["sgd", "adagrad"] = Field(
+        "sgd", description="how the server applies the averaged update: sgd (θ += lr·Δ) or adagrad (FedAdagrad, "
+                           "Reddi et al. 2021)")
+    server_lr: PositiveFloat = Field(1.0, description="the server optimizer's step size (sgd at 1: plain FedAvg)")
     server_eps: PositiveFloat = Field(1e-3, description="AdaGrad's τ (Reddi et al. 2021)")
     overselect: NonNegativeFloat = Field(0.0, description="x in (1+x)·n selected clients")
-    optimization: OptimizationConfig = NoOptimization()
-    fairness: FairnessConfig = NoFairness()
-    strategy: StrategyConfig = FedAvgConfig()
-    upload: UploadConfig = TouchedUpload()
-    deadline_s: Optional[PositiveFloat] = None
-    eval_every: PositiveInt = 1
-    checkpoint_every: PositiveInt = 5
-    runtime: FLRuntimeConfig = FLRuntimeConfig()
+    optimization: OptimizationConfig = Field(
+        NoOptimization(), description="the tier-aware speed-up (RF² Table 1): a preset's name, or a kind with its "
+                                      "settings")
+    fairness: FairnessConfig = Field(NoFairness(), description="the tier-fairness mitigation: none, or CEAG's "
+                                                               "per-tier constraints (strategy fedavg only)")
+    strategy: StrategyConfig = Field(
+        FedAvgConfig(), description="how the server turns uploads into the models it serves: fedavg (one global "
+                                    "model), ditto (a personal model per client), cali3f (a model per cluster)")
+    upload: UploadConfig = Field(
+        TouchedUpload(), description="which embedding rows a client uploads: touched (only those its samples "
+                                     "read), dense (every row) or padded (the touched rows among decoys)")
+    deadline_s: Optional[PositiveFloat] = Field(
+        None, description="simulated seconds a round waits: a client slower than this is dropped from the round "
+                          "(none: no deadline)")
+    eval_every: PositiveInt = Field(1, description="rounds between evaluations on the test rows (the last round is "
+                                                   "always evaluated)")
+    checkpoint_every: PositiveInt = Field(5, description="rounds between an fl_sim run's checkpoints, which "
+                                                         "--resume continues from")
+    runtime: FLRuntimeConfig = Field(FLRuntimeConfig(), description="where and how the actors run; never changes a "
+                                                                    "result")
 
     @model_validator(mode="after")
     def _one_overselect(self) -> "FLConfig":

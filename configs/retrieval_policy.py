@@ -21,8 +21,11 @@ class FairSyncPolicy(StrictModel):
     kind: Literal["fairsync"] = "fairsync"
     batch_size: PositiveInt = Field(32, description="B: requests served with one μ before the dual step")
     lr: PositiveFloat = Field(0.01, description="the dual step size")
-    optimizer: Literal["adam", "sgd"] = "adam"
-    variant: Literal["projected", "full"] = "projected"
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="how μ steps on its subgradient (torch's Adam or SGD)")
+    variant: Literal["projected", "full"] = Field(
+        "projected", description="projected: λ = −μ ≥ 0, exposure is only a lower bound, so a group above its minimum "
+                                 "is never pushed below what relevance gives it; full: the paper's unprojected dual with "
+                                 "the total-exposure term on argmax μ")
 
 
 class TopKPolicy(StrictModel):

@@ -14,15 +14,19 @@ from configs.retrieval_policy import FairSyncPolicy, PolicyConfig, POLICY_MOVED,
 class SyntheticEmbeddingsConfig(StrictModel):
     """Item and user vectors drawn directly (no training), for scale and for skewed cases."""
 
-    n_items: PositiveInt = 20_000
-    n_users: PositiveInt = 2_000
-    dim: PositiveInt = 32
-    n_groups: PositiveInt = 8
-    group_spread: PositiveFloat = 1.0
+    n_items: PositiveInt = Field(20_000, description="items in the catalogue")
+    n_users: PositiveInt = Field(2_000, description="users; each is one request of the stream")
+    dim: PositiveInt = Field(32, description="length of every item and user vector")
+    n_groups: PositiveInt = Field(8, description="item groups, each around its own centroid")
+    group_spread: PositiveFloat = Field(1.0, description="scale of the group centroids against each item's own "
+                                                         "noise: larger, groups further apart")
     disliked_group: Optional[int] = Field(None, ge=0, description="a group every user scores low")
-    dislike_strength: PositiveFloat = 2.0
-    query_noise: NonNegativeFloat = 0.5
-    heldout_temperature: PositiveFloat = 0.5
+    dislike_strength: PositiveFloat = Field(2.0, description="the disliked group's score penalty, in standard "
+                                                             "deviations of the user-item scores")
+    query_noise: NonNegativeFloat = Field(0.5, description="std of the noise added to a user's true vector to make "
+                                                           "the query the retriever sees")
+    heldout_temperature: PositiveFloat = Field(
+        0.5, description="τ of the softmax(⟨u, e⟩ / τ) over a user's 200 best items that draws its held-out item")
 
     @model_validator(mode="after")
     def _disliked_exists(self) -> "SyntheticEmbeddingsConfig":
@@ -107,7 +111,7 @@ class HNSWIndex(StrictModel):
     ef_search: PositiveInt = Field(256, description="search beam per query")
     overfetch: PositiveInt = Field(1, description="at least overfetch x K candidates re-scored (the beam widens "
                                                   "to that when larger)")
-    # Relevance: on a small catalogue the graph over the group columns lost recall (README).
+    # Relevance: on a small catalogue the graph over the group columns lost recall (docs/results/index-kinds.md).
     fetch_by: FetchBy = Field("relevance", description=_FETCH_BY.description)
 
     def shard_index_settings(self) -> dict:
@@ -145,16 +149,25 @@ class RetrievalConfig(StrictModel):
     """The fair retriever (FairSync): where vectors come from, how items are grouped, the
     exposure targets, the policy that sets the per-group score offsets, and the index layout."""
 
-    source: Literal["run", "synthetic"] = "run"
+    source: Literal["run", "synthetic"] = Field(
+        "run", description="run: vectors of a trained GMF fl_sim run (run_dir); synthetic: vectors drawn by "
+                           "retrieval.synthetic")
     run_dir: Optional[Location] = Field(
         None, description="an fl_sim run folder (GMF), a local path or storage URI; none: train one first")
-    synthetic: SyntheticEmbeddingsConfig = SyntheticEmbeddingsConfig()
-    group_by: Literal["genre", "popularity", "column"] = "genre"
-    group_column: Optional[str] = None
-    popularity_buckets: int = Field(5, ge=2)
-    k: PositiveInt = 10
-    max_k: PositiveInt = 100
-    n_shards: PositiveInt = 2
+    synthetic: SyntheticEmbeddingsConfig = Field(SyntheticEmbeddingsConfig(), description="the drawn vectors, for "
+                                                                                          "source synthetic")
+    group_by: Literal["genre", "popularity", "column"] = Field(
+        "genre", description="source run: how items are grouped: genre (the item file's group column: an item's "
+                             "first listed genre, or its synthetic group), popularity (buckets by training "
+                             "interactions) or column (group_column)")
+    group_column: Optional[str] = Field(None, description="group_by column: the item file's column to group by")
+    popularity_buckets: int = Field(5, ge=2, description="group_by popularity: equal-size buckets, least popular "
+                                                         "first")
+    k: PositiveInt = Field(10, description="K: items per request in the evaluation, and the slots per request the "
+                                           "exposure targets count")
+    max_k: PositiveInt = Field(100, description="the largest k a served request may ask for")
+    n_shards: PositiveInt = Field(2, description="shard actors the items are split over at random, each with its "
+                                                 "own index")
     shard_num_cpus: NonNegativeFloat = Field(
         0.0, description="CPUs Ray reserves per shard actor; > 0 places shards on nodes with CPUs to give")
     index: IndexConfig = Field(

@@ -39,16 +39,28 @@ __all__ = ["CEAGConfig", "Cali3FConfig", "DittoConfig", "FLConfig", "FLRuntimeCo
 class SyntheticConfig(StrictModel):
     """The embedded default world: no download, deterministic by the root seed."""
 
-    n_users: PositiveInt = 2_000
-    n_items: PositiveInt = 1_000
-    n_groups: PositiveInt = 10
-    target_interactions: PositiveInt = 60_000
-    latent_dim: PositiveInt = 16
-    popularity_exponent: PositiveFloat = 1.0
-    activity_sigma: NonNegativeFloat = 1.0
-    min_user_interactions: int = Field(5, ge=2)
-    taste_temperature: PositiveFloat = 3.0
-    chunk_size: PositiveInt = 2_000_000
+    n_users: PositiveInt = Field(2_000, description="users (clients) in the world")
+    n_items: PositiveInt = Field(1_000, description="items in the catalogue")
+    n_groups: PositiveInt = Field(10, description="item groups (the synthetic genres), each around its own latent "
+                                                  "centroid")
+    target_interactions: PositiveInt = Field(
+        60_000, description="interactions in all, roughly: each user has min_user_interactions plus a log-normal "
+                            "share of the rest, at most half the catalogue")
+    latent_dim: PositiveInt = Field(16, description="length of the latent taste and item vectors that decide who "
+                                                    "interacts with what and how it is rated")
+    popularity_exponent: PositiveFloat = Field(
+        1.0, description="power law of item popularity: inside its group, the item of popularity rank r is drawn "
+                         "in proportion to r^-exponent")
+    activity_sigma: NonNegativeFloat = Field(
+        1.0, description="σ of the log-normal user activity: larger, a heavier tail of very active users")
+    min_user_interactions: int = Field(5, ge=2, description="interactions every user has at least (needs n_items "
+                                                            ">= 2x this)")
+    taste_temperature: PositiveFloat = Field(
+        3.0, description="how strongly a user's taste picks the groups its items come from (the scale of the "
+                         "taste-centroid cosine in the group softmax; popularity mass is added to it)")
+    chunk_size: PositiveInt = Field(
+        2_000_000, description="not read by the generator, which works in fixed blocks of 32,768 users; changing "
+                               "it changes only the data cache key")
 
     @model_validator(mode="after")
     def _enough_items(self) -> "SyntheticConfig":
@@ -66,13 +78,20 @@ class SyntheticConfig(StrictModel):
 
 
 class DataConfig(StrictModel):
-    source: Literal["synthetic", "movielens"] = "synthetic"
-    path: Optional[Path] = None
-    cache_dir: Optional[Path] = None
-    synthetic: SyntheticConfig = SyntheticConfig()
+    source: Literal["synthetic", "movielens"] = Field(
+        "synthetic", description="synthetic: the embedded generator (data.synthetic); movielens: the MovieLens "
+                                 "files in data.path")
+    path: Optional[Path] = Field(None, description="folder of MovieLens files (ml-100k, ml-1m or the CSV layout); "
+                                                   "needed by source movielens")
+    cache_dir: Optional[Path] = Field(
+        None, description="folder of the Parquet data cache (none: $FAIRFLEET_CACHE, else "
+                          "$XDG_CACHE_HOME/fairfleet or ~/.cache/fairfleet)")
+    synthetic: SyntheticConfig = Field(SyntheticConfig(), description="the generator's settings, for source "
+                                                                      "synthetic")
     click_threshold: float = Field(5.0, description="rating >= threshold is a click (RF²)")
     n_negatives: PositiveInt = Field(99, description="sampled negatives per leave-one-out test item")
-    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="click models: the latest share of each "
+                                    "user's ratings held out as test rows (at least one, and one left to train)")
 
     @field_validator("path", "cache_dir", mode="before")
     @classmethod
@@ -94,16 +113,18 @@ class DataConfig(StrictModel):
 class Gaussian(StrictModel):
     """A per-client, per-round draw; negative or tiny draws are floored by the latency model."""
 
-    mean: PositiveFloat
-    std: NonNegativeFloat = 0.0
+    mean: PositiveFloat = Field(description="mean of the draw")
+    std: NonNegativeFloat = Field(0.0, description="standard deviation of the draw (0: always the mean)")
 
 
 class TierProfileConfig(StrictModel):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="the tier's name, unique; optimization levels and results name "
+                                                "tiers by it")
     share: PositiveFloat = Field(1.0, description="relative share of users the mapping aims for")
-    compute_s_per_sample: Gaussian
-    download_mbps: Gaussian
-    upload_mbps: Gaussian
+    compute_s_per_sample: Gaussian = Field(description="seconds of local training per sample, drawn per client "
+                                                       "and round")
+    download_mbps: Gaussian = Field(description="download bandwidth in Mbit/s, drawn per client and round")
+    upload_mbps: Gaussian = Field(description="upload bandwidth in Mbit/s, drawn per client and round")
 
 
 def _default_tiers() -> list[TierProfileConfig]:
@@ -132,7 +153,9 @@ def _default_tiers() -> list[TierProfileConfig]:
 
 
 class TiersConfig(StrictModel):
-    profiles: list[TierProfileConfig] = Field(default_factory=_default_tiers, min_length=1)
+    profiles: list[TierProfileConfig] = Field(default_factory=_default_tiers, min_length=1,
+                                              description="the device tiers, one latency profile each; a tier's "
+                                                          "place in the list is its id")
     latency_floor_fraction: float = Field(
         0.1, gt=0.0, le=1.0, description="a Gaussian draw never goes below this fraction of its mean"
     )
@@ -153,11 +176,19 @@ MappingName = Literal[
 
 
 class TierMappingConfig(StrictModel):
-    mapping: MappingName = "hetero-mid"
+    mapping: MappingName = Field(
+        "hetero-mid", description="how users are mapped to tiers: random, one of RF²'s Dirichlet presets from "
+                                  "hetero-vlow (α 5000, close to random) to hetero-vhigh (α 0.005, the tiers' "
+                                  "tastes differ most), or dirichlet with alpha")
     alpha: Optional[PositiveFloat] = Field(None, description="Dirichlet α, only for mapping 'dirichlet'")
-    balance: bool = True
-    feedback: Literal["click", "implicit"] = "click"
-    heterogeneity_top_items: PositiveInt = 100
+    balance: bool = Field(True, description="Dirichlet mappings: each draw's largest probability goes to the tier "
+                                            "furthest below its share (RF² Algorithm 1's balancing)")
+    feedback: Literal["click", "implicit"] = Field(
+        "click", description="the interactions the mapping visits: click (ratings >= data.click_threshold) or "
+                             "implicit (every rating)")
+    heterogeneity_top_items: PositiveInt = Field(
+        100, description="most-clicked items over which the tiers' click distributions are compared (the "
+                         "reported tier heterogeneity, a mean Jensen-Shannon divergence)")
 
     @model_validator(mode="after")
     def _alpha_only_for_dirichlet(self) -> "TierMappingConfig":
@@ -176,9 +207,11 @@ class ModelConfig(StrictModel):
     """NCF models (gmf, mlp, neumf) rank items for leave-one-out HR/NDCG; click models (dlrm, din)
     predict RF²'s click label (5 stars) and are measured by AUC."""
 
-    kind: Literal["gmf", "mlp", "neumf", "dlrm", "din"] = "gmf"
-    embedding_dim: PositiveInt = 16
-    mlp_layers: list[PositiveInt] = Field(default_factory=lambda: [64, 32, 16], min_length=1)
+    kind: Literal["gmf", "mlp", "neumf", "dlrm", "din"] = Field(
+        "gmf", description="the model every client trains: NCF gmf, mlp or neumf, or click model dlrm or din")
+    embedding_dim: PositiveInt = Field(16, description="length of every user and item embedding vector")
+    mlp_layers: list[PositiveInt] = Field(default_factory=lambda: [64, 32, 16], min_length=1,
+                                          description="widths of the MLP tower's hidden layers (mlp, neumf)")
     init_std: PositiveFloat = Field(0.1, description="std of the initial embedding vectors")
     history_len: PositiveInt = Field(50, description="click models: the most recent clicks a sample sees")
     bottom_hidden: list[PositiveInt] = Field(default_factory=lambda: [16], min_length=1, description="DLRM")
@@ -191,23 +224,29 @@ class ModelConfig(StrictModel):
 
 
 class ServeConfig(StrictModel):
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="not read by any job: Ray Serve takes the HTTP host from the "
+                                               "Serve config's http_options (configs/serve/*.yaml)")
+    port: int = Field(8000, ge=1, le=65535, description="not read by any job: Ray Serve takes the HTTP port from "
+                                                        "the Serve config's http_options (configs/serve/*.yaml)")
 
 
 # --------------------------------------------------------------------------- root
 class SimConfig(StrictModel):
-    name: str = "fairfleet"
-    seed: int = Field(0, ge=0)
+    name: str = Field("fairfleet", description="the experiment's name, part of every run folder's name "
+                                               "(<job>-<name>-<time>-<config hash>)")
+    seed: int = Field(0, ge=0, description="the root seed: every random stream of a run (data, tier mapping, "
+                                           "selection, latency, training) derives from it")
     storage: Location = Field("runs", description="where every file a job writes or reads at run time lives: a local "
                          "path (NFS included) or a URI (file://, s3://bucket/prefix?endpoint_override=..., gs://)")
-    data: DataConfig = DataConfig()
-    tiers: TiersConfig = TiersConfig()
-    tier_mapping: TierMappingConfig = TierMappingConfig()
-    model: ModelConfig = ModelConfig()
-    fl: FLConfig = FLConfig()
-    retrieval: RetrievalConfig = RetrievalConfig()
-    serve: ServeConfig = ServeConfig()
+    data: DataConfig = Field(DataConfig(), description="the data set (synthetic or MovieLens) and how it is split")
+    tiers: TiersConfig = Field(TiersConfig(), description="the device tiers and their latency profiles")
+    tier_mapping: TierMappingConfig = Field(TierMappingConfig(), description="how users are mapped to tiers")
+    model: ModelConfig = Field(ModelConfig(), description="the recommendation model")
+    fl: FLConfig = Field(FLConfig(), description="the federated rounds, the tier-aware optimization, the fairness "
+                                                 "mitigation and the strategy")
+    retrieval: RetrievalConfig = Field(RetrievalConfig(), description="the fair retriever (FairSync)")
+    serve: ServeConfig = Field(ServeConfig(), description="an HTTP address no job reads; Ray Serve takes its "
+                                                          "own from the Serve config")
 
     @model_validator(mode="after")
     def _optimization_fits(self) -> "SimConfig":
