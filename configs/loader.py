@@ -2,6 +2,16 @@
 
 Every failure becomes a :class:`ConfigError` whose message names the file and the field path,
 so a job can print it and exit with code 2 before it writes anything.
+
+Where relative paths point:
+
+* a config file's path is read relative to the current directory, and, when no such file is
+  there, relative to the project folder (the folder that holds ``configs/``), so
+  ``--config configs/demo.yaml`` names the packaged preset from any directory;
+* a relative ``data.path`` written in a packaged config (a file in ``configs/``) is found the same
+  way: in the current directory when it exists there, else relative to the project folder;
+* every other relative path, a ``data.path`` given with ``--set`` or written in a config of your
+  own included, and ``storage`` (where the outputs go), is relative to the current directory.
 """
 
 from __future__ import annotations
@@ -9,6 +19,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -21,17 +32,35 @@ from configs.schema import SimConfig
 from configs.suggest import suggestion
 
 CONFIG_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = CONFIG_DIR.parent
 
 
 class ConfigError(ValueError):
     """A config file, an override or a value is wrong; the message says what and where."""
 
 
+def find_config(path: str | Path) -> Path:
+    """``path`` itself when it exists or is absolute, else the same relative path under the project
+    folder when a file is there; otherwise ``path`` unchanged (reading it then says where it looked)."""
+    path = Path(path)
+    if path.is_absolute() or path.exists():
+        return path
+    packaged = PROJECT_DIR / path
+    return packaged if packaged.exists() else path
+
+
+def _not_found(path: Path) -> str:
+    if path.is_absolute():
+        return f"{path}: config file not found"
+    return (f"{path}: config file not found (looked for {Path.cwd() / path} and, in the project folder, "
+            f"{PROJECT_DIR / path})")
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(_not_found(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     return _parse_yaml(text, str(path))
@@ -132,10 +161,28 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     """Read ``path`` (or the defaults when None), apply overrides in order, validate.
 
     The file is laid over the defaults first, so an override can reach into a default list
-    (``tiers.profiles.0.share=2``) that the file does not spell out.
+    (``tiers.profiles.0.share=2``) that the file does not spell out. Relative paths are found as
+    the module docstring says.
     """
-    given: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
-    return _validate(given, str(path) if path is not None else "defaults", overrides)
+    if path is None:
+        return _validate({}, "defaults", overrides)
+    file = find_config(path)
+    return _validate(_anchor_data_path(_read_yaml(file), file), str(file), overrides)
+
+
+def _anchor_data_path(given: dict[str, Any], file: Path) -> dict[str, Any]:
+    """A packaged config's relative ``data.path`` means the data beside the project (the
+    MovieLens presets' ``../shared/...``), wherever the job is started: when it is not there
+    relative to the current directory, it is made absolute under the project folder. From the
+    project folder itself nothing changes, so neither do the resolved config and its hash."""
+    data = given.get("data")
+    packaged = CONFIG_DIR in file.resolve().parents
+    if not packaged or not isinstance(data, dict) or not isinstance(data.get("path"), str):
+        return given
+    written = Path(os.path.expandvars(os.path.expanduser(data["path"])))
+    if written.is_absolute() or written.exists() or Path.cwd().resolve() == PROJECT_DIR:
+        return given
+    return {**given, "data": {**data, "path": os.path.normpath(PROJECT_DIR / written)}}
 
 
 def load_config_text(text: str, source: str, overrides: Iterable[str] = ()) -> SimConfig:

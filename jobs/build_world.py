@@ -21,7 +21,7 @@ import pyarrow as pa
 from cluster.data.parquet_io import write_table_atomic
 from cluster.world import World, build_world
 from configs import config_hash
-from jobs.lib.cli import add_storage_argument, config_parser, load_or_exit, run_guarded, with_storage
+from jobs.lib.cli import add_storage_argument, config_parser, first_paragraph, load_or_exit, run_guarded, with_storage
 from jobs.lib.outputs import new_run_dir, write_json_atomic, write_resolved_config
 
 
@@ -64,7 +64,7 @@ def format_summary(summary: dict) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = config_parser(__doc__.splitlines()[1])
+    parser = config_parser(first_paragraph(__doc__))
     parser.add_argument("--no-cache", action="store_true", help="parse or generate the data afresh")
     add_storage_argument(parser)
     args = parser.parse_args(argv)

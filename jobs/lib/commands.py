@@ -29,3 +29,18 @@ COMMANDS: tuple[Command, ...] = (
     Command("bench retrieval", "bench_retrieval", "speed of the fair retriever over HTTP against Serve's own floor"),
     Command("bench synthetic", "bench_synthetic", "speed and memory of the synthetic world generator"),
 )
+
+GROUPS: dict[str, str] = {
+    "bench": "benchmarks of speed, memory and learning",
+}
+
+# The smallest useful run of the commands a new user reaches for first, as ``fairfleet --help`` shows them.
+EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("fairfleet world", "the demo's synthetic world and its tiers, in seconds"),
+    ("fairfleet sim --set fl.rounds=5", "a five-round federated run of the demo"),
+    ("fairfleet download ml-100k", "MovieLens 100K into the cache; it prints the data.path to use"),
+    ("fairfleet sim --config configs/ml100k.yaml --set data.path=DIR --set fl.rounds=20",
+     "twenty rounds on MovieLens 100K, DIR the folder download printed"),
+    ("fairfleet bench synthetic --scales 0.01", "the world generator's speed and memory at 1% scale"),
+    ("fairfleet serve", "the fair retriever over HTTP on 127.0.0.1:8000 (Ctrl-C stops it)"),
+)
