@@ -49,7 +49,12 @@ def start_workers(cfg: FLConfig, shards: Iterable[ClientShard], spec: NCFSpec | 
     return handles
 
 
-def start_aggregator(cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int, workers: list,
+def worker_names(cfg: FLConfig, tier_names: tuple[str, ...]) -> list[str]:
+    """The workers ``start_workers`` starts, by name, in its order."""
+    return [worker_name(tier, i) for tier in tier_names for i in range(cfg.runtime.workers_per_tier)]
+
+
+def start_aggregator(cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int,
                      worker_of_user: np.ndarray, checkpoints: Optional[Storage], run_name: str):
     """``max_restarts``: Ray brings a killed aggregator back, and it continues from ``checkpoints``.
     Its constructor arguments stay pinned because the driver that owns them lives for the job.
@@ -58,4 +63,5 @@ def start_aggregator(cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int, 
     return ray.remote(Aggregator).options(
         name="aggregator", num_cpus=0, max_restarts=cfg.runtime.aggregator_max_restarts if checkpoints is not None else 0,
         max_task_retries=0,  # a round in flight when it died is redone from the checkpoint instead
-    ).remote(cfg, ops, fleet, seed, workers, worker_of_user, checkpoints, run_name, initial)
+    ).remote(cfg, ops, fleet, seed, worker_names(cfg, fleet.tiers.names), worker_of_user, checkpoints, run_name,
+             initial)

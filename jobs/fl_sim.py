@@ -4,6 +4,7 @@
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- python jobs/fl_sim.py --config ...
     python jobs/fl_sim.py --resume runs/fl-demo-...      # continue a killed run from its checkpoint
     python jobs/fl_sim.py --storage s3://bucket/runs?endpoint_override=...   # run folder in object storage
+    python jobs/fl_sim.py --config configs/ml100k.yaml --report docs/results/ncf-ml100k.md   # and a results page
 
 Writes a run folder in the storage (``storage`` / ``--storage``: a local path, NFS, or a URI): rounds.parquet, tiers.parquet, clients.parquet, item_embeddings.parquet,
 user_queries.parquet (GMF only: the retriever's query vectors), config.yaml, versions.json, summary.json,
@@ -11,6 +12,8 @@ shards/ (each worker's clients, which a worker restarted on any node reloads) an
 fl.checkpoint_every rounds; JSON + npz, no pickle). Click models (dlrm, din) write no clients.parquet,
 item_embeddings.parquet or user_queries.parquet. summary.json's final_train holds the train measures
 (click models: AUC, accuracy and pair rate per tier; NCF: the pair rate, CEAG's reference).
+plots/ holds quality per tier and the tier gap over rounds and over simulated time, and the clients
+each tier lost per round; summary.json's plots lists them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
+import re
 import time
+from pathlib import PurePosixPath
 from typing import Optional, Sequence
 
 import numpy as np
@@ -43,6 +48,7 @@ from jobs.lib.cli import (
     with_storage,
 )
 from jobs.lib.outputs import new_run_dir, write_json_atomic, write_resolved_config
+from jobs.lib.results_page import add_report_argument
 
 
 class RunLost(RuntimeError):
@@ -86,7 +92,7 @@ def _start_actors(exp: Experiment, run_dir: Storage, quiet: bool) -> tuple[list,
     # Each shard is saved and let go as its worker starts: a worker reads its own from storage.
     workers = start_workers(cfg.fl, exp.shards(), exp.spec, exp.recipe, cfg.seed, exp.fleet.tiers.names, run_dir,
                             progress=not quiet)
-    aggregator = start_aggregator(cfg.fl, exp.ops, exp.fleet, cfg.seed, workers, exp.worker_of_user,
+    aggregator = start_aggregator(cfg.fl, exp.ops, exp.fleet, cfg.seed, exp.worker_of_user,
                                   run_dir / "checkpoint", run_name=run_dir.name)
     return workers, aggregator
 
@@ -168,7 +174,20 @@ def write_results(exp: Experiment, run_dir: Storage, outcome: dict) -> dict:
     write_json_atomic(run_dir / "versions.json", versions())
     summary = run_summary(exp, run_dir, outcome, digest)
     write_json_atomic(run_dir / "summary.json", summary)
+    # Drawn once the results are safe: a figure that fails costs only itself (a warning, and
+    # summary.json does not list it).
+    plots = _write_plots(exp, run_dir, outcome)
+    if plots:
+        summary["plots"] = plots
+        write_json_atomic(run_dir / "summary.json", summary)
     return summary
+
+
+def _write_plots(exp: Experiment, run_dir: Storage, outcome: dict) -> dict[str, str]:
+    from jobs.lib.run_plots import write_run_plots
+
+    return write_run_plots(outcome["history"], exp.fleet.tiers.names, run_dir, metric=exp.ops.metric_names[0],
+                           resumed_from=outcome["resumed_from"], label=exp.cfg.name)
 
 
 def _write_ncf_tables(exp: Experiment, run_dir: Storage, outcome: dict, digest: str) -> None:
@@ -253,6 +272,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                                                         "its checkpoint")
     parser.add_argument("--address", help="Ray address to join (default: $RAY_ADDRESS, else a private local Ray)")
     add_storage_argument(parser)
+    add_report_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -280,8 +300,100 @@ def finished_rounds(run_dir: Storage) -> Optional[int]:
         return None  # a damaged summary: resuming rewrites it
 
 
+def updates_per_s(outcome: dict) -> float:
+    """Client updates per second of wall time, over the rounds this process ran."""
+    total = sum(r["client_updates"] for r in outcome["history"][outcome["resumed_from"]:])
+    return total / max(outcome["wall_s"], 1e-9)
+
+
+def check_report_location(location: Optional[str]) -> None:
+    """Before the run: a page that cannot be written fails now, not after the last round."""
+    if not location:
+        return
+    if not location.split("?", 1)[0].endswith(".md"):
+        raise ConfigError(f"--report {location}: a results page is a Markdown file ending in .md")
+    from jobs.lib.results_page import _parent
+
+    _parent(Storage(location)).check_writable()
+
+
+_STRATEGY_LABELS = {"fedavg": "FedAvg", "ditto": "Ditto", "cali3f": "Cali3F"}
+
+
+def report_title(exp: Experiment) -> str:
+    from jobs.lib.job_page import dataset_title
+
+    cfg = exp.cfg
+    family = "click model" if cfg.model.is_click else "NCF"
+    strategy = _STRATEGY_LABELS.get(cfg.fl.strategy.kind, cfg.fl.strategy.kind)
+    return (f"Federated {family} on {dataset_title(exp.world.dataset.name)} "
+            f"({cfg.model.kind.upper()}, {strategy}; config {cfg.name})")
+
+
+def _redacted(args: Sequence[str]) -> list[str]:
+    # A storage URI may carry credentials (user:secret@host); a published page must not.
+    return [re.sub(r"(://)[^/@\s]+@", r"\1***@", a) for a in args]
+
+
+def write_report(location: str, exp: Experiment, run_dir: Storage, outcome: dict,
+                 argv: Optional[Sequence[str]] = None) -> Storage:
+    """The run's results page: the command, its setup, final quality per tier, time and
+    throughput, and the run's plots (copied beside the page)."""
+    from jobs.lib.fl_results import final_markdown
+    from jobs.lib.job_page import dataset_title, job_command
+    from jobs.lib.results_page import ResultsPage
+    from jobs.lib.run_plots import PLOT_FILES, plot_caption
+
+    cfg, history, names = exp.cfg, outcome["history"], exp.fleet.tiers.names
+    args = _redacted(sys.argv[1:] if argv is None else argv)
+    page = ResultsPage(title=report_title(exp), command=job_command(__file__, args), seeds=[cfg.seed])
+    fl = cfg.fl
+    setup = [
+        "| | |", "|---|---|",
+        f"| config | {cfg.name} (hash `{config_hash(cfg)}`) |",
+        f"| data | {dataset_title(exp.world.dataset.name)}"
+        + ("" if cfg.model.is_click else f", {cfg.data.n_negatives} sampled negatives per held-out item") + " |",
+        f"| model | {cfg.model.kind} |",
+        f"| rounds | {len(history)} × {fl.clients_per_round} clients (over-selection {fl.overselect:.0%}), "
+        f"evaluated every {fl.eval_every} rounds |",
+        f"| strategy | {fl.strategy.kind}, optimization {fl.optimization.preset or fl.optimization.kind} |",
+        f"| tier mapping | {cfg.tier_mapping.mapping} |",
+        f"| run folder | `{run_dir.describe()}` |",
+    ]
+    if outcome["resumed_from"]:
+        setup.append(f"| resumed | after round {outcome['resumed_from']} |")
+    page.add("Setup", "\n".join(setup))
+    page.add("Final quality", final_markdown(history, names, exp.ops.metric_names))
+    sim_s = history[-1]["sim_time_s"] if history else 0.0
+    ran = len(history) - outcome["resumed_from"]
+    page.add("Time", "\n".join([
+        "| | |", "|---|---|",
+        f"| simulated time | {_duration(sim_s)} |",
+        f"| wall time of the rounds | {outcome['wall_s']:,.1f} s for {ran} rounds |",
+        f"| client updates/s | {updates_per_s(outcome):,.0f} |",
+    ]))
+    plots = run_dir.read_json("summary.json").get("plots", {})
+    for name in [n for n in PLOT_FILES if n in plots]:
+        rel = plots[name]
+        page.add_plot(PurePosixPath(rel).name, plot_caption(name, exp.ops.metric_names[0]), _copy_from(run_dir, rel))
+    return page.write(location)  # the plots first, the page last: it never links a missing one
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 3600:
+        return f"{seconds:,.0f} s ({seconds / 3600:.1f} h)"
+    if seconds >= 120:
+        return f"{seconds:,.0f} s ({seconds / 60:.1f} min)"
+    return f"{seconds:,.1f} s"
+
+
+def _copy_from(run_dir: Storage, rel: str):
+    return lambda target: target.write_bytes("", run_dir.read_bytes(rel))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    check_report_location(args.report)
     if args.resume:
         run_dir = Storage(args.resume)
         cfg = resume_config(run_dir, args.overrides)
@@ -297,9 +409,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except RunLost as lost:
         run, why = lost.args
         print(f"error: {why}; the run folder {run} keeps its last checkpoint: continue with  "
-              f"python jobs/fl_sim.py --resume '{run.uri}'", file=sys.stderr)
+              f"fairfleet sim --resume '{run.uri}'", file=sys.stderr)
         return EXIT_RUN_LOST
-    from jobs.lib.fl_results import final_table
+    from jobs.lib.fl_results import chance_note, final_table
 
     print(final_table(outcome["history"], exp.fleet.tiers.names, exp.ops.metric_names))
     train = outcome.get("train_eval") or {}
@@ -307,10 +419,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"train AUC {train['auc_train']:.4f} (the rows clients trained on)")
     elif "pair_train" in train:
         print(f"train pair rate {train['pair_train']:.4f} (positives above their sampled negatives)")
-    total = sum(r["client_updates"] for r in outcome["history"][outcome["resumed_from"]:])
     print(f"simulated time {outcome['history'][-1]['sim_time_s']:.1f} s, wall time {outcome['wall_s']:.1f} s, "
-          f"{total / max(outcome['wall_s'], 1e-9):,.0f} client updates/s")
+          f"{updates_per_s(outcome):,.0f} client updates/s")
+    note = chance_note(outcome["history"], exp.cfg.data.n_negatives)
+    if note:
+        print(note)
     print(f"wrote {run_dir}")
+    if args.report:
+        print(f"wrote results page {write_report(args.report, exp, run_dir, outcome, argv)}")
     return 0
 
 

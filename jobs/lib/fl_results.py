@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import platform
 from importlib import metadata
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
@@ -127,19 +128,63 @@ def progress_line(record: dict, total_rounds: int, tier_names: tuple[str, ...],
             f"{record['client_updates_per_s']:,.0f} upd/s")
 
 
+def _final_rows(history: list[dict], tier_names: tuple[str, ...], metrics: tuple[str, ...]):
+    """(tier, last evaluated values, selected, dropped, failed) for "all" and each tier."""
+    last = next((r for r in reversed(history) if metrics[0] in r), {})
+    total = lambda key: sum(r.get(key, 0) for r in history)  # noqa: E731
+    for tier in ("all", *tier_names):
+        suffix = "" if tier == "all" else f"_{tier}"
+        yield (tier, [last.get(m + suffix) for m in metrics], total("selected" + suffix), total("dropped" + suffix),
+               total("failed" + suffix))
+
+
 def final_table(history: list[dict], tier_names: tuple[str, ...], metrics: tuple[str, ...] = ("hr10", "ndcg10")) -> str:
     """Last evaluation per tier, with selection totals over the whole run."""
     last = next((r for r in reversed(history) if metrics[0] in r), {})
-    total = lambda key: sum(r[key] for r in history)  # noqa: E731
     header = "".join(f"{METRIC_LABELS[m]:>9}" for m in metrics)
     lines = [f"{'tier':<8}{header}{'selected':>10}{'dropped':>9}{'failed':>8}"]
-    for tier in ("all", *tier_names):
-        suffix = "" if tier == "all" else f"_{tier}"
-        values = "".join(f"{_fmt(last.get(m + suffix)):>9}" for m in metrics)
-        lines.append(
-            f"{tier:<8}{values}{total('selected' + suffix):>10,}{total('dropped' + suffix):>9,}{total('failed' + suffix):>8,}"
-        )
+    for tier, values, selected, dropped, failed in _final_rows(history, tier_names, metrics):
+        shown = "".join(f"{_fmt(v):>9}" for v in values)
+        lines.append(f"{tier:<8}{shown}{selected:>10,}{dropped:>9,}{failed:>8,}")
     spread = [m for m in metrics if f"{m}_std" in last]
     if spread:
         lines.append("std across clients: " + ", ".join(f"{METRIC_LABELS[m]} {_fmt(last.get(m + '_std'))}" for m in spread))
     return "\n".join(lines)
+
+
+def final_markdown(history: list[dict], tier_names: tuple[str, ...],
+                   metrics: tuple[str, ...] = ("hr10", "ndcg10")) -> str:
+    """final_table as a Markdown table, naming the round the quality was measured at."""
+    last = next((r for r in reversed(history) if metrics[0] in r), {})
+    labels = [METRIC_LABELS.get(m, m) for m in metrics]
+    lines = ["| tier | " + " | ".join(labels) + " | selected | dropped | failed |",
+             "|---|" + "---:|" * (len(metrics) + 3)]
+    for tier, values, selected, dropped, failed in _final_rows(history, tier_names, metrics):
+        shown = " | ".join(_fmt(v).strip() for v in values)
+        lines.append(f"| {tier} | {shown} | {selected:,} | {dropped:,} | {failed:,} |")
+    if last:
+        lines += ["", f"Held-out quality at round {last['round']}, the last evaluation; selected, dropped and "
+                      "failed clients are summed over all rounds."]
+    spread = [m for m in metrics if f"{m}_std" in last]
+    if spread:
+        lines.append("Standard deviation across clients: "
+                     + ", ".join(f"{METRIC_LABELS.get(m, m)} {_fmt(last.get(m + '_std'))}" for m in spread) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def chance_note(history: list[dict], n_negatives: int) -> Optional[str]:
+    """A line for a run whose final quality is still near what random scores give, saying so and
+    why: a short run of an embedding model ranks at chance until its item vectors spread out."""
+    last = next((r for r in reversed(history) if "hr10" in r or "auc" in r), None)
+    if last is None:
+        return None
+    if "hr10" in last:
+        chance = min(1.0, 10 / (n_negatives + 1))
+        value, label, what = last["hr10"], "HR@10", f"10 of the {n_negatives + 1} candidates"
+    else:
+        chance, value, label, what = 0.5, last["auc"], "AUC", "a coin flip"
+    if not math.isfinite(value) or value > 1.25 * chance:
+        return None
+    return (f"note: final {label} {value:.4f} is near chance ({chance:.2f}, {what}): the item embeddings start "
+            f"random and a run needs some rounds before it learns (the demo about 10); add rounds with "
+            f"--set fl.rounds=N")

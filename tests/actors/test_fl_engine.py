@@ -49,7 +49,7 @@ def start(exp, run_dir: Path):
     run = Storage(run_dir)
     shards = exp.shards()
     workers = start_workers(exp.cfg.fl, shards, exp.spec, exp.recipe, exp.cfg.seed, exp.fleet.tiers.names, run)
-    aggregator = start_aggregator(exp.cfg.fl, exp.ops, exp.fleet, exp.cfg.seed, workers, exp.worker_of_user,
+    aggregator = start_aggregator(exp.cfg.fl, exp.ops, exp.fleet, exp.cfg.seed, exp.worker_of_user,
                                   run / "checkpoint", run_name=run.name)
     ray.get([w.ready.remote() for w in workers] + [aggregator.ready.remote()])
     return workers, aggregator
@@ -200,15 +200,35 @@ def test_an_aggregator_that_cannot_come_back_stops_the_run_with_exit_3_and_the_r
     assert json.loads((run / "checkpoint" / "latest.json").read_text())["round"] >= 2
 
 
-def test_resuming_a_finished_run_says_so_and_leaves_its_folder_alone(tmp_path: Path, capsys):
+def test_a_finished_run_has_its_plots_and_page_and_resuming_it_leaves_its_folder_alone(tmp_path: Path, capsys):
+    """One short run (evaluated once, at its last round) for two things: the plots summary.json
+    lists and the --report page with the same plots beside it; then --resume on it, which says
+    there is nothing left and writes nothing."""
     from jobs.fl_sim import main
+    from jobs.lib.results_page import machine_line
 
     sets = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
             "fl.clients_per_round=40", "fl.rounds=2", "fl.checkpoint_every=2", "fl.overselect=0",
             f"data.cache_dir={tmp_path / 'cache'}"]
-    assert main(["--config", "configs/demo.yaml", *[a for s in sets for a in ("--set", s)],
-                 "--storage", str(tmp_path / "runs")]) == 0
+    args = ["--config", "configs/demo.yaml", *[a for s in sets for a in ("--set", s)],
+            "--storage", str(tmp_path / "runs"), "--report", str(tmp_path / "site" / "fl-demo.md")]
+    assert main(args) == 0
     (run,) = (tmp_path / "runs").glob("fl-*")
+    plots = json.loads((run / "summary.json").read_text())["plots"]
+    assert sorted(plots) == ["clients_lost_by_round", "quality_by_round", "quality_by_sim_time"]
+    for rel in plots.values():
+        assert (run / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (run / rel).stat().st_size > 15_000, rel
+
+    page = (tmp_path / "site" / "fl-demo.md").read_text()
+    assert page.startswith("# Federated NCF on synthetic, 240 users × 300 items (GMF, FedAvg; config demo)")
+    assert "`python jobs/fl_sim.py --config configs/demo.yaml --set" in page and "--report" in page
+    assert f"| machine | {machine_line()} |" in page and "| seeds | 0 (1 seed) |" in page
+    assert "| tier | HR@10 | NDCG@10 | selected | dropped | failed |" in page and "client updates/s" in page
+    for rel in plots.values():
+        name = Path(rel).name
+        assert f"](fl-demo/{name})" in page, name
+        assert (tmp_path / "site" / "fl-demo" / name).read_bytes() == (run / rel).read_bytes()
+
     written = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     capsys.readouterr()
     assert main(["--resume", str(run)]) == 0

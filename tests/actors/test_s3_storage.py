@@ -40,7 +40,7 @@ def test_fl_run_writes_to_s3_and_resumes_from_it(s3_server, tmp_path: Path):
     write_resolved_config(run_dir, cfg)
     shards = exp.shards()
     workers = start_workers(cfg.fl, shards, exp.spec, exp.recipe, cfg.seed, exp.fleet.tiers.names, run_dir)
-    aggregator = start_aggregator(cfg.fl, exp.ops, exp.fleet, cfg.seed, workers, exp.worker_of_user,
+    aggregator = start_aggregator(cfg.fl, exp.ops, exp.fleet, cfg.seed, exp.worker_of_user,
                                   run_dir / "checkpoint", run_name="crashed")
     try:
         for _ in range(3):
