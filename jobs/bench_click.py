@@ -1,4 +1,5 @@
-"""Do the click models learn? In-process FedAvg of DLRM and DIN on RF²'s click task, AUC per round.
+"""Do the click models learn? Train DLRM and DIN with in-process FedAvg on RF²'s click task and print
+the test AUC per round.
 
     python jobs/bench_click.py [--config configs/ml100k.yaml] [--models dlrm din] [--rounds 60]
                                [--clients 100] [--epochs 1] [--history 50] [--eval-every 10]
@@ -78,14 +79,19 @@ def run_model(kind: str, args, features: ClickFeatures, indptr: np.ndarray, rows
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = config_parser(first_paragraph(__doc__), default_config="configs/ml100k.yaml")
-    parser.add_argument("--models", nargs="+", choices=["dlrm", "din"], default=["dlrm", "din"])
-    parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--clients", type=int, default=100)
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--models", nargs="+", choices=["dlrm", "din"], default=["dlrm", "din"],
+                        help="click models to train, one after the other (default: both)")
+    parser.add_argument("--rounds", type=int, default=60, help="FedAvg rounds per model (default: %(default)s)")
+    parser.add_argument("--clients", type=int, default=100, help="clients per round (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=1, help="local epochs per client (default: %(default)s)")
     parser.add_argument("--history", type=int, default=50, help="most recent clicks a sample sees")
-    parser.add_argument("--client-lr", type=float, default=1.0)
-    parser.add_argument("--server-lr", type=float, default=0.1)
-    parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--client-lr", type=float, default=1.0,
+                        help="clients' local learning rate (default: %(default)s)")
+    parser.add_argument("--server-lr", type=float, default=0.1,
+                        help="the server's Adagrad learning rate (default: %(default)s)")
+    parser.add_argument("--eval-every", type=int, default=10,
+                        help="rounds between test AUC measurements; the last round is always measured "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
     cfg = load_or_exit(args)
     torch.set_num_threads(1)

@@ -1,6 +1,6 @@
 """Benchmark the FL engine: client updates per second, wall seconds per epoch, peak memory.
 
-    python jobs/bench_fl.py [--config configs/ml100k.yaml] [--rounds 40] [--workers 1 2]
+    python jobs/bench_fl.py [--config configs/ml100k.yaml] [--rounds 40] [--workers 1 2] [--report PAGE.md]
 
 Runs GMF, 100 clients per round, 1 local epoch (the settings of the speed goal) on Ray actors,
 once per workers-per-tier value, and the same rounds in one process without Ray as the
@@ -26,6 +26,8 @@ from cluster.fl.inprocess import round_loop
 from jobs.lib.cli import config_parser, load_or_exit, run_guarded, first_paragraph
 from cluster.experiment import Experiment, build
 from jobs.fl_sim import run
+from jobs.lib.job_page import dataset_title, job_command, seeds_phrase, write_page
+from jobs.lib.results_page import ResultsPage, add_report_argument, markdown_table
 
 BENCH_SETTINGS = ["model.kind=gmf", "fl.clients_per_round=100", "fl.local_epochs=1", "fl.overselect=0", "fl.checkpoint_every=100000"]
 
@@ -101,10 +103,52 @@ def on_ray(exp: Experiment, rounds: int) -> dict:
             "hr10": eval_round.get("hr10", float("nan"))}
 
 
+def speed_page(command: str, dataset: str, cfg, rounds: int, n_clients: int, baseline: dict, on_ray_rows: list[dict],
+               floor_s: float, driver_peak_mib: float) -> ResultsPage:
+    """The results page: both paths' speed, per-round phase costs, Ray's own floor, the goal's verdict."""
+    epoch = n_clients / cfg.fl.clients_per_round
+    epochs = f"{cfg.fl.local_epochs} local epoch{'s' if cfg.fl.local_epochs != 1 else ''}"
+    page = ResultsPage(
+        title=f"FL engine speed: GMF on {dataset}, {cfg.fl.clients_per_round} clients per round, {epochs}",
+        command=command, seeds=[cfg.seed],
+        intro=(f"{rounds} training rounds per mode over {n_clients:,} clients, timed in one process without Ray "
+               "and on Ray actors; both run the same round loop, only the worker pool differs. Evaluation runs "
+               "after the last round and is timed apart."))
+
+    def row(mode: str, result: dict, evaluation: str) -> list[str]:
+        phases = result["phases"]
+        return [mode, f"{result['updates_per_s']:,.0f}", f"{result['round_s']:.3f}", f"{result['round_s'] * epoch:.2f}",
+                f"{result['updates_per_s'] / baseline['updates_per_s']:.2f}x",
+                *(f"{1e3 * phases[k]:.1f}" for k in ("plan_s", "train_s", "aggregate_s")), evaluation]
+
+    rows = [row("in process (no Ray)", baseline, "–")]
+    rows += [row(f"Ray, {r['workers']} worker(s) per tier", r, f"{r['eval_round_s']:.2f}") for r in on_ray_rows]
+    page.add("Client updates per second", markdown_table(
+        ["mode", "updates/s", "s/round", "s/epoch", "vs in process", "plan (ms/round)", "train (ms/round)",
+         "aggregate (ms/round)", f"evaluation of all {n_clients:,} clients (s)"], rows))
+    lines = []
+    for r in on_ray_rows:
+        ratio = r["updates_per_s"] / baseline["updates_per_s"]
+        lines.append(f"- Ray with {r['workers']} worker(s) per tier runs at {ratio:.2f}x the in-process path: the goal "
+                     f"(at least 1.00x) is {'met' if ratio >= 1.0 else 'not met'} in this run.")
+    lines.append(f"- Ray's own cost per round at this run's payload (the aggregator's worker pool over echo actors "
+                 f"that answer with one real round's uploads and train nothing): {1e3 * floor_s:.1f} ms, "
+                 f"{floor_s / baseline['round_s']:.2f}x the whole in-process round.")
+    lines.append(f"- Peak resident memory of the driver: {driver_peak_mib:,.0f} MiB.")
+    lines.append(f"- One run, {seeds_phrase([cfg.seed])}: no confidence interval. Wall-clock timings move with "
+                 "whatever else the machine runs, so compare ratios within one run, not across pages.")
+    page.add("What the run shows", "\n".join(lines))
+    return page
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = config_parser(first_paragraph(__doc__), default_config="configs/ml100k.yaml")
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=40,
+                        help="rounds timed in each mode; evaluation follows the last (default: %(default)s)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="client workers per tier, one Ray run per value (default: 1 2)")
+    add_report_argument(parser)
     args = parser.parse_args(argv)
     args.overrides = BENCH_SETTINGS + [f"fl.rounds={args.rounds}", f"fl.eval_every={args.rounds}"] + args.overrides
     cfg = load_or_exit(args)
@@ -123,10 +167,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{'in-process (no Ray)':<28}{baseline['updates_per_s']:>11,.0f}{baseline['round_s']:>9.3f}"
           f"{baseline['round_s'] * rounds_per_epoch:>9.2f}{1.0:>14.2f}x")
     print("    mean per round: " + ", ".join(f"{k[:-2]} {v * 1e3:.1f} ms" for k, v in baseline["phases"].items()))
+    on_ray_rows = []
     for workers in args.workers:
         runtime = cfg.fl.runtime.model_copy(update={"workers_per_tier": workers})
         exp = build(cfg.model_copy(update={"fl": cfg.fl.model_copy(update={"runtime": runtime})}))
         result = on_ray(exp, args.rounds)
+        on_ray_rows.append({"workers": workers, **result})
         print(f"{f'Ray, {workers} worker(s)/tier':<28}{result['updates_per_s']:>11,.0f}{result['round_s']:>9.3f}"
               f"{result['round_s'] * rounds_per_epoch:>9.2f}{result['updates_per_s'] / baseline['updates_per_s']:>14.2f}x"
               f"   (evaluation of all {n_clients} clients: {result['eval_round_s']:.2f} s)")
@@ -134,9 +180,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     floor_s = ray_floor(base_exp, args.rounds)
     print(f"Ray's own cost per round (echo workers answering with one real round's uploads, no training): "
           f"{floor_s * 1e3:.1f} ms, {floor_s / baseline['round_s']:.2f}x the whole in-process round")
-    print(f"peak RSS: driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    driver_peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: driver {driver_peak_mib:.0f} MiB")
     if started_ray:
         ray.shutdown()
+    if args.report:
+        write_page(speed_page(job_command(__file__, argv), dataset_title(base_exp.world.dataset.name), cfg, args.rounds,
+                              n_clients, baseline, on_ray_rows, floor_s, driver_peak_mib), args.report)
     return 0
 
 

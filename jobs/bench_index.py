@@ -1,4 +1,4 @@
-"""The fair retriever's shard index kinds side by side, in-process (no Ray, no HTTP).
+"""Compare the fair retriever's shard index kinds side by side, in-process (no Ray, no HTTP).
 
     python jobs/bench_index.py [--items 1000000 --dim 64 --shards 4] [--kinds flat,ivf,ivf_rq,hnsw]
 
@@ -24,7 +24,8 @@ mu_sweep.py: one low-scoring group lifted from 0 to 4σ, and a constant added to
 (nlist 64, nprobe 16) and over-fetch 4 unless told otherwise; each way's minimum over the sweep
 and its queries per CPU-second (batch 64, one FAISS thread, at lift 1.25σ) close the table.
 ``--check`` builds each kind's default way only and exits 1 when its minimum is below
-``--min-recall``.
+``--min-recall``. ``--report PAGE.md`` also writes the table, or the sweep's, as a results page
+for the documentation site.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import numpy as np
 
 from configs.schema import RetrievalConfig, SyntheticEmbeddingsConfig
 from jobs.lib.cli import add_catalogue_arguments, first_paragraph
+from jobs.lib.results_page import add_report_argument, command_line, load_line
 
 KINDS = ("flat", "ivf", "ivf_rq", "hnsw")
 N_GROUPS = 8
@@ -104,7 +106,11 @@ def rescore_share(shard, queries: np.ndarray, k: int, batch: int) -> float:
 
 
 def recall(found: np.ndarray, exact: np.ndarray) -> float:
-    return float(np.mean([len(set(a) & set(b)) / exact.shape[1] for a, b in zip(found, exact)]))
+    return float(np.mean(recall_per_query(found, exact)))
+
+
+def recall_per_query(found: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    return np.array([len(set(a) & set(b)) / exact.shape[1] for a, b in zip(found, exact)])
 
 
 def settings_for(kind: str, args: argparse.Namespace, fetch_by: str | None = None,
@@ -134,35 +140,48 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=first_paragraph(__doc__))
     add_catalogue_arguments(parser, queries=1024)
-    parser.add_argument("--mu-sweep", action="store_true", help="recall of each fetch way over a sweep of mu")
+    parser.add_argument("--mu-sweep", action="store_true",
+                        help="recall of each fetch way over a sweep of mu; it and --check default to a small "
+                             "catalogue: --items 6000 --dim 16 --shards 1 --queries 1000 --nlist 64 --overfetch 4 "
+                             "--kinds ivf,ivf_rq --groups 4")
     parser.add_argument("--check", action="store_true",
                         help="the sweep for each kind's default way; exit 1 when its minimum recall is below "
                              "--min-recall")
-    parser.add_argument("--min-recall", type=float, default=0.9)
+    parser.add_argument("--min-recall", type=float, default=0.9,
+                        help="--check: the lowest recall@K that passes (default: %(default)s)")
     parser.add_argument("--timing-rounds", type=int, default=5,
                         help="--mu-sweep: passes over the queries per way, the ways taking turns; the best is shown")
     parser.add_argument("--groups", type=int, default=N_GROUPS,
                         help="item groups, the first disliked (--mu-sweep: 4, the last disliked)")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated; flat always runs (the reference)")
+    parser.add_argument("--batch", type=int, default=64,
+                        help="queries per search call when timing (default: %(default)s)")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help="index kinds, comma-separated, of flat, ivf, ivf_rq, hnsw; flat always runs (the "
+                             "reference) (default: %(default)s)")
     parser.add_argument("--exposure-shares", default="0.5,1.0",
                         help="one learned μ per share (m_g = share x T*K/G); the first also times the search")
-    parser.add_argument("--dual-requests", type=int, default=4096)
+    parser.add_argument("--dual-requests", type=int, default=4096,
+                        help="requests FairSync's dual vector learns each mu from (default: %(default)s)")
     parser.add_argument("--nlist", type=int, default=256, help="ivf, ivf_rq: lists per shard")
     parser.add_argument("--nprobe", default=None, help="ivf, ivf_rq: lists scanned per query (default: a quarter of "
                                                        "--nlist); several, comma-separated, are measured on one build")
     parser.add_argument("--overfetch", type=int, default=8, help="ivf, ivf_rq: candidates = overfetch x K")
     parser.add_argument("--rq-m", type=int, default=64, help="ivf_rq: 4-bit codebooks per item")
     parser.add_argument("--rq-train-size", type=int, default=65_536, help="ivf_rq: training sample per shard")
-    parser.add_argument("--hnsw-m", type=int, default=32)
-    parser.add_argument("--hnsw-ef-construction", type=int, default=80)
-    parser.add_argument("--hnsw-ef-search", type=int, default=512)
-    parser.add_argument("--hnsw-overfetch", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hnsw-m", type=int, default=32, help="hnsw: neighbours per node, M (default: %(default)s)")
+    parser.add_argument("--hnsw-ef-construction", type=int, default=80,
+                        help="hnsw: beam width while building, efConstruction (default: %(default)s)")
+    parser.add_argument("--hnsw-ef-search", type=int, default=512,
+                        help="hnsw: beam width per query, efSearch (default: %(default)s)")
+    parser.add_argument("--hnsw-overfetch", type=int, default=1,
+                        help="hnsw: candidates = overfetch x K (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the catalogue, its partition and the queries (default: %(default)s)")
     parser.add_argument("--fetch-by", default="",
                         help="comma-separated: per_group (IVF lists of one group each, probed by s - mu), adjusted "
                              "(by s - mu through per-group columns), relevance (by s alone); each approximate kind "
                              "runs once per value it takes (default: each kind's own; --mu-sweep: all)")
+    add_report_argument(parser)
     if "--mu-sweep" in argv or "--check" in argv:
         parser.set_defaults(**SWEEP_DEFAULTS)
     args = parser.parse_args(argv)
@@ -250,15 +269,19 @@ def measure_kind(kind: str, parts, queries: np.ndarray, mus: dict, exact: dict, 
 
 def measure_built(label: str, shards, cfg: RetrievalConfig, build_s: float, queries: np.ndarray, mus: dict,
                   exact: dict, args: argparse.Namespace) -> dict:
-    recalls, qps = [], None
+    from cluster.fairness.stats import ci95_half_width
+
+    recalls, halves, qps = [], [], None
     for share in args.exposure_shares:
         found, speed = sharded_search(shards, queries, mus[share], args.k, args.batch)
         qps = speed if qps is None else qps
         exact.setdefault(share, found)
-        recalls.append(recall(found, exact[share]))
+        per_query = recall_per_query(found, exact[share])
+        recalls.append(float(np.mean(per_query)))
+        halves.append(ci95_half_width(per_query))
     share = rescore_share(shards[0], queries, args.k, args.batch)
     memory = [s.memory_bytes() for s in shards]
-    row = {"kind": label, "build_s": build_s, "recall": recalls, "qps": qps,
+    row = {"kind": label, "build_s": build_s, "recall": recalls, "recall_ci95": halves, "qps": qps,
            "index_mb": np.mean([m["index"] for m in memory]) / 2**20,
            "vectors_mb": np.mean([m["vectors"] for m in memory]) / 2**20,
            "memory_mb": np.mean([m["total"] for m in memory]) / 2**20, "rescore_share": share,
@@ -287,9 +310,12 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    command = command_line(argv, program="jobs/bench_index.py")
     if args.mu_sweep or args.check:
-        return run_mu_sweep(args)
+        return run_mu_sweep(args, command)
+    load_at_start = load_line()
     catalog, parts, queries, sigma = draw_catalogue(args)
     exact: dict = {}
     mus: dict = {}
@@ -299,10 +325,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows += [row for kind in args.kinds[1:] for fetch_by in ways_for(kind, args.fetch_by)
              for row in measure_kind(kind, parts, queries, mus, exact, args, fetch_by=fetch_by)]
     print_table(rows, args)
+    if args.report:
+        from jobs.lib.index_page import kinds_page
+
+        page = kinds_page(rows, args, mus, sigma, command, (load_at_start, load_line()))
+        print(f"wrote {page.write(args.report)}")
     return 0
 
 
-def run_mu_sweep(args: argparse.Namespace) -> int:
+def run_mu_sweep(args: argparse.Namespace, command: str = "") -> int:
     """Recall@K of each kind and fetch way at every point of the μ sweep, its minimum and its
     q/s; with ``--check``, exit 1 when a kind's default way's minimum is below --min-recall."""
     from cluster.retrieval.mu_sweep import mu_sweep, skewed_world
@@ -317,7 +348,14 @@ def run_mu_sweep(args: argparse.Namespace) -> int:
                for kind in args.kinds for way in ways_for(kind, args.fetch_by)]
     time_columns(columns, world, dict(points)[SWEEP_TIMED_AT], args, args.timing_rounds)
     print_sweep(columns, points, args)
-    return check_minimum(columns, args) if args.check else 0
+    code = check_minimum(columns, args) if args.check else 0
+    if args.report:
+        from jobs.lib.index_page import sweep_page
+
+        page = sweep_page(columns, points, world, args, command, SWEEP_TIMED_AT,
+                          check_verdicts(columns, args)[0] if args.check else None)
+        print(f"wrote {page.write(args.report)}")
+    return code
 
 
 def sweep_column(kind: str, fetch_by: str | None, world, points: list, args: argparse.Namespace) -> dict:
@@ -376,13 +414,19 @@ def print_sweep(columns: list[dict], points: list, args: argparse.Namespace) -> 
 
 
 def check_minimum(columns: list[dict], args: argparse.Namespace) -> int:
-    failed = [c for c in columns if c["default"] and c["kind"] != "flat" and min(c["recall"]) < args.min_recall]
-    for column in columns:
-        if column["default"] and column["kind"] != "flat":
-            verdict = "BELOW" if column in failed else "ok"
-            print(f"check: {column['label']} (default) minimum recall@{args.k} over the mu sweep "
-                  f"{min(column['recall']):.3f} vs {args.min_recall}: {verdict}")
+    lines, failed = check_verdicts(columns, args)
+    for line in lines:
+        print(f"check: {line}")
     return EXIT_BELOW_RECALL if failed else 0
+
+
+def check_verdicts(columns: list[dict], args: argparse.Namespace) -> tuple[list[str], bool]:
+    """One line per kind's default way (its minimum against --min-recall), and whether any is below."""
+    failed = [c for c in columns if c["default"] and c["kind"] != "flat" and min(c["recall"]) < args.min_recall]
+    lines = [f"{column['label']} (default) minimum recall@{args.k} over the mu sweep {min(column['recall']):.3f} "
+             f"vs {args.min_recall}: {'BELOW' if column in failed else 'ok'}"
+             for column in columns if column["default"] and column["kind"] != "flat"]
+    return lines, bool(failed)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Speed of the fair retriever at scale: synthetic items over shards.
+"""Measure the speed of the fair retriever at scale: synthetic items over shards.
 
     apt-get install wrk   # the compiled HTTP load generator (Debian/Ubuntu package)
     python jobs/bench_retrieval.py [--items 1000000 --dim 64 --shards 4] [--index flat|ivf] [--proxy default|haproxy]
@@ -11,7 +11,8 @@ search through the shard and dual-vector actors, no HTTP (one fan-out per batch 
 and (d) the floor under (c): a Serve deployment that parses the same body and answers at once,
 under the same proxy and load generator (wrk, pinned to the last core, its CPU use printed; see
 ``jobs/lib/wrk_load.py``) — no retrieval, so what it costs is Serve's and the
-machine's share. Prints queries per second, p50 and p99 latency, (b)/(a) and (c)/(d) in the same run.
+machine's share. Prints queries per second, p50 and p99 latency, (b)/(a) and (c)/(d) in the same run;
+``--report PAGE.md`` also writes them as a results page for the documentation site.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if __package__ in (None, ""):
 
 import argparse
 import asyncio
+import shutil
 import tempfile
 import time
 from typing import Optional, Sequence
@@ -33,6 +35,7 @@ import numpy as np
 from configs import SimConfig
 from jobs.lib.cli import add_catalogue_arguments, first_paragraph
 from jobs.lib.haproxy_cleanup import haproxy_pids, stop_new_haproxies
+from jobs.lib.results_page import add_report_argument
 
 
 def bench_config(args: argparse.Namespace, storage: Path) -> SimConfig:
@@ -50,7 +53,7 @@ def bench_config(args: argparse.Namespace, storage: Path) -> SimConfig:
 def summarize(label: str, latencies_ms: list[float], queries: int, wall_s: float) -> dict:
     lat = np.asarray(latencies_ms)
     row = {"path": label, "qps": queries / wall_s, "p50_ms": float(np.percentile(lat, 50)),
-           "p99_ms": float(np.percentile(lat, 99))}
+           "p99_ms": float(np.percentile(lat, 99)), "requests": queries}
     print(f"{label:<34} {row['qps']:>9,.0f} q/s   p50 {row['p50_ms']:7.2f} ms   p99 {row['p99_ms']:7.2f} ms", flush=True)
     return row
 
@@ -90,7 +93,7 @@ def _timed(label: str, search, queries: np.ndarray, batch: int) -> dict:
     return summarize(label, latencies, len(queries), time.perf_counter() - started)
 
 
-def approximate_recall(cfg: SimConfig, catalog, queries: np.ndarray, k: int) -> None:
+def approximate_recall(cfg: SimConfig, catalog, queries: np.ndarray, k: int) -> float:
     """The shards' approximate index (over-fetch by relevance, exact re-score) against the exact
     flat search, both with a non-zero μ, per shard partition as the actors hold them: recall@K."""
     from cluster.retrieval.partitions import partition_items
@@ -110,6 +113,7 @@ def approximate_recall(cfg: SimConfig, catalog, queries: np.ndarray, k: int) -> 
     recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(answers[r.index.kind], answers["flat"])])
     shown = ", ".join(f"{key} {value}" for key, value in r.index.model_dump().items() if key != "kind")
     print(f"{r.index.kind} recall@{k} against exact ({shown}, mu != 0): {recall:.4f}", flush=True)
+    return float(recall)
 
 
 def actors_path(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batches: Sequence[int],
@@ -169,10 +173,12 @@ def _load_level(args: argparse.Namespace, url: str, label: str, concurrency: int
     print(f"{label:<34} {result.qps:>9,.0f} q/s   p50 {result.p50_ms:7.2f} ms   p99 {result.p99_ms:7.2f} ms   "
           f"errors {result.non_2xx + result.socket_errors}   wrk CPU {result.generator_cpu:.2f} core", flush=True)
     return {"path": label, "qps": result.qps, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
-            "errors": result.non_2xx + result.socket_errors, "generator_cpu": result.generator_cpu}
+            "errors": result.non_2xx + result.socket_errors, "generator_cpu": result.generator_cpu,
+            "requests": result.requests}
 
 
-def http_path(cfg: SimConfig, args: argparse.Namespace, concurrencies: list[int]) -> list[dict]:
+def http_path(cfg: SimConfig, args: argparse.Namespace, concurrencies: list[int]) -> tuple[list[dict], list[dict]]:
+    """(c) at every concurrency, then (d) at every concurrency: (rows of (c), rows of (d))."""
     from ray import serve
 
     from cluster.ports import free_port
@@ -183,20 +189,22 @@ def http_path(cfg: SimConfig, args: argparse.Namespace, concurrencies: list[int]
     url = f"http://127.0.0.1:{port}"
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(FairRetriever.bind(cfg, "bench-http-"), name="bench-retriever", route_prefix="/")
-    rows = []
+    rows, floors = [], []
     try:
         for concurrency in concurrencies:
-            rows.append(_load_level(args, url, f"(c) HTTP via Serve, concurrency {concurrency}", concurrency))
+            rows.append({**_load_level(args, url, f"(c) HTTP via Serve, concurrency {concurrency}", concurrency),
+                         "concurrency": concurrency})
         serve.delete("bench-retriever")
         serve.run(RetrieveEcho.bind(), name="bench-echo", route_prefix="/")
-        for concurrency, row in zip(concurrencies, list(rows)):
-            floor = _load_level(args, url, f"(d) Serve floor (echo), concurrency {concurrency}", concurrency)
+        for concurrency, row in zip(concurrencies, rows):
+            floor = {**_load_level(args, url, f"(d) Serve floor (echo), concurrency {concurrency}", concurrency),
+                     "concurrency": concurrency}
             print(f"(c)/(d) at concurrency {concurrency}: throughput {row['qps'] / floor['qps']:.2f}, "
                   f"p99 {row['p99_ms'] / floor['p99_ms']:.2f}", flush=True)
-            rows.append(floor)
+            floors.append(floor)
     finally:
         serve.shutdown()
-    return rows
+    return rows, floors
 
 
 def _sigkill(name: str) -> None:
@@ -272,7 +280,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="only the soak: wrk at concurrency 64 for SECONDS, shard 1 and then the dual-vector "
                              "actor SIGKILLed at a third and two thirds of it (60 is a full soak)")
     parser.add_argument("--http-requests", type=int, default=1000, help="requests per level of --load python")
-    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--concurrency", default="1,16,64",
+                        help="HTTP clients at once, one level per comma-separated value (default: %(default)s)")
     parser.add_argument("--index", choices=["flat", "ivf", "ivf_rq", "hnsw"], default="flat",
                         help="the shards' FAISS index (jobs/bench_index.py compares them without Ray)")
     parser.add_argument("--nlist", type=int, help="ivf, ivf_rq: lists per shard (default: the config's)")
@@ -280,7 +289,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--overfetch", type=int, help="ivf, ivf_rq: candidates = overfetch x K (default: the config's)")
     parser.add_argument("--proxy", choices=["default", "haproxy"], default="default",
                         help="Serve's HTTP proxy: Ray's Python proxy, or HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1)")
+    add_report_argument(parser)
     args = parser.parse_args(argv)
+    if args.report and args.soak:
+        parser.error("--report writes the speed measurement's page; the soak has none (leave out one of them)")
     if args.load == "wrk":
         from jobs.lib.wrk_load import WrkMissing, wrk_binary
 
@@ -291,33 +303,46 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return args
 
 
-def measure(cfg: SimConfig, args: argparse.Namespace, folder: Path) -> None:
+def measure(cfg: SimConfig, args: argparse.Namespace, folder: Path) -> dict:
     """(a) at batch 1 and 64 before Ray starts (its daemons would share (a)'s core), then (b),
-    their ratio, and (c) and (d) at every concurrency."""
+    their ratio, and (c) and (d) at every concurrency. Returns what the results page shows:
+    the settings, each path's rows, the recall of an approximate index, and the machine's load
+    at the start and the end."""
     import ray
 
     from cluster.bootstrap import init_ray
     from cluster.rng import stream
+    from jobs.lib.results_page import load_line
     from jobs.lib.retrieval_source import load_or_train_catalog
+    from jobs.lib.retrieval_speed_page import level_rows
 
+    load_at_start = load_line()
     started = time.perf_counter()
     catalog, _, _ = load_or_train_catalog(cfg, with_requests=False)
     print(f"{args.items:,} items x dim {args.dim}, {args.shards} shards, K={args.k}; "
           f"vectors drawn in {time.perf_counter() - started:.1f} s", flush=True)
     queries = catalog.user_vectors[stream(0, "bench_queries").integers(0, args.users, args.queries)]
     raw = raw_faiss(cfg, catalog, queries, args.k, (1, 64))
-    if args.index != "flat":
-        approximate_recall(cfg, catalog, queries, args.k)
+    recall = approximate_recall(cfg, catalog, queries, args.k) if args.index != "flat" else None
     started_ray = init_ray(address=None)
     try:
         fair = actors_path(cfg, catalog, queries, args.k, (1, 64), folder)
         for b in (1, 64):
             print(f"throughput ratio (b)/(a) at batch {b}: {fair[b]['qps'] / raw[b]['qps']:.2f}")
         del catalog
-        http_path(cfg, args, [int(c) for c in args.concurrency.split(",")])
+        http, floor = http_path(cfg, args, [int(c) for c in args.concurrency.split(",")])
     finally:
         if started_ray:
             ray.shutdown()
+    return {"settings": settings(cfg, args), "raw": level_rows(raw, "batch"), "fair": level_rows(fair, "batch"),
+            "recall": recall, "http": http, "floor": floor, "loads": (load_at_start, load_line())}
+
+
+def settings(cfg: SimConfig, args: argparse.Namespace) -> dict:
+    """The run's settings as its results page names them."""
+    return {"items": args.items, "dim": args.dim, "shards": args.shards, "k": args.k, "queries": args.queries,
+            "index": cfg.retrieval.index.model_dump(), "proxy": args.proxy, "load": args.load,
+            "duration": args.duration, "http_requests": args.http_requests, "seed": cfg.seed}
 
 
 def run_soak(cfg: SimConfig, args: argparse.Namespace) -> None:
@@ -334,6 +359,7 @@ def run_soak(cfg: SimConfig, args: argparse.Namespace) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.proxy == "haproxy":
         import os
@@ -346,9 +372,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.soak:
             run_soak(cfg, args)
         else:
-            measure(cfg, args, folder)
+            result = measure(cfg, args, folder)
     finally:
         stop_new_haproxies(haproxies_before)  # see jobs/lib/haproxy_cleanup.py
+        # the shard partitions and the dual's state: a full-scale run leaves hundreds of MB otherwise
+        shutil.rmtree(folder, ignore_errors=True)
+    if args.report:
+        from jobs.lib.results_page import command_line
+        from jobs.lib.retrieval_speed_page import speed_page
+
+        page = speed_page(result, command_line(argv, program="jobs/bench_retrieval.py"))
+        print(f"wrote {page.write(args.report)}")
     return 0
 
 

@@ -1,15 +1,16 @@
-"""Cali3F's comparison: FedAvg, Ditto and Cali3F with GMF, MLP and NeuMF on MovieLens 100K, with
+"""Run Cali3F's comparison: FedAvg, Ditto and Cali3F with GMF, MLP and NeuMF on MovieLens 100K, with
 the same budget of sampled clients per round — HR@10, NDCG@10, fairness (std of per-client
 NDCG@10) and time to come within 5 % of the best NDCG@10.
 
     python jobs/cali3f_compare.py [--config configs/cali3f_ml100k.yaml] [--models gmf mlp neumf]
-        [--strategies fedavg ditto cali3f] [--seeds 0] [--out runs/cali3f-compare] [--parallel 2]
+        [--strategies fedavg ditto cali3f] [--seeds 0] [--out runs/cali3f-compare] [--parallel 2] [--report PAGE.md]
 
 Each cell (model × strategy × seed) is one Ray task running the aggregator's round loop in
 process (``jobs/lib/grid.py``; bit-identical to ``jobs/fl_sim.py`` on actors, tested), written to
 ``<out>/cells/`` as soon as it finishes and skipped when the job runs again with the same
 settings. Outputs: results.parquet (one row per cell), rounds.parquet (NDCG per evaluated round),
-compare.md (the table, beside the paper's figures) and convergence.png.
+compare.md (the table, beside the paper's figures) and convergence.png; with ``--report``, a results
+page of them.
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ from cluster.storage import Storage
 from configs import SimConfig, config_hash
 from jobs.lib.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded, first_paragraph
 from jobs.lib.grid import add_grid_arguments, cell, grid_folder, run_cells
+from jobs.lib.job_page import config_dataset_title, job_command, plural, write_page
+from jobs.lib.results_page import add_report_argument
 
 MODELS = ("gmf", "mlp", "neumf")
 STRATEGIES = ("fedavg", "ditto", "cali3f")
-# The base config's rates are the NCF recipe found for GMF under FedAvg (README, "Finding a recipe
-# that learns"). Two cells need other rates, set here so every method of a model shares them:
+# The base config's rates are the NCF recipe found for GMF under FedAvg (docs/concepts/federated-simulation.md,
+# "The NCF learning rates"). Two cells need other rates, set here so every method of a model shares them:
 # - MLP's dense part oscillates and collapses at the recipe's dense rate 3 under every method
-#   (README, "Cali3F and Ditto"), so MLP cells train it at 1, item and user rates unchanged;
+#   (docs/results/cali3f-ditto-fedavg.md), so MLP cells train it at 1, item and user rates unchanged;
 # - FastAgg (Cali3F eq. 5) averages an item only over the delegates that changed it, while FedAvg
 #   divides it by the samples of every client in the round — the reason the recipe scales the
 #   item rate ×100. Cali3F cells drop that ×100 (×10 of it still diverged on GMF).
@@ -95,7 +98,7 @@ def run_compare(base: SimConfig, models: Sequence[str], strategies: Sequence[str
     return run_cells(cells, parallel, address, quiet, cell_fn=ncf_cell_results)
 
 
-def write_outputs(results: pd.DataFrame, rounds: pd.DataFrame, out: Storage) -> str:
+def write_outputs(results: pd.DataFrame, rounds: pd.DataFrame, out: Storage, dataset: Optional[str] = None) -> str:
     from jobs.lib.cali3f_report import (
         comparison_markdown,
         comparison_table,
@@ -109,15 +112,27 @@ def write_outputs(results: pd.DataFrame, rounds: pd.DataFrame, out: Storage) -> 
     write_table_atomic(pa.Table.from_pandas(rounds, preserve_index=False), out / "rounds.parquet")
     markdown = comparison_markdown(comparison_table(results, rounds)) + paired_markdown(paired_differences(results))
     write_text_atomic(out / "compare.md", markdown)
-    plot_convergence(rounds, out / "convergence.png")
+    plot_convergence(rounds, out / "convergence.png", dataset)
     return markdown
 
 
+def setting(cfg: SimConfig) -> str:
+    """One sentence on what every cell ran."""
+    return (f"Every cell: {plural(cfg.fl.rounds, 'round')} × {cfg.fl.clients_per_round} clients per round, NDCG@10 "
+            f"every {plural(cfg.fl.eval_every, 'round')}, leave-one-out with {cfg.data.n_negatives} sampled negatives, "
+            f"{cfg.tier_mapping.mapping} tiers, optimization `{cfg.fl.optimization.preset or cfg.fl.optimization.kind}`.")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = config_parser(first_paragraph(__doc__), default_config="configs/cali3f_ml100k.yaml")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                        help=f"recommendation models, any of {', '.join(MODELS)} (default: all)")
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES,
+                        help=f"FL strategies, any of {', '.join(STRATEGIES)}; fedavg is needed, as the baseline "
+                             "(default: all)")
     add_grid_arguments(parser, "cali3f-compare")
+    add_report_argument(parser)
     args = parser.parse_args(argv)
     base = load_or_exit(args)
     if base.fl.strategy.kind != "fedavg":
@@ -128,8 +143,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_BAD_INPUT
     out = grid_folder(args, base, "cali3f-compare")
     results, rounds = run_compare(base, args.models, args.strategies, args.seeds, out, args.parallel, args.address)
-    print(write_outputs(results, rounds, out))
+    dataset = config_dataset_title(base)
+    print(write_outputs(results, rounds, out, dataset))
     print(f"wrote {out}")
+    if args.report:
+        from jobs.lib.cali3f_report import comparison_page
+
+        tiers = tuple(p.name for p in base.tiers.profiles)
+        write_page(comparison_page(results, rounds, tiers, command=job_command(__file__, argv), seeds=args.seeds,
+                                   dataset=dataset, setting=setting(base)), args.report)
     return 0
 
 

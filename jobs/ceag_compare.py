@@ -1,17 +1,17 @@
-"""Does CEAG mitigate what the tier-aware optimizations break? Each optimization without and with
-CEAG's constraints (ψ_t ≤ ε per tier), against the unoptimized reference, on train and held-out data.
+"""Does CEAG mitigate what the tier-aware optimizations break? Each optimization runs without and
+with CEAG's constraints (ψ_t ≤ ε per tier), against the unoptimized reference, on train and held-out data.
 
     python jobs/ceag_compare.py [--config configs/rf2_dlrm_ml100k.yaml]
         [--mappings hetero-vhigh hetero-high] [--optimizations exclude-lo channel-1:4:16 prune-1:4:16 quant-1:4:16]
         [--epsilons 0.01 0.02] [--dual-lr 2.0] [--buffer-size 2000] [--measure accuracy|pairwise]
-        [--proxy loss|pairwise_logistic] [--seeds 0] [--out runs/ceag-compare-dlrm]
+        [--proxy loss|pairwise_logistic] [--seeds 0] [--out runs/ceag-compare-dlrm] [--report PAGE.md]
 
 Two phases of grid cells (``jobs/lib/grid.py``: Ray tasks, resumable): first the reference (no
 optimization) and every optimization alone; then every optimization with CEAG, whose reference
 table A_t(β_0) is the first phase's per-tier train accuracy of the same mapping and seed.
 Outputs: cells.parquet, rounds.parquet (λ and ψ per round), ceag.parquet (MDAC, max ψ,
 overall AUC change, simulated time; train and held-out; ψ on the measure CEAG bounds), ceag.md
-and multipliers.png.
+and multipliers.png; with ``--report``, a results page of them.
 """
 
 from __future__ import annotations
@@ -29,13 +29,15 @@ import pandas as pd
 import pyarrow as pa
 
 from cluster.data.parquet_io import write_table_atomic
-from cluster.fairness.matrix import cell_measures, excess_gaps
+from cluster.fairness.matrix import CELL_KEYS, REFERENCE, cell_measures, excess_gaps
 from configs import SimConfig
 from configs.presets import OPTIMIZATION_PRESETS
-from jobs.lib.ceag_report import ceag_markdown, plot_multipliers
+from jobs.lib.ceag_report import ceag_markdown, ceag_page, plot_multipliers
 from jobs.lib.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded, first_paragraph
 from jobs.lib.grid import add_grid_arguments, cell, grid_folder, run_cells
+from jobs.lib.job_page import config_dataset_title, grid_setting, job_command, write_page
 from jobs.lib.outputs import write_text_atomic
+from jobs.lib.results_page import add_report_argument
 from jobs.rf2_matrix import cell_config
 
 DEFAULT_OPTIMIZATIONS = ("exclude-lo", "channel-1:4:16", "prune-1:4:16", "quant-1:4:16")
@@ -58,8 +60,26 @@ def with_ceag(cfg: SimConfig, epsilon: float, dual_lr: float, buffer_size: int, 
 PSI_COLUMNS = {"accuracy": ("acc_train", "acc"), "pairwise": ("pair_train", None)}
 
 
+def unchanged(rows: pd.DataFrame, tiers: tuple[str, ...], column: str) -> pd.DataFrame:
+    """Per cell: whether ``column`` equals the reference cell's (same model, mapping, seed) in
+    every tier and overall. ψ is then exactly 0 whatever the optimization did: the measure did
+    not move at all, which is no evidence that the tiers kept their gaps. A click model that
+    predicts no click anywhere (young, or on a tiny world) has the same accuracy in every run."""
+    out = []
+    for key, group in rows.groupby(CELL_KEYS, sort=True):
+        by_config = {config: part.set_index("tier")[column] for config, part in group.groupby("configuration")}
+        if REFERENCE not in by_config:
+            continue
+        ref = by_config[REFERENCE]
+        for config, values in by_config.items():
+            same = config != REFERENCE and all(values[t] == ref[t] for t in (*tiers, "all"))
+            out.append({**dict(zip(CELL_KEYS, key)), "configuration": config, "unchanged": bool(same)})
+    return pd.DataFrame(out)
+
+
 def measure(rows: pd.DataFrame, tiers: tuple[str, ...], constrained: str = "accuracy") -> pd.DataFrame:
-    """Per cell: held-out and train MDAC (AUC), max ψ on the ``constrained`` measure, overall
+    """Per cell: held-out and train MDAC (AUC), max ψ on the ``constrained`` measure (and whether
+    that measure did not move at all against the reference, so ψ is 0 by construction), overall
     AUC change, time."""
     keys = ["model", "mapping", "seed", "configuration"]
     test = cell_measures(rows, tiers, "auc")[[*keys, "auc", "change_all", "mdac", "sim_time_s", "speedup"]]
@@ -68,11 +88,15 @@ def measure(rows: pd.DataFrame, tiers: tuple[str, ...], constrained: str = "accu
     train_column, test_column = PSI_COLUMNS[constrained]
     psi_train = excess_gaps(rows, tiers, train_column).rename(columns=lambda c: c if c in keys else f"{c}_train")
     out = test.merge(train, on=keys).merge(psi_train, on=keys)
+    out = out.merge(unchanged(rows, tiers, train_column).rename(columns={"unchanged": "psi_train_unchanged"}), on=keys)
     if test_column is None:
         out["max_psi_test"] = float("nan")
+        out["psi_test_unchanged"] = False
     else:
         psi_test = excess_gaps(rows, tiers, test_column).rename(columns=lambda c: c if c in keys else f"{c}_test")
         out = out.merge(psi_test, on=keys)
+        out = out.merge(unchanged(rows, tiers, test_column).rename(columns={"unchanged": "psi_test_unchanged"}),
+                        on=keys)
     split = out["configuration"].str.partition("+ceag")
     out["optimization"] = split[0]
     out["epsilon"] = pd.to_numeric(split[2].where(split[2] != ""), errors="coerce")
@@ -82,7 +106,8 @@ def measure(rows: pd.DataFrame, tiers: tuple[str, ...], constrained: str = "accu
 def parse_args(argv: Optional[Sequence[str]]):
     parser = config_parser(first_paragraph(__doc__), default_config="configs/rf2_dlrm_ml100k.yaml")
     parser.add_argument("--mappings", nargs="+", default=["hetero-vhigh", "hetero-high"],
-                        help="tier mappings (RF²'s presets: random, hetero-vlow ... hetero-vhigh; default: %(default)s)")
+                        help="tier mappings, any of RF²'s presets random, hetero-vlow, hetero-low, hetero-mid, "
+                             "hetero-high, hetero-vhigh (default: %(default)s)")
     parser.add_argument("--optimizations", nargs="+", default=list(DEFAULT_OPTIMIZATIONS),
                         help="tier-aware optimization presets, each run without and with CEAG (default: %(default)s; "
                              f"any of: {', '.join(name for name in OPTIMIZATION_PRESETS if name != 'none')})")
@@ -97,6 +122,7 @@ def parse_args(argv: Optional[Sequence[str]]):
                         help="the primal step's stand-in for ψ: the BCE loss gap (re-weighted FedAvg), or the "
                              "pairwise logistic loss gap (needs --measure pairwise)")
     add_grid_arguments(parser, "ceag-compare-<model>")
+    add_report_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -134,18 +160,18 @@ def run_grid(args, base, out, tiers: tuple[str, ...]) -> tuple[pd.DataFrame, pd.
     return pd.concat([rows, more_rows], ignore_index=True), pd.concat([rounds, more_rounds], ignore_index=True)
 
 
-def write_outputs(args, rows: pd.DataFrame, rounds: pd.DataFrame, out, tiers: tuple[str, ...]) -> str:
+def write_outputs(args, rows: pd.DataFrame, rounds: pd.DataFrame, out, tiers: tuple[str, ...]) -> pd.DataFrame:
     write_table_atomic(pa.Table.from_pandas(rows, preserve_index=False), out / "cells.parquet")
     write_table_atomic(pa.Table.from_pandas(rounds, preserve_index=False), out / "rounds.parquet")
     table = measure(rows, tiers, args.measure)
     write_table_atomic(pa.Table.from_pandas(table, preserve_index=False), out / "ceag.parquet")
-    text = ceag_markdown(table, args.optimizations, args.epsilons, args.measure)
-    write_text_atomic(out / "ceag.md", text)
+    write_text_atomic(out / "ceag.md", ceag_markdown(table, args.optimizations, args.epsilons, args.measure))
     plot_multipliers(rounds, tiers, out / "multipliers.png")
-    return text
+    return table
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     base = load_or_exit(args)
     problem = input_error(args, base)
@@ -158,8 +184,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out = grid_folder(args, base, f"ceag-compare-{base.model.kind}")
     tiers = tuple(p.name for p in base.tiers.profiles)
     rows, rounds = run_grid(args, base, out, tiers)
-    print(write_outputs(args, rows, rounds, out, tiers))
+    table = write_outputs(args, rows, rounds, out, tiers)
+    print(ceag_markdown(table, args.optimizations, args.epsilons, args.measure))
     print(f"wrote {out}")
+    if args.report:
+        write_page(ceag_page(table, rounds, tiers, optimizations=args.optimizations, epsilons=args.epsilons,
+                             constrained=args.measure, proxy=args.proxy, dual_lr=args.dual_lr,
+                             buffer_size=args.buffer_size, command=job_command(__file__, argv), seeds=args.seeds,
+                             dataset=config_dataset_title(base), setting=grid_setting(base)), args.report)
     return 0
 
 

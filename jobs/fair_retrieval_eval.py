@@ -7,7 +7,8 @@ sizes B.
 
 Writes a folder with results.parquet (one row per method and B: Recall/NDCG/HR@K, ESP, fill,
 worst group's share of its minimum, ms per request), exposure.parquet (exposure per group after
-every batch), results.md (the table), exposure.png and batch_size.png.
+every batch), results.md (the table), exposure.png and batch_size.png; with ``--report PAGE.md``
+also a results page for the documentation site.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from jobs.lib.cli import (
     run_guarded,
     with_storage,
 )
+from jobs.lib.results_page import add_report_argument
+from jobs.lib.retrieval_report import recall_intervals
 
 # Each baseline with the batch it replays requests in: top-K never updates, so any batch serves it.
 BASELINES = ((TopKPolicy(), 64), (KNeighborPolicy(), 1), (MinRegularizerPolicy(), 1))
@@ -62,13 +65,14 @@ def evaluate(cfg: SimConfig, catalog, requests, folder: Storage, batch_sizes: li
     r = cfg.retrieval
     targets = exposure_targets(r, catalog.n_groups, r.horizon or len(requests))
     save_partitions(r, catalog, folder / "shards", rng_stream(cfg.seed, "partition"))
-    rows, exposure_rows, shards = [], [], []
+    rows, exposure_rows, shards, hits = [], [], [], []
     try:
         shards = start_shards(r, catalog.n_groups, folder / "shards", name_prefix="eval-")
         for index, (policy, batch) in enumerate(methods(cfg, batch_sizes)):
             result = _replay_method(policy, r.k, catalog, requests, targets, shards, folder / f"state-{index}",
                                     f"eval{index}-", batch)
             rows.append(_row(policy.kind, batch, result, requests, targets))
+            hits.append(_hits(result.served, requests.heldout))
             exposure_rows += _exposure_rows(policy.kind, batch, result, targets, catalog.group_names)
             print(_line(rows[-1]), flush=True)
     finally:
@@ -76,6 +80,7 @@ def evaluate(cfg: SimConfig, catalog, requests, folder: Storage, batch_sizes: li
             ray.kill(shard, no_restart=True)
         if started_ray:
             ray.shutdown()
+    recall_intervals(rows, hits)
     return rows, exposure_rows
 
 
@@ -104,7 +109,13 @@ def _row(policy: str, batch: int, result, requests, targets) -> dict:
         "worst_group_share": exposure_shortfall(final, targets.m * result.requests_done[-1] / targets.horizon),
         "ms_per_request": float(result.batch_ms.sum() / result.requests_done[-1]),
         "ms_per_batch_p50": float(np.median(result.batch_ms)), "partial_batches": result.partial,
+        "requests": len(result.served),
     }
+
+
+def _hits(served: np.ndarray, heldout: np.ndarray) -> np.ndarray:
+    """1.0 where a request's list holds its held-out item (Recall@K of one request)."""
+    return (served == heldout[: len(served), None]).any(axis=1).astype(np.float64)
 
 
 def _exposure_rows(policy: str, batch: int, result, targets, names: list[str]) -> list[dict]:
@@ -123,25 +134,36 @@ def _line(row: dict) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = config_parser(first_paragraph(__doc__), default_config="configs/retrieval_ml100k.yaml")
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32,64,128,256,512",
                         help="FairSync batch sizes B to sweep (default: %(default)s)")
     add_storage_argument(parser)
+    add_report_argument(parser)
     args = parser.parse_args(argv)
     cfg = with_storage(load_or_exit(args), args.storage)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
     from jobs.lib.outputs import new_run_dir, write_resolved_config
-    from jobs.lib.retrieval_report import write_report
+    from jobs.lib.results_page import command_line, load_line
+    from jobs.lib.retrieval_report import results_page, write_report
     from jobs.lib.retrieval_source import load_or_train_catalog
 
     catalog, requests, run_dir = load_or_train_catalog(cfg)
-    print(f"{len(catalog.item_ids):,} items in {catalog.n_groups} groups, {len(requests):,} requests, "
-          f"K={cfg.retrieval.k}, exposure_share={cfg.retrieval.exposure_share}" + (f", vectors from {run_dir}" if run_dir else ""))
+    source = f"{cfg.model.kind} vectors from run {run_dir.name}" if run_dir else f"{cfg.retrieval.source} vectors"
+    setting = (f"{len(catalog.item_ids):,} items in {catalog.n_groups} groups, {len(requests):,} requests, "
+               f"K={cfg.retrieval.k}, exposure_share={cfg.retrieval.exposure_share}, {cfg.retrieval.n_shards} shards, "
+               f"{source}")
+    print(setting + (f" ({run_dir})" if run_dir else ""))
     folder = new_run_dir(cfg, "retrieval")
     write_resolved_config(folder, cfg)
+    load_at_start = load_line()
     rows, exposure_rows = evaluate(cfg, catalog, requests, folder, batch_sizes)
     write_report(folder, cfg, rows, exposure_rows)
     print(f"wrote {folder}")
+    if args.report:
+        page = results_page(cfg, rows, exposure_rows, command_line(argv, program="jobs/fair_retrieval_eval.py"),
+                            setting, (load_at_start, load_line()))
+        print(f"wrote {page.write(args.report)}")
     return 0
 
 

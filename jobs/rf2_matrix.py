@@ -1,9 +1,9 @@
-"""RF²'s experiment matrix: every tier-aware optimization under every tier mapping, per-tier AUC
+"""Run RF²'s experiment matrix: every tier-aware optimization under every tier mapping, per-tier AUC
 change against no optimization, MDAC, and what each buys in simulated time.
 
     python jobs/rf2_matrix.py [--config configs/rf2_dlrm_ml100k.yaml] [--set model.kind=din]
         [--configurations none prune-1:4:16 ...] [--mappings random hetero-vhigh ...] [--seeds 0 1]
-        [--out runs/rf2-matrix-dlrm] [--parallel 2] [--plot-mapping hetero-vhigh]
+        [--out runs/rf2-matrix-dlrm] [--parallel 2] [--plot-mapping hetero-vhigh] [--report PAGE.md]
 
 Each cell (mapping × configuration × seed) is one Ray task running the aggregator's round loop
 in process (``jobs/lib/grid.py``; bit-identical to an actor run of the same config), as many at once
@@ -11,7 +11,7 @@ as the cluster has CPUs (or ``--parallel``). A finished cell is written to ``<ou
 once and skipped when the job runs again with the same settings, so a killed matrix resumes.
 Outputs: cells.parquet (AUC per cell and tier, held-out and train),
 measures.parquet (relative change per tier, MDAC, speed-up), matrix.md, mdac.png (RF² Fig. 6)
-and tier_change_<mapping>.png (RF² Fig. 8).
+and tier_change_<mapping>.png (RF² Fig. 8); with ``--report``, a results page of all of them.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from configs import SimConfig
 from configs.presets import OPTIMIZATION_PRESETS, RF2_CONFIGURATIONS
 from jobs.lib.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded, first_paragraph
 from jobs.lib.grid import add_grid_arguments, cell, grid_folder, run_cells
-from jobs.lib.rf2_report import matrix_markdown, plot_mdac, plot_tier_change
+from jobs.lib.job_page import config_dataset_title, grid_setting, job_command, write_page
+from jobs.lib.results_page import add_report_argument
+from jobs.lib.rf2_report import matrix_markdown, matrix_page, plot_mdac, plot_tier_change
 
 MAPPINGS = ("random", "hetero-vlow", "hetero-low", "hetero-mid", "hetero-high", "hetero-vhigh")
 
@@ -92,13 +94,18 @@ def write_outputs(rows: pd.DataFrame, tiers: tuple[str, ...], out: Storage, plot
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = config_parser(first_paragraph(__doc__), default_config="configs/rf2_dlrm_ml100k.yaml")
+    presets = ", ".join(name for name in OPTIMIZATION_PRESETS if name != "none")
     parser.add_argument("--configurations", nargs="+", default=list(RF2_CONFIGURATIONS),
-                        help="preset names (configs/presets.py; default: RF²'s 14); 'none' is always added as the "
-                             "reference")
-    parser.add_argument("--mappings", nargs="+", default=list(MAPPINGS), choices=MAPPINGS)
+                        help="optimization presets (configs/presets.py; default: RF²'s 14); 'none' is always added "
+                             f"as the reference; any of: {presets}")
+    parser.add_argument("--mappings", nargs="+", default=list(MAPPINGS), choices=MAPPINGS, metavar="MAPPING",
+                        help=f"tier-mapping presets, any of: {', '.join(MAPPINGS)} (default: all)")
     add_grid_arguments(parser, "rf2-matrix-<model>")
-    parser.add_argument("--plot-mapping", default="hetero-vhigh", help="mapping of the per-tier change plot (Fig. 8)")
+    parser.add_argument("--plot-mapping", default="hetero-vhigh",
+                        help="mapping of the per-tier change plot (Fig. 8), one of --mappings (default: %(default)s)")
+    add_report_argument(parser)
     args = parser.parse_args(argv)
     base = load_or_exit(args)
     unknown = [c for c in args.configurations if c not in OPTIMIZATION_PRESETS]
@@ -118,6 +125,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     measures = write_outputs(rows, cfg_tiers(base), out, args.plot_mapping)
     print(matrix_markdown(measures, cfg_tiers(base), args.plot_mapping))
     print(f"wrote {out}")
+    if args.report:
+        write_page(matrix_page(measures, cfg_tiers(base), args.plot_mapping, command=job_command(__file__, argv),
+                               seeds=args.seeds, dataset=config_dataset_title(base), setting=grid_setting(base),
+                               strategy=base.fl.strategy.kind),
+                   args.report)
     return 0
 
 

@@ -101,7 +101,24 @@ def paired_markdown(diffs: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_convergence(rounds: pd.DataFrame, path: Storage) -> None:
+STRATEGY_NAMES = {"fedavg": "FedAvg", "ditto": "Ditto", "cali3f": "Cali3F"}
+MODEL_NAMES = {"gmf": "GMF", "mlp": "MLP", "neumf": "NeuMF"}
+
+
+def _names(values, names: dict[str, str]) -> list[str]:
+    """The distinct values present, in ``names``' order, as printed."""
+    present = list(dict.fromkeys(values))
+    ordered = [k for k in names if k in present] + [v for v in present if v not in names]
+    return [names.get(v, v) for v in ordered]
+
+
+def convergence_title(rounds: pd.DataFrame, dataset: str | None = None) -> str:
+    """The figure's title: the strategies that were run, not the three the job can run."""
+    where = f" on {dataset}" if dataset else ""
+    return f"Convergence{where}: {', '.join(_names(rounds['strategy'], STRATEGY_NAMES))}"
+
+
+def plot_convergence(rounds: pd.DataFrame, path: Storage, dataset: str | None = None) -> None:
     """NDCG@10 per round (top) and per simulated hour (bottom), one column per model."""
     plt = pyplot()
     models = list(dict.fromkeys(rounds["model"]))
@@ -118,5 +135,72 @@ def plot_convergence(rounds: pd.DataFrame, path: Storage) -> None:
     axes[0, 0].set_ylabel("NDCG@10")
     axes[1, 0].set_ylabel("NDCG@10")
     axes[0, 0].legend()
-    fig.suptitle("Convergence on ML-100K: FedAvg, Ditto, Cali3F")
+    fig.suptitle(convergence_title(rounds, dataset))
     save_figure(fig, path)
+
+
+def tier_markdown(results: pd.DataFrame, tiers: tuple[str, ...]) -> str:
+    """Final NDCG@10 per tier, per model and strategy (mean ± 95 % CI over seeds)."""
+    from jobs.lib.job_page import mean_ci, pm
+
+    head = "| model | strategy | " + " | ".join(f"NDCG@10 {t}" for t in tiers) + " |"
+    lines = [head, "|---|---|" + "---|" * len(tiers)]
+    for (model, strategy), part in results.groupby(["model", "strategy"], sort=False):
+        cells = [pm(*mean_ci(part[f"ndcg10_{t}"])) if f"ndcg10_{t}" in part else "–" for t in tiers]
+        lines.append(f"| {model} | {strategy} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_findings(table: pd.DataFrame, diffs: pd.DataFrame) -> list[str]:
+    """Sentences from the numbers: each method's HR@10 and fairness against FedAvg (paired by seed
+    when there are several), and its time to within 5 % of its best against FedAvg's."""
+    from jobs.lib.job_page import verdict
+
+    out = []
+    indexed = table.set_index(["model", "strategy"])
+    for row in diffs.itertuples() if not diffs.empty else []:
+        name, model = STRATEGY_NAMES.get(row.strategy, row.strategy), MODEL_NAMES.get(row.model, row.model)
+        if row.seeds > 1:
+            out.append(f"- {model}, {name} − FedAvg, paired over {row.seeds} seeds: HR@10 {row.hr10:+.4f} ± "
+                       f"{row.hr10_ci95:.4f} ({verdict(row.hr10, row.hr10_ci95)}), std of NDCG@10 "
+                       f"{row.ndcg10_std:+.4f} ± {row.ndcg10_std_ci95:.4f} ({verdict(row.ndcg10_std, row.ndcg10_std_ci95)}).")
+        else:
+            out.append(f"- {model}, {name} − FedAvg: HR@10 {row.hr10:+.4f}, std of NDCG@10 {row.ndcg10_std:+.4f} "
+                       "(one seed: no interval, so not shown to exceed noise).")
+    for (model, strategy), row in indexed.iterrows():
+        if strategy == "fedavg" or not np.isfinite(row["time_vs_fedavg"]):
+            continue
+        out.append(f"- {MODEL_NAMES.get(model, model)}, {STRATEGY_NAMES.get(strategy, strategy)}: within 5 % of its best "
+                   f"NDCG@10 after {row['time_vs_fedavg']:.2f}x FedAvg's simulated time"
+                   + (f" (the paper: {PAPER_TIME_RATIO}x)." if strategy == "cali3f" else "."))
+    return out
+
+
+def comparison_page(results: pd.DataFrame, rounds: pd.DataFrame, tiers: tuple[str, ...], *, command: str, seeds,
+                    dataset: str, setting: str) -> "ResultsPage":
+    """The comparison's results page: the table beside the paper's figures, the paired
+    differences against FedAvg, per-tier NDCG@10, findings and the convergence figure."""
+    from jobs.lib.job_page import spread_note
+    from jobs.lib.results_page import ResultsPage
+
+    others = [n for n in _names(results["strategy"], STRATEGY_NAMES) if n != "FedAvg"]
+    models = ", ".join(_names(results["model"], MODEL_NAMES))
+    title = f"{' and '.join(others)} against FedAvg" if others else "FedAvg"
+    table = comparison_table(results, rounds)
+    diffs = paired_differences(results)
+    page = ResultsPage(
+        title=f"{title}: {models} on {dataset}", command=command, seeds=list(seeds),
+        intro=(f"The same sampled clients every round for every method. Fairness is the std of per-client NDCG@10 "
+               f"(Cali3F Definition 1; lower is fairer); \"time vs FedAvg\" divides the simulated time to come within "
+               f"5 % of a run's own best NDCG@10 by FedAvg's on the same model. {setting} "
+               f"{spread_note(list(seeds))}"))
+    page.add("Accuracy, fairness and convergence", comparison_markdown(table))
+    paired = paired_markdown(diffs).strip()
+    page.add("Each method against FedAvg",
+             paired if paired else "One seed: no paired interval; the findings below give the raw differences.")
+    page.add("NDCG@10 per tier", tier_markdown(results, tiers))
+    page.add("Findings", "\n".join(comparison_findings(table, diffs)) or "Only FedAvg was run: nothing to compare.")
+    page.add_plot("convergence.png", f"{convergence_title(rounds, dataset)}: NDCG@10 per round (top) and per "
+                                     "simulated hour (bottom), mean over seeds",
+                  lambda target: plot_convergence(rounds, target, dataset))
+    return page

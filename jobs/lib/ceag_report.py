@@ -18,35 +18,164 @@ def _pm(mean: float, half: float) -> str:
     return f"{100 * mean:.2f} ± {100 * half:.2f}%" if half == half else f"{100 * mean:.2f}%"
 
 
+def _signed_pm(mean: float, half: float) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    return f"{100 * mean:+.2f} ± {100 * half:.2f}%" if half == half else _pct(mean)
+
+
+def _psi(mean: float, half: float, unchanged: bool) -> str:
+    """Max ψ in percent. Exactly zero when the constrained measure did not move in any tier (marked
+    †, explained under the table); a value too small for two decimals keeps two significant digits
+    instead of reading as +0.00 %."""
+    if not np.isfinite(mean):
+        return "–"
+    if unchanged:
+        return "0 †"
+    shown = f"{100 * mean:+.2f}" if mean == 0 or abs(100 * mean) >= 0.005 else f"{100 * mean:+.2g}"
+    if half == half:
+        # a spread within float rounding of zero (every seed alike) reads as 0, not as 1e-17
+        spread = f"{100 * half:.2f}" if abs(100 * half) < 1e-9 or abs(100 * half) >= 0.005 else f"{100 * half:.2g}"
+        return f"{shown} ± {spread}%"
+    return f"{shown}%"
+
+
 PSI_NAMES = {"accuracy": "excess accuracy gap", "pairwise": "excess pairwise-ranking gap (train only)"}
+_MEASURE_NAMES = {"accuracy": "accuracy", "pairwise": "within-client pair rate"}
+NUMERIC = ["mdac", "mdac_train", "max_psi_test", "max_psi_train", "change_all", "change_all_train", "sim_time_s",
+           "speedup"]
+
+
+def _grouped(table: pd.DataFrame):
+    grouped = table.groupby(["mapping", "configuration"], sort=False)
+    flags = [c for c in ("psi_train_unchanged", "psi_test_unchanged") if c in table]
+    unchanged = grouped[flags].all() if flags else None
+    return grouped[NUMERIC].mean(), grouped[NUMERIC].agg(ci95_half_width), unchanged, grouped.size()
+
+
+def _rows(mapping: str, optimizations, epsilons, index) -> list[tuple[str, str, str]]:
+    """(optimization, label, ε shown) of a mapping's block, in table order, those measured only."""
+    out = []
+    for optimization in optimizations:
+        for label, eps in [(optimization, "–"), *[(f"{optimization}+ceag{e:g}", f"{e:g}") for e in epsilons]]:
+            if (mapping, label) in index:
+                out.append((optimization, label, eps))
+    return out
 
 
 def ceag_markdown(table: pd.DataFrame, optimizations, epsilons, constrained: str = "accuracy") -> str:
     """One block per mapping: each optimization without CEAG, then with each ε. MDAC on AUC,
-    max ψ on the ``constrained`` measure (what CEAG bounds), on train and held-out data."""
+    max ψ on the ``constrained`` measure (what CEAG bounds), on train and held-out data; every
+    column a mean ± 95 % CI when there are several seeds."""
     lines = []
-    seeds = table.groupby(["mapping", "configuration"]).size().min() if len(table) else 0
-    numeric = ["mdac", "mdac_train", "max_psi_test", "max_psi_train", "change_all", "change_all_train", "sim_time_s",
-               "speedup"]
-    grouped = table.groupby(["mapping", "configuration"], sort=False)
-    mean = grouped[numeric].mean()
-    half = grouped[["mdac", "mdac_train"]].agg(ci95_half_width)
+    mean, half, unchanged, sizes = _grouped(table)
+    seeds = int(sizes.min()) if len(table) else 0
     spread = f"mean ± 95 % CI over {seeds} seeds" if seeds > 1 else "one seed"
     for mapping in dict.fromkeys(table["mapping"]):
         lines += [f"**{mapping}** ({spread}); ψ: {PSI_NAMES[constrained]}, MDAC: on AUC", "",
                   "| configuration | ε | MDAC train | MDAC held-out | max ψ train | max ψ held-out | ΔAUC train "
                   "| ΔAUC held-out | sim time (s) |", "|---|---|---|---|---|---|---|---|---|"]
-        for optimization in optimizations:
-            for label, eps in [(optimization, "–"), *[(f"{optimization}+ceag{e:g}", f"{e:g}") for e in epsilons]]:
-                if (mapping, label) not in mean.index:
-                    continue
-                r, h = mean.loc[(mapping, label)], half.loc[(mapping, label)]
-                lines.append(f"| {optimization}{' + CEAG' if eps != '–' else ''} | {eps} "
-                             f"| {_pm(r['mdac_train'], h['mdac_train'])} | {_pm(r['mdac'], h['mdac'])} "
-                             f"| {_pct(r['max_psi_train'])} | {_pct(r['max_psi_test'])} "
-                             f"| {_pct(r['change_all_train'])} | {_pct(r['change_all'])} | {r['sim_time_s']:.0f} |")
+        marked = False
+        for optimization, label, eps in _rows(mapping, optimizations, epsilons, mean.index):
+            r, h = mean.loc[(mapping, label)], half.loc[(mapping, label)]
+            flat = unchanged.loc[(mapping, label)] if unchanged is not None else {}
+            flat_train, flat_test = bool(flat.get("psi_train_unchanged", False)), bool(flat.get("psi_test_unchanged", False))
+            marked |= flat_train or flat_test
+            lines.append(f"| {optimization}{' + CEAG' if eps != '–' else ''} | {eps} "
+                         f"| {_pm(r['mdac_train'], h['mdac_train'])} | {_pm(r['mdac'], h['mdac'])} "
+                         f"| {_psi(r['max_psi_train'], h['max_psi_train'], flat_train)} "
+                         f"| {_psi(r['max_psi_test'], h['max_psi_test'], flat_test)} "
+                         f"| {_signed_pm(r['change_all_train'], h['change_all_train'])} "
+                         f"| {_signed_pm(r['change_all'], h['change_all'])} | {r['sim_time_s']:.0f} |")
+        if marked:
+            every = ", in every seed," if seeds > 1 else ""
+            lines += ["", f"† ψ is exactly 0: every tier's {_MEASURE_NAMES[constrained]} equals the run without "
+                          f"optimization's{every} so the thresholded predictions did not change (as when a young "
+                          "model predicts no click anywhere). ψ measures nothing in that cell; MDAC on AUC still does."]
         lines.append("")
     return "\n".join(lines)
+
+
+def ceag_against_alone(table: pd.DataFrame, optimizations, epsilons) -> pd.DataFrame:
+    """Each CEAG cell minus the same optimization alone, paired by mapping and seed: mean and
+    95 % half-width of the per-seed difference in held-out and train MDAC and overall held-out
+    AUC change."""
+    keys = ["mapping", "seed"]
+    columns = ["mdac", "mdac_train", "change_all"]
+    out = []
+    for optimization in optimizations:
+        alone = table[table["configuration"] == optimization].set_index(keys)[columns]
+        for epsilon in epsilons:
+            label = f"{optimization}+ceag{epsilon:g}"
+            for mapping, part in table[table["configuration"] == label].groupby("mapping", sort=False):
+                part = part.set_index(keys)[columns]
+                diff = part - alone.reindex(part.index)
+                row = {"mapping": mapping, "optimization": optimization, "epsilon": epsilon, "seeds": len(diff)}
+                for column in columns:
+                    row[column] = float(diff[column].mean())
+                    row[f"{column}_ci95"] = ci95_half_width(diff[column])
+                out.append(row)
+    return pd.DataFrame(out)
+
+
+def ceag_against_alone_markdown(diffs: pd.DataFrame) -> str:
+    if diffs.empty:
+        return "No CEAG cell to compare.\n"
+    from jobs.lib.job_page import verdict
+
+    def cell(row, column):
+        mean, half = row[column], row[f"{column}_ci95"]
+        return f"{_signed_pm(mean, half)} ({verdict(mean, half)})" if half == half else _signed_pm(mean, half)
+
+    lines = ["| mapping | optimization | ε | Δ MDAC held-out | Δ MDAC train | Δ overall AUC change, held-out |",
+             "|---|---|---|---|---|---|"]
+    for _, row in diffs.iterrows():
+        lines.append(f"| {row['mapping']} | {row['optimization']} | {row['epsilon']:g} | {cell(row, 'mdac')} "
+                     f"| {cell(row, 'mdac_train')} | {cell(row, 'change_all')} |")
+    lowered = diffs[(diffs["mdac"] + diffs["mdac_ci95"] < 0)]
+    raised = diffs[(diffs["mdac"] - diffs["mdac_ci95"] > 0)]
+    several = bool((diffs["seeds"] > 1).all())
+    if several:
+        lines += ["", f"CEAG lowers held-out MDAC beyond the seeds' noise in {len(lowered)} of {len(diffs)} cells and "
+                      f"raises it beyond noise in {len(raised)}."]
+    else:
+        lines += ["", "One seed: the differences have no interval, so none of them is shown to exceed noise."]
+    lines += ["", "Each Δ is CEAG's cell minus the optimization alone, in percentage points, per seed then averaged."]
+    return "\n".join(lines) + "\n"
+
+
+def ceag_page(table: pd.DataFrame, rounds: pd.DataFrame, tiers: tuple[str, ...], *, optimizations, epsilons,
+              constrained: str, proxy: str, dual_lr: float, buffer_size: int, command: str, seeds, dataset: str,
+              setting: str) -> "ResultsPage":
+    """The comparison's results page: the reference runs, the per-mapping tables, each CEAG cell
+    against the same optimization alone (paired by seed), and the multipliers' trajectories."""
+    from jobs.lib.job_page import spread_note
+    from jobs.lib.results_page import ResultsPage
+
+    model = table["model"].iloc[0].upper()
+    bound = {"accuracy": "on accuracy", "pairwise": "on pairwise ranking"}[constrained]
+    proxied = ", pairwise logistic proxy" if proxy == "pairwise_logistic" else ""
+    page = ResultsPage(
+        title=f"CEAG {bound}{proxied} against the tier-aware optimizations: {model} on {dataset}",
+        command=command, seeds=list(seeds),
+        intro=(f"Each optimization without and with CEAG's constraints (ψ_t ≤ ε per tier, ε ∈ "
+               f"{{{', '.join(f'{e:g}' for e in epsilons)}}}, η_λ {dual_lr:g}, replay buffer {buffer_size:,} per tier), "
+               f"against the unoptimized run of the same mapping and seed. ψ is the {PSI_NAMES[constrained]}; MDAC "
+               f"is on AUC, RF²'s measure. {setting} {spread_note(list(seeds))}"))
+    reference = table[table["configuration"] == "none"].groupby("mapping", sort=False)
+    lines = []
+    for mapping, part in reference:
+        auc, auc_half = part["auc"].mean(), ci95_half_width(part["auc"])
+        auc_text = f"{auc:.4f} ± {auc_half:.4f}" if auc_half == auc_half else f"{auc:.4f}"
+        lines.append(f"- {mapping}: held-out AUC {auc_text}, {part['sim_time_s'].mean():,.0f} simulated s.")
+    page.add("Without an optimization", "\n".join(lines) or "No reference cell.")
+    page.add("Each optimization without and with CEAG", ceag_markdown(table, optimizations, epsilons, constrained))
+    page.add("CEAG against the same optimization alone, paired by seed",
+             ceag_against_alone_markdown(ceag_against_alone(table, optimizations, epsilons)))
+    first = int(rounds["seed"].min()) if len(rounds) else 0
+    page.add_plot("multipliers.png", f"λ_t per round of every CEAG cell (seed {first}): a colour per tier, a line "
+                                     "style per ε", lambda target: plot_multipliers(rounds, tiers, target))
+    return page
 
 
 def plot_multipliers(rounds: pd.DataFrame, tiers: tuple[str, ...], path: Storage) -> None:

@@ -51,6 +51,22 @@ def machine_line() -> str:
     return ", ".join(parts)
 
 
+def load_line() -> str:
+    """The machine's load average now: timings taken beside other work read as ratios within a run."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (OSError, AttributeError):
+        return "load average unknown"
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
+
+
+def markdown_table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table; cells are written as given (format numbers before)."""
+    lines = ["| " + " | ".join(str(h) for h in head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def command_line(argv: Optional[Sequence[str]] = None, program: Optional[str] = None) -> str:
     """The command as a user would type it again: ``python jobs/x.py --flag ...``."""
     args = list(sys.argv[1:] if argv is None else argv)

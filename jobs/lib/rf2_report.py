@@ -40,17 +40,31 @@ def _gap(row: pd.Series) -> str:
     return f"{row['gap_high']}−{row['gap_low']} {100 * row['gap']:+.2f} ± {100 * row['gap_ci95']:.2f}% ({mark})"
 
 
-def matrix_markdown(measures: pd.DataFrame, tiers: tuple[str, ...], focus_mapping: str) -> str:
+def _seeds(measures: pd.DataFrame) -> int:
+    return int(measures["seeds"].min()) if len(measures) else 0
+
+
+def _spread(measures: pd.DataFrame) -> str:
+    seeds = _seeds(measures)
+    return f"mean ± 95 % CI over {seeds} seeds" if seeds > 1 else "one seed"
+
+
+def _mdac_table(measures: pd.DataFrame) -> list[str]:
     mappings, configs = _mappings(measures), _configurations(measures)
     table = measures.set_index(["mapping", "configuration"])
-    seeds = int(measures["seeds"].min()) if len(measures) else 0
-    spread = f"mean ± 95 % CI over {seeds} seeds" if seeds > 1 else "one seed"
-    lines = [f"MDAC (held-out AUC, {spread}); rows: configuration, columns: tier mapping", "",
+    lines = [f"MDAC (held-out AUC, {_spread(measures)}); rows: configuration, columns: tier mapping", "",
              "| configuration | " + " | ".join(mappings) + " |", "|---|" + "---|" * len(mappings)]
     for config in configs:
         cells = [_pm(table.loc[(m, config)], "mdac") if (m, config) in table.index else "–" for m in mappings]
         lines.append(f"| {config} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def matrix_markdown(measures: pd.DataFrame, tiers: tuple[str, ...], focus_mapping: str) -> str:
+    mappings, configs = _mappings(measures), _configurations(measures)
+    lines = _mdac_table(measures)
     if focus_mapping in mappings:
+        table = measures.set_index(["mapping", "configuration"])
         lines += ["", *_focus_table(table, tiers, focus_mapping, configs)]
     lines += ["", *findings(measures, focus_mapping)]
     return "\n".join(lines) + "\n"
@@ -72,31 +86,99 @@ def _focus_table(table: pd.DataFrame, tiers: tuple[str, ...], mapping: str, conf
     return lines
 
 
+def _disjoint(a: pd.Series, b: pd.Series, column: str) -> bool:
+    """Whether two cells' 95 % intervals of ``column`` do not overlap (False with one seed)."""
+    ha, hb = a.get(f"{column}_ci95", np.nan), b.get(f"{column}_ci95", np.nan)
+    if not (ha == ha and hb == hb):
+        return False
+    return a[column] + ha < b[column] - hb or b[column] + hb < a[column] - ha
+
+
 def findings(measures: pd.DataFrame, focus_mapping: str) -> list[str]:
-    """RF²'s three questions, answered from the numbers (whichever way they fall)."""
-    table = measures.set_index(["mapping", "configuration"])["mdac"]
+    """RF²'s three questions, answered from the numbers (whichever way they fall), each saying
+    how many seeds it rests on and, with several, whether the intervals separate the cells."""
+    cells = measures.set_index(["mapping", "configuration"])
+    table = cells["mdac"]
+    seeds = _seeds(measures)
+    several = seeds > 1
+    basis = f"{seeds} seeds, 95 % CI" if several else "one seed"
     out = []
     if ("random", "exclude-lo") in table.index and ("hetero-vhigh", "exclude-lo") in table.index:
-        ratio = table[("hetero-vhigh", "exclude-lo")] / max(table[("random", "exclude-lo")], 1e-12)
-        out.append(f"- Exclude Lo: MDAC {100 * table[('hetero-vhigh', 'exclude-lo')]:.2f}% under hetero-vhigh against "
-                   f"{100 * table[('random', 'exclude-lo')]:.2f}% under random ({ratio:.1f}x; RF² saw 15.8x and 41x on Taobao).")
+        vhigh, rand = cells.loc[("hetero-vhigh", "exclude-lo")], cells.loc[("random", "exclude-lo")]
+        ratio = vhigh["mdac"] / max(rand["mdac"], 1e-12)
+        detail = "one seed"
+        if several:
+            detail = (f"{seeds} seeds, 95 % CI ± {100 * vhigh['mdac_ci95']:.2f} and ± {100 * rand['mdac_ci95']:.2f} "
+                      f"points, intervals {'disjoint' if _disjoint(vhigh, rand, 'mdac') else 'overlapping'}")
+        out.append(f"- Exclude Lo: MDAC {100 * vhigh['mdac']:.2f}% under hetero-vhigh against {100 * rand['mdac']:.2f}% "
+                   f"under random ({ratio:.1f}x; RF² saw 15.8x and 41x on Taobao); {detail}.")
     pairs = [(q, q.replace("quant-", "quants-")) for q in _configurations(measures) if q.startswith("quant-")]
     for quant, quants in pairs:
         both = [m for m in _mappings(measures) if (m, quant) in table.index and (m, quants) in table.index]
         if both:
             wins = sum(table[(m, quants)] < table[(m, quant)] for m in both)
-            out.append(f"- {quants} vs {quant}: lower MDAC under {wins} of {len(both)} mappings "
+            apart = ""
+            if several:
+                separated = sum(_disjoint(cells.loc[(m, quants)], cells.loc[(m, quant)], "mdac") for m in both)
+                apart = f"; the two intervals are disjoint under {separated} of them"
+            out.append(f"- {quants} vs {quant}: lower mean MDAC under {wins} of {len(both)} mappings "
                        f"(mean {100 * np.mean([table[(m, quants)] for m in both]):.2f}% vs "
-                       f"{100 * np.mean([table[(m, quant)] for m in both]):.2f}%).")
+                       f"{100 * np.mean([table[(m, quant)] for m in both]):.2f}%; {basis}{apart}).")
     focus = measures[(measures["mapping"] == focus_mapping) & (measures["configuration"] != "none")]
     if len(focus):
         best = focus.loc[focus["auc"].idxmax()]
         fairest = focus.loc[focus["mdac"].idxmin()]
         same = "the same one" if best["configuration"] == fairest["configuration"] else "not the same one"
         out.append(f"- Under {focus_mapping} the most accurate optimization is {best['configuration']} "
-                   f"(AUC {best['auc']:.4f}, MDAC {100 * best['mdac']:.2f}%) and the fairest is "
-                   f"{fairest['configuration']} (MDAC {100 * fairest['mdac']:.2f}%, AUC {fairest['auc']:.4f}): {same}.")
+                   f"(AUC {best['auc']:.4f}, MDAC {_pm(best, 'mdac')}) and the fairest is "
+                   f"{fairest['configuration']} (MDAC {_pm(fairest, 'mdac')}, AUC {fairest['auc']:.4f}): {same} "
+                   f"({basis}).")
+        if several and "beyond_noise" in focus:
+            beyond = focus[focus["beyond_noise"].astype(bool)]["configuration"].tolist()
+            within = focus[~focus["beyond_noise"].astype(bool)]["configuration"].tolist()
+            out.append(f"- Under {focus_mapping}, the gap between the extreme tiers exceeds the seeds' noise (paired "
+                       f"95 % CI excludes 0) for {len(beyond)} of {len(focus)} optimizations"
+                       + (f": {', '.join(beyond)}" if beyond else "")
+                       + (f"; within noise: {', '.join(within)}" if within else "") + ".")
+        speedups = ", ".join(f"{r['configuration']} {r['speedup']:.2f}x"
+                             for _, r in focus.sort_values("speedup", ascending=False).iterrows())
+        out.append(f"- Simulated speed-ups under {focus_mapping}, against no optimization: {speedups}.")
     return out
+
+
+_STRATEGY_TITLES = {"ditto": "Ditto", "cali3f": "Cali3F"}
+
+
+def matrix_page(measures: pd.DataFrame, tiers: tuple[str, ...], focus_mapping: str, *, command: str,
+                seeds, dataset: str, setting: str, strategy: str = "fedavg") -> "ResultsPage":
+    """The matrix's results page: the MDAC table, the focus mapping's per-tier changes, MDAC and
+    speed-up, the findings, and both figures. ``setting``: one sentence on what every cell ran
+    (rounds, clients, uploads). The title names the model, a strategy other than FedAvg and a
+    lone mapping, so pages of the same job with other settings are told apart."""
+    from jobs.lib.job_page import plural, spread_note
+    from jobs.lib.results_page import ResultsPage
+
+    model = measures["model"].iloc[0].upper()
+    mappings, configs = _mappings(measures), _configurations(measures)
+    served = f" with {_STRATEGY_TITLES.get(strategy, strategy)}" if strategy != "fedavg" else ""
+    only = f", {mappings[0]}" if len(mappings) == 1 else ""
+    page = ResultsPage(
+        title=f"RF²'s matrix: {model}{served} on {dataset}{only}", command=command, seeds=list(seeds),
+        intro=(f"{plural(len(configs), 'tier-aware optimization')} under {plural(len(mappings), 'tier mapping')}, "
+               f"each cell against the same mapping and seed without optimization. {setting} "
+               f"{spread_note(list(seeds))}"))
+    page.add("MDAC per configuration and tier mapping", "\n".join(_mdac_table(measures)))
+    if focus_mapping in mappings:
+        table = measures.set_index(["mapping", "configuration"])
+        page.add(f"Per tier under {focus_mapping}", "\n".join(_focus_table(table, tiers, focus_mapping, configs)))
+    page.add("Findings", "\n".join(findings(measures, focus_mapping)) or "No cell to compare.")
+    page.add_plot("mdac.png", f"{model}: MDAC per configuration, a bar per tier mapping (RF² Fig. 6)",
+                  lambda target: plot_mdac(measures, target))
+    if focus_mapping in mappings:
+        page.add_plot(f"tier_change_{focus_mapping}.png",
+                      f"{model} under {focus_mapping}: relative AUC change per tier and configuration (RF² Fig. 8)",
+                      lambda target: plot_tier_change(measures, tiers, focus_mapping, target))
+    return page
 
 
 def plot_mdac(measures: pd.DataFrame, path: Storage) -> None:

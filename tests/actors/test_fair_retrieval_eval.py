@@ -1,6 +1,6 @@
 """The fair-retrieval evaluation job end to end on a small skewed synthetic catalog, through the
 real shard and dual-vector actors: every method runs, the disliked group gets its exposure only
-with FairSync, and the tables and plots are written."""
+with FairSync, and the tables, plots and results page are written."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import fair_retrieval_eval
+from tests.unit.test_retrieval_pages import assert_results_page
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 def test_eval_job_compares_fairsync_with_the_baselines(tmp_path: Path, capsys):
-    code = fair_retrieval_eval.main([
+    page = tmp_path / "docs" / "fair-retrieval.md"
+    page.parent.mkdir()
+    code = fair_retrieval_eval.main(["--report", str(page),
         "--config", "configs/retrieval_skewed.yaml", "--batch-sizes", "8",
         "--set", f"storage={tmp_path}", "--set", "retrieval.synthetic.n_items=1500",
         "--set", "retrieval.synthetic.n_users=150", "--set", "retrieval.synthetic.dim=8",
@@ -34,3 +37,6 @@ def test_eval_job_compares_fairsync_with_the_baselines(tmp_path: Path, capsys):
     for name in ("results.md", "exposure.png", "batch_size.png", "config.yaml"):
         assert (folder / name).stat().st_size > 0
     assert "fairsync" in capsys.readouterr().out
+    text = assert_results_page(page, "jobs/fair_retrieval_eval.py", ("exposure.png", "batch_size.png"))
+    assert "| **FairSync** (configured B) | 4 |" in text and "1 seed" in text
+    assert "4 of 4 groups reached their minimum" in text, "the findings are the run's, not fixed prose"

@@ -27,8 +27,8 @@ def _argv(tmp_path: Path, out: Path) -> list[str]:
 
 
 def test_matrix_writes_resumes_and_matches_an_actor_run(tmp_path: Path):
-    out = tmp_path / "matrix"
-    assert main(_argv(tmp_path, out)) == 0
+    out, page = tmp_path / "matrix", tmp_path / "docs" / "rf2-matrix-dlrm.md"
+    assert main([*_argv(tmp_path, out), "--report", str(page)]) == 0
     cells = sorted(p for p in (out / "cells").glob("*.parquet") if not p.name.endswith(".rounds.parquet"))
     assert len(cells) == 6  # 2 mappings x (none + 2 configurations)
     assert all(p.with_suffix(".rounds.parquet").exists() for p in cells)
@@ -40,6 +40,12 @@ def test_matrix_writes_resumes_and_matches_an_actor_run(tmp_path: Path):
     assert measures.loc[("hetero-vhigh", "exclude-lo"), "max_psi_pair_train"] > 0.0
     assert measures.loc[("hetero-vhigh", "exclude-lo"), "speedup"] > 1.0
     assert "| exclude-lo |" in (out / "matrix.md").read_text()
+    from tests.actors.test_job_commands import assert_page
+
+    text = assert_page(page, "rf2_matrix", ("mdac.png", "tier_change_hetero-vhigh.png"))
+    assert text.startswith("# RF²'s matrix: DLRM on synthetic, 240 users × 300 items")
+    assert "## MDAC per configuration and tier mapping" in text and "## Per tier under hetero-vhigh" in text
+    assert "| exclude-lo | " in text and "one seed" in text and "Simulated speed-ups under hetero-vhigh" in text
 
     # Resume: one cell lost, only it runs again; the others are read back untouched.
     lost = cells[0]

@@ -1,3 +1,4 @@
+import re
 import sys
 from pathlib import Path
 
@@ -29,7 +30,14 @@ def test_check_exits_non_zero_above_the_limit(tmp_path: Path, monkeypatch, capsy
     job = tmp_path / "job.py"
     job.write_text(JOB)
     monkeypatch.setattr(bench_memory, "FL_SIM", job)
-    assert bench_memory.main(["--check", "--limit-gib", "0.1"]) == EXIT_OVER_LIMIT
+    page = tmp_path / "docs" / "memory.md"
+    assert bench_memory.main(["--check", "--limit-gib", "0.1", "--report", str(page)]) == EXIT_OVER_LIMIT
     assert "NOT met" in capsys.readouterr().out
+    # The page of a run above the limit is written all the same: "not met" is a result.
+    text = page.read_text()
+    assert text.startswith("# Peak memory per process against 0.1 GiB: ")
+    assert "| command | `python jobs/bench_memory.py --check --limit-gib 0.1 --report " in text
+    assert re.search(r"\| driver \| 1 \| 0\.\d\d \| \*\*no\*\* \|", text), text
+    assert "is not met" in text and "| machine | " in text
     assert bench_memory.main(["--limit-gib", "0.1"]) == 0  # without --check it only reports
     assert bench_memory.main(["--check", "--limit-gib", "1"]) == 0

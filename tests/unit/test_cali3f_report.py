@@ -81,3 +81,12 @@ def test_paired_differences_against_fedavg_by_hand():
     assert "beyond noise" in paired_markdown(pd.DataFrame([row]))
     one_seed = paired_differences(pd.DataFrame(rows[:2]))
     assert paired_markdown(one_seed) == "", "one seed has no interval to read"
+
+
+def test_the_convergence_figure_names_only_the_strategies_run():
+    from jobs.lib.cali3f_report import convergence_title
+
+    rounds = pd.concat([_rounds("gmf", "cali3f", [0.1, 0.2], 10.0), _rounds("gmf", "fedavg", [0.1, 0.2], 10.0)])
+    assert convergence_title(rounds) == "Convergence: FedAvg, Cali3F"
+    assert convergence_title(pd.concat([rounds, _rounds("mlp", "ditto", [0.1], 1.0)]), "MovieLens 100K") == \
+        "Convergence on MovieLens 100K: FedAvg, Ditto, Cali3F"

@@ -50,10 +50,15 @@ def test_the_sweep_catches_a_fetch_whose_recall_depends_on_mu(fetch_by, world):
     assert min(recalls) < THRESHOLD
 
 
-def test_bench_check_exits_non_zero_below_the_minimum_recall(capsys):
+def test_bench_check_exits_non_zero_below_the_minimum_recall(capsys, tmp_path):
     from jobs.bench_index import EXIT_BELOW_RECALL, main
+    from tests.unit.test_retrieval_pages import assert_results_page
 
     small = ["--check", "--items", "1500", "--queries", "64", "--kinds", "ivf", "--nlist", "16", "--timing-rounds", "1"]
     assert main(small + ["--min-recall", "0.5"]) == 0
-    assert main(small + ["--min-recall", "1.01"]) == EXIT_BELOW_RECALL
+    page = tmp_path / "mu-sweep.md"
+    assert main(small + ["--min-recall", "1.01", "--report", str(page)]) == EXIT_BELOW_RECALL
     assert "check: ivf/per_group (default) minimum recall@10" in capsys.readouterr().out
+    text = assert_results_page(page, "jobs/bench_index.py", ("mu_sweep.png",))
+    assert "| **minimum over 14 points** |" in text and "`ivf/per_group` (default)" in text
+    assert "vs 1.01: BELOW" in text, "the page carries the check's verdict"
