@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from configs.fl_schema import BARE_NAME_KEYS, TAGGED_UNIONS
 from configs.schema import SimConfig
-from configs.suggest import suggestion
+from configs.suggest import kinds_with, suggestion
 
 CONFIG_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = CONFIG_DIR.parent
@@ -129,8 +129,11 @@ def _format_validation(exc: ValidationError, source: str) -> str:
         reason = err["msg"]
         if err["type"] == "extra_forbidden":
             reason = f"unknown key (not a setting of kind {tag!r})" if tag else "unknown key (not a setting of this section)"
-            hint = suggestion(SimConfig, tuple(loc), tag)
-            if hint:
+            kinds = kinds_with(SimConfig, tuple(loc), tag)
+            hint = None if kinds else suggestion(SimConfig, tuple(loc), tag)
+            if kinds:
+                reason += f"; {loc[-1]} is a setting of kind {' or '.join(repr(k) for k in kinds)}"
+            elif hint:
                 reason += f"; did you mean {hint}?"
         shown = err.get("input")
         suffix = "" if err["type"] == "extra_forbidden" or isinstance(shown, dict) else f" (got {shown!r})"

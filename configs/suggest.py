@@ -16,12 +16,26 @@ def suggestion(root: type[BaseModel], loc: tuple, tag: Optional[str] = None) -> 
     """A hint for the unknown key at ``loc`` (its section's path, then the key), or None.
     ``tag``: the kind of the tagged-union member the section is, when it is one."""
     *section, key = (str(part) for part in loc)
-    fields = _section_fields(root, section, tag)
+    fields = _section_fields(root, section, tag) - {key}  # the key itself is no hint, whatever kind has it
     close = difflib.get_close_matches(key, sorted(fields), n=1, cutoff=0.75)
     if close:
         return ".".join([*section, close[0]])
-    elsewhere = sorted(path for path in _paths(root) if path.rsplit(".", 1)[-1] == key)
+    here = ".".join(str(part) for part in loc)
+    elsewhere = sorted(path for path in _paths(root) if path.rsplit(".", 1)[-1] == key and path != here)
     return " or ".join(elsewhere[:3]) or None
+
+
+def kinds_with(root: type[BaseModel], loc: tuple, tag: Optional[str]) -> list[str]:
+    """The other kinds of a tagged-union section that do have the unknown key at ``loc``
+    (``fl.strategy.phi`` under fedavg: cali3f has it), so the message can say which kind to pick."""
+    if tag is None:
+        return []
+    *section, key = (str(part) for part in loc)
+    models = [root]
+    for part in section:
+        models = [sub for model in models if part in model.model_fields
+                  for sub in _models_in(model.model_fields[part].annotation)]
+    return sorted({str(_kind_of(m)) for m in models if key in m.model_fields and _kind_of(m) not in (tag, None)})
 
 
 def _section_fields(root: type[BaseModel], section: list[str], tag: Optional[str]) -> set[str]:

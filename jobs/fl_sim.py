@@ -358,7 +358,7 @@ def write_report(location: str, exp: Experiment, run_dir: Storage, outcome: dict
         f"evaluated every {fl.eval_every} rounds |",
         f"| strategy | {fl.strategy.kind}, optimization {fl.optimization.preset or fl.optimization.kind} |",
         f"| tier mapping | {cfg.tier_mapping.mapping} |",
-        f"| run folder | `{run_dir.describe()}` |",
+        f"| run folder | `{run_dir.name}` (in the storage the run was given) |",
     ]
     if outcome["resumed_from"]:
         setup.append(f"| resumed | after round {outcome['resumed_from']} |")

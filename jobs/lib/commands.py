@@ -37,7 +37,7 @@ GROUPS: dict[str, str] = {
 # The smallest useful run of the commands a new user reaches for first, as ``fairfleet --help`` shows them.
 EXAMPLES: tuple[tuple[str, str], ...] = (
     ("fairfleet world", "the demo's synthetic world and its tiers, in seconds"),
-    ("fairfleet sim --set fl.rounds=5", "a five-round federated run of the demo"),
+    ("fairfleet sim --set fl.rounds=20", "a twenty-round federated run of the demo (it learns after ~10)"),
     ("fairfleet download ml-100k", "MovieLens 100K into the cache; it prints the data.path to use"),
     ("fairfleet sim --config configs/ml100k.yaml --set data.path=DIR --set fl.rounds=20",
      "twenty rounds on MovieLens 100K, DIR the folder download printed"),

@@ -100,3 +100,10 @@ def test_an_empty_config_file_warns_that_every_setting_is_a_default(tmp_path):
     empty.write_text("# nothing set\n")
     with pytest.warns(UserWarning, match="empty.yaml: the config file is empty"):
         assert load_config(empty) == load_config(None)
+
+
+def test_a_key_of_another_kind_names_that_kind_and_never_suggests_itself():
+    with pytest.raises(ConfigError) as raised:
+        load_config(None, ["fl.strategy.phi=2"])  # phi is Cali3F's, the strategy is FedAvg
+    message = str(raised.value)
+    assert "phi is a setting of kind 'cali3f'" in message and "did you mean fl.strategy.phi" not in message

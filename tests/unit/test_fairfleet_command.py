@@ -52,7 +52,7 @@ def test_help_lists_every_command_quickly_from_any_directory(tmp_path):
     assert result.returncode == 0, result.stderr
     for command in COMMANDS:
         assert f"{command.name}  " in result.stdout and command.summary in result.stdout
-    assert "serve  " in result.stdout and "fairfleet sim --set fl.rounds=5" in result.stdout
+    assert "serve  " in result.stdout and "fairfleet sim --set fl.rounds=20" in result.stdout
     assert elapsed < 10, f"fairfleet --help took {elapsed:.1f} s"
 
 
