@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BeforeValidator, Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from configs.base import Location, StrictModel
+from configs.server_optimizer_schema import SERVER_OPTIMIZERS, SGDServer, ServerOptimizerConfig
 from configs.retrieval_schema import INDEX_KINDS
 from configs.retrieval_policy import POLICY_KINDS
 
@@ -277,13 +278,14 @@ TAGGED_UNIONS = {
     "upload": {m.model_fields["kind"].default for m in (TouchedUpload, DenseUpload, PaddedUpload)},
     "index": set(INDEX_KINDS),  # retrieval.index
     "policy": set(POLICY_KINDS),  # retrieval.policy
+    "server_optimizer": {m.model_fields["kind"].default for m in SERVER_OPTIMIZERS},
 }
 
 
 # Sections whose whole value may be a bare name, and the key that name stands for: an override
 # that reaches into one (``fl.strategy.n_clusters=3`` after ``fl.strategy=cali3f``) opens it.
 BARE_NAME_KEYS = {"strategy": "kind", "fairness": "kind", "optimization": "preset", "upload": "kind", "index": "kind",
-                  "policy": "kind"}
+                  "policy": "kind", "server_optimizer": "kind"}
 
 
 # --------------------------------------------------------------------------- runtime
@@ -321,11 +323,10 @@ class FLConfig(StrictModel):
     loss_reduction: Literal["mean", "sum"] = Field("mean", description="a client's BCE averaged or summed over its samples")
     negatives_per_positive: PositiveInt = Field(4, description="NCF: sampled negatives a client trains on per "
                                                                "positive")
-    server_optimizer: Literal["sgd", "adagrad"] = Field(
-        "sgd", description="how the server applies the averaged update: sgd (θ += lr·Δ) or adagrad (FedAdagrad, "
-                           "Reddi et al. 2021)")
-    server_lr: PositiveFloat = Field(1.0, description="the server optimizer's step size (sgd at 1: plain FedAvg)")
-    server_eps: PositiveFloat = Field(1e-3, description="AdaGrad's τ (Reddi et al. 2021)")
+    server_optimizer: ServerOptimizerConfig = Field(
+        SGDServer(), description="how the server applies the averaged update Δ: sgd (θ += lr·Δ), momentum (FedAvgM), "
+                                 "adagrad, adam or yogi (FedAdagrad, FedAdam, FedYogi: Reddi et al. 2021)")
+    server_lr: PositiveFloat = Field(1.0, description="the server optimizer's step size η (sgd at 1: plain FedAvg)")
     overselect: NonNegativeFloat = Field(0.0, description="x in (1+x)·n selected clients")
     optimization: OptimizationConfig = Field(
         NoOptimization(), description="the tier-aware speed-up (RF² Table 1): a preset's name, or a kind with its "
@@ -347,6 +348,21 @@ class FLConfig(StrictModel):
                                                          "--resume continues from")
     runtime: FLRuntimeConfig = Field(FLRuntimeConfig(), description="where and how the actors run; never changes a "
                                                                     "result")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _server_eps_moved(cls, value):
+        """``server_eps`` was AdaGrad's τ beside a bare ``server_optimizer`` name: a run folder's
+        config written that way is converted, so the run resumes; anything else is refused naming
+        where τ went."""
+        if isinstance(value, dict) and "server_eps" in value:
+            kind = value.get("server_optimizer", "sgd")
+            if not isinstance(kind, str):
+                raise ValueError("fl.server_eps moved: set fl.server_optimizer.tau (kinds adagrad, adam, yogi)")
+            rest = {k: v for k, v in value.items() if k != "server_eps"}
+            rest["server_optimizer"] = {"kind": kind, "tau": value["server_eps"]} if kind == "adagrad" else {"kind": kind}
+            return rest
+        return value
 
     @model_validator(mode="after")
     def _one_overselect(self) -> "FLConfig":

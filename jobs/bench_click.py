@@ -30,7 +30,7 @@ from cluster.data.click_features import (
     build_click_features,
     rows_by_user,
 )
-from cluster.fl.aggregation import ServerOptimizer
+from cluster.fl.server_optimizers.adagrad import Adagrad
 from cluster.fl.families.click.batches import click_auc
 from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.families.click.training import fedavg_round
@@ -57,7 +57,7 @@ def run_model(kind: str, args, features: ClickFeatures, indptr: np.ndarray, rows
               seed: int) -> None:
     spec = ClickSpec.for_features(kind, features, history_len=args.history)
     params = {k: v.numpy() for k, v in init_params(spec, torch.Generator().manual_seed(seed)).items()}
-    server = ServerOptimizer("adagrad", args.server_lr)
+    server = Adagrad(args.server_lr)
     recipe = LocalRecipe.one_rate(args.client_lr, epochs=args.epochs)
     eligible = np.flatnonzero(np.diff(indptr) > 0)
     rng = stream(seed, "click_selection")

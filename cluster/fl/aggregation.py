@@ -139,31 +139,3 @@ def add_weighted_deltas(average: dict[str, np.ndarray], deltas: dict[str, np.nda
         term = np.add.reduce(delta * coefficients.reshape(-1, *([1] * (delta.ndim - 1))), axis=0, dtype=np.float32)
         out[name] = out[name] + term if name in out else term
     return out
-
-
-@dataclass
-class ServerOptimizer:
-    """Applies the averaged client update: SGD (θ += lr·Δ) or FedAdagrad (Reddi et al. 2021,
-    as RF² uses): v += Δ²; θ += lr·Δ / (√v + eps)."""
-
-    kind: str
-    lr: float
-    eps: float = 1e-3
-    accumulators: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def step(self, params: dict[str, np.ndarray], delta: dict[str, np.ndarray]) -> None:
-        for name, update in delta.items():
-            if self.kind == "sgd":
-                params[name] += self.lr * update
-            elif self.kind == "adagrad":
-                acc = self.accumulators.setdefault(name, np.zeros_like(update))
-                acc += update * update
-                params[name] += self.lr * update / (np.sqrt(acc) + self.eps)
-            else:
-                raise ValueError(f"unknown server optimizer {self.kind!r}")
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: acc.copy() for name, acc in self.accumulators.items()}
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self.accumulators = {name: np.array(acc) for name, acc in state.items()}

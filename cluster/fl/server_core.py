@@ -10,7 +10,8 @@ from typing import Optional
 import numpy as np
 
 from cluster.fairness.ceag_round import CEAGController
-from cluster.fl.aggregation import ServerOptimizer, add_weighted_deltas
+from cluster.fl.aggregation import add_weighted_deltas
+from cluster.fl.server_optimizers import make_server_optimizer
 from cluster.fl.families.base import ModelOps
 from cluster.fl.clock import VirtualClock
 from cluster.fl.selection import EpochSampler, RoundPlan, n_to_select
@@ -57,7 +58,7 @@ class FederatedServer:
         self.tier_plan = TierPlan.resolve(cfg.optimization, cfg.effective_overselect, fleet.tiers.names)
         start = ops.init_params(seed) if initial_params is None else initial_params
         self.params = {name: np.array(value, dtype=np.float32) for name, value in start.items()}
-        self.optimizer = ServerOptimizer(cfg.server_optimizer, cfg.server_lr, cfg.server_eps)
+        self.optimizer = make_server_optimizer(cfg.server_optimizer, cfg.server_lr)
         eligible = (fleet.train_samples > 0) & ~self.tier_plan.excluded[fleet.tier_of_user]
         self.sampler = EpochSampler(np.flatnonzero(eligible), stream(seed, "selection"))
         self.strategy = make_strategy(cfg.strategy, ops, self.params, fleet, eligible, self.sampler,

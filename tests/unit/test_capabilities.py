@@ -384,3 +384,18 @@ def test_without_a_compressor_dense_and_touched_uploads_train_the_same_model(run
     assert dense.params.keys() == touched.params.keys()
     assert all(np.array_equal(dense.params[n], touched.params[n]) for n in dense.params)
     assert not all(np.array_equal(a.upload_bytes, b.upload_bytes) for a, b in zip(dense.plans, touched.plans))
+
+
+SERVER_OPTIMIZERS = ("momentum", "adagrad", "adam", "yogi")
+
+
+@pytest.mark.parametrize("server_optimizer", SERVER_OPTIMIZERS)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("model", ("gmf", "dlrm"))
+def test_every_server_optimizer_trains_with_every_strategy_and_family(runs, server_optimizer, strategy, model):
+    """The server optimizer is orthogonal to the strategy: each pair trains two rounds to a finite
+    model, and the model differs from the one server SGD gives (the optimizer does its step)."""
+    run = runs(strategy, model, "none", f"fl.server_optimizer={server_optimizer}")
+    sgd = runs(strategy, model, "none", "fl.server_optimizer=sgd")
+    assert run.round_index == 2 and all(np.isfinite(v).all() for v in run.params.values())
+    assert any(not np.array_equal(run.params[name], sgd.params[name]) for name in run.params)

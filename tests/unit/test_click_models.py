@@ -17,7 +17,8 @@ from cluster.data.click_features import (
 from cluster.data.splits import temporal_holdout
 from cluster.data.views import click_view
 from cluster.fl.families.click.batches import click_auc, client_batch, padded_shape
-from cluster.fl.aggregation import ServerOptimizer, empty_update, fedavg, merge_updates
+from cluster.fl.aggregation import empty_update, fedavg, merge_updates
+from cluster.fl.server_optimizers.adagrad import Adagrad
 from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.families.click.training import fedavg_round, train_local_click
 from cluster.models.click import ClickSpec, channel_masks, narrow_params
@@ -300,7 +301,7 @@ def test_loss_decreases_on_a_learnable_toy(kind):
     _, _, features, indptr, rows = _toy(7, [40] * 16, n_items=80)
     spec = ClickSpec.for_features(kind, features, history_len=10)
     params = _global(spec)
-    server = ServerOptimizer("adagrad", 0.1)
+    server = Adagrad(0.1)
     clients = np.arange(16)
     losses = []
     for _ in range(15):
@@ -320,7 +321,7 @@ def test_fedavg_on_movielens_beats_chance(ml100k):
     for kind, n_rounds, n_clients, floor in (("dlrm", 25, 100, 0.65), ("din", 10, 60, 0.6)):
         spec = ClickSpec.for_features(kind, features, history_len=20)
         params = _global(spec)
-        server = ServerOptimizer("adagrad", 0.1)
+        server = Adagrad(0.1)
         rng = stream(0, "click_selection")
         for _ in range(n_rounds):
             clients = np.sort(rng.choice(eligible, size=n_clients, replace=False))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import load_config
-from cluster.fl.aggregation import ServerOptimizer, empty_update, fedavg, merge_updates
+from cluster.fl.aggregation import empty_update, fedavg, merge_updates
 from cluster.fl.metrics import rank_metrics, summarize
 from cluster.fl.families.ncf.ops import NCFOps
 from cluster.fl.families.ncf.negatives import hashed_negatives
@@ -103,20 +103,6 @@ def test_fedavg_by_hand_and_independent_of_worker_split():
         assert np.array_equal(delta[name], swapped[name])
     merged = merge_updates([b, a], empty)
     assert merged.clients.tolist() == [2, 5, 9]
-
-
-def test_server_optimizers():
-    params = {"w": np.array([1.0, 1.0])}
-    ServerOptimizer("sgd", 0.5).step(params, {"w": np.array([2.0, -2.0])})
-    assert params["w"].tolist() == [2.0, 0.0]
-    opt = ServerOptimizer("adagrad", 0.1, eps=0.0)
-    params = {"w": np.array([0.0])}
-    opt.step(params, {"w": np.array([3.0])})
-    opt.step(params, {"w": np.array([4.0])})
-    assert params["w"][0] == pytest.approx(0.1 * 3 / 3 + 0.1 * 4 / 5)
-    restored = ServerOptimizer("adagrad", 0.1, eps=0.0)
-    restored.load_state_dict(opt.state_dict())
-    assert restored.accumulators["w"][0] == 25.0
 
 
 def test_rank_metrics_by_hand():

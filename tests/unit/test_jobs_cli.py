@@ -59,7 +59,7 @@ def _fl_sim(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_fl_sim_rejects_bad_input_before_starting_ray(tmp_path: Path):
     out = tmp_path / "runs"
     bad = _fl_sim("--config", str(REPO_ROOT / "configs/demo.yaml"), "--set", f"storage={out}",
-                  "--set", "fl.server_optimizer=adam", cwd=tmp_path)
+                  "--set", "fl.server_optimizer=lamb", cwd=tmp_path)
     assert bad.returncode == 2 and "fl.server_optimizer" in bad.stderr and "Traceback" not in bad.stderr
     assert not out.exists()
     missing = _fl_sim("--resume", str(tmp_path / "no-such-run"), cwd=tmp_path)

@@ -74,7 +74,10 @@ CLICK = ("model.kind=dlrm", "model.top_hidden=[16]", "fl.client_lr=1.0", "fl.ser
     # CEAG: its multipliers and replay buffers, under a compressing optimization
     (*CLICK, "fl.optimization=prune-1:4:16",
      "fl.fairness={kind: ceag, reference_accuracy: {low: 0.9, mid: 0.9, high: 0.9}, buffer_size: 50}"),
-], ids=["ditto-gmf", "dlrm-adagrad", "dlrm-ceag-prune"])
+    # FedAdam's two moments, and FedYogi's, are server state
+    ("fl.server_optimizer=adam", "fl.server_lr=0.05"),
+    (*CLICK, "fl.server_optimizer=yogi"),
+], ids=["ditto-gmf", "dlrm-adagrad", "dlrm-ceag-prune", "gmf-adam", "dlrm-yogi"])
 def test_in_process_resume_from_a_checkpoint_equals_an_unbroken_run(tmp_path: Path, extra: tuple):
     cfg = _cfg(tmp_path, *extra)
     straight = round_loop(build(cfg), eval_every=2)

@@ -28,7 +28,8 @@ import torch
 
 from cluster.data.click_features import ClickFeatures, select_clients
 from cluster.fairness.ranking import pairwise_bits
-from cluster.fl.aggregation import ServerOptimizer, fedavg
+from cluster.fl.aggregation import fedavg
+from cluster.fl.server_optimizers import ServerOptimizer
 from cluster.fl.families.click.batches import grouped_batches
 from cluster.fl.local_sgd import LocalRecipe, ParamGroups, local_sgd
 from cluster.models.click import ClickSpec, channel_masks, channel_slices, is_embedding, narrow_params
