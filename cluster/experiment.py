@@ -15,6 +15,7 @@ from cluster.fairness.reference import reference_accuracy
 from cluster.fl.families.click.setup import ClickSetup, click_setup
 from cluster.fl.clustering import encode_metadata
 from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.strategies import recipe_settings
 from cluster.fl.families.base import ModelOps
 from cluster.fl.families.ncf.ops import NCFOps
 from cluster.fl.server_core import FleetView
@@ -59,8 +60,8 @@ def recipe_from(cfg: SimConfig) -> LocalRecipe:
         lr_user=fl.client_lr * fl.user_lr_scale,
         negatives_per_positive=fl.negatives_per_positive,
         loss_reduction=fl.loss_reduction,
-        personal_lambda=fl.strategy.ditto_lambda if fl.strategy.kind == "ditto" else None,
         ranking_bits=fl.fairness.kind == "ceag",
+        **recipe_settings(fl.strategy),
     )
 
 

@@ -207,6 +207,15 @@ class FedAvgConfig(StrictModel):
     kind: Literal["fedavg"] = "fedavg"
 
 
+class FedProxConfig(StrictModel):
+    """FedProx (Li et al. 2020): FedAvg's server, and each client's local objective adds
+    μ/2·‖w − w_global‖² over the shared model, which keeps many local steps near the global one."""
+
+    kind: Literal["fedprox"] = "fedprox"
+    mu: NonNegativeFloat = Field(0.001, description="FedProx's μ: the proximal pull toward the received global model "
+                                                   "(0: FedAvg bit for bit)")
+
+
 class DittoConfig(StrictModel):
     """Ditto (Li et al. 2021; ``cluster/fl/ditto.py``): a personal model per client held near the global one."""
 
@@ -232,7 +241,7 @@ class Cali3FConfig(StrictModel):
 
 
 # How the server turns uploads into models; the bare name is the whole value (``fl.strategy=cali3f``).
-StrategyConfig = Annotated[Union[FedAvgConfig, DittoConfig, Cali3FConfig], Field(discriminator="kind"),
+StrategyConfig = Annotated[Union[FedAvgConfig, FedProxConfig, DittoConfig, Cali3FConfig], Field(discriminator="kind"),
                            BeforeValidator(_bare_kind)]
 
 
@@ -274,7 +283,7 @@ UploadConfig = Annotated[Union[TouchedUpload, DenseUpload, PaddedUpload], Field(
 TAGGED_UNIONS = {
     "optimization": {m.model_fields["kind"].default for m in _OPTIMIZATIONS},
     "fairness": {m.model_fields["kind"].default for m in (NoFairness, CEAGConfig)},
-    "strategy": {m.model_fields["kind"].default for m in (FedAvgConfig, DittoConfig, Cali3FConfig)},
+    "strategy": {m.model_fields["kind"].default for m in (FedAvgConfig, FedProxConfig, DittoConfig, Cali3FConfig)},
     "upload": {m.model_fields["kind"].default for m in (TouchedUpload, DenseUpload, PaddedUpload)},
     "index": set(INDEX_KINDS),  # retrieval.index
     "policy": set(POLICY_KINDS),  # retrieval.policy
@@ -332,10 +341,11 @@ class FLConfig(StrictModel):
         NoOptimization(), description="the tier-aware speed-up (RF² Table 1): a preset's name, or a kind with its "
                                       "settings")
     fairness: FairnessConfig = Field(NoFairness(), description="the tier-fairness mitigation: none, or CEAG's "
-                                                               "per-tier constraints (strategy fedavg only)")
+                                                               "per-tier constraints (strategies that serve one global model: fedavg, fedprox)")
     strategy: StrategyConfig = Field(
         FedAvgConfig(), description="how the server turns uploads into the models it serves: fedavg (one global "
-                                    "model), ditto (a personal model per client), cali3f (a model per cluster)")
+                                    "model), fedprox (FedAvg with a proximal local term), ditto (a personal model "
+                                    "per client), cali3f (a model per cluster)")
     upload: UploadConfig = Field(
         TouchedUpload(), description="which embedding rows a client uploads: touched (only those its samples "
                                      "read), dense (every row) or padded (the touched rows among decoys)")

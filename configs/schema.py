@@ -279,6 +279,17 @@ class SimConfig(StrictModel):
 
     def _strategy_fits(self) -> None:
         strategy = self.fl.strategy.kind
+        if strategy == "fedprox" and self.fl.strategy.mu > 0:
+            # A step of lr·(g + μ(w − w₀)) overshoots w₀ and grows when lr·μ ≥ 2: with NCF's item rate
+            # (client_lr × item_lr_scale) that happens at a μ far below FedProx's usual values.
+            rate, what = ((self.fl.client_lr, "fl.client_lr") if self.model.is_click else
+                          max((self.fl.client_lr, "fl.client_lr"),
+                              (self.fl.client_lr * self.fl.item_lr_scale, "fl.client_lr × fl.item_lr_scale")))
+            if rate * self.fl.strategy.mu >= 2:
+                raise ValueError(f"fl.strategy.mu {self.fl.strategy.mu:g} × the largest shared learning rate ({what} = "
+                                 f"{rate:g}) is {rate * self.fl.strategy.mu:g}; below 2 the proximal term pulls a client "
+                                 f"toward the global model, at 2 or more it overshoots and diverges: take "
+                                 f"mu < {2 / rate:.3g}")
         if strategy == "cali3f" and self.fl.optimization.kind == "channel":
             raise ValueError("fl.strategy 'cali3f' does not combine with fl.optimization kind 'channel': a delegate "
                              "trains its cluster's full dense part, which a phone narrowed for speed does not hold")
@@ -286,7 +297,8 @@ class SimConfig(StrictModel):
             raise ValueError("fl.strategy 'ditto' does not combine with fl.optimization kind 'channel': a Ditto "
                              "phone keeps and serves its own full-width model, which a phone narrowed for speed "
                              "does not run")
-        if strategy != "fedavg" and self.fl.fairness.kind != "none":
-            raise ValueError(f"fl.fairness kind {self.fl.fairness.kind!r} needs fl.strategy 'fedavg', not "
+        if strategy not in ("fedavg", "fedprox") and self.fl.fairness.kind != "none":
+            raise ValueError(f"fl.fairness kind {self.fl.fairness.kind!r} needs a strategy that serves one global "
+                             f"model (fedavg, fedprox), not "
                              f"{strategy!r}: it bounds the global model's per-tier measure against a reference "
                              f"run's, but {strategy!r} serves (and evaluates) each client its own model")

@@ -28,6 +28,8 @@ class LocalRecipe:
     'mean' averages the BCE over the client's samples, 'sum' adds it.
     ``negatives_per_positive``: hashed negatives an implicit-feedback (NCF) client samples.
     ``personal_lambda``: Ditto; each client also steps a personal dense part with this λ.
+    ``prox_mu``: FedProx; μ(w − w_received) is added to the gradient of every shared tensor
+    (item tables and dense part; not the private user table).
     ``ranking_bits``: the client reports CEAG pairwise ranking bits instead of each sample's
     correctness. ``proxy_gradient``: it also uploads −lr × the gradient of its mean pairwise
     logistic loss at the model it received (``cluster/fairness/ceag.pairwise_proxy_coefficients``)."""
@@ -39,6 +41,7 @@ class LocalRecipe:
     negatives_per_positive: int = 4
     loss_reduction: str = "mean"
     personal_lambda: Optional[float] = None
+    prox_mu: float = 0.0
     ranking_bits: bool = False
     proxy_gradient: bool = False
 
@@ -88,6 +91,10 @@ def local_sgd(recipe: LocalRecipe, groups: ParamGroups, logits_of: Callable[[], 
     forward pass on them; labels, mask (C, L) (0 on padding); count (C,) real samples each."""
     trained = groups.with_rates(recipe)
     leaves = [tensor for _, tensor, _ in trained]
+    if recipe.prox_mu and proximal is None:
+        # FedProx: the shared tensors as received anchor every step; the user table is private.
+        shared = {**groups.item, **groups.dense}
+        proximal = Proximal(recipe.prox_mu, {name: t.detach().clone() for name, t in shared.items()})
     first: Optional[FirstStep] = None
     for _ in range(recipe.epochs):
         logits = logits_of()

@@ -1,4 +1,4 @@
-"""Cali3F and Ditto through ``jobs/fl_sim.py`` on real Ray actors: the same results as the
+"""Cali3F, Ditto and FedProx (with FedAdam on the server) through ``jobs/fl_sim.py`` on real Ray actors: the same results as the
 in-process loop (so the comparison grid's cells stand for actor runs), with over-selection and a
 compressing optimization, written files, and resume from a checkpoint."""
 
@@ -41,6 +41,18 @@ def test_ditto_on_actors_equals_the_in_process_loop(tmp_path: Path):
     # The train measure a CEAG run on NCF reads as its reference (served models: the personal ones).
     assert 0.0 < summary["final_train"]["pair_train_low"] < 1.0
     assert summary["final_train"] == evaluate(exp, cores, server.params, "train")
+
+
+def test_fedprox_with_fedadam_on_actors_equals_the_in_process_loop(tmp_path: Path):
+    """FedProx's device half (the proximal term) runs in the workers, FedAdam's moments in the
+    aggregator: both reach the same model as the in-process loop."""
+    cfg = tiny(tmp_path, "fl.strategy.kind=fedprox", "fl.strategy.mu=0.002", "fl.local_epochs=2",
+               "fl.server_optimizer=adam", "fl.server_lr=0.05")
+    _, run_dir, _ = build_run_write(cfg, quiet=True)
+    summary = json.loads((run_dir.local_path / "summary.json").read_text())
+    _, _, history = train_rounds(build(cfg), eval_every=cfg.fl.eval_every)
+    assert summary["final"]["hr10"] == history[-1]["hr10"]
+    assert summary["final"]["ndcg10_std"] == history[-1]["ndcg10_std"]
 
 
 CALI3F = ("fl.strategy.kind=cali3f", "fl.optimization=quants-1:2:8", "fl.overselect=0.25")

@@ -26,7 +26,7 @@ from cluster.models.click import is_embedding
 from configs import ConfigError, load_config
 from configs.presets import OPTIMIZATION_PRESETS
 
-STRATEGIES = ("fedavg", "ditto", "cali3f")
+STRATEGIES = ("fedavg", "fedprox", "ditto", "cali3f")
 MODELS = ("gmf", "mlp", "neumf", "dlrm", "din")
 # one preset per optimization class (RF² Table 1, and subsample: Exclude Lo's mitigation)
 OPTIMIZATIONS = ("none", "exclude-lo", "overselect", "prune-1:2:4", "quant-1:2:8", "quants-1:2:8", "channel-1:2:4",
@@ -57,6 +57,7 @@ def _cfg(cache: Path, strategy: str, model: str, optimization: str, *extra: str)
         "data.synthetic.n_users=150", "data.synthetic.n_items=120", "data.synthetic.target_interactions=3000", "data.n_negatives=20",
         f"model.kind={model}", "model.embedding_dim=4", "model.mlp_layers=[8,4]", f"fl.strategy.kind={strategy}",
         f"fl.optimization={optimization}", "fl.clients_per_round=24", "fl.rounds=2", "fl.overselect=0",
+        *(["fl.local_epochs=2"] if strategy == "fedprox" else []),  # one local step leaves FedProx's term at 0
         "fl.strategy.n_clusters=3" if strategy == "cali3f" else "fl.eval_every=1", f"data.cache_dir={cache}", *recipe,
         *extra,
     ])
@@ -399,3 +400,27 @@ def test_every_server_optimizer_trains_with_every_strategy_and_family(runs, serv
     sgd = runs(strategy, model, "none", "fl.server_optimizer=sgd")
     assert run.round_index == 2 and all(np.isfinite(v).all() for v in run.params.values())
     assert any(not np.array_equal(run.params[name], sgd.params[name]) for name in run.params)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_fedprox_at_mu_0_is_fedavg_bit_for_bit_and_above_it_holds_clients_nearer_the_global_model(runs, model):
+    """FedProx's cells train two local epochs; at μ = 0 its proximal term adds nothing, so the
+    global model and every record equal FedAvg's with the same epochs. At μ > 0 each kept
+    client's dense update is smaller than under FedAvg (the term pulls toward the received model)."""
+    fedavg = runs("fedavg", model, "none", "fl.local_epochs=2")
+    at_zero = runs("fedprox", model, "none", "fl.strategy.mu=0")
+    for name, value in fedavg.params.items():
+        assert np.array_equal(at_zero.params[name], value), name
+    assert [{k: v for k, v in r.items() if not k.endswith("_s") or k.startswith("sim_")} for r in at_zero.history] == \
+        [{k: v for k, v in r.items() if not k.endswith("_s") or k.startswith("sim_")} for r in fedavg.history]
+    largest_rate = 1.0 if model in CLICK_MODELS else 3.0 * 100  # client_lr (× item_lr_scale for NCF's item rows)
+    pulled = runs("fedprox", model, "none", f"fl.strategy.mu={1 / largest_rate}")
+    free, held = fedavg.uploads[0], pulled.uploads[0]
+    assert np.array_equal(free.clients, held.clients)
+    norm = lambda update: sum(float(np.abs(d).sum()) for d in update.dense_deltas.values())  # noqa: E731
+    assert norm(held) < norm(free)
+
+
+def test_a_fedprox_mu_that_would_overshoot_is_refused_naming_the_rate(cache: Path):
+    with pytest.raises(ConfigError, match=r"fl.client_lr × fl.item_lr_scale = 300\).*mu < 0.00667"):
+        _cfg(cache, "fedprox", "gmf", "none", "fl.strategy.mu=0.01")

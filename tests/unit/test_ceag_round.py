@@ -83,9 +83,12 @@ def test_fairness_config_errors():
                            "reference_accuracy: {low: 1, mid: 1, high: 1}}"])
     assert load_config(None, ["fl.fairness={kind: ceag, measure: pairwise, reference_accuracy: "
                               "{low: 1, mid: 1, high: 1}}"]).fl.fairness.measure == "pairwise"
-    with pytest.raises(ConfigError, match="needs fl.strategy 'fedavg', not 'ditto'.*serves \\(and evaluates\\)"):
+    with pytest.raises(ConfigError, match="needs a strategy that serves one global model .*not 'ditto'.*serves \\(and evaluates\\)"):
         load_config(None, ["model.kind=dlrm", "fl.strategy=ditto",
                            "fl.fairness={kind: ceag, reference_accuracy: {low: 1, mid: 1, high: 1}}"])
+    # FedProx serves the global model FedAvg would: CEAG composes with it.
+    assert load_config(None, ["model.kind=dlrm", "fl.strategy=fedprox",
+                              "fl.fairness={kind: ceag, reference_accuracy: {low: 1, mid: 1, high: 1}}"]).fl.fairness.kind == "ceag"
     with pytest.raises(ConfigError, match="must name every tier"):
         load_config(None, ["model.kind=dlrm", "fl.fairness={kind: ceag, reference_accuracy: {low: 1}}"])
     with pytest.raises(ConfigError, match=r"shares in \[0, 1\]"):

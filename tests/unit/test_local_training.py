@@ -43,15 +43,19 @@ def _reference_client(spec, recipe, params, users, client, positives, seed, roun
         with torch.no_grad():
             for name, t, g in zip(names, tensors, grads):
                 lr = recipe.lr_item if name.startswith("item") else recipe.lr_user if name.startswith("user") else recipe.lr_dense
+                if name in start:  # FedProx's μ(w − w_received) on the shared model, not the private vector
+                    g = g + recipe.prox_mu * (t - start[name])
                 t.sub_(lr * g)
     return {k: (p[k] - start[k]).detach().numpy() for k in p}, {k: v.detach().numpy() for k, v in u.items()}
 
 
 @pytest.mark.parametrize("kind", ["gmf", "mlp", "neumf"])
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_batched_equals_per_client_reference(kind, reduction):
+@pytest.mark.parametrize("reduction,prox_mu", [("mean", 0.0), ("sum", 0.0), ("mean", 0.8)],
+                         ids=["mean", "sum", "fedprox"])
+def test_batched_equals_per_client_reference(kind, reduction, prox_mu):
     spec = NCFSpec(kind, 4, (8, 4), N_ITEMS)
-    recipe = LocalRecipe(epochs=3, lr_dense=0.3, lr_item=0.7, lr_user=0.5, negatives_per_positive=2, loss_reduction=reduction)
+    recipe = LocalRecipe(epochs=3, lr_dense=0.3, lr_item=0.7, lr_user=0.5, negatives_per_positive=2, loss_reduction=reduction,
+                         prox_mu=prox_mu)
     params = {k: v.numpy() for k, v in init_global(spec, torch.Generator().manual_seed(0)).items()}
     clients = np.array([3, 7, 11])
     rng = np.random.default_rng(0)

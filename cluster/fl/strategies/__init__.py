@@ -1,4 +1,4 @@
-"""Federated strategies as plug-ins of the round loop: FedAvg, Ditto, Cali3F (one module each,
+"""Federated strategies as plug-ins of the round loop: FedAvg, FedProx, Ditto, Cali3F (one module each,
 ``base.Strategy`` the contract). Past ``make_strategy`` the server and the round loop never read
 a strategy's kind; only the experiment's build does, for what a kind needs before any round
 (Ditto's personal step in the local recipe, Cali3F's metadata columns)."""
@@ -11,7 +11,16 @@ from cluster.fl.selection import EpochSampler
 from cluster.fl.strategies.base import ExtraPayload, FedAvg, Strategy
 from cluster.fl.strategies.ditto import Ditto
 
-__all__ = ["ExtraPayload", "FedAvg", "Strategy", "make_strategy"]
+__all__ = ["ExtraPayload", "FedAvg", "Strategy", "make_strategy", "recipe_settings"]
+
+
+def recipe_settings(cfg) -> dict:
+    """What ``cfg`` (``fl.strategy``) changes in every client's local recipe, as ``LocalRecipe``
+    fields: the device half of a strategy, so a model family never reads a strategy's kind."""
+    from cluster.fl.strategies import ditto, fedprox
+
+    own = {"ditto": ditto.recipe_settings, "fedprox": fedprox.recipe_settings}.get(cfg.kind)
+    return own(cfg) if own is not None else {}
 
 
 def make_strategy(cfg, ops, params: dict[str, np.ndarray], fleet, eligible: np.ndarray, sampler: EpochSampler,
@@ -20,6 +29,10 @@ def make_strategy(cfg, ops, params: dict[str, np.ndarray], fleet, eligible: np.n
     ``FleetView``; ``eligible`` (n,): who may be selected; ``sampler``: FedAvg's selection."""
     if cfg.kind == "fedavg":
         return FedAvg(sampler)
+    if cfg.kind == "fedprox":
+        from cluster.fl.strategies.fedprox import FedProx
+
+        return FedProx(sampler)
     if cfg.kind == "ditto":
         return Ditto(sampler)
     if cfg.kind == "cali3f":

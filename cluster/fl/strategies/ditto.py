@@ -10,3 +10,7 @@ from cluster.fl.strategies.base import FedAvg
 
 class Ditto(FedAvg):
     compute_multiplier = ditto.COMPUTE_MULTIPLIER
+
+
+def recipe_settings(cfg) -> dict:
+    return {"personal_lambda": cfg.ditto_lambda}

@@ -10,6 +10,7 @@ import numpy as np
 from cluster.data.click_features import ClickFeatures, build_click_features, rows_by_user
 from cluster.fl.families.click.ops import ClickOps
 from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.strategies import recipe_settings
 from cluster.fl.families.click.upload import upload_size
 from cluster.models.click import ClickSpec
 from cluster.world import World
@@ -53,8 +54,7 @@ def click_setup(cfg: SimConfig, world: World) -> ClickSetup:
         # One rate for every tensor: the item and user scales are the NCF recipe's.
         recipe=LocalRecipe.one_rate(cfg.fl.client_lr, epochs=cfg.fl.local_epochs, loss_reduction=cfg.fl.loss_reduction,
                                     ranking_bits=getattr(cfg.fl.fairness, "measure", None) == "pairwise",
-                                    proxy_gradient=proxy_upload,
-                                    personal_lambda=cfg.fl.strategy.ditto_lambda if cfg.fl.strategy.kind == "ditto" else None),
+                                    proxy_gradient=proxy_upload, **recipe_settings(cfg.fl.strategy)),
         ops=ClickOps(spec, entries, sparse_rows, cfg.fl.upload, proxy_upload=proxy_upload),
         train_rows=np.asarray(holdout.train_rows),
         test_rows=np.asarray(holdout.test_rows),

@@ -44,6 +44,11 @@ def train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slot
         if prox_lambda:
             grad_h = grad_h + np.float32(prox_lambda) * (weight - anchor_weight)
             grad_b = grad_b + np.float32(prox_lambda) * (bias - anchor_bias)
+        elif recipe.prox_mu:  # FedProx: every shared tensor is pulled toward what the client received
+            mu = np.float32(recipe.prox_mu)
+            grad_v = grad_v + mu * (items - items0)
+            grad_h = grad_h + mu * (weight - weight0)
+            grad_b = grad_b + mu * (bias - bias0)
         items -= np.float32(recipe.lr_item) * grad_v
         user -= np.float32(recipe.lr_user) * grad_u
         weight -= np.float32(recipe.lr_dense) * grad_h
