@@ -15,7 +15,7 @@ from cluster.fairness.reference import reference_accuracy
 from cluster.fl.families.click.setup import ClickSetup, click_setup
 from cluster.fl.clustering import encode_metadata
 from cluster.fl.local_sgd import LocalRecipe
-from cluster.fl.strategies import recipe_settings
+from cluster.fl.strategies import check_device_state, recipe_settings
 from cluster.fl.families.base import ModelOps
 from cluster.fl.families.ncf.ops import NCFOps
 from cluster.fl.server_core import FleetView
@@ -89,12 +89,15 @@ def build(cfg: SimConfig, progress: bool = False) -> Experiment:
     if cfg.fl.fairness.kind == "ceag":
         reference = reference_accuracy(cfg.fl.fairness, population.tiers.names, {
             "model": cfg.model.kind, "tier_mapping": cfg.tier_mapping.mapping, "seed": cfg.seed})
+    clients_per_worker = int(np.bincount(worker_of_user, minlength=n_workers).max())
     if cfg.model.is_click:
         click = click_setup(cfg, world)
+        check_device_state(cfg.fl.strategy, click.spec, clients_per_worker)
         fleet = FleetView(population.tiers, population.tier_of_user, click.train_samples, reference,
                           metadata=cali3f_metadata(cfg, world), train_pairs=click.train_pairs)
         return Experiment(cfg, world, click.spec, click.recipe, click.ops, fleet, worker_of_user, n_workers, click)
     spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
+    check_device_state(cfg.fl.strategy, spec, clients_per_worker)
     fleet = FleetView(population.tiers, population.tier_of_user, population.samples_per_client(), reference,
                       metadata=cali3f_metadata(cfg, world))
     ops = NCFOps(spec, cfg.fl.negatives_per_positive, upload=cfg.fl.upload)

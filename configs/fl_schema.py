@@ -216,6 +216,13 @@ class FedProxConfig(StrictModel):
                                                    "(0: FedAvg bit for bit)")
 
 
+class ScaffoldConfig(StrictModel):
+    """SCAFFOLD (Karimireddy et al. 2020): server and client control variates of the dense part
+    correct each local step for the client's drift; the server step is FedAvg's."""
+
+    kind: Literal["scaffold"] = "scaffold"
+
+
 class DittoConfig(StrictModel):
     """Ditto (Li et al. 2021; ``cluster/fl/ditto.py``): a personal model per client held near the global one."""
 
@@ -241,7 +248,8 @@ class Cali3FConfig(StrictModel):
 
 
 # How the server turns uploads into models; the bare name is the whole value (``fl.strategy=cali3f``).
-StrategyConfig = Annotated[Union[FedAvgConfig, FedProxConfig, DittoConfig, Cali3FConfig], Field(discriminator="kind"),
+StrategyConfig = Annotated[Union[FedAvgConfig, FedProxConfig, ScaffoldConfig, DittoConfig, Cali3FConfig],
+                           Field(discriminator="kind"),
                            BeforeValidator(_bare_kind)]
 
 
@@ -283,7 +291,8 @@ UploadConfig = Annotated[Union[TouchedUpload, DenseUpload, PaddedUpload], Field(
 TAGGED_UNIONS = {
     "optimization": {m.model_fields["kind"].default for m in _OPTIMIZATIONS},
     "fairness": {m.model_fields["kind"].default for m in (NoFairness, CEAGConfig)},
-    "strategy": {m.model_fields["kind"].default for m in (FedAvgConfig, FedProxConfig, DittoConfig, Cali3FConfig)},
+    "strategy": {m.model_fields["kind"].default for m in (FedAvgConfig, FedProxConfig, ScaffoldConfig, DittoConfig,
+                                                          Cali3FConfig)},
     "upload": {m.model_fields["kind"].default for m in (TouchedUpload, DenseUpload, PaddedUpload)},
     "index": set(INDEX_KINDS),  # retrieval.index
     "policy": set(POLICY_KINDS),  # retrieval.policy
@@ -341,10 +350,11 @@ class FLConfig(StrictModel):
         NoOptimization(), description="the tier-aware speed-up (RF² Table 1): a preset's name, or a kind with its "
                                       "settings")
     fairness: FairnessConfig = Field(NoFairness(), description="the tier-fairness mitigation: none, or CEAG's "
-                                                               "per-tier constraints (strategies that serve one global model: fedavg, fedprox)")
+                                                               "per-tier constraints (strategies that serve one global model: fedavg, fedprox, scaffold)")
     strategy: StrategyConfig = Field(
         FedAvgConfig(), description="how the server turns uploads into the models it serves: fedavg (one global "
-                                    "model), fedprox (FedAvg with a proximal local term), ditto (a personal model "
+                                    "model), fedprox (FedAvg with a proximal local term), scaffold (FedAvg with "
+                                    "control variates), ditto (a personal model "
                                     "per client), cali3f (a model per cluster)")
     upload: UploadConfig = Field(
         TouchedUpload(), description="which embedding rows a client uploads: touched (only those its samples "

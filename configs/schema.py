@@ -297,8 +297,11 @@ class SimConfig(StrictModel):
             raise ValueError("fl.strategy 'ditto' does not combine with fl.optimization kind 'channel': a Ditto "
                              "phone keeps and serves its own full-width model, which a phone narrowed for speed "
                              "does not run")
-        if strategy not in ("fedavg", "fedprox") and self.fl.fairness.kind != "none":
+        if strategy == "scaffold" and self.fl.optimization.kind == "channel":
+            raise ValueError("fl.strategy 'scaffold' does not combine with fl.optimization kind 'channel': a control "
+                             "variate corrects the whole dense part, which a phone narrowed for speed does not train")
+        if strategy not in ("fedavg", "fedprox", "scaffold") and self.fl.fairness.kind != "none":
             raise ValueError(f"fl.fairness kind {self.fl.fairness.kind!r} needs a strategy that serves one global "
-                             f"model (fedavg, fedprox), not "
+                             f"model (fedavg, fedprox, scaffold), not "
                              f"{strategy!r}: it bounds the global model's per-tier measure against a reference "
                              f"run's, but {strategy!r} serves (and evaluates) each client its own model")

@@ -45,6 +45,7 @@ def merge_updates(results: list[ClientUpdate], empty: ClientUpdate) -> ClientUpd
         proxy_deltas={n: v[order] for n, v in by_name("proxy_deltas").items()},
         cluster_dense_deltas=merge_optional(results, "cluster_dense_deltas", order),
         user_deltas=merge_optional(results, "user_deltas", order),
+        control_deltas=merge_optional(results, "control_deltas", order),
     )
 
 

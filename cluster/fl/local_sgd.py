@@ -30,6 +30,7 @@ class LocalRecipe:
     ``personal_lambda``: Ditto; each client also steps a personal dense part with this λ.
     ``prox_mu``: FedProx; μ(w − w_received) is added to the gradient of every shared tensor
     (item tables and dense part; not the private user table).
+    ``control_variates``: SCAFFOLD; each client keeps a control variate of the dense part.
     ``ranking_bits``: the client reports CEAG pairwise ranking bits instead of each sample's
     correctness. ``proxy_gradient``: it also uploads −lr × the gradient of its mean pairwise
     logistic loss at the model it received (``cluster/fairness/ceag.pairwise_proxy_coefficients``)."""
@@ -42,6 +43,7 @@ class LocalRecipe:
     loss_reduction: str = "mean"
     personal_lambda: Optional[float] = None
     prox_mu: float = 0.0
+    control_variates: bool = False
     ranking_bits: bool = False
     proxy_gradient: bool = False
 
@@ -86,9 +88,12 @@ class Proximal:
 
 
 def local_sgd(recipe: LocalRecipe, groups: ParamGroups, logits_of: Callable[[], torch.Tensor], labels: torch.Tensor,
-              mask: torch.Tensor, count: torch.Tensor, proximal: Optional[Proximal] = None) -> FirstStep:
+              mask: torch.Tensor, count: torch.Tensor, proximal: Optional[Proximal] = None,
+              correction: Optional[dict[str, torch.Tensor]] = None) -> FirstStep:
     """``recipe.epochs`` steps on the leaves in ``groups``, in place. ``logits_of()`` runs the
-    forward pass on them; labels, mask (C, L) (0 on padding); count (C,) real samples each."""
+    forward pass on them; labels, mask (C, L) (0 on padding); count (C,) real samples each.
+    ``correction[name]`` (C, *shape): added to that leaf's gradient at every step (SCAFFOLD's
+    control-variate correction c − c_i)."""
     trained = groups.with_rates(recipe)
     leaves = [tensor for _, tensor, _ in trained]
     if recipe.prox_mu and proximal is None:
@@ -108,6 +113,8 @@ def local_sgd(recipe: LocalRecipe, groups: ParamGroups, logits_of: Callable[[], 
         grads = torch.autograd.grad(per_client.sum(), leaves)
         with torch.no_grad():
             for (name, param, lr), grad in zip(trained, grads):
+                if correction is not None and name in correction:
+                    grad = grad + correction[name]
                 if proximal is not None and name in proximal.anchor:
                     param.copy_(personal_step({name: param}, proximal.anchor, {name: grad}, lr, proximal.strength)[name])
                 else:

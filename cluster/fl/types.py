@@ -38,6 +38,8 @@ class ClientUpdate:
     proxy_deltas[name] (C, *shape): CEAG's pairwise-logistic proxy gradient (click models).
     cluster_dense_deltas[name] (C, *shape): a Cali3F delegate's pass at its cluster's model;
     user_deltas[table] (C, d): its user-vector change (eq. 4; NCF only).
+    control_deltas[name] (C, *shape): SCAFFOLD, the change of each client's control variate of
+    the dense part.
     """
 
     clients: np.ndarray
@@ -54,6 +56,7 @@ class ClientUpdate:
     proxy_deltas: dict[str, np.ndarray] = field(default_factory=dict)
     cluster_dense_deltas: Optional[dict[str, np.ndarray]] = None
     user_deltas: Optional[dict[str, np.ndarray]] = None
+    control_deltas: Optional[dict[str, np.ndarray]] = None
 
 
 def channel_widths(fractions: np.ndarray) -> Optional[np.ndarray]:
@@ -77,7 +80,8 @@ class ClientSettings:
     embedding rows they upload (``upload``), the width (C,) of the sub-model each trains (RF²'s
     Channel; None: all whole), the share (C,) of its samples each trains on (None: all) and,
     under Cali3F, each one's cluster ``cluster_of`` (C,) with the cluster models' dense parts
-    ``cluster_dense[name]`` (P, *shape)."""
+    ``cluster_dense[name]`` (P, *shape); under SCAFFOLD, the server's control variate
+    ``control[name]`` (*shape) of the dense part."""
 
     kind: str = "none"
     levels: Optional[np.ndarray] = None
@@ -87,3 +91,4 @@ class ClientSettings:
     sample_share: Optional[np.ndarray] = None
     cluster_of: Optional[np.ndarray] = None
     cluster_dense: Optional[dict[str, np.ndarray]] = None
+    control: Optional[dict[str, np.ndarray]] = None

@@ -19,6 +19,7 @@ from cluster.checkpoint import CheckpointError
 from cluster.fl.cali3f import subordinate_user_update
 from cluster.fl.clustering import assign_clusters, fixed_point_sums
 from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.scaffold import next_client_control
 from cluster.fl.shard import ClientShard
 from cluster.fl.types import ClusterView
 from cluster.storage import Storage
@@ -49,6 +50,9 @@ class WorkerCore:
         if initial_params is not None:
             self.personal = {n: np.repeat(initial_params[n][None], self.n_clients, axis=0)
                              for n in spec.dense_shapes()}
+        # SCAFFOLD's c_i: one dense part per client, on the device; zero before its first round.
+        self.control = ({n: np.zeros((self.n_clients, *shape), np.float32) for n, shape in spec.dense_shapes().items()}
+                        if recipe.control_variates else None)
 
     @property
     def n_clients(self) -> int:
@@ -66,6 +70,33 @@ class WorkerCore:
             cluster_of = clusters.labels[self.shard.clients[rows]]
             return {n: v[cluster_of] for n, v in clusters.dense.items()}
         return None
+
+    # ------------------------------------------------------------------ SCAFFOLD device half
+    def control_correction(self, rows: np.ndarray, settings) -> Optional[dict[str, np.ndarray]]:
+        """c − c_i (C, *shape) for the clients at ``rows``: what SCAFFOLD adds to each local
+        gradient of the dense part; None when the round sends no server control variate."""
+        if settings is None or settings.control is None:
+            return None
+        if self.control is None:
+            raise ValueError("the server sends control variates, but these clients keep none "
+                             "(LocalRecipe.control_variates is off)")
+        return {n: settings.control[n][None] - self.control[n][rows] for n in settings.control}
+
+    def step_controls(self, rows: np.ndarray, settings, result):
+        """SCAFFOLD (Karimireddy et al. 2020, option II): c_i⁺ = c_i − c + (w − w_i)/(K·η),
+        K the local steps and η the dense rate, from the exact local update (before any upload
+        compression); keeps c_i⁺ and returns ``result`` with the change c_i⁺ − c_i to upload."""
+        if settings is None or settings.control is None:
+            return result
+        from dataclasses import replace
+
+        changes = {}
+        for name, server in settings.control.items():
+            old = self.control[name][rows]
+            new = next_client_control(old, server, result.dense_deltas[name], self.recipe.epochs, self.recipe.lr_dense)
+            self.control[name][rows] = new
+            changes[name] = new - old
+        return replace(result, control_deltas=changes)
 
     # ------------------------------------------------------------------ Cali3F device halves
     def shift_subordinates(self, delegates: np.ndarray, labels: np.ndarray, mean_update: dict[str, np.ndarray],
@@ -99,18 +130,20 @@ class WorkerCore:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, storage: Storage, name: str, round_index: int) -> None:
-        """The clients' private tables and Ditto personal models, as a phone would keep them;
-        with neither, nothing is private (the global model is in the aggregator's checkpoint)."""
-        if not self.users and self.personal is None:
+        """The clients' private tables, Ditto personal models and SCAFFOLD control variates, as a
+        phone would keep them; with none, nothing is private (the global model is in the
+        aggregator's checkpoint)."""
+        if not self.users and self.personal is None and self.control is None:
             return
         personal = {f"personal.{n}": v for n, v in (self.personal or {}).items()}
+        control = {f"control.{n}": v for n, v in (self.control or {}).items()}
         storage.write_npz(name, clients=self.shard.clients, round_index=np.int64(round_index), **self.users,
-                          **personal)
+                          **personal, **control)
 
     def restore(self, storage: Storage, names: list[str]) -> Optional[int]:
         """Load this worker's clients' device state from any saved files (whatever worker wrote
         them); returns the round they were saved at, or None when there is nothing to load."""
-        if not self.users and self.personal is None:
+        if not self.users and self.personal is None and self.control is None:
             return None
         saved_round = None
         for name in names:
@@ -122,6 +155,8 @@ class WorkerCore:
                     self.users[table][rows] = saved[table][mine]
                 for dense in self.personal or {}:
                     self.personal[dense][rows] = saved[f"personal.{dense}"][mine]
+                for dense in self.control or {}:
+                    self.control[dense][rows] = saved[f"control.{dense}"][mine]
                 saved_round = int(saved["round_index"])
             except KeyError as exc:  # a file of another model, or not a worker's at all
                 raise CheckpointError(f"{storage.describe(name)}: checkpoint arrays missing ({exc})") from None

@@ -1,4 +1,4 @@
-"""Cali3F, Ditto and FedProx (with FedAdam on the server) through ``jobs/fl_sim.py`` on real Ray actors: the same results as the
+"""Cali3F, Ditto, FedProx and SCAFFOLD (with adaptive server optimizers) through ``jobs/fl_sim.py`` on real Ray actors: the same results as the
 in-process loop (so the comparison grid's cells stand for actor runs), with over-selection and a
 compressing optimization, written files, and resume from a checkpoint."""
 
@@ -43,11 +43,15 @@ def test_ditto_on_actors_equals_the_in_process_loop(tmp_path: Path):
     assert summary["final_train"] == evaluate(exp, cores, server.params, "train")
 
 
-def test_fedprox_with_fedadam_on_actors_equals_the_in_process_loop(tmp_path: Path):
-    """FedProx's device half (the proximal term) runs in the workers, FedAdam's moments in the
-    aggregator: both reach the same model as the in-process loop."""
-    cfg = tiny(tmp_path, "fl.strategy.kind=fedprox", "fl.strategy.mu=0.002", "fl.local_epochs=2",
-               "fl.server_optimizer=adam", "fl.server_lr=0.05")
+@pytest.mark.parametrize("strategy", [
+    ("fl.strategy.kind=fedprox", "fl.strategy.mu=0.002", "fl.server_optimizer=adam", "fl.server_lr=0.05"),
+    ("fl.strategy.kind=scaffold", "fl.server_optimizer=yogi", "fl.server_lr=0.05"),
+], ids=["fedprox-adam", "scaffold-yogi"])
+def test_device_side_strategies_with_adaptive_servers_on_actors_equal_the_in_process_loop(tmp_path: Path, strategy):
+    """FedProx's proximal term and SCAFFOLD's control variates run in the workers (SCAFFOLD's
+    kept there across rounds and checkpoints), FedAdam's and FedYogi's moments in the aggregator:
+    the same model as the in-process loop."""
+    cfg = tiny(tmp_path, *strategy, "fl.local_epochs=2")
     _, run_dir, _ = build_run_write(cfg, quiet=True)
     summary = json.loads((run_dir.local_path / "summary.json").read_text())
     _, _, history = train_rounds(build(cfg), eval_every=cfg.fl.eval_every)

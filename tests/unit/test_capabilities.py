@@ -26,7 +26,7 @@ from cluster.models.click import is_embedding
 from configs import ConfigError, load_config
 from configs.presets import OPTIMIZATION_PRESETS
 
-STRATEGIES = ("fedavg", "fedprox", "ditto", "cali3f")
+STRATEGIES = ("fedavg", "fedprox", "scaffold", "ditto", "cali3f")
 MODELS = ("gmf", "mlp", "neumf", "dlrm", "din")
 # one preset per optimization class (RF² Table 1, and subsample: Exclude Lo's mitigation)
 OPTIMIZATIONS = ("none", "exclude-lo", "overselect", "prune-1:2:4", "quant-1:2:8", "quants-1:2:8", "channel-1:2:4",
@@ -44,6 +44,8 @@ def refusal(strategy: str, model: str, optimization: str) -> str | None:
         return "'cali3f' does not combine with fl.optimization kind 'channel'"
     if strategy == "ditto" and optimization.startswith("channel"):
         return "'ditto' does not combine with fl.optimization kind 'channel'"
+    if strategy == "scaffold" and optimization.startswith("channel"):
+        return "'scaffold' does not combine with fl.optimization kind 'channel'"
     return None
 
 
@@ -57,7 +59,8 @@ def _cfg(cache: Path, strategy: str, model: str, optimization: str, *extra: str)
         "data.synthetic.n_users=150", "data.synthetic.n_items=120", "data.synthetic.target_interactions=3000", "data.n_negatives=20",
         f"model.kind={model}", "model.embedding_dim=4", "model.mlp_layers=[8,4]", f"fl.strategy.kind={strategy}",
         f"fl.optimization={optimization}", "fl.clients_per_round=24", "fl.rounds=2", "fl.overselect=0",
-        *(["fl.local_epochs=2"] if strategy == "fedprox" else []),  # one local step leaves FedProx's term at 0
+        # one local step leaves FedProx's term at 0, and SCAFFOLD's correction acts from the second
+        *(["fl.local_epochs=2"] if strategy in ("fedprox", "scaffold") else []),
         "fl.strategy.n_clusters=3" if strategy == "cali3f" else "fl.eval_every=1", f"data.cache_dir={cache}", *recipe,
         *extra,
     ])

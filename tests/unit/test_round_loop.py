@@ -77,7 +77,10 @@ CLICK = ("model.kind=dlrm", "model.top_hidden=[16]", "fl.client_lr=1.0", "fl.ser
     # FedAdam's two moments, and FedYogi's, are server state
     ("fl.server_optimizer=adam", "fl.server_lr=0.05"),
     (*CLICK, "fl.server_optimizer=yogi"),
-], ids=["ditto-gmf", "dlrm-adagrad", "dlrm-ceag-prune", "gmf-adam", "dlrm-yogi"])
+    # SCAFFOLD: the server's control variate and every client's, on its device
+    ("fl.strategy=scaffold", "fl.local_epochs=2", "fl.server_optimizer=adam", "fl.server_lr=0.05"),
+    (*CLICK, "fl.strategy=scaffold", "fl.local_epochs=2"),
+], ids=["ditto-gmf", "dlrm-adagrad", "dlrm-ceag-prune", "gmf-adam", "dlrm-yogi", "gmf-scaffold-adam", "dlrm-scaffold"])
 def test_in_process_resume_from_a_checkpoint_equals_an_unbroken_run(tmp_path: Path, extra: tuple):
     cfg = _cfg(tmp_path, *extra)
     straight = round_loop(build(cfg), eval_every=2)
@@ -100,6 +103,8 @@ def test_in_process_resume_from_a_checkpoint_equals_an_unbroken_run(tmp_path: Pa
         assert np.array_equal(resumed.server.params[name], value), name
     for table in getattr(straight.pool.cores[0], "personal", None) or {}:
         assert np.array_equal(resumed.pool.cores[0].personal[table], straight.pool.cores[0].personal[table])
+    for name in getattr(straight.pool.cores[0], "control", None) or {}:
+        assert np.array_equal(resumed.pool.cores[0].control[name], straight.pool.cores[0].control[name])
 
 
 def test_a_resume_between_selection_epochs_draws_the_clients_an_unbroken_run_draws(tmp_path: Path):

@@ -39,7 +39,7 @@ def test_strategy_config_rules(tmp_path: Path):
         _cfg(tmp_path, "fedavg", "fl.strategy.phi=2")
     with pytest.raises(ConfigError, match=r"fl\.strategy\.ditto_lambda: unknown key \(not a setting of kind 'cali3f'\)"):
         _cfg(tmp_path, "cali3f", "fl.strategy.ditto_lambda=1")
-    with pytest.raises(ConfigError, match=r"fl\.strategy: .*'fedavg', 'fedprox', 'ditto', 'cali3f'"):
+    with pytest.raises(ConfigError, match=r"fl\.strategy: .*'fedavg', 'fedprox', 'scaffold', 'ditto', 'cali3f'"):
         _cfg(tmp_path, "fedsgd")
     assert _cfg(tmp_path, "fedavg", "fl.strategy=ditto").fl.strategy.ditto_lambda == 0.1  # the bare name
     # an override can reach into a section first given as a bare name

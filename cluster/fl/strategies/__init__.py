@@ -1,4 +1,4 @@
-"""Federated strategies as plug-ins of the round loop: FedAvg, FedProx, Ditto, Cali3F (one module each,
+"""Federated strategies as plug-ins of the round loop: FedAvg, FedProx, SCAFFOLD, Ditto, Cali3F (one module each,
 ``base.Strategy`` the contract). Past ``make_strategy`` the server and the round loop never read
 a strategy's kind; only the experiment's build does, for what a kind needs before any round
 (Ditto's personal step in the local recipe, Cali3F's metadata columns)."""
@@ -11,16 +11,25 @@ from cluster.fl.selection import EpochSampler
 from cluster.fl.strategies.base import ExtraPayload, FedAvg, Strategy
 from cluster.fl.strategies.ditto import Ditto
 
-__all__ = ["ExtraPayload", "FedAvg", "Strategy", "make_strategy", "recipe_settings"]
+__all__ = ["ExtraPayload", "FedAvg", "Strategy", "check_device_state", "make_strategy", "recipe_settings"]
 
 
 def recipe_settings(cfg) -> dict:
     """What ``cfg`` (``fl.strategy``) changes in every client's local recipe, as ``LocalRecipe``
     fields: the device half of a strategy, so a model family never reads a strategy's kind."""
-    from cluster.fl.strategies import ditto, fedprox
+    from cluster.fl.strategies import ditto, fedprox, scaffold
 
-    own = {"ditto": ditto.recipe_settings, "fedprox": fedprox.recipe_settings}.get(cfg.kind)
+    own = {"ditto": ditto.recipe_settings, "fedprox": fedprox.recipe_settings,
+           "scaffold": scaffold.recipe_settings}.get(cfg.kind)
     return own(cfg) if own is not None else {}
+
+
+def check_device_state(cfg, spec, clients_per_worker: int) -> None:
+    """Refuse (ValueError) a strategy whose per-client device state would not fit a worker."""
+    if cfg.kind == "scaffold":
+        from cluster.fl.strategies.scaffold import check_device_state as check
+
+        check(spec, clients_per_worker)
 
 
 def make_strategy(cfg, ops, params: dict[str, np.ndarray], fleet, eligible: np.ndarray, sampler: EpochSampler,
@@ -33,6 +42,10 @@ def make_strategy(cfg, ops, params: dict[str, np.ndarray], fleet, eligible: np.n
         from cluster.fl.strategies.fedprox import FedProx
 
         return FedProx(sampler)
+    if cfg.kind == "scaffold":
+        from cluster.fl.strategies.scaffold import Scaffold
+
+        return Scaffold(sampler, {n: params[n] for n in ops.spec.dense_shapes()}, int(len(eligible)))
     if cfg.kind == "ditto":
         return Ditto(sampler)
     if cfg.kind == "cali3f":

@@ -48,21 +48,26 @@ def train_local_click(
     rows: np.ndarray,
     fractions: np.ndarray | None = None,
     client_dense: Optional[dict[str, np.ndarray]] = None,
+    correction: Optional[dict[str, np.ndarray]] = None,
 ) -> ClientUpdate:
     """Train clients ``clients`` (C,), whose samples are the feature rows
     ``rows[indptr[c]:indptr[c+1]]``, each at width ``fractions[c]`` (default 1: the full model),
     from the global model or, for the tensors in ``client_dense[name]`` (C, *shape), from each
-    client's own start (Cali3F: its cluster's dense part; full width only)."""
+    client's own start (Cali3F: its cluster's dense part; full width only). ``correction[name]``
+    (C, *shape) is added to each client's gradient of that tensor at every step (SCAFFOLD; full
+    width only)."""
     fractions = np.ones(len(clients), np.float32) if fractions is None else np.asarray(fractions, np.float32)
-    if client_dense is not None and (fractions != 1.0).any():
-        raise ValueError("a per-client start (client_dense) needs full-width clients")
+    if (client_dense is not None or correction is not None) and (fractions != 1.0).any():
+        raise ValueError("a per-client start or correction needs full-width clients")
     out = _ClickOutputs.empty(spec, len(clients), recipe.proxy_gradient)
     start = {name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for name, value in global_params.items()}
     for fraction, chunk, real, batch, labels, mask, counts in grouped_batches(spec, features, indptr, rows, fractions):
         with one_thread():
             own = None if client_dense is None else {n: torch.from_numpy(v[chunk]) for n, v in client_dense.items()}
+            own_correction = None if correction is None else {
+                n: torch.from_numpy(np.ascontiguousarray(v[chunk], dtype=np.float32)) for n, v in correction.items()}
             first, chunk_deltas = _local_sgd(spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask,
-                                             counts, own)
+                                             counts, own, own_correction)
         first_logits = first.logits
         if fraction < 1.0:
             # CEAG compares the global (full-width) model — as evaluated and as the reference
@@ -132,7 +137,7 @@ def _full_model_logits(spec, start, batch, n: int) -> np.ndarray:
     return logits.numpy()
 
 
-def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts, own=None):
+def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts, own=None, correction=None):
     """The loop's steps for c clients from the (narrowed) global ``narrow`` (or, for the tensors
     in ``own[name]`` (c, *shape), from each client's own); returns what the first step saw and
     their deltas (c, *sliced shape)."""
@@ -142,7 +147,7 @@ def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts, own=None):
     groups = ParamGroups(item={n: p for n, p in params.items() if is_embedding(n)},
                          dense={n: p for n, p in params.items() if not is_embedding(n)})
     first = local_sgd(recipe, groups, lambda: forward(spec, params, batch), labels, mask,
-                      torch.from_numpy(counts.astype(np.float32)))
+                      torch.from_numpy(counts.astype(np.float32)), correction=correction)
     with torch.no_grad():
         deltas = {name: (params[name] - start[name]).numpy() for name in params}
     return first, deltas

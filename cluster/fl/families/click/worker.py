@@ -46,8 +46,10 @@ class ClickWorkerCore(WorkerCore):
         train_indptr, train_rows = indptr, rows
         if settings.sample_share is not None:
             train_indptr, train_rows = subsample_rows(indptr, rows, clients, settings.sample_share, self.seed, round_index)
+        at = self._rows(clients)
         result = train_local_click(self.spec, self.recipe, params, self.features, clients, train_indptr,
-                                   train_rows, settings.width)
+                                   train_rows, settings.width, correction=self.control_correction(at, settings))
+        result = self.step_controls(at, settings, result)
         if settings.cluster_of is not None:
             result = self._cluster_pass(result, params, settings, clients, train_indptr, train_rows)
         self._personal_steps(clients, params, train_indptr, train_rows)

@@ -13,7 +13,7 @@ from cluster.models.ncf import NCFSpec
 
 
 def train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slot, sample_label, slot_owner,
-                   slot_item, n_total, by_slot, slot_starts, client_dense=None, prox_lambda=0.0):
+                   slot_item, n_total, by_slot, slot_starts, client_dense=None, prox_lambda=0.0, correction=None):
     """GMF needs no per-client matrices, so its samples stay in one flat array (sorted by client)
     and its gradients are written out by hand (tested against autograd):
 
@@ -44,7 +44,10 @@ def train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slot
         if prox_lambda:
             grad_h = grad_h + np.float32(prox_lambda) * (weight - anchor_weight)
             grad_b = grad_b + np.float32(prox_lambda) * (bias - anchor_bias)
-        elif recipe.prox_mu:  # FedProx: every shared tensor is pulled toward what the client received
+        if correction is not None:  # SCAFFOLD: each client's c − c_i on its dense gradient
+            grad_h = grad_h + correction["out.weight"].reshape(grad_h.shape)
+            grad_b = grad_b + correction["out.bias"].reshape(grad_b.shape)
+        if recipe.prox_mu and not prox_lambda:  # FedProx: every shared tensor is pulled toward what it received
             mu = np.float32(recipe.prox_mu)
             grad_v = grad_v + mu * (items - items0)
             grad_h = grad_h + mu * (weight - weight0)

@@ -47,6 +47,7 @@ def train_local(
     client_dense: Optional[dict[str, np.ndarray]] = None,
     prox_lambda: float = 0.0,
     fractions: Optional[np.ndarray] = None,
+    correction: Optional[dict[str, np.ndarray]] = None,
 ) -> tuple[ClientUpdate, dict[str, np.ndarray]]:
     """Train clients ``clients`` (C,), whose positives are ``pos_items[pos_indptr[c]:pos_indptr[c+1]]``
     and whose private vectors are ``users[table]`` (C, d), from ``global_params``.
@@ -56,6 +57,8 @@ def train_local(
     model, a Ditto personal model) instead of the global one; ``prox_lambda`` adds Ditto's
     λ(v − w) to the dense gradient, w the global dense part. ``fractions`` (C,): each client
     trains the HeteroFL sub-model of that width (``ncf.channel_slices``; default all 1).
+    ``correction[name]`` (C, *shape): added to each client's dense gradient at every step
+    (SCAFFOLD), full-width clients only.
 
     Returns the uploadable result and the clients' new private vectors (C, d) per table."""
     n_pos, n_neg, neg_items = _negatives(spec, recipe, clients, pos_indptr, pos_items, seed, round_index, positive_keys)
@@ -66,16 +69,19 @@ def train_local(
             raise ValueError("GMF has no hidden layer to narrow: every fraction must be 1")
         part = train_flat_gmf(spec, recipe, global_params, users, samples.owner, slots.sample_slot_global,
                                samples.label, slots.owner, slots.item, samples.n_total, slots.by_slot,
-                               np.flatnonzero(slots.first_of_slot), client_dense, prox_lambda)
+                               np.flatnonzero(slots.first_of_slot), client_dense, prox_lambda, correction)
         return _assemble(spec, recipe, clients, n_pos, [part])
     fractions = np.ones(len(clients), np.float32) if fractions is None else np.asarray(fractions, np.float32)
-    parts = _train_groups(spec, recipe, global_params, users, samples, slots, fractions, client_dense, prox_lambda)
+    if correction is not None and (fractions != 1.0).any():
+        raise ValueError("a control-variate correction needs full-width clients")
+    parts = _train_groups(spec, recipe, global_params, users, samples, slots, fractions, client_dense, prox_lambda,
+                          correction)
     result, new_users = _assemble(spec, recipe, clients, n_pos, parts)
     return (result if (fractions == 1.0).all() else replace(result, fractions=fractions)), new_users
 
 
 def _train_groups(spec, recipe, global_params, users, samples: "_Samples", slots: "_Slots", fractions: np.ndarray,
-                  client_dense, prox_lambda) -> list[tuple]:
+                  client_dense, prox_lambda, correction=None) -> list[tuple]:
     """The batched path: clients grouped by (padded length, width), in fixed-size batches."""
     keys = np.stack([padded_length(samples.n_total).astype(np.float64), fractions], axis=1)
     parts = []
@@ -83,7 +89,7 @@ def _train_groups(spec, recipe, global_params, users, samples: "_Samples", slots
         for batch, n_real in fixed_size_batches(np.flatnonzero((keys == key).all(axis=1))):
             part = _train_group(spec, recipe, global_params, users, batch, int(key[0]), samples.start,
                                 samples.n_total, slots.sample_slot, samples.label, slots.start, slots.count,
-                                slots.item, client_dense, prox_lambda, float(key[1]))
+                                slots.item, client_dense, prox_lambda, float(key[1]), correction)
             parts.append(_real_clients(part, n_real))
     return parts
 
@@ -196,7 +202,8 @@ def _padded_layout(members, length, sample_start, n_total, sample_slot, sample_l
 
 
 def _train_group(spec, recipe, global_params, users, members, length, sample_start, n_total, sample_slot,
-                 sample_label, slot_start, n_slots, slot_item, client_dense=None, prox_lambda=0.0, fraction=1.0):
+                 sample_label, slot_start, n_slots, slot_item, client_dense=None, prox_lambda=0.0, fraction=1.0,
+                 correction=None):
     c = len(members)
     slots, labels, mask, local_items, slot_row, slot_col = _padded_layout(
         members, length, sample_start, n_total, sample_slot, sample_label, slot_start, n_slots, slot_item)
@@ -215,8 +222,10 @@ def _train_group(spec, recipe, global_params, users, members, length, sample_sta
     count = torch.from_numpy(n_total[members].astype(np.float32))
 
     proximal = Proximal(prox_lambda, anchor) if prox_lambda else None
+    own_correction = None if correction is None else {
+        n: torch.from_numpy(np.ascontiguousarray(v[members], dtype=np.float32)) for n, v in correction.items()}
     first = local_sgd(recipe, ParamGroups(items, dense, user), lambda: batched_logits(spec, dense, user, items, slots_t),
-                      labels_t, mask_t, count, proximal)
+                      labels_t, mask_t, count, proximal, own_correction)
     first_loss, first_logits = first.loss, first.logits
     first_scores = [first_logits[j, : n_total[member]] for j, member in enumerate(members)]
 

@@ -53,7 +53,10 @@ class NCFWorkerCore(WorkerCore):
             return train_local(self.spec, recipe, params, user_start, clients, indptr, positives, self.seed,
                                round_index, positive_keys=self._positive_keys, **options)
 
-        result, new_users = local(self.recipe, users, fractions=None if settings is None else settings.width)
+        correction = self.control_correction(rows, settings)
+        result, new_users = local(self.recipe, users, fractions=None if settings is None else settings.width,
+                                  correction=correction)
+        result = self.step_controls(rows, settings, result)
         if settings is not None and settings.cluster_of is not None:
             # Cali3F delegate: its pass at w feeds the global dense part; its pass at its cluster's
             # model gives CaliUp's gradient, and the item and user updates that serve it.
