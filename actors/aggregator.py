@@ -29,16 +29,32 @@ def _restarted() -> bool:
 class Aggregator:
     """Plain class; ``actors.factory`` applies ``ray.remote``."""
 
-    def __init__(self, cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int, worker_names: list[str],
-                 worker_of_user: np.ndarray, checkpoints: Optional[Storage] = None, run_name: str = "run",
-                 initial_params: Optional[dict[str, np.ndarray]] = None):
+    def __init__(
+        self,
+        cfg: FLConfig,
+        ops: ModelOps,
+        fleet: FleetView,
+        seed: int,
+        worker_names: list[str],
+        worker_of_user: np.ndarray,
+        checkpoints: Optional[Storage] = None,
+        run_name: str = "run",
+        initial_params: Optional[dict[str, np.ndarray]] = None,
+    ):
         # The workers come by name, not as handles: handles among a restartable actor's
         # constructor arguments travel through the object store, which Ray warns breaks restarts.
         workers = [ray.get_actor(name) for name in worker_names]
         server = FederatedServer(cfg, ops, fleet, seed, initial_params)
-        self.loop = RoundLoop(server, ActorPool(workers, cfg.runtime.round_timeout_s),
-                              worker_of_user, cfg.rounds, cfg.eval_every, cfg.runtime.real_time_scale, checkpoints,
-                              cfg.checkpoint_every)
+        self.loop = RoundLoop(
+            server,
+            ActorPool(workers, cfg.runtime.round_timeout_s),
+            worker_of_user,
+            cfg.rounds,
+            cfg.eval_every,
+            cfg.runtime.real_time_scale,
+            checkpoints,
+            cfg.checkpoint_every,
+        )
         self.metrics = RoundMetrics(run_name, fleet.tiers.names)
         if checkpoints is not None and _restarted():
             # Ray restarted this actor after it died: continue from the last checkpoint, with

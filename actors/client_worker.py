@@ -30,8 +30,15 @@ class ClientWorker:
     the pool last synchronised, and raise WorkerRestarted when it is not this one, so a restart
     never passes unnoticed as a silent roll-back of its clients."""
 
-    def __init__(self, name: str, shards: Storage, spec: NCFSpec | ClickSpec, recipe: LocalRecipe,
-                 seed: int, checkpoints: Optional[Storage] = None):
+    def __init__(
+        self,
+        name: str,
+        shards: Storage,
+        spec: NCFSpec | ClickSpec,
+        recipe: LocalRecipe,
+        seed: int,
+        checkpoints: Optional[Storage] = None,
+    ):
         import warnings
 
         import torch
@@ -59,15 +66,26 @@ class ClientWorker:
         return self.core.restore(workers, names) if names else None
 
     def ready(self) -> dict:
-        return {"name": self.name, "clients": self.core.n_clients, "restored_round": self.restored_round,
-                "incarnation": self.incarnation}
+        return {
+            "name": self.name,
+            "clients": self.core.n_clients,
+            "restored_round": self.restored_round,
+            "incarnation": self.incarnation,
+        }
 
     def _check(self, expect: Optional[str]) -> None:
         if expect is not None and expect != self.incarnation:
             raise WorkerRestarted(self.name)
 
-    def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray],
-              real_time_sleep_s: float = 0.0, settings=None, expect: Optional[str] = None):
+    def train(
+        self,
+        round_index: int,
+        clients: np.ndarray,
+        params: dict[str, np.ndarray],
+        real_time_sleep_s: float = 0.0,
+        settings=None,
+        expect: Optional[str] = None,
+    ):
         """The clients' uploads; ``settings``: what each trains with (width, compression, cluster), or None."""
         self._check(expect)
         started = time.perf_counter()
@@ -82,8 +100,9 @@ class ClientWorker:
         self._check(expect)
         return self.core.evaluate(params, split, clusters)
 
-    def retrieval_queries(self, params: dict[str, np.ndarray], clusters=None,
-                          expect: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+    def retrieval_queries(
+        self, params: dict[str, np.ndarray], clusters=None, expect: Optional[str] = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         self._check(expect)
         return self.core.retrieval_queries(params, clusters)
 

@@ -48,8 +48,9 @@ class DualVectorActor:
     def current(self) -> tuple[np.ndarray, int]:
         return self.policy.mu, self.policy.version
 
-    async def observe(self, served_groups: np.ndarray, n_requests: int, reporter: str = "",
-                      seq: int = -1) -> tuple[np.ndarray, int]:
+    async def observe(
+        self, served_groups: np.ndarray, n_requests: int, reporter: str = "", seq: int = -1
+    ) -> tuple[np.ndarray, int]:
         """Count the groups of the served slots; when μ changes, push it; answer once the count
         is written. A report ``(reporter, seq)`` already applied is not counted again, and is
         answered once the state that counts it is written too."""

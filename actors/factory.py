@@ -24,9 +24,16 @@ def worker_name(tier_name: str, index: int) -> str:
     return f"clients-{tier_name}-{index}"
 
 
-def start_workers(cfg: FLConfig, shards: Iterable[ClientShard], spec: NCFSpec | ClickSpec,
-                  recipe: LocalRecipe, seed: int,
-                  tier_names: tuple[str, ...], run: Storage, progress: bool = False) -> list:
+def start_workers(
+    cfg: FLConfig,
+    shards: Iterable[ClientShard],
+    spec: NCFSpec | ClickSpec,
+    recipe: LocalRecipe,
+    seed: int,
+    tier_names: tuple[str, ...],
+    run: Storage,
+    progress: bool = False,
+) -> list:
     """One named actor per shard; each shard is written to the run's ``shards/`` for the actor to
     load (again after a restart, on whichever node). ``shards`` may be a generator: each is saved
     and let go before the next is built."""
@@ -54,14 +61,28 @@ def worker_names(cfg: FLConfig, tier_names: tuple[str, ...]) -> list[str]:
     return [worker_name(tier, i) for tier in tier_names for i in range(cfg.runtime.workers_per_tier)]
 
 
-def start_aggregator(cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int,
-                     worker_of_user: np.ndarray, checkpoints: Optional[Storage], run_name: str):
+def start_aggregator(
+    cfg: FLConfig,
+    ops: ModelOps,
+    fleet: FleetView,
+    seed: int,
+    worker_of_user: np.ndarray,
+    checkpoints: Optional[Storage],
+    run_name: str,
+):
     """``max_restarts``: Ray brings a killed aggregator back, and it continues from ``checkpoints``.
     Its constructor arguments stay pinned because the driver that owns them lives for the job.
     w⁰ is drawn here, on the driver, which has torch loaded already: the aggregator does not."""
     initial = ops.init_params(seed)
-    return ray.remote(Aggregator).options(
-        name="aggregator", num_cpus=0, max_restarts=cfg.runtime.aggregator_max_restarts if checkpoints is not None else 0,
-        max_task_retries=0,  # a round in flight when it died is redone from the checkpoint instead
-    ).remote(cfg, ops, fleet, seed, worker_names(cfg, fleet.tiers.names), worker_of_user, checkpoints, run_name,
-             initial)
+    return (
+        ray.remote(Aggregator)
+        .options(
+            name="aggregator",
+            num_cpus=0,
+            max_restarts=cfg.runtime.aggregator_max_restarts if checkpoints is not None else 0,
+            max_task_retries=0,  # a round in flight when it died is redone from the checkpoint instead
+        )
+        .remote(
+            cfg, ops, fleet, seed, worker_names(cfg, fleet.tiers.names), worker_of_user, checkpoints, run_name, initial
+        )
+    )

@@ -83,8 +83,9 @@ class Coordinator:
         """Send every unacknowledged report, oldest first, until one fails; True when none is left."""
         for seq, (groups, n_requests) in self.outbox.waiting():
             try:
-                mu, version = ray.get(self.dual.observe.remote(groups, n_requests, self.outbox.reporter, seq),
-                                      timeout=timeout_s)
+                mu, version = ray.get(
+                    self.dual.observe.remote(groups, n_requests, self.outbox.reporter, seq), timeout=timeout_s
+                )
             except (*_SHARD_DOWN, ray.exceptions.GetTimeoutError):
                 return False  # the dual-vector actor is restarting: the rest wait for the next call
             self.outbox.ack(seq)
@@ -178,10 +179,12 @@ class Coordinator:
         return Retrieved(merged, groups, partial, max(version for _, version in answers))
 
 
-
 def _truncate(result: Retrieved, ks: np.ndarray) -> Retrieved:
     """Blank out (−1) every slot past row q's own k."""
     beyond = np.arange(result.hits.items.shape[1])[None, :] >= ks[:, None]
-    hits = Hits(np.where(beyond, -1, result.hits.items), np.where(beyond, -np.inf, result.hits.scores),
-                np.where(beyond, -np.inf, result.hits.adjusted))
+    hits = Hits(
+        np.where(beyond, -1, result.hits.items),
+        np.where(beyond, -np.inf, result.hits.scores),
+        np.where(beyond, -np.inf, result.hits.adjusted),
+    )
     return Retrieved(hits, np.where(beyond, -1, result.groups), result.partial, result.mu_version)

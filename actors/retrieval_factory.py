@@ -51,26 +51,41 @@ def save_partitions(cfg: RetrievalConfig, catalog: Catalog, folder: Storage, rng
         part.save(folder, f"{shard_name(i)}.npz")
 
 
-def start_shards(cfg: RetrievalConfig, n_groups: int, partitions: Storage, name_prefix: str = "",
-                 reuse: bool = False) -> list:
+def start_shards(
+    cfg: RetrievalConfig, n_groups: int, partitions: Storage, name_prefix: str = "", reuse: bool = False
+) -> list:
     """One shard actor per partition in ``partitions``; ``reuse``: take over actors of these names
     when they already exist (a second replica)."""
     shard_cls = ray.remote(RetrievalShard)
     return [
-        shard_cls.options(name=f"{name_prefix}{shard_name(i)}", num_cpus=cfg.shard_num_cpus, max_restarts=SHARD_RESTARTS,
-                          get_if_exists=reuse).remote(shard_name(i), partitions, n_groups, **cfg.shard_index_settings())
+        shard_cls.options(
+            name=f"{name_prefix}{shard_name(i)}",
+            num_cpus=cfg.shard_num_cpus,
+            max_restarts=SHARD_RESTARTS,
+            get_if_exists=reuse,
+        ).remote(shard_name(i), partitions, n_groups, **cfg.shard_index_settings())
         for i in range(cfg.n_shards)
     ]
 
 
 def start_dual(policy: Policy, shards: list, state: Storage, name_prefix: str = "", reuse: bool = False):
     """The dual-vector actor over ``shards``, its state in ``state``."""
-    return ray.remote(DualVectorActor).options(name=f"{name_prefix}dual-vector", num_cpus=0, max_restarts=3,
-                                               get_if_exists=reuse).remote(state, policy, shards)
+    return (
+        ray.remote(DualVectorActor)
+        .options(name=f"{name_prefix}dual-vector", num_cpus=0, max_restarts=3, get_if_exists=reuse)
+        .remote(state, policy, shards)
+    )
 
 
-def start_retrieval(cfg: RetrievalConfig, catalog: Catalog, policy: Policy, partitions: Storage,
-                    state: Storage, name_prefix: str = "", reuse: bool = False) -> RetrievalActors:
+def start_retrieval(
+    cfg: RetrievalConfig,
+    catalog: Catalog,
+    policy: Policy,
+    partitions: Storage,
+    state: Storage,
+    name_prefix: str = "",
+    reuse: bool = False,
+) -> RetrievalActors:
     """``partitions``: the folder save_partitions wrote; ``state``: the dual-vector actor's folder;
     ``reuse``: take over actors of these names when they already exist (a second replica)."""
     shards = start_shards(cfg, catalog.n_groups, partitions, name_prefix, reuse)

@@ -14,19 +14,45 @@ class RetrievalShard:
     whichever node the shard restarts) and μ is pushed again by the dual-vector actor (or sent
     with the next query)."""
 
-    def __init__(self, name: str, partitions: Storage, n_groups: int, kind: str = "flat", nlist: int = 16,
-                 nprobe: int = 4, overfetch: int = 4, *, rq_m: int = 64, train_size: int = 65_536,
-                 hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 256, fetch_by: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        partitions: Storage,
+        n_groups: int,
+        kind: str = "flat",
+        nlist: int = 16,
+        nprobe: int = 4,
+        overfetch: int = 4,
+        *,
+        rq_m: int = 64,
+        train_size: int = 65_536,
+        hnsw_m: int = 32,
+        ef_construction: int = 80,
+        ef_search: int = 256,
+        fetch_by: str | None = None,
+    ):
         """The index settings are ShardIndex's, as ``RetrievalConfig.shard_index_settings()`` gives them."""
         import torch
 
         torch.set_num_threads(1)
         self.name = name
         partition = Partition.load(partitions, f"{name}.npz")
-        self.index = ShardIndex(partition.item_ids, partition.vectors, partition.groups, n_groups, kind=kind,
-                                nlist=nlist, nprobe=nprobe, overfetch=overfetch, rq_m=rq_m, train_size=train_size,
-                                hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
-                                fetch_by=fetch_by)
+        self.index = ShardIndex(
+            partition.item_ids,
+            partition.vectors,
+            partition.groups,
+            n_groups,
+            kind=kind,
+            nlist=nlist,
+            nprobe=nprobe,
+            overfetch=overfetch,
+            rq_m=rq_m,
+            train_size=train_size,
+            hnsw_m=hnsw_m,
+            ef_construction=ef_construction,
+            ef_search=ef_search,
+            fetch_by=fetch_by,
+        )
         self.mu_version = -1  # any μ the dual-vector actor holds, version 0 included, is newer
 
     def ready(self) -> dict:
@@ -43,8 +69,9 @@ class RetrievalShard:
         self.index.set_mu(np.zeros_like(self.index.mu))
         self.mu_version = -1
 
-    def search(self, queries: np.ndarray, k: int, mu: np.ndarray, version: int,
-               exclude: list[np.ndarray] | None = None) -> tuple[Hits, int]:
+    def search(
+        self, queries: np.ndarray, k: int, mu: np.ndarray, version: int, exclude: list[np.ndarray] | None = None
+    ) -> tuple[Hits, int]:
         """Top-k by s − μ_g; a newer μ carried by the query is applied first."""
         self.set_mu(mu, version)
         return self.index.search(queries, k, exclude), self.mu_version

@@ -28,23 +28,37 @@ class RoundMetrics:
         self.round = Gauge("fairfleet_round", "last finished federated round", tag_keys=_RUN)
         self.sim_round_s = Gauge("fairfleet_sim_round_seconds", "simulated duration of the last round", tag_keys=_RUN)
         self.sim_time_s = Gauge("fairfleet_sim_time_seconds", "simulated time since the run started", tag_keys=_RUN)
-        self.updates_per_s = Gauge("fairfleet_client_updates_per_second", "client updates per wall second", tag_keys=_RUN)
+        self.updates_per_s = Gauge(
+            "fairfleet_client_updates_per_second", "client updates per wall second", tag_keys=_RUN
+        )
         self.selected = Gauge("fairfleet_clients_selected", "clients selected in the last round", tag_keys=_RUN_TIER)
         self.dropped = Gauge("fairfleet_clients_dropped", "stragglers dropped in the last round", tag_keys=_RUN_TIER)
-        self.failed = Gauge("fairfleet_clients_failed", "clients lost to worker failures in the last round", tag_keys=_RUN_TIER)
-        self.dropped_total = Counter("fairfleet_clients_dropped_total", "stragglers dropped since the start", tag_keys=_RUN_TIER)
+        self.failed = Gauge(
+            "fairfleet_clients_failed", "clients lost to worker failures in the last round", tag_keys=_RUN_TIER
+        )
+        self.dropped_total = Counter(
+            "fairfleet_clients_dropped_total", "stragglers dropped since the start", tag_keys=_RUN_TIER
+        )
         self.hr = Gauge("fairfleet_hr10", "HR@10 at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER)
-        self.ndcg = Gauge("fairfleet_ndcg10", "NDCG@10 at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER)
-        self.auc = Gauge("fairfleet_auc", "click-model AUC at the last evaluation (tier 'all' = overall)",
-                         tag_keys=_RUN_TIER)
-        self.wall_round_s = Gauge("fairfleet_wall_round_seconds", "real (wall) duration of the last round", tag_keys=_RUN)
-        self.train_loss = Gauge("fairfleet_train_loss", "sample-weighted training loss of the last round's kept clients",
-                                tag_keys=_RUN)
+        self.ndcg = Gauge(
+            "fairfleet_ndcg10", "NDCG@10 at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER
+        )
+        self.auc = Gauge(
+            "fairfleet_auc", "click-model AUC at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER
+        )
+        self.wall_round_s = Gauge(
+            "fairfleet_wall_round_seconds", "real (wall) duration of the last round", tag_keys=_RUN
+        )
+        self.train_loss = Gauge(
+            "fairfleet_train_loss", "sample-weighted training loss of the last round's kept clients", tag_keys=_RUN
+        )
         # CEAG only (fl.fairness.kind: ceag): the tier multipliers and the gaps they step on.
-        self.ceag_lambda = Gauge("fairfleet_ceag_lambda", "CEAG multiplier lambda of the tier after the last round",
-                                 tag_keys=_RUN_TIER)
-        self.ceag_psi = Gauge("fairfleet_ceag_psi", "CEAG excess accuracy gap psi of the tier (buffered)",
-                              tag_keys=_RUN_TIER)
+        self.ceag_lambda = Gauge(
+            "fairfleet_ceag_lambda", "CEAG multiplier lambda of the tier after the last round", tag_keys=_RUN_TIER
+        )
+        self.ceag_psi = Gauge(
+            "fairfleet_ceag_psi", "CEAG excess accuracy gap psi of the tier (buffered)", tag_keys=_RUN_TIER
+        )
 
     def _refresh(self, every_s: float) -> None:
         while True:

@@ -32,8 +32,12 @@ def check_storage_on_every_node(storage: Storage, timeout_s: float = 120.0) -> i
         if len(nodes) < 2:
             return len(nodes)
         probe = ray.remote(num_cpus=0, max_retries=0)(_sees)
-        refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                .remote(storage, name) for n in nodes]
+        refs = [
+            probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+                storage, name
+            )
+            for n in nodes
+        ]
         seen = ray.get(refs, timeout=timeout_s)
     finally:
         storage.delete(name)
@@ -42,5 +46,6 @@ def check_storage_on_every_node(storage: Storage, timeout_s: float = 120.0) -> i
         raise StorageUnreachable(
             f"storage {storage.describe()} is not visible from {len(blind)} of {len(nodes)} nodes ({', '.join(blind)}): "
             "on a cluster of more than one node use storage every node reaches — an NFS mount present on every "
-            "node at the same path, or an object store (--storage s3://bucket/prefix?..., gs://...)")
+            "node at the same path, or an object store (--storage s3://bucket/prefix?..., gs://...)"
+        )
     return len(nodes)

@@ -39,8 +39,15 @@ class ActorPool:
 
     def train(self, round_index: int, tasks: list[TrainTask], params: dict[str, np.ndarray]) -> TrainOutcome:
         params_ref = ray.put(params)
-        pending = [(self.workers[t.worker].train.remote(round_index, t.clients, params_ref, t.real_time_sleep_s,
-                                                        t.settings, self._expect(t.worker)), t) for t in tasks]
+        pending = [
+            (
+                self.workers[t.worker].train.remote(
+                    round_index, t.clients, params_ref, t.real_time_sleep_s, t.settings, self._expect(t.worker)
+                ),
+                t,
+            )
+            for t in tasks
+        ]
         ready, not_ready = ray.wait([ref for ref, _ in pending], num_returns=len(pending), timeout=self.timeout_s)
         for ref in not_ready:
             ray.cancel(ref)
@@ -62,8 +69,10 @@ class ActorPool:
     def _each(self, method: str, *args) -> list:
         """``method(*args)`` on every worker: the answers of those still alive, in worker order."""
         refs = [ray.put(a) for a in args]
-        pending = [getattr(worker, method).remote(*refs, expect=self._expect(index))
-                   for index, worker in enumerate(self.workers)]
+        pending = [
+            getattr(worker, method).remote(*refs, expect=self._expect(index))
+            for index, worker in enumerate(self.workers)
+        ]
         ready = set(ray.wait(pending, num_returns=len(pending), timeout=self.timeout_s)[0])
         answers, out_of_sync = [], [index for index, ref in enumerate(pending) if ref not in ready]
         for index, ref in enumerate(pending):
@@ -103,8 +112,9 @@ class ActorPool:
         deadline = time.monotonic() + self.timeout_s
         waiting = list(range(len(self.workers)))
         while waiting:
-            calls = [(index, self.workers[index].save.remote(folder, round_index, self._expect(index)))
-                     for index in waiting]
+            calls = [
+                (index, self.workers[index].save.remote(folder, round_index, self._expect(index))) for index in waiting
+            ]
             waiting, out_of_sync = [], []
             for index, ref in calls:
                 try:

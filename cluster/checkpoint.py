@@ -61,7 +61,7 @@ def encode(tree: Any, arrays: dict[str, np.ndarray], where: str = "state") -> An
 def decode(tree: Any, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(tree, dict):
         if len(tree) == 1:
-            (marker, value), = tree.items()
+            ((marker, value),) = tree.items()
             if marker == _ARRAY:
                 return arrays[value]
             if marker == _TENSOR:
@@ -123,8 +123,9 @@ def _check_header(header: Any, where: str) -> None:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{where}: not a FairFleet checkpoint")
     if header.get("version") != VERSION:
-        raise CheckpointError(f"{where}: checkpoint format version {header.get('version')}, "
-                              f"this FairFleet reads version {VERSION}")
+        raise CheckpointError(
+            f"{where}: checkpoint format version {header.get('version')}, this FairFleet reads version {VERSION}"
+        )
 
 
 def round_folder(checkpoint: Storage, round_index: int) -> Storage:

@@ -47,8 +47,14 @@ class Experiment:
         and lets it go never holds them all)."""
         if self.click is not None:
             return click_shards(self.click, self.worker_of_user, self.n_workers)
-        return ncf_shards(self.world.population, self.world.leave_one_out, self.spec, self.cfg.seed,
-                           self.worker_of_user, self.n_workers)
+        return ncf_shards(
+            self.world.population,
+            self.world.leave_one_out,
+            self.spec,
+            self.cfg.seed,
+            self.worker_of_user,
+            self.n_workers,
+        )
 
 
 def recipe_from(cfg: SimConfig) -> LocalRecipe:
@@ -73,10 +79,14 @@ def cali3f_metadata(cfg: SimConfig, world: World) -> Optional[np.ndarray]:
     features = world.dataset.user_features
     missing = sorted(set(strategy.metadata) - set(features.names()))
     if missing:
-        raise ConfigError(f"fl.strategy.metadata names {missing}, which the dataset {world.dataset.name!r} lacks "
-                          f"(its user columns: {features.names()})")
+        raise ConfigError(
+            f"fl.strategy.metadata names {missing}, which the dataset {world.dataset.name!r} lacks "
+            f"(its user columns: {features.names()})"
+        )
     if strategy.n_clusters > world.population.n_clients:
-        raise ConfigError(f"fl.strategy.n_clusters={strategy.n_clusters} exceeds the {world.population.n_clients} clients")
+        raise ConfigError(
+            f"fl.strategy.n_clusters={strategy.n_clusters} exceeds the {world.population.n_clients} clients"
+        )
     return encode_metadata(features, strategy.metadata)
 
 
@@ -87,18 +97,32 @@ def build(cfg: SimConfig, progress: bool = False) -> Experiment:
     worker_of_user = assign_workers(population.tier_of_user, population.tiers.n_tiers, cfg.fl.runtime.workers_per_tier)
     reference = None
     if cfg.fl.fairness.kind == "ceag":
-        reference = reference_accuracy(cfg.fl.fairness, population.tiers.names, {
-            "model": cfg.model.kind, "tier_mapping": cfg.tier_mapping.mapping, "seed": cfg.seed})
+        reference = reference_accuracy(
+            cfg.fl.fairness,
+            population.tiers.names,
+            {"model": cfg.model.kind, "tier_mapping": cfg.tier_mapping.mapping, "seed": cfg.seed},
+        )
     clients_per_worker = int(np.bincount(worker_of_user, minlength=n_workers).max())
     if cfg.model.is_click:
         click = click_setup(cfg, world)
         check_device_state(cfg.fl.strategy, click.spec, clients_per_worker)
-        fleet = FleetView(population.tiers, population.tier_of_user, click.train_samples, reference,
-                          metadata=cali3f_metadata(cfg, world), train_pairs=click.train_pairs)
+        fleet = FleetView(
+            population.tiers,
+            population.tier_of_user,
+            click.train_samples,
+            reference,
+            metadata=cali3f_metadata(cfg, world),
+            train_pairs=click.train_pairs,
+        )
         return Experiment(cfg, world, click.spec, click.recipe, click.ops, fleet, worker_of_user, n_workers, click)
     spec = NCFSpec.from_config(cfg.model, world.dataset.n_items)
     check_device_state(cfg.fl.strategy, spec, clients_per_worker)
-    fleet = FleetView(population.tiers, population.tier_of_user, population.samples_per_client(), reference,
-                      metadata=cali3f_metadata(cfg, world))
+    fleet = FleetView(
+        population.tiers,
+        population.tier_of_user,
+        population.samples_per_client(),
+        reference,
+        metadata=cali3f_metadata(cfg, world),
+    )
     ops = NCFOps(spec, cfg.fl.negatives_per_positive, upload=cfg.fl.upload)
     return Experiment(cfg, world, spec, recipe_from(cfg), ops, fleet, worker_of_user, n_workers)

@@ -74,11 +74,15 @@ def build_world(cfg: SimConfig, use_cache: bool = True, progress: bool = False) 
 
         bar.set_postfix_str("tier mapping")
         tiers = TierTable.from_config(cfg.tiers)
-        clicks = make_view(dataset.interactions, "click", cfg.data.click_threshold) \
-            if cfg.tier_mapping.feedback == "click" else None
+        clicks = (
+            make_view(dataset.interactions, "click", cfg.data.click_threshold)
+            if cfg.tier_mapping.feedback == "click"
+            else None
+        )
         mapping_input = clicks.positives() if clicks is not None else implicit.interactions
-        tier_of_user = map_users_to_tiers(cfg.tier_mapping, mapping_input, tiers.shares,
-                                          stream(cfg.seed, "tier_mapping"))
+        tier_of_user = map_users_to_tiers(
+            cfg.tier_mapping, mapping_input, tiers.shares, stream(cfg.seed, "tier_mapping")
+        )
         bar.update()
         bar.set_postfix_str("population")
         population = Population.build(tiers, tier_of_user, loo.train)
@@ -86,8 +90,16 @@ def build_world(cfg: SimConfig, use_cache: bool = True, progress: bool = False) 
             mapping_input, tier_of_user, tiers.n_tiers, cfg.tier_mapping.heterogeneity_top_items
         )
         bar.update()
-    world = World(dataset, cache_folder, implicit, loo, population, heterogeneity,
-                  cfg.data.click_threshold, cfg.data.holdout_fraction)
+    world = World(
+        dataset,
+        cache_folder,
+        implicit,
+        loo,
+        population,
+        heterogeneity,
+        cfg.data.click_threshold,
+        cfg.data.holdout_fraction,
+    )
     if clicks is not None:
         world.__dict__["clicks"] = clicks  # already built for the mapping: the cached_property's slot
     return world

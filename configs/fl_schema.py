@@ -7,7 +7,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BeforeValidator, Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from configs.base import Location, StrictModel
 from configs.server_optimizer_schema import SERVER_OPTIMIZERS, SGDServer, ServerOptimizerConfig
@@ -26,8 +34,11 @@ class _Optimization(StrictModel):
     ``fl.optimization=prune-1:4:16``), or ``kind`` with its own settings. ``levels`` maps a tier
     name to its level; a tier left out is not optimized."""
 
-    preset: Optional[str] = Field(None, description="a preset's name (configs/presets.py): it sets kind and that "
-                                                    "kind's settings; the name alone may be the whole value")
+    preset: Optional[str] = Field(
+        None,
+        description="a preset's name (configs/presets.py): it sets kind and that "
+        "kind's settings; the name alone may be the whole value",
+    )
 
 
 class NoOptimization(_Optimization):
@@ -91,8 +102,16 @@ class SubsampleOptimization(_Optimization):
     _levels = _levels_check(lambda v: 0.0 < v <= 1.0, "a share of local samples in (0, 1]")
 
 
-_OPTIMIZATIONS = (NoOptimization, ExcludeOptimization, OverselectOptimization, PruneOptimization, QuantOptimization,
-                  QuantSOptimization, ChannelOptimization, SubsampleOptimization)
+_OPTIMIZATIONS = (
+    NoOptimization,
+    ExcludeOptimization,
+    OverselectOptimization,
+    PruneOptimization,
+    QuantOptimization,
+    QuantSOptimization,
+    ChannelOptimization,
+    SubsampleOptimization,
+)
 # What a resolved config written before the optimizations were a tagged union repeats for every
 # kind; where all four appear (such a file), those still at these defaults are dropped, so old
 # run folders load and resume.
@@ -121,14 +140,18 @@ def _expand_optimization(value):
     value = {"kind": "none", **value}
     member = {m.model_fields["kind"].default: m for m in _OPTIMIZATIONS}.get(value["kind"])
     if member is not None and set(_SHARED_BEFORE) <= set(value):  # an old run's resolved config
-        value = {k: v for k, v in value.items()
-                 if k in member.model_fields or k not in _SHARED_BEFORE or v != _SHARED_BEFORE[k]}
+        value = {
+            k: v
+            for k, v in value.items()
+            if k in member.model_fields or k not in _SHARED_BEFORE or v != _SHARED_BEFORE[k]
+        }
     return value
 
 
 # RF²'s tier-aware speed-ups, each kind with only its own settings.
-OptimizationConfig = Annotated[Union[_OPTIMIZATIONS], Field(discriminator="kind"),
-                               BeforeValidator(_expand_optimization)]
+OptimizationConfig = Annotated[
+    Union[_OPTIMIZATIONS], Field(discriminator="kind"), BeforeValidator(_expand_optimization)
+]
 
 
 def optimization(value) -> "_Optimization":
@@ -157,21 +180,28 @@ class CEAGConfig(StrictModel):
 
     kind: Literal["ceag"] = "ceag"
     measure: Literal["accuracy", "pairwise"] = Field(
-        "accuracy", description="what ψ bounds: per-sample accuracy at p >= 1/2, or the pairwise ranking quality "
-                                "inside each client's samples (cluster/fairness/ranking.py), the form of AUC")
+        "accuracy",
+        description="what ψ bounds: per-sample accuracy at p >= 1/2, or the pairwise ranking quality "
+        "inside each client's samples (cluster/fairness/ranking.py), the form of AUC",
+    )
     proxy: Literal["loss", "pairwise_logistic"] = Field(
-        "loss", description="the primal step's differentiable stand-in for ψ: the tiers' BCE loss gap, applied by "
-                            "re-weighting FedAvg; or, with measure 'pairwise', the gap in the pairwise logistic loss "
-                            "over each client's (click, non-click) pairs, whose gradients clients upload beside their "
-                            "update (one more upload of the same rows)")
+        "loss",
+        description="the primal step's differentiable stand-in for ψ: the tiers' BCE loss gap, applied by "
+        "re-weighting FedAvg; or, with measure 'pairwise', the gap in the pairwise logistic loss "
+        "over each client's (click, non-click) pairs, whose gradients clients upload beside their "
+        "update (one more upload of the same rows)",
+    )
     epsilon: NonNegativeFloat = Field(0.01, description="tolerated excess accuracy gap ε")
     dual_lr: PositiveFloat = Field(2.0, description="η_λ of the projected dual ascent step, once per round")
     buffer_size: PositiveInt = Field(
-        2000, description="per-sample correctness values kept per tier (the paper's 40 is per minibatch sample; "
-                          "a federated round brings thousands per tier)")
+        2000,
+        description="per-sample correctness values kept per tier (the paper's 40 is per minibatch sample; "
+        "a federated round brings thousands per tier)",
+    )
     reference_run: Optional[Location] = Field(None, description="an fl_sim run folder: a local path or storage URI")
     reference_accuracy: Optional[dict[str, float]] = Field(
-        None, description="tier → the reference model's train accuracy, every tier named; instead of reference_run")
+        None, description="tier → the reference model's train accuracy, every tier named; instead of reference_run"
+    )
 
     @field_validator("reference_accuracy")
     @classmethod
@@ -184,15 +214,19 @@ class CEAGConfig(StrictModel):
     @model_validator(mode="after")
     def _proxy_matches_measure(self) -> "CEAGConfig":
         if self.proxy == "pairwise_logistic" and self.measure != "pairwise":
-            raise ValueError("fl.fairness.proxy 'pairwise_logistic' is the differentiable form of measure 'pairwise'; "
-                             f"with measure {self.measure!r} use proxy 'loss'")
+            raise ValueError(
+                "fl.fairness.proxy 'pairwise_logistic' is the differentiable form of measure 'pairwise'; "
+                f"with measure {self.measure!r} use proxy 'loss'"
+            )
         return self
 
     @model_validator(mode="after")
     def _reference(self) -> "CEAGConfig":
         if (self.reference_run is None) == (self.reference_accuracy is None):
-            raise ValueError("fairness kind 'ceag' needs exactly one of reference_run or reference_accuracy "
-                             "(the unoptimized model's per-tier train accuracy)")
+            raise ValueError(
+                "fairness kind 'ceag' needs exactly one of reference_run or reference_accuracy "
+                "(the unoptimized model's per-tier train accuracy)"
+            )
         return self
 
 
@@ -212,8 +246,9 @@ class FedProxConfig(StrictModel):
     μ/2·‖w − w_global‖² over the shared model, which keeps many local steps near the global one."""
 
     kind: Literal["fedprox"] = "fedprox"
-    mu: NonNegativeFloat = Field(0.001, description="FedProx's μ: the proximal pull toward the received global model "
-                                                   "(0: FedAvg bit for bit)")
+    mu: NonNegativeFloat = Field(
+        0.001, description="FedProx's μ: the proximal pull toward the received global model (0: FedAvg bit for bit)"
+    )
 
 
 class ScaffoldConfig(StrictModel):
@@ -236,21 +271,31 @@ class Cali3FConfig(StrictModel):
 
     kind: Literal["cali3f"] = "cali3f"
     n_clusters: PositiveInt = Field(5, description="Cali3F's P")
-    metadata: list[str] = Field(["age", "gender", "occupation"], min_length=1,
-                                description="privacy-neutral user columns ClusSamp clusters on at the start")
+    metadata: list[str] = Field(
+        ["age", "gender", "occupation"],
+        min_length=1,
+        description="privacy-neutral user columns ClusSamp clusters on at the start",
+    )
     phi: NonNegativeFloat = Field(1.0, description="CaliUp's φ: pull of the global model on a cluster model (0: none)")
-    cluster_lr: Optional[PositiveFloat] = Field(None, description="CaliUp's η; default fl.client_lr, so φ = 0 is "
-                                                                  "FedAvg within the cluster at server lr 1")
-    discount: float = Field(0.5, ge=0.0, le=1.0, description="eq. 4's λ: share of its delegates' mean update a "
-                                                             "subordinate's user vector takes")
+    cluster_lr: Optional[PositiveFloat] = Field(
+        None, description="CaliUp's η; default fl.client_lr, so φ = 0 is FedAvg within the cluster at server lr 1"
+    )
+    discount: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="eq. 4's λ: share of its delegates' mean update a subordinate's user vector takes",
+    )
     recluster_every: int = Field(1, ge=0, description="rounds between K-means on the user vectors (0: never)")
     recluster_iterations: PositiveInt = Field(5, description="Lloyd steps per re-clustering")
 
 
 # How the server turns uploads into models; the bare name is the whole value (``fl.strategy=cali3f``).
-StrategyConfig = Annotated[Union[FedAvgConfig, FedProxConfig, ScaffoldConfig, DittoConfig, Cali3FConfig],
-                           Field(discriminator="kind"),
-                           BeforeValidator(_bare_kind)]
+StrategyConfig = Annotated[
+    Union[FedAvgConfig, FedProxConfig, ScaffoldConfig, DittoConfig, Cali3FConfig],
+    Field(discriminator="kind"),
+    BeforeValidator(_bare_kind),
+]
 
 
 # --------------------------------------------------------------------------- upload
@@ -282,8 +327,9 @@ class PaddedUpload(StrictModel):
 
 
 # What a client uploads of the embedding tables; the bare name is the whole value (``fl.upload=dense``).
-UploadConfig = Annotated[Union[TouchedUpload, DenseUpload, PaddedUpload], Field(discriminator="kind"),
-                         BeforeValidator(_bare_kind)]
+UploadConfig = Annotated[
+    Union[TouchedUpload, DenseUpload, PaddedUpload], Field(discriminator="kind"), BeforeValidator(_bare_kind)
+]
 
 
 # The tagged unions by field name, and their members' tags: an error inside a member names the
@@ -291,8 +337,9 @@ UploadConfig = Annotated[Union[TouchedUpload, DenseUpload, PaddedUpload], Field(
 TAGGED_UNIONS = {
     "optimization": {m.model_fields["kind"].default for m in _OPTIMIZATIONS},
     "fairness": {m.model_fields["kind"].default for m in (NoFairness, CEAGConfig)},
-    "strategy": {m.model_fields["kind"].default for m in (FedAvgConfig, FedProxConfig, ScaffoldConfig, DittoConfig,
-                                                          Cali3FConfig)},
+    "strategy": {
+        m.model_fields["kind"].default for m in (FedAvgConfig, FedProxConfig, ScaffoldConfig, DittoConfig, Cali3FConfig)
+    },
     "upload": {m.model_fields["kind"].default for m in (TouchedUpload, DenseUpload, PaddedUpload)},
     "index": set(INDEX_KINDS),  # retrieval.index
     "policy": set(POLICY_KINDS),  # retrieval.policy
@@ -302,8 +349,15 @@ TAGGED_UNIONS = {
 
 # Sections whose whole value may be a bare name, and the key that name stands for: an override
 # that reaches into one (``fl.strategy.n_clusters=3`` after ``fl.strategy=cali3f``) opens it.
-BARE_NAME_KEYS = {"strategy": "kind", "fairness": "kind", "optimization": "preset", "upload": "kind", "index": "kind",
-                  "policy": "kind", "server_optimizer": "kind"}
+BARE_NAME_KEYS = {
+    "strategy": "kind",
+    "fairness": "kind",
+    "optimization": "preset",
+    "upload": "kind",
+    "index": "kind",
+    "policy": "kind",
+    "server_optimizer": "kind",
+}
 
 
 # --------------------------------------------------------------------------- runtime
@@ -311,15 +365,19 @@ class FLRuntimeConfig(StrictModel):
     """Where and how the actors run. None of it changes a result (tested: same results with one
     or three workers per tier), so it is left out of the config hash."""
 
-    workers_per_tier: PositiveInt = Field(1, description="worker actors per tier, each holding a share of the "
-                                                         "tier's clients")
+    workers_per_tier: PositiveInt = Field(
+        1, description="worker actors per tier, each holding a share of the tier's clients"
+    )
     worker_num_cpus: NonNegativeFloat = Field(
         0.0, description="CPUs Ray reserves per worker actor; 0 lets many single-threaded workers share 2 cores"
     )
     worker_max_restarts: int = Field(3, ge=0, description="times Ray restarts a killed worker actor")
     aggregator_max_restarts: int = Field(
-        3, ge=0, description="times Ray brings a killed aggregator back to continue from its last checkpoint")
-    round_timeout_s: PositiveFloat = Field(300.0, description="wall-clock wait for workers before a round gives up on them")
+        3, ge=0, description="times Ray brings a killed aggregator back to continue from its last checkpoint"
+    )
+    round_timeout_s: PositiveFloat = Field(
+        300.0, description="wall-clock wait for workers before a round gives up on them"
+    )
     real_time_scale: NonNegativeFloat = Field(
         0.0, description="demo mode: workers sleep simulated latency x this factor (0 = off)"
     )
@@ -331,43 +389,64 @@ class FLConfig(StrictModel):
 
     rounds: PositiveInt = Field(20, description="federated rounds to run")
     clients_per_round: PositiveInt = Field(
-        100, description="n: clients whose updates a round keeps; with over-selection (1+x)·n are selected and the "
-                         "fastest n kept")
+        100,
+        description="n: clients whose updates a round keeps; with over-selection (1+x)·n are selected and the "
+        "fastest n kept",
+    )
     local_epochs: PositiveInt = Field(1, description="passes each client makes over its local samples per round")
-    client_lr: PositiveFloat = Field(3.0, description="client SGD lr of the dense (non-embedding) weights; a click "
-                                                      "model trains every tensor at this rate")
+    client_lr: PositiveFloat = Field(
+        3.0,
+        description="client SGD lr of the dense (non-embedding) weights; a click "
+        "model trains every tensor at this rate",
+    )
     item_lr_scale: PositiveFloat = Field(100.0, description="NCF: client lr multiplier for item embeddings")
     user_lr_scale: PositiveFloat = Field(30.0, description="NCF: client lr multiplier for the private user vector")
-    loss_reduction: Literal["mean", "sum"] = Field("mean", description="a client's BCE averaged or summed over its samples")
-    negatives_per_positive: PositiveInt = Field(4, description="NCF: sampled negatives a client trains on per "
-                                                               "positive")
+    loss_reduction: Literal["mean", "sum"] = Field(
+        "mean", description="a client's BCE averaged or summed over its samples"
+    )
+    negatives_per_positive: PositiveInt = Field(4, description="NCF: sampled negatives a client trains on per positive")
     server_optimizer: ServerOptimizerConfig = Field(
-        SGDServer(), description="how the server applies the averaged update Δ: sgd (θ += lr·Δ), momentum (FedAvgM), "
-                                 "adagrad, adam or yogi (FedAdagrad, FedAdam, FedYogi: Reddi et al. 2021)")
+        SGDServer(),
+        description="how the server applies the averaged update Δ: sgd (θ += lr·Δ), momentum (FedAvgM), "
+        "adagrad, adam or yogi (FedAdagrad, FedAdam, FedYogi: Reddi et al. 2021)",
+    )
     server_lr: PositiveFloat = Field(1.0, description="the server optimizer's step size η (sgd at 1: plain FedAvg)")
     overselect: NonNegativeFloat = Field(0.0, description="x in (1+x)·n selected clients")
     optimization: OptimizationConfig = Field(
-        NoOptimization(), description="the tier-aware speed-up (RF² Table 1): a preset's name, or a kind with its "
-                                      "settings")
-    fairness: FairnessConfig = Field(NoFairness(), description="the tier-fairness mitigation: none, or CEAG's "
-                                                               "per-tier constraints (strategies that serve one global model: fedavg, fedprox, scaffold)")
+        NoOptimization(),
+        description="the tier-aware speed-up (RF² Table 1): a preset's name, or a kind with its settings",
+    )
+    fairness: FairnessConfig = Field(
+        NoFairness(),
+        description="the tier-fairness mitigation: none, or CEAG's "
+        "per-tier constraints (strategies that serve one global model: fedavg, fedprox, scaffold)",
+    )
     strategy: StrategyConfig = Field(
-        FedAvgConfig(), description="how the server turns uploads into the models it serves: fedavg (one global "
-                                    "model), fedprox (FedAvg with a proximal local term), scaffold (FedAvg with "
-                                    "control variates), ditto (a personal model "
-                                    "per client), cali3f (a model per cluster)")
+        FedAvgConfig(),
+        description="how the server turns uploads into the models it serves: fedavg (one global "
+        "model), fedprox (FedAvg with a proximal local term), scaffold (FedAvg with "
+        "control variates), ditto (a personal model "
+        "per client), cali3f (a model per cluster)",
+    )
     upload: UploadConfig = Field(
-        TouchedUpload(), description="which embedding rows a client uploads: touched (only those its samples "
-                                     "read), dense (every row) or padded (the touched rows among decoys)")
+        TouchedUpload(),
+        description="which embedding rows a client uploads: touched (only those its samples "
+        "read), dense (every row) or padded (the touched rows among decoys)",
+    )
     deadline_s: Optional[PositiveFloat] = Field(
-        None, description="simulated seconds a round waits: a client slower than this is dropped from the round "
-                          "(none: no deadline)")
-    eval_every: PositiveInt = Field(1, description="rounds between evaluations on the test rows (the last round is "
-                                                   "always evaluated)")
-    checkpoint_every: PositiveInt = Field(5, description="rounds between an fl_sim run's checkpoints, which "
-                                                         "--resume continues from")
-    runtime: FLRuntimeConfig = Field(FLRuntimeConfig(), description="where and how the actors run; never changes a "
-                                                                    "result")
+        None,
+        description="simulated seconds a round waits: a client slower than this is dropped from the round "
+        "(none: no deadline)",
+    )
+    eval_every: PositiveInt = Field(
+        1, description="rounds between evaluations on the test rows (the last round is always evaluated)"
+    )
+    checkpoint_every: PositiveInt = Field(
+        5, description="rounds between an fl_sim run's checkpoints, which --resume continues from"
+    )
+    runtime: FLRuntimeConfig = Field(
+        FLRuntimeConfig(), description="where and how the actors run; never changes a result"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -380,7 +459,9 @@ class FLConfig(StrictModel):
             if not isinstance(kind, str):
                 raise ValueError("fl.server_eps moved: set fl.server_optimizer.tau (kinds adagrad, adam, yogi)")
             rest = {k: v for k, v in value.items() if k != "server_eps"}
-            rest["server_optimizer"] = {"kind": kind, "tau": value["server_eps"]} if kind == "adagrad" else {"kind": kind}
+            rest["server_optimizer"] = (
+                {"kind": kind, "tau": value["server_eps"]} if kind == "adagrad" else {"kind": kind}
+            )
             return rest
         return value
 
@@ -393,5 +474,3 @@ class FLConfig(StrictModel):
     @property
     def effective_overselect(self) -> float:
         return self.optimization.overselect if self.optimization.kind == "overselect" else self.overselect
-
-

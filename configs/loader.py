@@ -52,8 +52,10 @@ def find_config(path: str | Path) -> Path:
 def _not_found(path: Path) -> str:
     if path.is_absolute():
         return f"{path}: config file not found"
-    return (f"{path}: config file not found (looked for {Path.cwd() / path} and, in the project folder, "
-            f"{PROJECT_DIR / path})")
+    return (
+        f"{path}: config file not found (looked for {Path.cwd() / path} and, in the project folder, "
+        f"{PROJECT_DIR / path})"
+    )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -128,7 +130,9 @@ def _format_validation(exc: ValidationError, source: str) -> str:
         path = ".".join(str(p) for p in loc) or "(root)"
         reason = err["msg"]
         if err["type"] == "extra_forbidden":
-            reason = f"unknown key (not a setting of kind {tag!r})" if tag else "unknown key (not a setting of this section)"
+            reason = (
+                f"unknown key (not a setting of kind {tag!r})" if tag else "unknown key (not a setting of this section)"
+            )
             kinds = kinds_with(SimConfig, tuple(loc), tag)
             hint = None if kinds else suggestion(SimConfig, tuple(loc), tag)
             if kinds:
@@ -211,8 +215,9 @@ def config_hash(cfg: SimConfig) -> str:
     """A short, stable identity for a resolved config: stored in every result table. Where the
     files go (``storage``) and where the actors run (``fl.runtime``) are no part of what was
     computed, so they are left out."""
-    canonical = json.dumps(cfg.model_dump(mode="json", exclude={"storage": True, "fl": {"runtime"}}), sort_keys=True,
-                           separators=(",", ":"))
+    canonical = json.dumps(
+        cfg.model_dump(mode="json", exclude={"storage": True, "fl": {"runtime"}}), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

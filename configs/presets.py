@@ -40,8 +40,11 @@ MITIGATION_PRESETS: dict[str, dict] = {
     "channel-lo-1:16": {"kind": "channel", "levels": {"low": 0.0625}},
     "subsample-lo-1:4": {"kind": "subsample", "levels": {"low": 0.25}},
     "subsample-lo-1:16": {"kind": "subsample", "levels": {"low": 0.0625}},
-    "prune-1:4:16-rescaled": {"kind": "prune", "levels": dict(zip(_TIERS, _LOW_MID_HIGH["prune"]["1:4:16"])),
-                              "rescale_pruned": True},
+    "prune-1:4:16-rescaled": {
+        "kind": "prune",
+        "levels": dict(zip(_TIERS, _LOW_MID_HIGH["prune"]["1:4:16"])),
+        "rescale_pruned": True,
+    },
 }
 # The 14 configurations of RF²'s Table 1, in its order; "none" is the reference they are measured against.
 RF2_CONFIGURATIONS: tuple[str, ...] = tuple(name for name in _presets() if name != "none")

@@ -21,11 +21,15 @@ class FairSyncPolicy(StrictModel):
     kind: Literal["fairsync"] = "fairsync"
     batch_size: PositiveInt = Field(32, description="B: requests served with one μ before the dual step")
     lr: PositiveFloat = Field(0.01, description="the dual step size")
-    optimizer: Literal["adam", "sgd"] = Field("adam", description="how μ steps on its subgradient (torch's Adam or SGD)")
+    optimizer: Literal["adam", "sgd"] = Field(
+        "adam", description="how μ steps on its subgradient (torch's Adam or SGD)"
+    )
     variant: Literal["projected", "full"] = Field(
-        "projected", description="projected: λ = −μ ≥ 0, exposure is only a lower bound, so a group above its minimum "
-                                 "is never pushed below what relevance gives it; full: the paper's unprojected dual with "
-                                 "the total-exposure term on argmax μ")
+        "projected",
+        description="projected: λ = −μ ≥ 0, exposure is only a lower bound, so a group above its minimum "
+        "is never pushed below what relevance gives it; full: the paper's unprojected dual with "
+        "the total-exposure term on argmax μ",
+    )
 
 
 class TopKPolicy(StrictModel):
@@ -50,14 +54,22 @@ class MinRegularizerPolicy(StrictModel):
     strength: PositiveFloat = Field(1.0, description="the regulariser's λ")
 
 
-PolicyConfig = Annotated[Union[FairSyncPolicy, TopKPolicy, KNeighborPolicy, MinRegularizerPolicy],
-                         Field(discriminator="kind"), BeforeValidator(_bare_kind)]
+PolicyConfig = Annotated[
+    Union[FairSyncPolicy, TopKPolicy, KNeighborPolicy, MinRegularizerPolicy],
+    Field(discriminator="kind"),
+    BeforeValidator(_bare_kind),
+]
 POLICY_KINDS = ("fairsync", "topk", "k_neighbor", "min_regularizer")
 
 # Policy settings that sat beside ``policy`` before it was a tagged union: (kind, new name).
-POLICY_MOVED = {"dual_batch_size": ("fairsync", "batch_size"), "dual_lr": ("fairsync", "lr"),
-                "dual_optimizer": ("fairsync", "optimizer"), "dual_variant": ("fairsync", "variant"),
-                "k_neighbor_groups": ("k_neighbor", "groups"), "min_regularizer_lambda": ("min_regularizer", "strength")}
+POLICY_MOVED = {
+    "dual_batch_size": ("fairsync", "batch_size"),
+    "dual_lr": ("fairsync", "lr"),
+    "dual_optimizer": ("fairsync", "optimizer"),
+    "dual_variant": ("fairsync", "variant"),
+    "k_neighbor_groups": ("k_neighbor", "groups"),
+    "min_regularizer_lambda": ("min_regularizer", "strength"),
+}
 
 
 def policy_from_old_layout(section: dict) -> dict:
@@ -70,4 +82,5 @@ def policy_from_old_layout(section: dict) -> dict:
 
 def policy_moves_named(keys: list[str]) -> str:
     return "policy settings now sit under retrieval.policy with its kind: " + ", ".join(
-        f"retrieval.{key} → retrieval.policy.{POLICY_MOVED[key][1]} (kind {POLICY_MOVED[key][0]})" for key in keys)
+        f"retrieval.{key} → retrieval.policy.{POLICY_MOVED[key][1]} (kind {POLICY_MOVED[key][0]})" for key in keys
+    )

@@ -30,9 +30,23 @@ from configs.fl_schema import (
 from configs.retrieval_schema import RetrievalConfig, SyntheticEmbeddingsConfig
 
 # Re-exported: the sections' own modules define them; most callers import them from here.
-__all__ = ["CEAGConfig", "Cali3FConfig", "DittoConfig", "FLConfig", "FLRuntimeConfig", "FairnessConfig", "FedAvgConfig",
-           "NoFairness", "OptimizationConfig", "RetrievalConfig", "SimConfig", "StrategyConfig",
-           "SyntheticEmbeddingsConfig", "levels_of", "optimization"]
+__all__ = [
+    "CEAGConfig",
+    "Cali3FConfig",
+    "DittoConfig",
+    "FLConfig",
+    "FLRuntimeConfig",
+    "FairnessConfig",
+    "FedAvgConfig",
+    "NoFairness",
+    "OptimizationConfig",
+    "RetrievalConfig",
+    "SimConfig",
+    "StrategyConfig",
+    "SyntheticEmbeddingsConfig",
+    "levels_of",
+    "optimization",
+]
 
 
 # --------------------------------------------------------------------------- data
@@ -41,26 +55,40 @@ class SyntheticConfig(StrictModel):
 
     n_users: PositiveInt = Field(2_000, description="users (clients) in the world")
     n_items: PositiveInt = Field(1_000, description="items in the catalogue")
-    n_groups: PositiveInt = Field(10, description="item groups (the synthetic genres), each around its own latent "
-                                                  "centroid")
+    n_groups: PositiveInt = Field(
+        10, description="item groups (the synthetic genres), each around its own latent centroid"
+    )
     target_interactions: PositiveInt = Field(
-        60_000, description="interactions in all, roughly: each user has min_user_interactions plus a log-normal "
-                            "share of the rest, at most half the catalogue")
-    latent_dim: PositiveInt = Field(16, description="length of the latent taste and item vectors that decide who "
-                                                    "interacts with what and how it is rated")
+        60_000,
+        description="interactions in all, roughly: each user has min_user_interactions plus a log-normal "
+        "share of the rest, at most half the catalogue",
+    )
+    latent_dim: PositiveInt = Field(
+        16,
+        description="length of the latent taste and item vectors that decide who "
+        "interacts with what and how it is rated",
+    )
     popularity_exponent: PositiveFloat = Field(
-        1.0, description="power law of item popularity: inside its group, the item of popularity rank r is drawn "
-                         "in proportion to r^-exponent")
+        1.0,
+        description="power law of item popularity: inside its group, the item of popularity rank r is drawn "
+        "in proportion to r^-exponent",
+    )
     activity_sigma: NonNegativeFloat = Field(
-        1.0, description="σ of the log-normal user activity: larger, a heavier tail of very active users")
-    min_user_interactions: int = Field(5, ge=2, description="interactions every user has at least (needs n_items "
-                                                            ">= 2x this)")
+        1.0, description="σ of the log-normal user activity: larger, a heavier tail of very active users"
+    )
+    min_user_interactions: int = Field(
+        5, ge=2, description="interactions every user has at least (needs n_items >= 2x this)"
+    )
     taste_temperature: PositiveFloat = Field(
-        3.0, description="how strongly a user's taste picks the groups its items come from (the scale of the "
-                         "taste-centroid cosine in the group softmax; popularity mass is added to it)")
+        3.0,
+        description="how strongly a user's taste picks the groups its items come from (the scale of the "
+        "taste-centroid cosine in the group softmax; popularity mass is added to it)",
+    )
     chunk_size: PositiveInt = Field(
-        2_000_000, description="not read by the generator, which works in fixed blocks of 32,768 users; changing "
-                               "it changes only the data cache key")
+        2_000_000,
+        description="not read by the generator, which works in fixed blocks of 32,768 users; changing "
+        "it changes only the data cache key",
+    )
 
     @model_validator(mode="after")
     def _enough_items(self) -> "SyntheticConfig":
@@ -79,19 +107,27 @@ class SyntheticConfig(StrictModel):
 
 class DataConfig(StrictModel):
     source: Literal["synthetic", "movielens"] = Field(
-        "synthetic", description="synthetic: the embedded generator (data.synthetic); movielens: the MovieLens "
-                                 "files in data.path")
-    path: Optional[Path] = Field(None, description="folder of MovieLens files (ml-100k, ml-1m or the CSV layout); "
-                                                   "needed by source movielens")
+        "synthetic",
+        description="synthetic: the embedded generator (data.synthetic); movielens: the MovieLens files in data.path",
+    )
+    path: Optional[Path] = Field(
+        None, description="folder of MovieLens files (ml-100k, ml-1m or the CSV layout); needed by source movielens"
+    )
     cache_dir: Optional[Path] = Field(
-        None, description="folder of the Parquet data cache (none: $FAIRFLEET_CACHE, else "
-                          "$XDG_CACHE_HOME/fairfleet or ~/.cache/fairfleet)")
-    synthetic: SyntheticConfig = Field(SyntheticConfig(), description="the generator's settings, for source "
-                                                                      "synthetic")
+        None,
+        description="folder of the Parquet data cache (none: $FAIRFLEET_CACHE, else "
+        "$XDG_CACHE_HOME/fairfleet or ~/.cache/fairfleet)",
+    )
+    synthetic: SyntheticConfig = Field(SyntheticConfig(), description="the generator's settings, for source synthetic")
     click_threshold: float = Field(5.0, description="rating >= threshold is a click (RF²)")
     n_negatives: PositiveInt = Field(99, description="sampled negatives per leave-one-out test item")
-    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="click models: the latest share of each "
-                                    "user's ratings held out as test rows (at least one, and one left to train)")
+    holdout_fraction: float = Field(
+        0.2,
+        gt=0.0,
+        lt=1.0,
+        description="click models: the latest share of each "
+        "user's ratings held out as test rows (at least one, and one left to train)",
+    )
 
     @field_validator("path", "cache_dir", mode="before")
     @classmethod
@@ -118,11 +154,13 @@ class Gaussian(StrictModel):
 
 
 class TierProfileConfig(StrictModel):
-    name: str = Field(min_length=1, description="the tier's name, unique; optimization levels and results name "
-                                                "tiers by it")
+    name: str = Field(
+        min_length=1, description="the tier's name, unique; optimization levels and results name tiers by it"
+    )
     share: PositiveFloat = Field(1.0, description="relative share of users the mapping aims for")
-    compute_s_per_sample: Gaussian = Field(description="seconds of local training per sample, drawn per client "
-                                                       "and round")
+    compute_s_per_sample: Gaussian = Field(
+        description="seconds of local training per sample, drawn per client and round"
+    )
     download_mbps: Gaussian = Field(description="download bandwidth in Mbit/s, drawn per client and round")
     upload_mbps: Gaussian = Field(description="upload bandwidth in Mbit/s, drawn per client and round")
 
@@ -153,9 +191,11 @@ def _default_tiers() -> list[TierProfileConfig]:
 
 
 class TiersConfig(StrictModel):
-    profiles: list[TierProfileConfig] = Field(default_factory=_default_tiers, min_length=1,
-                                              description="the device tiers, one latency profile each; a tier's "
-                                                          "place in the list is its id")
+    profiles: list[TierProfileConfig] = Field(
+        default_factory=_default_tiers,
+        min_length=1,
+        description="the device tiers, one latency profile each; a tier's place in the list is its id",
+    )
     latency_floor_fraction: float = Field(
         0.1, gt=0.0, le=1.0, description="a Gaussian draw never goes below this fraction of its mean"
     )
@@ -170,25 +210,32 @@ class TiersConfig(StrictModel):
         return profiles
 
 
-MappingName = Literal[
-    "random", "hetero-vlow", "hetero-low", "hetero-mid", "hetero-high", "hetero-vhigh", "dirichlet"
-]
+MappingName = Literal["random", "hetero-vlow", "hetero-low", "hetero-mid", "hetero-high", "hetero-vhigh", "dirichlet"]
 
 
 class TierMappingConfig(StrictModel):
     mapping: MappingName = Field(
-        "hetero-mid", description="how users are mapped to tiers: random, one of RF²'s Dirichlet presets from "
-                                  "hetero-vlow (α 5000, close to random) to hetero-vhigh (α 0.005, the tiers' "
-                                  "tastes differ most), or dirichlet with alpha")
+        "hetero-mid",
+        description="how users are mapped to tiers: random, one of RF²'s Dirichlet presets from "
+        "hetero-vlow (α 5000, close to random) to hetero-vhigh (α 0.005, the tiers' "
+        "tastes differ most), or dirichlet with alpha",
+    )
     alpha: Optional[PositiveFloat] = Field(None, description="Dirichlet α, only for mapping 'dirichlet'")
-    balance: bool = Field(True, description="Dirichlet mappings: each draw's largest probability goes to the tier "
-                                            "furthest below its share (RF² Algorithm 1's balancing)")
+    balance: bool = Field(
+        True,
+        description="Dirichlet mappings: each draw's largest probability goes to the tier "
+        "furthest below its share (RF² Algorithm 1's balancing)",
+    )
     feedback: Literal["click", "implicit"] = Field(
-        "click", description="the interactions the mapping visits: click (ratings >= data.click_threshold) or "
-                             "implicit (every rating)")
+        "click",
+        description="the interactions the mapping visits: click (ratings >= data.click_threshold) or "
+        "implicit (every rating)",
+    )
     heterogeneity_top_items: PositiveInt = Field(
-        100, description="most-clicked items over which the tiers' click distributions are compared (the "
-                         "reported tier heterogeneity, a mean Jensen-Shannon divergence)")
+        100,
+        description="most-clicked items over which the tiers' click distributions are compared (the "
+        "reported tier heterogeneity, a mean Jensen-Shannon divergence)",
+    )
 
     @model_validator(mode="after")
     def _alpha_only_for_dirichlet(self) -> "TierMappingConfig":
@@ -208,10 +255,14 @@ class ModelConfig(StrictModel):
     predict RF²'s click label (5 stars) and are measured by AUC."""
 
     kind: Literal["gmf", "mlp", "neumf", "dlrm", "din"] = Field(
-        "gmf", description="the model every client trains: NCF gmf, mlp or neumf, or click model dlrm or din")
+        "gmf", description="the model every client trains: NCF gmf, mlp or neumf, or click model dlrm or din"
+    )
     embedding_dim: PositiveInt = Field(16, description="length of every user and item embedding vector")
-    mlp_layers: list[PositiveInt] = Field(default_factory=lambda: [64, 32, 16], min_length=1,
-                                          description="widths of the MLP tower's hidden layers (mlp, neumf)")
+    mlp_layers: list[PositiveInt] = Field(
+        default_factory=lambda: [64, 32, 16],
+        min_length=1,
+        description="widths of the MLP tower's hidden layers (mlp, neumf)",
+    )
     init_std: PositiveFloat = Field(0.1, description="std of the initial embedding vectors")
     history_len: PositiveInt = Field(50, description="click models: the most recent clicks a sample sees")
     bottom_hidden: list[PositiveInt] = Field(default_factory=lambda: [16], min_length=1, description="DLRM")
@@ -224,29 +275,49 @@ class ModelConfig(StrictModel):
 
 
 class ServeConfig(StrictModel):
-    host: str = Field("127.0.0.1", description="not read by any job: Ray Serve takes the HTTP host from the "
-                                               "Serve config's http_options (configs/serve/*.yaml)")
-    port: int = Field(8000, ge=1, le=65535, description="not read by any job: Ray Serve takes the HTTP port from "
-                                                        "the Serve config's http_options (configs/serve/*.yaml)")
+    host: str = Field(
+        "127.0.0.1",
+        description="not read by any job: Ray Serve takes the HTTP host from the "
+        "Serve config's http_options (configs/serve/*.yaml)",
+    )
+    port: int = Field(
+        8000,
+        ge=1,
+        le=65535,
+        description="not read by any job: Ray Serve takes the HTTP port from "
+        "the Serve config's http_options (configs/serve/*.yaml)",
+    )
 
 
 # --------------------------------------------------------------------------- root
 class SimConfig(StrictModel):
-    name: str = Field("fairfleet", description="the experiment's name, part of every run folder's name "
-                                               "(<job>-<name>-<time>-<config hash>)")
-    seed: int = Field(0, ge=0, description="the root seed: every random stream of a run (data, tier mapping, "
-                                           "selection, latency, training) derives from it")
-    storage: Location = Field("runs", description="where every file a job writes or reads at run time lives: a local "
-                         "path (NFS included) or a URI (file://, s3://bucket/prefix?endpoint_override=..., gs://)")
+    name: str = Field(
+        "fairfleet",
+        description="the experiment's name, part of every run folder's name (<job>-<name>-<time>-<config hash>)",
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        description="the root seed: every random stream of a run (data, tier mapping, "
+        "selection, latency, training) derives from it",
+    )
+    storage: Location = Field(
+        "runs",
+        description="where every file a job writes or reads at run time lives: a local "
+        "path (NFS included) or a URI (file://, s3://bucket/prefix?endpoint_override=..., gs://)",
+    )
     data: DataConfig = Field(DataConfig(), description="the data set (synthetic or MovieLens) and how it is split")
     tiers: TiersConfig = Field(TiersConfig(), description="the device tiers and their latency profiles")
     tier_mapping: TierMappingConfig = Field(TierMappingConfig(), description="how users are mapped to tiers")
     model: ModelConfig = Field(ModelConfig(), description="the recommendation model")
-    fl: FLConfig = Field(FLConfig(), description="the federated rounds, the tier-aware optimization, the fairness "
-                                                 "mitigation and the strategy")
+    fl: FLConfig = Field(
+        FLConfig(),
+        description="the federated rounds, the tier-aware optimization, the fairness mitigation and the strategy",
+    )
     retrieval: RetrievalConfig = Field(RetrievalConfig(), description="the fair retriever (FairSync)")
-    serve: ServeConfig = Field(ServeConfig(), description="an HTTP address no job reads; Ray Serve takes its "
-                                                          "own from the Serve config")
+    serve: ServeConfig = Field(
+        ServeConfig(), description="an HTTP address no job reads; Ray Serve takes its own from the Serve config"
+    )
 
     @model_validator(mode="after")
     def _optimization_fits(self) -> "SimConfig":
@@ -259,21 +330,35 @@ class SimConfig(StrictModel):
         if excluded >= set(names):
             raise ValueError("fl.optimization excludes every tier: no client could train")
         fairness = self.fl.fairness
-        if isinstance(fairness, CEAGConfig) and not self.model.is_click and \
-                (fairness.measure, fairness.proxy) != ("pairwise", "loss"):
-            raise ValueError(f"fl.fairness with an NCF model ({self.model.kind!r}) needs measure 'pairwise' and proxy "
-                             f"'loss': an NCF client has no click labels to be accurate on, only positives ranked "
-                             f"against sampled negatives, and the pairwise-logistic upload is built for click models")
-        if isinstance(fairness, CEAGConfig) and fairness.reference_accuracy is not None \
-                and set(fairness.reference_accuracy) != set(names):
-            raise ValueError(f"fl.fairness.reference_accuracy must name every tier {names}, "
-                             f"got {sorted(fairness.reference_accuracy)}")
+        if (
+            isinstance(fairness, CEAGConfig)
+            and not self.model.is_click
+            and (fairness.measure, fairness.proxy) != ("pairwise", "loss")
+        ):
+            raise ValueError(
+                f"fl.fairness with an NCF model ({self.model.kind!r}) needs measure 'pairwise' and proxy "
+                f"'loss': an NCF client has no click labels to be accurate on, only positives ranked "
+                f"against sampled negatives, and the pairwise-logistic upload is built for click models"
+            )
+        if (
+            isinstance(fairness, CEAGConfig)
+            and fairness.reference_accuracy is not None
+            and set(fairness.reference_accuracy) != set(names)
+        ):
+            raise ValueError(
+                f"fl.fairness.reference_accuracy must name every tier {names}, "
+                f"got {sorted(fairness.reference_accuracy)}"
+            )
         if opt.kind == "channel" and self.model.kind == "gmf":
-            raise ValueError("fl.optimization kind 'channel' needs a model with hidden layers (mlp, neumf, dlrm, din), "
-                             "not 'gmf': GMF has no hidden layer to narrow")
+            raise ValueError(
+                "fl.optimization kind 'channel' needs a model with hidden layers (mlp, neumf, dlrm, din), "
+                "not 'gmf': GMF has no hidden layer to narrow"
+            )
         if opt.kind == "subsample" and not self.model.is_click:
-            raise ValueError(f"fl.optimization kind 'subsample' needs a click model (dlrm, din), not "
-                             f"{self.model.kind!r}: an NCF client's round is its positives and their sampled negatives")
+            raise ValueError(
+                f"fl.optimization kind 'subsample' needs a click model (dlrm, din), not "
+                f"{self.model.kind!r}: an NCF client's round is its positives and their sampled negatives"
+            )
         self._strategy_fits()
         return self
 
@@ -282,26 +367,41 @@ class SimConfig(StrictModel):
         if strategy == "fedprox" and self.fl.strategy.mu > 0:
             # A step of lr·(g + μ(w − w₀)) overshoots w₀ and grows when lr·μ ≥ 2: with NCF's item rate
             # (client_lr × item_lr_scale) that happens at a μ far below FedProx's usual values.
-            rate, what = ((self.fl.client_lr, "fl.client_lr") if self.model.is_click else
-                          max((self.fl.client_lr, "fl.client_lr"),
-                              (self.fl.client_lr * self.fl.item_lr_scale, "fl.client_lr × fl.item_lr_scale")))
+            rate, what = (
+                (self.fl.client_lr, "fl.client_lr")
+                if self.model.is_click
+                else max(
+                    (self.fl.client_lr, "fl.client_lr"),
+                    (self.fl.client_lr * self.fl.item_lr_scale, "fl.client_lr × fl.item_lr_scale"),
+                )
+            )
             if rate * self.fl.strategy.mu >= 2:
-                raise ValueError(f"fl.strategy.mu {self.fl.strategy.mu:g} × the largest shared learning rate ({what} = "
-                                 f"{rate:g}) is {rate * self.fl.strategy.mu:g}; below 2 the proximal term pulls a client "
-                                 f"toward the global model, at 2 or more it overshoots and diverges: take "
-                                 f"mu < {2 / rate:.3g}")
+                raise ValueError(
+                    f"fl.strategy.mu {self.fl.strategy.mu:g} × the largest shared learning rate ({what} = "
+                    f"{rate:g}) is {rate * self.fl.strategy.mu:g}; below 2 the proximal term pulls a client "
+                    f"toward the global model, at 2 or more it overshoots and diverges: take "
+                    f"mu < {2 / rate:.3g}"
+                )
         if strategy == "cali3f" and self.fl.optimization.kind == "channel":
-            raise ValueError("fl.strategy 'cali3f' does not combine with fl.optimization kind 'channel': a delegate "
-                             "trains its cluster's full dense part, which a phone narrowed for speed does not hold")
+            raise ValueError(
+                "fl.strategy 'cali3f' does not combine with fl.optimization kind 'channel': a delegate "
+                "trains its cluster's full dense part, which a phone narrowed for speed does not hold"
+            )
         if strategy == "ditto" and self.fl.optimization.kind == "channel":
-            raise ValueError("fl.strategy 'ditto' does not combine with fl.optimization kind 'channel': a Ditto "
-                             "phone keeps and serves its own full-width model, which a phone narrowed for speed "
-                             "does not run")
+            raise ValueError(
+                "fl.strategy 'ditto' does not combine with fl.optimization kind 'channel': a Ditto "
+                "phone keeps and serves its own full-width model, which a phone narrowed for speed "
+                "does not run"
+            )
         if strategy == "scaffold" and self.fl.optimization.kind == "channel":
-            raise ValueError("fl.strategy 'scaffold' does not combine with fl.optimization kind 'channel': a control "
-                             "variate corrects the whole dense part, which a phone narrowed for speed does not train")
+            raise ValueError(
+                "fl.strategy 'scaffold' does not combine with fl.optimization kind 'channel': a control "
+                "variate corrects the whole dense part, which a phone narrowed for speed does not train"
+            )
         if strategy not in ("fedavg", "fedprox", "scaffold") and self.fl.fairness.kind != "none":
-            raise ValueError(f"fl.fairness kind {self.fl.fairness.kind!r} needs a strategy that serves one global "
-                             f"model (fedavg, fedprox, scaffold), not "
-                             f"{strategy!r}: it bounds the global model's per-tier measure against a reference "
-                             f"run's, but {strategy!r} serves (and evaluates) each client its own model")
+            raise ValueError(
+                f"fl.fairness kind {self.fl.fairness.kind!r} needs a strategy that serves one global "
+                f"model (fedavg, fedprox, scaffold), not "
+                f"{strategy!r}: it bounds the global model's per-tier measure against a reference "
+                f"run's, but {strategy!r} serves (and evaluates) each client its own model"
+            )

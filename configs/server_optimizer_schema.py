@@ -55,5 +55,8 @@ class YogiServer(StrictModel):
 
 
 SERVER_OPTIMIZERS = (SGDServer, MomentumServer, AdagradServer, AdamServer, YogiServer)
-ServerOptimizerConfig = Annotated[Union[SGDServer, MomentumServer, AdagradServer, AdamServer, YogiServer],
-                                  Field(discriminator="kind"), BeforeValidator(_bare_kind)]
+ServerOptimizerConfig = Annotated[
+    Union[SGDServer, MomentumServer, AdagradServer, AdamServer, YogiServer],
+    Field(discriminator="kind"),
+    BeforeValidator(_bare_kind),
+]

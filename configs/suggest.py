@@ -1,4 +1,4 @@
-""""Did you mean" for an unknown config key: a close spelling among the keys of its own section,
+""" "Did you mean" for an unknown config key: a close spelling among the keys of its own section,
 or, for a key that lives in another section (``fl.worker_num_cpus`` belongs under
 ``fl.runtime``), the full path where a setting of that name is."""
 
@@ -33,16 +33,24 @@ def kinds_with(root: type[BaseModel], loc: tuple, tag: Optional[str]) -> list[st
     *section, key = (str(part) for part in loc)
     models = [root]
     for part in section:
-        models = [sub for model in models if part in model.model_fields
-                  for sub in _models_in(model.model_fields[part].annotation)]
+        models = [
+            sub
+            for model in models
+            if part in model.model_fields
+            for sub in _models_in(model.model_fields[part].annotation)
+        ]
     return sorted({str(_kind_of(m)) for m in models if key in m.model_fields and _kind_of(m) not in (tag, None)})
 
 
 def _section_fields(root: type[BaseModel], section: list[str], tag: Optional[str]) -> set[str]:
     models = [root]
     for part in section:
-        models = [sub for model in models if part in model.model_fields
-                  for sub in _models_in(model.model_fields[part].annotation)]
+        models = [
+            sub
+            for model in models
+            if part in model.model_fields
+            for sub in _models_in(model.model_fields[part].annotation)
+        ]
     if tag is not None:
         models = [m for m in models if _kind_of(m) in (tag, None)] or models
     return {name for model in models for name in model.model_fields}

@@ -1,7 +1,7 @@
 """Build the fair-retriever application from a FairFleet config.
 
-    serve run configs/serve/retriever_synthetic.yaml        # Serve config: import_path serve.app:build_app
-    serve.run(build_app({"config": "configs/retrieval_skewed.yaml"}))   # from Python
+serve run configs/serve/retriever_synthetic.yaml        # Serve config: import_path serve.app:build_app
+serve.run(build_app({"config": "configs/retrieval_skewed.yaml"}))   # from Python
 """
 
 from __future__ import annotations

@@ -52,8 +52,10 @@ def parse_body(body: bytes, model: type[Model]) -> Model:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        detail = [{"loc": ["body", *e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
-                  for e in exc.errors(include_input=False, include_url=False)]
+        detail = [
+            {"loc": ["body", *e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
         raise HTTPError(422, detail) from None
 
 
@@ -68,12 +70,15 @@ def route_path(request: Request) -> str:
     """The path below the application's route prefix (Serve passes the prefix as root_path)."""
     path, prefix = request.url.path, request.scope.get("root_path", "")
     if prefix and path.startswith(prefix):
-        path = path[len(prefix):]
+        path = path[len(prefix) :]
     return path or "/"
 
 
-async def dispatch(request: Request, routes: dict[tuple[str, str], Handler],
-                   observe: Optional[Callable[[str, int, float], None]] = None) -> Response:
+async def dispatch(
+    request: Request,
+    routes: dict[tuple[str, str], Handler],
+    observe: Optional[Callable[[str, int, float], None]] = None,
+) -> Response:
     """Answer ``request`` with the handler of its (method, path): 404 for an unknown path, 405
     for a known one with another method, an ``HTTPError`` as its status. ``observe(route,
     status, seconds)`` sees every answer (an exception that escapes as a 500); route is "other"

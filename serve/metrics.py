@@ -47,35 +47,56 @@ class RetrieverMetrics:
         self._app_tags = {"app": app}
         self._group_tags = [{"app": app, "group": g} for g in self.group_names]
         self.requests = Counter("fairfleet_retriever_requests", "HTTP answers of the fair retriever", tag_keys=_STATUS)
-        self.errors = Counter("fairfleet_retriever_errors", "HTTP answers with a status of 400 or more",
-                              tag_keys=_STATUS)
-        self.latency = Histogram("fairfleet_retriever_latency_seconds", "seconds from request to answer in the replica",
-                                 boundaries=LATENCY_BOUNDARIES_S, tag_keys=_ROUTE)
+        self.errors = Counter(
+            "fairfleet_retriever_errors", "HTTP answers with a status of 400 or more", tag_keys=_STATUS
+        )
+        self.latency = Histogram(
+            "fairfleet_retriever_latency_seconds",
+            "seconds from request to answer in the replica",
+            boundaries=LATENCY_BOUNDARIES_S,
+            tag_keys=_ROUTE,
+        )
         self.batches = Counter("fairfleet_retriever_batches", "shard fan-outs (one per serve.batch)", tag_keys=_APP)
-        self.batched_requests = Counter("fairfleet_retriever_batched_requests", "requests answered by the fan-outs",
-                                        tag_keys=_APP)
+        self.batched_requests = Counter(
+            "fairfleet_retriever_batched_requests", "requests answered by the fan-outs", tag_keys=_APP
+        )
         self.served = Counter("fairfleet_retriever_served_items", "list slots served, by item group", tag_keys=_GROUP)
-        self.partial = Counter("fairfleet_retriever_partial_answers", "answers missing a shard that did not reply",
-                               tag_keys=_APP)
-        self.exposure = Gauge("fairfleet_retriever_exposure", "exposure e_g served to the group so far in the horizon",
-                              tag_keys=_GROUP)
-        self.target = Gauge("fairfleet_retriever_exposure_target", "minimum exposure m_g owed to the group over the horizon",
-                            tag_keys=_GROUP)
-        self.mu = Gauge("fairfleet_retriever_mu", "dual offset mu_g of the group (adjusted score = s - mu_g)",
-                        tag_keys=_GROUP)
+        self.partial = Counter(
+            "fairfleet_retriever_partial_answers", "answers missing a shard that did not reply", tag_keys=_APP
+        )
+        self.exposure = Gauge(
+            "fairfleet_retriever_exposure", "exposure e_g served to the group so far in the horizon", tag_keys=_GROUP
+        )
+        self.target = Gauge(
+            "fairfleet_retriever_exposure_target",
+            "minimum exposure m_g owed to the group over the horizon",
+            tag_keys=_GROUP,
+        )
+        self.mu = Gauge(
+            "fairfleet_retriever_mu", "dual offset mu_g of the group (adjusted score = s - mu_g)", tag_keys=_GROUP
+        )
         self.mu_version = Gauge("fairfleet_retriever_mu_version", "version of the dual vector", tag_keys=_APP)
-        self.esp = Gauge("fairfleet_retriever_esp", "share of groups at or above their pro-rata minimum exposure",
-                         tag_keys=_APP)
+        self.esp = Gauge(
+            "fairfleet_retriever_esp", "share of groups at or above their pro-rata minimum exposure", tag_keys=_APP
+        )
         self.fill = Gauge("fairfleet_retriever_fill", "share of the pro-rata owed exposure delivered", tag_keys=_APP)
-        self.unreported = Gauge("fairfleet_retriever_unreported_batches",
-                                "served batches whose exposure report the dual-vector actor has not acknowledged",
-                                tag_keys=_APP)
-        self.dropped = Gauge("fairfleet_retriever_dropped_requests",
-                             "served requests whose report was given up (the outbox filled while the dual-vector "
-                             "actor could not be reached)", tag_keys=_APP)
+        self.unreported = Gauge(
+            "fairfleet_retriever_unreported_batches",
+            "served batches whose exposure report the dual-vector actor has not acknowledged",
+            tag_keys=_APP,
+        )
+        self.dropped = Gauge(
+            "fairfleet_retriever_dropped_requests",
+            "served requests whose report was given up (the outbox filled while the dual-vector "
+            "actor could not be reached)",
+            tag_keys=_APP,
+        )
         self._outbox_seen = None
-        self.horizon_requests = Gauge("fairfleet_retriever_horizon_requests",
-                                      "requests the dual-vector actor counted in the horizon", tag_keys=_APP)
+        self.horizon_requests = Gauge(
+            "fairfleet_retriever_horizon_requests",
+            "requests the dual-vector actor counted in the horizon",
+            tag_keys=_APP,
+        )
         self._stop = threading.Event()
         self._poller: Optional[threading.Thread] = None
 
@@ -118,6 +139,7 @@ class RetrieverMetrics:
     def poll_stats(self, fetch: Callable[[], dict], every_s: float = STATS_REFRESH_S) -> None:
         """Call ``fetch`` (e.g. ``ray.get(dual.stats.remote())``) every ``every_s`` in a daemon
         thread and set the gauges; a failed fetch (the actor restarting) keeps the last values."""
+
         def loop() -> None:
             while not self._stop.is_set():
                 try:

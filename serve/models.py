@@ -47,5 +47,8 @@ class StatsResponse(BaseModel):
     fanouts: int = Field(0, description="shard fan-outs this replica made: one per serve.batch of requests")
     fanout_requests: int = Field(0, description="requests those fan-outs answered (over fanouts: the mean batch)")
     unreported: int = Field(0, description="this replica's served batches the dual-vector actor has not yet counted")
-    dropped_requests: int = Field(0, description="requests this replica served whose report it gave up: its outbox "
-                                                 "filled while the dual-vector actor could not be reached")
+    dropped_requests: int = Field(
+        0,
+        description="requests this replica served whose report it gave up: its outbox "
+        "filled while the dual-vector actor could not be reached",
+    )

@@ -45,8 +45,11 @@ class FairRetriever:
         self.metrics = RetrieverMetrics(cfg.name, list(self.group_names))
         dual = self.dual
         self.metrics.poll_stats(lambda: ray.get(dual.stats.remote(), timeout=10))
-        self.routes = {("POST", "/retrieve"): self.retrieve, ("GET", "/health"): self.health,
-                       ("GET", "/stats"): self.stats}
+        self.routes = {
+            ("POST", "/retrieve"): self.retrieve,
+            ("GET", "/health"): self.health,
+            ("GET", "/stats"): self.stats,
+        }
 
     async def __call__(self, request: Request) -> Response:
         return await dispatch(request, self.routes, self.metrics.observe_request)
@@ -56,11 +59,19 @@ class FairRetriever:
         # lag (or, once the outbox is full, lose) what is served: "degraded" says so.
         outbox = self.coordinator.outbox
         counted = self.coordinator.exposure_counted
-        return json_bytes(json.dumps({
-            "status": "ok" if counted and not outbox.dropped_requests else "degraded",
-            "shards": len(self.coordinator.shards), "items": int(len(self.item_ids)), "groups": len(self.group_names),
-            "exposure_counted": counted, "unreported": len(outbox.unacked),
-            "dropped_requests": outbox.dropped_requests}).encode())
+        return json_bytes(
+            json.dumps(
+                {
+                    "status": "ok" if counted and not outbox.dropped_requests else "degraded",
+                    "shards": len(self.coordinator.shards),
+                    "items": int(len(self.item_ids)),
+                    "groups": len(self.group_names),
+                    "exposure_counted": counted,
+                    "unreported": len(outbox.unacked),
+                    "dropped_requests": outbox.dropped_requests,
+                }
+            ).encode()
+        )
 
     # The body is written straight to JSON (``RetrieveResponse`` documents it; a test checks the
     # answer against it): a model object per item, validated, is per-request work that queues
@@ -99,9 +110,18 @@ class FairRetriever:
         for row in range(len(requests)):
             found = hits.items[row] >= 0
             items = [
-                {"id": int(self.item_ids[i]), "group": self.group_names[int(g)], "score": float(s), "adjusted_score": float(a)}
-                for i, g, s, a in zip(hits.items[row][found].tolist(), answer.groups[row][found].tolist(),
-                                      hits.scores[row][found].tolist(), hits.adjusted[row][found].tolist())
+                {
+                    "id": int(self.item_ids[i]),
+                    "group": self.group_names[int(g)],
+                    "score": float(s),
+                    "adjusted_score": float(a),
+                }
+                for i, g, s, a in zip(
+                    hits.items[row][found].tolist(),
+                    answer.groups[row][found].tolist(),
+                    hits.scores[row][found].tolist(),
+                    hits.adjusted[row][found].tolist(),
+                )
             ]
             out.append((items, answer.mu_version, answer.partial))
         return out
@@ -114,7 +134,12 @@ class FairRetriever:
             dual_stats = await self.dual.stats.remote()
         except RayActorError:
             raise HTTPError(503, "the dual-vector actor is restarting from its saved state; retry shortly") from None
-        answer = StatsResponse(groups=self.group_names, fanouts=self.fanouts, fanout_requests=self.fanout_requests,
-                               unreported=len(self.coordinator.outbox.unacked),
-                               dropped_requests=self.coordinator.outbox.dropped_requests, **dual_stats)
+        answer = StatsResponse(
+            groups=self.group_names,
+            fanouts=self.fanouts,
+            fanout_requests=self.fanout_requests,
+            unreported=len(self.coordinator.outbox.unacked),
+            dropped_requests=self.coordinator.outbox.dropped_requests,
+            **dual_stats,
+        )
         return json_bytes(answer.model_dump_json().encode())

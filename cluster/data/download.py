@@ -65,7 +65,11 @@ def fetch_movielens(
 
 def _download(url: str, dest: Path, timeout_s: float) -> None:
     try:
-        with atomic_path(dest) as tmp, tmp.open("wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with (
+            atomic_path(dest) as tmp,
+            tmp.open("wb") as out,
+            urllib.request.urlopen(url, timeout=timeout_s) as response,
+        ):
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=None) as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
@@ -89,7 +93,9 @@ def _expected_checksum(url: str, sha256: Optional[str], md5: Optional[str], time
             f"{checksum_url}: cannot fetch the published checksum ({exc}); pass sha256= or md5= to verify"
         ) from None
     # The file reads either "<hex>  name.zip" or "MD5 (name.zip) = <hex>".
-    tokens = [t for t in text.replace("=", " ").split() if len(t) == 32 and all(c in "0123456789abcdefABCDEF" for c in t)]
+    tokens = [
+        t for t in text.replace("=", " ").split() if len(t) == 32 and all(c in "0123456789abcdefABCDEF" for c in t)
+    ]
     if not tokens:
         raise DownloadError(f"{checksum_url}: no MD5 digest found in {text[:80]!r}")
     return "md5", tokens[0].lower()

@@ -17,9 +17,25 @@ from cluster.data.textfiles import iter_fields, parse_int, read_ratings, data_li
 from cluster.data.types import CategoricalFeatures, Dataset, Interactions, ItemFeatures
 
 ML100K_GENRES = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
-    "Thriller", "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 ]
 # ML-1M's age buckets; ML-100K's exact ages are folded into them so both read alike.
 AGE_BUCKETS = [(1, "Under 18"), (18, "18-24"), (25, "25-34"), (35, "35-44"), (45, "45-49"), (50, "50-55"), (56, "56+")]
@@ -84,7 +100,9 @@ def _load_100k(folder: Path) -> Dataset:
     n_fields = 5 + len(genre_names)
     for line_no, fields in iter_fields(items_path, "|", header=False, encoding="latin-1", quoted=False):
         if len(fields) != n_fields:
-            raise DataFormatError(items_path, f"expected {n_fields} fields separated by '|', got {len(fields)}", line=line_no)
+            raise DataFormatError(
+                items_path, f"expected {n_fields} fields separated by '|', got {len(fields)}", line=line_no
+            )
         item_id = parse_int(items_path, line_no, "item id", fields[0])
         flags = [parse_int(items_path, line_no, f"genre {g}", v) for g, v in zip(genre_names, fields[5:])]
         item_rows[item_id] = (fields[1], [i for i, flag in enumerate(flags) if flag])
@@ -160,13 +178,16 @@ def _dense(raw_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return original.astype(np.int64), dense.astype(np.int32)
 
 
-def _check_known(ids: np.ndarray, known: set[int], what: str, ratings_path: Path, header: bool, side_file: Path) -> None:
+def _check_known(
+    ids: np.ndarray, known: set[int], what: str, ratings_path: Path, header: bool, side_file: Path
+) -> None:
     known_arr = np.fromiter(known, dtype=np.int64, count=len(known))
     missing = np.flatnonzero(~np.isin(ids, known_arr))
     if len(missing):
         row = int(missing[0])
         raise DataFormatError(
-            ratings_path, f"{what} id {ids[row]} is not listed in {side_file.name}",
+            ratings_path,
+            f"{what} id {ids[row]} is not listed in {side_file.name}",
             line=data_line_number(ratings_path, row, header),
         )
 
@@ -239,7 +260,9 @@ def primary_genre_features(genres: np.ndarray, genre_names: list[str], titles: n
     unknown = group_names.index("unknown")
     has_genre = genres.any(axis=1)
     group = np.where(has_genre, genres.argmax(axis=1), unknown).astype(np.int32)
-    return ItemFeatures(genres=genres, genre_names=list(genre_names), group=group, group_names=group_names, titles=titles)
+    return ItemFeatures(
+        genres=genres, genre_names=list(genre_names), group=group, group_names=group_names, titles=titles
+    )
 
 
 _FORMATS = (

@@ -96,8 +96,14 @@ def _load_interactions(path: Path) -> Interactions:
         columns[name] = column.to_numpy().astype(dtype, copy=False)
         del column
     pa.default_memory_pool().release_unused()
-    return Interactions(columns["user"], columns["item"], columns["rating"], columns["timestamp"],
-                        n_users=int(meta["n_users"]), n_items=int(meta["n_items"]))
+    return Interactions(
+        columns["user"],
+        columns["item"],
+        columns["rating"],
+        columns["timestamp"],
+        n_users=int(meta["n_users"]),
+        n_items=int(meta["n_items"]),
+    )
 
 
 def load_dataset(folder: Path) -> Dataset:

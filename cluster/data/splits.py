@@ -70,7 +70,9 @@ def sample_negatives(inter: Interactions, users: np.ndarray, n: int, rng: np.ran
     return result
 
 
-def _sample_block(users: np.ndarray, seen_keys: np.ndarray, n_items: int, n: int, rng: np.random.Generator) -> np.ndarray:
+def _sample_block(
+    users: np.ndarray, seen_keys: np.ndarray, n_items: int, n: int, rng: np.random.Generator
+) -> np.ndarray:
     result = np.empty((len(users), n), dtype=np.int32)
     pending = np.arange(len(users))
     width = n + max(8, n // 2)

@@ -45,7 +45,9 @@ def generate_synthetic(cfg: SyntheticConfig, seed: int) -> Dataset:
     parts = []
     for block in range(n_blocks):
         lo, hi = block * USER_BLOCK, min(cfg.n_users, (block + 1) * USER_BLOCK)
-        parts.append(_block_interactions(lo, counts[lo:hi], tastes[lo:hi], world, cfg, np.random.default_rng(block_seqs[block])))
+        parts.append(
+            _block_interactions(lo, counts[lo:hi], tastes[lo:hi], world, cfg, np.random.default_rng(block_seqs[block]))
+        )
     users, items, ratings, timestamps = (np.concatenate([p[i] for p in parts]) for i in range(4))
 
     group_names = [f"group-{g:02d}" for g in range(cfg.n_groups)]
@@ -128,7 +130,12 @@ def _activity(cfg: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
 
 
 def _block_interactions(
-    first_user: int, counts: np.ndarray, tastes: np.ndarray, world: _World, cfg: SyntheticConfig, rng: np.random.Generator
+    first_user: int,
+    counts: np.ndarray,
+    tastes: np.ndarray,
+    world: _World,
+    cfg: SyntheticConfig,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n_block = len(counts)
     unit_taste = tastes / np.linalg.norm(tastes, axis=1, keepdims=True)

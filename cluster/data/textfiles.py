@@ -68,12 +68,15 @@ def read_ratings(path: Path, separator: str, header: bool) -> dict[str, np.ndarr
         negative = np.flatnonzero(arrays[name] < 0)
         if len(negative):
             raise DataFormatError(
-                path, f"{name} id must be >= 0, got {arrays[name][negative[0]]}",
+                path,
+                f"{name} id must be >= 0, got {arrays[name][negative[0]]}",
                 line=data_line_number(path, int(negative[0]), header),
             )
     bad_rating = np.flatnonzero(~np.isfinite(arrays["rating"]))
     if len(bad_rating):
-        raise DataFormatError(path, "rating is not a finite number", line=data_line_number(path, int(bad_rating[0]), header))
+        raise DataFormatError(
+            path, "rating is not a finite number", line=data_line_number(path, int(bad_rating[0]), header)
+        )
     return arrays
 
 

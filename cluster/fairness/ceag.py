@@ -256,8 +256,12 @@ class TierMultipliers:
         return moved
 
     def state_dict(self) -> dict:
-        return {"lambdas": self.value, "epsilon": self.epsilon.copy(), "steps": self.steps,
-                "optimizer": self.optimizer.state_dict()}
+        return {
+            "lambdas": self.value,
+            "epsilon": self.epsilon.copy(),
+            "steps": self.steps,
+            "optimizer": self.optimizer.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         lambdas = np.asarray(state["lambdas"], np.float64)
@@ -272,8 +276,9 @@ class TierMultipliers:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-def dual_update(multipliers: TierMultipliers, buffers: ReplayBuffers, acc_ref: np.ndarray,
-                weights: np.ndarray) -> DualReport:
+def dual_update(
+    multipliers: TierMultipliers, buffers: ReplayBuffers, acc_ref: np.ndarray, weights: np.ndarray
+) -> DualReport:
     """The aggregator's dual step for one round, after this round's correctness values were
     pushed into ``buffers``: ψ from full buffers and the reference table, then λ."""
     gaps = buffered_gaps(buffers, acc_ref, weights)

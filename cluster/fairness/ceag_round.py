@@ -31,8 +31,14 @@ class CEAGController:
     tier_weights: (T,) each tier's count of the measure's units in the population (train samples
     for accuracy, train pairs for the pairwise measure; A = their weighted mean)."""
 
-    def __init__(self, cfg: CEAGConfig, reference_accuracy: np.ndarray, tier_weights: np.ndarray,
-                 tier_names: tuple[str, ...], seed: int = 0):
+    def __init__(
+        self,
+        cfg: CEAGConfig,
+        reference_accuracy: np.ndarray,
+        tier_weights: np.ndarray,
+        tier_names: tuple[str, ...],
+        seed: int = 0,
+    ):
         self.seed = seed
         self.reference = np.asarray(reference_accuracy, np.float64)
         self.tier_weights = np.asarray(tier_weights, np.float64)
@@ -41,9 +47,15 @@ class CEAGController:
         self.multipliers = TierMultipliers(len(tier_names), cfg.dual_lr, cfg.epsilon)
         self.buffers = ReplayBuffers(len(tier_names), cfg.buffer_size)
 
-    def round_step(self, clients: np.ndarray, n_samples: np.ndarray, correct: np.ndarray,
-                   tier_of_user: np.ndarray, round_index: int = 0,
-                   correct_counts: Optional[np.ndarray] = None) -> tuple[Optional[PrimalStep], dict]:
+    def round_step(
+        self,
+        clients: np.ndarray,
+        n_samples: np.ndarray,
+        correct: np.ndarray,
+        tier_of_user: np.ndarray,
+        round_index: int = 0,
+        correct_counts: Optional[np.ndarray] = None,
+    ) -> tuple[Optional[PrimalStep], dict]:
         """The primal step for the merged clients (ascending ids) and the round's record fields
         (λ and ψ per tier); (None, {}) when no client reported. ``correct`` holds
         ``correct_counts`` (C,) values per client, in client order (default: one per sample);

@@ -32,13 +32,17 @@ def cell_measures(rows: pd.DataFrame, tiers: tuple[str, ...], metric: str = "auc
             values = {tier: float(part.loc[tier, metric]) for tier in (*tiers, "all")}
             change = relative_change(values, base)
             per_tier = {t: change[t] for t in tiers}
-            out.append({
-                **dict(zip(CELL_KEYS, key)), "configuration": config, metric: values["all"],
-                **{f"change_{t}": change[t] for t in (*tiers, "all")},
-                "mdac": mdac(per_tier),
-                "sim_time_s": float(part.loc["all", "sim_time_s"]),
-                "speedup": float(reference.loc["all", "sim_time_s"]) / float(part.loc["all", "sim_time_s"]),
-            })
+            out.append(
+                {
+                    **dict(zip(CELL_KEYS, key)),
+                    "configuration": config,
+                    metric: values["all"],
+                    **{f"change_{t}": change[t] for t in (*tiers, "all")},
+                    "mdac": mdac(per_tier),
+                    "sim_time_s": float(part.loc["all", "sim_time_s"]),
+                    "speedup": float(reference.loc["all", "sim_time_s"]) / float(part.loc["all", "sim_time_s"]),
+                }
+            )
     return pd.DataFrame(out)
 
 
@@ -74,7 +78,12 @@ def excess_gaps(rows: pd.DataFrame, tiers: tuple[str, ...], metric: str = "acc")
         for config, acc in by_config.items():
             overall = ref["all"] - acc["all"]
             psi = {t: float((ref[t] - acc[t]) - overall) for t in tiers}
-            out.append({**dict(zip(CELL_KEYS, key)), "configuration": config,
-                        **{f"psi_{t}": v for t, v in psi.items()},
-                        "max_psi": float("nan") if any(v != v for v in psi.values()) else max(psi.values())})
+            out.append(
+                {
+                    **dict(zip(CELL_KEYS, key)),
+                    "configuration": config,
+                    **{f"psi_{t}": v for t, v in psi.items()},
+                    "max_psi": float("nan") if any(v != v for v in psi.values()) else max(psi.values()),
+                }
+            )
     return pd.DataFrame(out)

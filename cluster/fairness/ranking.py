@@ -22,12 +22,15 @@ def positive_negative_bits(positive_scores: np.ndarray, negative_scores: np.ndar
     strictly above that negative. Each bit is a draw of the client's within-client AUC."""
     per_positive = len(negative_scores) // max(len(positive_scores), 1)
     if per_positive * len(positive_scores) != len(negative_scores):
-        raise ValueError(f"{len(negative_scores)} negatives are not a whole number per each of "
-                         f"{len(positive_scores)} positives")
+        raise ValueError(
+            f"{len(negative_scores)} negatives are not a whole number per each of {len(positive_scores)} positives"
+        )
     return (np.repeat(positive_scores, per_positive) > negative_scores).astype(np.float32)
 
 
-def pair_counts(owners: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pair_counts(
+    owners: np.ndarray, labels: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per client that has both a click and a non-click: (clients, correctly ordered pairs,
     pairs), without forming the pairs: each click counts the same client's non-clicks scored
     strictly below it."""
@@ -48,20 +51,29 @@ def pair_counts(owners: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> t
     return clients[both], correct[both], (n_pos * n_neg)[both]
 
 
-def pair_rate_by_tier(owners: np.ndarray, labels: np.ndarray, scores: np.ndarray, tier_of_user: np.ndarray,
-                      tier_names: tuple[str, ...], key: str) -> dict[str, float]:
+def pair_rate_by_tier(
+    owners: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    tier_of_user: np.ndarray,
+    tier_names: tuple[str, ...],
+    key: str,
+) -> dict[str, float]:
     """``{key}`` overall and ``{key}_<tier>``: correctly ordered pairs over pairs, within clients."""
     clients, correct, pairs = pair_counts(owners, labels, scores)
     tiers = tier_of_user[clients]
-    rate = lambda members: float(correct[members].sum() / pairs[members].sum()) if pairs[members].sum() else float("nan")  # noqa: E731
+    rate = lambda members: (
+        float(correct[members].sum() / pairs[members].sum()) if pairs[members].sum() else float("nan")
+    )  # noqa: E731
     out = {key: rate(np.ones(len(clients), bool))}
     for tier, name in enumerate(tier_names):
         out[f"{key}_{name}"] = rate(tiers == tier)
     return out
 
 
-def bit_rate_by_tier(owners: np.ndarray, bits: np.ndarray, tier_of_user: np.ndarray, tier_names: tuple[str, ...],
-                     key: str) -> dict[str, float]:
+def bit_rate_by_tier(
+    owners: np.ndarray, bits: np.ndarray, tier_of_user: np.ndarray, tier_names: tuple[str, ...], key: str
+) -> dict[str, float]:
     """``{key}`` overall and ``{key}_<tier>``: the mean of the bits ``bits`` (n,) whose owners
     (n,) are in each tier, every bit weighing the same (as CEAG's buffers weigh them)."""
     bits = np.asarray(bits, np.float64)

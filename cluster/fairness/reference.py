@@ -38,15 +38,23 @@ def reference_accuracy(cfg: CEAGConfig, tier_names: tuple[str, ...], expected: O
     for name in tier_names:
         value = train.get(f"{prefix}_{name}")
         if not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise DataFormatError(path, f"final_train.{prefix}_{name} missing or not a number: the reference must "
-                                        "be a run of the same model with the same tiers, written since train measures are "
-                                        "recorded (NCF runs record the pairwise one only)")
+            raise DataFormatError(
+                path,
+                f"final_train.{prefix}_{name} missing or not a number: the reference must "
+                "be a run of the same model with the same tiers, written since train measures are "
+                "recorded (NCF runs record the pairwise one only)",
+            )
         values.append(float(value))
     if summary.get("optimization") not in (None, "none"):
-        raise DataFormatError(path, f"the reference run used optimization {summary['optimization']!r}; "
-                                    "CEAG's reference is the run without one")
+        raise DataFormatError(
+            path,
+            f"the reference run used optimization {summary['optimization']!r}; CEAG's reference is the run without one",
+        )
     for key, value in (expected or {}).items():
         if summary.get(key) != value:
-            raise DataFormatError(path, f"the reference run has {key} {summary.get(key)!r}, this run {value!r}: "
-                                        "CEAG's reference must share the model, tier mapping and seed")
+            raise DataFormatError(
+                path,
+                f"the reference run has {key} {summary.get(key)!r}, this run {value!r}: "
+                "CEAG's reference must share the model, tier mapping and seed",
+            )
     return np.array(values, dtype=np.float64)

@@ -45,7 +45,7 @@ class ReplayBuffers:
             raise ValueError(f"tier index out of range [0, {self.n_tiers})")
         for tier in np.unique(tiers):
             # Only the newest `size` values can survive this push; older ones would be overwritten.
-            incoming = values[tiers == tier][-self.size:]
+            incoming = values[tiers == tier][-self.size :]
             slots = (self.cursor[tier] + np.arange(len(incoming))) % self.size
             self.values[tier, slots] = incoming
             self.cursor[tier] = (self.cursor[tier] + len(incoming)) % self.size
@@ -68,8 +68,12 @@ class ReplayBuffers:
         return np.roll(self.values[tier], -start)[: self.count[tier]].copy()
 
     def state_dict(self) -> dict:
-        return {"size": self.size, "values": self.values.copy(), "cursor": self.cursor.copy(),
-                "count": self.count.copy()}
+        return {
+            "size": self.size,
+            "values": self.values.copy(),
+            "cursor": self.cursor.copy(),
+            "count": self.count.copy(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state["values"].shape != self.values.shape or state["size"] != self.size:

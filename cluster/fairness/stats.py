@@ -33,5 +33,10 @@ def tier_gap(changes: pd.DataFrame, tiers: tuple[str, ...]) -> dict:
     per_seed = (changes[f"change_{high}"] - changes[f"change_{low}"]).to_numpy(np.float64)
     half = ci95_half_width(per_seed)
     gap = float(per_seed.mean()) if len(per_seed) else float("nan")
-    return {"gap_high": high, "gap_low": low, "gap": gap, "gap_ci95": half,
-            "beyond_noise": bool(np.isfinite(half) and gap - half > 0)}
+    return {
+        "gap_high": high,
+        "gap_low": low,
+        "gap": gap,
+        "gap_ci95": half,
+        "beyond_noise": bool(np.isfinite(half) and gap - half > 0),
+    }

@@ -29,8 +29,10 @@ def merge_updates(results: list[ClientUpdate], empty: ClientUpdate) -> ClientUpd
     row_owner = np.concatenate([rank[r.row_owner + off] for r, off in zip(results, offsets)])
     row_order = np.argsort(row_owner, kind="stable")
     cat = lambda name: np.concatenate([getattr(r, name) for r in results])  # noqa: E731
-    by_name = lambda name: {n: np.concatenate([getattr(r, name)[n] for r in results])  # noqa: E731
-                            for n in getattr(results[0], name)}
+    by_name = lambda name: {
+        n: np.concatenate([getattr(r, name)[n] for r in results])  # noqa: E731
+        for n in getattr(results[0], name)
+    }
     return ClientUpdate(
         clients=clients[order],
         n_samples=cat("n_samples")[order],
@@ -59,8 +61,9 @@ def _merge_fractions(results: list[ClientUpdate], order: np.ndarray) -> np.ndarr
     """The clients' widths in merged order; None when every client trained the whole model."""
     if all(r.fractions is None for r in results):
         return None
-    return np.concatenate([np.ones(len(r.clients), np.float32) if r.fractions is None else r.fractions
-                           for r in results])[order]
+    return np.concatenate(
+        [np.ones(len(r.clients), np.float32) if r.fractions is None else r.fractions for r in results]
+    )[order]
 
 
 def merge_reported(results: list, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,15 +90,21 @@ def merge_optional(results: list[ClientUpdate], field: str, order: np.ndarray) -
 def empty_update(dense_shapes: dict[str, tuple[int, ...]], item_tables: dict[str, int] | None = None) -> ClientUpdate:
     """No clients: dense parts (0, *shape), and rows (0, d) of each sparsely sent table (name: d)."""
     return ClientUpdate(
-        clients=np.zeros(0, np.int64), n_samples=np.zeros(0, np.int64), loss=np.zeros(0, np.float32),
+        clients=np.zeros(0, np.int64),
+        n_samples=np.zeros(0, np.int64),
+        loss=np.zeros(0, np.float32),
         dense_deltas={n: np.zeros((0, *s), np.float32) for n, s in dense_shapes.items()},
         item_deltas={t: np.zeros((0, d), np.float32) for t, d in (item_tables or {}).items()},
         touched_rows=None if item_tables is None else np.zeros(0, np.int64),
     )
 
 
-def fedavg(merged: ClientUpdate, n_rows: int, weights: np.ndarray | None = None,
-           channel_masks: Callable[[float], dict[str, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+def fedavg(
+    merged: ClientUpdate,
+    n_rows: int,
+    weights: np.ndarray | None = None,
+    channel_masks: Callable[[float], dict[str, np.ndarray]] | None = None,
+) -> dict[str, np.ndarray]:
     """Σ_c n_c Δ_c / Σ_c n_c over the kept clients (McMahan et al. 2017), for every parameter
     they sent; a sparsely sent table has ``n_rows`` rows, and a row a client did not send counts
     as a zero update. ``weights`` (C,) replace n_c / Σ n: they sum to 1 and may be negative
@@ -122,16 +131,23 @@ def fedavg(merged: ClientUpdate, n_rows: int, weights: np.ndarray | None = None,
             raise ValueError("clients trained narrowed models (fractions), so fedavg needs their channel_masks")
         masks = {float(f): channel_masks(float(f)) for f in np.unique(merged.fractions)}
         sample_weights = merged.n_samples / total
-        delta.update({name: masked_average(value, np.stack([masks[float(f)][name] for f in merged.fractions]), weights,
-                                           sample_weights) for name, value in merged.dense_deltas.items()})
+        delta.update(
+            {
+                name: masked_average(
+                    value, np.stack([masks[float(f)][name] for f in merged.fractions]), weights, sample_weights
+                )
+                for name, value in merged.dense_deltas.items()
+            }
+        )
         return delta
     for name, value in merged.dense_deltas.items():
         delta[name] = np.add.reduce(value * weights.reshape(-1, *([1] * (value.ndim - 1))), axis=0, dtype=np.float32)
     return delta
 
 
-def add_weighted_deltas(average: dict[str, np.ndarray], deltas: dict[str, np.ndarray],
-                        coefficients: np.ndarray) -> dict[str, np.ndarray]:
+def add_weighted_deltas(
+    average: dict[str, np.ndarray], deltas: dict[str, np.ndarray], coefficients: np.ndarray
+) -> dict[str, np.ndarray]:
     """``average`` plus Σ_c k_c deltas[name][c] per tensor (deltas (C, *shape), k (C,)), summed
     in the given (client-id) order; a plain sum, not an average: CEAG's pairwise-proxy term."""
     coefficients = np.asarray(coefficients, np.float32)

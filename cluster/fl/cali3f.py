@@ -56,8 +56,9 @@ def pseudo_gradient(deltas: dict[str, np.ndarray], lr: float) -> dict[str, np.nd
     return {name: -d / np.float32(lr) for name, d in deltas.items()}
 
 
-def cluster_gradients(per_client: dict[str, np.ndarray], n_samples: np.ndarray, cluster_of: np.ndarray,
-                      n_clusters: int) -> dict[str, np.ndarray]:
+def cluster_gradients(
+    per_client: dict[str, np.ndarray], n_samples: np.ndarray, cluster_of: np.ndarray, n_clusters: int
+) -> dict[str, np.ndarray]:
     """∇F_p of eq. 6: the sample-weighted mean of cluster p's delegates' gradients.
 
     per_client[name]: (D, *shape) in client-id order; n_samples, cluster_of: (D,).
@@ -75,8 +76,13 @@ def _norms(tensors: dict[str, np.ndarray]) -> np.ndarray:
     return np.sqrt(sum(np.square(t.astype(np.float64)).reshape(len(t), -1).sum(axis=1) for t in tensors.values()))
 
 
-def cali_update(models: dict[str, np.ndarray], global_dense: dict[str, np.ndarray], grads: dict[str, np.ndarray],
-                lr: float, phi: float) -> dict[str, np.ndarray]:
+def cali_update(
+    models: dict[str, np.ndarray],
+    global_dense: dict[str, np.ndarray],
+    grads: dict[str, np.ndarray],
+    lr: float,
+    phi: float,
+) -> dict[str, np.ndarray]:
     """CaliUp (eq. 6) for every cluster's N part at once:
 
         v_p ← v_p − η (∇F_p + φ · ‖∇F_p‖ / ‖v_p − w‖ · (v_p − w)).
@@ -110,8 +116,10 @@ def fastagg_items(item_ids: np.ndarray, row_deltas: np.ndarray, n_items: int) ->
     weight = np.abs(deltas).sum(axis=1)
     total = np.bincount(item_ids, weights=weight, minlength=n_items)
     # bincount adds in array order: a fixed summation order, as in fedavg.
-    summed = np.stack([np.bincount(item_ids, weights=weight * deltas[:, k], minlength=n_items)
-                       for k in range(deltas.shape[1])], axis=1)
+    summed = np.stack(
+        [np.bincount(item_ids, weights=weight * deltas[:, k], minlength=n_items) for k in range(deltas.shape[1])],
+        axis=1,
+    )
     return np.divide(summed, total[:, None], out=np.zeros_like(summed), where=total[:, None] > 0).astype(np.float32)
 
 
@@ -141,8 +149,9 @@ def cluster_mean_update(user_deltas: np.ndarray, cluster_of: np.ndarray, n_clust
     return np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=counts[:, None] > 0).astype(np.float32)
 
 
-def subordinate_user_update(users: np.ndarray, cluster_of: np.ndarray, mean_update: np.ndarray,
-                            discount: float) -> np.ndarray:
+def subordinate_user_update(
+    users: np.ndarray, cluster_of: np.ndarray, mean_update: np.ndarray, discount: float
+) -> np.ndarray:
     """Device half of eq. 4: u_s ← u_s + λ · Δ̄_{p(s)}, λ = ``discount`` (a subordinate did not
     train, so it borrows a damped share of its cluster's movement). Delegates keep their own
     trained vectors (eq. 3) and are not passed here.

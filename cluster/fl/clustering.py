@@ -82,7 +82,11 @@ class ClusterSampler:
     def relabel(self, labels: np.ndarray) -> None:
         """Adopt a new partition (after re-clustering); every cluster's round-robin restarts."""
         self.labels = np.asarray(labels, dtype=np.int64)
-        if len(self.labels) != len(self.eligible) or self.labels.min(initial=0) < 0 or self.labels.max(initial=0) >= self.n_clusters:
+        if (
+            len(self.labels) != len(self.eligible)
+            or self.labels.min(initial=0) < 0
+            or self.labels.max(initial=0) >= self.n_clusters
+        ):
             raise ValueError("labels must give every client a cluster in 0..n_clusters-1")
         members = [np.flatnonzero((self.labels == p) & self.eligible) for p in range(self.n_clusters)]
         # One child generator per cluster, seeded from self.rng (whose state is checkpointed), so
@@ -196,8 +200,9 @@ def initial_centroids(users: np.ndarray, labels: np.ndarray, n_clusters: int) ->
     return update_centroids(sums, counts, overall)
 
 
-def clus_avg(models: dict[str, np.ndarray], old_labels: np.ndarray, new_labels: np.ndarray,
-             weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def clus_avg(
+    models: dict[str, np.ndarray], old_labels: np.ndarray, new_labels: np.ndarray, weights: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """ClusAvg: the cluster models' N parts carried into the new partition,
 
         v'_q = Σ_p n_{p→q} v_p / Σ_p n_{p→q},

@@ -86,7 +86,9 @@ def quantize_signed(update: np.ndarray, bits: int, rng: np.random.Generator) -> 
     return Compressed(values, _packed_bytes(flat.size, bits) + FLOAT_BYTES)
 
 
-def compress_values(values: np.ndarray, kind: str, level: float, rng: np.random.Generator, rescale: bool = False) -> np.ndarray:
+def compress_values(
+    values: np.ndarray, kind: str, level: float, rng: np.random.Generator, rescale: bool = False
+) -> np.ndarray:
     """``values`` (any shape) as the server reconstructs them after ``kind`` ('prune', 'quant',
     'quants') at ``level`` (prune share or bits), over all entries as one tensor."""
     flat = np.asarray(values).ravel()
@@ -110,8 +112,9 @@ def _packed_bytes(n_entries: int, bits: int) -> int:
     return -(-n_entries * bits // 8)
 
 
-def masked_average(updates: np.ndarray, masks: np.ndarray, weights: np.ndarray,
-                   norm_weights: np.ndarray | None = None) -> np.ndarray:
+def masked_average(
+    updates: np.ndarray, masks: np.ndarray, weights: np.ndarray, norm_weights: np.ndarray | None = None
+) -> np.ndarray:
     """HeteroFL-style average of ``updates`` (C, ...) where ``masks`` (C, ...) marks the entries
     each client's sub-model holds: Σ_c w_c m_c Δ_c / Σ_c v_c m_c per entry, 0 where no client
     trained the entry (a dense average would shrink the wide channels toward zero). v =

@@ -22,18 +22,16 @@ Array = TypeVar("Array")
 COMPUTE_MULTIPLIER = 2.0
 
 
-def personal_step(personal: dict[str, Array], global_params: dict[str, Array], grads: dict[str, Array],
-                  lr: float, lam: float) -> dict[str, Array]:
+def personal_step(
+    personal: dict[str, Array], global_params: dict[str, Array], grads: dict[str, Array], lr: float, lam: float
+) -> dict[str, Array]:
     """One Ditto personal step (Alg. 1, line 7) for every tensor of the personal model.
 
     personal[name], grads[name]: (*shape) or (C, *shape); global_params[name]: (*shape).
     λ = 0 gives plain local SGD (a purely local model); a large λ holds v at w."""
     if lam < 0:
         raise ValueError(f"Ditto's λ must be >= 0, got {lam}")
-    return {
-        name: v - lr * (grads[name] + lam * (v - global_params[name]))
-        for name, v in personal.items()
-    }
+    return {name: v - lr * (grads[name] + lam * (v - global_params[name])) for name, v in personal.items()}
 
 
 def compute_multiplier(global_epochs: int = 1, personal_epochs: int | None = None) -> float:

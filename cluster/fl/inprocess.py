@@ -56,17 +56,26 @@ def train_rounds(exp: Experiment, eval_every: Optional[int] = None) -> tuple[Fed
 def run_click_rounds(exp: Experiment) -> InProcessRun:
     """All rounds of a click-model experiment, then test and train AUC and accuracy per tier."""
     server, cores, history = train_rounds(exp)
-    return InProcessRun(history, server.params, evaluate(exp, cores, server.params, "test"),
-                        evaluate(exp, cores, server.params, "train"), server.sim_time_s)
+    return InProcessRun(
+        history,
+        server.params,
+        evaluate(exp, cores, server.params, "test"),
+        evaluate(exp, cores, server.params, "train"),
+        server.sim_time_s,
+    )
 
 
-def evaluate(exp: Experiment, cores: list[ClickWorkerCore], params: dict[str, np.ndarray], split: str) -> dict[str, float]:
+def evaluate(
+    exp: Experiment, cores: list[ClickWorkerCore], params: dict[str, np.ndarray], split: str
+) -> dict[str, float]:
     """AUC overall and per tier over every core's ``split`` rows, ordered as the aggregator orders them."""
     parts = in_client_order(CorePool(cores).evaluate(params, split, None))
     return exp.ops.summarize(*parts, exp.fleet.tier_of_user, exp.fleet.tiers.names, split)
 
 
-def evaluate_ncf(exp: Experiment, cores: list[NCFWorkerCore], server: FederatedServer) -> tuple[dict[str, float], tuple]:
+def evaluate_ncf(
+    exp: Experiment, cores: list[NCFWorkerCore], server: FederatedServer
+) -> tuple[dict[str, float], tuple]:
     """Leave-one-out HR@10 / NDCG@10 summary, and (clients, HR, NDCG) per client in id order,
     each client served as the strategy serves it (its cluster's or its personal dense part)."""
     per_client = in_client_order(CorePool(cores).evaluate(server.params, "test", server.cluster_view()))

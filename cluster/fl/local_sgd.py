@@ -63,8 +63,11 @@ class ParamGroups:
     user: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def with_rates(self, recipe: LocalRecipe) -> list[tuple[str, torch.Tensor, float]]:
-        return [(name, tensor, lr) for group, lr in ((self.item, recipe.lr_item), (self.dense, recipe.lr_dense),
-                                                     (self.user, recipe.lr_user)) for name, tensor in group.items()]
+        return [
+            (name, tensor, lr)
+            for group, lr in ((self.item, recipe.lr_item), (self.dense, recipe.lr_dense), (self.user, recipe.lr_user))
+            for name, tensor in group.items()
+        ]
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,16 @@ class Proximal:
     anchor: dict[str, torch.Tensor]
 
 
-def local_sgd(recipe: LocalRecipe, groups: ParamGroups, logits_of: Callable[[], torch.Tensor], labels: torch.Tensor,
-              mask: torch.Tensor, count: torch.Tensor, proximal: Optional[Proximal] = None,
-              correction: Optional[dict[str, torch.Tensor]] = None) -> FirstStep:
+def local_sgd(
+    recipe: LocalRecipe,
+    groups: ParamGroups,
+    logits_of: Callable[[], torch.Tensor],
+    labels: torch.Tensor,
+    mask: torch.Tensor,
+    count: torch.Tensor,
+    proximal: Optional[Proximal] = None,
+    correction: Optional[dict[str, torch.Tensor]] = None,
+) -> FirstStep:
     """``recipe.epochs`` steps on the leaves in ``groups``, in place. ``logits_of()`` runs the
     forward pass on them; labels, mask (C, L) (0 on padding); count (C,) real samples each.
     ``correction[name]`` (C, *shape): added to that leaf's gradient at every step (SCAFFOLD's
@@ -105,8 +115,11 @@ def local_sgd(recipe: LocalRecipe, groups: ParamGroups, logits_of: Callable[[], 
         logits = logits_of()
         summed = (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * mask).sum(dim=1)
         if first is None:
-            first = FirstStep((summed.detach() / count).numpy(), logits.detach().numpy().copy(),
-                              _proxy(recipe, trained, logits, labels, mask))
+            first = FirstStep(
+                (summed.detach() / count).numpy(),
+                logits.detach().numpy().copy(),
+                _proxy(recipe, trained, logits, labels, mask),
+            )
         per_client = summed / count if recipe.loss_reduction == "mean" else summed
         # Each client's loss only touches its own copy, so the gradient of the sum is every
         # client's own gradient, computed in one backward pass.
@@ -116,21 +129,27 @@ def local_sgd(recipe: LocalRecipe, groups: ParamGroups, logits_of: Callable[[], 
                 if correction is not None and name in correction:
                     grad = grad + correction[name]
                 if proximal is not None and name in proximal.anchor:
-                    param.copy_(personal_step({name: param}, proximal.anchor, {name: grad}, lr, proximal.strength)[name])
+                    param.copy_(
+                        personal_step({name: param}, proximal.anchor, {name: grad}, lr, proximal.strength)[name]
+                    )
                 else:
                     param.sub_(lr * grad)
     assert first is not None, "a recipe has at least one epoch"
     return first
 
 
-def _proxy(recipe: LocalRecipe, trained, logits: torch.Tensor, labels: torch.Tensor,
-           mask: torch.Tensor) -> dict[str, np.ndarray]:
+def _proxy(
+    recipe: LocalRecipe, trained, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
+) -> dict[str, np.ndarray]:
     if not recipe.proxy_gradient:
         return {}
-    grads = torch.autograd.grad(pairwise_logistic(logits, labels, mask).sum(), [t for _, t, _ in trained],
-                                retain_graph=True, allow_unused=True)
-    return {name: (torch.zeros_like(param) if grad is None else -lr * grad).numpy()
-            for (name, param, lr), grad in zip(trained, grads)}
+    grads = torch.autograd.grad(
+        pairwise_logistic(logits, labels, mask).sum(), [t for _, t, _ in trained], retain_graph=True, allow_unused=True
+    )
+    return {
+        name: (torch.zeros_like(param) if grad is None else -lr * grad).numpy()
+        for (name, param, lr), grad in zip(trained, grads)
+    }
 
 
 def pairwise_logistic(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

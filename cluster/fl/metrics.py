@@ -29,8 +29,14 @@ def summarize(values: dict[str, np.ndarray], tiers: np.ndarray, tier_names: tupl
     return out
 
 
-def count_rate_by_tier(clients: np.ndarray, hits: np.ndarray, trials: np.ndarray, tier_of_user: np.ndarray,
-                       tier_names: tuple[str, ...], key: str) -> dict[str, float]:
+def count_rate_by_tier(
+    clients: np.ndarray,
+    hits: np.ndarray,
+    trials: np.ndarray,
+    tier_of_user: np.ndarray,
+    tier_names: tuple[str, ...],
+    key: str,
+) -> dict[str, float]:
     """``{key}`` overall and ``{key}_<tier>``: successes over trials, from per-client counts
     ``hits`` and ``trials`` (C,) of ``clients`` (C,), every trial weighing the same; ``{key}_pairs``
     the trials in all. The counts are integers, so each rate is the exact quotient: the mean of

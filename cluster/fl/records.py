@@ -57,8 +57,9 @@ def round_record(
     return row
 
 
-def evaluation_summary(clients: np.ndarray, hit: np.ndarray, ndcg: np.ndarray, tier_of_user: np.ndarray,
-                       tier_names: tuple[str, ...]) -> dict[str, float]:
+def evaluation_summary(
+    clients: np.ndarray, hit: np.ndarray, ndcg: np.ndarray, tier_of_user: np.ndarray, tier_names: tuple[str, ...]
+) -> dict[str, float]:
     """hr10 / ndcg10 overall, per tier (hr10_low ...) and their std across clients (hr10_std)."""
     summary = summarize({"hr10": hit, "ndcg10": ndcg}, tier_of_user[clients], tier_names)
     summary["evaluated_clients"] = int(len(clients))

@@ -39,9 +39,17 @@ class RoundLoop:
     (None: only when asked). ``real_time_scale`` > 0: demo mode, each worker takes that share
     of its slowest client's simulated latency in wall time."""
 
-    def __init__(self, server: FederatedServer, pool: WorkerPool, worker_of_user: np.ndarray, rounds: int,
-                 eval_every: Optional[int], real_time_scale: float = 0.0, checkpoints: Optional[Storage] = None,
-                 checkpoint_every: int = 1):
+    def __init__(
+        self,
+        server: FederatedServer,
+        pool: WorkerPool,
+        worker_of_user: np.ndarray,
+        rounds: int,
+        eval_every: Optional[int],
+        real_time_scale: float = 0.0,
+        checkpoints: Optional[Storage] = None,
+        checkpoint_every: int = 1,
+    ):
         self.server = server
         self.pool = pool
         self.worker_of_user = worker_of_user
@@ -75,9 +83,11 @@ class RoundLoop:
                 return action()
             except WorkersOutOfSync as lost:
                 if self.checkpoints is None or attempt == RESYNC_ATTEMPTS:
-                    raise WorkersLost(f"{lost}; the run went back to its last checkpoint {attempt} time(s) in a row "
-                                      "and they are still out of sync (a call that keeps timing out needs a longer "
-                                      "fl.runtime.round_timeout_s)") from lost
+                    raise WorkersLost(
+                        f"{lost}; the run went back to its last checkpoint {attempt} time(s) in a row "
+                        "and they are still out of sync (a call that keeps timing out needs a longer "
+                        "fl.runtime.round_timeout_s)"
+                    ) from lost
                 self.resyncs += 1
                 self.restore()
         raise AssertionError("unreachable")
@@ -95,11 +105,24 @@ class RoundLoop:
         aggregated = time.perf_counter()
         evaluation = self._evaluate("test") if self._evaluates_now() else None
         wall_s = time.perf_counter() - started
-        record = round_record(plan, merged, outcome.failed, fleet.tier_of_user, fleet.tiers.names, server.sim_time_s,
-                              wall_s, evaluation, ops.upload_stats(merged))
+        record = round_record(
+            plan,
+            merged,
+            outcome.failed,
+            fleet.tier_of_user,
+            fleet.tiers.names,
+            server.sim_time_s,
+            wall_s,
+            evaluation,
+            ops.upload_stats(merged),
+        )
         record.update(extra)
-        record.update(plan_s=planned - started, train_s=trained - planned, aggregate_s=aggregated - trained,
-                      eval_s=started + wall_s - aggregated)
+        record.update(
+            plan_s=planned - started,
+            train_s=trained - planned,
+            aggregate_s=aggregated - trained,
+            eval_s=started + wall_s - aggregated,
+        )
         self.history.append(record)
         if self.checkpoints is not None and server.round_index % self.checkpoint_every == 0:
             self._checkpoint()
@@ -111,8 +134,11 @@ class RoundLoop:
         tasks = []
         for worker in np.unique(self.worker_of_user[kept]):
             clients = np.sort(kept[self.worker_of_user[kept] == worker])
-            tasks.append(TrainTask(int(worker), clients, self.server.client_settings(clients),
-                                   self._real_time_sleep(plan, clients)))
+            tasks.append(
+                TrainTask(
+                    int(worker), clients, self.server.client_settings(clients), self._real_time_sleep(plan, clients)
+                )
+            )
         return tasks
 
     def _real_time_sleep(self, plan, clients: np.ndarray) -> float:
@@ -158,8 +184,9 @@ class RoundLoop:
         round_index = self.server.round_index
         folder = checkpoint.round_folder(self.checkpoints, round_index)
         self.pool.save(folder, round_index)
-        checkpoint.write_state(folder, "aggregator", "aggregator",
-                               {"server": self.server.state_dict(), "history": self.history})
+        checkpoint.write_state(
+            folder, "aggregator", "aggregator", {"server": self.server.state_dict(), "history": self.history}
+        )
         checkpoint.commit(self.checkpoints, round_index)
         return folder
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def next_client_control(client: np.ndarray, server: np.ndarray, local_update: np.ndarray, local_steps: int,
-                        lr: float) -> np.ndarray:
+def next_client_control(
+    client: np.ndarray, server: np.ndarray, local_update: np.ndarray, local_steps: int, lr: float
+) -> np.ndarray:
     """Option II: c_i⁺ = c_i − c + (w − w_i)/(K·η) = c_i − c − Δw_i/(K·η), Δw_i = w_i − w the
     client's own update over its K local steps at rate η; ``client`` and ``local_update`` (C, *shape)."""
     return client - server[None] - local_update * np.float32(1.0 / (local_steps * lr))

@@ -36,8 +36,12 @@ class EpochSampler:
         return taken
 
     def state_dict(self) -> dict:
-        return {"order": self.order.copy(), "position": self.position, "epoch": self.epoch,
-                "rng": self.rng.bit_generator.state}
+        return {
+            "order": self.order.copy(),
+            "position": self.position,
+            "epoch": self.epoch,
+            "rng": self.rng.bit_generator.state,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.order = np.asarray(state["order"], dtype=np.int64)

@@ -47,8 +47,14 @@ class FleetView:
 
 
 class FederatedServer:
-    def __init__(self, cfg: FLConfig, ops: ModelOps, fleet: FleetView, seed: int,
-                 initial_params: Optional[dict[str, np.ndarray]] = None):
+    def __init__(
+        self,
+        cfg: FLConfig,
+        ops: ModelOps,
+        fleet: FleetView,
+        seed: int,
+        initial_params: Optional[dict[str, np.ndarray]] = None,
+    ):
         """``initial_params``: w⁰ as ``ops.init_params(seed)`` gives it, computed by the caller
         (the aggregator actor gets it from the driver, so it never imports torch)."""
         self.cfg = cfg
@@ -61,8 +67,9 @@ class FederatedServer:
         self.optimizer = make_server_optimizer(cfg.server_optimizer, cfg.server_lr)
         eligible = (fleet.train_samples > 0) & ~self.tier_plan.excluded[fleet.tier_of_user]
         self.sampler = EpochSampler(np.flatnonzero(eligible), stream(seed, "selection"))
-        self.strategy = make_strategy(cfg.strategy, ops, self.params, fleet, eligible, self.sampler,
-                                      cfg.client_lr, seed)
+        self.strategy = make_strategy(
+            cfg.strategy, ops, self.params, fleet, eligible, self.sampler, cfg.client_lr, seed
+        )
         self.round_index = 0
         self.clock = VirtualClock(fleet.tiers, seed, cfg.local_epochs, cfg.clients_per_round, cfg.deadline_s)
         self.fairness = None
@@ -71,9 +78,12 @@ class FederatedServer:
                 raise ValueError("CEAG needs the reference model's per-tier accuracy (FleetView.reference_accuracy)")
             # A = Σ_t w_t A_t must be the measure's own population mean: pairs weigh the pairwise
             # rate as they weigh the bits in the buffers and the proxy's coefficients.
-            tier_weights = np.bincount(fleet.tier_of_user, weights=fleet.measure_counts(cfg.fairness.measure),
-                                       minlength=fleet.tiers.n_tiers)
-            self.fairness = CEAGController(cfg.fairness, fleet.reference_accuracy, tier_weights, fleet.tiers.names, seed)
+            tier_weights = np.bincount(
+                fleet.tier_of_user, weights=fleet.measure_counts(cfg.fairness.measure), minlength=fleet.tiers.n_tiers
+            )
+            self.fairness = CEAGController(
+                cfg.fairness, fleet.reference_accuracy, tier_weights, fleet.tiers.names, seed
+            )
 
     @property
     def sim_time_s(self) -> float:
@@ -83,13 +93,21 @@ class FederatedServer:
         fleet = self.fleet
         selected = self.strategy.select(n_to_select(self.cfg.clients_per_round, self.tier_plan.overselect))
         tiers = fleet.tier_of_user[selected]
-        costs = self.ops.round_costs(selected, tiers, fleet.train_samples[selected], self.tier_plan,
-                                     self.strategy.extra_payload(self.ops.spec), self.strategy.compute_multiplier)
+        costs = self.ops.round_costs(
+            selected,
+            tiers,
+            fleet.train_samples[selected],
+            self.tier_plan,
+            self.strategy.extra_payload(self.ops.spec),
+            self.strategy.compute_multiplier,
+        )
         return self.clock.plan(self.round_index, selected, tiers, costs)
 
     def client_settings(self, clients: np.ndarray):
         """What ``clients`` train with this round (their width, compression, cluster), or None."""
-        return self.strategy.configure(clients, self.ops.client_settings(self.fleet.tier_of_user[clients], self.tier_plan))
+        return self.strategy.configure(
+            clients, self.ops.client_settings(self.fleet.tier_of_user[clients], self.tier_plan)
+        )
 
     def cluster_view(self):
         """The per-cluster models each client is evaluated and served with (Cali3F); None otherwise."""
@@ -100,8 +118,14 @@ class FederatedServer:
         fairness mitigation, its primal step shapes the average; returns its record fields."""
         step, record = None, {}
         if self.fairness is not None:
-            step, record = self.fairness.round_step(merged.clients, merged.n_samples, merged.correct,
-                                                    self.fleet.tier_of_user, self.round_index, merged.correct_counts)
+            step, record = self.fairness.round_step(
+                merged.clients,
+                merged.n_samples,
+                merged.correct,
+                self.fleet.tier_of_user,
+                self.round_index,
+                merged.correct_counts,
+            )
         average = self.ops.average(merged, step.weights if step is not None else None)
         if step is not None and step.proxy_coefficients is not None:
             average = add_weighted_deltas(average, merged.proxy_deltas, step.proxy_coefficients)
@@ -136,8 +160,10 @@ class FederatedServer:
         self.clock.sim_time_s = float(state["sim_time_s"])
         if self.fairness is not None:
             if state.get("fairness") is None:
-                raise ValueError("the checkpoint has no fairness state: it was written by a run without "
-                                 "fl.fairness, so it cannot resume one with it")
+                raise ValueError(
+                    "the checkpoint has no fairness state: it was written by a run without "
+                    "fl.fairness, so it cannot resume one with it"
+                )
             self.fairness.load_state_dict(state["fairness"])
         # "cali3f": the key checkpoints written before strategies were plug-ins used
         self.strategy.load_state_dict(state.get("strategy", state.get("cali3f")))

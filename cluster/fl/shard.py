@@ -43,8 +43,11 @@ class ClientShard:
 
     def save(self, storage: Storage, name: str) -> None:
         """One .npz per worker in the run's storage, so a worker restarted on any node reloads its clients."""
-        named = {f"{prefix}{key}": value for prefix, group in zip(_PREFIXES, (self.test, self.private0, self.data))
-                 for key, value in group.items()}
+        named = {
+            f"{prefix}{key}": value
+            for prefix, group in zip(_PREFIXES, (self.test, self.private0, self.data))
+            for key, value in group.items()
+        }
         storage.write_npz(name, clients=self.clients, train_indptr=self.train_indptr, train=self.train, **named)
 
     @classmethod
@@ -53,8 +56,10 @@ class ClientShard:
         missing = sorted({"clients", "train_indptr", "train"} - set(arrays))
         if missing:
             raise StorageError(f"{storage.describe(name)}: not a client shard (lacks {missing})")
-        groups = [{key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
-                  for prefix in _PREFIXES]
+        groups = [
+            {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
+            for prefix in _PREFIXES
+        ]
         return cls(arrays["clients"], arrays["train_indptr"], arrays["train"], *groups)
 
 

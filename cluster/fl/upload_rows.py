@@ -31,20 +31,24 @@ class SentRows:
 def decoy_count(n_touched, n_rows: int, pad_ratio: float):
     """Decoys for a table of ``n_rows`` where the client touched ``n_touched`` (a count or an
     array of them): ⌈ratio·touched⌉, capped by the rows it did not touch."""
-    count = np.minimum(np.ceil(np.round(pad_ratio * np.asarray(n_touched, dtype=np.float64), 9)),
-                       n_rows - np.asarray(n_touched))
+    count = np.minimum(
+        np.ceil(np.round(pad_ratio * np.asarray(n_touched, dtype=np.float64), 9)), n_rows - np.asarray(n_touched)
+    )
     return int(count) if np.ndim(count) == 0 else count
 
 
-def sent_rows(upload: UploadConfig, touched: dict[str, np.ndarray], table_rows: dict[str, int], seed: int,
-              client: int) -> SentRows:
+def sent_rows(
+    upload: UploadConfig, touched: dict[str, np.ndarray], table_rows: dict[str, int], seed: int, client: int
+) -> SentRows:
     """The rows ``client`` sends of each table (``table_rows``: name → row count) given the rows
     its samples read (``touched``)."""
     if upload.kind == "touched":
         return SentRows(touched, {name: np.zeros(0, np.int64) for name in touched})
     if upload.kind == "dense":
-        return SentRows({name: np.arange(table_rows[name], dtype=np.int64) for name in touched},
-                        {name: np.zeros(0, np.int64) for name in touched})
+        return SentRows(
+            {name: np.arange(table_rows[name], dtype=np.int64) for name in touched},
+            {name: np.zeros(0, np.int64) for name in touched},
+        )
     decoys = {}
     for name, ids in touched.items():
         # One fixed order of the table per client: its decoys are the first untouched rows in it,

@@ -39,8 +39,9 @@ class WorkerCore:
     starting ones; personal[name] (C, *shape): Ditto's personal dense parts, which start
     at w⁰ as the server's model does (``initial_params``), or None without Ditto."""
 
-    def __init__(self, shard: ClientShard, spec, recipe: LocalRecipe, seed: int,
-                 initial_params: Optional[dict[str, np.ndarray]]):
+    def __init__(
+        self, shard: ClientShard, spec, recipe: LocalRecipe, seed: int, initial_params: Optional[dict[str, np.ndarray]]
+    ):
         self.shard = shard
         self.spec = spec
         self.recipe = recipe
@@ -48,11 +49,13 @@ class WorkerCore:
         self.users = {table: start.copy() for table, start in shard.private0.items()}
         self.personal = None
         if initial_params is not None:
-            self.personal = {n: np.repeat(initial_params[n][None], self.n_clients, axis=0)
-                             for n in spec.dense_shapes()}
+            self.personal = {n: np.repeat(initial_params[n][None], self.n_clients, axis=0) for n in spec.dense_shapes()}
         # SCAFFOLD's c_i: one dense part per client, on the device; zero before its first round.
-        self.control = ({n: np.zeros((self.n_clients, *shape), np.float32) for n, shape in spec.dense_shapes().items()}
-                        if recipe.control_variates else None)
+        self.control = (
+            {n: np.zeros((self.n_clients, *shape), np.float32) for n, shape in spec.dense_shapes().items()}
+            if recipe.control_variates
+            else None
+        )
 
     @property
     def n_clients(self) -> int:
@@ -78,8 +81,9 @@ class WorkerCore:
         if settings is None or settings.control is None:
             return None
         if self.control is None:
-            raise ValueError("the server sends control variates, but these clients keep none "
-                             "(LocalRecipe.control_variates is off)")
+            raise ValueError(
+                "the server sends control variates, but these clients keep none (LocalRecipe.control_variates is off)"
+            )
         return {n: settings.control[n][None] - self.control[n][rows] for n in settings.control}
 
     def step_controls(self, rows: np.ndarray, settings, result):
@@ -99,8 +103,9 @@ class WorkerCore:
         return replace(result, control_deltas=changes)
 
     # ------------------------------------------------------------------ Cali3F device halves
-    def shift_subordinates(self, delegates: np.ndarray, labels: np.ndarray, mean_update: dict[str, np.ndarray],
-                           discount: float) -> None:
+    def shift_subordinates(
+        self, delegates: np.ndarray, labels: np.ndarray, mean_update: dict[str, np.ndarray], discount: float
+    ) -> None:
         """Eq. 4 on the device: every client here that was not a delegate this round moves its
         user vectors by ``discount`` × its cluster's ``mean_update[table]`` (P, d)."""
         missing = sorted(set(mean_update) - set(self.users))
@@ -115,8 +120,13 @@ class WorkerCore:
         """(C, f): the vector each device is clustered by."""
         raise NotImplementedError
 
-    def cluster_sums(self, n_clusters: int, centroids: Optional[np.ndarray], labels: Optional[np.ndarray],
-                     params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def cluster_sums(
+        self,
+        n_clusters: int,
+        centroids: Optional[np.ndarray],
+        labels: Optional[np.ndarray],
+        params: dict[str, np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray]:
         """This worker's share of a Lloyd step: fixed-point sums (P, f) and counts (P,) of its
         clients' vectors per cluster, clusters given (``labels`` (n_users,)) or nearest to
         ``centroids`` (P, f)."""
@@ -137,8 +147,9 @@ class WorkerCore:
             return
         personal = {f"personal.{n}": v for n, v in (self.personal or {}).items()}
         control = {f"control.{n}": v for n, v in (self.control or {}).items()}
-        storage.write_npz(name, clients=self.shard.clients, round_index=np.int64(round_index), **self.users,
-                          **personal, **control)
+        storage.write_npz(
+            name, clients=self.shard.clients, round_index=np.int64(round_index), **self.users, **personal, **control
+        )
 
     def restore(self, storage: Storage, names: list[str]) -> Optional[int]:
         """Load this worker's clients' device state from any saved files (whatever worker wrote

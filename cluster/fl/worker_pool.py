@@ -66,14 +66,22 @@ class WorkerPool(Protocol):
     def retrieval_queries(self, params: dict[str, np.ndarray], clusters) -> list[tuple[np.ndarray, np.ndarray]]: ...
 
     # Cali3F's device halves (eq. 4 and federated re-clustering), on every worker.
-    def shift_subordinates(self, delegates: np.ndarray, labels: np.ndarray, mean_update: dict[str, np.ndarray],
-                           discount: float) -> None: ...
+    def shift_subordinates(
+        self, delegates: np.ndarray, labels: np.ndarray, mean_update: dict[str, np.ndarray], discount: float
+    ) -> None: ...
 
     # params: the global model, for a family whose device derives its user vector from it.
-    def cluster_sums(self, n_clusters: int, centroids: Optional[np.ndarray], labels: Optional[np.ndarray],
-                     params: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]: ...
+    def cluster_sums(
+        self,
+        n_clusters: int,
+        centroids: Optional[np.ndarray],
+        labels: Optional[np.ndarray],
+        params: dict[str, np.ndarray],
+    ) -> list[tuple[np.ndarray, np.ndarray]]: ...
 
-    def assign_clusters(self, centroids: np.ndarray, params: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]: ...
+    def assign_clusters(
+        self, centroids: np.ndarray, params: dict[str, np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray]]: ...
 
     # Checkpoints: each worker saves its clients' private state; reset reloads it (None: from the start).
     def save(self, folder: Storage, round_index: int) -> None: ...

@@ -57,7 +57,9 @@ def forward(spec: ClickSpec, params: dict[str, torch.Tensor], batch: ClickBatch)
     history = _lookup(params["emb.item"], batch.history)
     genre = torch.bmm(batch.genres, params["emb.genre"])
     if spec.kind == "dlrm":
-        pooled = _pool(history * batch.history_mask.unsqueeze(-1), batch.history_sample, item.shape[1]) * batch.inv_count
+        pooled = (
+            _pool(history * batch.history_mask.unsqueeze(-1), batch.history_sample, item.shape[1]) * batch.inv_count
+        )
         bottom = _mlp(params, "bottom", batch.dense, len(spec.bottom_hidden) + 1, dice=False, last_relu=True)
         vectors = torch.stack([*users, pooled, item, genre, bottom], dim=2)
         # Pairwise dots (i < j, row-major) as products and a last-axis sum rather than one bmm per
@@ -119,7 +121,9 @@ class _Dice(torch.autograd.Function):
         return grad_x, grad_alpha
 
 
-def _mlp(params: dict, prefix: str, x: torch.Tensor, n_layers: int, dice: bool, last_relu: bool = False) -> torch.Tensor:
+def _mlp(
+    params: dict, prefix: str, x: torch.Tensor, n_layers: int, dice: bool, last_relu: bool = False
+) -> torch.Tensor:
     """Layers ``prefix.0 .. prefix.{n_layers-1}`` on x (C, ..., in): ReLU or Dice between them."""
     lead = x.shape[:-1]
     h = x.reshape(x.shape[0], -1, x.shape[-1])
@@ -137,12 +141,15 @@ def _pool(values: torch.Tensor, sample: torch.Tensor, n_samples: int) -> torch.T
     which adds each sample's pairs in pair order."""
     n_clients, _, dim = values.shape
     offset = (torch.arange(n_clients) * n_samples).unsqueeze(1)
-    flat = values.new_zeros(n_clients * n_samples, dim).index_add(0, (sample + offset).reshape(-1), values.reshape(-1, dim))
+    flat = values.new_zeros(n_clients * n_samples, dim).index_add(
+        0, (sample + offset).reshape(-1), values.reshape(-1, dim)
+    )
     return flat.view(n_clients, n_samples, dim)
 
 
-def _attention_pool(spec: ClickSpec, params: dict, history: torch.Tensor, item: torch.Tensor,
-                    batch: ClickBatch) -> torch.Tensor:
+def _attention_pool(
+    spec: ClickSpec, params: dict, history: torch.Tensor, item: torch.Tensor, batch: ClickBatch
+) -> torch.Tensor:
     """DIN's local activation unit on every (sample, clicked item) pair: a weight from
     [h, t, h − t, h ⊙ t] (h the clicked item, t the candidate), then each sample's weighted
     mean of its history (C, L, d). history: (C, P, d); item: (C, L, d)."""

@@ -193,17 +193,25 @@ def score_candidates(
     import torch
 
     n_clients = candidates.shape[0]
-    dense = client_dense if client_dense is not None else {
-        name: global_params[name].unsqueeze(0).expand(n_clients, *global_params[name].shape)
-        for name in spec.dense_shapes()
-    }
+    dense = (
+        client_dense
+        if client_dense is not None
+        else {
+            name: global_params[name].unsqueeze(0).expand(n_clients, *global_params[name].shape)
+            for name in spec.dense_shapes()
+        }
+    )
     items = {table: global_params[table][candidates] for table in spec.item_tables}
     slots = torch.arange(candidates.shape[1]).unsqueeze(0).expand_as(candidates)
     return batched_logits(spec, dense, users, items, slots)
 
 
-def retrieval_queries(spec: NCFSpec, global_params: dict[str, np.ndarray], users: dict[str, np.ndarray],
-                      client_dense: dict[str, np.ndarray] | None = None) -> np.ndarray:
+def retrieval_queries(
+    spec: NCFSpec,
+    global_params: dict[str, np.ndarray],
+    users: dict[str, np.ndarray],
+    client_dense: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
     """Query vectors q_u (C, d) with ⟨q_u, item_gmf[i]⟩ = logit(u, i) − out.bias, so an
     inner-product index ranks items exactly as the model does. Only GMF is an inner-product
     model: its logit is (u ⊙ h_i)·w + b = h_i·(u ⊙ w) + b. MLP and NeuMF have none.

@@ -54,7 +54,12 @@ class _CountingPolicy:
         return self._mu
 
     def state_dict(self) -> dict:
-        return {"mu": self._mu.copy(), "exposure": self.exposure.copy(), "requests": self.requests, "version": self.version}
+        return {
+            "mu": self._mu.copy(),
+            "exposure": self.exposure.copy(),
+            "requests": self.requests,
+            "version": self.version,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self._mu = np.array(state["mu"], dtype=np.float64)

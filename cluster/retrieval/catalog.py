@@ -23,7 +23,9 @@ class Catalog:
     def __post_init__(self) -> None:
         m, d = self.item_vectors.shape
         if len(self.item_ids) != m or len(self.item_groups) != m:
-            raise ValueError(f"catalog: {m} item vectors but {len(self.item_ids)} ids and {len(self.item_groups)} groups")
+            raise ValueError(
+                f"catalog: {m} item vectors but {len(self.item_ids)} ids and {len(self.item_groups)} groups"
+            )
         if self.user_vectors.ndim != 2 or self.user_vectors.shape[1] != d:
             raise ValueError(f"catalog: user vectors {self.user_vectors.shape} do not match item dim {d}")
         if m and (self.item_groups.min() < 0 or self.item_groups.max() >= len(self.group_names)):
@@ -53,7 +55,7 @@ class RequestStream:
         return len(self.users)
 
     def seen(self, lo: int, hi: int) -> list[np.ndarray]:
-        return [self.seen_items[self.seen_indptr[t]:self.seen_indptr[t + 1]] for t in range(lo, hi)]
+        return [self.seen_items[self.seen_indptr[t] : self.seen_indptr[t + 1]] for t in range(lo, hi)]
 
 
 def popularity_groups(counts: np.ndarray, n_buckets: int) -> tuple[np.ndarray, list[str]]:

@@ -64,7 +64,9 @@ def slots_per_group(served_items: np.ndarray, item_groups: np.ndarray, n_groups:
     return group_counts(item_groups[np.asarray(served_items).ravel()], n_groups)
 
 
-def dual_subgradient(n_g: np.ndarray, batch: int, targets: ExposureTargets, mu: np.ndarray, variant: Variant) -> np.ndarray:
+def dual_subgradient(
+    n_g: np.ndarray, batch: int, targets: ExposureTargets, mu: np.ndarray, variant: Variant
+) -> np.ndarray:
     gradient = -n_g + batch * targets.m / targets.horizon
     if variant == "full":
         spare = targets.horizon * targets.k - targets.m.sum()
@@ -140,9 +142,15 @@ class DualVector:
         # torch's state_dict holds the live moment tensors and load_state_dict keeps them: a
         # snapshot restored in the same process would otherwise move with the original.
         optimizer = copy.deepcopy(self._optimizer()[1].state_dict())
-        return {"mu": self.mu, "optimizer": optimizer, "exposure": self.exposure.copy(),
-                "pending": self.pending.copy(), "requests": self.requests,
-                "requests_in_batch": self.requests_in_batch, "version": self.version}
+        return {
+            "mu": self.mu,
+            "optimizer": optimizer,
+            "exposure": self.exposure.copy(),
+            "pending": self.pending.copy(),
+            "requests": self.requests,
+            "requests_in_batch": self.requests_in_batch,
+            "version": self.version,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         import torch

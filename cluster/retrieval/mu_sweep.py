@@ -53,6 +53,7 @@ def skewed_world(n_items: int, dim: int, n_groups: int, n_queries: int, seed: in
 
 def mu_sweep(world: SweepWorld) -> list[tuple[str, np.ndarray]]:
     """(label, μ) for each point: the low group lifted by each of LIFTS, then each of SHIFTS."""
+
     def mu(lift: float, shift: float = 0.0) -> np.ndarray:
         offsets = np.full(world.n_groups, shift * world.sigma, dtype=np.float32)
         offsets[world.low_group] -= lift * world.sigma
@@ -77,8 +78,10 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
 def build_shards(world: SweepWorld, n_shards: int, seed: int = 0, **settings) -> list[ShardIndex]:
     """ShardIndex over a random near-equal split of the items, as the retriever splits them."""
     parts = np.array_split(np.random.default_rng(seed).permutation(len(world.vectors)), n_shards)
-    return [ShardIndex(rows, world.vectors[rows], world.groups[rows], world.n_groups, seed=seed, **settings)
-            for rows in parts]
+    return [
+        ShardIndex(rows, world.vectors[rows], world.groups[rows], world.n_groups, seed=seed, **settings)
+        for rows in parts
+    ]
 
 
 def search_shards(shards: list[ShardIndex], queries: np.ndarray, k: int) -> np.ndarray:
@@ -86,8 +89,9 @@ def search_shards(shards: list[ShardIndex], queries: np.ndarray, k: int) -> np.n
     return merge_top_k([shard.search(queries, k) for shard in shards], k).items
 
 
-def sweep_recall(shards: list[ShardIndex], world: SweepWorld, k: int,
-                 points: list[tuple[str, np.ndarray]] | None = None) -> list[float]:
+def sweep_recall(
+    shards: list[ShardIndex], world: SweepWorld, k: int, points: list[tuple[str, np.ndarray]] | None = None
+) -> list[float]:
     """Recall@k of the merged answer against the exact top-k by s − μ at each point of the sweep."""
     recalls = []
     for _, mu in points if points is not None else mu_sweep(world):

@@ -27,8 +27,9 @@ class Partition:
         return cls(f["item_ids"], f["vectors"].astype(np.float32), f["groups"].astype(np.int64))
 
 
-def partition_items(item_ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray, n_shards: int,
-                    rng: np.random.Generator) -> list[Partition]:
+def partition_items(
+    item_ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray, n_shards: int, rng: np.random.Generator
+) -> list[Partition]:
     """A random, near-equal split, so every shard holds items of every group."""
     if n_shards < 1 or n_shards > len(item_ids):
         raise ValueError(f"n_shards must be in [1, {len(item_ids)}], got {n_shards}")

@@ -44,8 +44,9 @@ class AppliedReports:
     def from_state(cls, state: dict[str, Any] | None) -> "AppliedReports":
         if not state:
             return cls()
-        return cls({r: int(v) for r, v in state["upto"].items()},
-                   {r: {int(x) for x in v} for r, v in state["above"].items()})
+        return cls(
+            {r: int(v) for r, v in state["upto"].items()}, {r: {int(x) for x in v} for r, v in state["above"].items()}
+        )
 
 
 # Reports a coordinator holds while the dual-vector actor cannot be reached: minutes of serving

@@ -72,14 +72,23 @@ def load_run_catalog(run_dir: Storage | Path, cfg: RetrievalConfig) -> Catalog:
     users = _read(run_dir, USER_FILE, ["user_id", "vector"])
     item_vectors, user_vectors = _vectors(items, item_path), _vectors(users, user_path)
     if item_vectors.shape[1] != user_vectors.shape[1]:
-        raise DataFormatError(user_path, f"vectors have {user_vectors.shape[1]} values, items have {item_vectors.shape[1]}")
+        raise DataFormatError(
+            user_path, f"vectors have {user_vectors.shape[1]} values, items have {item_vectors.shape[1]}"
+        )
     groups, names = item_groups(cfg, items, item_path)
-    return Catalog(items.column("item_id").to_numpy().astype(np.int64), item_vectors, groups, names,
-                   users.column("user_id").to_numpy().astype(np.int64), user_vectors)
+    return Catalog(
+        items.column("item_id").to_numpy().astype(np.int64),
+        item_vectors,
+        groups,
+        names,
+        users.column("user_id").to_numpy().astype(np.int64),
+        user_vectors,
+    )
 
 
-def heldout_requests(loo: LeaveOneOut, dense_user_ids: np.ndarray, catalog: Catalog,
-                     rng: np.random.Generator) -> RequestStream:
+def heldout_requests(
+    loo: LeaveOneOut, dense_user_ids: np.ndarray, catalog: Catalog, rng: np.random.Generator
+) -> RequestStream:
     """One request per held-out user, in a random arrival order: the user's leave-one-out test
     item is what it went on to choose; its training items are excluded from its list. Item rows
     of the catalog are the run's dense item ids (fl_sim writes them in that order)."""
@@ -89,7 +98,7 @@ def heldout_requests(loo: LeaveOneOut, dense_user_ids: np.ndarray, catalog: Cata
         raise ValueError(f"{int((users < 0).sum())} held-out users have no query vector in the catalog")
     order = rng.permutation(len(users))
     indptr, rows = loo.train.user_order()
-    seen = [loo.train.items[rows[indptr[u]:indptr[u + 1]]] for u in loo.test_users[order]]
+    seen = [loo.train.items[rows[indptr[u] : indptr[u + 1]]] for u in loo.test_users[order]]
     seen_indptr = np.r_[0, np.cumsum([len(s) for s in seen])].astype(np.int64)
     seen_items = np.concatenate(seen).astype(np.int64) if seen else np.zeros(0, np.int64)
     return RequestStream(users[order], loo.test_items[order].astype(np.int64), seen_indptr, seen_items)

@@ -60,8 +60,12 @@ FETCH_WAYS: tuple[str, ...] = ("relevance", "adjusted", "per_group")
 # way whose recall holds at small and at large μ alike. HNSW's graph over the group columns
 # gained at 200K x 64 but lost on a small 24-d catalogue (0.95 -> 0.76), so it fetches by
 # relevance unless asked; per_group is an IVF layout.
-DEFAULT_FETCH_BY: dict[str, FetchBy] = {"flat": "relevance", "ivf": "per_group", "ivf_rq": "per_group",
-                                        "hnsw": "relevance"}
+DEFAULT_FETCH_BY: dict[str, FetchBy] = {
+    "flat": "relevance",
+    "ivf": "per_group",
+    "ivf_rq": "per_group",
+    "hnsw": "relevance",
+}
 RQ_MIN_ITEMS = 1024
 
 
@@ -76,10 +80,25 @@ class Hits:
 
 
 class ShardIndex:
-    def __init__(self, item_ids: np.ndarray, vectors: np.ndarray, groups: np.ndarray, n_groups: int,
-                 kind: IndexKind = "flat", nlist: int = 16, nprobe: int = 4, overfetch: int = 4, *,
-                 rq_m: int = 64, train_size: int = 65_536, hnsw_m: int = 32, ef_construction: int = 80,
-                 ef_search: int = 256, seed: int = 0, fetch_by: FetchBy | None = None):
+    def __init__(
+        self,
+        item_ids: np.ndarray,
+        vectors: np.ndarray,
+        groups: np.ndarray,
+        n_groups: int,
+        kind: IndexKind = "flat",
+        nlist: int = 16,
+        nprobe: int = 4,
+        overfetch: int = 4,
+        *,
+        rq_m: int = 64,
+        train_size: int = 65_536,
+        hnsw_m: int = 32,
+        ef_construction: int = 80,
+        ef_search: int = 256,
+        seed: int = 0,
+        fetch_by: FetchBy | None = None,
+    ):
         faiss.omp_set_num_threads(1)  # many shard actors share the machine's cores
         if kind not in INDEX_KINDS:
             raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
@@ -126,8 +145,17 @@ class ShardIndex:
         storage = faiss.downcast_index(self.index.storage)
         self.vectors = faiss.rev_swig_ptr(storage.get_xb(), n * dim).reshape(n, dim)[:, : self.dim]
 
-    def _build_ivf(self, vectors: np.ndarray, kind: str, nlist: int, nprobe: int, rq_m: int, train_size: int,
-                   seed: int, centroids: np.ndarray | None = None) -> None:
+    def _build_ivf(
+        self,
+        vectors: np.ndarray,
+        kind: str,
+        nlist: int,
+        nprobe: int,
+        rq_m: int,
+        train_size: int,
+        seed: int,
+        centroids: np.ndarray | None = None,
+    ) -> None:
         """``centroids``: the lists, given (per_group); None: FAISS's own k-means makes them."""
         n, dim = vectors.shape
         asked, nlist = nlist, len(centroids) if centroids is not None else min(nlist, n)
@@ -256,8 +284,9 @@ def _rms_norm(vectors: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.sum(vectors.astype(np.float64) ** 2, axis=1)))) or 1.0
 
 
-def _with_group_columns(vectors: np.ndarray, groups: np.ndarray, n_groups: int,
-                        scale: float) -> tuple[np.ndarray, float]:
+def _with_group_columns(
+    vectors: np.ndarray, groups: np.ndarray, n_groups: int, scale: float
+) -> tuple[np.ndarray, float]:
     """[e_i ; scale·onehot(g_i)] and scale."""
     onehot = np.zeros((len(vectors), n_groups), dtype=np.float32)
     onehot[np.arange(len(vectors)), groups] = scale
@@ -275,8 +304,9 @@ def lists_per_group(counts: np.ndarray, nlist: int) -> np.ndarray:
     return np.minimum(np.maximum(lists, (counts > 0).astype(np.int64)), counts)
 
 
-def _group_centroids(vectors: np.ndarray, groups: np.ndarray, n_groups: int, nlist: int,
-                     seed: int) -> tuple[np.ndarray, float]:
+def _group_centroids(
+    vectors: np.ndarray, groups: np.ndarray, n_groups: int, nlist: int, seed: int
+) -> tuple[np.ndarray, float]:
     """per_group's lists: [c_l ; B·onehot(g_l)] for each group's k-means centroids, and B.
     Plain (not spherical) k-means: a centroid is its list's mean, so ⟨e_u, c_l⟩ is the list's
     mean score, on the same scale as the μ it is compared with across groups."""
@@ -291,7 +321,7 @@ def _group_centroids(vectors: np.ndarray, groups: np.ndarray, n_groups: int, nli
     centroids, owners = np.vstack(centroids), np.concatenate(owners)
     # another group's list is 2B² further away: B² above max ‖e_i − c_l‖² keeps every item in its own
     bound = float(np.linalg.norm(vectors, axis=1).max() + np.linalg.norm(centroids, axis=1).max())
-    scale = float(np.sqrt(bound ** 2 + 1.0))
+    scale = float(np.sqrt(bound**2 + 1.0))
     return _with_group_columns(centroids, owners, n_groups, scale)
 
 

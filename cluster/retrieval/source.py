@@ -12,8 +12,9 @@ from cluster.storage import Storage
 from configs import SimConfig, load_config_text
 
 
-def load_catalog(cfg: SimConfig, run_dir: Storage | None = None,
-                 with_requests: bool = True) -> tuple[Catalog, RequestStream | None, Storage | None]:
+def load_catalog(
+    cfg: SimConfig, run_dir: Storage | None = None, with_requests: bool = True
+) -> tuple[Catalog, RequestStream | None, Storage | None]:
     """(catalog, held-out request stream or None, the run folder used). ``run_dir`` overrides
     ``retrieval.run_dir``."""
     r = cfg.retrieval

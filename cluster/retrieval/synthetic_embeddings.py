@@ -15,8 +15,9 @@ from configs.schema import SyntheticEmbeddingsConfig
 _HELDOUT_CANDIDATES = 200  # the softmax is taken over each user's best items only: O(U·M) stays one matmul
 
 
-def synthetic_catalog(cfg: SyntheticEmbeddingsConfig, rng: np.random.Generator,
-                      with_heldout: bool = True) -> tuple[Catalog, RequestStream]:
+def synthetic_catalog(
+    cfg: SyntheticEmbeddingsConfig, rng: np.random.Generator, with_heldout: bool = True
+) -> tuple[Catalog, RequestStream]:
     """``with_heldout=False`` skips the held-out draw (an O(users × items) product) for speed
     benchmarks, which need vectors only; the stream's held-out items are then −1."""
     d, g = cfg.dim, cfg.n_groups
@@ -34,10 +35,19 @@ def synthetic_catalog(cfg: SyntheticEmbeddingsConfig, rng: np.random.Generator,
         items[item_groups == cfg.disliked_group, 0] = -penalty
     items = items.astype(np.float32)
     queries = (users + rng.normal(size=users.shape) * cfg.query_noise).astype(np.float32)
-    heldout = (_sample_heldout(users.astype(np.float32), items, cfg.heldout_temperature, rng) if with_heldout
-               else np.full(cfg.n_users, -1, dtype=np.int64))
-    catalog = Catalog(np.arange(cfg.n_items, dtype=np.int64), items, item_groups.astype(np.int64),
-                      [f"group-{i}" for i in range(g)], np.arange(cfg.n_users, dtype=np.int64), queries)
+    heldout = (
+        _sample_heldout(users.astype(np.float32), items, cfg.heldout_temperature, rng)
+        if with_heldout
+        else np.full(cfg.n_users, -1, dtype=np.int64)
+    )
+    catalog = Catalog(
+        np.arange(cfg.n_items, dtype=np.int64),
+        items,
+        item_groups.astype(np.int64),
+        [f"group-{i}" for i in range(g)],
+        np.arange(cfg.n_users, dtype=np.int64),
+        queries,
+    )
     order = rng.permutation(cfg.n_users)
     stream = RequestStream(order, heldout[order], np.zeros(cfg.n_users + 1, dtype=np.int64), np.zeros(0, np.int64))
     return catalog, stream
@@ -47,11 +57,11 @@ def _sample_heldout(users: np.ndarray, items: np.ndarray, temperature: float, rn
     chosen = np.empty(len(users), dtype=np.int64)
     top = min(_HELDOUT_CANDIDATES, items.shape[0])
     for lo in range(0, len(users), 1024):
-        scores = users[lo:lo + 1024] @ items.T
+        scores = users[lo : lo + 1024] @ items.T
         best = np.argpartition(-scores, top - 1, axis=1)[:, :top]
         logits = np.take_along_axis(scores, best, axis=1) / temperature
         p = np.exp(logits - logits.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
         pick = (p.cumsum(axis=1) < rng.random((len(p), 1))).sum(axis=1)
-        chosen[lo:lo + 1024] = best[np.arange(len(best)), np.minimum(pick, top - 1)]
+        chosen[lo : lo + 1024] = best[np.arange(len(best)), np.minimum(pick, top - 1)]
     return chosen

@@ -10,7 +10,9 @@ from scipy.spatial.distance import jensenshannon
 from cluster.data.types import Interactions
 
 
-def tier_click_distributions(clicks: Interactions, tier_of_user: np.ndarray, n_tiers: int, top_items: int) -> np.ndarray:
+def tier_click_distributions(
+    clicks: Interactions, tier_of_user: np.ndarray, n_tiers: int, top_items: int
+) -> np.ndarray:
     """(n_tiers, top_items): each tier's share of clicks over the overall most-clicked items."""
     counts = clicks.item_counts()
     top = np.lexsort((np.arange(clicks.n_items), -counts))[: min(top_items, clicks.n_items)]

@@ -105,7 +105,9 @@ def sample_round_latency(
     down_mbps = _draw(table.download_mean[tiers], table.download_std[tiers], floor, rng)
     up_mbps = _draw(table.upload_mean[tiers], table.upload_std[tiers], floor, rng)
     fraction = np.broadcast_to(np.asarray(model_fraction, dtype=np.float64), tiers.shape)
-    work = fraction if compute_fraction is None else np.broadcast_to(np.asarray(compute_fraction, np.float64), tiers.shape)
+    work = (
+        fraction if compute_fraction is None else np.broadcast_to(np.asarray(compute_fraction, np.float64), tiers.shape)
+    )
     upload = np.broadcast_to(np.asarray(upload_bytes, dtype=np.float64), tiers.shape)
     download = np.broadcast_to(np.asarray(model_bytes, dtype=np.float64), tiers.shape)
     return LatencyBreakdown(

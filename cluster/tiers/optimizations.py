@@ -66,7 +66,9 @@ class TierPlan:
             return np.zeros(len(tiers))
         return self.level[tiers]
 
-    def upload_bytes(self, tiers: np.ndarray, entries: np.ndarray, sparse_rows: np.ndarray, n_tensors: int) -> np.ndarray:
+    def upload_bytes(
+        self, tiers: np.ndarray, entries: np.ndarray, sparse_rows: np.ndarray, n_tensors: int
+    ) -> np.ndarray:
         """(n,) bytes each client uploads: ``entries`` (n,) values (its dense weights at its width
         and the embedding rows it touched), ``sparse_rows`` (n,) row ids sent with them."""
         entries = np.asarray(entries, dtype=np.float64)

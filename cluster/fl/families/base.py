@@ -23,8 +23,15 @@ NOTHING_EXTRA = ExtraPayload()
 class ModelOps(Protocol):
     def init_params(self, seed: int) -> dict[str, np.ndarray]: ...
 
-    def round_costs(self, clients: np.ndarray, tiers: np.ndarray, samples: np.ndarray, plan: TierPlan,
-                    extra: ExtraPayload, passes: float) -> RoundCosts:
+    def round_costs(
+        self,
+        clients: np.ndarray,
+        tiers: np.ndarray,
+        samples: np.ndarray,
+        plan: TierPlan,
+        extra: ExtraPayload,
+        passes: float,
+    ) -> RoundCosts:
         """``extra`` and ``passes``: what the strategy adds to each client's payload and work."""
 
     def client_settings(self, tiers: np.ndarray, plan: TierPlan): ...
@@ -39,5 +46,12 @@ class ModelOps(Protocol):
         """Cali3F's FastAgg (eq. 5) of the merged uploads' embedding rows: the update of each
         shared embedding table, to add as is."""
 
-    def summarize(self, owners: np.ndarray, a: np.ndarray, b: np.ndarray, tier_of_user: np.ndarray,
-                  tier_names: tuple[str, ...], split: str) -> dict[str, float]: ...
+    def summarize(
+        self,
+        owners: np.ndarray,
+        a: np.ndarray,
+        b: np.ndarray,
+        tier_of_user: np.ndarray,
+        tier_names: tuple[str, ...],
+        split: str,
+    ) -> dict[str, float]: ...

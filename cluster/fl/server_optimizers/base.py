@@ -30,8 +30,13 @@ def make_server_optimizer(config, lr: float) -> ServerOptimizer:
     """The optimizer of ``config`` (an ``fl.server_optimizer`` model) with step size ``lr``."""
     from cluster.fl.server_optimizers import adagrad, adam, momentum, sgd, yogi
 
-    build = {"sgd": sgd.SGD, "momentum": momentum.Momentum, "adagrad": adagrad.Adagrad, "adam": adam.Adam,
-             "yogi": yogi.Yogi}[config.kind]
+    build = {
+        "sgd": sgd.SGD,
+        "momentum": momentum.Momentum,
+        "adagrad": adagrad.Adagrad,
+        "adam": adam.Adam,
+        "yogi": yogi.Yogi,
+    }[config.kind]
     settings = config.model_dump(exclude={"kind"})
     return build(lr=lr, **settings)
 

@@ -19,8 +19,11 @@ def recipe_settings(cfg) -> dict:
     fields: the device half of a strategy, so a model family never reads a strategy's kind."""
     from cluster.fl.strategies import ditto, fedprox, scaffold
 
-    own = {"ditto": ditto.recipe_settings, "fedprox": fedprox.recipe_settings,
-           "scaffold": scaffold.recipe_settings}.get(cfg.kind)
+    own = {
+        "ditto": ditto.recipe_settings,
+        "fedprox": fedprox.recipe_settings,
+        "scaffold": scaffold.recipe_settings,
+    }.get(cfg.kind)
     return own(cfg) if own is not None else {}
 
 
@@ -32,8 +35,16 @@ def check_device_state(cfg, spec, clients_per_worker: int) -> None:
         check(spec, clients_per_worker)
 
 
-def make_strategy(cfg, ops, params: dict[str, np.ndarray], fleet, eligible: np.ndarray, sampler: EpochSampler,
-                  client_lr: float, seed: int) -> Strategy:
+def make_strategy(
+    cfg,
+    ops,
+    params: dict[str, np.ndarray],
+    fleet,
+    eligible: np.ndarray,
+    sampler: EpochSampler,
+    client_lr: float,
+    seed: int,
+) -> Strategy:
     """``cfg``: ``fl.strategy``; ``ops``: the model family's; ``params``: the initial global model; ``fleet``: the server's
     ``FleetView``; ``eligible`` (n,): who may be selected; ``sampler``: FedAvg's selection."""
     if cfg.kind == "fedavg":

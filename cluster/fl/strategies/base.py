@@ -37,7 +37,9 @@ class Strategy(Protocol):
     def configure(self, clients: np.ndarray, settings: Optional[ClientSettings]) -> Optional[ClientSettings]:
         """The model family's ``settings`` for ``clients``, with what the strategy adds."""
 
-    def aggregate(self, merged: ClientUpdate, delta: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def aggregate(
+        self, merged: ClientUpdate, delta: dict[str, np.ndarray], params: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         """Apply the strategy's own server update to ``params`` in place; return what is left
         of FedAvg's ``delta`` for the server optimizer."""
 
@@ -68,7 +70,9 @@ class FedAvg:
     def configure(self, clients: np.ndarray, settings: Optional[ClientSettings]) -> Optional[ClientSettings]:
         return settings
 
-    def aggregate(self, merged: ClientUpdate, delta: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def aggregate(
+        self, merged: ClientUpdate, delta: dict[str, np.ndarray], params: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         return delta
 
     def after_round(self, pool: WorkerPool, rounds_done: int, params: dict[str, np.ndarray]) -> dict:

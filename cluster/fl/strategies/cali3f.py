@@ -36,8 +36,17 @@ class Cali3F:
 
     compute_multiplier = COMPUTE_MULTIPLIER
 
-    def __init__(self, cfg: Cali3FConfig, ops, metadata: np.ndarray, eligible: np.ndarray,
-                 train_samples: np.ndarray, dense0: dict[str, np.ndarray], client_lr: float, seed: int):
+    def __init__(
+        self,
+        cfg: Cali3FConfig,
+        ops,
+        metadata: np.ndarray,
+        eligible: np.ndarray,
+        train_samples: np.ndarray,
+        dense0: dict[str, np.ndarray],
+        client_lr: float,
+        seed: int,
+    ):
         self.cfg = cfg
         self.ops = ops
         self.spec = ops.spec
@@ -71,11 +80,15 @@ class Cali3F:
         """A delegate also downloads its cluster's dense part and uploads its pass at it and its
         user-vector change."""
         dense = spec.dense_bytes()
-        return ExtraPayload(upload_entries=dense // 4 + len(spec.user_tables) * spec.dim, download_bytes=dense,
-                            tensors=len(spec.dense_shapes()) + len(spec.user_tables))
+        return ExtraPayload(
+            upload_entries=dense // 4 + len(spec.user_tables) * spec.dim,
+            download_bytes=dense,
+            tensors=len(spec.dense_shapes()) + len(spec.user_tables),
+        )
 
-    def aggregate(self, merged: ClientUpdate, delta: dict[str, np.ndarray],
-                  params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def aggregate(
+        self, merged: ClientUpdate, delta: dict[str, np.ndarray], params: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         """The global dense part is FedAvg'd; FastAgg sets the item rows (eq. 5, exactly)."""
         if not len(merged.clients):
             return delta
@@ -91,8 +104,9 @@ class Cali3F:
         if merged.cluster_dense_deltas is None or (self.spec.user_tables and merged.user_deltas is None):
             raise ValueError("Cali3F needs the delegates' cluster-model pass and user-vector change in their uploads")
         cluster_of = self.labels[merged.clients]
-        grads = cluster_gradients(pseudo_gradient(merged.cluster_dense_deltas, self.client_lr), merged.n_samples,
-                                  cluster_of, self.n_clusters)
+        grads = cluster_gradients(
+            pseudo_gradient(merged.cluster_dense_deltas, self.client_lr), merged.n_samples, cluster_of, self.n_clusters
+        )
         self.models = cali_update(self.models, global_dense, grads, self.cluster_lr, self.cfg.phi)
         means = {t: cluster_mean_update(d, cluster_of, self.n_clusters) for t, d in (merged.user_deltas or {}).items()}
         self._pending = (merged.clients, means) if means else None
@@ -109,7 +123,11 @@ class Cali3F:
         every = self.cfg.recluster_every
         moved = self.recluster(pool, params) if every and rounds_done % every == 0 else 0
         sizes = np.bincount(self.labels, minlength=self.n_clusters)
-        return {"reclustered_clients": moved, "cluster_size_min": int(sizes.min()), "cluster_size_max": int(sizes.max())}
+        return {
+            "reclustered_clients": moved,
+            "cluster_size_min": int(sizes.min()),
+            "cluster_size_max": int(sizes.max()),
+        }
 
     def recluster(self, pool: WorkerPool, params: dict[str, np.ndarray]) -> int:
         """Federated K-means on the user vectors from the current clusters' centroids, then
@@ -131,8 +149,11 @@ class Cali3F:
         return moved
 
     def state_dict(self) -> dict:
-        return {"sampler": self.sampler.state_dict(), "models": {n: v.copy() for n, v in self.models.items()},
-                "centroids": None if self.centroids is None else self.centroids.copy()}
+        return {
+            "sampler": self.sampler.state_dict(),
+            "models": {n: v.copy() for n, v in self.models.items()},
+            "centroids": None if self.centroids is None else self.centroids.copy(),
+        }
 
     def load_state_dict(self, state: Optional[dict]) -> None:
         if state is None:

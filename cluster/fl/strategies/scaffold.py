@@ -40,11 +40,14 @@ class Scaffold(FedAvg):
     def configure(self, clients: np.ndarray, settings: Optional[ClientSettings]) -> ClientSettings:
         return replace(settings if settings is not None else ClientSettings(), control=self.control)
 
-    def aggregate(self, merged: ClientUpdate, delta: dict[str, np.ndarray],
-                  params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def aggregate(
+        self, merged: ClientUpdate, delta: dict[str, np.ndarray], params: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         if merged.control_deltas is not None and len(merged.clients):
-            self.control = {name: next_server_control(value, merged.control_deltas[name], self.n_clients)
-                            for name, value in self.control.items()}
+            self.control = {
+                name: next_server_control(value, merged.control_deltas[name], self.n_clients)
+                for name, value in self.control.items()
+            }
         return delta
 
     def extra_payload(self, spec) -> ExtraPayload:
@@ -78,4 +81,5 @@ def check_device_state(spec, clients_per_worker: int) -> None:
             f"SCAFFOLD keeps a control variate of the dense part per client ({device_bytes_per_client(spec):,} bytes): "
             f"{clients_per_worker:,} clients on one worker need {need / 2**30:.2f} GiB, over the "
             f"{DEVICE_STATE_BUDGET_BYTES / 2**30:.0f} GiB a worker may give it (a quarter of the 4 GiB per process); "
-            f"raise fl.runtime.workers_per_tier to spread the clients, or narrow the model")
+            f"raise fl.runtime.workers_per_tier to spread the clients, or narrow the model"
+        )

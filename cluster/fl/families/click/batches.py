@@ -20,7 +20,9 @@ from cluster.models.click import ClickSpec
 from cluster.models.click_net import ClickBatch, forward
 
 
-def padded_shape(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def padded_shape(
+    spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(L, P) per client (C,) of the CSR (indptr (C + 1,), rows); every client needs a row."""
     n_rows = np.diff(indptr)
     if (n_rows == 0).any():
@@ -29,8 +31,14 @@ def padded_shape(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, r
     return padded_length(n_rows), padded_length(n_pairs)
 
 
-def sample_batch(features: ClickFeatures, rows: np.ndarray, owner: np.ndarray, slot: np.ndarray,
-                 shape: tuple[int, int, int], history_len: int) -> tuple[ClickBatch, torch.Tensor, torch.Tensor]:
+def sample_batch(
+    features: ClickFeatures,
+    rows: np.ndarray,
+    owner: np.ndarray,
+    slot: np.ndarray,
+    shape: tuple[int, int, int],
+    history_len: int,
+) -> tuple[ClickBatch, torch.Tensor, torch.Tensor]:
     """Rows ``rows`` (m,), grouped by ``owner`` (ascending), placed at (owner, slot) of a (C, L)
     grid with P history pairs per client, where ``shape`` = (C, L, P). Returns the batch, labels
     (C, L) and a 1/0 sample mask (C, L); padding samples point at item 0, padding pairs at
@@ -61,20 +69,30 @@ def sample_batch(features: ClickFeatures, rows: np.ndarray, owner: np.ndarray, s
     return batch, place(at, features.label[rows], length, np.float32), mask
 
 
-def client_batch(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray, members: np.ndarray,
-                 length: int, n_pairs: int) -> tuple[ClickBatch, torch.Tensor, torch.Tensor, np.ndarray]:
+def client_batch(
+    spec: ClickSpec,
+    features: ClickFeatures,
+    indptr: np.ndarray,
+    rows: np.ndarray,
+    members: np.ndarray,
+    length: int,
+    n_pairs: int,
+) -> tuple[ClickBatch, torch.Tensor, torch.Tensor, np.ndarray]:
     """The padded batch of clients ``members`` (indices into the CSR), each its rows in CSR order;
     also returns their sample counts (c,)."""
     counts = indptr[members + 1] - indptr[members]
     member_rows = rows[ranges(indptr[members], counts)]
     owner = np.repeat(np.arange(len(members)), counts)
     slot = ranges(np.zeros_like(counts), counts)
-    batch, labels, mask = sample_batch(features, member_rows, owner, slot, (len(members), length, n_pairs), spec.history_len)
+    batch, labels, mask = sample_batch(
+        features, member_rows, owner, slot, (len(members), length, n_pairs), spec.history_len
+    )
     return batch, labels, mask, counts
 
 
-def grouped_batches(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray,
-                    fractions: np.ndarray | None = None):
+def grouped_batches(
+    spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray, fractions: np.ndarray | None = None
+):
     """The CSR's clients in fixed-size batches of equal (width, padded length, pair count), each
     a property of the client alone: yields (fraction, batch members (indices into the CSR, the
     last padded with copies), how many are real, batch, labels, mask, counts)."""
@@ -83,13 +101,18 @@ def grouped_batches(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray
     keys = np.stack([np.asarray(fractions, np.float64), lengths, n_pairs], axis=1)
     for key in np.unique(keys, axis=0):
         for chunk, real in fixed_size_batches(np.flatnonzero((keys == key).all(axis=1))):
-            yield (float(key[0]), chunk, real, *client_batch(spec, features, indptr, rows, chunk, int(key[1]),
-                                                              int(key[2])))
+            yield (
+                float(key[0]),
+                chunk,
+                real,
+                *client_batch(spec, features, indptr, rows, chunk, int(key[1]), int(key[2])),
+            )
 
 
 @torch.no_grad()
-def predict(spec: ClickSpec, params: dict[str, np.ndarray], features: ClickFeatures, rows: np.ndarray,
-            chunk: int = 4096) -> np.ndarray:
+def predict(
+    spec: ClickSpec, params: dict[str, np.ndarray], features: ClickFeatures, rows: np.ndarray, chunk: int = 4096
+) -> np.ndarray:
     """Click probabilities (len(rows),) under the global model, ``chunk`` rows at a time (one
     "client" holding many users' rows: the model reads every user feature per sample)."""
     global_params = {name: torch.from_numpy(value).unsqueeze(0) for name, value in params.items()}
@@ -98,7 +121,9 @@ def predict(spec: ClickSpec, params: dict[str, np.ndarray], features: ClickFeatu
         part = rows[start : start + chunk]
         slot = np.arange(len(part))
         n_pairs = int(np.minimum(features.prior_clicks[part], spec.history_len).sum())
-        batch, _, _ = sample_batch(features, part, np.zeros_like(slot), slot, (1, len(part), max(n_pairs, 1)), spec.history_len)
+        batch, _, _ = sample_batch(
+            features, part, np.zeros_like(slot), slot, (1, len(part), max(n_pairs, 1)), spec.history_len
+        )
         out[start : start + len(part)] = torch.sigmoid(forward(spec, global_params, batch))[0].numpy()
     return out
 

@@ -20,8 +20,14 @@ def auc_or_nan(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores))
 
 
-def auc_summary(owners: np.ndarray, labels: np.ndarray, scores: np.ndarray, tier_of_user: np.ndarray,
-                tier_names: tuple[str, ...], split: str = "test") -> dict[str, float]:
+def auc_summary(
+    owners: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    tier_of_user: np.ndarray,
+    tier_names: tuple[str, ...],
+    split: str = "test",
+) -> dict[str, float]:
     """AUC and accuracy overall (``auc``, ``acc``) and per tier (``auc_<tier>`` ...), plus the rows
     evaluated; keys carry ``_train`` after the metric for the train split (``auc_train_low``)."""
     tiers = tier_of_user[owners]

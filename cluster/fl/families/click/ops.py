@@ -41,10 +41,19 @@ class ClickOps:
     def _dense_work(self, width: float) -> float:
         return dense_entries(self.spec, width) / dense_entries(self.spec, 1.0)
 
-    def round_costs(self, clients: np.ndarray, tiers: np.ndarray, samples: np.ndarray, plan: TierPlan,
-                    extra: ExtraPayload = NOTHING_EXTRA, passes: float = 1.0) -> RoundCosts:
+    def round_costs(
+        self,
+        clients: np.ndarray,
+        tiers: np.ndarray,
+        samples: np.ndarray,
+        plan: TierPlan,
+        extra: ExtraPayload = NOTHING_EXTRA,
+        passes: float = 1.0,
+    ) -> RoundCosts:
         width = plan.width(tiers).astype(np.float64)
-        by_width = {w: (self.spec.model_bytes(w), dense_entries(self.spec, w), self._dense_work(w)) for w in np.unique(width)}
+        by_width = {
+            w: (self.spec.model_bytes(w), dense_entries(self.spec, w), self._dense_work(w)) for w in np.unique(width)
+        }
         download = np.array([by_width[w][0] for w in width], dtype=np.float64) + extra.download_bytes
         copies = 2 if self.proxy_upload else 1
         model_entries = np.array([by_width[w][1] for w in width], dtype=np.float64) + self.sparse_entries[clients]
@@ -57,8 +66,14 @@ class ClickOps:
 
     def client_settings(self, tiers: np.ndarray, plan: TierPlan) -> ClientSettings:
         share = plan.sample_share(tiers) if plan.kind == "subsample" else None
-        return ClientSettings(plan.kind, plan.compression_level(tiers), plan.rescale_pruned, self.upload,
-                              width=plan.width(tiers), sample_share=share)
+        return ClientSettings(
+            plan.kind,
+            plan.compression_level(tiers),
+            plan.rescale_pruned,
+            self.upload,
+            width=plan.width(tiers),
+            sample_share=share,
+        )
 
     def merge(self, results: list[ClientUpdate]) -> ClientUpdate:
         return merge_updates(results, empty_update(self.spec.shapes()))

@@ -26,13 +26,21 @@ from cluster.models.click_net import forward
 
 
 def _with_personal(global_t: dict[str, torch.Tensor], personal: dict[str, torch.Tensor], n: int) -> dict:
-    shared = {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in global_t.items() if name not in personal}
+    shared = {
+        name: value.unsqueeze(0).expand(n, *value.shape) for name, value in global_t.items() if name not in personal
+    }
     return {**shared, **personal}
 
 
-def personal_sgd(spec: ClickSpec, recipe: LocalRecipe, global_params: dict[str, np.ndarray],
-                 personal: dict[str, np.ndarray], features: ClickFeatures, indptr: np.ndarray,
-                 rows: np.ndarray) -> dict[str, np.ndarray]:
+def personal_sgd(
+    spec: ClickSpec,
+    recipe: LocalRecipe,
+    global_params: dict[str, np.ndarray],
+    personal: dict[str, np.ndarray],
+    features: ClickFeatures,
+    indptr: np.ndarray,
+    rows: np.ndarray,
+) -> dict[str, np.ndarray]:
     """Ditto's personal steps (Alg. 1, line 7) for the CSR's clients: the recipe's epochs of
     v ← v − lr(∇F_c(v) + λ(v − w)) on each client's loss over its rows, λ the recipe's
     ``personal_lambda``, with the embedding tables at the global model w.
@@ -44,16 +52,29 @@ def personal_sgd(spec: ClickSpec, recipe: LocalRecipe, global_params: dict[str, 
     with one_thread():
         for _, chunk, real, batch, labels, mask, counts in grouped_batches(spec, features, indptr, rows):
             own = {name: torch.from_numpy(value[chunk]).clone().requires_grad_() for name, value in personal.items()}
-            local_sgd(recipe, ParamGroups(dense=own), lambda: forward(spec, _with_personal(global_t, own, len(chunk)), batch),
-                      labels, mask, torch.from_numpy(counts.astype(np.float32)), proximal)
+            local_sgd(
+                recipe,
+                ParamGroups(dense=own),
+                lambda: forward(spec, _with_personal(global_t, own, len(chunk)), batch),
+                labels,
+                mask,
+                torch.from_numpy(counts.astype(np.float32)),
+                proximal,
+            )
             for name, value in own.items():
                 out[name][chunk[:real]] = value.detach()[:real].numpy()
     return out
 
 
 @torch.no_grad()
-def personal_predict(spec: ClickSpec, global_params: dict[str, np.ndarray], personal: dict[str, np.ndarray],
-                     features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def personal_predict(
+    spec: ClickSpec,
+    global_params: dict[str, np.ndarray],
+    personal: dict[str, np.ndarray],
+    features: ClickFeatures,
+    indptr: np.ndarray,
+    rows: np.ndarray,
+) -> np.ndarray:
     """Click probabilities of the CSR's rows (in CSR order), each under its client's personal
     model: its own dense part ``personal[name]`` (C, *shape) with the global embedding tables."""
     global_t = {name: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for name, v in global_params.items()}

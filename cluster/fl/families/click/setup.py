@@ -35,9 +35,14 @@ class ClickSetup:
 def click_spec(cfg: SimConfig, features: ClickFeatures) -> ClickSpec:
     model = cfg.model
     return ClickSpec.for_features(
-        model.kind, features, dim=model.embedding_dim, bottom_hidden=tuple(model.bottom_hidden),
-        attention_hidden=tuple(model.attention_hidden), top_hidden=tuple(model.top_hidden),
-        history_len=model.history_len, init_std=model.init_std,
+        model.kind,
+        features,
+        dim=model.embedding_dim,
+        bottom_hidden=tuple(model.bottom_hidden),
+        attention_hidden=tuple(model.attention_hidden),
+        top_hidden=tuple(model.top_hidden),
+        history_len=model.history_len,
+        init_std=model.init_std,
     )
 
 
@@ -52,9 +57,14 @@ def click_setup(cfg: SimConfig, world: World) -> ClickSetup:
         features=features,
         spec=spec,
         # One rate for every tensor: the item and user scales are the NCF recipe's.
-        recipe=LocalRecipe.one_rate(cfg.fl.client_lr, epochs=cfg.fl.local_epochs, loss_reduction=cfg.fl.loss_reduction,
-                                    ranking_bits=getattr(cfg.fl.fairness, "measure", None) == "pairwise",
-                                    proxy_gradient=proxy_upload, **recipe_settings(cfg.fl.strategy)),
+        recipe=LocalRecipe.one_rate(
+            cfg.fl.client_lr,
+            epochs=cfg.fl.local_epochs,
+            loss_reduction=cfg.fl.loss_reduction,
+            ranking_bits=getattr(cfg.fl.fairness, "measure", None) == "pairwise",
+            proxy_gradient=proxy_upload,
+            **recipe_settings(cfg.fl.strategy),
+        ),
         ops=ClickOps(spec, entries, sparse_rows, cfg.fl.upload, proxy_upload=proxy_upload),
         train_rows=np.asarray(holdout.train_rows),
         test_rows=np.asarray(holdout.test_rows),

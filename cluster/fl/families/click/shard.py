@@ -32,15 +32,24 @@ def restrict_features(features: ClickFeatures, users: np.ndarray) -> tuple[Click
     user_cats = np.zeros_like(features.user_cats)
     user_cats[users] = features.user_cats[users]
     restricted = ClickFeatures(
-        user=features.user[keep], item=features.item[keep], label=features.label[keep], dense=features.dense[keep],
-        prior_clicks=features.prior_clicks[keep], click_indptr=click_indptr, click_items=click_items,
-        user_cats=user_cats, cat_names=features.cat_names, cat_sizes=features.cat_sizes, item_genres=features.item_genres,
+        user=features.user[keep],
+        item=features.item[keep],
+        label=features.label[keep],
+        dense=features.dense[keep],
+        prior_clicks=features.prior_clicks[keep],
+        click_indptr=click_indptr,
+        click_items=click_items,
+        user_cats=user_cats,
+        cat_names=features.cat_names,
+        cat_sizes=features.cat_sizes,
+        item_genres=features.item_genres,
     )
     return restricted, keep
 
 
-def click_shard(features: ClickFeatures, train_rows: np.ndarray, test_rows: np.ndarray,
-                clients: np.ndarray) -> ClientShard:
+def click_shard(
+    features: ClickFeatures, train_rows: np.ndarray, test_rows: np.ndarray, clients: np.ndarray
+) -> ClientShard:
     """The shard of ``clients``: its examples are rows of their own features (``data``, see
     ``shard_features``), its test ``rows`` their held-out ones; no private table."""
     clients = np.sort(np.asarray(clients, dtype=np.int64))

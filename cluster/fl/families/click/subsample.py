@@ -11,8 +11,9 @@ import numpy as np
 from cluster.rng import stream
 
 
-def subsample_rows(indptr: np.ndarray, rows: np.ndarray, clients: np.ndarray, shares: np.ndarray, seed: int,
-                   round_index: int) -> tuple[np.ndarray, np.ndarray]:
+def subsample_rows(
+    indptr: np.ndarray, rows: np.ndarray, clients: np.ndarray, shares: np.ndarray, seed: int, round_index: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The CSR (indptr (C + 1,), rows) with client ``c`` keeping ⌈shares[c]·n_c⌉ of its rows, at
     least one, drawn afresh each round from its own stream (seed, round, client id) so the draw
     does not depend on which worker holds it; kept rows stay in their original order."""

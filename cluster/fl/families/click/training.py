@@ -37,7 +37,6 @@ from cluster.models.click_net import forward
 from cluster.fl.types import ClientUpdate, channel_widths
 
 
-
 def train_local_click(
     spec: ClickSpec,
     recipe: LocalRecipe,
@@ -60,25 +59,45 @@ def train_local_click(
     if (client_dense is not None or correction is not None) and (fractions != 1.0).any():
         raise ValueError("a per-client start or correction needs full-width clients")
     out = _ClickOutputs.empty(spec, len(clients), recipe.proxy_gradient)
-    start = {name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for name, value in global_params.items()}
+    start = {
+        name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for name, value in global_params.items()
+    }
     for fraction, chunk, real, batch, labels, mask, counts in grouped_batches(spec, features, indptr, rows, fractions):
         with one_thread():
             own = None if client_dense is None else {n: torch.from_numpy(v[chunk]) for n, v in client_dense.items()}
-            own_correction = None if correction is None else {
-                n: torch.from_numpy(np.ascontiguousarray(v[chunk], dtype=np.float32)) for n, v in correction.items()}
-            first, chunk_deltas = _local_sgd(spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask,
-                                             counts, own, own_correction)
+            own_correction = (
+                None
+                if correction is None
+                else {
+                    n: torch.from_numpy(np.ascontiguousarray(v[chunk], dtype=np.float32)) for n, v in correction.items()
+                }
+            )
+            first, chunk_deltas = _local_sgd(
+                spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask, counts, own, own_correction
+            )
         first_logits = first.logits
         if fraction < 1.0:
             # CEAG compares the global (full-width) model — as evaluated and as the reference
             # was measured — so a narrow client also scores the full model.
             first_logits = _full_model_logits(spec, start, batch, len(counts))
-        out.add(spec, chunk[:real], fraction, first.loss, _reported(recipe, first_logits, labels.numpy(), counts),
-                chunk_deltas, first.proxy)
+        out.add(
+            spec,
+            chunk[:real],
+            fraction,
+            first.loss,
+            _reported(recipe, first_logits, labels.numpy(), counts),
+            chunk_deltas,
+            first.proxy,
+        )
     return ClientUpdate(
-        clients=np.asarray(clients, dtype=np.int64), n_samples=np.diff(indptr).astype(np.int64), loss=out.loss,
-        dense_deltas=out.deltas, fractions=channel_widths(fractions), correct=np.concatenate(out.correct).astype(np.float32),
-        correct_counts=np.array([len(c) for c in out.correct], dtype=np.int64), proxy_deltas=out.proxy_deltas,
+        clients=np.asarray(clients, dtype=np.int64),
+        n_samples=np.diff(indptr).astype(np.int64),
+        loss=out.loss,
+        dense_deltas=out.deltas,
+        fractions=channel_widths(fractions),
+        correct=np.concatenate(out.correct).astype(np.float32),
+        correct_counts=np.array([len(c) for c in out.correct], dtype=np.int64),
+        proxy_deltas=out.proxy_deltas,
     )
 
 
@@ -104,11 +123,23 @@ class _ClickOutputs:
     @classmethod
     def empty(cls, spec: ClickSpec, n_clients: int, with_proxy: bool = False) -> "_ClickOutputs":
         zeros = lambda: {name: np.zeros((n_clients, *shape), dtype=np.float32) for name, shape in spec.shapes().items()}  # noqa: E731
-        return cls(zeros(), np.zeros(n_clients, dtype=np.float32), [np.zeros(0, np.float32)] * n_clients,
-                   zeros() if with_proxy else {})
+        return cls(
+            zeros(),
+            np.zeros(n_clients, dtype=np.float32),
+            [np.zeros(0, np.float32)] * n_clients,
+            zeros() if with_proxy else {},
+        )
 
-    def add(self, spec: ClickSpec, members: np.ndarray, fraction: float, first_loss, reported: list[np.ndarray],
-            batch_deltas: dict[str, np.ndarray], batch_proxy: dict[str, np.ndarray]) -> None:
+    def add(
+        self,
+        spec: ClickSpec,
+        members: np.ndarray,
+        fraction: float,
+        first_loss,
+        reported: list[np.ndarray],
+        batch_deltas: dict[str, np.ndarray],
+        batch_proxy: dict[str, np.ndarray],
+    ) -> None:
         real = len(members)
         self.loss[members] = first_loss[:real]
         for j in range(real):
@@ -133,7 +164,9 @@ def one_thread() -> Iterator[None]:
 def _full_model_logits(spec, start, batch, n: int) -> np.ndarray:
     """(c, L) logits of the full global model on the batch."""
     with torch.no_grad(), one_thread():
-        logits = forward(spec, {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in start.items()}, batch)
+        logits = forward(
+            spec, {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in start.items()}, batch
+        )
     return logits.numpy()
 
 
@@ -144,10 +177,19 @@ def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts, own=None, corr
     n = len(counts)
     start = {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in narrow.items()} | (own or {})
     params = {name: value.clone().requires_grad_() for name, value in start.items()}
-    groups = ParamGroups(item={n: p for n, p in params.items() if is_embedding(n)},
-                         dense={n: p for n, p in params.items() if not is_embedding(n)})
-    first = local_sgd(recipe, groups, lambda: forward(spec, params, batch), labels, mask,
-                      torch.from_numpy(counts.astype(np.float32)), correction=correction)
+    groups = ParamGroups(
+        item={n: p for n, p in params.items() if is_embedding(n)},
+        dense={n: p for n, p in params.items() if not is_embedding(n)},
+    )
+    first = local_sgd(
+        recipe,
+        groups,
+        lambda: forward(spec, params, batch),
+        labels,
+        mask,
+        torch.from_numpy(counts.astype(np.float32)),
+        correction=correction,
+    )
     with torch.no_grad():
         deltas = {name: (params[name] - start[name]).numpy() for name in params}
     return first, deltas

@@ -25,7 +25,6 @@ from cluster.fl.types import ClientUpdate
 from configs.fl_schema import TouchedUpload, UploadConfig
 
 
-
 def touched_rows(spec: ClickSpec, features: ClickFeatures, rows: np.ndarray) -> dict[str, np.ndarray]:
     """Embedding rows (sorted ids per table) read by the samples ``rows`` of one client."""
     _, history_items, _ = features.history(rows, spec.history_len)
@@ -40,7 +39,9 @@ def touched_rows(spec: ClickSpec, features: ClickFeatures, rows: np.ndarray) -> 
 
 def dense_entries(spec: ClickSpec, width: float) -> int:
     """Entries of the non-embedding parameters a client of ``width`` holds."""
-    return int(sum(mask.sum() for name, mask in channel_masks(spec, width).items() if not name.startswith(EMBEDDING_PREFIX)))
+    return int(
+        sum(mask.sum() for name, mask in channel_masks(spec, width).items() if not name.startswith(EMBEDDING_PREFIX))
+    )
 
 
 def table_rows(spec: ClickSpec) -> dict[str, int]:
@@ -48,8 +49,13 @@ def table_rows(spec: ClickSpec) -> dict[str, int]:
     return {name: shape[0] for name, shape in spec.shapes().items() if name.startswith(EMBEDDING_PREFIX)}
 
 
-def upload_size(spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray,
-                upload: UploadConfig = TouchedUpload()) -> tuple[np.ndarray, np.ndarray]:
+def upload_size(
+    spec: ClickSpec,
+    features: ClickFeatures,
+    indptr: np.ndarray,
+    rows: np.ndarray,
+    upload: UploadConfig = TouchedUpload(),
+) -> tuple[np.ndarray, np.ndarray]:
     """Per client of the CSR (indptr (C + 1,), rows): (embedding entries it sends, row ids it
     sends). A dense upload sends every row in table order, so no ids."""
     n_clients = len(indptr) - 1
@@ -68,13 +74,21 @@ def add_decoys(result: ClientUpdate, sent: Sequence[SentRows], seed: int, round_
     client's own stream (seed, round, client); a proxy upload gets its own decoy values."""
     if not any(len(ids) for s in sent for ids in s.decoys.values()):
         return result
-    return replace(result, dense_deltas=_with_decoys(result.dense_deltas, result.clients, sent, seed, round_index, "upload-decoy-values"),
-                   proxy_deltas=_with_decoys(result.proxy_deltas, result.clients, sent, seed, round_index,
-                                             "proxy-decoy-values"))
+    return replace(
+        result,
+        dense_deltas=_with_decoys(result.dense_deltas, result.clients, sent, seed, round_index, "upload-decoy-values"),
+        proxy_deltas=_with_decoys(result.proxy_deltas, result.clients, sent, seed, round_index, "proxy-decoy-values"),
+    )
 
 
-def _with_decoys(tensors: dict[str, np.ndarray], clients: np.ndarray, sent: Sequence[SentRows], seed: int,
-                 round_index: int, purpose: str) -> dict[str, np.ndarray]:
+def _with_decoys(
+    tensors: dict[str, np.ndarray],
+    clients: np.ndarray,
+    sent: Sequence[SentRows],
+    seed: int,
+    round_index: int,
+    purpose: str,
+) -> dict[str, np.ndarray]:
     if not tensors:  # no proxy upload this round
         return tensors
     tensors = {name: value.copy() for name, value in tensors.items()}
@@ -110,11 +124,16 @@ def compress_upload(
     widths = np.ones(len(result.clients), np.float32) if result.fractions is None else result.fractions
     upload = _Compression(spec, widths, sent, kind, levels, rescale_pruned)
     cluster = result.cluster_dense_deltas
-    return replace(result, dense_deltas=upload.apply(result.dense_deltas, result.clients, seed, round_index, "compress"),
-                   proxy_deltas=replace(upload, rescale_pruned=True).apply(result.proxy_deltas, result.clients, seed,
-                                                                          round_index, "compress-proxy"),
-                   cluster_dense_deltas=None if cluster is None else upload.apply(
-                       cluster, result.clients, seed, round_index, "compress-cluster"))
+    return replace(
+        result,
+        dense_deltas=upload.apply(result.dense_deltas, result.clients, seed, round_index, "compress"),
+        proxy_deltas=replace(upload, rescale_pruned=True).apply(
+            result.proxy_deltas, result.clients, seed, round_index, "compress-proxy"
+        ),
+        cluster_dense_deltas=None
+        if cluster is None
+        else upload.apply(cluster, result.clients, seed, round_index, "compress-cluster"),
+    )
 
 
 @dataclass(frozen=True)
@@ -126,8 +145,9 @@ class _Compression:
     levels: np.ndarray
     rescale_pruned: bool
 
-    def apply(self, tensors: dict[str, np.ndarray], clients: np.ndarray, seed: int, round_index: int,
-              purpose: str) -> dict[str, np.ndarray]:
+    def apply(
+        self, tensors: dict[str, np.ndarray], clients: np.ndarray, seed: int, round_index: int, purpose: str
+    ) -> dict[str, np.ndarray]:
         if not tensors:  # no proxy upload this round
             return tensors
         tensors = {name: value.copy() for name, value in tensors.items()}

@@ -12,8 +12,23 @@ from cluster.fl.local_sgd import LocalRecipe
 from cluster.models.ncf import NCFSpec
 
 
-def train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slot, sample_label, slot_owner,
-                   slot_item, n_total, by_slot, slot_starts, client_dense=None, prox_lambda=0.0, correction=None):
+def train_flat_gmf(
+    spec,
+    recipe,
+    global_params,
+    users,
+    sample_owner,
+    sample_slot,
+    sample_label,
+    slot_owner,
+    slot_item,
+    n_total,
+    by_slot,
+    slot_starts,
+    client_dense=None,
+    prox_lambda=0.0,
+    correction=None,
+):
     """GMF needs no per-client matrices, so its samples stay in one flat array (sorted by client)
     and its gradients are written out by hand (tested against autograd):
 
@@ -58,8 +73,16 @@ def train_flat_gmf(spec, recipe, global_params, users, sample_owner, sample_slot
         bias -= np.float32(recipe.lr_dense) * grad_b
     item_deltas = {"item_gmf": items - items0}
     dense_deltas = {"out.weight": weight - weight0, "out.bias": bias - bias0}
-    return (np.arange(n_clients), first_loss, slot_owner, slot_item, item_deltas, dense_deltas, {"user_gmf": user},
-            np.split(first_z, client_starts[1:]))
+    return (
+        np.arange(n_clients),
+        first_loss,
+        slot_owner,
+        slot_item,
+        item_deltas,
+        dense_deltas,
+        {"user_gmf": user},
+        np.split(first_z, client_starts[1:]),
+    )
 
 
 @dataclass(frozen=True)
@@ -79,8 +102,15 @@ class _GMFLayout:
     def of(cls, recipe: LocalRecipe, sample_slot, sample_label, n_total, by_slot, slot_starts) -> "_GMFLayout":
         sum_loss = recipe.loss_reduction == "sum"
         scale = np.ones(len(n_total), np.float32) if sum_loss else (1.0 / n_total).astype(np.float32)
-        return cls(sample_slot, sample_label, n_total, np.repeat(scale, n_total), np.cumsum(n_total) - n_total,
-                   by_slot, slot_starts)
+        return cls(
+            sample_slot,
+            sample_label,
+            n_total,
+            np.repeat(scale, n_total),
+            np.cumsum(n_total) - n_total,
+            by_slot,
+            slot_starts,
+        )
 
 
 def _gmf_gradients(spec: NCFSpec, layout: _GMFLayout, items, user, weight, bias):

@@ -49,8 +49,15 @@ class NCFOps:
     def init_params(self, seed: int) -> dict[str, np.ndarray]:
         return initial_params(self.spec, seed)
 
-    def round_costs(self, clients: np.ndarray, tiers: np.ndarray, samples: np.ndarray, plan: TierPlan,
-                    extra: ExtraPayload = NOTHING_EXTRA, passes: float = 1.0) -> RoundCosts:
+    def round_costs(
+        self,
+        clients: np.ndarray,
+        tiers: np.ndarray,
+        samples: np.ndarray,
+        plan: TierPlan,
+        extra: ExtraPayload = NOTHING_EXTRA,
+        passes: float = 1.0,
+    ) -> RoundCosts:
         """A client uploads the item rows it touched (at most its sample count) and the dense
         weights, plus what its strategy adds (``extra``; a Cali3F delegate: its pass at its
         cluster's dense part and its user-vector change), and computes ``passes`` times."""
@@ -69,8 +76,10 @@ class NCFOps:
     def _dense_entries(self, width: np.ndarray) -> np.ndarray:
         """(n,) dense float32 entries of each client's model at its width."""
         full = float(self.spec.dense_bytes() // 4)
-        by_width = {float(w): full if w == 1.0 else float(sum(m.sum() for m in channel_masks(self.spec, float(w)).values()))
-                    for w in np.unique(width)}
+        by_width = {
+            float(w): full if w == 1.0 else float(sum(m.sum() for m in channel_masks(self.spec, float(w)).values()))
+            for w in np.unique(width)
+        }
         return np.array([by_width[float(w)] for w in width], dtype=np.float64)
 
     def client_settings(self, tiers: np.ndarray, plan: TierPlan) -> Optional[ClientSettings]:
@@ -81,8 +90,9 @@ class NCFOps:
         return None if self.upload.kind == "touched" else ClientSettings(upload=self.upload)
 
     def merge(self, results: list[ClientUpdate]) -> ClientUpdate:
-        return merge_updates(results, empty_update(self.spec.dense_shapes(),
-                                                   {t: self.spec.dim for t in self.spec.item_tables}))
+        return merge_updates(
+            results, empty_update(self.spec.dense_shapes(), {t: self.spec.dim for t in self.spec.item_tables})
+        )
 
     def average(self, merged: ClientUpdate, weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
         return fedavg(merged, self.spec.n_items, weights, partial(channel_masks, self.spec))

@@ -30,8 +30,12 @@ def ncf_shards(
             clients=clients,
             train_indptr=local_indptr,
             train=positives.astype(np.int32),
-            test={"clients": loo.test_users[tests].astype(np.int64),
-                  # One worker's rows at a time: every user's candidates at once are 0.4 GB at 1M users.
-                  "candidates": np.concatenate([loo.test_items[tests, None], loo.negatives[tests]], axis=1).astype(np.int32)},
+            test={
+                "clients": loo.test_users[tests].astype(np.int64),
+                # One worker's rows at a time: every user's candidates at once are 0.4 GB at 1M users.
+                "candidates": np.concatenate([loo.test_items[tests, None], loo.negatives[tests]], axis=1).astype(
+                    np.int32
+                ),
+            },
             private0={t: v[clients] for t, v in users0.items()},
         )

@@ -67,35 +67,84 @@ def train_local(
     if spec.kind == "gmf":
         if fractions is not None and (np.asarray(fractions) != 1.0).any():
             raise ValueError("GMF has no hidden layer to narrow: every fraction must be 1")
-        part = train_flat_gmf(spec, recipe, global_params, users, samples.owner, slots.sample_slot_global,
-                               samples.label, slots.owner, slots.item, samples.n_total, slots.by_slot,
-                               np.flatnonzero(slots.first_of_slot), client_dense, prox_lambda, correction)
+        part = train_flat_gmf(
+            spec,
+            recipe,
+            global_params,
+            users,
+            samples.owner,
+            slots.sample_slot_global,
+            samples.label,
+            slots.owner,
+            slots.item,
+            samples.n_total,
+            slots.by_slot,
+            np.flatnonzero(slots.first_of_slot),
+            client_dense,
+            prox_lambda,
+            correction,
+        )
         return _assemble(spec, recipe, clients, n_pos, [part])
     fractions = np.ones(len(clients), np.float32) if fractions is None else np.asarray(fractions, np.float32)
     if correction is not None and (fractions != 1.0).any():
         raise ValueError("a control-variate correction needs full-width clients")
-    parts = _train_groups(spec, recipe, global_params, users, samples, slots, fractions, client_dense, prox_lambda,
-                          correction)
+    parts = _train_groups(
+        spec, recipe, global_params, users, samples, slots, fractions, client_dense, prox_lambda, correction
+    )
     result, new_users = _assemble(spec, recipe, clients, n_pos, parts)
     return (result if (fractions == 1.0).all() else replace(result, fractions=fractions)), new_users
 
 
-def _train_groups(spec, recipe, global_params, users, samples: "_Samples", slots: "_Slots", fractions: np.ndarray,
-                  client_dense, prox_lambda, correction=None) -> list[tuple]:
+def _train_groups(
+    spec,
+    recipe,
+    global_params,
+    users,
+    samples: "_Samples",
+    slots: "_Slots",
+    fractions: np.ndarray,
+    client_dense,
+    prox_lambda,
+    correction=None,
+) -> list[tuple]:
     """The batched path: clients grouped by (padded length, width), in fixed-size batches."""
     keys = np.stack([padded_length(samples.n_total).astype(np.float64), fractions], axis=1)
     parts = []
     for key in np.unique(keys, axis=0):
         for batch, n_real in fixed_size_batches(np.flatnonzero((keys == key).all(axis=1))):
-            part = _train_group(spec, recipe, global_params, users, batch, int(key[0]), samples.start,
-                                samples.n_total, slots.sample_slot, samples.label, slots.start, slots.count,
-                                slots.item, client_dense, prox_lambda, float(key[1]), correction)
+            part = _train_group(
+                spec,
+                recipe,
+                global_params,
+                users,
+                batch,
+                int(key[0]),
+                samples.start,
+                samples.n_total,
+                slots.sample_slot,
+                samples.label,
+                slots.start,
+                slots.count,
+                slots.item,
+                client_dense,
+                prox_lambda,
+                float(key[1]),
+                correction,
+            )
             parts.append(_real_clients(part, n_real))
     return parts
 
 
-def _negatives(spec: NCFSpec, recipe: LocalRecipe, clients: np.ndarray, pos_indptr: np.ndarray, pos_items: np.ndarray,
-               seed: int, round_index: int, positive_keys: np.ndarray | None):
+def _negatives(
+    spec: NCFSpec,
+    recipe: LocalRecipe,
+    clients: np.ndarray,
+    pos_indptr: np.ndarray,
+    pos_items: np.ndarray,
+    seed: int,
+    round_index: int,
+    positive_keys: np.ndarray | None,
+):
     """(positives (C,), negatives (C,) per client, the negatives' items): hashed draws that avoid
     each client's own positives."""
     n_items, n_clients = spec.n_items, len(clients)
@@ -121,8 +170,9 @@ class _Samples:
     label: np.ndarray
 
 
-def _client_samples(pos_indptr: np.ndarray, pos_items: np.ndarray, n_neg: np.ndarray,
-                    neg_items: np.ndarray) -> _Samples:
+def _client_samples(
+    pos_indptr: np.ndarray, pos_items: np.ndarray, n_neg: np.ndarray, neg_items: np.ndarray
+) -> _Samples:
     n_pos = np.diff(pos_indptr).astype(np.int64)
     n_total = n_pos + n_neg
     sample_start = np.cumsum(n_total) - n_total
@@ -165,17 +215,32 @@ def _client_slots(samples: _Samples, n_items: int, n_clients: int) -> _Slots:
     slot_owner = slot_keys // n_items
     n_slots = np.bincount(slot_owner, minlength=n_clients)
     slot_start = np.cumsum(n_slots) - n_slots
-    return _Slots(slot_owner, slot_keys % n_items, n_slots, slot_start, sample_slot_global,
-                  sample_slot_global - slot_start[samples.owner], by_slot, first_of_slot)
+    return _Slots(
+        slot_owner,
+        slot_keys % n_items,
+        n_slots,
+        slot_start,
+        sample_slot_global,
+        sample_slot_global - slot_start[samples.owner],
+        by_slot,
+        first_of_slot,
+    )
 
 
 def _real_clients(part: tuple, n_real: int) -> tuple:
     """A batch's results without the padding copies (the batch's positions ≥ n_real)."""
     members, first_loss, slot_row, items, item_deltas, dense_deltas, new_users, first_scores = part
     rows = slot_row < n_real
-    return (members[:n_real], first_loss[:n_real], slot_row[rows], items[rows],
-            {t: v[rows] for t, v in item_deltas.items()}, {n: v[:n_real] for n, v in dense_deltas.items()},
-            {t: v[:n_real] for t, v in new_users.items()}, first_scores[:n_real])
+    return (
+        members[:n_real],
+        first_loss[:n_real],
+        slot_row[rows],
+        items[rows],
+        {t: v[rows] for t, v in item_deltas.items()},
+        {n: v[:n_real] for n, v in dense_deltas.items()},
+        {t: v[:n_real] for t, v in new_users.items()},
+        first_scores[:n_real],
+    )
 
 
 def _padded_layout(members, length, sample_start, n_total, sample_slot, sample_label, slot_start, n_slots, slot_item):
@@ -201,12 +266,29 @@ def _padded_layout(members, length, sample_start, n_total, sample_slot, sample_l
     return slots, labels, mask, local_items, slot_row, slot_col
 
 
-def _train_group(spec, recipe, global_params, users, members, length, sample_start, n_total, sample_slot,
-                 sample_label, slot_start, n_slots, slot_item, client_dense=None, prox_lambda=0.0, fraction=1.0,
-                 correction=None):
+def _train_group(
+    spec,
+    recipe,
+    global_params,
+    users,
+    members,
+    length,
+    sample_start,
+    n_total,
+    sample_slot,
+    sample_label,
+    slot_start,
+    n_slots,
+    slot_item,
+    client_dense=None,
+    prox_lambda=0.0,
+    fraction=1.0,
+    correction=None,
+):
     c = len(members)
     slots, labels, mask, local_items, slot_row, slot_col = _padded_layout(
-        members, length, sample_start, n_total, sample_slot, sample_label, slot_start, n_slots, slot_item)
+        members, length, sample_start, n_total, sample_slot, sample_label, slot_start, n_slots, slot_item
+    )
     index = torch.from_numpy(local_items)
     items0 = {t: torch.from_numpy(global_params[t])[index] for t in spec.item_tables}
     narrow = channel_slices(spec, fraction) if fraction < 1.0 else None
@@ -222,10 +304,21 @@ def _train_group(spec, recipe, global_params, users, members, length, sample_sta
     count = torch.from_numpy(n_total[members].astype(np.float32))
 
     proximal = Proximal(prox_lambda, anchor) if prox_lambda else None
-    own_correction = None if correction is None else {
-        n: torch.from_numpy(np.ascontiguousarray(v[members], dtype=np.float32)) for n, v in correction.items()}
-    first = local_sgd(recipe, ParamGroups(items, dense, user), lambda: batched_logits(spec, dense, user, items, slots_t),
-                      labels_t, mask_t, count, proximal, own_correction)
+    own_correction = (
+        None
+        if correction is None
+        else {n: torch.from_numpy(np.ascontiguousarray(v[members], dtype=np.float32)) for n, v in correction.items()}
+    )
+    first = local_sgd(
+        recipe,
+        ParamGroups(items, dense, user),
+        lambda: batched_logits(spec, dense, user, items, slots_t),
+        labels_t,
+        mask_t,
+        count,
+        proximal,
+        own_correction,
+    )
     first_loss, first_logits = first.loss, first.logits
     first_scores = [first_logits[j, : n_total[member]] for j, member in enumerate(members)]
 
@@ -235,8 +328,16 @@ def _train_group(spec, recipe, global_params, users, members, length, sample_sta
         item_deltas = {t: (items[t] - items0[t])[owner_rows, valid].numpy() for t in spec.item_tables}
         dense_deltas = {n: _widened(spec, (dense[n] - dense0[n]).numpy(), n, narrow) for n in spec.dense_shapes()}
         new_users = {t: user[t].detach().numpy() for t in spec.user_tables}
-    return (members, first_loss, slot_row, local_items[slot_row, slot_col], item_deltas, dense_deltas, new_users,
-            first_scores)
+    return (
+        members,
+        first_loss,
+        slot_row,
+        local_items[slot_row, slot_col],
+        item_deltas,
+        dense_deltas,
+        new_users,
+        first_scores,
+    )
 
 
 def _widened(spec: NCFSpec, delta: np.ndarray, name: str, narrow: Optional[dict]) -> np.ndarray:
@@ -249,8 +350,9 @@ def _widened(spec: NCFSpec, delta: np.ndarray, name: str, narrow: Optional[dict]
     return full
 
 
-def _assemble(spec: NCFSpec, recipe: LocalRecipe, clients: np.ndarray, n_pos: np.ndarray,
-              parts) -> tuple[ClientUpdate, dict[str, np.ndarray]]:
+def _assemble(
+    spec: NCFSpec, recipe: LocalRecipe, clients: np.ndarray, n_pos: np.ndarray, parts
+) -> tuple[ClientUpdate, dict[str, np.ndarray]]:
     n_clients = len(clients)
     scores: list = [None] * n_clients
     loss = np.zeros(n_clients, dtype=np.float32)
@@ -284,6 +386,9 @@ def _assemble(spec: NCFSpec, recipe: LocalRecipe, clients: np.ndarray, n_pos: np
     )
     if recipe.ranking_bits:
         bits = [positive_negative_bits(s[:p], s[p:]) for s, p in zip(scores, n_pos)]
-        result = replace(result, correct=np.concatenate(bits).astype(np.float32),
-                         correct_counts=np.array([len(b) for b in bits], dtype=np.int64))
+        result = replace(
+            result,
+            correct=np.concatenate(bits).astype(np.float32),
+            correct_counts=np.array([len(b) for b in bits], dtype=np.int64),
+        )
     return result, users

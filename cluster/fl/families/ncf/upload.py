@@ -21,7 +21,9 @@ from cluster.fl.types import ClientUpdate
 from configs.fl_schema import UploadConfig
 
 
-def widen_ncf_upload(result: ClientUpdate, upload: UploadConfig, n_items: int, seed: int, round_index: int) -> ClientUpdate:
+def widen_ncf_upload(
+    result: ClientUpdate, upload: UploadConfig, n_items: int, seed: int, round_index: int
+) -> ClientUpdate:
     """``result`` with each client's item rows widened to what ``upload`` sends: every item
     (dense: the new rows carry a zero update) or its touched rows plus its decoys (padded: the
     decoys carry zero-mean noise, ``upload_rows.fill_decoys``). Rows stay grouped by client, items
@@ -44,12 +46,17 @@ def widen_ncf_upload(result: ClientUpdate, upload: UploadConfig, n_items: int, s
             deltas[table].append(wide)
         ids.append(rows)
         owners.append(np.full(len(rows), c, np.int32))
-    return replace(result, item_ids=np.concatenate(ids).astype(np.int64), row_owner=np.concatenate(owners),
-                   item_deltas={t: np.concatenate(v) for t, v in deltas.items()})
+    return replace(
+        result,
+        item_ids=np.concatenate(ids).astype(np.int64),
+        row_owner=np.concatenate(owners),
+        item_deltas={t: np.concatenate(v) for t, v in deltas.items()},
+    )
 
 
-def compress_ncf_upload(result: ClientUpdate, kind: str, levels: np.ndarray, seed: int, round_index: int,
-                        rescale_pruned: bool = False) -> ClientUpdate:
+def compress_ncf_upload(
+    result: ClientUpdate, kind: str, levels: np.ndarray, seed: int, round_index: int, rescale_pruned: bool = False
+) -> ClientUpdate:
     """``result`` as the server reconstructs it after each client's compression at ``levels[c]``
     (C,); ``kind`` other than prune / quant / quants: returned as is (sent as float32)."""
     if kind not in ("prune", "quant", "quants"):
@@ -72,5 +79,10 @@ def compress_ncf_upload(result: ClientUpdate, kind: str, levels: np.ndarray, see
         for tensors in per_client.values():
             for name in tensors:
                 tensors[name][c] = compress_values(tensors[name][c], kind, level, rng, rescale_pruned)
-    return replace(result, item_deltas=item, dense_deltas=per_client["dense"],
-                   cluster_dense_deltas=per_client.get("cluster_dense_deltas"), user_deltas=per_client.get("user_deltas"))
+    return replace(
+        result,
+        item_deltas=item,
+        dense_deltas=per_client["dense"],
+        cluster_dense_deltas=per_client.get("cluster_dense_deltas"),
+        user_deltas=per_client.get("user_deltas"),
+    )

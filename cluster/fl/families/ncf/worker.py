@@ -38,33 +38,57 @@ class NCFWorkerCore(WorkerCore):
     def __init__(self, shard: ClientShard, spec: NCFSpec, recipe: LocalRecipe, seed: int):
         """shard: examples are positive item ids; test: ``clients`` (T,) ⊂ clients with their
         ``candidates`` (T, K), the held-out item first; private0: the starting user vectors."""
-        super().__init__(shard, spec, recipe, seed, initial_params(spec, seed) if recipe.personal_lambda is not None else None)
+        super().__init__(
+            shard, spec, recipe, seed, initial_params(spec, seed) if recipe.personal_lambda is not None else None
+        )
         self._test_rows = self._rows(shard.test["clients"])
         self._positive_keys = sorted_unique(shard.owners() * spec.n_items + shard.train)  # negatives avoid these
 
-    def train(self, round_index: int, clients: np.ndarray, params: dict[str, np.ndarray],
-              settings: Optional[ClientSettings] = None) -> ClientUpdate:
+    def train(
+        self,
+        round_index: int,
+        clients: np.ndarray,
+        params: dict[str, np.ndarray],
+        settings: Optional[ClientSettings] = None,
+    ) -> ClientUpdate:
         clients = np.asarray(clients, dtype=np.int64)
         rows = self._rows(clients)
         indptr, positives = self.shard.examples_of(rows)
         users = {t: v[rows] for t, v in self.users.items()}
 
         def local(recipe: LocalRecipe, user_start: dict, **options) -> tuple[ClientUpdate, dict]:
-            return train_local(self.spec, recipe, params, user_start, clients, indptr, positives, self.seed,
-                               round_index, positive_keys=self._positive_keys, **options)
+            return train_local(
+                self.spec,
+                recipe,
+                params,
+                user_start,
+                clients,
+                indptr,
+                positives,
+                self.seed,
+                round_index,
+                positive_keys=self._positive_keys,
+                **options,
+            )
 
         correction = self.control_correction(rows, settings)
-        result, new_users = local(self.recipe, users, fractions=None if settings is None else settings.width,
-                                  correction=correction)
+        result, new_users = local(
+            self.recipe, users, fractions=None if settings is None else settings.width, correction=correction
+        )
         result = self.step_controls(rows, settings, result)
         if settings is not None and settings.cluster_of is not None:
             # Cali3F delegate: its pass at w feeds the global dense part; its pass at its cluster's
             # model gives CaliUp's gradient, and the item and user updates that serve it.
-            at_cluster, new_users = local(self.recipe, users, client_dense={
-                n: v[settings.cluster_of] for n, v in settings.cluster_dense.items()})
-            result = replace(at_cluster, loss=result.loss, dense_deltas=result.dense_deltas,
-                             cluster_dense_deltas=at_cluster.dense_deltas,
-                             user_deltas={t: new_users[t] - users[t] for t in users})
+            at_cluster, new_users = local(
+                self.recipe, users, client_dense={n: v[settings.cluster_of] for n, v in settings.cluster_dense.items()}
+            )
+            result = replace(
+                at_cluster,
+                loss=result.loss,
+                dense_deltas=result.dense_deltas,
+                cluster_dense_deltas=at_cluster.dense_deltas,
+                user_deltas={t: new_users[t] - users[t] for t in users},
+            )
         if self.personal is not None:
             # Ditto: the personal dense part steps toward the client's data and w, with the item
             # rows and the user vector it is used with (the latter just trained) held fixed.
@@ -78,20 +102,24 @@ class NCFWorkerCore(WorkerCore):
         if settings is not None:
             result = widen_ncf_upload(result, settings.upload, self.spec.n_items, self.seed, round_index)
         if settings is not None and settings.levels is not None:
-            result = compress_ncf_upload(result, settings.kind, settings.levels, self.seed, round_index,
-                                         settings.rescale_pruned)
+            result = compress_ncf_upload(
+                result, settings.kind, settings.levels, self.seed, round_index, settings.rescale_pruned
+            )
         return result
 
     def _user_matrix(self, params: Optional[dict] = None) -> np.ndarray:
         """The private user vectors: on the device, so the global ``params`` are not needed."""
         users = np.concatenate([self.users[t] for t in self.spec.user_tables], axis=1)
         if not np.isfinite(users).all():
-            raise FloatingPointError("user vectors diverged (NaN or inf), so they cannot be clustered; "
-                                     "lower the learning rates (fl.client_lr, fl.item_lr_scale, fl.user_lr_scale)")
+            raise FloatingPointError(
+                "user vectors diverged (NaN or inf), so they cannot be clustered; "
+                "lower the learning rates (fl.client_lr, fl.item_lr_scale, fl.user_lr_scale)"
+            )
         return users
 
-    def evaluate(self, params: dict[str, np.ndarray], split: str = "test", clusters: Optional[ClusterView] = None,
-                 k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def evaluate(
+        self, params: dict[str, np.ndarray], split: str = "test", clusters: Optional[ClusterView] = None, k: int = 10
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(test_clients, HR@k, NDCG@k) of this worker's held-out clients under ``params`` and
         each client's own private vector (and its personal or cluster dense part); for split
         'train', (client, pairs ordered correctly, pairs) per client (``train_pairs``)."""
@@ -115,8 +143,9 @@ class NCFWorkerCore(WorkerCore):
         cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0)  # noqa: E731
         return self.shard.test["clients"], cat(hits), cat(ndcgs)
 
-    def train_pairs(self, params: dict[str, np.ndarray],
-                    clusters: Optional[ClusterView] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def train_pairs(
+        self, params: dict[str, np.ndarray], clusters: Optional[ClusterView] = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """CEAG's pairwise measure on the train data, as the clients report it in training: each
         positive against its r sampled negatives (r = ``negatives_per_positive``), a pair ordered
         correctly where the positive scores strictly higher, under the model serving the client.
@@ -135,8 +164,9 @@ class NCFWorkerCore(WorkerCore):
         rows = np.flatnonzero(n_pos > 0)
         return self.shard.clients[rows], correct[rows], n_pos[rows] * self.recipe.negatives_per_positive
 
-    def _pair_hits(self, torch_params: dict, clusters: Optional[ClusterView], lo: int,
-                   hi: int) -> tuple[np.ndarray, np.ndarray]:
+    def _pair_hits(
+        self, torch_params: dict, clusters: Optional[ClusterView], lo: int, hi: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The train positives ``lo``..``hi`` (flat CSR positions), scored ``EVAL_CHUNK`` at a
         time: (the client rows they belong to, ascending, and for each how many of those
         positives' sampled negatives score strictly below their positive)."""
@@ -149,8 +179,15 @@ class NCFWorkerCore(WorkerCore):
         # one pass over all its positives draws.
         first_draw = np.zeros(len(rows), np.int64)
         first_draw[0] = (lo - indptr[rows[0]]) * per_positive
-        negatives = hashed_negatives(self.seed, TRAIN_PAIRS_ROUND, self.shard.clients[rows], n_pos * per_positive,
-                                     self._positive_keys, self.spec.n_items, first_draw=first_draw).astype(np.int64)
+        negatives = hashed_negatives(
+            self.seed,
+            TRAIN_PAIRS_ROUND,
+            self.shard.clients[rows],
+            n_pos * per_positive,
+            self._positive_keys,
+            self.spec.n_items,
+            first_draw=first_draw,
+        ).astype(np.int64)
         candidates = np.concatenate([self.shard.train[lo:hi][:, None], negatives.reshape(-1, per_positive)], axis=1)
         hits = []
         with torch.no_grad():
@@ -159,13 +196,15 @@ class NCFWorkerCore(WorkerCore):
                 users = {t: torch.from_numpy(v[at]) for t, v in self.users.items()}
                 own = self._served_dense(at, clusters)
                 own_t = None if own is None else {n: torch.from_numpy(np.ascontiguousarray(v)) for n, v in own.items()}
-                scores = score_candidates(self.spec, torch_params, users,
-                                          torch.from_numpy(candidates[start : start + EVAL_CHUNK]), own_t).numpy()
+                scores = score_candidates(
+                    self.spec, torch_params, users, torch.from_numpy(candidates[start : start + EVAL_CHUNK]), own_t
+                ).numpy()
                 hits.append((scores[:, :1] > scores[:, 1:]).sum(axis=1))
         return rows, np.add.reduceat(np.concatenate(hits), first)
 
-    def retrieval_queries(self, params: dict[str, np.ndarray],
-                          clusters: Optional[ClusterView] = None) -> tuple[np.ndarray, np.ndarray]:
+    def retrieval_queries(
+        self, params: dict[str, np.ndarray], clusters: Optional[ClusterView] = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(clients, query vectors) for the retriever: what each phone would send with a request."""
         own = self._served_dense(np.arange(self.n_clients), clusters)
         return self.shard.clients, retrieval_queries(self.spec, params, self.users, own)
