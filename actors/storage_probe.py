@@ -44,7 +44,8 @@ def check_storage_on_every_node(storage: Storage, timeout_s: float = 120.0) -> i
     blind = [n["NodeManagerAddress"] + " " + n["NodeID"][:8] for n, ok in zip(nodes, seen) if not ok]
     if blind:
         raise StorageUnreachable(
-            f"storage {storage.describe()} is not visible from {len(blind)} of {len(nodes)} nodes ({', '.join(blind)}): "
+            f"storage {storage.describe()} is not visible from {len(blind)} of {len(nodes)} nodes "
+            f"({', '.join(blind)}): "
             "on a cluster of more than one node use storage every node reaches — an NFS mount present on every "
             "node at the same path, or an object store (--storage s3://bucket/prefix?..., gs://...)"
         )

@@ -62,9 +62,10 @@ def pair_rate_by_tier(
     """``{key}`` overall and ``{key}_<tier>``: correctly ordered pairs over pairs, within clients."""
     clients, correct, pairs = pair_counts(owners, labels, scores)
     tiers = tier_of_user[clients]
-    rate = lambda members: (
-        float(correct[members].sum() / pairs[members].sum()) if pairs[members].sum() else float("nan")
-    )  # noqa: E731
+
+    def rate(members) -> float:
+        return float(correct[members].sum() / pairs[members].sum()) if pairs[members].sum() else float("nan")
+
     out = {key: rate(np.ones(len(clients), bool))}
     for tier, name in enumerate(tier_names):
         out[f"{key}_{name}"] = rate(tiers == tier)

@@ -1,4 +1,4 @@
-"""FedAvg over client updates and the server optimizers that apply the averaged update.
+"""FedAvg over client updates (the server optimizers that apply the average: ``server_optimizers/``).
 
 Updates are summed in ascending client id, whichever worker sent them, so the floating-point
 result does not depend on how clients were spread over worker actors.
@@ -6,7 +6,6 @@ result does not depend on how clients were spread over worker actors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -28,11 +27,13 @@ def merge_updates(results: list[ClientUpdate], empty: ClientUpdate) -> ClientUpd
     offsets = np.cumsum([0] + [len(r.clients) for r in results[:-1]])
     row_owner = np.concatenate([rank[r.row_owner + off] for r, off in zip(results, offsets)])
     row_order = np.argsort(row_owner, kind="stable")
-    cat = lambda name: np.concatenate([getattr(r, name) for r in results])  # noqa: E731
-    by_name = lambda name: {
-        n: np.concatenate([getattr(r, name)[n] for r in results])  # noqa: E731
-        for n in getattr(results[0], name)
-    }
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(r, name) for r in results])
+
+    def by_name(name: str) -> dict[str, np.ndarray]:
+        return {n: np.concatenate([getattr(r, name)[n] for r in results]) for n in getattr(results[0], name)}
+
     return ClientUpdate(
         clients=clients[order],
         n_samples=cat("n_samples")[order],

@@ -45,8 +45,9 @@ def make_strategy(
     client_lr: float,
     seed: int,
 ) -> Strategy:
-    """``cfg``: ``fl.strategy``; ``ops``: the model family's; ``params``: the initial global model; ``fleet``: the server's
-    ``FleetView``; ``eligible`` (n,): who may be selected; ``sampler``: FedAvg's selection."""
+    """``cfg``: ``fl.strategy``; ``ops``: the model family's; ``params``: the initial global model;
+    ``fleet``: the server's ``FleetView``; ``eligible`` (n,): who may be selected; ``sampler``:
+    FedAvg's selection."""
     if cfg.kind == "fedavg":
         return FedAvg(sampler)
     if cfg.kind == "fedprox":

@@ -9,8 +9,8 @@ c += (1/N)·Σ(c_i⁺ − c_i) over the N clients with training data.
 Decided: the variates cover the dense part only (the NCF head and MLP, a click model's layers),
 not the embedding tables: an item table's variate would cost every client the whole table, and an
 embedding row's gradient is already the client's own. The maths: ``cluster/fl/scaffold.py``; the
-device half: ``WorkerCore.control_correction`` and ``step_controls``; what each client keeps is a dense part's size, checked against a budget
-(``device_bytes_per_client``)."""
+device half: ``WorkerCore.control_correction`` and ``step_controls``; what each client keeps is a
+dense part's size, checked against a budget (``device_bytes_per_client``)."""
 
 from __future__ import annotations
 

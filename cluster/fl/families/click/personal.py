@@ -55,7 +55,10 @@ def personal_sgd(
             local_sgd(
                 recipe,
                 ParamGroups(dense=own),
-                lambda: forward(spec, _with_personal(global_t, own, len(chunk)), batch),
+                # called at once, inside this iteration: the defaults only pin what it reads
+                lambda own=own, chunk=chunk, batch=batch: forward(
+                    spec, _with_personal(global_t, own, len(chunk)), batch
+                ),
                 labels,
                 mask,
                 torch.from_numpy(counts.astype(np.float32)),

@@ -24,6 +24,8 @@ from cluster.rng import stream
 from cluster.fl.types import ClientUpdate
 from configs.fl_schema import TouchedUpload, UploadConfig
 
+TOUCHED = TouchedUpload()  # the default upload, built once: a config model is immutable
+
 
 def touched_rows(spec: ClickSpec, features: ClickFeatures, rows: np.ndarray) -> dict[str, np.ndarray]:
     """Embedding rows (sorted ids per table) read by the samples ``rows`` of one client."""
@@ -54,7 +56,7 @@ def upload_size(
     features: ClickFeatures,
     indptr: np.ndarray,
     rows: np.ndarray,
-    upload: UploadConfig = TouchedUpload(),
+    upload: UploadConfig = TOUCHED,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per client of the CSR (indptr (C + 1,), rows): (embedding entries it sends, row ids it
     sends). A dense upload sends every row in table order, so no ids."""
