@@ -5,6 +5,7 @@ they live as long as the job, the ``serve run`` process or the test that started
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import ray
@@ -24,7 +25,8 @@ SHARD_RESTARTS = -1  # a shard holds no state its file cannot rebuild: always br
 @dataclass
 class RetrievalActors:
     shards: list
-    dual: object
+    # Ray's handle: mypy sees an actor method as the class's plain function, with no ``.remote``.
+    dual: Any
     coordinator: Coordinator
 
     def kill(self) -> None:

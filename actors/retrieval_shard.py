@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cluster.retrieval.partitions import Partition
-from cluster.retrieval.shard_index import Hits, ShardIndex
+from cluster.retrieval.shard_index import FetchBy, Hits, IndexKind, ShardIndex
 from cluster.storage import Storage
 
 
@@ -19,7 +19,7 @@ class RetrievalShard:
         name: str,
         partitions: Storage,
         n_groups: int,
-        kind: str = "flat",
+        kind: IndexKind = "flat",
         nlist: int = 16,
         nprobe: int = 4,
         overfetch: int = 4,
@@ -29,7 +29,7 @@ class RetrievalShard:
         hnsw_m: int = 32,
         ef_construction: int = 80,
         ef_search: int = 256,
-        fetch_by: str | None = None,
+        fetch_by: FetchBy | None = None,
     ):
         """The index settings are ShardIndex's, as ``RetrievalConfig.shard_index_settings()`` gives them."""
         import torch

@@ -30,12 +30,12 @@ class ActorPool:
         self.incarnations: Optional[list[str]] = None
 
     def _expect(self, index: int) -> Optional[str]:
-        if self.incarnations is None:
-            self._learn_incarnations()
-        return self.incarnations[index]
+        incarnations = self.incarnations if self.incarnations is not None else self._learn_incarnations()
+        return incarnations[index]
 
-    def _learn_incarnations(self) -> None:
+    def _learn_incarnations(self) -> list[str]:
         self.incarnations = [r["incarnation"] for r in ray.get([w.ready.remote() for w in self.workers])]
+        return self.incarnations
 
     def train(self, round_index: int, tasks: list[TrainTask], params: dict[str, np.ndarray]) -> TrainOutcome:
         params_ref = ray.put(params)
@@ -51,10 +51,10 @@ class ActorPool:
         ready, not_ready = ray.wait([ref for ref, _ in pending], num_returns=len(pending), timeout=self.timeout_s)
         for ref in not_ready:
             ray.cancel(ref)
-        ready = set(ready)
-        results, failed, out_of_sync = [], [], [t.worker for ref, t in pending if ref not in ready]
+        arrived = set(ready)
+        results, failed, out_of_sync = [], [], [t.worker for ref, t in pending if ref not in arrived]
         for ref, task in pending:  # worker order, so uploads are summed in a fixed order
-            if ref not in ready:
+            if ref not in arrived:
                 continue
             try:
                 results.append(ray.get(ref))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Optional
 
@@ -24,10 +25,14 @@ def init_ray(
         return False
     address = address or os.environ.get("RAY_ADDRESS")
     if address and address != "local":
-        ray.init(address=address, namespace=namespace, logging_level="WARNING")
+        ray.init(address=address, namespace=namespace, logging_level=logging.WARNING)
         return True
-    kwargs = {}
-    if metrics_export_port:
-        kwargs["_metrics_export_port"] = metrics_export_port
-    ray.init(address="local", num_cpus=num_cpus, namespace=namespace, logging_level="WARNING", **kwargs)
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        namespace=namespace,
+        logging_level=logging.WARNING,
+        # None (also for 0) is Ray's own default: no Prometheus export port
+        _metrics_export_port=metrics_export_port or None,
+    )
     return True

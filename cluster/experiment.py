@@ -47,6 +47,8 @@ class Experiment:
         and lets it go never holds them all)."""
         if self.click is not None:
             return click_shards(self.click, self.worker_of_user, self.n_workers)
+        # build() gives a click setup to every click model, so the spec here is NCF's.
+        assert isinstance(self.spec, NCFSpec), f"a {type(self.spec).__name__} without its click setup"
         return ncf_shards(
             self.world.population,
             self.world.leave_one_out,

@@ -12,6 +12,7 @@ object under the real name.
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import posixpath
@@ -155,9 +156,9 @@ class Storage:
     def write_bytes(self, rel: str, data: bytes) -> None:
         # Checked before any stream opens: an object store's stream that fails in Python still
         # completes its upload when it closes, putting an empty or partial object under the name.
-        data = memoryview(data)
+        view = memoryview(data)
         try:
-            self._write(rel, data)
+            self._write(rel, view)
         except StorageError:
             raise
         except OSError as exc:  # no such folder, no permission, a full disk: name the place
@@ -217,7 +218,8 @@ class Storage:
     def write_json(self, rel: str, payload: Any) -> None:
         self.write_text(rel, json.dumps(payload, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
-    def read_parquet(self, rel: str = "", columns: Optional[list[str]] = None) -> pa.Table:
+    # builtins.list: inside this class a bare ``list`` names the method above.
+    def read_parquet(self, rel: str = "", columns: Optional[builtins.list[str]] = None) -> pa.Table:
         fs, path = self._fs_path(rel)
         try:
             return pq.read_table(path, filesystem=fs, columns=columns)
@@ -242,7 +244,8 @@ class Storage:
 
     def write_npz(self, rel: str, **arrays: np.ndarray) -> None:
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        # numpy's default, named so an array's name cannot be taken for this keyword.
+        np.savez(buffer, allow_pickle=True, **arrays)
         self.write_bytes(rel, buffer.getvalue())
 
 

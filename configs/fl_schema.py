@@ -5,7 +5,7 @@ the actors run (``runtime``), which never changes a result."""
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union, get_args
 
 from pydantic import (
     BeforeValidator,
@@ -102,7 +102,8 @@ class SubsampleOptimization(_Optimization):
     _levels = _levels_check(lambda v: 0.0 < v <= 1.0, "a share of local samples in (0, 1]")
 
 
-_OPTIMIZATIONS = (
+# Spelled out as a Union (not built from a tuple) so type checkers see the members and narrow on ``kind``.
+_AnyOptimization = Union[
     NoOptimization,
     ExcludeOptimization,
     OverselectOptimization,
@@ -111,7 +112,8 @@ _OPTIMIZATIONS = (
     QuantSOptimization,
     ChannelOptimization,
     SubsampleOptimization,
-)
+]
+_OPTIMIZATIONS: tuple[type[_Optimization], ...] = get_args(_AnyOptimization)
 # What a resolved config written before the optimizations were a tagged union repeats for every
 # kind; where all four appear (such a file), those still at these defaults are dropped, so old
 # run folders load and resume.
@@ -149,9 +151,7 @@ def _expand_optimization(value):
 
 
 # RF²'s tier-aware speed-ups, each kind with only its own settings.
-OptimizationConfig = Annotated[
-    Union[_OPTIMIZATIONS], Field(discriminator="kind"), BeforeValidator(_expand_optimization)
-]
+OptimizationConfig = Annotated[_AnyOptimization, Field(discriminator="kind"), BeforeValidator(_expand_optimization)]
 
 
 def optimization(value) -> "_Optimization":

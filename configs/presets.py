@@ -13,7 +13,8 @@ where Exclude Lo drops it (a narrower model or fewer local samples for the low t
 
 from __future__ import annotations
 
-_LOW_MID_HIGH = {
+# Low, mid and high levels; quant's bit counts are whole numbers, and a float level accepts them.
+_LOW_MID_HIGH: dict[str, dict[str, tuple[float, float, float]]] = {
     "prune": {"1:2:4": (0.75, 0.5, 0.0), "1:2:8": (0.875, 0.75, 0.0), "1:4:16": (0.9375, 0.75, 0.0)},
     "quant": {"1:2:4": (8, 16, 32), "1:2:8": (4, 8, 32), "1:4:16": (2, 4, 32)},
     "channel": {"1:2:4": (0.25, 0.5, 1.0), "1:2:8": (0.125, 0.25, 1.0), "1:4:16": (0.0625, 0.25, 1.0)},

@@ -75,10 +75,11 @@ class FlatIndex(StrictModel):
         return {"kind": self.kind}
 
 
-class IVFIndex(StrictModel):
-    """Inverted lists of float vectors; candidates re-scored exactly by s - mu."""
+class _InvertedLists(StrictModel):
+    """What the IVF kinds share. A base of its own, so each kind's ``kind`` narrows the base's
+    (a Literal["ivf_rq"] cannot override IVFIndex's Literal["ivf"])."""
 
-    kind: Literal["ivf"] = "ivf"
+    kind: Literal["ivf", "ivf_rq"]
     nlist: PositiveInt = Field(64, description="inverted lists per shard (at most its item count)")
     nprobe: PositiveInt = Field(8, description="lists scanned per query, at most nlist")
     overfetch: PositiveInt = Field(4, description="overfetch x K candidates fetched, then re-scored exactly with mu")
@@ -102,7 +103,13 @@ class IVFIndex(StrictModel):
         }
 
 
-class IVFRQIndex(IVFIndex):
+class IVFIndex(_InvertedLists):
+    """Inverted lists of float vectors; candidates re-scored exactly by s - mu."""
+
+    kind: Literal["ivf"] = "ivf"
+
+
+class IVFRQIndex(_InvertedLists):
     """Inverted lists of residual-quantized codes (FAISS fast scan): the hierarchical index."""
 
     kind: Literal["ivf_rq"] = "ivf_rq"

@@ -19,6 +19,7 @@ from configs.fl_schema import (
     DittoConfig,
     FairnessConfig,
     FedAvgConfig,
+    FedProxConfig,
     FLConfig,
     FLRuntimeConfig,
     NoFairness,
@@ -364,7 +365,9 @@ class SimConfig(StrictModel):
 
     def _strategy_fits(self) -> None:
         strategy = self.fl.strategy.kind
-        if strategy == "fedprox" and self.fl.strategy.mu > 0:
+        # isinstance, not the kind, so the type checker knows this strategy has a mu.
+        prox = self.fl.strategy
+        if isinstance(prox, FedProxConfig) and prox.mu > 0:
             # A step of lr·(g + μ(w − w₀)) overshoots w₀ and grows when lr·μ ≥ 2: with NCF's item rate
             # (client_lr × item_lr_scale) that happens at a μ far below FedProx's usual values.
             rate, what = (
@@ -375,10 +378,10 @@ class SimConfig(StrictModel):
                     (self.fl.client_lr * self.fl.item_lr_scale, "fl.client_lr × fl.item_lr_scale"),
                 )
             )
-            if rate * self.fl.strategy.mu >= 2:
+            if rate * prox.mu >= 2:
                 raise ValueError(
-                    f"fl.strategy.mu {self.fl.strategy.mu:g} × the largest shared learning rate ({what} = "
-                    f"{rate:g}) is {rate * self.fl.strategy.mu:g}; below 2 the proximal term pulls a client "
+                    f"fl.strategy.mu {prox.mu:g} × the largest shared learning rate ({what} = "
+                    f"{rate:g}) is {rate * prox.mu:g}; below 2 the proximal term pulls a client "
                     f"toward the global model, at 2 or more it overshoots and diverges: take "
                     f"mu < {2 / rate:.3g}"
                 )

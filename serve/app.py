@@ -19,4 +19,5 @@ def build_app(args: dict) -> Application:
     if unknown or "config" not in args:
         raise ValueError(f"fair-retriever args take 'config' (required) and 'overrides'; got {sorted(args)}")
     cfg = load_config(args["config"], list(args.get("overrides") or []))
-    return FairRetriever.bind(cfg)
+    # @serve.deployment turns the class into a Deployment, but mypy keeps a decorated class's own type.
+    return FairRetriever.bind(cfg)  # type: ignore[attr-defined]

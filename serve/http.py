@@ -9,7 +9,7 @@ response handling were a third of the floor under the retriever."""
 from __future__ import annotations
 
 import time
-from typing import Awaitable, Callable, Optional, TypeVar
+from typing import Awaitable, Callable, Mapping, Optional, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -76,7 +76,7 @@ def route_path(request: Request) -> str:
 
 async def dispatch(
     request: Request,
-    routes: dict[tuple[str, str], Handler],
+    routes: Mapping[tuple[str, str], Handler],
     observe: Optional[Callable[[str, int, float], None]] = None,
 ) -> Response:
     """Answer ``request`` with the handler of its (method, path): 404 for an unknown path, 405

@@ -91,7 +91,7 @@ class RetrieverMetrics:
             "actor could not be reached)",
             tag_keys=_APP,
         )
-        self._outbox_seen = None
+        self._outbox_seen: Optional[tuple[int, int]] = None
         self.horizon_requests = Gauge(
             "fairfleet_retriever_horizon_requests",
             "requests the dual-vector actor counted in the horizon",

@@ -13,6 +13,8 @@ on how the work is chunked, and memory stays bounded by one block at a time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from configs.schema import SyntheticConfig
@@ -69,11 +71,17 @@ def generate_synthetic(cfg: SyntheticConfig, seed: int) -> Dataset:
     )
 
 
+@dataclass
 class _World:
     """Everything item-side plus the demographic embeddings: small, built once."""
 
-    def __init__(self, **arrays):
-        self.__dict__.update(arrays)
+    centroids: np.ndarray  # (groups, d) float32
+    item_group: np.ndarray  # (items,) int32
+    item_factors: np.ndarray  # (items, d) float32
+    items_by_group: np.ndarray  # (items,) int32: item ids sorted by group
+    item_cdf: np.ndarray  # (items,) float64: group g's items span [g, g+1) in popularity order
+    log_group_mass: np.ndarray  # (groups,) float32
+    demographic_emb: dict[str, np.ndarray]  # demographic → (values, d) float32
 
     @classmethod
     def build(cls, cfg: SyntheticConfig, rng: np.random.Generator) -> "_World":

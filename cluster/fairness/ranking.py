@@ -41,8 +41,8 @@ def pair_counts(
     new_value = new_owner | np.r_[True, score[1:] != score[:-1]]
     owner_first = np.maximum.accumulate(np.where(new_owner, index, 0))
     value_first = np.maximum.accumulate(np.where(new_value, index, 0))  # ties start where their value does
-    negatives_before = np.cumsum(negative) - negative
-    below = negatives_before[value_first] - negatives_before[owner_first]
+    negatives_before: np.ndarray = np.cumsum(negative) - negative
+    below: np.ndarray = negatives_before[value_first] - negatives_before[owner_first]
     clients, slot = np.unique(owner, return_inverse=True)
     correct = np.bincount(slot, weights=np.where(negative, 0, below), minlength=len(clients))
     n_neg = np.bincount(slot, weights=negative, minlength=len(clients))

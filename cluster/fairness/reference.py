@@ -24,6 +24,8 @@ def reference_accuracy(cfg: CEAGConfig, tier_names: tuple[str, ...], expected: O
     reference from another mapping or seed would compare different users' accuracies."""
     if cfg.reference_accuracy is not None:
         return np.array([cfg.reference_accuracy[name] for name in tier_names], dtype=np.float64)
+    # CEAGConfig's validator demands exactly one of reference_accuracy and reference_run.
+    assert cfg.reference_run is not None, "a CEAG config without reference_accuracy names a reference_run"
     run = Storage(cfg.reference_run)
     path = run.describe("summary.json")
     if not run.exists("summary.json"):

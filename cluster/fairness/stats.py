@@ -29,7 +29,7 @@ def tier_gap(changes: pd.DataFrame, tiers: tuple[str, ...]) -> dict:
     exceeds what the seeds' noise alone gives. The pair is picked from the same means it is
     tested on, which favours a gap; the note is in docs/concepts/fairness-measures.md."""
     means = {t: float(changes[f"change_{t}"].mean()) for t in tiers}
-    high, low = max(means, key=means.get), min(means, key=means.get)
+    high, low = max(means, key=means.__getitem__), min(means, key=means.__getitem__)
     per_seed = (changes[f"change_{high}"] - changes[f"change_{low}"]).to_numpy(np.float64)
     half = ci95_half_width(per_seed)
     gap = float(per_seed.mean()) if len(per_seed) else float("nan")

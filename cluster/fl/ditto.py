@@ -14,9 +14,20 @@ The step is written with plain arithmetic, so it takes numpy arrays or torch ten
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-Array = TypeVar("Array")
+
+class Steppable(Protocol):
+    """What the step's arithmetic needs of an array: numpy arrays and torch tensors both have it."""
+
+    def __add__(self: Array, other: Array, /) -> Array: ...
+
+    def __sub__(self: Array, other: Array, /) -> Array: ...
+
+    def __rmul__(self: Array, other: float, /) -> Array: ...
+
+
+Array = TypeVar("Array", bound=Steppable)
 
 # Equal local work on the personal and the global model doubles a round's compute.
 COMPUTE_MULTIPLIER = 2.0

@@ -50,6 +50,7 @@ def train_rounds(exp: Experiment, eval_every: Optional[int] = None) -> tuple[Fed
     loop = round_loop(exp, eval_every if exp.click is None else None)
     for _ in range(exp.cfg.fl.rounds):
         loop.run_round()
+    assert isinstance(loop.pool, CorePool)  # round_loop drives the cores in this process
     return loop.server, loop.pool.cores, loop.history
 
 

@@ -148,8 +148,10 @@ class RoundLoop:
         return float(latency.max()) * self.real_time_scale if len(latency) else 0.0
 
     def _evaluates_now(self) -> bool:
+        if not self.eval_every:
+            return False
         done = self.server.round_index
-        return bool(self.eval_every) and (done % self.eval_every == 0 or done == self.rounds)
+        return done % self.eval_every == 0 or done == self.rounds
 
     def evaluate(self, split: str = "test") -> dict[str, float]:
         """The served models (global, or each client's cluster's or personal dense part) on every
@@ -172,6 +174,7 @@ class RoundLoop:
         (e.g. a resumed run whose rounds were all done)."""
         if self._last_test is None:
             self.evaluate()
+        assert self._last_test is not None  # a test evaluation keeps its parts
         return self._last_test
 
     def checkpoint(self) -> Storage:

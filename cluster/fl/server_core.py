@@ -9,7 +9,7 @@ from typing import Optional
 
 import numpy as np
 
-from cluster.fairness.ceag_round import CEAGController
+from cluster.fairness.ceag_round import CEAGController, PrimalStep
 from cluster.fl.aggregation import add_weighted_deltas
 from cluster.fl.server_optimizers import make_server_optimizer
 from cluster.fl.families.base import ModelOps
@@ -116,7 +116,8 @@ class FederatedServer:
     def apply(self, plan: RoundPlan, merged) -> dict:
         """Average the kept clients' uploads into the global model and close the round. With a
         fairness mitigation, its primal step shapes the average; returns its record fields."""
-        step, record = None, {}
+        step: Optional[PrimalStep] = None
+        record: dict = {}
         if self.fairness is not None:
             step, record = self.fairness.round_step(
                 merged.clients,

@@ -92,3 +92,9 @@ class ClientSettings:
     cluster_of: Optional[np.ndarray] = None
     cluster_dense: Optional[dict[str, np.ndarray]] = None
     control: Optional[dict[str, np.ndarray]] = None
+
+    def own_cluster_dense(self) -> dict[str, np.ndarray]:
+        """Each client's cluster's dense part (C, *shape): what a Cali3F delegate trains at."""
+        if self.cluster_of is None or self.cluster_dense is None:
+            raise ValueError("these settings name no Cali3F clusters (cluster_of and cluster_dense)")
+        return {n: v[self.cluster_of] for n, v in self.cluster_dense.items()}

@@ -21,7 +21,7 @@ from cluster.fl.clustering import assign_clusters, fixed_point_sums
 from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.scaffold import next_client_control
 from cluster.fl.shard import ClientShard
-from cluster.fl.types import ClusterView
+from cluster.fl.types import ClientSettings, ClientUpdate, ClusterView
 from cluster.storage import Storage
 
 
@@ -47,11 +47,11 @@ class WorkerCore:
         self.recipe = recipe
         self.seed = seed
         self.users = {table: start.copy() for table, start in shard.private0.items()}
-        self.personal = None
+        self.personal: Optional[dict[str, np.ndarray]] = None
         if initial_params is not None:
             self.personal = {n: np.repeat(initial_params[n][None], self.n_clients, axis=0) for n in spec.dense_shapes()}
         # SCAFFOLD's c_i: one dense part per client, on the device; zero before its first round.
-        self.control = (
+        self.control: Optional[dict[str, np.ndarray]] = (
             {n: np.zeros((self.n_clients, *shape), np.float32) for n, shape in spec.dense_shapes().items()}
             if recipe.control_variates
             else None
@@ -74,17 +74,38 @@ class WorkerCore:
             return {n: v[cluster_of] for n, v in clusters.dense.items()}
         return None
 
+    # ------------------------------------------------------------------ what a family adds
+    def train(
+        self,
+        round_index: int,
+        clients: np.ndarray,
+        params: dict[str, np.ndarray],
+        settings: Optional[ClientSettings] = None,
+    ) -> ClientUpdate:
+        """The uploads of ``clients`` after their local training from the global ``params``."""
+        raise NotImplementedError
+
+    def evaluate(
+        self, params: dict[str, np.ndarray], split: str = "test", clusters: Optional[ClusterView] = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(owners, a, b) of ``split`` under the models serving its clients, as the family's
+        ``ModelOps.summarize`` reads them."""
+        raise NotImplementedError
+
+    def retrieval_queries(
+        self, params: dict[str, np.ndarray], clusters: Optional[ClusterView] = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(clients, query vectors) for the retriever, in a family whose users have one."""
+        raise NotImplementedError(f"{type(self).__name__}'s users have no retrieval query vector")
+
     # ------------------------------------------------------------------ SCAFFOLD device half
     def control_correction(self, rows: np.ndarray, settings) -> Optional[dict[str, np.ndarray]]:
         """c − c_i (C, *shape) for the clients at ``rows``: what SCAFFOLD adds to each local
         gradient of the dense part; None when the round sends no server control variate."""
         if settings is None or settings.control is None:
             return None
-        if self.control is None:
-            raise ValueError(
-                "the server sends control variates, but these clients keep none (LocalRecipe.control_variates is off)"
-            )
-        return {n: settings.control[n][None] - self.control[n][rows] for n in settings.control}
+        control = self._controls()
+        return {n: settings.control[n][None] - control[n][rows] for n in settings.control}
 
     def step_controls(self, rows: np.ndarray, settings, result):
         """SCAFFOLD (Karimireddy et al. 2020, option II): c_i⁺ = c_i − c + (w − w_i)/(K·η),
@@ -94,13 +115,22 @@ class WorkerCore:
             return result
         from dataclasses import replace
 
+        control = self._controls()
         changes = {}
         for name, server in settings.control.items():
-            old = self.control[name][rows]
+            old = control[name][rows]
             new = next_client_control(old, server, result.dense_deltas[name], self.recipe.epochs, self.recipe.lr_dense)
-            self.control[name][rows] = new
+            control[name][rows] = new
             changes[name] = new - old
         return replace(result, control_deltas=changes)
+
+    def _controls(self) -> dict[str, np.ndarray]:
+        """The clients' c_i, for a round whose server sends its control variate."""
+        if self.control is None:
+            raise ValueError(
+                "the server sends control variates, but these clients keep none (LocalRecipe.control_variates is off)"
+            )
+        return self.control
 
     # ------------------------------------------------------------------ Cali3F device halves
     def shift_subordinates(
@@ -131,7 +161,12 @@ class WorkerCore:
         clients' vectors per cluster, clusters given (``labels`` (n_users,)) or nearest to
         ``centroids`` (P, f)."""
         users = self._user_matrix(params)
-        mine = labels[self.shard.clients] if labels is not None else assign_clusters(users, centroids)
+        if labels is not None:
+            mine = labels[self.shard.clients]
+        elif centroids is not None:
+            mine = assign_clusters(users, centroids)
+        else:
+            raise ValueError("cluster_sums needs the clusters (labels) or the centroids to assign them by")
         return fixed_point_sums(users, mine, n_clusters)
 
     def assign_clusters(self, centroids: np.ndarray, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +183,12 @@ class WorkerCore:
         personal = {f"personal.{n}": v for n, v in (self.personal or {}).items()}
         control = {f"control.{n}": v for n, v in (self.control or {}).items()}
         storage.write_npz(
-            name, clients=self.shard.clients, round_index=np.int64(round_index), **self.users, **personal, **control
+            name,
+            clients=self.shard.clients,
+            round_index=np.asarray(round_index, np.int64),
+            **self.users,
+            **personal,
+            **control,
         )
 
     def restore(self, storage: Storage, names: list[str]) -> Optional[int]:
@@ -164,10 +204,10 @@ class WorkerCore:
                 rows = self._rows(saved["clients"][mine])
                 for table in self.users:
                     self.users[table][rows] = saved[table][mine]
-                for dense in self.personal or {}:
-                    self.personal[dense][rows] = saved[f"personal.{dense}"][mine]
-                for dense in self.control or {}:
-                    self.control[dense][rows] = saved[f"control.{dense}"][mine]
+                for dense, personal in (self.personal or {}).items():
+                    personal[rows] = saved[f"personal.{dense}"][mine]
+                for dense, control in (self.control or {}).items():
+                    control[rows] = saved[f"control.{dense}"][mine]
                 saved_round = int(saved["round_index"])
             except KeyError as exc:  # a file of another model, or not a worker's at all
                 raise CheckpointError(f"{storage.describe(name)}: checkpoint arrays missing ({exc})") from None

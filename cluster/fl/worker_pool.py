@@ -139,6 +139,8 @@ class CorePool:
     def reset(self, folder: Optional[Storage]) -> None:
         """Each core starts again from its shard, then from the private state in ``folder``."""
         self.cores = [type(core)(core.shard, core.spec, core.recipe, core.seed) for core in self.cores]
-        names = (folder / "workers").list() if folder is not None else []
+        if folder is None:
+            return
+        names = (folder / "workers").list()
         for core in self.cores if names else []:
             core.restore(folder / "workers", names)

@@ -133,10 +133,12 @@ class ClickSpec:
         return ()
 
 
-def _mlp_layout(prefix: str, n_in: int, hidden: tuple[int, ...], n_out: int, dice: bool) -> dict:
+def _mlp_layout(
+    prefix: str, n_in: int, hidden: tuple[int, ...], n_out: int, dice: bool
+) -> dict[str, tuple[tuple[int, ...], tuple[str | None, ...]]]:
     """Layers ``prefix.k``: weight (in, out) and bias (out,) — plus Dice's α (out,) on hidden
     layers when ``dice`` — whose axes run along hidden layer ``prefix.k`` (or the input's)."""
-    params = {}
+    params: dict[str, tuple[tuple[int, ...], tuple[str | None, ...]]] = {}
     widths = (*hidden, n_out)
     previous: str | None = None
     for k, width in enumerate(widths):

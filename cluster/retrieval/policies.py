@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Union
+from typing import TypeVar, Union
 
 from cluster.retrieval.baselines import KNeighbor, MinRegularizer, TopK
 from cluster.retrieval.fairsync import DualVector, ExposureTargets
-from configs.retrieval_policy import FairSyncPolicy, PolicyConfig
+from configs.retrieval_policy import (
+    FairSyncPolicy,
+    KNeighborPolicy,
+    MinRegularizerPolicy,
+    PolicyConfig,
+    TopKPolicy,
+)
 from configs.schema import RetrievalConfig
 
 Policy = Union[DualVector, TopK, KNeighbor, MinRegularizer]
+_AnyPolicy = TypeVar("_AnyPolicy", bound=Union[FairSyncPolicy, TopKPolicy, KNeighborPolicy, MinRegularizerPolicy])
 
 
 def exposure_targets(cfg: RetrievalConfig, n_groups: int, horizon: int) -> ExposureTargets:
@@ -28,10 +35,11 @@ def make_policy(policy: PolicyConfig, targets: ExposureTargets, batch: int | Non
     return TopK(targets)
 
 
-def configured(cfg: RetrievalConfig, default: PolicyConfig) -> PolicyConfig:
+def configured(cfg: RetrievalConfig, default: _AnyPolicy) -> _AnyPolicy:
     """The configured policy where it is of ``default``'s kind, else ``default`` (an evaluation
     runs every kind, each with its configured settings where it has them)."""
-    return cfg.policy if cfg.policy.kind == default.kind else default
+    # Each kind is one class, so isinstance is the kind test, and it gives the result default's type.
+    return cfg.policy if isinstance(cfg.policy, type(default)) else default
 
 
 def fairsync_batch(cfg: RetrievalConfig) -> int:

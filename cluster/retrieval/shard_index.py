@@ -119,6 +119,8 @@ class ShardIndex:
         self.kind = kind
         self.overfetch = overfetch
         self.min_candidates = 0  # hnsw: its search beam
+        # flat: IndexFlatIP; hnsw: IndexHNSWFlat; ivf, ivf_rq: an IndexIVF (found by extract_index_ivf)
+        self.index: faiss.Index
         # self.vectors: the exact float vectors, row i = item_ids[i]. Where the index holds them
         # row by row (flat, hnsw) it is a view of the index's own buffer, not a second copy.
         if kind == "flat":
@@ -137,12 +139,15 @@ class ShardIndex:
 
     def _build_hnsw(self, vectors: np.ndarray, hnsw_m: int, ef_construction: int, ef_search: int) -> None:
         n, dim = vectors.shape
-        self.index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        self.index.hnsw.efConstruction = ef_construction
-        self.index.hnsw.efSearch = ef_search
-        self.index.add(vectors)
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        index.hnsw.efSearch = ef_search
+        index.add(vectors)
+        self.index = index
         self.min_candidates = ef_search
-        storage = faiss.downcast_index(self.index.storage)
+        storage = faiss.downcast_index(index.storage)
+        # downcast_index is typed as returning the base Index; an HNSWFlat stores its rows in an IndexFlat.
+        assert isinstance(storage, faiss.IndexFlat), f"HNSWFlat storage is {type(storage).__name__}"
         self.vectors = faiss.rev_swig_ptr(storage.get_xb(), n * dim).reshape(n, dim)[:, : self.dim]
 
     def _build_ivf(
@@ -168,6 +173,8 @@ class ShardIndex:
             self._quantizer.add(centroids)
         if kind == "ivf_rq" and n >= RQ_MIN_ITEMS:
             self.index = faiss.index_factory(dim, f"IVF{nlist},RQ{rq_m}x4fs", faiss.METRIC_INNER_PRODUCT)
+            # index_factory is typed as returning the base Index; FAISS returns the built class, an IVF one.
+            assert isinstance(self.index, faiss.IndexIVF), f"IVF factory built {type(self.index).__name__}"
             if centroids is not None:
                 replace_ivf_quantizer(self.index, self._quantizer)
                 # codes of x − c_l (its group columns are 0), scored as ⟨q, c_l⟩ (which carries
@@ -201,6 +208,7 @@ class ShardIndex:
 
     def _stored(self) -> np.ndarray:
         """The flat index's own (n, d+1) buffer, writable in place."""
+        assert isinstance(self.index, faiss.IndexFlat), f"only flat keeps its rows in one buffer, not {self.kind!r}"
         n, width = self.index.ntotal, self.index.d
         return faiss.rev_swig_ptr(self.index.get_xb(), n * width).reshape(n, width)
 
@@ -229,7 +237,8 @@ class ShardIndex:
             exclude = [np.asarray(e, dtype=np.int64) for e in exclude]
             extra = max((int(np.isin(e, self.item_ids).sum()) for e in exclude), default=0)
         hits = self._search(queries, min(k + extra, len(self.item_ids)))
-        return hits if not extra else _drop_excluded(hits, exclude, k)
+        # exclude is None only with extra 0; the test says so to the type checker.
+        return hits if exclude is None or not extra else _drop_excluded(hits, exclude, k)
 
     def _search(self, queries: np.ndarray, k_local: int) -> Hits:
         if self.kind == "flat":
@@ -311,14 +320,16 @@ def _group_centroids(
     Plain (not spherical) k-means: a centroid is its list's mean, so ⟨e_u, c_l⟩ is the list's
     mean score, on the same scale as the μ it is compared with across groups."""
     counts = np.bincount(groups, minlength=n_groups)
-    centroids, owners = [], []
+    centroid_parts: list[np.ndarray] = []
+    owner_parts: list[np.ndarray] = []
     for group, n_lists in enumerate(lists_per_group(counts, nlist)):
         if n_lists:
             kmeans = faiss.Kmeans(vectors.shape[1], int(n_lists), seed=seed + group)
             kmeans.train(vectors[groups == group])
-            centroids.append(kmeans.centroids)
-            owners.append(np.full(int(n_lists), group))
-    centroids, owners = np.vstack(centroids), np.concatenate(owners)
+            assert kmeans.centroids is not None, "Kmeans.train sets the centroids"
+            centroid_parts.append(kmeans.centroids)
+            owner_parts.append(np.full(int(n_lists), group))
+    centroids, owners = np.vstack(centroid_parts), np.concatenate(owner_parts)
     # another group's list is 2B² further away: B² above max ‖e_i − c_l‖² keeps every item in its own
     bound = float(np.linalg.norm(vectors, axis=1).max() + np.linalg.norm(centroids, axis=1).max())
     scale = float(np.sqrt(bound**2 + 1.0))

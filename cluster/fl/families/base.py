@@ -14,6 +14,8 @@ import numpy as np
 
 from cluster.fl.clock import RoundCosts
 from cluster.fl.strategies.base import ExtraPayload
+from cluster.models.click import ClickSpec
+from cluster.models.ncf import NCFSpec
 from cluster.tiers.optimizations import TierPlan
 
 
@@ -21,6 +23,10 @@ NOTHING_EXTRA = ExtraPayload()
 
 
 class ModelOps(Protocol):
+    # Read-only, so an implementation's narrower field (``NCFOps.spec: NCFSpec``) fulfils it.
+    @property
+    def spec(self) -> NCFSpec | ClickSpec: ...
+
     def init_params(self, seed: int) -> dict[str, np.ndarray]: ...
 
     def round_costs(
@@ -53,5 +59,5 @@ class ModelOps(Protocol):
         b: np.ndarray,
         tier_of_user: np.ndarray,
         tier_names: tuple[str, ...],
-        split: str,
+        split: str = "test",
     ) -> dict[str, float]: ...

@@ -13,5 +13,6 @@ from cluster.models.ncf import NCFSpec
 
 
 def worker_core(shard: ClientShard, spec: NCFSpec | ClickSpec, recipe: LocalRecipe, seed: int) -> WorkerCore:
-    family = ClickWorkerCore if isinstance(spec, ClickSpec) else NCFWorkerCore
-    return family(shard, spec, recipe, seed)
+    if isinstance(spec, ClickSpec):
+        return ClickWorkerCore(shard, spec, recipe, seed)
+    return NCFWorkerCore(shard, spec, recipe, seed)

@@ -84,7 +84,7 @@ class FedAvg:
     def extra_payload(self, spec) -> ExtraPayload:
         return ExtraPayload()
 
-    def state_dict(self) -> None:
+    def state_dict(self) -> Optional[dict]:
         return None  # the sampler's state is the server's
 
     def load_state_dict(self, state: Optional[dict]) -> None:

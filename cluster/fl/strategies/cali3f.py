@@ -167,4 +167,5 @@ def _total(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.n
     """Per-cluster sums (float, decoded) and counts added over workers (exactly: fixed point)."""
     if not parts:
         raise RuntimeError("no client worker answered the re-clustering step")
-    return sum(s for s, _ in parts).astype(np.float64) / FIXED_POINT_SCALE, sum(c for _, c in parts)
+    sums = np.sum([s for s, _ in parts], axis=0)
+    return sums.astype(np.float64) / FIXED_POINT_SCALE, np.sum([c for _, c in parts], axis=0)

@@ -13,6 +13,7 @@ clients share its worker or batch. The steps are the one local-SGD loop's
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from cluster.fl.families.click.batches import grouped_batches
 from cluster.fl.families.click.training import one_thread
 from cluster.fl.local_sgd import LocalRecipe, ParamGroups, Proximal, local_sgd
 from cluster.models.click import ClickSpec
-from cluster.models.click_net import forward
+from cluster.models.click_net import ClickBatch, forward
 
 
 def _with_personal(global_t: dict[str, torch.Tensor], personal: dict[str, torch.Tensor], n: int) -> dict:
@@ -30,6 +31,12 @@ def _with_personal(global_t: dict[str, torch.Tensor], personal: dict[str, torch.
         name: value.unsqueeze(0).expand(n, *value.shape) for name, value in global_t.items() if name not in personal
     }
     return {**shared, **personal}
+
+
+def _personal_logits(
+    spec: ClickSpec, global_t: dict[str, torch.Tensor], own: dict[str, torch.Tensor], n: int, batch: ClickBatch
+) -> torch.Tensor:
+    return forward(spec, _with_personal(global_t, own, n), batch)
 
 
 def personal_sgd(
@@ -46,8 +53,11 @@ def personal_sgd(
     ``personal_lambda``, with the embedding tables at the global model w.
     personal[name]: (C, *shape) in CSR order; returns the new ones."""
     global_t = {name: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for name, v in global_params.items()}
+    lam = recipe.personal_lambda
+    if lam is None:
+        raise ValueError("Ditto's personal steps need the recipe's personal_lambda")
     recipe = replace(recipe, proxy_gradient=False)  # what a personal step reports goes nowhere
-    proximal = Proximal(recipe.personal_lambda, {name: global_t[name] for name in personal})
+    proximal = Proximal(lam, {name: global_t[name] for name in personal})
     out = {name: value.copy() for name, value in personal.items()}
     with one_thread():
         for _, chunk, real, batch, labels, mask, counts in grouped_batches(spec, features, indptr, rows):
@@ -55,10 +65,7 @@ def personal_sgd(
             local_sgd(
                 recipe,
                 ParamGroups(dense=own),
-                # called at once, inside this iteration: the defaults only pin what it reads
-                lambda own=own, chunk=chunk, batch=batch: forward(
-                    spec, _with_personal(global_t, own, len(chunk)), batch
-                ),
+                partial(_personal_logits, spec, global_t, own, len(chunk), batch),
                 labels,
                 mask,
                 torch.from_numpy(counts.astype(np.float32)),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import fields
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,8 @@ def click_shard(
 
 def shard_features(shard: ClientShard) -> ClickFeatures:
     """The feature table a click shard's examples index."""
-    values = dict(shard.data)
+    # Arrays as stored, but for the names and sizes of the categorical columns, kept as tuples.
+    values: dict[str, Any] = dict(shard.data)
     values["cat_names"] = tuple(str(n) for n in values["cat_names"])
     values["cat_sizes"] = tuple(int(n) for n in values["cat_sizes"])
     return ClickFeatures(**values)

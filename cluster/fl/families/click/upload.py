@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Optional
 
 import numpy as np
 
@@ -107,7 +108,7 @@ def compress_upload(
     result: ClientUpdate,
     sent: Sequence[dict[str, np.ndarray]],
     kind: str,
-    levels: np.ndarray,
+    levels: Optional[np.ndarray],
     seed: int,
     round_index: int,
     rescale_pruned: bool = False,
@@ -123,6 +124,8 @@ def compress_upload(
     in expectation only if compression leaves each proxy unbiased (Quant and QuantS are)."""
     if kind not in ("prune", "quant", "quants"):
         return result
+    if levels is None:
+        raise ValueError(f"{kind!r} compression needs each client's level (ClientSettings.levels)")
     widths = np.ones(len(result.clients), np.float32) if result.fractions is None else result.fractions
     upload = _Compression(spec, widths, sent, kind, levels, rescale_pruned)
     cluster = result.cluster_dense_deltas

@@ -99,7 +99,7 @@ class ClickWorkerCore(WorkerCore):
     ) -> ClientUpdate:
         """Cali3F delegate: its pass at w gives the global dense part's update; its pass at its
         cluster's dense part gives CaliUp's gradient and the embedding rows that serve it."""
-        own = {n: v[settings.cluster_of] for n, v in settings.cluster_dense.items()}
+        own = settings.own_cluster_dense()
         at_cluster = train_local_click(
             self.spec, self.recipe, params, self.features, clients, indptr, rows, client_dense=own
         )
@@ -149,11 +149,13 @@ class ClickWorkerCore(WorkerCore):
             return owners, features.label[rows], predict(self.spec, params, features, rows)
         by_owner = np.argsort(owners, kind="stable")
         held, counts = np.unique(owners, return_counts=True)
+        served = self._served_dense(self._rows(held), clusters)
+        assert served is not None  # a personal or a cluster's dense part, as checked above
         scores = np.empty(len(rows), np.float32)
         scores[by_owner] = personal_predict(
             self.spec,
             params,
-            self._served_dense(self._rows(held), clusters),
+            served,
             features,
             np.r_[0, np.cumsum(counts)],
             rows[by_owner],

@@ -24,7 +24,7 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
 
 
 def _key(*parts: np.ndarray | int) -> np.ndarray:
-    h = np.uint64(0)
+    h = np.zeros((), dtype=np.uint64)
     for part in parts:
         h = splitmix64(np.asarray(part, dtype=np.uint64) ^ h)
     return h

@@ -32,7 +32,8 @@ def widen_ncf_upload(
         return result
     counts = np.bincount(result.row_owner, minlength=len(result.clients))
     starts = np.r_[0, np.cumsum(counts)]
-    ids, owners, deltas = [], [], {t: [] for t in result.item_deltas}
+    ids, owners = [], []
+    deltas: dict[str, list[np.ndarray]] = {t: [] for t in result.item_deltas}
     for c, client in enumerate(result.clients):
         own = result.item_ids[starts[c] : starts[c + 1]]
         sent = sent_rows(upload, {"item": own}, {"item": n_items}, seed, int(client))

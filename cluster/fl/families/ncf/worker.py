@@ -79,9 +79,7 @@ class NCFWorkerCore(WorkerCore):
         if settings is not None and settings.cluster_of is not None:
             # Cali3F delegate: its pass at w feeds the global dense part; its pass at its cluster's
             # model gives CaliUp's gradient, and the item and user updates that serve it.
-            at_cluster, new_users = local(
-                self.recipe, users, client_dense={n: v[settings.cluster_of] for n, v in settings.cluster_dense.items()}
-            )
+            at_cluster, new_users = local(self.recipe, users, client_dense=settings.own_cluster_dense())
             result = replace(
                 at_cluster,
                 loss=result.loss,
