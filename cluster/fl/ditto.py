@@ -5,7 +5,7 @@ client takes its usual FedAvg step on w *and* personal steps on v (Alg. 1):
     v ← v − η (∇F_k(v) + λ (v − w)),
 
 with w the global model the client received this round and λ fixed. Both are trained each
-round, so a client computes twice (``compute_multiplier``) — what the virtual clock should show.
+round, so a client computes twice (``COMPUTE_MULTIPLIER``) — what the virtual clock should show.
 
 The step is written with plain arithmetic, so it takes numpy arrays or torch tensors alike
 (inside the local loop, ∇F_k(v) comes from autograd); v may carry a leading client axis
@@ -43,12 +43,3 @@ def personal_step(
     if lam < 0:
         raise ValueError(f"Ditto's λ must be >= 0, got {lam}")
     return {name: v - lr * (grads[name] + lam * (v - global_params[name])) for name, v in personal.items()}
-
-
-def compute_multiplier(global_epochs: int = 1, personal_epochs: int | None = None) -> float:
-    """Compute of a Ditto round relative to FedAvg's: (global + personal local epochs) / global.
-    With as many personal as global epochs (the default, and Ditto's setting) it is 2."""
-    if global_epochs <= 0:
-        raise ValueError(f"global_epochs must be positive, got {global_epochs}")
-    personal = global_epochs if personal_epochs is None else personal_epochs
-    return (global_epochs + personal) / global_epochs

@@ -166,5 +166,4 @@ class FederatedServer:
                     "fl.fairness, so it cannot resume one with it"
                 )
             self.fairness.load_state_dict(state["fairness"])
-        # "cali3f": the key checkpoints written before strategies were plug-ins used
-        self.strategy.load_state_dict(state.get("strategy", state.get("cali3f")))
+        self.strategy.load_state_dict(state.get("strategy"))

@@ -80,10 +80,6 @@ class NCFSpec:
     def dense_bytes(self) -> int:
         return 4 * sum(math.prod(s) for s in self.dense_shapes().values())
 
-    def row_bytes(self) -> int:
-        """Upload bytes per touched item row: the float32 vectors of each table plus an int32 id."""
-        return 4 * (len(self.item_tables) * self.dim + 1)
-
 
 def channel_slices(spec: NCFSpec, fraction: float) -> dict[str, tuple[slice, ...]]:
     """HeteroFL's sub-model of width ``fraction`` (RF²'s Channel on NCF): every MLP hidden layer

@@ -42,9 +42,6 @@ class Population:
     def client_rows(self, client: int) -> np.ndarray:
         return self.train_order[self.train_indptr[client] : self.train_indptr[client + 1]]
 
-    def clients_of_tier(self, tier: int) -> np.ndarray:
-        return np.flatnonzero(self.tier_of_user == tier)
-
     def tier_summary(self) -> list[dict]:
         samples = self.samples_per_client()
         rows = []

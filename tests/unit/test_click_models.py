@@ -20,7 +20,7 @@ from cluster.fl.families.click.batches import click_auc, client_batch, padded_sh
 from cluster.fl.aggregation import empty_update, fedavg, merge_updates
 from cluster.fl.server_optimizers.adagrad import Adagrad
 from cluster.fl.local_sgd import LocalRecipe
-from cluster.fl.families.click.training import fedavg_round, train_local_click
+from cluster.fl.families.click.training import train_local_click
 from cluster.models.click import ClickSpec, channel_masks, narrow_params
 from cluster.models.click_net import forward, init_params
 from cluster.rng import stream
@@ -294,6 +294,14 @@ def test_narrow_client_trains_only_its_slice(kind):
 
 
 # ---------------------------------------------------------------- learning
+def _fedavg_round(spec, recipe, params, server, features, indptr, rows, clients):
+    """Train ``clients``, average their updates and step ``server``: the model and its local
+    training alone, as a round of the loop does them."""
+    sub_indptr, sub_rows = select_clients(indptr, rows, clients)
+    result = train_local_click(spec, recipe, params, features, clients, sub_indptr, sub_rows)
+    server.step(params, fedavg(result, 0, channel_masks=partial(channel_masks, spec)))
+    return result
+
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -305,7 +313,7 @@ def test_loss_decreases_on_a_learnable_toy(kind):
     clients = np.arange(16)
     losses = []
     for _ in range(15):
-        result = fedavg_round(spec, LocalRecipe.one_rate(1.0, epochs=1), params, server, features, indptr, rows, clients)
+        result = _fedavg_round(spec, LocalRecipe.one_rate(1.0, epochs=1), params, server, features, indptr, rows, clients)
         losses.append(np.average(result.loss, weights=result.n_samples))
     assert losses[-1] < losses[0] - 0.05, losses
 
@@ -325,5 +333,5 @@ def test_fedavg_on_movielens_beats_chance(ml100k):
         rng = stream(0, "click_selection")
         for _ in range(n_rounds):
             clients = np.sort(rng.choice(eligible, size=n_clients, replace=False))
-            fedavg_round(spec, LocalRecipe(), params, server, features, indptr, rows, clients)
+            _fedavg_round(spec, LocalRecipe(), params, server, features, indptr, rows, clients)
         assert click_auc(spec, params, features, holdout.test_rows) > floor, kind

@@ -1,7 +1,7 @@
 """Federated local training of the click models (DLRM / DIN): every selected client runs its own
 full-batch SGD on its own rated items (label = click) from the global model, many clients in one
-batched tensor program; the server averages (masked, HeteroFL-style, when clients trained
-narrowed models) and steps its optimizer.
+batched tensor program; the round loop's server averages their updates (masked, HeteroFL-style,
+when clients trained narrowed models) and steps its optimizer.
 
 Clients are grouped by (width fraction, padded sample count, padded history-pair count), all three
 properties of the client alone, so its arithmetic — shapes, reduction lengths, the order in which
@@ -20,19 +20,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from typing import Optional
 
 import numpy as np
 import torch
 
-from cluster.data.click_features import ClickFeatures, select_clients
+from cluster.data.click_features import ClickFeatures
 from cluster.fairness.ranking import pairwise_bits
-from cluster.fl.aggregation import fedavg
-from cluster.fl.server_optimizers import ServerOptimizer
 from cluster.fl.families.click.batches import grouped_batches
 from cluster.fl.local_sgd import LocalRecipe, ParamGroups, local_sgd
-from cluster.models.click import ClickSpec, channel_masks, channel_slices, is_embedding, narrow_params
+from cluster.models.click import ClickSpec, channel_slices, is_embedding, narrow_params
 from cluster.models.click_net import forward
 from cluster.fl.types import ClientUpdate, channel_widths
 
@@ -193,22 +190,3 @@ def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts, own=None, corr
     with torch.no_grad():
         deltas = {name: (params[name] - start[name]).numpy() for name in params}
     return first, deltas
-
-
-def fedavg_round(
-    spec: ClickSpec,
-    recipe: LocalRecipe,
-    params: dict[str, np.ndarray],
-    server: ServerOptimizer,
-    features: ClickFeatures,
-    user_indptr: np.ndarray,
-    user_rows: np.ndarray,
-    clients: np.ndarray,
-    fractions: np.ndarray | None = None,
-) -> ClientUpdate:
-    """One in-process round: train ``clients`` (users with at least one row in the by-user CSR
-    ``user_indptr``, ``user_rows``), average, and step ``server`` on ``params`` in place."""
-    indptr, rows = select_clients(user_indptr, user_rows, clients)
-    result = train_local_click(spec, recipe, params, features, clients, indptr, rows, fractions)
-    server.step(params, fedavg(result, 0, channel_masks=partial(channel_masks, spec)))
-    return result
