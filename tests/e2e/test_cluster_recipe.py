@@ -7,8 +7,9 @@ root where the README's install command made ``.venv``, on a fresh machine of it
 - new PID, network and mount namespaces (``unshare``): the recipe's ``ray start --head`` takes the
   default ports and its ``ray stop`` ends every Ray process it can see, which here is only its own;
   no other Ray cluster of this machine is seen or touched;
-- a private tmpfs on /tmp (so /tmp/ray is its own) and a private, empty HOME (so
-  ``~/.ray/auth_token`` and the data cache are its own, as on a machine that never ran Ray);
+- a private tmpfs on /tmp/ray (so Ray's sessions are its own; not on all of /tmp, where the
+  checkout itself may live) and a private, empty HOME (so ``~/.ray/auth_token`` and the data
+  cache are its own, as on a machine that never ran Ray);
 - an environment with nothing the recipe does not set up itself: no venv on PATH, no ``RAY_*``;
 - ``runs/`` of the repository is, inside the namespace only, a folder of this test bind-mounted
   over it, so the run folder the recipe writes to ``$PWD/runs`` is checked here and nothing is
@@ -43,7 +44,6 @@ START, END = "<!-- cluster-recipe:start -->", "<!-- cluster-recipe:end -->"
 MARK = "@@recipe@@"
 UNSHARE = ["unshare", "--kill-child", "--pid", "--fork", "--mount-proc", "--net", "--mount",
            "--propagation", "private"]
-PRIVATE_HOME = "/tmp/home"  # inside the namespace's own /tmp
 
 # Runs as PID 1 of the new namespaces: $1 the repository, $2 the folder seen as its runs/, $3 the recipe.
 # The recipe is eval'd in this shell, as a pasted block runs in the user's; a DEBUG trap marks each
@@ -52,7 +52,8 @@ WRAPPER = r"""
 repo=$1 runs=$2 recipe=$3
 ip link set lo up
 mount --bind "$runs" "$repo/runs"
-mount -t tmpfs fairfleet-recipe-tmp /tmp
+mkdir -p /tmp/ray
+mount -t tmpfs fairfleet-recipe-ray /tmp/ray
 mkdir -p "$HOME"
 cd "$repo"
 echo "MARK begin"
@@ -95,19 +96,19 @@ def _unavailable() -> str:
         return f"{', '.join(missing)} not installed"
     if not (REPO_ROOT / ".venv" / "bin" / "activate").exists():
         return f"no {REPO_ROOT / '.venv'} (the README's install command creates it)"
-    probe = subprocess.run([*UNSHARE, "bash", "-c", "ip link set lo up && mount -t tmpfs probe /tmp"],
+    probe = subprocess.run([*UNSHARE, "bash", "-c", "ip link set lo up && mkdir -p /tmp/ray && mount -t tmpfs probe /tmp/ray"],
                            capture_output=True, text=True, timeout=60)
     if probe.returncode != 0:
         return f"unshare (PID, network and mount namespaces) is not permitted here: {probe.stderr.strip()}"
     return ""
 
 
-def _fresh_environment() -> dict:
+def _fresh_environment(home: Path) -> dict:
     """What a new login has: this PATH without any folder that holds a `ray` (the venv's bin, or
-    another environment's), a private HOME, no RAY_* and no virtualenv."""
+    another environment's), an empty HOME of its own, no RAY_* and no virtualenv."""
     folders = [f for f in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
                if f and not (Path(f) / "ray").exists() and Path(f) != Path(sys.executable).parent]
-    env = {"PATH": os.pathsep.join(folders), "HOME": PRIVATE_HOME, "LANG": os.environ.get("LANG", "C.UTF-8")}
+    env = {"PATH": os.pathsep.join(folders), "HOME": str(home), "LANG": os.environ.get("LANG", "C.UTF-8")}
     assert shutil.which("ray", path=env["PATH"]) is None
     return env
 
@@ -180,7 +181,7 @@ def test_the_readmes_cluster_recipe_runs_as_written_on_a_fresh_machine(isolation
     try:
         with log_path.open("w") as log:
             process = subprocess.Popen([*UNSHARE, "bash", "-c", WRAPPER, "fairfleet-recipe", str(REPO_ROOT),
-                                        str(runs), bash], env=_fresh_environment(), stdout=log,
+                                        str(runs), bash], env=_fresh_environment(tmp_path / "home"), stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             try:
                 returncode = process.wait(timeout=420)
