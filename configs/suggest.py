@@ -31,18 +31,12 @@ def kinds_with(root: type[BaseModel], loc: tuple, tag: Optional[str]) -> list[st
     if tag is None:
         return []
     *section, key = (str(part) for part in loc)
-    models = [root]
-    for part in section:
-        models = [
-            sub
-            for model in models
-            if part in model.model_fields
-            for sub in _models_in(model.model_fields[part].annotation)
-        ]
+    models = _section_models(root, section)
     return sorted({str(_kind_of(m)) for m in models if key in m.model_fields and _kind_of(m) not in (tag, None)})
 
 
-def _section_fields(root: type[BaseModel], section: list[str], tag: Optional[str]) -> set[str]:
+def _section_models(root: type[BaseModel], section: list[str]) -> list[type[BaseModel]]:
+    """The models a section path can hold (several where a tagged union stands on the way)."""
     models = [root]
     for part in section:
         models = [
@@ -51,6 +45,11 @@ def _section_fields(root: type[BaseModel], section: list[str], tag: Optional[str
             if part in model.model_fields
             for sub in _models_in(model.model_fields[part].annotation)
         ]
+    return models
+
+
+def _section_fields(root: type[BaseModel], section: list[str], tag: Optional[str]) -> set[str]:
+    models = _section_models(root, section)
     if tag is not None:
         models = [m for m in models if _kind_of(m) in (tag, None)] or models
     return {name for model in models for name in model.model_fields}
