@@ -106,6 +106,14 @@ class Storage:
         return Storage(base + (f"?{self._query}" if self._query else ""))
 
     @property
+    def parent(self) -> "Storage":
+        """The folder that holds this location (a file's folder), on the same filesystem."""
+        folder = posixpath.dirname(self._path) or "."
+        if self._scheme == "":
+            return Storage(folder)
+        return Storage(f"{self._scheme}://{self._netloc}{folder}" + (f"?{self._query}" if self._query else ""))
+
+    @property
     def name(self) -> str:
         return posixpath.basename(self._path)
 

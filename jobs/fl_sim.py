@@ -312,20 +312,18 @@ def check_report_location(location: Optional[str]) -> None:
         return
     if not location.split("?", 1)[0].endswith(".md"):
         raise ConfigError(f"--report {location}: a results page is a Markdown file ending in .md")
-    from jobs.lib.results_page import _parent
 
-    _parent(Storage(location)).check_writable()
+    Storage(location).parent.check_writable()
 
 
-_STRATEGY_LABELS = {"fedavg": "FedAvg", "ditto": "Ditto", "cali3f": "Cali3F"}
 
 
 def report_title(exp: Experiment) -> str:
-    from jobs.lib.job_page import dataset_title
+    from jobs.lib.job_page import dataset_title, strategy_name
 
     cfg = exp.cfg
     family = "click model" if cfg.model.is_click else "NCF"
-    strategy = _STRATEGY_LABELS.get(cfg.fl.strategy.kind, cfg.fl.strategy.kind)
+    strategy = strategy_name(cfg.fl.strategy.kind)
     return (f"Federated {family} on {dataset_title(exp.world.dataset.name)} "
             f"({cfg.model.kind.upper()}, {strategy}; config {cfg.name})")
 

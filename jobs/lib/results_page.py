@@ -70,11 +70,12 @@ def markdown_table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str
 def command_line(argv: Optional[Sequence[str]] = None, program: Optional[str] = None) -> str:
     """The command as a user would type it again: ``python jobs/x.py --flag ...``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    script = program or _script_of(sys.argv[0])
+    script = program or script_path(sys.argv[0])
     return " ".join(shlex.quote(a) for a in ["python", script, *args])
 
 
-def _script_of(path: str) -> str:
+def script_path(path: "str | Path") -> str:
+    """A job's file as the user types it: relative to the project folder where it lies there."""
     resolved = Path(path).resolve()
     root = Path(__file__).resolve().parents[2]
     try:
@@ -130,18 +131,10 @@ class ResultsPage:
         if not name.endswith(".md"):
             raise ValueError(f"{page}: a results page is a Markdown file ending in .md")
         stem = name[: -len(".md")]
-        folder = _parent(page) / stem
         for filename, _, writer in self.plots:
-            writer(folder / filename)
-        _parent(page).write_text(name, self.markdown(stem))
+            writer(page.parent / stem / filename)
+        page.parent.write_text(name, self.markdown(stem))
         return page
-
-
-def _parent(page: Storage) -> Storage:
-    text = str(page)
-    head, _, query = text.partition("?")
-    parent = head.rstrip("/").rsplit("/", 1)[0] if "/" in head.rstrip("/") else "."
-    return as_storage(parent + (f"?{query}" if query else ""))
 
 
 def add_report_argument(parser) -> None:

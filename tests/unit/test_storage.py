@@ -149,3 +149,12 @@ def test_fl_sim_refuses_a_bad_storage_at_once_with_one_line(tmp_path, capsys):
     code = run_guarded(main, ["--config", "configs/demo.yaml", "--storage", str(tmp_path / "a-file" / "runs")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "a-file/runs" in err and "cannot write" in err, err
+
+
+def test_a_locations_parent_keeps_its_scheme_query_and_credentials():
+    """A results page's folder is its location's parent: on an object store the endpoint and any
+    credentials must survive (the printed form redacts them, the location itself must not)."""
+    assert Storage("s3://key:secret@bucket/docs/a.md?endpoint_override=h:9000").parent.uri == \
+        "s3://key:secret@bucket/docs?endpoint_override=h:9000"
+    assert Storage("file:///srv/docs/a.md").parent.uri == "file:///srv/docs"
+    assert Storage("/srv/docs/a.md").parent == Storage("/srv/docs")
