@@ -9,6 +9,7 @@ import pandas as pd
 
 from cluster.fairness.stats import ci95_half_width
 from cluster.storage import Storage
+from jobs.lib.job_page import STRATEGY_NAMES
 from jobs.lib.plotting import pyplot, save_figure
 
 # Zhu et al. 2022: Table II (ML-100K, HR@10 / NDCG@10) and Table III (ML-1M, std of NDCG@10).
@@ -101,7 +102,6 @@ def paired_markdown(diffs: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-STRATEGY_NAMES = {"fedavg": "FedAvg", "ditto": "Ditto", "cali3f": "Cali3F"}
 MODEL_NAMES = {"gmf": "GMF", "mlp": "MLP", "neumf": "NeuMF"}
 
 

@@ -10,21 +10,23 @@ from typing import Optional, Sequence
 
 from cluster.fairness.stats import ci95_half_width
 from cluster.storage import Storage
-from jobs.lib.results_page import ResultsPage, command_line
+from jobs.lib.results_page import ResultsPage, command_line, script_path
 
-_ROOT = Path(__file__).resolve().parents[2]
 
 
 def job_command(job_file: "str | Path", argv: Optional[Sequence[str]] = None) -> str:
     """The command that reruns a job as a script, whoever started it (a test, another entry
     point): ``python jobs/<name>.py`` and the arguments its ``main`` received (None: this
     process's own)."""
-    path = Path(job_file).resolve()
-    try:
-        program = str(path.relative_to(_ROOT))
-    except ValueError:
-        program = path.name
-    return command_line(argv, program=program)
+    return command_line(argv, program=script_path(job_file))
+
+
+STRATEGY_NAMES = {"fedavg": "FedAvg", "fedprox": "FedProx", "scaffold": "SCAFFOLD", "ditto": "Ditto",
+                  "cali3f": "Cali3F"}
+
+
+def strategy_name(kind: str) -> str:
+    return STRATEGY_NAMES.get(kind, kind)
 
 
 _DATASET_TITLES = {"ml-100k": "MovieLens 100K", "ml-1m": "MovieLens 1M", "ml-10m": "MovieLens 10M",

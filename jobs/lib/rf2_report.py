@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cluster.storage import Storage
+from jobs.lib.job_page import strategy_name
 from jobs.lib.plotting import pyplot, save_figure
 
 _MAPPING_ORDER = ("random", "hetero-vlow", "hetero-low", "hetero-mid", "hetero-high", "hetero-vhigh")
@@ -146,7 +147,6 @@ def findings(measures: pd.DataFrame, focus_mapping: str) -> list[str]:
     return out
 
 
-_STRATEGY_TITLES = {"ditto": "Ditto", "cali3f": "Cali3F"}
 
 
 def matrix_page(measures: pd.DataFrame, tiers: tuple[str, ...], focus_mapping: str, *, command: str,
@@ -160,7 +160,7 @@ def matrix_page(measures: pd.DataFrame, tiers: tuple[str, ...], focus_mapping: s
 
     model = measures["model"].iloc[0].upper()
     mappings, configs = _mappings(measures), _configurations(measures)
-    served = f" with {_STRATEGY_TITLES.get(strategy, strategy)}" if strategy != "fedavg" else ""
+    served = f" with {strategy_name(strategy)}" if strategy != "fedavg" else ""
     only = f", {mappings[0]}" if len(mappings) == 1 else ""
     page = ResultsPage(
         title=f"RF²'s matrix: {model}{served} on {dataset}{only}", command=command, seeds=list(seeds),
