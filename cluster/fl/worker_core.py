@@ -11,6 +11,7 @@ device is clustered by."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
@@ -113,8 +114,6 @@ class WorkerCore:
         compression); keeps c_i⁺ and returns ``result`` with the change c_i⁺ − c_i to upload."""
         if settings is None or settings.control is None:
             return result
-        from dataclasses import replace
-
         control = self._controls()
         changes = {}
         for name, server in settings.control.items():

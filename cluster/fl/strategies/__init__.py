@@ -5,6 +5,8 @@ a strategy's kind; only the experiment's build does, for what a kind needs befor
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
 from cluster.fl.selection import EpochSampler
@@ -14,24 +16,27 @@ from cluster.fl.strategies.ditto import Ditto
 __all__ = ["ExtraPayload", "FedAvg", "Strategy", "check_device_state", "make_strategy", "recipe_settings"]
 
 
+def _hook(cfg, name: str):
+    """A strategy module's own ``name`` function (its device half before any round), or None:
+    ``cluster/fl/strategies/<kind>.py`` defines what its kind needs, nothing here lists it."""
+    try:
+        module = importlib.import_module(f"cluster.fl.strategies.{cfg.kind}")
+    except ModuleNotFoundError:  # fedavg lives in base.py and needs nothing before a round
+        return None
+    return getattr(module, name, None)
+
+
 def recipe_settings(cfg) -> dict:
     """What ``cfg`` (``fl.strategy``) changes in every client's local recipe, as ``LocalRecipe``
     fields: the device half of a strategy, so a model family never reads a strategy's kind."""
-    from cluster.fl.strategies import ditto, fedprox, scaffold
-
-    own = {
-        "ditto": ditto.recipe_settings,
-        "fedprox": fedprox.recipe_settings,
-        "scaffold": scaffold.recipe_settings,
-    }.get(cfg.kind)
+    own = _hook(cfg, "recipe_settings")
     return own(cfg) if own is not None else {}
 
 
 def check_device_state(cfg, spec, clients_per_worker: int) -> None:
     """Refuse (ValueError) a strategy whose per-client device state would not fit a worker."""
-    if cfg.kind == "scaffold":
-        from cluster.fl.strategies.scaffold import check_device_state as check
-
+    check = _hook(cfg, "check_device_state")
+    if check is not None:
         check(spec, clients_per_worker)
 
 
