@@ -17,8 +17,8 @@ from cluster.fl.families.cores import worker_core
 from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.shard import ClientShard
 from cluster.fl.worker_pool import WorkerRestarted
-from cluster.models.click import ClickSpec
-from cluster.models.ncf import NCFSpec
+from cluster.fl.families.click.model import ClickSpec
+from cluster.fl.families.ncf.model import NCFSpec
 from cluster.storage import Storage
 
 

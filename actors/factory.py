@@ -14,8 +14,8 @@ from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.families.base import ModelOps
 from cluster.fl.server_core import FleetView
 from cluster.fl.shard import ClientShard
-from cluster.models.click import ClickSpec
-from cluster.models.ncf import NCFSpec
+from cluster.fl.families.click.model import ClickSpec
+from cluster.fl.families.ncf.model import NCFSpec
 from cluster.storage import Storage
 from configs.schema import FLConfig
 

@@ -31,3 +31,11 @@ def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     lengths = np.asarray(lengths, dtype=np.int64)
     offsets = np.cumsum(lengths) - lengths
     return np.repeat(np.asarray(starts, dtype=np.int64) - offsets, lengths) + np.arange(lengths.sum())
+
+
+def select_clients(indptr: np.ndarray, rows: np.ndarray, clients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The CSR (indptr (C + 1,), rows) of ``clients`` (C,) out of a by-user CSR."""
+    lengths = indptr[clients + 1] - indptr[clients]
+    sub_indptr = np.zeros(len(clients) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=sub_indptr[1:])
+    return sub_indptr, rows[ranges(indptr[clients], lengths)]

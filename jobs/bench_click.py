@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from cluster.data.click_features import ClickFeatures
+from cluster.fl.families.click.features import ClickFeatures
 from configs import SimConfig
 from jobs.lib.cli import config_parser, first_paragraph, load_or_exit, run_guarded
 
@@ -55,7 +55,7 @@ def model_config(base: SimConfig, kind: str, args) -> SimConfig:
 
 
 def run_model(cfg: SimConfig) -> None:
-    from cluster.experiment import build
+    from cluster.fl.experiment import build
     from cluster.fl.inprocess import round_loop
 
     exp = build(cfg)
@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = load_or_exit(args)
     torch.set_num_threads(1)
 
-    from cluster.data.click_features import build_click_features
+    from cluster.fl.families.click.features import build_click_features
     from cluster.world import build_world
 
     world = build_world(model_config(base, args.models[0], args))

@@ -24,7 +24,7 @@ import numpy as np
 
 from cluster.fl.inprocess import round_loop
 from jobs.lib.cli import config_parser, load_or_exit, run_guarded, first_paragraph
-from cluster.experiment import Experiment, build
+from cluster.fl.experiment import Experiment, build
 from jobs.fl_sim import run
 from jobs.lib.job_page import dataset_title, job_command, seeds_phrase, write_page
 from jobs.lib.results_page import ResultsPage, add_report_argument, markdown_table

@@ -67,7 +67,7 @@ def ncf_cell_results(config: dict, label: str) -> tuple[list[dict], list[dict]]:
     import torch
 
     from cluster.fl.inprocess import evaluate_ncf, train_rounds
-    from cluster.experiment import build
+    from cluster.fl.experiment import build
 
     torch.set_num_threads(1)
     cfg = SimConfig.model_validate(config)

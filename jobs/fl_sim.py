@@ -34,7 +34,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from cluster import checkpoint
-from cluster.experiment import Experiment, build
+from cluster.fl.experiment import Experiment, build
 from cluster.fl.round_loop import WorkersLost
 from cluster.storage import Storage, StorageError, as_storage
 from configs import ConfigError, SimConfig, config_hash, load_config_text

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cluster.models.ncf import NCFSpec
+from cluster.fl.families.ncf.model import NCFSpec
 from cluster.fl.types import ClientUpdate
 
 # A delegate computes its gradient at w and at v_p: two forward/backward passes per step.

@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from cluster.experiment import Experiment
+from cluster.fl.experiment import Experiment
 from cluster.fl.families.click.worker import ClickWorkerCore
 from cluster.fl.round_loop import RoundLoop
 from cluster.fl.server_core import FederatedServer

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cluster.data.click_features import select_clients
+from cluster.arrays import select_clients
 from cluster.storage import Storage, StorageError
 
 _PREFIXES = ("test.", "private0.", "data.")

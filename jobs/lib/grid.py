@@ -40,7 +40,7 @@ def cell_results(config: dict, label: str) -> tuple[list[dict], list[dict]]:
     import torch
 
     from cluster.fl.inprocess import run_click_rounds
-    from cluster.experiment import build
+    from cluster.fl.experiment import build
 
     torch.set_num_threads(1)  # a cell is one task on one CPU; its neighbours take the others
     cfg = SimConfig.model_validate(config)

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from configs import load_config
-from cluster.experiment import build
+from cluster.fl.experiment import build
 from cluster.fl.inprocess import evaluate, round_loop, train_rounds
 from jobs.fl_sim import build_run_write, run
 

@@ -20,7 +20,7 @@ from actors.factory import start_aggregator, start_workers
 from cluster.fl.inprocess import train_rounds
 from cluster.storage import Storage
 from configs import load_config
-from cluster.experiment import build
+from cluster.fl.experiment import build
 from jobs.fl_sim import run
 
 pytestmark = pytest.mark.usefixtures("ray_session")

@@ -17,7 +17,7 @@ from actors.factory import start_aggregator, start_workers
 from cluster import checkpoint
 from cluster.storage import Storage
 from configs import load_config
-from cluster.experiment import build
+from cluster.fl.experiment import build
 from cluster.fl.inprocess import train_rounds
 from jobs.fl_sim import main
 from jobs.lib.outputs import write_resolved_config

@@ -12,7 +12,7 @@ import pytest
 
 from cluster.fl.inprocess import evaluate, train_rounds
 from configs import load_config
-from cluster.experiment import build
+from cluster.fl.experiment import build
 from jobs.fl_sim import build_run_write
 
 pytestmark = pytest.mark.usefixtures("ray_session")

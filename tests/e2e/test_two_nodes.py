@@ -117,7 +117,7 @@ def test_a_driver_only_folder_is_refused_before_any_worker_starts(cluster):
 
 
 def test_fl_sim_equals_one_node_and_survives_its_aggregator_being_killed(cluster, tmp_path):
-    from cluster.experiment import build
+    from cluster.fl.experiment import build
     from cluster.fl.inprocess import train_rounds
     from configs import load_config
     from jobs.lib.fl_results import rounds_table

@@ -3,7 +3,7 @@ and user activity, with MovieLens-like timestamp ties."""
 
 import numpy as np
 
-from cluster.data.click_features import build_click_features, rows_by_user
+from cluster.fl.families.click.features import build_click_features, rows_by_user
 from cluster.data.splits import temporal_holdout
 from cluster.data.types import CategoricalFeatures, Dataset, Interactions, ItemFeatures
 from cluster.data.views import click_view

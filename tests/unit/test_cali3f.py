@@ -25,7 +25,7 @@ from cluster.fl.clustering import (
     initial_centroids,
     recluster,
 )
-from cluster.models.ncf import NCFSpec
+from cluster.fl.families.ncf.model import NCFSpec
 from cluster.fl.types import ClientUpdate
 
 

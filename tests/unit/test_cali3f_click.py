@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cluster.experiment import build
+from cluster.fl.experiment import build
 from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.cali3f import fastagg_dense_rows, fastagg_items
 from cluster.fl.families.click.batches import predict
@@ -18,7 +18,7 @@ from cluster.fl.families.click.training import train_local_click
 from cluster.fl.clustering import mean_item_rows
 from cluster.fl.inprocess import evaluate, round_loop
 from cluster.fl.round_loop import RoundLoop
-from cluster.models.click import ClickSpec, initial_params
+from cluster.fl.families.click.model import ClickSpec, initial_params
 from cluster.fl.types import ClusterView
 from configs import load_config
 from tests.unit.click_fixtures import toy_click_world

@@ -18,11 +18,11 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from cluster.experiment import build
+from cluster.fl.experiment import build
 from cluster.fl.inprocess import round_loop
 from cluster.fl.selection import RoundPlan
 from cluster.fl.types import ClientUpdate
-from cluster.models.click import is_embedding
+from cluster.fl.families.click.model import is_embedding
 from configs import ConfigError, load_config
 from configs.presets import OPTIMIZATION_PRESETS
 

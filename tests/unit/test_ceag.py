@@ -23,7 +23,7 @@ from cluster.fairness.ceag import (
 )
 from cluster.fairness.replay import ReplayBuffers
 from cluster.fl.aggregation import fedavg
-from cluster.models.ncf import NCFSpec
+from cluster.fl.families.ncf.model import NCFSpec
 from cluster.fl.types import ClientUpdate
 
 # ---- excess gaps -------------------------------------------------------------------------------

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from cluster.experiment import build
+from cluster.fl.experiment import build
 from cluster.fairness.ranking import bit_rate_by_tier, positive_negative_bits
 from cluster.fl.inprocess import build_cores, round_loop
 from cluster.fl.families.ncf.training import train_local
 from cluster.fl.families.ncf.negatives import hashed_negatives
-from cluster.models.ncf import score_candidates
+from cluster.fl.families.ncf.model import score_candidates
 from configs import load_config
 
 REFERENCE = "{low: 0.99, mid: 0.5, high: 0.5}"  # the low tier far below its reference: λ_low rises

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cluster.data.click_features import (
+from cluster.arrays import select_clients
+from cluster.fl.families.click.features import (
     build_click_features,
     rows_by_user,
-    select_clients,
 )
 from cluster.data.splits import temporal_holdout
 from cluster.data.views import click_view
@@ -21,8 +21,8 @@ from cluster.fl.aggregation import empty_update, fedavg, merge_updates
 from cluster.fl.server_optimizers.adagrad import Adagrad
 from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.families.click.training import train_local_click
-from cluster.models.click import ClickSpec, channel_masks, narrow_params
-from cluster.models.click_net import forward, init_params
+from cluster.fl.families.click.model import ClickSpec, channel_masks, narrow_params
+from cluster.fl.families.click.net import forward, init_params
 from cluster.rng import stream
 from tests.unit.click_fixtures import toy_click_world
 

@@ -11,7 +11,7 @@ import pytest
 from cluster.fl.inprocess import train_rounds
 from configs import load_config
 from configs.presets import RF2_CONFIGURATIONS
-from cluster.experiment import build
+from cluster.fl.experiment import build
 from cluster.tiers.optimizations import INDEX_BYTES, TierPlan
 
 
@@ -96,7 +96,7 @@ def test_pairwise_proxy_is_deterministic_reaches_the_model_and_is_priced(tmp_pat
 
 
 def test_a_client_reports_its_pairwise_bits(tmp_path: Path):
-    from cluster.experiment import build
+    from cluster.fl.experiment import build
     from cluster.fairness.ranking import pairwise_bits
     from cluster.fl.inprocess import build_cores
 

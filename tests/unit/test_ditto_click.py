@@ -11,13 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cluster.experiment import build
+from cluster.fl.experiment import build
 from cluster.fl.families.click.batches import client_batch, padded_shape, predict
 from cluster.fl.families.click.personal import personal_predict, personal_sgd
 from cluster.fl.inprocess import evaluate, round_loop, run_click_rounds
 from cluster.fl.local_sgd import LocalRecipe
-from cluster.models.click import ClickSpec, initial_params
-from cluster.models.click_net import forward
+from cluster.fl.families.click.model import ClickSpec, initial_params
+from cluster.fl.families.click.net import forward
 from configs import load_config
 from tests.unit.click_fixtures import toy_click_world
 from tests.unit.resume_fixtures import straight_and_resumed

@@ -13,7 +13,7 @@ from cluster.fl.families.ncf.negatives import hashed_negatives
 from cluster.fl.clock import keep_fastest
 from cluster.fl.selection import EpochSampler, RoundPlan, n_to_select
 from cluster.fl.server_core import FederatedServer, FleetView
-from cluster.models.ncf import NCFSpec
+from cluster.fl.families.ncf.model import NCFSpec
 from cluster.tiers.latency import TierTable
 from cluster.fl.types import ClientUpdate
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from cluster.fl.families.ncf.training import padded_length, train_local
 from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.families.ncf.negatives import hashed_negatives
-from cluster.models.ncf import NCFSpec, init_global, init_users
+from cluster.fl.families.ncf.model import NCFSpec, init_global, init_users
 
 N_ITEMS = 40
 

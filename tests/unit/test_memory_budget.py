@@ -14,7 +14,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from cluster.experiment import build
+from cluster.fl.experiment import build
 from cluster.fl.families.ncf import worker as ncf_worker
 from cluster.fl.inprocess import round_loop
 from configs import load_config

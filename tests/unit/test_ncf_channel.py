@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cluster.experiment import build
+from cluster.fl.experiment import build
 from cluster.fl.inprocess import build_cores, train_rounds
 from cluster.fl.families.ncf.training import train_local
-from cluster.models.ncf import NCFSpec, channel_masks, channel_slices
+from cluster.fl.families.ncf.model import NCFSpec, channel_masks, channel_slices
 from cluster.tiers.optimizations import TierPlan
 from configs import load_config
 

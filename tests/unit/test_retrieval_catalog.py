@@ -10,7 +10,7 @@ import torch
 from cluster.data.errors import DataFormatError
 from cluster.data.splits import leave_one_out
 from cluster.data.types import Interactions
-from cluster.models.ncf import NCFSpec, init_global, retrieval_queries, score_candidates
+from cluster.fl.families.ncf.model import NCFSpec, init_global, retrieval_queries, score_candidates
 from cluster.retrieval.run_catalog import heldout_requests, load_run_catalog
 from cluster.retrieval.synthetic_embeddings import synthetic_catalog
 from configs.schema import RetrievalConfig, SyntheticEmbeddingsConfig

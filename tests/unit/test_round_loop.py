@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cluster.checkpoint import CheckpointError
-from cluster.experiment import build
+from cluster.fl.experiment import build
 from cluster.fl.inprocess import round_loop
 from cluster.fl.selection import EpochSampler
 from cluster.fl.worker_pool import CorePool, TrainOutcome

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cluster.experiment import build
+from cluster.fl.experiment import build
 from cluster.fl.inprocess import round_loop
 from cluster.fl.scaffold import next_client_control, next_server_control
 from cluster.fl.strategies.scaffold import DEVICE_STATE_BUDGET_BYTES, check_device_state
-from cluster.models.click import ClickSpec
+from cluster.fl.families.click.model import ClickSpec
 from configs import ConfigError, load_config
 
 

@@ -13,7 +13,7 @@ from cluster.fl.cali3f import fastagg_item_deltas
 from cluster.fl.inprocess import evaluate_ncf, train_rounds
 from cluster.fl.worker_pool import CorePool
 from configs import ConfigError, load_config
-from cluster.experiment import build
+from cluster.fl.experiment import build
 
 
 def _cfg(tmp_path: Path, strategy: str, *extra: str, kind: str = "gmf", rounds: int = 4, workers: int = 1):

@@ -20,8 +20,8 @@ from cluster.fl.families.click.upload import (
 )
 from cluster.fl.families.click.worker import ClickWorkerCore
 from cluster.fl.server_core import FederatedServer, FleetView
-from cluster.models.click import ClickSpec, channel_masks
-from cluster.models.click_net import init_params
+from cluster.fl.families.click.model import ClickSpec, channel_masks
+from cluster.fl.families.click.net import init_params
 from cluster.storage import Storage
 from cluster.tiers.latency import TierTable
 from cluster.tiers.optimizations import TierPlan

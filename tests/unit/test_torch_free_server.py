@@ -33,7 +33,7 @@ def test_a_server_given_w0_unpickles_its_arguments_and_plans_rounds_without_torc
     process that then builds the server (Cali3F: K-means on metadata) and plans a round."""
     import pickle
 
-    from cluster.experiment import build
+    from cluster.fl.experiment import build
     from configs import load_config
 
     cfg = load_config("configs/demo.yaml", ["data.synthetic.n_users=120", "data.synthetic.n_items=100",

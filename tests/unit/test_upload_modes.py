@@ -15,9 +15,9 @@ from cluster.fl.families.ncf.training import train_local
 from cluster.fl.families.ncf.ops import NCFOps, sent_item_rows
 from cluster.fl.families.ncf.upload import compress_ncf_upload, widen_ncf_upload
 from cluster.fl.upload_rows import decoy_count, fill_decoys, sent_rows
-from cluster.models.click import ClickSpec
-from cluster.models.click_net import init_params
-from cluster.models.ncf import NCFSpec, init_users, initial_params
+from cluster.fl.families.click.model import ClickSpec
+from cluster.fl.families.click.net import init_params
+from cluster.fl.families.ncf.model import NCFSpec, init_users, initial_params
 from cluster.rng import stream
 from cluster.fl.types import ClientSettings
 from configs import ConfigError, load_config

@@ -10,7 +10,7 @@ from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.families.ncf.shard import ncf_shards
 from cluster.fl.shard import ClientShard, assign_workers
 from cluster.fl.families.ncf.worker import NCFWorkerCore
-from cluster.models.ncf import NCFSpec, init_global
+from cluster.fl.families.ncf.model import NCFSpec, init_global
 from cluster.storage import Storage, StorageError
 from cluster.world import build_world
 from configs import load_config

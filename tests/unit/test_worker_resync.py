@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cluster import checkpoint
-from cluster.experiment import build
+from cluster.fl.experiment import build
 from cluster.fl.inprocess import build_cores
 from cluster.fl.round_loop import RESYNC_ATTEMPTS, RoundLoop, WorkersLost
 from cluster.fl.server_core import FederatedServer

@@ -14,8 +14,8 @@ import numpy as np
 
 from cluster.fl.clock import RoundCosts
 from cluster.fl.strategies.base import ExtraPayload
-from cluster.models.click import ClickSpec
-from cluster.models.ncf import NCFSpec
+from cluster.fl.families.click.model import ClickSpec
+from cluster.fl.families.ncf.model import NCFSpec
 from cluster.tiers.optimizations import TierPlan
 
 

@@ -8,8 +8,8 @@ from cluster.fl.families.ncf.worker import NCFWorkerCore
 from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.shard import ClientShard
 from cluster.fl.worker_core import WorkerCore
-from cluster.models.click import ClickSpec
-from cluster.models.ncf import NCFSpec
+from cluster.fl.families.click.model import ClickSpec
+from cluster.fl.families.ncf.model import NCFSpec
 
 
 def worker_core(shard: ClientShard, spec: NCFSpec | ClickSpec, recipe: LocalRecipe, seed: int) -> WorkerCore:

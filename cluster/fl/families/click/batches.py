@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from cluster.arrays import ranges
-from cluster.data.click_features import ClickFeatures
+from cluster.fl.families.click.features import ClickFeatures
 from cluster.fl.fixed_batches import fixed_size_batches
 from cluster.fl.families.ncf.training import padded_length
-from cluster.models.click import ClickSpec
-from cluster.models.click_net import ClickBatch, forward
+from cluster.fl.families.click.model import ClickSpec
+from cluster.fl.families.click.net import ClickBatch, forward
 
 
 def padded_shape(

@@ -16,7 +16,7 @@ from cluster.fl.families.click.upload import dense_entries
 from cluster.fl.clock import RoundCosts
 from cluster.fl.families.base import NOTHING_EXTRA
 from cluster.fl.strategies.base import ExtraPayload
-from cluster.models.click import ClickSpec, channel_masks, initial_params, is_embedding
+from cluster.fl.families.click.model import ClickSpec, channel_masks, initial_params, is_embedding
 from cluster.tiers.optimizations import TierPlan
 from cluster.fl.types import ClientSettings, ClientUpdate
 from configs.fl_schema import TouchedUpload, UploadConfig

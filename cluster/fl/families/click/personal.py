@@ -18,12 +18,12 @@ from functools import partial
 import numpy as np
 import torch
 
-from cluster.data.click_features import ClickFeatures
+from cluster.fl.families.click.features import ClickFeatures
 from cluster.fl.families.click.batches import grouped_batches
 from cluster.fl.families.click.training import one_thread
 from cluster.fl.local_sgd import LocalRecipe, ParamGroups, Proximal, local_sgd
-from cluster.models.click import ClickSpec
-from cluster.models.click_net import ClickBatch, forward
+from cluster.fl.families.click.model import ClickSpec
+from cluster.fl.families.click.net import ClickBatch, forward
 
 
 def _with_personal(global_t: dict[str, torch.Tensor], personal: dict[str, torch.Tensor], n: int) -> dict:

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cluster.data.click_features import ClickFeatures, build_click_features, rows_by_user
+from cluster.fl.families.click.features import ClickFeatures, build_click_features, rows_by_user
 from cluster.fl.families.click.ops import ClickOps
 from cluster.fl.local_sgd import LocalRecipe
 from cluster.fl.strategies import recipe_settings
 from cluster.fl.families.click.upload import upload_size
-from cluster.models.click import ClickSpec
+from cluster.fl.families.click.model import ClickSpec
 from cluster.world import World
 from configs.schema import SimConfig
 

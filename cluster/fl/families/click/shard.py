@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from cluster.data.click_features import (
+from cluster.arrays import select_clients
+from cluster.fl.families.click.features import (
     ClickFeatures,
     ranges,
     rows_by_user,
-    select_clients,
 )
 from cluster.fl.families.click.setup import ClickSetup
 from cluster.fl.shard import ClientShard

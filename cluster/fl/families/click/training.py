@@ -25,12 +25,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from cluster.data.click_features import ClickFeatures
+from cluster.fl.families.click.features import ClickFeatures
 from cluster.fairness.ranking import pairwise_bits
 from cluster.fl.families.click.batches import grouped_batches
 from cluster.fl.local_sgd import LocalRecipe, ParamGroups, local_sgd
-from cluster.models.click import ClickSpec, channel_slices, is_embedding, narrow_params
-from cluster.models.click_net import forward
+from cluster.fl.families.click.model import ClickSpec, channel_slices, is_embedding, narrow_params
+from cluster.fl.families.click.net import forward
 from cluster.fl.types import ClientUpdate, channel_widths
 
 

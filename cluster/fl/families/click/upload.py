@@ -17,10 +17,10 @@ from typing import Optional
 import numpy as np
 
 from cluster.arrays import sorted_union, sorted_unique
-from cluster.data.click_features import ClickFeatures
+from cluster.fl.families.click.features import ClickFeatures
 from cluster.fl.compression import compress_values, is_neutral
 from cluster.fl.upload_rows import SentRows, fill_decoys, sent_row_count
-from cluster.models.click import EMBEDDING_PREFIX, ClickSpec, channel_masks
+from cluster.fl.families.click.model import EMBEDDING_PREFIX, ClickSpec, channel_masks
 from cluster.rng import stream
 from cluster.fl.types import ClientUpdate
 from configs.fl_schema import TouchedUpload, UploadConfig

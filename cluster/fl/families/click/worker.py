@@ -22,7 +22,7 @@ from cluster.fl.families.click.subsample import subsample_rows
 from cluster.fl.upload_rows import SentRows, sent_rows
 from cluster.fl.clustering import mean_item_rows
 from cluster.fl.worker_core import WorkerCore
-from cluster.models.click import ClickSpec, initial_params
+from cluster.fl.families.click.model import ClickSpec, initial_params
 from cluster.fl.types import ClientUpdate, ClientSettings, ClusterView
 from configs.fl_schema import UploadConfig
 

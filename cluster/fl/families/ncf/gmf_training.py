@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cluster.fl.local_sgd import LocalRecipe
-from cluster.models.ncf import NCFSpec
+from cluster.fl.families.ncf.model import NCFSpec
 
 
 def train_flat_gmf(

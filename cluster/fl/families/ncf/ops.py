@@ -18,7 +18,7 @@ from cluster.fl.families.base import NOTHING_EXTRA
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.upload_rows import decoy_count
 from cluster.fl.records import evaluation_summary
-from cluster.models.ncf import NCFSpec, channel_masks, initial_params
+from cluster.fl.families.ncf.model import NCFSpec, channel_masks, initial_params
 from cluster.tiers.optimizations import TierPlan
 from cluster.fl.types import ClientSettings, ClientUpdate
 from configs.fl_schema import TouchedUpload, UploadConfig

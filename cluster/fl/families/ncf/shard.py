@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from cluster.data.click_features import select_clients
+from cluster.arrays import select_clients
 from cluster.data.splits import LeaveOneOut
 from cluster.fl.shard import ClientShard
-from cluster.models.ncf import NCFSpec, init_users
+from cluster.fl.families.ncf.model import NCFSpec, init_users
 from cluster.tiers.population import Population
 
 

@@ -20,7 +20,7 @@ from cluster.fairness.ranking import positive_negative_bits
 from cluster.fl.fixed_batches import fixed_size_batches
 from cluster.fl.families.ncf.gmf_training import train_flat_gmf
 from cluster.fl.families.ncf.negatives import hashed_negatives
-from cluster.models.ncf import NCFSpec, batched_logits, channel_slices
+from cluster.fl.families.ncf.model import NCFSpec, batched_logits, channel_slices
 from cluster.fl.local_sgd import LocalRecipe, ParamGroups, Proximal, local_sgd
 from cluster.fl.types import ClientUpdate
 

@@ -22,7 +22,7 @@ from cluster.fl.families.ncf.upload import compress_ncf_upload, widen_ncf_upload
 from cluster.fl.types import ClientSettings, ClientUpdate, ClusterView
 from cluster.fl.shard import ClientShard
 from cluster.fl.worker_core import WorkerCore
-from cluster.models.ncf import NCFSpec, initial_params, retrieval_queries, score_candidates
+from cluster.fl.families.ncf.model import NCFSpec, initial_params, retrieval_queries, score_candidates
 
 EVAL_CHUNK = 4096
 # Train positives drawn and scored per block: a multiple of EVAL_CHUNK, so every scored chunk is

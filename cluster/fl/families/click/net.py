@@ -1,4 +1,4 @@
-"""The click models' tensor maths (see ``cluster/models/click.py`` for DLRM and DIN, the shapes
+"""The click models' tensor maths (see ``cluster/fl/families/click/model.py`` for DLRM and DIN, the shapes
 and channel slicing): initial parameters, the batch of padded per-client samples, and the
 batched forward pass with a leading client axis."""
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cluster.models.click import ClickSpec
+from cluster.fl.families.click.model import ClickSpec
 
 
 def init_params(spec: ClickSpec, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -22,8 +22,8 @@ from cluster.fl.server_core import FleetView
 from cluster.fl.families.click.shard import click_shards
 from cluster.fl.families.ncf.shard import ncf_shards
 from cluster.fl.shard import ClientShard, assign_workers
-from cluster.models.click import ClickSpec
-from cluster.models.ncf import NCFSpec
+from cluster.fl.families.click.model import ClickSpec
+from cluster.fl.families.ncf.model import NCFSpec
 from cluster.world import World, build_world
 from configs import ConfigError, SimConfig
 

@@ -131,11 +131,3 @@ def rows_by_user(features: ClickFeatures, rows: np.ndarray, n_users: int) -> tup
     indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(features.user[ordered], minlength=n_users), out=indptr[1:])
     return indptr, ordered
-
-
-def select_clients(indptr: np.ndarray, rows: np.ndarray, clients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The CSR (indptr (C + 1,), rows) of ``clients`` (C,) out of a by-user CSR."""
-    lengths = indptr[clients + 1] - indptr[clients]
-    sub_indptr = np.zeros(len(clients) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=sub_indptr[1:])
-    return sub_indptr, rows[ranges(indptr[clients], lengths)]

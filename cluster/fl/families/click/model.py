@@ -3,7 +3,7 @@ batched per-client maths: parameters are a ``dict[str, Tensor]`` whose entries c
 client axis ``(C, *shape)``, and :func:`forward` scores every client's own samples with its own
 copy, so one backward pass gives each client's gradient (a client's loss only touches its slice).
 
-Features (see ``cluster/data/click_features.py``): the user's categorical codes (gender, age
+Features (see ``cluster/fl/families/click/features.py``): the user's categorical codes (gender, age
 bucket, occupation, zip prefix), the user's click history, the item id and its genres, and two
 dense numbers. Embedding tables have dimension ``dim`` (16); the history shares the item table
 (DIN's goods embedding), so an item learns from being clicked and from being scored.
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cluster.data.click_features import DENSE_FEATURES, ClickFeatures
+from cluster.fl.families.click.features import DENSE_FEATURES, ClickFeatures
 
 KINDS = ("dlrm", "din")
 
@@ -163,7 +163,7 @@ def initial_params(spec: ClickSpec, seed: int) -> dict[str, np.ndarray]:
     """w⁰ of a run with ``seed``, as float32 arrays: what the server starts from."""
     import torch
 
-    from cluster.models.click_net import init_params
+    from cluster.fl.families.click.net import init_params
 
     generator = torch.Generator().manual_seed(seed)
     return {name: t.numpy().astype(np.float32) for name, t in init_params(spec, generator).items()}

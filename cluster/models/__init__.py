@@ -1,1 +1,0 @@
-"""Recommender models as batched per-client tensor maths."""
