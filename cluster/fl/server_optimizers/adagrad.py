@@ -27,3 +27,6 @@ class Adagrad:
 
     def load_state_dict(self, state: dict) -> None:
         self.accumulators = loaded(state)
+
+
+OPTIMIZER = Adagrad

@@ -37,3 +37,6 @@ class Adam:
 
     def load_state_dict(self, state: dict) -> None:
         self.first, self.second = loaded(state["m"]), loaded(state["v"])
+
+
+OPTIMIZER = Adam

@@ -1,4 +1,4 @@
-"""The contract every server optimizer keeps, and the registry from config kind to module.
+"""The contract every server optimizer keeps, and the array helpers their states share.
 
 An optimizer updates the global parameters in place from the averaged update Δ of each tensor the
 round moved; its state (moments, accumulators) is a tree of float32 arrays the aggregator's
@@ -24,21 +24,6 @@ class ServerOptimizer(Protocol):
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state_dict()``'s output."""
-
-
-def make_server_optimizer(config, lr: float) -> ServerOptimizer:
-    """The optimizer of ``config`` (an ``fl.server_optimizer`` model) with step size ``lr``."""
-    from cluster.fl.server_optimizers import adagrad, adam, momentum, sgd, yogi
-
-    build = {
-        "sgd": sgd.SGD,
-        "momentum": momentum.Momentum,
-        "adagrad": adagrad.Adagrad,
-        "adam": adam.Adam,
-        "yogi": yogi.Yogi,
-    }[config.kind]
-    settings = config.model_dump(exclude={"kind"})
-    return build(lr=lr, **settings)
 
 
 def copied(arrays: Arrays) -> Arrays:

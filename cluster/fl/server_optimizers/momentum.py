@@ -27,3 +27,6 @@ class Momentum:
 
     def load_state_dict(self, state: dict) -> None:
         self.velocity = loaded(state)
+
+
+OPTIMIZER = Momentum

@@ -20,3 +20,6 @@ class SGD:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+OPTIMIZER = SGD

@@ -15,3 +15,6 @@ class Yogi(Adam):
     def _second_moment(self, v: np.ndarray, update: np.ndarray) -> None:
         squared = update * update
         v -= np.float32(1 - self.beta2) * squared * np.sign(v - squared)
+
+
+OPTIMIZER = Yogi
