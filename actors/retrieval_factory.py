@@ -16,6 +16,7 @@ from actors.retrieval_shard import RetrievalShard
 from cluster.retrieval.catalog import Catalog
 from cluster.retrieval.partitions import partition_items
 from cluster.retrieval.policies import Policy
+from cluster.retrieval.shard_index import IndexSettings
 from cluster.storage import Storage
 from configs.schema import RetrievalConfig
 
@@ -59,13 +60,14 @@ def start_shards(
     """One shard actor per partition in ``partitions``; ``reuse``: take over actors of these names
     when they already exist (a second replica)."""
     shard_cls = ray.remote(RetrievalShard)
+    settings = IndexSettings(**cfg.shard_index_settings())
     return [
         shard_cls.options(
             name=f"{name_prefix}{shard_name(i)}",
             num_cpus=cfg.shard_num_cpus,
             max_restarts=SHARD_RESTARTS,
             get_if_exists=reuse,
-        ).remote(shard_name(i), partitions, n_groups, **cfg.shard_index_settings())
+        ).remote(shard_name(i), partitions, n_groups, settings)
         for i in range(cfg.n_shards)
     ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cluster.retrieval.partitions import Partition
-from cluster.retrieval.shard_index import FetchBy, Hits, IndexKind, ShardIndex
+from cluster.retrieval.shard_index import Hits, IndexSettings, ShardIndex
 from cluster.storage import Storage
 
 
@@ -14,45 +14,14 @@ class RetrievalShard:
     whichever node the shard restarts) and μ is pushed again by the dual-vector actor (or sent
     with the next query)."""
 
-    def __init__(
-        self,
-        name: str,
-        partitions: Storage,
-        n_groups: int,
-        kind: IndexKind = "flat",
-        nlist: int = 16,
-        nprobe: int = 4,
-        overfetch: int = 4,
-        *,
-        rq_m: int = 64,
-        train_size: int = 65_536,
-        hnsw_m: int = 32,
-        ef_construction: int = 80,
-        ef_search: int = 256,
-        fetch_by: FetchBy | None = None,
-    ):
-        """The index settings are ShardIndex's, as ``RetrievalConfig.shard_index_settings()`` gives them."""
+    def __init__(self, name: str, partitions: Storage, n_groups: int, settings: IndexSettings):
+        """``settings``: how the partition is indexed (``start_shards`` reads them from the retriever's config)."""
         import torch
 
         torch.set_num_threads(1)
         self.name = name
         partition = Partition.load(partitions, f"{name}.npz")
-        self.index = ShardIndex(
-            partition.item_ids,
-            partition.vectors,
-            partition.groups,
-            n_groups,
-            kind=kind,
-            nlist=nlist,
-            nprobe=nprobe,
-            overfetch=overfetch,
-            rq_m=rq_m,
-            train_size=train_size,
-            hnsw_m=hnsw_m,
-            ef_construction=ef_construction,
-            ef_search=ef_search,
-            fetch_by=fetch_by,
-        )
+        self.index = ShardIndex(partition.item_ids, partition.vectors, partition.groups, n_groups, settings)
         self.mu_version = -1  # any μ the dual-vector actor holds, version 0 included, is newer
 
     def ready(self) -> dict:

@@ -18,6 +18,7 @@ if __package__ in (None, ""):
 import resource
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -103,9 +104,21 @@ def on_ray(exp: Experiment, rounds: int) -> dict:
             "hr10": eval_round.get("hr10", float("nan"))}
 
 
-def speed_page(command: str, dataset: str, cfg, rounds: int, n_clients: int, baseline: dict, on_ray_rows: list[dict],
-               floor_s: float, driver_peak_mib: float) -> ResultsPage:
+@dataclass(frozen=True)
+class SpeedMeasurements:
+    """What the benchmark measured: the in-process ``baseline``, one result per Ray run
+    (``on_ray_rows``, each with its ``workers`` per tier), Ray's own cost per round over echo
+    workers (``floor_s``) and the driver's peak resident memory."""
+
+    baseline: dict
+    on_ray_rows: list[dict]
+    floor_s: float
+    driver_peak_mib: float
+
+
+def speed_page(command: str, dataset: str, cfg, rounds: int, n_clients: int, measured: SpeedMeasurements) -> ResultsPage:
     """The results page: both paths' speed, per-round phase costs, Ray's own floor, the goal's verdict."""
+    baseline, on_ray_rows, floor_s = measured.baseline, measured.on_ray_rows, measured.floor_s
     epoch = n_clients / cfg.fl.clients_per_round
     epochs = f"{cfg.fl.local_epochs} local epoch{'s' if cfg.fl.local_epochs != 1 else ''}"
     page = ResultsPage(
@@ -134,7 +147,7 @@ def speed_page(command: str, dataset: str, cfg, rounds: int, n_clients: int, bas
     lines.append(f"- Ray's own cost per round at this run's payload (the aggregator's worker pool over echo actors "
                  f"that answer with one real round's uploads and train nothing): {1e3 * floor_s:.1f} ms, "
                  f"{floor_s / baseline['round_s']:.2f}x the whole in-process round.")
-    lines.append(f"- Peak resident memory of the driver: {driver_peak_mib:,.0f} MiB.")
+    lines.append(f"- Peak resident memory of the driver: {measured.driver_peak_mib:,.0f} MiB.")
     lines.append(f"- One run, {seeds_phrase([cfg.seed])}: no confidence interval. Wall-clock timings move with "
                  "whatever else the machine runs, so compare ratios within one run, not across pages.")
     page.add("What the run shows", "\n".join(lines))
@@ -185,8 +198,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if started_ray:
         ray.shutdown()
     if args.report:
+        measured = SpeedMeasurements(baseline, on_ray_rows, floor_s, driver_peak_mib)
         write_page(speed_page(job_command(__file__, argv), dataset_title(base_exp.world.dataset.name), cfg, args.rounds,
-                              n_clients, baseline, on_ray_rows, floor_s, driver_peak_mib), args.report)
+                              n_clients, measured), args.report)
     return 0
 
 

@@ -39,6 +39,7 @@ if __package__ in (None, ""):
 import argparse
 import gc
 import time
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -238,20 +239,31 @@ def learn_mus(shard, catalog, sigma: float, args: argparse.Namespace) -> dict[fl
     return mus
 
 
-def measure_kind(kind: str, parts, queries: np.ndarray, mus: dict, exact: dict, args: argparse.Namespace,
-                 on_built=None, fetch_by: str | None = None) -> list[dict]:
-    """Build ``kind`` over every partition, then its recall against ``exact`` (filled in when
-    ``kind`` is flat), speed and memory: one row, or one per ``--nprobe`` for the IVF kinds (one
-    build). ``on_built(shards)`` runs right after the build. ``fetch_by="adjusted"`` rows are
+@dataclass(frozen=True)
+class Workload:
+    """What every kind is measured on: the queries, FairSync's learned μ per exposure share, and
+    flat's answers under each μ, the reference of the others' recall. Flat runs first and fills
+    both dicts (μ from its ``on_built``, its answers as it measures them)."""
+
+    queries: np.ndarray
+    mus: dict
+    exact: dict
+
+
+def measure_kind(kind: str, parts, workload: Workload, args: argparse.Namespace, on_built=None,
+                 fetch_by: str | None = None) -> list[dict]:
+    """Build ``kind`` over every partition, then its recall against ``workload.exact`` (filled in
+    when ``kind`` is flat), speed and memory: one row, or one per ``--nprobe`` for the IVF kinds
+    (one build). ``on_built(shards)`` runs right after the build. ``fetch_by="adjusted"`` rows are
     labelled ``<kind>/adj``."""
-    from cluster.retrieval.shard_index import ShardIndex
+    from cluster.retrieval.shard_index import IndexSettings, ShardIndex
 
     cfg = settings_for(kind, args, fetch_by)
     label = kind + {"adjusted": "/adj", "relevance": "/rel", "per_group": "/grp", None: ""}[fetch_by]
     gc.collect()
     started = time.perf_counter()
-    shards = [ShardIndex(p.item_ids, p.vectors, p.groups, args.groups, seed=args.seed, **cfg.shard_index_settings())
-              for p in parts]
+    settings = IndexSettings(**cfg.shard_index_settings())
+    shards = [ShardIndex(p.item_ids, p.vectors, p.groups, args.groups, settings, seed=args.seed) for p in parts]
     build_s = time.perf_counter() - started
     if on_built is not None:
         on_built(shards)
@@ -263,23 +275,23 @@ def measure_kind(kind: str, parts, queries: np.ndarray, mus: dict, exact: dict, 
                 shard.set_nprobe(nprobe)
             cfg = settings_for(kind, args, fetch_by, nprobe)
         name = label if len(sweep) == 1 else f"{label} np{nprobe}"
-        rows.append(measure_built(name, shards, cfg, build_s, queries, mus, exact, args))
+        rows.append(measure_built(name, shards, cfg, build_s, workload, args))
     return rows
 
 
-def measure_built(label: str, shards, cfg: RetrievalConfig, build_s: float, queries: np.ndarray, mus: dict,
-                  exact: dict, args: argparse.Namespace) -> dict:
+def measure_built(label: str, shards, cfg: RetrievalConfig, build_s: float, workload: Workload,
+                  args: argparse.Namespace) -> dict:
     from cluster.fairness.stats import ci95_half_width
 
     recalls, halves, qps = [], [], None
     for share in args.exposure_shares:
-        found, speed = sharded_search(shards, queries, mus[share], args.k, args.batch)
+        found, speed = sharded_search(shards, workload.queries, workload.mus[share], args.k, args.batch)
         qps = speed if qps is None else qps
-        exact.setdefault(share, found)
-        per_query = recall_per_query(found, exact[share])
+        workload.exact.setdefault(share, found)
+        per_query = recall_per_query(found, workload.exact[share])
         recalls.append(float(np.mean(per_query)))
         halves.append(ci95_half_width(per_query))
-    share = rescore_share(shards[0], queries, args.k, args.batch)
+    share = rescore_share(shards[0], workload.queries, args.k, args.batch)
     memory = [s.memory_bytes() for s in shards]
     row = {"kind": label, "build_s": build_s, "recall": recalls, "recall_ci95": halves, "qps": qps,
            "index_mb": np.mean([m["index"] for m in memory]) / 2**20,
@@ -317,13 +329,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return run_mu_sweep(args, command)
     load_at_start = load_line()
     catalog, parts, queries, sigma = draw_catalogue(args)
-    exact: dict = {}
     mus: dict = {}
+    workload = Workload(queries, mus, exact={})
     # flat first: its μ per share and its answers are every other kind's reference
     learn = lambda shards: mus.update(learn_mus(shards[0], catalog, sigma, args))  # noqa: E731
-    rows = measure_kind("flat", parts, queries, mus, exact, args, on_built=learn)
+    rows = measure_kind("flat", parts, workload, args, on_built=learn)
     rows += [row for kind in args.kinds[1:] for fetch_by in ways_for(kind, args.fetch_by)
-             for row in measure_kind(kind, parts, queries, mus, exact, args, fetch_by=fetch_by)]
+             for row in measure_kind(kind, parts, workload, args, fetch_by=fetch_by)]
     print_table(rows, args)
     if args.report:
         from jobs.lib.index_page import kinds_page
@@ -361,13 +373,14 @@ def run_mu_sweep(args: argparse.Namespace, command: str = "") -> int:
 def sweep_column(kind: str, fetch_by: str | None, world, points: list, args: argparse.Namespace) -> dict:
     """One kind and fetch way: built once, its recall at every μ point."""
     from cluster.retrieval.mu_sweep import build_shards, sweep_recall
+    from cluster.retrieval.shard_index import IndexSettings
 
     cfg = settings_for(kind, args, fetch_by)
     way = getattr(cfg.index, "fetch_by", None)
     default = way == getattr(settings_for(kind, args).index, "fetch_by", None)
     gc.collect()
     started = time.perf_counter()
-    shards = build_shards(world, args.shards, args.seed, **cfg.shard_index_settings())
+    shards = build_shards(world, args.shards, IndexSettings(**cfg.shard_index_settings()), args.seed)
     build_s = time.perf_counter() - started
     recalls = sweep_recall(shards, world, args.k, points)
     label = kind if way is None else f"{kind}/{way}"

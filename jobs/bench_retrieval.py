@@ -67,10 +67,10 @@ def raw_faiss(cfg: SimConfig, catalog, queries: np.ndarray, k: int, batches: Seq
     kind = r.index.kind
     if kind in ("ivf_rq", "hnsw"):
         # The same index over every item as one partition (its exact re-score included, μ = 0).
-        from cluster.retrieval.shard_index import ShardIndex
+        from cluster.retrieval.shard_index import IndexSettings, ShardIndex
 
         shard = ShardIndex(np.arange(len(catalog.item_ids)), catalog.item_vectors, catalog.item_groups,
-                           catalog.n_groups, **r.shard_index_settings())
+                           catalog.n_groups, IndexSettings(**r.shard_index_settings()))
         return {b: _timed(f"(a) one {kind} index, batch {b}", lambda q: shard.search(q, k), queries, b)
                 for b in batches}
     if kind == "ivf":
@@ -97,7 +97,7 @@ def approximate_recall(cfg: SimConfig, catalog, queries: np.ndarray, k: int) -> 
     """The shards' approximate index (over-fetch by relevance, exact re-score) against the exact
     flat search, both with a non-zero μ, per shard partition as the actors hold them: recall@K."""
     from cluster.retrieval.partitions import partition_items
-    from cluster.retrieval.shard_index import ShardIndex, merge_top_k
+    from cluster.retrieval.shard_index import IndexSettings, ShardIndex, merge_top_k
     from cluster.rng import stream
 
     r = cfg.retrieval
@@ -105,8 +105,9 @@ def approximate_recall(cfg: SimConfig, catalog, queries: np.ndarray, k: int) -> 
     parts = partition_items(np.arange(len(catalog.item_ids)), catalog.item_vectors, catalog.item_groups, r.n_shards,
                             stream(cfg.seed, "partition"))
     answers = {}
-    for kind, settings in (("flat", {"kind": "flat"}), (r.index.kind, r.shard_index_settings())):
-        shards = [ShardIndex(p.item_ids, p.vectors, p.groups, catalog.n_groups, **settings) for p in parts]
+    indexes = (("flat", IndexSettings(kind="flat")), (r.index.kind, IndexSettings(**r.shard_index_settings())))
+    for kind, settings in indexes:
+        shards = [ShardIndex(p.item_ids, p.vectors, p.groups, catalog.n_groups, settings) for p in parts]
         for shard in shards:
             shard.set_mu(mu)
         answers[kind] = merge_top_k([s.search(queries, k) for s in shards], k).items

@@ -32,12 +32,13 @@ from cluster.data.parquet_io import write_table_atomic
 from cluster.fairness.matrix import CELL_KEYS, REFERENCE, cell_measures, excess_gaps
 from configs import SimConfig
 from configs.presets import OPTIMIZATION_PRESETS
-from jobs.lib.ceag_report import ceag_markdown, ceag_page, plot_multipliers
+from jobs.lib.ceag_report import CEAGGrid, ceag_markdown, ceag_page, plot_multipliers
 from jobs.lib.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarded, first_paragraph
 from jobs.lib.grid import add_grid_arguments, cell, grid_folder, run_cells
 from jobs.lib.job_page import config_dataset_title, grid_setting, job_command, write_page
 from jobs.lib.outputs import write_text_atomic
 from jobs.lib.results_page import add_report_argument
+from jobs.lib.rf2_report import RunDescription
 from jobs.rf2_matrix import cell_config
 
 DEFAULT_OPTIMIZATIONS = ("exclude-lo", "channel-1:4:16", "prune-1:4:16", "quant-1:4:16")
@@ -188,10 +189,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(ceag_markdown(table, args.optimizations, args.epsilons, args.measure))
     print(f"wrote {out}")
     if args.report:
-        write_page(ceag_page(table, rounds, tiers, optimizations=args.optimizations, epsilons=args.epsilons,
-                             constrained=args.measure, proxy=args.proxy, dual_lr=args.dual_lr,
-                             buffer_size=args.buffer_size, command=job_command(__file__, argv), seeds=args.seeds,
-                             dataset=config_dataset_title(base), setting=grid_setting(base)), args.report)
+        grid = CEAGGrid(args.optimizations, args.epsilons, constrained=args.measure, proxy=args.proxy,
+                        dual_lr=args.dual_lr, buffer_size=args.buffer_size)
+        run = RunDescription(job_command(__file__, argv), args.seeds, config_dataset_title(base), grid_setting(base))
+        write_page(ceag_page(table, rounds, tiers, grid=grid, run=run), args.report)
     return 0
 
 

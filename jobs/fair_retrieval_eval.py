@@ -19,11 +19,13 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
 
-from cluster.retrieval.fairsync import exposure_satisfaction
+from cluster.retrieval.catalog import Catalog, RequestStream
+from cluster.retrieval.fairsync import ExposureTargets, exposure_satisfaction
 from cluster.retrieval.metrics import exposure_shortfall, list_metrics
 from cluster.retrieval.policies import configured, exposure_targets, make_policy
 from cluster.rng import stream as rng_stream
@@ -43,6 +45,17 @@ from jobs.lib.retrieval_report import recall_intervals
 
 # Each baseline with the batch it replays requests in: top-K never updates, so any batch serves it.
 BASELINES = ((TopKPolicy(), 64), (KNeighborPolicy(), 1), (MinRegularizerPolicy(), 1))
+
+
+@dataclass(frozen=True)
+class ReplayInputs:
+    """What every method is replayed over: the catalogue, the request stream, the exposure
+    targets its policy works towards, and K items per request."""
+
+    catalog: Catalog
+    requests: RequestStream
+    targets: ExposureTargets
+    k: int
 
 
 def methods(cfg: SimConfig, batch_sizes: list[int]) -> list[tuple[PolicyConfig, int]]:
@@ -68,9 +81,9 @@ def evaluate(cfg: SimConfig, catalog, requests, folder: Storage, batch_sizes: li
     rows, exposure_rows, shards, hits = [], [], [], []
     try:
         shards = start_shards(r, catalog.n_groups, folder / "shards", name_prefix="eval-")
+        inputs = ReplayInputs(catalog, requests, targets, r.k)
         for index, (policy, batch) in enumerate(methods(cfg, batch_sizes)):
-            result = _replay_method(policy, r.k, catalog, requests, targets, shards, folder / f"state-{index}",
-                                    f"eval{index}-", batch)
+            result = _replay_method(policy, batch, inputs, shards, folder / f"state-{index}", f"eval{index}-")
             rows.append(_row(policy.kind, batch, result, requests, targets))
             hits.append(_hits(result.served, requests.heldout))
             exposure_rows += _exposure_rows(policy.kind, batch, result, targets, catalog.group_names)
@@ -84,8 +97,10 @@ def evaluate(cfg: SimConfig, catalog, requests, folder: Storage, batch_sizes: li
     return rows, exposure_rows
 
 
-def _replay_method(policy: PolicyConfig, k: int, catalog, requests, targets, shards: list, state: Storage, prefix: str,
-                   batch: int):
+def _replay_method(policy: PolicyConfig, batch: int, inputs: ReplayInputs, shards: list, state: Storage, prefix: str):
+    """``policy`` replayed over ``inputs`` in batches of ``batch``, through ``shards`` (made to forget
+    the previous method's μ) and a dual-vector actor of its own, kept in ``state``, named with
+    ``prefix`` and killed afterwards."""
     import ray
 
     from actors.retrieval_coordinator import Coordinator
@@ -93,10 +108,11 @@ def _replay_method(policy: PolicyConfig, k: int, catalog, requests, targets, sha
     from jobs.lib.retrieval_replay import replay
 
     ray.get([s.forget_mu.remote() for s in shards])
-    dual = start_dual(make_policy(policy, targets, batch=batch), shards, state, name_prefix=prefix)
+    dual = start_dual(make_policy(policy, inputs.targets, batch=batch), shards, state, name_prefix=prefix)
     try:
         ray.get(dual.ready.remote())
-        return replay(Coordinator(shards, dual, catalog.item_groups), catalog, requests, k, batch)
+        coordinator = Coordinator(shards, dual, inputs.catalog.item_groups)
+        return replay(coordinator, inputs.catalog, inputs.requests, inputs.k, batch)
     finally:
         ray.kill(dual, no_restart=True)
 

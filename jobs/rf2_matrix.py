@@ -23,6 +23,7 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Optional
 
 import pandas as pd
@@ -37,7 +38,7 @@ from jobs.lib.cli import EXIT_BAD_INPUT, config_parser, load_or_exit, run_guarde
 from jobs.lib.grid import add_grid_arguments, cell, grid_folder, run_cells
 from jobs.lib.job_page import config_dataset_title, grid_setting, job_command, write_page
 from jobs.lib.results_page import add_report_argument
-from jobs.lib.rf2_report import matrix_markdown, matrix_page, plot_mdac, plot_tier_change
+from jobs.lib.rf2_report import RunDescription, matrix_markdown, matrix_page, plot_mdac, plot_tier_change
 
 MAPPINGS = ("random", "hetero-vlow", "hetero-low", "hetero-mid", "hetero-high", "hetero-vhigh")
 
@@ -54,15 +55,24 @@ def cfg_tiers(cfg: SimConfig) -> tuple[str, ...]:
     return tuple(p.name for p in cfg.tiers.profiles)
 
 
-def run_matrix(base: SimConfig, configurations: Sequence[str], mappings: Sequence[str], seeds: Sequence[int],
-               out: Storage, parallel: Optional[int], address: Optional[str], quiet: bool = False) -> pd.DataFrame:
+@dataclass(frozen=True)
+class MatrixAxes:
+    """The cells of the matrix: every configuration under every tier mapping, once per seed."""
+
+    configurations: Sequence[str]
+    mappings: Sequence[str]
+    seeds: Sequence[int]
+
+
+def run_matrix(base: SimConfig, axes: MatrixAxes, out: Storage, parallel: Optional[int], address: Optional[str],
+               quiet: bool = False) -> pd.DataFrame:
     from cluster.world import build_world
 
     build_world(base)  # fills the data cache once, and bad data fails here, before any task starts
     cells = []
-    for seed in seeds:
-        for mapping in mappings:
-            for configuration in configurations:
+    for seed in axes.seeds:
+        for mapping in axes.mappings:
+            for configuration in axes.configurations:
                 cfg = cell_config(base, mapping, configuration, seed)
                 cells.append(cell(cfg, configuration, out))
     rows, _ = run_cells(cells, parallel, address, quiet)
@@ -121,14 +131,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_BAD_INPUT
     configurations = ["none", *[c for c in args.configurations if c != "none"]]
     out = grid_folder(args, base, f"rf2-matrix-{base.model.kind}")
-    rows = run_matrix(base, configurations, args.mappings, args.seeds, out, args.parallel, args.address)
+    rows = run_matrix(base, MatrixAxes(configurations, args.mappings, args.seeds), out, args.parallel, args.address)
     measures = write_outputs(rows, cfg_tiers(base), out, args.plot_mapping)
     print(matrix_markdown(measures, cfg_tiers(base), args.plot_mapping))
     print(f"wrote {out}")
     if args.report:
-        write_page(matrix_page(measures, cfg_tiers(base), args.plot_mapping, command=job_command(__file__, argv),
-                               seeds=args.seeds, dataset=config_dataset_title(base), setting=grid_setting(base),
-                               strategy=base.fl.strategy.kind),
+        run = RunDescription(job_command(__file__, argv), args.seeds, config_dataset_title(base), grid_setting(base))
+        write_page(matrix_page(measures, cfg_tiers(base), args.plot_mapping, run=run, strategy=base.fl.strategy.kind),
                    args.report)
     return 0
 

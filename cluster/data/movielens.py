@@ -49,6 +49,33 @@ class _Format:
     loader: Callable[[Path], Dataset]
 
 
+@dataclass(frozen=True)
+class _RatingsFile:
+    """The parsed ratings (user, item, rating, timestamp columns) and the file they came from:
+    an error names the file and the line (``header``: whether line 1 is a header)."""
+
+    path: Path
+    columns: dict[str, np.ndarray]
+    header: bool
+
+
+@dataclass(frozen=True)
+class _UsersFile:
+    """Each user's demographic columns by original user id."""
+
+    path: Path
+    rows: dict[int, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class _ItemsFile:
+    """Each item's (title, genre indices) by original item id, and the genres those index."""
+
+    path: Path
+    rows: dict[int, tuple[str, list[int]]]
+    genre_names: list[str]
+
+
 def detect_format(folder: Path) -> str:
     """'ml-100k', 'ml-1m' or 'ml-csv', from the rating file found in ``folder``."""
     folder = Path(folder)
@@ -78,7 +105,7 @@ def _age_bucket(age: int) -> str:
 
 def _load_100k(folder: Path) -> Dataset:
     ratings_path = folder / "u.data"
-    ratings = read_ratings(ratings_path, "\t", header=False)
+    ratings = _RatingsFile(ratings_path, read_ratings(ratings_path, "\t", header=False), header=False)
     genre_names = _read_100k_genres(folder / "u.genre")
 
     users_path = folder / "u.user"
@@ -106,7 +133,9 @@ def _load_100k(folder: Path) -> Dataset:
         item_id = parse_int(items_path, line_no, "item id", fields[0])
         flags = [parse_int(items_path, line_no, f"genre {g}", v) for g, v in zip(genre_names, fields[5:])]
         item_rows[item_id] = (fields[1], [i for i, flag in enumerate(flags) if flag])
-    return _assemble("ml-100k", ratings_path, ratings, False, users_path, user_rows, items_path, item_rows, genre_names)
+    return _assemble(
+        "ml-100k", ratings, _UsersFile(users_path, user_rows), _ItemsFile(items_path, item_rows, genre_names)
+    )
 
 
 def _read_100k_genres(path: Path) -> list[str]:
@@ -125,7 +154,7 @@ def _read_100k_genres(path: Path) -> list[str]:
 # --------------------------------------------------------------------------- 1M
 def _load_1m(folder: Path) -> Dataset:
     ratings_path = folder / "ratings.dat"
-    ratings = read_ratings(ratings_path, "::", header=False)
+    ratings = _RatingsFile(ratings_path, read_ratings(ratings_path, "::", header=False), header=False)
     age_labels = dict(AGE_BUCKETS)
 
     users_path = folder / "users.dat"
@@ -143,17 +172,19 @@ def _load_1m(folder: Path) -> Dataset:
         }
     items_path = folder / "movies.dat"
     item_rows, genre_names = _read_titled_genres(items_path, "::", header=False, quoted=False)
-    return _assemble("ml-1m", ratings_path, ratings, False, users_path, user_rows, items_path, item_rows, genre_names)
+    return _assemble(
+        "ml-1m", ratings, _UsersFile(users_path, user_rows), _ItemsFile(items_path, item_rows, genre_names)
+    )
 
 
 # --------------------------------------------------------------------------- csv family
 def _load_csv(folder: Path) -> Dataset:
     ratings_path = folder / "ratings.csv"
-    ratings = read_ratings(ratings_path, ",", header=True)
+    ratings = _RatingsFile(ratings_path, read_ratings(ratings_path, ",", header=True), header=True)
     items_path = folder / "movies.csv"
     item_rows, genre_names = _read_titled_genres(items_path, ",", header=True, quoted=True)
     name = f"ml-csv:{folder.name}"
-    return _assemble(name, ratings_path, ratings, True, None, None, items_path, item_rows, genre_names)
+    return _assemble(name, ratings, None, _ItemsFile(items_path, item_rows, genre_names))
 
 
 def _read_titled_genres(
@@ -178,55 +209,46 @@ def _dense(raw_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return original.astype(np.int64), dense.astype(np.int32)
 
 
-def _check_known(
-    ids: np.ndarray, known: set[int], what: str, ratings_path: Path, header: bool, side_file: Path
-) -> None:
+def _check_known(ratings: _RatingsFile, what: str, known: set[int], side_file: Path) -> None:
+    """Every ``what`` ("user" or "item") id of the ratings is among ``known``, those ``side_file`` lists."""
+    ids = ratings.columns[what]
     known_arr = np.fromiter(known, dtype=np.int64, count=len(known))
     missing = np.flatnonzero(~np.isin(ids, known_arr))
     if len(missing):
         row = int(missing[0])
         raise DataFormatError(
-            ratings_path,
+            ratings.path,
             f"{what} id {ids[row]} is not listed in {side_file.name}",
-            line=data_line_number(ratings_path, row, header),
+            line=data_line_number(ratings.path, row, ratings.header),
         )
 
 
-def _assemble(
-    name: str,
-    ratings_path: Path,
-    ratings: dict[str, np.ndarray],
-    header: bool,
-    users_path: Optional[Path],
-    user_rows: Optional[dict[int, dict[str, str]]],
-    items_path: Path,
-    item_rows: dict[int, tuple[str, list[int]]],
-    genre_names: list[str],
-) -> Dataset:
-    if user_rows is not None and users_path is not None:
-        _check_known(ratings["user"], set(user_rows), "user", ratings_path, header, users_path)
-    _check_known(ratings["item"], set(item_rows), "item", ratings_path, header, items_path)
-    user_ids, users = _dense(ratings["user"])
-    item_ids, items = _dense(ratings["item"])
+def _assemble(name: str, ratings: _RatingsFile, users: Optional[_UsersFile], items: _ItemsFile) -> Dataset:
+    """The dataset, ids made dense; ``users`` None: the format has no user file (no user features)."""
+    if users is not None:
+        _check_known(ratings, "user", set(users.rows), users.path)
+    _check_known(ratings, "item", set(items.rows), items.path)
+    user_ids, dense_users = _dense(ratings.columns["user"])
+    item_ids, dense_items = _dense(ratings.columns["item"])
     interactions = Interactions(
-        users=users,
-        items=items,
-        ratings=ratings["rating"].astype(np.float32),
-        timestamps=ratings["timestamp"].astype(np.int64),
+        users=dense_users,
+        items=dense_items,
+        ratings=ratings.columns["rating"].astype(np.float32),
+        timestamps=ratings.columns["timestamp"].astype(np.int64),
         n_users=len(user_ids),
         n_items=len(item_ids),
     )
     user_features = CategoricalFeatures()
-    if user_rows:
-        columns = list(next(iter(user_rows.values())))
-        user_features = _categorical([[user_rows[int(u)][c] for u in user_ids] for c in columns], columns)
+    if users is not None and users.rows:
+        columns = list(next(iter(users.rows.values())))
+        user_features = _categorical([[users.rows[int(u)][c] for u in user_ids] for c in columns], columns)
     return Dataset(
         name=name,
         interactions=interactions,
         user_ids=user_ids,
         item_ids=item_ids,
         user_features=user_features,
-        item_features=_item_features(item_ids, item_rows, genre_names),
+        item_features=_item_features(item_ids, items.rows, items.genre_names),
     )
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from cluster.fl.selection import RoundPlan
 from cluster.rng import stream
-from cluster.tiers.latency import TierTable, sample_round_latency
+from cluster.tiers.latency import RoundWork, TierTable, sample_round_latency
 
 
 @dataclass(frozen=True)
@@ -51,16 +51,14 @@ class VirtualClock:
         self.sim_time_s = 0.0
 
     def plan(self, round_index: int, selected: np.ndarray, tiers: np.ndarray, costs: RoundCosts) -> RoundPlan:
-        latency = sample_round_latency(
-            self.tiers,
-            tiers,
+        work = RoundWork(
             costs.work_samples,
             model_bytes=costs.download_bytes,
             upload_bytes=costs.upload_bytes,
-            rng=stream(self.seed, "latency", round_index),
             local_epochs=self.local_epochs,
             compute_fraction=costs.compute_fraction,
         )
+        latency = sample_round_latency(self.tiers, tiers, work, rng=stream(self.seed, "latency", round_index))
         kept = keep_fastest(latency.total_s, self.n_keep, self.deadline_s)
         return RoundPlan(round_index, selected, latency.total_s, kept, costs.upload_bytes)
 

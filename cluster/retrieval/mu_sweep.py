@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cluster.retrieval.shard_index import ShardIndex, merge_top_k
+from cluster.retrieval.shard_index import IndexSettings, ShardIndex, merge_top_k
 
 # The low group's lift, in σ (the spread of all query-item scores): from none to far past the
 # point where its items fill the whole top-K.
@@ -75,12 +75,11 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / exact.shape[1] for a, b in zip(found, exact)]))
 
 
-def build_shards(world: SweepWorld, n_shards: int, seed: int = 0, **settings) -> list[ShardIndex]:
+def build_shards(world: SweepWorld, n_shards: int, settings: IndexSettings, seed: int = 0) -> list[ShardIndex]:
     """ShardIndex over a random near-equal split of the items, as the retriever splits them."""
     parts = np.array_split(np.random.default_rng(seed).permutation(len(world.vectors)), n_shards)
     return [
-        ShardIndex(rows, world.vectors[rows], world.groups[rows], world.n_groups, seed=seed, **settings)
-        for rows in parts
+        ShardIndex(rows, world.vectors[rows], world.groups[rows], world.n_groups, settings, seed=seed) for rows in parts
     ]
 
 

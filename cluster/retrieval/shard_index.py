@@ -79,6 +79,28 @@ class Hits:
     adjusted: np.ndarray
 
 
+@dataclass(frozen=True)
+class IndexSettings:
+    """How a shard indexes its partition: the kind, and the settings of that kind (the others
+    are not read). ``IndexSettings(**RetrievalConfig.shard_index_settings())`` is the config's.
+
+    - ivf, ivf_rq: ``nlist``, ``nprobe``, ``overfetch``; ivf_rq also ``rq_m``, ``train_size``.
+    - hnsw: ``hnsw_m``, ``ef_construction``, ``ef_search``, ``overfetch``.
+    - ``fetch_by``: how an approximate kind fetches its candidates (None: the kind's default).
+    """
+
+    kind: IndexKind = "flat"
+    nlist: int = 16
+    nprobe: int = 4
+    overfetch: int = 4
+    rq_m: int = 64
+    train_size: int = 65_536
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 256
+    fetch_by: FetchBy | None = None
+
+
 class ShardIndex:
     def __init__(
         self,
@@ -86,20 +108,13 @@ class ShardIndex:
         vectors: np.ndarray,
         groups: np.ndarray,
         n_groups: int,
-        kind: IndexKind = "flat",
-        nlist: int = 16,
-        nprobe: int = 4,
-        overfetch: int = 4,
+        settings: IndexSettings = IndexSettings(),
         *,
-        rq_m: int = 64,
-        train_size: int = 65_536,
-        hnsw_m: int = 32,
-        ef_construction: int = 80,
-        ef_search: int = 256,
         seed: int = 0,
-        fetch_by: FetchBy | None = None,
     ):
+        """``seed``: of per_group's k-means and of ivf_rq's training sample."""
         faiss.omp_set_num_threads(1)  # many shard actors share the machine's cores
+        kind = settings.kind
         if kind not in INDEX_KINDS:
             raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
         self.item_ids = np.asarray(item_ids, dtype=np.int64)
@@ -108,16 +123,16 @@ class ShardIndex:
         self.mu = np.zeros(n_groups, dtype=np.float32)
         self.dim = vectors.shape[1]
         # flat ranks by s − μ exactly already; the group columns are for the approximate kinds.
-        self.fetch_by = _fetch_way(kind, fetch_by)
+        self.fetch_by = _fetch_way(kind, settings.fetch_by)
         vectors_in, self.group_scale = vectors, 0.0
         if self.fetch_by == "adjusted":
             vectors_in, self.group_scale = _with_group_columns(vectors, self.groups, n_groups, _rms_norm(vectors))
         centroids = None
         if self.fetch_by == "per_group":
-            centroids, self.group_scale = _group_centroids(vectors, self.groups, n_groups, nlist, seed)
+            centroids, self.group_scale = _group_centroids(vectors, self.groups, n_groups, settings.nlist, seed)
             vectors_in, _ = _with_group_columns(vectors, self.groups, n_groups, self.group_scale)
         self.kind = kind
-        self.overfetch = overfetch
+        self.overfetch = settings.overfetch
         self.min_candidates = 0  # hnsw: its search beam
         # flat: IndexFlatIP; hnsw: IndexHNSWFlat; ivf, ivf_rq: an IndexIVF (found by extract_index_ivf)
         self.index: faiss.Index
@@ -126,9 +141,9 @@ class ShardIndex:
         if kind == "flat":
             self._build_flat(vectors)
         elif kind == "hnsw":
-            self._build_hnsw(vectors_in, hnsw_m, ef_construction, ef_search)
+            self._build_hnsw(vectors_in, settings)
         else:
-            self._build_ivf(vectors_in, kind, nlist, nprobe, rq_m, train_size, seed, centroids)
+            self._build_ivf(vectors_in, settings, seed, centroids)
             self.vectors = vectors
 
     def _build_flat(self, vectors: np.ndarray) -> None:
@@ -137,33 +152,25 @@ class ShardIndex:
         self.index.add(np.hstack([vectors, np.zeros((n, 1), dtype=np.float32)]))
         self.vectors = self._stored()[:, :dim]
 
-    def _build_hnsw(self, vectors: np.ndarray, hnsw_m: int, ef_construction: int, ef_search: int) -> None:
+    def _build_hnsw(self, vectors: np.ndarray, settings: IndexSettings) -> None:
         n, dim = vectors.shape
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = ef_construction
-        index.hnsw.efSearch = ef_search
+        index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = settings.ef_construction
+        index.hnsw.efSearch = settings.ef_search
         index.add(vectors)
         self.index = index
-        self.min_candidates = ef_search
+        self.min_candidates = settings.ef_search
         storage = faiss.downcast_index(index.storage)
         # downcast_index is typed as returning the base Index; an HNSWFlat stores its rows in an IndexFlat.
         assert isinstance(storage, faiss.IndexFlat), f"HNSWFlat storage is {type(storage).__name__}"
         self.vectors = faiss.rev_swig_ptr(storage.get_xb(), n * dim).reshape(n, dim)[:, : self.dim]
 
     def _build_ivf(
-        self,
-        vectors: np.ndarray,
-        kind: str,
-        nlist: int,
-        nprobe: int,
-        rq_m: int,
-        train_size: int,
-        seed: int,
-        centroids: np.ndarray | None = None,
+        self, vectors: np.ndarray, settings: IndexSettings, seed: int, centroids: np.ndarray | None = None
     ) -> None:
         """``centroids``: the lists, given (per_group); None: FAISS's own k-means makes them."""
         n, dim = vectors.shape
-        asked, nlist = nlist, len(centroids) if centroids is not None else min(nlist, n)
+        asked, nlist = settings.nlist, len(centroids) if centroids is not None else min(settings.nlist, n)
         # FAISS assigns items to lists through the quantizer (when adding, and for the residuals
         # it trains codebooks on). Given centroids, that is by L2 while building: the k-means
         # partition, each item in its own group's nearest list. By inner product the largest
@@ -171,8 +178,8 @@ class ShardIndex:
         self._quantizer = faiss.IndexFlatL2(dim) if centroids is not None else faiss.IndexFlatIP(dim)
         if centroids is not None:
             self._quantizer.add(centroids)
-        if kind == "ivf_rq" and n >= RQ_MIN_ITEMS:
-            self.index = faiss.index_factory(dim, f"IVF{nlist},RQ{rq_m}x4fs", faiss.METRIC_INNER_PRODUCT)
+        if settings.kind == "ivf_rq" and n >= RQ_MIN_ITEMS:
+            self.index = faiss.index_factory(dim, f"IVF{nlist},RQ{settings.rq_m}x4fs", faiss.METRIC_INNER_PRODUCT)
             # index_factory is typed as returning the base Index; FAISS returns the built class, an IVF one.
             assert isinstance(self.index, faiss.IndexIVF), f"IVF factory built {type(self.index).__name__}"
             if centroids is not None:
@@ -181,6 +188,7 @@ class ShardIndex:
                 # −μ_g) plus the code's
                 self.index.by_residual = True
             # RQ training encodes every sample with a beam search, stage by stage: bound it
+            train_size = settings.train_size
             rows = np.random.default_rng(seed).choice(n, train_size, replace=False) if n > train_size else None
             self.index.train(vectors if rows is None else vectors[np.sort(rows)])
         else:
@@ -194,7 +202,7 @@ class ShardIndex:
             self._quantizer.add(centroids)
             replace_ivf_quantizer(self.index, self._quantizer)
         self._nlist_asked = min(asked, n)
-        self.set_nprobe(nprobe)
+        self.set_nprobe(settings.nprobe)
 
     def set_nprobe(self, nprobe: int) -> None:
         """Lists scanned per query from now on (IVF kinds): a benchmark sweeps it on one build.

@@ -73,29 +73,34 @@ def _draw(mean: np.ndarray, std: np.ndarray, floor_fraction: float, rng: np.rand
     return np.maximum(rng.normal(mean, std), floor_fraction * mean)
 
 
+@dataclass(frozen=True)
+class RoundWork:
+    """What each client does in one round: ``n_samples`` (n,) training samples, ``local_epochs``
+    passes over them, ``model_bytes`` downloaded and ``upload_bytes`` uploaded (per client, or one
+    value for all; upload already after compression). ``model_fraction`` scales both the work and
+    the model a client receives, e.g. the share of parameters a narrower (channel-pruned) model
+    keeps; ``compute_fraction``, when given, scales the work instead (a narrow model's FLOPs
+    shrink faster than its bytes: embeddings stay whole)."""
+
+    n_samples: np.ndarray
+    model_bytes: np.ndarray | float
+    upload_bytes: np.ndarray | float
+    local_epochs: int = 1
+    model_fraction: np.ndarray | float = 1.0
+    compute_fraction: np.ndarray | float | None = None
+
+
 def sample_round_latency(
-    table: TierTable,
-    tiers: np.ndarray,
-    n_samples: np.ndarray,
-    model_bytes: np.ndarray | float,
-    upload_bytes: np.ndarray | float,
-    rng: np.random.Generator,
-    local_epochs: int = 1,
-    model_fraction: np.ndarray | float = 1.0,
-    compute_fraction: np.ndarray | float | None = None,
+    table: TierTable, tiers: np.ndarray, work: RoundWork, rng: np.random.Generator
 ) -> LatencyBreakdown:
-    """Round latency of clients ``tiers`` (n,) with ``n_samples`` (n,) training samples each.
+    """Round latency of clients ``tiers`` (n,) doing ``work``.
 
-    compute  = samples · epochs · (s per sample) · model_fraction
+    compute  = samples · epochs · (s per sample) · model_fraction (or compute_fraction)
     download = model_bytes · model_fraction / download bandwidth
-    upload   = upload_bytes / upload bandwidth      (upload_bytes already after compression)
-
-    ``model_fraction`` scales both the work and the model a client receives, e.g. the share of
-    parameters a narrower (channel-pruned) model keeps; ``compute_fraction``, when given, scales
-    the work instead (a narrow model's FLOPs shrink faster than its bytes: embeddings stay whole).
+    upload   = upload_bytes / upload bandwidth
     """
     tiers = np.asarray(tiers)
-    n_samples = np.asarray(n_samples, dtype=np.float64)
+    n_samples = np.asarray(work.n_samples, dtype=np.float64)
     if tiers.shape != n_samples.shape:
         raise ValueError(f"tiers {tiers.shape} and n_samples {n_samples.shape} must have the same shape")
     if len(tiers) and (tiers.min() < 0 or tiers.max() >= table.n_tiers):
@@ -104,14 +109,13 @@ def sample_round_latency(
     per_sample = _draw(table.compute_mean[tiers], table.compute_std[tiers], floor, rng)
     down_mbps = _draw(table.download_mean[tiers], table.download_std[tiers], floor, rng)
     up_mbps = _draw(table.upload_mean[tiers], table.upload_std[tiers], floor, rng)
-    fraction = np.broadcast_to(np.asarray(model_fraction, dtype=np.float64), tiers.shape)
-    work = (
-        fraction if compute_fraction is None else np.broadcast_to(np.asarray(compute_fraction, np.float64), tiers.shape)
-    )
-    upload = np.broadcast_to(np.asarray(upload_bytes, dtype=np.float64), tiers.shape)
-    download = np.broadcast_to(np.asarray(model_bytes, dtype=np.float64), tiers.shape)
+    fraction = np.broadcast_to(np.asarray(work.model_fraction, dtype=np.float64), tiers.shape)
+    computed = work.model_fraction if work.compute_fraction is None else work.compute_fraction
+    work_share = np.broadcast_to(np.asarray(computed, dtype=np.float64), tiers.shape)
+    upload = np.broadcast_to(np.asarray(work.upload_bytes, dtype=np.float64), tiers.shape)
+    download = np.broadcast_to(np.asarray(work.model_bytes, dtype=np.float64), tiers.shape)
     return LatencyBreakdown(
-        compute_s=n_samples * local_epochs * per_sample * work,
+        compute_s=n_samples * work.local_epochs * per_sample * work_share,
         download_s=download * fraction * _BITS_PER_BYTE / (down_mbps * _BITS_PER_MEGABIT),
         upload_s=upload * _BITS_PER_BYTE / (up_mbps * _BITS_PER_MEGABIT),
     )

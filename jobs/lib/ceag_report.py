@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from cluster.fairness.stats import ci95_half_width
 from cluster.storage import Storage
 from jobs.lib.plotting import pyplot, save_figure
+from jobs.lib.rf2_report import RunDescription
 
 
 def _pct(value: float) -> str:
@@ -144,24 +148,38 @@ def ceag_against_alone_markdown(diffs: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ceag_page(table: pd.DataFrame, rounds: pd.DataFrame, tiers: tuple[str, ...], *, optimizations, epsilons,
-              constrained: str, proxy: str, dual_lr: float, buffer_size: int, command: str, seeds, dataset: str,
-              setting: str) -> "ResultsPage":
+@dataclass(frozen=True)
+class CEAGGrid:
+    """What the comparison ran: each of ``optimizations`` alone and with CEAG at each of
+    ``epsilons``, CEAG bounding the ``constrained`` measure (accuracy or pairwise) through
+    ``proxy``, with dual step ``dual_lr`` and a replay buffer of ``buffer_size`` per tier."""
+
+    optimizations: Sequence[str]
+    epsilons: Sequence[float]
+    constrained: str
+    proxy: str
+    dual_lr: float
+    buffer_size: int
+
+
+def ceag_page(table: pd.DataFrame, rounds: pd.DataFrame, tiers: tuple[str, ...], *, grid: CEAGGrid,
+              run: RunDescription) -> "ResultsPage":
     """The comparison's results page: the reference runs, the per-mapping tables, each CEAG cell
     against the same optimization alone (paired by seed), and the multipliers' trajectories."""
     from jobs.lib.job_page import spread_note
     from jobs.lib.results_page import ResultsPage
 
     model = table["model"].iloc[0].upper()
-    bound = {"accuracy": "on accuracy", "pairwise": "on pairwise ranking"}[constrained]
-    proxied = ", pairwise logistic proxy" if proxy == "pairwise_logistic" else ""
+    bound = {"accuracy": "on accuracy", "pairwise": "on pairwise ranking"}[grid.constrained]
+    proxied = ", pairwise logistic proxy" if grid.proxy == "pairwise_logistic" else ""
     page = ResultsPage(
-        title=f"CEAG {bound}{proxied} against the tier-aware optimizations: {model} on {dataset}",
-        command=command, seeds=list(seeds),
+        title=f"CEAG {bound}{proxied} against the tier-aware optimizations: {model} on {run.dataset}",
+        command=run.command, seeds=list(run.seeds),
         intro=(f"Each optimization without and with CEAG's constraints (ψ_t ≤ ε per tier, ε ∈ "
-               f"{{{', '.join(f'{e:g}' for e in epsilons)}}}, η_λ {dual_lr:g}, replay buffer {buffer_size:,} per tier), "
-               f"against the unoptimized run of the same mapping and seed. ψ is the {PSI_NAMES[constrained]}; MDAC "
-               f"is on AUC, RF²'s measure. {setting} {spread_note(list(seeds))}"))
+               f"{{{', '.join(f'{e:g}' for e in grid.epsilons)}}}, η_λ {grid.dual_lr:g}, replay buffer "
+               f"{grid.buffer_size:,} per tier), against the unoptimized run of the same mapping and seed. ψ is the "
+               f"{PSI_NAMES[grid.constrained]}; MDAC is on AUC, RF²'s measure. {run.setting} "
+               f"{spread_note(list(run.seeds))}"))
     reference = table[table["configuration"] == "none"].groupby("mapping", sort=False)
     lines = []
     for mapping, part in reference:
@@ -169,9 +187,10 @@ def ceag_page(table: pd.DataFrame, rounds: pd.DataFrame, tiers: tuple[str, ...],
         auc_text = f"{auc:.4f} ± {auc_half:.4f}" if auc_half == auc_half else f"{auc:.4f}"
         lines.append(f"- {mapping}: held-out AUC {auc_text}, {part['sim_time_s'].mean():,.0f} simulated s.")
     page.add("Without an optimization", "\n".join(lines) or "No reference cell.")
-    page.add("Each optimization without and with CEAG", ceag_markdown(table, optimizations, epsilons, constrained))
+    page.add("Each optimization without and with CEAG",
+             ceag_markdown(table, grid.optimizations, grid.epsilons, grid.constrained))
     page.add("CEAG against the same optimization alone, paired by seed",
-             ceag_against_alone_markdown(ceag_against_alone(table, optimizations, epsilons)))
+             ceag_against_alone_markdown(ceag_against_alone(table, grid.optimizations, grid.epsilons)))
     first = int(rounds["seed"].min()) if len(rounds) else 0
     page.add_plot("multipliers.png", f"λ_t per round of every CEAG cell (seed {first}): a colour per tier, a line "
                                      "style per ε", lambda target: plot_multipliers(rounds, tiers, target))

@@ -2,10 +2,13 @@
 kind's default settings must hold it at every point, from no lift to a low-scoring group lifted
 past all others, and under a constant shift of every μ."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from cluster.retrieval.mu_sweep import build_shards, mu_sweep, skewed_world, sweep_recall
+from cluster.retrieval.shard_index import IndexSettings
 from configs.schema import RetrievalConfig
 
 # 2,000 items x 16 over 4 clustered groups (the last scored low by every user), 128 queries, the
@@ -23,10 +26,10 @@ def world():
     return skewed_world(n_items=2000, dim=16, n_groups=4, n_queries=128, seed=0)
 
 
-def _default_settings(kind: str, **index) -> dict:
-    settings = RetrievalConfig(index={"kind": kind, **index}).shard_index_settings()
+def _default_settings(kind: str, **index) -> IndexSettings:
+    settings = IndexSettings(**RetrievalConfig(index={"kind": kind, **index}).shard_index_settings())
     if kind == "ivf_rq":
-        settings["rq_m"] = 8  # 4 bytes for 16 floats; the default 64 codebooks take seconds to train
+        settings = replace(settings, rq_m=8)  # 4 bytes for 16 floats; the default 64 codebooks take seconds to train
     return settings
 
 
@@ -39,14 +42,14 @@ def test_the_sweep_lifts_the_low_group_into_the_top_k_and_shifts_every_mu(world)
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_default_settings_keep_recall_over_the_mu_sweep(kind, world):
-    recalls = sweep_recall(build_shards(world, 2, **_default_settings(kind)), world, 10)
+    recalls = sweep_recall(build_shards(world, 2, _default_settings(kind)), world, 10)
     assert min(recalls) >= THRESHOLD, dict(zip((label for label, _ in mu_sweep(world)), np.round(recalls, 3)))
 
 
 @pytest.mark.parametrize("fetch_by", ["adjusted", "relevance"])
 def test_the_sweep_catches_a_fetch_whose_recall_depends_on_mu(fetch_by, world):
     """The threshold above means something: the other ways fall below it somewhere on the sweep."""
-    recalls = sweep_recall(build_shards(world, 2, **_default_settings("ivf", fetch_by=fetch_by)), world, 10)
+    recalls = sweep_recall(build_shards(world, 2, _default_settings("ivf", fetch_by=fetch_by)), world, 10)
     assert min(recalls) < THRESHOLD
 
 

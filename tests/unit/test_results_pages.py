@@ -80,12 +80,13 @@ def test_ceag_table_says_why_psi_is_zero_and_keeps_tiny_values_visible():
 
 def test_ceag_page_has_intervals_on_every_measure_and_pairs_ceag_with_its_optimization(tmp_path: Path):
     from jobs.ceag_compare import measure
-    from jobs.lib.ceag_report import ceag_page
+    from jobs.lib.ceag_report import CEAGGrid, ceag_page
+    from jobs.lib.rf2_report import RunDescription
 
     table = measure(_ceag_rows(), TIERS, "accuracy")
-    page = ceag_page(table, _ceag_rounds(), TIERS, optimizations=["prune-1:4:16"], epsilons=[0.01],
-                     constrained="accuracy", proxy="loss", dual_lr=2.0, buffer_size=2000, command="python jobs/x.py",
-                     seeds=[0, 1, 2], dataset="MovieLens 100K", setting="Every cell: 60 rounds.")
+    grid = CEAGGrid(["prune-1:4:16"], [0.01], constrained="accuracy", proxy="loss", dual_lr=2.0, buffer_size=2000)
+    run = RunDescription("python jobs/x.py", seeds=[0, 1, 2], dataset="MovieLens 100K", setting="Every cell: 60 rounds.")
+    page = ceag_page(table, _ceag_rounds(), TIERS, grid=grid, run=run)
     text, assets = _written(page, tmp_path)
     assert text.startswith("# CEAG on accuracy against the tier-aware optimizations: DLRM on MovieLens 100K")
     assert "Mean over 3 seeds (0, 1, 2)" in text and "mean ± 95 % CI over 3 seeds" in text
@@ -124,10 +125,11 @@ def _matrix(seeds=(0, 1, 2)) -> pd.DataFrame:
 
 
 def test_matrix_page_names_the_model_and_carries_intervals_and_both_figures(tmp_path: Path):
-    from jobs.lib.rf2_report import matrix_page
+    from jobs.lib.rf2_report import RunDescription, matrix_page
 
-    page = matrix_page(_matrix(), TIERS, "hetero-vhigh", command="python jobs/rf2_matrix.py --set model.kind=din",
-                       seeds=[0, 1, 2], dataset="MovieLens 100K", setting="Every cell: 60 rounds.")
+    run = RunDescription("python jobs/rf2_matrix.py --set model.kind=din", seeds=[0, 1, 2], dataset="MovieLens 100K",
+                         setting="Every cell: 60 rounds.")
+    page = matrix_page(_matrix(), TIERS, "hetero-vhigh", run=run)
     text, assets = _written(page, tmp_path)
     assert text.startswith("# RF²'s matrix: DIN on MovieLens 100K")
     mdac = next(line for line in text.splitlines() if line.startswith("| exclude-lo | ") and "%" in line)
@@ -140,12 +142,12 @@ def test_matrix_page_names_the_model_and_carries_intervals_and_both_figures(tmp_
 
 
 def test_matrix_title_names_a_strategy_and_a_lone_mapping():
-    from jobs.lib.rf2_report import matrix_page
+    from jobs.lib.rf2_report import RunDescription, matrix_page
 
     measures = _matrix()
     measures = measures[measures["mapping"] == "hetero-vhigh"]
-    page = matrix_page(measures, TIERS, "hetero-vhigh", command="c", seeds=[0, 1, 2], dataset="MovieLens 100K",
-                       setting="", strategy="ditto")
+    run = RunDescription("c", seeds=[0, 1, 2], dataset="MovieLens 100K", setting="")
+    page = matrix_page(measures, TIERS, "hetero-vhigh", run=run, strategy="ditto")
     assert page.title == "RF²'s matrix: DIN with Ditto on MovieLens 100K, hetero-vhigh"
 
 
@@ -160,14 +162,15 @@ def test_matrix_findings_say_one_seed_plainly():
 
 def test_fl_speed_page_gives_the_ratio_and_the_goal_verdict():
     from configs import load_config
-    from jobs.bench_fl import speed_page
+    from jobs.bench_fl import SpeedMeasurements, speed_page
 
     cfg = load_config("configs/demo.yaml", ["fl.clients_per_round=100"])
     phases = {"plan_s": 0.001, "train_s": 0.05, "aggregate_s": 0.007}
     baseline = {"updates_per_s": 1000.0, "round_s": 0.1, "phases": phases}
     ray = [{"workers": 1, "updates_per_s": 770.0, "round_s": 0.13, "phases": phases, "eval_round_s": 0.1},
            {"workers": 2, "updates_per_s": 1100.0, "round_s": 0.09, "phases": phases, "eval_round_s": 0.1}]
-    text = speed_page("python jobs/bench_fl.py", "MovieLens 100K", cfg, 40, 943, baseline, ray, 0.021, 490.0).markdown("x")
+    measured = SpeedMeasurements(baseline, ray, floor_s=0.021, driver_peak_mib=490.0)
+    text = speed_page("python jobs/bench_fl.py", "MovieLens 100K", cfg, 40, 943, measured).markdown("x")
     assert text.startswith("# FL engine speed: GMF on MovieLens 100K, 100 clients per round, 1 local epoch")
     assert "| Ray, 1 worker(s) per tier | 770 | 0.130 | 1.23 | 0.77x | 1.0 | 50.0 | 7.0 | 0.10 |" in text
     assert "1 worker(s) per tier runs at 0.77x the in-process path: the goal (at least 1.00x) is not met" in text

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from cluster.retrieval.shard_index import ShardIndex, lists_per_group, merge_top_k
+from cluster.retrieval.shard_index import IndexSettings, ShardIndex, lists_per_group, merge_top_k
 from configs import ConfigError, load_config
 from configs.schema import RetrievalConfig
 
@@ -23,7 +23,8 @@ def _brute_force(vectors, groups, queries, mu, k):
 
 def _shards(vectors, groups, n_shards, kind="flat", **kw):
     parts = np.array_split(np.random.default_rng(1).permutation(len(vectors)), n_shards)
-    return [ShardIndex(ids, vectors[ids], groups[ids], int(groups.max()) + 1, kind=kind, **kw) for ids in parts]
+    settings = IndexSettings(kind=kind, **kw)
+    return [ShardIndex(ids, vectors[ids], groups[ids], int(groups.max()) + 1, settings) for ids in parts]
 
 
 def test_sharded_flat_search_equals_brute_force_adjusted_top_k():
