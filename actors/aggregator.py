@@ -11,11 +11,9 @@ import ray
 
 from actors.round_metrics import RoundMetrics
 from actors.worker_pool import ActorPool
-from cluster.fl.families.base import ModelOps
-from cluster.fl.round_loop import RoundLoop
-from cluster.fl.server_core import FederatedServer, FleetView
+from cluster.fl.round_loop import RoundLoop, RoundSchedule
+from cluster.fl.server_core import ServerSetup
 from cluster.storage import Storage
-from configs.schema import FLConfig
 
 
 def _restarted() -> bool:
@@ -31,12 +29,8 @@ class Aggregator:
 
     def __init__(
         self,
-        cfg: FLConfig,
-        ops: ModelOps,
-        fleet: FleetView,
-        seed: int,
+        setup: ServerSetup,
         worker_names: list[str],
-        worker_of_user: np.ndarray,
         checkpoints: Optional[Storage] = None,
         run_name: str = "run",
         initial_params: Optional[dict[str, np.ndarray]] = None,
@@ -44,18 +38,15 @@ class Aggregator:
         # The workers come by name, not as handles: handles among a restartable actor's
         # constructor arguments travel through the object store, which Ray warns breaks restarts.
         workers = [ray.get_actor(name) for name in worker_names]
-        server = FederatedServer(cfg, ops, fleet, seed, initial_params)
+        cfg = setup.cfg
         self.loop = RoundLoop(
-            server,
+            setup.server(initial_params),
             ActorPool(workers, cfg.runtime.round_timeout_s),
-            worker_of_user,
-            cfg.rounds,
-            cfg.eval_every,
-            cfg.runtime.real_time_scale,
+            setup.worker_of_user,
+            RoundSchedule.of(cfg),
             checkpoints,
-            cfg.checkpoint_every,
         )
-        self.metrics = RoundMetrics(run_name, fleet.tiers.names)
+        self.metrics = RoundMetrics(run_name, setup.fleet.tiers.names, setup.ops.metric_names)
         if checkpoints is not None and _restarted():
             # Ray restarted this actor after it died: continue from the last checkpoint, with
             # every worker set back to it, so the rounds that follow are the ones a run without

@@ -13,12 +13,9 @@ from typing import Optional
 import numpy as np
 
 from cluster import checkpoint
-from cluster.fl.families.cores import worker_core
-from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.families.base import WorkerSetup
 from cluster.fl.shard import ClientShard
 from cluster.fl.worker_pool import WorkerRestarted
-from cluster.fl.families.click.model import ClickSpec
-from cluster.fl.families.ncf.model import NCFSpec
 from cluster.storage import Storage
 
 
@@ -34,9 +31,7 @@ class ClientWorker:
         self,
         name: str,
         shards: Storage,
-        spec: NCFSpec | ClickSpec,
-        recipe: LocalRecipe,
-        seed: int,
+        setup: WorkerSetup,
         checkpoints: Optional[Storage] = None,
     ):
         import warnings
@@ -49,7 +44,7 @@ class ClientWorker:
         # (copied), never written, so torch's warning about non-writable arrays is moot.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         self.name = name
-        self.shards, self.spec, self.recipe, self.seed = shards, spec, recipe, seed
+        self.shards, self.setup = shards, setup
         self.checkpoints = checkpoints
         self.incarnation = uuid.uuid4().hex
         self.restored_round = self.reset(checkpoint.latest(checkpoints) if checkpoints is not None else None)
@@ -58,7 +53,7 @@ class ClientWorker:
         """Start again from the shard, then from the private vectors saved in checkpoint
         ``folder`` (None: from the start). The shard is read from the run's storage, not passed
         through the object store, so a worker restarted on any node finds its clients again."""
-        self.core = worker_core(ClientShard.load(self.shards, f"{self.name}.npz"), self.spec, self.recipe, self.seed)
+        self.core = self.setup.core(ClientShard.load(self.shards, f"{self.name}.npz"))
         if folder is None:
             return None
         workers = folder / "workers"
@@ -106,18 +101,10 @@ class ClientWorker:
         self._check(expect)
         return self.core.retrieval_queries(params, clusters)
 
-    # Cali3F's device halves (eq. 4, federated re-clustering): see NCFWorkerCore.
-    def shift_subordinates(self, delegates, labels, mean_update, discount, expect: Optional[str] = None) -> None:
+    def device_step(self, step: str, *args, expect: Optional[str] = None):
+        """The strategy's device step ``step`` on this worker's clients (``WorkerPool.device_step``)."""
         self._check(expect)
-        self.core.shift_subordinates(delegates, labels, mean_update, discount)
-
-    def cluster_sums(self, n_clusters, centroids, labels, params, expect: Optional[str] = None):
-        self._check(expect)
-        return self.core.cluster_sums(n_clusters, centroids, labels, params)
-
-    def assign_clusters(self, centroids, params, expect: Optional[str] = None):
-        self._check(expect)
-        return self.core.assign_clusters(centroids, params)
+        return self.core.device_step(step, *args)
 
     def save(self, folder: Storage, round_index: int, expect: Optional[str] = None) -> None:
         """Write this worker's clients' private state into checkpoint ``folder``."""

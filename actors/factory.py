@@ -5,17 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Optional
 
-import numpy as np
 import ray
 
 from actors.aggregator import Aggregator
 from actors.client_worker import ClientWorker
-from cluster.fl.local_sgd import LocalRecipe
-from cluster.fl.families.base import ModelOps
-from cluster.fl.server_core import FleetView
+from cluster.fl.families.base import WorkerSetup
+from cluster.fl.server_core import ServerSetup
 from cluster.fl.shard import ClientShard
-from cluster.fl.families.click.model import ClickSpec
-from cluster.fl.families.ncf.model import NCFSpec
 from cluster.storage import Storage
 from configs.schema import FLConfig
 
@@ -27,9 +23,7 @@ def worker_name(tier_name: str, index: int) -> str:
 def start_workers(
     cfg: FLConfig,
     shards: Iterable[ClientShard],
-    spec: NCFSpec | ClickSpec,
-    recipe: LocalRecipe,
-    seed: int,
+    setup: WorkerSetup,
     tier_names: tuple[str, ...],
     run: Storage,
     progress: bool = False,
@@ -51,7 +45,7 @@ def start_workers(
                 num_cpus=cfg.runtime.worker_num_cpus,
                 max_restarts=cfg.runtime.worker_max_restarts,
                 max_task_retries=0,  # a lost round is counted as failed, never silently re-run
-            ).remote(name, run / "shards", spec, recipe, seed, run / "checkpoint")
+            ).remote(name, run / "shards", setup, run / "checkpoint")
         )
     return handles
 
@@ -61,19 +55,12 @@ def worker_names(cfg: FLConfig, tier_names: tuple[str, ...]) -> list[str]:
     return [worker_name(tier, i) for tier in tier_names for i in range(cfg.runtime.workers_per_tier)]
 
 
-def start_aggregator(
-    cfg: FLConfig,
-    ops: ModelOps,
-    fleet: FleetView,
-    seed: int,
-    worker_of_user: np.ndarray,
-    checkpoints: Optional[Storage],
-    run_name: str,
-):
+def start_aggregator(setup: ServerSetup, checkpoints: Optional[Storage], run_name: str):
     """``max_restarts``: Ray brings a killed aggregator back, and it continues from ``checkpoints``.
     Its constructor arguments stay pinned because the driver that owns them lives for the job.
     w⁰ is drawn here, on the driver, which has torch loaded already: the aggregator does not."""
-    initial = ops.init_params(seed)
+    cfg = setup.cfg
+    initial = setup.ops.init_params(setup.seed)
     return (
         ray.remote(Aggregator)
         .options(
@@ -82,7 +69,5 @@ def start_aggregator(
             max_restarts=cfg.runtime.aggregator_max_restarts if checkpoints is not None else 0,
             max_task_retries=0,  # a round in flight when it died is redone from the checkpoint instead
         )
-        .remote(
-            cfg, ops, fleet, seed, worker_names(cfg, fleet.tiers.names), worker_of_user, checkpoints, run_name, initial
-        )
+        .remote(setup, worker_names(cfg, setup.fleet.tiers.names), checkpoints, run_name, initial)
     )

@@ -16,9 +16,12 @@ _RUN_TIER = ("run", "tier")
 class RoundMetrics:
     """Created inside the aggregator actor; each record of a round updates every series."""
 
-    def __init__(self, run: str, tier_names: tuple[str, ...], refresh_s: float = 2.0):
+    def __init__(self, run: str, tier_names: tuple[str, ...], metric_names: tuple[str, ...], refresh_s: float = 2.0):
+        """``metric_names``: the model family's quality measures (``ModelOps.metric_names``); each
+        is exported as ``fairfleet_<name>`` per tier."""
         self.run = run
         self.tier_names = tier_names
+        self.metric_names = metric_names
         self._last: Optional[dict] = None
         self._lock = threading.Lock()
         # Ray drops a gauge from the export about two report intervals after its last set();
@@ -39,13 +42,12 @@ class RoundMetrics:
         self.dropped_total = Counter(
             "fairfleet_clients_dropped_total", "stragglers dropped since the start", tag_keys=_RUN_TIER
         )
-        self.hr = Gauge("fairfleet_hr10", "HR@10 at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER)
-        self.ndcg = Gauge(
-            "fairfleet_ndcg10", "NDCG@10 at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER
-        )
-        self.auc = Gauge(
-            "fairfleet_auc", "click-model AUC at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER
-        )
+        self.quality = {
+            name: Gauge(
+                f"fairfleet_{name}", f"{name} at the last evaluation (tier 'all' = overall)", tag_keys=_RUN_TIER
+            )
+            for name in metric_names
+        }
         self.wall_round_s = Gauge(
             "fairfleet_wall_round_seconds", "real (wall) duration of the last round", tag_keys=_RUN
         )
@@ -75,7 +77,7 @@ class RoundMetrics:
                     self.dropped_total.inc(record[f"dropped_{tier}"], tags={"run": self.run, "tier": tier})
             # Keep the last evaluation on the gauges through rounds that do not evaluate.
             previous = self._last or {}
-            self._last = {**{k: v for k, v in previous.items() if k.startswith(("hr10", "ndcg10", "auc"))}, **record}
+            self._last = {**{k: v for k, v in previous.items() if k.startswith(self.metric_names)}, **record}
 
     def _set_gauges(self, record: dict) -> None:
         run = {"run": self.run}
@@ -95,11 +97,11 @@ class RoundMetrics:
             for gauge, key in ((self.ceag_lambda, f"lambda_{tier}"), (self.ceag_psi, f"psi_{tier}")):
                 if math.isfinite(record.get(key, float("nan"))):
                     gauge.set(record[key], tags=tags)
-        if "hr10" in record or "auc" in record:
+        if any(name in record for name in self.metric_names):
             for tier in ("all", *self.tier_names):
                 suffix = "" if tier == "all" else f"_{tier}"
                 tags = {"run": self.run, "tier": tier}
-                for gauge, key in ((self.hr, "hr10"), (self.ndcg, "ndcg10"), (self.auc, "auc")):
+                for key, gauge in self.quality.items():
                     value = record.get(key + suffix, float("nan"))
                     if math.isfinite(value):
                         gauge.set(value, tags=tags)

@@ -95,14 +95,8 @@ class ActorPool:
     def retrieval_queries(self, params, clusters) -> list[tuple[np.ndarray, np.ndarray]]:
         return self._each("retrieval_queries", params, clusters)
 
-    def shift_subordinates(self, delegates, labels, mean_update, discount) -> None:
-        self._each("shift_subordinates", delegates, labels, mean_update, discount)
-
-    def cluster_sums(self, n_clusters, centroids, labels, params) -> list[tuple[np.ndarray, np.ndarray]]:
-        return self._each("cluster_sums", n_clusters, centroids, labels, params)
-
-    def assign_clusters(self, centroids, params) -> list[tuple[np.ndarray, np.ndarray]]:
-        return self._each("assign_clusters", centroids, params)
+    def device_step(self, step: str, *args) -> list:
+        return self._each("device_step", step, *args)
 
     def save(self, folder: Storage, round_index: int) -> None:
         """Every worker must have saved before the checkpoint is committed: none is skipped. A

@@ -39,3 +39,15 @@ def select_clients(indptr: np.ndarray, rows: np.ndarray, clients: np.ndarray) ->
     sub_indptr = np.zeros(len(clients) + 1, dtype=np.int64)
     np.cumsum(lengths, out=sub_indptr[1:])
     return sub_indptr, rows[ranges(indptr[clients], lengths)]
+
+
+def mean_item_rows(item_table: np.ndarray, item_of_row: np.ndarray, indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """On the device, for a model without user vectors: each client's mean item-embedding row
+    over its samples. indptr (C + 1,) and rows index the samples by client; item_of_row maps a
+    sample to its item. Returns (C, d) float32, zero for a client without samples; each client's
+    rows are added in its own order, so the value does not depend on who shares its worker."""
+    counts = np.diff(indptr)
+    owner = np.repeat(np.arange(len(counts)), counts)
+    sums = np.zeros((len(counts), item_table.shape[1]), dtype=np.float64)
+    np.add.at(sums, owner, item_table[item_of_row[rows]].astype(np.float64))
+    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)

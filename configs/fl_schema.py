@@ -240,6 +240,10 @@ class FedAvgConfig(StrictModel):
 
     kind: Literal["fedavg"] = "fedavg"
 
+    def summary(self) -> str:
+        """The strategy in a few words, for a results page's setting line."""
+        return self.kind
+
 
 class FedProxConfig(StrictModel):
     """FedProx (Li et al. 2020): FedAvg's server, and each client's local objective adds
@@ -250,6 +254,9 @@ class FedProxConfig(StrictModel):
         0.001, description="FedProx's μ: the proximal pull toward the received global model (0: FedAvg bit for bit)"
     )
 
+    def summary(self) -> str:
+        return f"fedprox (μ {self.mu:g})"
+
 
 class ScaffoldConfig(StrictModel):
     """SCAFFOLD (Karimireddy et al. 2020): server and client control variates of the dense part
@@ -257,16 +264,23 @@ class ScaffoldConfig(StrictModel):
 
     kind: Literal["scaffold"] = "scaffold"
 
+    def summary(self) -> str:
+        return self.kind
+
 
 class DittoConfig(StrictModel):
-    """Ditto (Li et al. 2021; ``cluster/fl/ditto.py``): a personal model per client held near the global one."""
+    """Ditto (Li et al. 2021; ``cluster/fl/strategies/ditto/``): a personal model per client, held
+    near the global one."""
 
     kind: Literal["ditto"] = "ditto"
     ditto_lambda: NonNegativeFloat = Field(0.1, description="Ditto's λ: pull of the global model on a personal one")
 
+    def summary(self) -> str:
+        return f"ditto (λ {self.ditto_lambda:g})"
+
 
 class Cali3FConfig(StrictModel):
-    """Cali3F (Zhu et al. 2022; ``cluster/fl/cali3f.py``): client clusters with personalised
+    """Cali3F (Zhu et al. 2022; ``cluster/fl/strategies/cali3f/``): client clusters with personalised
     non-embedding parts, FastAgg and re-clustering."""
 
     kind: Literal["cali3f"] = "cali3f"
@@ -288,6 +302,9 @@ class Cali3FConfig(StrictModel):
     )
     recluster_every: int = Field(1, ge=0, description="rounds between K-means on the user vectors (0: never)")
     recluster_iterations: PositiveInt = Field(5, description="Lloyd steps per re-clustering")
+
+    def summary(self) -> str:
+        return self.kind
 
 
 # How the server turns uploads into models; the bare name is the whole value (``fl.strategy=cali3f``).

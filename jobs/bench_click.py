@@ -23,23 +23,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
-from cluster.fl.families.click.features import ClickFeatures
 from configs import SimConfig
 from jobs.lib.cli import config_parser, first_paragraph, load_or_exit, run_guarded
-
-
-def baselines(features: ClickFeatures, train_rows: np.ndarray, test_rows: np.ndarray) -> dict[str, float]:
-    """AUC of one feature alone: the user's prior click rate, the item's train click rate."""
-    labels = features.label[test_rows]
-    clicks = np.bincount(features.item[train_rows], weights=features.label[train_rows], minlength=features.n_items)
-    rated = np.bincount(features.item[train_rows], minlength=features.n_items)
-    item_rate = (clicks + 1) / (rated + 5)
-    return {
-        "user prior click rate": float(roc_auc_score(labels, features.dense[test_rows, 1])),
-        "item train click rate": float(roc_auc_score(labels, item_rate[features.item[test_rows]])),
-    }
 
 
 def model_config(base: SimConfig, kind: str, args) -> SimConfig:
@@ -93,15 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = load_or_exit(args)
     torch.set_num_threads(1)
 
-    from cluster.fl.families.click.features import build_click_features
-    from cluster.world import build_world
+    from cluster.fl.experiment import build
 
-    world = build_world(model_config(base, args.models[0], args))
-    holdout = world.click_holdout
-    features = build_click_features(world.dataset, world.clicks, holdout.train_rows)
-    print(f"{world.dataset.name}: {len(holdout.train_rows):,} train / {len(holdout.test_rows):,} test ratings, "
-          f"click rate {features.label.mean():.3f}")
-    for name, auc in baselines(features, holdout.train_rows, holdout.test_rows).items():
+    exp = build(model_config(base, args.models[0], args))
+    setup = exp.setup
+    print(f"{exp.world.dataset.name}: {len(setup.train_rows):,} train / {len(setup.test_rows):,} test ratings, "
+          f"click rate {setup.features.label.mean():.3f}")
+    for name, auc in setup.single_feature_aucs().items():
         print(f"baseline AUC, {name} alone: {auc:.4f}")
     for kind in args.models:
         run_model(model_config(base, kind, args))

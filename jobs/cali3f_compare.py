@@ -22,6 +22,7 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Optional
 
 import pandas as pd
@@ -66,14 +67,14 @@ def ncf_cell_results(config: dict, label: str) -> tuple[list[dict], list[dict]]:
     one row per round (NDCG where evaluated)."""
     import torch
 
-    from cluster.fl.inprocess import evaluate_ncf, train_rounds
+    from cluster.fl.inprocess import trained_loop
     from cluster.fl.experiment import build
 
     torch.set_num_threads(1)
     cfg = SimConfig.model_validate(config)
     exp = build(cfg)
-    server, cores, history = train_rounds(exp, cfg.fl.eval_every)
-    final, _ = evaluate_ncf(exp, cores, server)
+    loop = trained_loop(exp, cfg.fl.eval_every)
+    server, history, final = loop.server, loop.history, loop.evaluate("test")
     identity = {"model": cfg.model.kind, "strategy": cfg.fl.strategy.kind, "seed": cfg.seed,
                 "config_hash": config_hash(cfg)}
     row = {**identity, **{k: v for k, v in final.items() if k.startswith(("hr10", "ndcg10", "evaluated"))},
@@ -84,15 +85,24 @@ def ncf_cell_results(config: dict, label: str) -> tuple[list[dict], list[dict]]:
     return [row], rounds
 
 
-def run_compare(base: SimConfig, models: Sequence[str], strategies: Sequence[str], seeds: Sequence[int], out: Storage,
-                parallel: Optional[int], address: Optional[str], quiet: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+@dataclass(frozen=True)
+class CompareAxes:
+    """The cells of the comparison: every strategy with every model, once per seed."""
+
+    models: Sequence[str]
+    strategies: Sequence[str]
+    seeds: Sequence[int]
+
+
+def run_compare(base: SimConfig, axes: CompareAxes, out: Storage, parallel: Optional[int], address: Optional[str],
+                quiet: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     from cluster.world import build_world
 
     build_world(base)  # fills the data cache once, and bad data fails here, before any task starts
     cells = []
-    for seed in seeds:
-        for model in models:
-            for strategy in strategies:
+    for seed in axes.seeds:
+        for model in axes.models:
+            for strategy in axes.strategies:
                 cfg = cell_config(base, model, strategy, seed)
                 cells.append(cell(cfg, strategy, out, f"{model}__{strategy}__s{seed}.parquet"))
     return run_cells(cells, parallel, address, quiet, cell_fn=ncf_cell_results)
@@ -142,7 +152,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("error: --strategies must include fedavg, the baseline times are compared with", file=sys.stderr)
         return EXIT_BAD_INPUT
     out = grid_folder(args, base, "cali3f-compare")
-    results, rounds = run_compare(base, args.models, args.strategies, args.seeds, out, args.parallel, args.address)
+    axes = CompareAxes(args.models, args.strategies, args.seeds)
+    results, rounds = run_compare(base, axes, out, args.parallel, args.address)
     dataset = config_dataset_title(base)
     print(write_outputs(results, rounds, out, dataset))
     print(f"wrote {out}")

@@ -31,8 +31,6 @@ import time
 from pathlib import PurePosixPath
 from typing import Optional, Sequence
 
-import numpy as np
-
 from cluster import checkpoint
 from cluster.fl.experiment import Experiment, build
 from cluster.fl.round_loop import WorkersLost
@@ -90,16 +88,15 @@ def _start_actors(exp: Experiment, run_dir: Storage, quiet: bool) -> tuple[list,
 
     cfg = exp.cfg
     # Each shard is saved and let go as its worker starts: a worker reads its own from storage.
-    workers = start_workers(cfg.fl, exp.shards(), exp.spec, exp.recipe, cfg.seed, exp.fleet.tiers.names, run_dir,
+    workers = start_workers(cfg.fl, exp.shards(), exp.worker_setup(), exp.fleet.tiers.names, run_dir,
                             progress=not quiet)
-    aggregator = start_aggregator(cfg.fl, exp.ops, exp.fleet, cfg.seed, exp.worker_of_user,
-                                  run_dir / "checkpoint", run_name=run_dir.name)
+    aggregator = start_aggregator(exp.server_setup(), run_dir / "checkpoint", run_name=run_dir.name)
     return workers, aggregator
 
 
 def _final_results(exp: Experiment, aggregator) -> dict:
-    """The global model, the last per-client metrics, GMF's retrieval queries, click models' train
-    AUC, and the history they belong to."""
+    """The global model, the last per-client metrics, the users' retrieval queries (a model that
+    has them), the train measures, and the history they belong to."""
     import ray
 
     # Fairness measures compare train and held-out quality, and CEAG reads its reference from
@@ -109,7 +106,7 @@ def _final_results(exp: Experiment, aggregator) -> dict:
     train_eval = ray.get(aggregator.evaluate.remote("train"))
     params, last = ray.get([aggregator.global_params.remote(), aggregator.last_client_metrics.remote()])
     queries = None
-    if exp.spec.kind == "gmf":  # the only inner-product model: its users can query the retriever
+    if exp.has_retrieval_queries:
         queries = ray.get(aggregator.retrieval_queries.remote())
     return {"params": params, "client_metrics": last, "queries": queries, "train_eval": train_eval,
             "history": ray.get(aggregator.history_rows.remote()), "worker_resyncs": ray.get(aggregator.resyncs.remote())}
@@ -160,6 +157,7 @@ def _await_restart(aggregator, run_dir: Storage, timeout_s: float = 300.0) -> in
 
 def write_results(exp: Experiment, run_dir: Storage, outcome: dict) -> dict:
     from cluster.data.parquet_io import write_table_atomic
+    from cluster.fl.families.base import RunTables
     from jobs.lib.fl_results import rounds_table, tiers_table, versions
 
     cfg, names = exp.cfg, exp.fleet.tiers.names
@@ -167,10 +165,9 @@ def write_results(exp: Experiment, run_dir: Storage, outcome: dict) -> dict:
     history = outcome["history"]
     write_table_atomic(rounds_table(history, digest, cfg.seed), run_dir / "rounds.parquet")
     write_table_atomic(tiers_table(history, names, digest, cfg.seed), run_dir / "tiers.parquet")
-    if exp.click is None:  # per-client HR/NDCG and item vectors are NCF's; click models report AUC per tier
-        _write_ncf_tables(exp, run_dir, outcome, digest)
-    if outcome.get("queries"):
-        _write_user_queries(exp, run_dir, outcome["queries"], digest)
+    own = RunTables(outcome["params"], outcome["client_metrics"], outcome.get("queries"), digest, cfg.seed)
+    for name, table in exp.family.result_tables(exp.setup, exp.world, own).items():
+        write_table_atomic(table, run_dir / name)
     write_json_atomic(run_dir / "versions.json", versions())
     summary = run_summary(exp, run_dir, outcome, digest)
     write_json_atomic(run_dir / "summary.json", summary)
@@ -188,40 +185,6 @@ def _write_plots(exp: Experiment, run_dir: Storage, outcome: dict) -> dict[str, 
 
     return write_run_plots(outcome["history"], exp.fleet.tiers.names, run_dir, metric=exp.ops.metric_names[0],
                            resumed_from=outcome["resumed_from"], label=exp.cfg.name)
-
-
-def _write_ncf_tables(exp: Experiment, run_dir: Storage, outcome: dict, digest: str) -> None:
-    from cluster.data.parquet_io import write_table_atomic
-    from jobs.lib.fl_results import clients_table, item_embeddings_table
-
-    cfg, dataset = exp.cfg, exp.world.dataset
-    clients, hit, ndcg = outcome["client_metrics"]
-    write_table_atomic(
-        clients_table(clients, hit, ndcg, dataset.user_ids, exp.fleet.tier_of_user, exp.fleet.tiers.names, digest,
-                      cfg.seed),
-        run_dir / "clients.parquet",
-    )
-    items = dataset.item_features
-    write_table_atomic(
-        item_embeddings_table(outcome["params"], dataset.item_ids, items.group, items.group_names,
-                              exp.spec.item_tables, exp.world.leave_one_out.train.item_counts(), digest, cfg.seed),
-        run_dir / "item_embeddings.parquet",
-    )
-
-
-def _write_user_queries(exp: Experiment, run_dir: Storage, queries: list, digest: str) -> None:
-    """Each worker's (clients, query vectors), as one table in client-id order."""
-    from cluster.data.parquet_io import write_table_atomic
-    from jobs.lib.fl_results import user_queries_table
-
-    clients = np.concatenate([c for c, _ in queries])
-    vectors = np.concatenate([v for _, v in queries])
-    order = np.argsort(clients, kind="stable")
-    write_table_atomic(
-        user_queries_table(clients[order], vectors[order], exp.world.dataset.user_ids, exp.fleet.tier_of_user,
-                           exp.fleet.tiers.names, digest, exp.cfg.seed),
-        run_dir / "user_queries.parquet",
-    )
 
 
 def run_summary(exp: Experiment, run_dir: Storage, outcome: dict, digest: str) -> dict:

@@ -157,3 +157,39 @@ def add_weighted_deltas(
         term = np.add.reduce(delta * coefficients.reshape(-1, *([1] * (delta.ndim - 1))), axis=0, dtype=np.float32)
         out[name] = out[name] + term if name in out else term
     return out
+
+
+def fastagg_items(item_ids: np.ndarray, row_deltas: np.ndarray, n_items: int) -> np.ndarray:
+    """FastAgg for one item table (eq. 5): every item a delegate changed moves to the weighted
+    mean of the delegates' new rows, weight a_{d,i} = ‖I_d[i] − I[i]‖₁,
+
+        I[i] ← Σ_d a_{d,i} I_d[i] / Σ_d a_{d,i} = I[i] + Σ_d a_{d,i} Δ_{d,i} / Σ_d a_{d,i}.
+
+    item_ids: (R,), row_deltas: (R, d), rows in client-id order (as ``merge_updates`` gives).
+    Returns the update (n_items, d) float32 to add (server SGD at lr 1 applies eq. 5 exactly).
+    Unlike FedAvg, a client that did not touch an item does not dilute its update; a row no
+    delegate changed (a_{d,i} = 0 for all d) stays as it is."""
+    deltas = np.asarray(row_deltas, dtype=np.float64)
+    weight = np.abs(deltas).sum(axis=1)
+    total = np.bincount(item_ids, weights=weight, minlength=n_items)
+    # bincount adds in array order: a fixed summation order, as in fedavg.
+    summed = np.stack(
+        [np.bincount(item_ids, weights=weight * deltas[:, k], minlength=n_items) for k in range(deltas.shape[1])],
+        axis=1,
+    )
+    return np.divide(summed, total[:, None], out=np.zeros_like(summed), where=total[:, None] > 0).astype(np.float32)
+
+
+def fastagg_item_deltas(merged: ClientUpdate, item_tables: tuple[str, ...], n_items: int) -> dict[str, np.ndarray]:
+    """``fastagg_items`` for every item table of the delegates' merged upload, weighted per table."""
+    return {t: fastagg_items(merged.item_ids, merged.item_deltas[t], n_items) for t in item_tables}
+
+
+def fastagg_dense_rows(row_deltas: np.ndarray) -> np.ndarray:
+    """``fastagg_items`` for a table every delegate uploads whole (C, n_rows, d), client-id order:
+    a row a delegate did not change has weight zero, so it counts as not sent. Returns (n_rows, d)."""
+    deltas = np.asarray(row_deltas, dtype=np.float64)
+    weight = np.abs(deltas).sum(axis=2)
+    total = np.add.reduce(weight, axis=0)
+    summed = np.add.reduce(weight[:, :, None] * deltas, axis=0)  # over clients in id order: fixed
+    return np.divide(summed, total[:, None], out=np.zeros_like(summed), where=total[:, None] > 0).astype(np.float32)

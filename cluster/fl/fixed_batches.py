@@ -18,3 +18,12 @@ def fixed_size_batches(members: np.ndarray, size: int = BATCH_CLIENTS) -> list[t
         real = members[start : start + size]
         batches.append((np.concatenate([real, np.full(size - len(real), real[0])]), len(real)))
     return batches
+
+
+_LADDER = 8 * 2 ** np.arange(40, dtype=np.int64)
+
+
+def padded_length(n: np.ndarray) -> np.ndarray:
+    """The smallest power-of-two step (8, 16, 32, ...) that holds n samples: few groups, at most
+    2× padding; the per-group overhead costs more than the padded arithmetic."""
+    return _LADDER[np.searchsorted(_LADDER, n)]

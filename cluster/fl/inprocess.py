@@ -2,7 +2,8 @@
 
 Results equal an actor run of the same config bit for bit (clients train the same whichever
 worker holds them, uploads are merged in client-id order), so experiment grids run whole cells as
-single Ray tasks — the parallel unit is the cell, not the client.
+single Ray tasks — the parallel unit is the cell, not the client. Evaluation is the loop's own
+(``RoundLoop.evaluate``), as on actors.
 """
 
 from __future__ import annotations
@@ -13,12 +14,9 @@ from typing import Optional
 import numpy as np
 
 from cluster.fl.experiment import Experiment
-from cluster.fl.families.click.worker import ClickWorkerCore
-from cluster.fl.round_loop import RoundLoop
-from cluster.fl.server_core import FederatedServer
-from cluster.fl.families.cores import worker_core
-from cluster.fl.families.ncf.worker import NCFWorkerCore
-from cluster.fl.worker_pool import CorePool, in_client_order
+from cluster.fl.round_loop import RoundLoop, RoundSchedule
+from cluster.fl.worker_core import WorkerCore
+from cluster.fl.worker_pool import CorePool
 
 
 @dataclass
@@ -30,54 +28,39 @@ class InProcessRun:
     sim_time_s: float
 
 
-def build_cores(exp: Experiment) -> list:
+def build_cores(exp: Experiment) -> list[WorkerCore]:
     """The worker cores of an experiment, as its actors would hold them."""
-    return [worker_core(shard, exp.spec, exp.recipe, exp.cfg.seed) for shard in exp.shards()]
+    setup = exp.worker_setup()
+    return [setup.core(shard) for shard in exp.shards()]
 
 
 def round_loop(exp: Experiment, eval_every: Optional[int] = None) -> RoundLoop:
     """The experiment's loop over fresh in-process cores. ``eval_every``: evaluate every that many
     rounds and at the last one; None: only when asked."""
     cfg = exp.cfg
-    server = FederatedServer(cfg.fl, exp.ops, exp.fleet, cfg.seed)
-    return RoundLoop(server, CorePool(build_cores(exp)), exp.worker_of_user, cfg.fl.rounds, eval_every)
+    server = exp.server_setup().server()
+    return RoundLoop(server, CorePool(build_cores(exp)), exp.worker_of_user, RoundSchedule(cfg.fl.rounds, eval_every))
 
 
-def train_rounds(exp: Experiment, eval_every: Optional[int] = None) -> tuple[FederatedServer, list, list[dict]]:
-    """Train the ``fl.rounds`` rounds of an experiment; returns the server, the worker cores and
-    one record per round. ``eval_every``: NCF models are evaluated (HR/NDCG) every that many
-    rounds and at the last one; None: never (click grids evaluate once, at the end)."""
-    loop = round_loop(exp, eval_every if exp.click is None else None)
+def trained_loop(exp: Experiment, eval_every: Optional[int] = None) -> RoundLoop:
+    """The loop after the ``fl.rounds`` rounds of an experiment (``history`` holds one record per
+    round; ``evaluate`` asks its cores). ``eval_every``: as ``round_loop``'s, where the family
+    evaluates during grids at all; a family that does not is evaluated only when asked."""
+    loop = round_loop(exp, eval_every if exp.family.evaluates_during_grids else None)
     for _ in range(exp.cfg.fl.rounds):
         loop.run_round()
-    assert isinstance(loop.pool, CorePool)  # round_loop drives the cores in this process
-    return loop.server, loop.pool.cores, loop.history
+    return loop
 
 
-def run_click_rounds(exp: Experiment) -> InProcessRun:
-    """All rounds of a click-model experiment, then test and train AUC and accuracy per tier."""
-    server, cores, history = train_rounds(exp)
+def cores_of(loop: RoundLoop) -> list[WorkerCore]:
+    """The worker cores an in-process loop drives."""
+    assert isinstance(loop.pool, CorePool), "an in-process loop drives the cores in this process"
+    return loop.pool.cores
+
+
+def run_in_process(exp: Experiment, eval_every: Optional[int] = None) -> InProcessRun:
+    """All rounds of an experiment, then the served models' test and train measures per tier."""
+    loop = trained_loop(exp, eval_every)
     return InProcessRun(
-        history,
-        server.params,
-        evaluate(exp, cores, server.params, "test"),
-        evaluate(exp, cores, server.params, "train"),
-        server.sim_time_s,
+        loop.history, loop.server.params, loop.evaluate("test"), loop.evaluate("train"), loop.server.sim_time_s
     )
-
-
-def evaluate(
-    exp: Experiment, cores: list[ClickWorkerCore], params: dict[str, np.ndarray], split: str
-) -> dict[str, float]:
-    """AUC overall and per tier over every core's ``split`` rows, ordered as the aggregator orders them."""
-    parts = in_client_order(CorePool(cores).evaluate(params, split, None))
-    return exp.ops.summarize(*parts, exp.fleet.tier_of_user, exp.fleet.tiers.names, split)
-
-
-def evaluate_ncf(
-    exp: Experiment, cores: list[NCFWorkerCore], server: FederatedServer
-) -> tuple[dict[str, float], tuple]:
-    """Leave-one-out HR@10 / NDCG@10 summary, and (clients, HR, NDCG) per client in id order,
-    each client served as the strategy serves it (its cluster's or its personal dense part)."""
-    per_client = in_client_order(CorePool(cores).evaluate(server.params, "test", server.cluster_view()))
-    return exp.ops.summarize(*per_client, exp.fleet.tier_of_user, exp.fleet.tiers.names), per_client

@@ -18,39 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cluster.fl.ditto import personal_step
-
-
-@dataclass(frozen=True)
-class LocalRecipe:
-    """How a client trains: ``epochs`` full-batch SGD steps, the dense part at ``lr_dense``, the
-    shared item tables at ``lr_item`` and a private user table at ``lr_user``; ``loss_reduction``
-    'mean' averages the BCE over the client's samples, 'sum' adds it.
-    ``negatives_per_positive``: hashed negatives an implicit-feedback (NCF) client samples.
-    ``personal_lambda``: Ditto; each client also steps a personal dense part with this λ.
-    ``prox_mu``: FedProx; μ(w − w_received) is added to the gradient of every shared tensor
-    (item tables and dense part; not the private user table).
-    ``control_variates``: SCAFFOLD; each client keeps a control variate of the dense part.
-    ``ranking_bits``: the client reports CEAG pairwise ranking bits instead of each sample's
-    correctness. ``proxy_gradient``: it also uploads −lr × the gradient of its mean pairwise
-    logistic loss at the model it received (``cluster/fairness/ceag.pairwise_proxy_coefficients``)."""
-
-    epochs: int = 1
-    lr_dense: float = 1.0
-    lr_item: float = 1.0
-    lr_user: float = 1.0
-    negatives_per_positive: int = 4
-    loss_reduction: str = "mean"
-    personal_lambda: Optional[float] = None
-    prox_mu: float = 0.0
-    control_variates: bool = False
-    ranking_bits: bool = False
-    proxy_gradient: bool = False
-
-    @classmethod
-    def one_rate(cls, lr: float, **rest) -> "LocalRecipe":
-        """Every parameter group at ``lr`` (RF²'s click-model recipe: lr 1)."""
-        return cls(lr_dense=lr, lr_item=lr, lr_user=lr, **rest)
+from cluster.fl.proximal import proximal_step
+from cluster.fl.recipe import LocalRecipe
 
 
 @dataclass(frozen=True)
@@ -83,7 +52,7 @@ class FirstStep:
 
 @dataclass(frozen=True)
 class Proximal:
-    """Ditto's personal step (``cluster/fl/ditto.personal_step``: λ(v − anchor) added to the
+    """Ditto's personal step (``cluster/fl/proximal.proximal_step``: λ(v − anchor) added to the
     gradient) for every tensor named in ``anchor``."""
 
     strength: float
@@ -130,7 +99,7 @@ def local_sgd(
                     grad = grad + correction[name]
                 if proximal is not None and name in proximal.anchor:
                     param.copy_(
-                        personal_step({name: param}, proximal.anchor, {name: grad}, lr, proximal.strength)[name]
+                        proximal_step({name: param}, proximal.anchor, {name: grad}, lr, proximal.strength)[name]
                     )
                 else:
                     param.sub_(lr * grad)

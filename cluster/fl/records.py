@@ -3,12 +3,25 @@ clock, the training loss and, on evaluation rounds, HR/NDCG overall and per tier
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from cluster.fl.metrics import summarize
 from cluster.fl.selection import RoundPlan
+
+if TYPE_CHECKING:  # for the annotation only: the server module loads every strategy and model family
+    from cluster.fl.server_core import FleetView
+
+
+@dataclass(frozen=True)
+class RoundTiming:
+    """``sim_time_s``: the virtual clock since the run started, this round included; ``wall_s``:
+    the wall seconds the round took."""
+
+    sim_time_s: float
+    wall_s: float
 
 
 def per_tier_counts(clients: np.ndarray, tier_of_user: np.ndarray, n_tiers: int) -> np.ndarray:
@@ -19,17 +32,16 @@ def round_record(
     plan: RoundPlan,
     merged,
     failed: np.ndarray,
-    tier_of_user: np.ndarray,
-    tier_names: tuple[str, ...],
-    sim_time_s: float,
-    wall_s: float,
+    fleet: FleetView,
+    timing: RoundTiming,
     evaluation: Optional[dict[str, float]],
     upload: Optional[dict] = None,
 ) -> dict:
-    """One flat row (Parquet- and JSON-friendly). ``merged``: the kept clients' merged uploads
-    (clients, n_samples, loss); ``upload``: the model's upload statistics (``ModelOps.upload_stats``).
-    ``failed``: kept clients whose worker died mid-round; they are counted, never silently lost,
-    and their updates are not used."""
+    """One flat row (Parquet- and JSON-friendly), counts per tier of ``fleet``. ``merged``: the
+    kept clients' merged uploads (clients, n_samples, loss); ``upload``: the model's upload
+    statistics (``ModelOps.upload_stats``). ``failed``: kept clients whose worker died mid-round;
+    they are counted, never silently lost, and their updates are not used."""
+    tier_of_user, tier_names = fleet.tier_of_user, fleet.tiers.names
     n_tiers = len(tier_names)
     counts = {
         "selected": per_tier_counts(plan.selected, tier_of_user, n_tiers),
@@ -40,10 +52,10 @@ def round_record(
     row: dict = {
         "round": plan.round_index + 1,
         "sim_round_s": plan.duration_s,
-        "sim_time_s": sim_time_s,
-        "wall_s": wall_s,
+        "sim_time_s": timing.sim_time_s,
+        "wall_s": timing.wall_s,
         "client_updates": int(len(merged.clients)),
-        "client_updates_per_s": len(merged.clients) / wall_s if wall_s > 0 else float("nan"),
+        "client_updates_per_s": len(merged.clients) / timing.wall_s if timing.wall_s > 0 else float("nan"),
         "train_loss": float(np.average(merged.loss, weights=merged.n_samples)) if len(merged.clients) else float("nan"),
         **(upload or {}),
     }

@@ -16,15 +16,17 @@ the cores in one process. The same config gives the same records either way, bit
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
 from cluster import checkpoint
-from cluster.fl.records import round_record
+from cluster.fl.records import RoundTiming, round_record
 from cluster.fl.server_core import FederatedServer
 from cluster.fl.worker_pool import EvalParts, TrainTask, WorkerPool, WorkersOutOfSync, in_client_order
 from cluster.storage import Storage
+from configs.schema import FLConfig
 
 # Replays in a row before a call gives up: a worker that times out every time would loop forever.
 RESYNC_ATTEMPTS = 3
@@ -34,30 +36,43 @@ class WorkersLost(RuntimeError):
     """Workers stayed out of sync after every replay allowed (each call timed out, or kept dying)."""
 
 
+@dataclass(frozen=True)
+class RoundSchedule:
+    """``rounds`` in all; ``eval_every``: evaluate the global model every that many rounds and at
+    the last one (None: only when asked); ``real_time_scale`` > 0: demo mode, each worker takes
+    that share of its slowest client's simulated latency in wall time; a checkpoint every
+    ``checkpoint_every`` rounds when the loop is given a storage."""
+
+    rounds: int
+    eval_every: Optional[int]
+    real_time_scale: float = 0.0
+    checkpoint_every: int = 1
+
+    @classmethod
+    def of(cls, cfg: FLConfig) -> RoundSchedule:
+        return cls(cfg.rounds, cfg.eval_every, cfg.runtime.real_time_scale, cfg.checkpoint_every)
+
+
 class RoundLoop:
-    """``eval_every``: evaluate the global model every that many rounds and at the last one
-    (None: only when asked). ``real_time_scale`` > 0: demo mode, each worker takes that share
-    of its slowest client's simulated latency in wall time."""
+    """``schedule``: how many rounds, and when to evaluate and checkpoint; ``checkpoints``: where
+    (None: never, and a worker falling out of sync ends the run)."""
 
     def __init__(
         self,
         server: FederatedServer,
         pool: WorkerPool,
         worker_of_user: np.ndarray,
-        rounds: int,
-        eval_every: Optional[int],
-        real_time_scale: float = 0.0,
+        schedule: RoundSchedule,
         checkpoints: Optional[Storage] = None,
-        checkpoint_every: int = 1,
     ):
         self.server = server
         self.pool = pool
         self.worker_of_user = worker_of_user
-        self.rounds = rounds
-        self.eval_every = eval_every
-        self.real_time_scale = real_time_scale
+        self.rounds = schedule.rounds
+        self.eval_every = schedule.eval_every
+        self.real_time_scale = schedule.real_time_scale
         self.checkpoints = checkpoints
-        self.checkpoint_every = checkpoint_every
+        self.checkpoint_every = schedule.checkpoint_every
         self.history: list[dict] = []
         self._last_test: Optional[EvalParts] = None
         self.resyncs = 0
@@ -109,10 +124,8 @@ class RoundLoop:
             plan,
             merged,
             outcome.failed,
-            fleet.tier_of_user,
-            fleet.tiers.names,
-            server.sim_time_s,
-            wall_s,
+            fleet,
+            RoundTiming(server.sim_time_s, wall_s),
             evaluation,
             ops.upload_stats(merged),
         )

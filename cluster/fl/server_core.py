@@ -15,7 +15,7 @@ from cluster.fl.server_optimizers import make_server_optimizer
 from cluster.fl.families.base import ModelOps
 from cluster.fl.clock import VirtualClock
 from cluster.fl.selection import EpochSampler, RoundPlan, n_to_select
-from cluster.fl.strategies import make_strategy
+from cluster.fl.strategies import StrategyContext, make_strategy
 from cluster.fl.worker_pool import WorkerPool
 from cluster.rng import stream
 from cluster.tiers.latency import TierTable
@@ -46,6 +46,21 @@ class FleetView:
         return self.train_samples
 
 
+@dataclass(frozen=True)
+class ServerSetup:
+    """What a run's server and its round loop are built from: the FL settings, the family's ops,
+    the fleet, the seed and which worker holds each client (n,)."""
+
+    cfg: FLConfig
+    ops: ModelOps
+    fleet: FleetView
+    seed: int
+    worker_of_user: np.ndarray
+
+    def server(self, initial_params: Optional[dict[str, np.ndarray]] = None) -> "FederatedServer":
+        return FederatedServer(self.cfg, self.ops, self.fleet, self.seed, initial_params)
+
+
 class FederatedServer:
     def __init__(
         self,
@@ -68,7 +83,7 @@ class FederatedServer:
         eligible = (fleet.train_samples > 0) & ~self.tier_plan.excluded[fleet.tier_of_user]
         self.sampler = EpochSampler(np.flatnonzero(eligible), stream(seed, "selection"))
         self.strategy = make_strategy(
-            cfg.strategy, ops, self.params, fleet, eligible, self.sampler, cfg.client_lr, seed
+            cfg.strategy, StrategyContext(ops, self.params, fleet, eligible, self.sampler, cfg.client_lr, seed)
         )
         self.round_index = 0
         self.clock = VirtualClock(fleet.tiers, seed, cfg.local_epochs, cfg.clients_per_round, cfg.deadline_s)

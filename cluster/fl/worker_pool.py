@@ -65,23 +65,9 @@ class WorkerPool(Protocol):
 
     def retrieval_queries(self, params: dict[str, np.ndarray], clusters) -> list[tuple[np.ndarray, np.ndarray]]: ...
 
-    # Cali3F's device halves (eq. 4 and federated re-clustering), on every worker.
-    def shift_subordinates(
-        self, delegates: np.ndarray, labels: np.ndarray, mean_update: dict[str, np.ndarray], discount: float
-    ) -> None: ...
-
-    # params: the global model, for a family whose device derives its user vector from it.
-    def cluster_sums(
-        self,
-        n_clusters: int,
-        centroids: Optional[np.ndarray],
-        labels: Optional[np.ndarray],
-        params: dict[str, np.ndarray],
-    ) -> list[tuple[np.ndarray, np.ndarray]]: ...
-
-    def assign_clusters(
-        self, centroids: np.ndarray, params: dict[str, np.ndarray]
-    ) -> list[tuple[np.ndarray, np.ndarray]]: ...
+    def device_step(self, step: str, *args: Any) -> list:
+        """The strategy's device step ``step`` (a method of its ``DeviceHalf``) on every worker's
+        clients: the answers of the workers still alive, in worker order."""
 
     # Checkpoints: each worker saves its clients' private state; reset reloads it (None: from the start).
     def save(self, folder: Storage, round_index: int) -> None: ...
@@ -122,15 +108,8 @@ class CorePool:
     def retrieval_queries(self, params, clusters) -> list[tuple[np.ndarray, np.ndarray]]:
         return [core.retrieval_queries(params, clusters) for core in self.cores]
 
-    def shift_subordinates(self, delegates, labels, mean_update, discount) -> None:
-        for core in self.cores:
-            core.shift_subordinates(delegates, labels, mean_update, discount)
-
-    def cluster_sums(self, n_clusters, centroids, labels, params) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [core.cluster_sums(n_clusters, centroids, labels, params) for core in self.cores]
-
-    def assign_clusters(self, centroids, params) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [core.assign_clusters(centroids, params) for core in self.cores]
+    def device_step(self, step: str, *args: Any) -> list:
+        return [core.device_step(step, *args) for core in self.cores]
 
     def save(self, folder: Storage, round_index: int) -> None:
         for core, name in zip(self.cores, self.names):
@@ -138,7 +117,7 @@ class CorePool:
 
     def reset(self, folder: Optional[Storage]) -> None:
         """Each core starts again from its shard, then from the private state in ``folder``."""
-        self.cores = [type(core)(core.shard, core.spec, core.recipe, core.seed) for core in self.cores]
+        self.cores = [core.fresh() for core in self.cores]
         if folder is None:
             return
         names = (folder / "workers").list()

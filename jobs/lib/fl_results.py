@@ -8,7 +8,6 @@ import platform
 from importlib import metadata
 from typing import Optional
 
-import numpy as np
 import pyarrow as pa
 
 ROUND_FIELDS = [
@@ -52,54 +51,6 @@ def tiers_table(history: list[dict], tier_names: tuple[str, ...], config_hash: s
                 **{key: record.get(f"{key}_{tier}", float("nan")) for key in TIER_KEYS},
             })
     return pa.table([_column(rows, f.name, f.type) for f in schema], schema=schema)
-
-
-def clients_table(clients: np.ndarray, hit: np.ndarray, ndcg: np.ndarray, user_ids: np.ndarray,
-                  tier_of_user: np.ndarray, tier_names: tuple[str, ...], config_hash: str, seed: int) -> pa.Table:
-    names = np.asarray(tier_names, dtype=object)
-    return pa.table({
-        "client": pa.array(clients, pa.int64()),
-        "user_id": pa.array(user_ids[clients], pa.int64()),
-        "tier": pa.array(names[tier_of_user[clients]].tolist(), pa.string()),
-        "hr10": pa.array(hit, pa.float64()),
-        "ndcg10": pa.array(ndcg, pa.float64()),
-        "config_hash": pa.array([config_hash] * len(clients), pa.string()),
-        "seed": pa.array([seed] * len(clients), pa.int64()),
-    })
-
-
-def item_embeddings_table(params: dict[str, np.ndarray], item_ids: np.ndarray, groups: np.ndarray,
-                          group_names: list[str], tables: tuple[str, ...], train_interactions: np.ndarray,
-                          config_hash: str, seed: int) -> pa.Table:
-    """The trained item vectors (tables concatenated, e.g. GMF then MLP for NeuMF) for retrieval;
-    group = first listed genre (or synthetic group); train_interactions for popularity groups."""
-    vectors = np.concatenate([params[t] for t in tables], axis=1).astype(np.float32)
-    dim = vectors.shape[1]
-    return pa.table({
-        "item": pa.array(np.arange(len(item_ids)), pa.int32()),
-        "item_id": pa.array(item_ids, pa.int64()),
-        "group": pa.array(np.asarray(group_names, dtype=object)[groups].tolist(), pa.string()),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
-        "train_interactions": pa.array(train_interactions, pa.int64()),
-        "config_hash": pa.array([config_hash] * len(item_ids), pa.string()),
-        "seed": pa.array([seed] * len(item_ids), pa.int64()),
-    })
-
-
-def user_queries_table(clients: np.ndarray, vectors: np.ndarray, user_ids: np.ndarray, tier_of_user: np.ndarray,
-                       tier_names: tuple[str, ...], config_hash: str, seed: int) -> pa.Table:
-    """Each user's retrieval query (GMF: u ⊙ w, so ⟨query, item vector⟩ ranks as the model does).
-    Written for offline evaluation; in service a phone sends its own query with each request."""
-    dim = vectors.shape[1]
-    names = np.asarray(tier_names, dtype=object)
-    return pa.table({
-        "user": pa.array(clients, pa.int32()),
-        "user_id": pa.array(user_ids[clients], pa.int64()),
-        "tier": pa.array(names[tier_of_user[clients]].tolist(), pa.string()),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).reshape(-1), pa.float32()), dim),
-        "config_hash": pa.array([config_hash] * len(clients), pa.string()),
-        "seed": pa.array([seed] * len(clients), pa.int64()),
-    })
 
 
 def versions() -> dict[str, str]:

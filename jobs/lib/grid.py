@@ -39,12 +39,12 @@ def cell_results(config: dict, label: str) -> tuple[list[dict], list[dict]]:
     accuracy, simulated time, uploaded MB — and one row per round (loss, clock, CEAG's λ and ψ)."""
     import torch
 
-    from cluster.fl.inprocess import run_click_rounds
+    from cluster.fl.inprocess import run_in_process
     from cluster.fl.experiment import build
 
     torch.set_num_threads(1)  # a cell is one task on one CPU; its neighbours take the others
     cfg = SimConfig.model_validate(config)
-    result = run_click_rounds(build(cfg))
+    result = run_in_process(build(cfg))
     digest = config_hash(cfg)
     identity = {"model": cfg.model.kind, "mapping": cfg.tier_mapping.mapping, "configuration": label,
                 "seed": cfg.seed, "config_hash": digest}

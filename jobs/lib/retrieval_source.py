@@ -3,6 +3,7 @@ run trained first when the config names none."""
 
 from __future__ import annotations
 
+from cluster.fl.families import family_of
 from cluster.retrieval.catalog import Catalog, RequestStream
 from cluster.retrieval.source import load_catalog
 from cluster.storage import Storage
@@ -13,7 +14,7 @@ def train_gmf_run(cfg: SimConfig) -> Storage:
     """Run fl_sim with this config (model.kind must be gmf) and return its run folder."""
     from jobs.fl_sim import build_run_write
 
-    if cfg.model.kind != "gmf":
+    if not family_of(cfg.model.kind).has_retrieval_queries(cfg.model.kind):
         raise ValueError(f"the retriever needs an inner-product model: set model.kind=gmf (not {cfg.model.kind})")
     print("training GMF first", flush=True)
     return build_run_write(cfg, quiet=True)[1]

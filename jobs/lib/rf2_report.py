@@ -3,14 +3,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from cluster.storage import Storage
+from configs.schema import FLConfig
 from jobs.lib.job_page import strategy_name
 from jobs.lib.plotting import pyplot, save_figure
 
+# The strategy a title leaves unnamed: the one a config without fl.strategy runs.
+DEFAULT_STRATEGY = FLConfig().strategy.kind
 _MAPPING_ORDER = ("random", "hetero-vlow", "hetero-low", "hetero-mid", "hetero-high", "hetero-vhigh")
+
+
+@dataclass(frozen=True)
+class RunDescription:
+    """What a grid's results page says about the run: the command that reruns it, its seeds, the
+    data set's title and ``setting``, one sentence on what every cell ran (rounds, clients,
+    uploads). The CEAG comparison, a grid of the same cells, describes its run the same way."""
+
+    command: str
+    seeds: Sequence[int]
+    dataset: str
+    setting: str
 
 
 def _mappings(measures: pd.DataFrame) -> list[str]:
@@ -149,24 +167,23 @@ def findings(measures: pd.DataFrame, focus_mapping: str) -> list[str]:
 
 
 
-def matrix_page(measures: pd.DataFrame, tiers: tuple[str, ...], focus_mapping: str, *, command: str,
-                seeds, dataset: str, setting: str, strategy: str = "fedavg") -> "ResultsPage":
+def matrix_page(measures: pd.DataFrame, tiers: tuple[str, ...], focus_mapping: str, *, run: RunDescription,
+                strategy: str = "fedavg") -> "ResultsPage":
     """The matrix's results page: the MDAC table, the focus mapping's per-tier changes, MDAC and
-    speed-up, the findings, and both figures. ``setting``: one sentence on what every cell ran
-    (rounds, clients, uploads). The title names the model, a strategy other than FedAvg and a
-    lone mapping, so pages of the same job with other settings are told apart."""
+    speed-up, the findings, and both figures. The title names the model, a strategy other than
+    FedAvg and a lone mapping, so pages of the same job with other settings are told apart."""
     from jobs.lib.job_page import plural, spread_note
     from jobs.lib.results_page import ResultsPage
 
     model = measures["model"].iloc[0].upper()
     mappings, configs = _mappings(measures), _configurations(measures)
-    served = f" with {strategy_name(strategy)}" if strategy != "fedavg" else ""
+    served = f" with {strategy_name(strategy)}" if strategy != DEFAULT_STRATEGY else ""
     only = f", {mappings[0]}" if len(mappings) == 1 else ""
     page = ResultsPage(
-        title=f"RF²'s matrix: {model}{served} on {dataset}{only}", command=command, seeds=list(seeds),
+        title=f"RF²'s matrix: {model}{served} on {run.dataset}{only}", command=run.command, seeds=list(run.seeds),
         intro=(f"{plural(len(configs), 'tier-aware optimization')} under {plural(len(mappings), 'tier mapping')}, "
-               f"each cell against the same mapping and seed without optimization. {setting} "
-               f"{spread_note(list(seeds))}"))
+               f"each cell against the same mapping and seed without optimization. {run.setting} "
+               f"{spread_note(list(run.seeds))}"))
     page.add("MDAC per configuration and tier mapping", "\n".join(_mdac_table(measures)))
     if focus_mapping in mappings:
         table = measures.set_index(["mapping", "configuration"])

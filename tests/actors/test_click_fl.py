@@ -13,7 +13,7 @@ import pytest
 
 from configs import load_config
 from cluster.fl.experiment import build
-from cluster.fl.inprocess import evaluate, round_loop, train_rounds
+from cluster.fl.inprocess import round_loop, trained_loop
 from jobs.fl_sim import build_run_write, run
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -50,7 +50,7 @@ def test_same_results_with_one_or_two_workers_per_tier(tmp_path: Path, extra: tu
     assert _metrics(loop.history) == _metrics(two["history"])
     for name in loop.server.params:
         assert np.array_equal(loop.server.params[name], two["params"][name]), name
-    assert evaluate(one, loop.pool.cores, loop.server.params, "train") == two["train_eval"]
+    assert loop.evaluate("train") == two["train_eval"]
 
 
 def test_click_run_writes_auc_per_tier_and_is_a_ceag_reference(tmp_path: Path):
@@ -79,6 +79,7 @@ def test_click_run_writes_auc_per_tier_and_is_a_ceag_reference(tmp_path: Path):
     assert "pair_train_low" in json.loads((run_dir / "summary.json").read_text())["final_train"]
     # The in-process loop with one worker per tier gives the same model (the proxy's sums are
     # taken in client-id order, whichever worker sent them).
-    server, _, _ = train_rounds(build(tiny_click(tmp_path, *ceag)), eval_every=cfg.fl.eval_every)
+    loop = trained_loop(build(tiny_click(tmp_path, *ceag)), eval_every=cfg.fl.eval_every)
+    server = loop.server
     for name in server.params:
         assert np.array_equal(outcome["params"][name], server.params[name]), name

@@ -17,7 +17,7 @@ import ray
 
 
 from actors.factory import start_aggregator, start_workers
-from cluster.fl.inprocess import train_rounds
+from cluster.fl.inprocess import trained_loop
 from cluster.storage import Storage
 from configs import load_config
 from cluster.fl.experiment import build
@@ -41,16 +41,16 @@ def reference_run(tmp_path_factory) -> dict:
     tests/actors/test_strategies_on_actors.py): what the worker-count and aggregator-restart
     tests must each reproduce exactly."""
     folder = tmp_path_factory.mktemp("reference")
-    server, _, history = train_rounds(build(tiny(folder, "fl.rounds=6", "fl.eval_every=3")), eval_every=3)
+    loop = trained_loop(build(tiny(folder, "fl.rounds=6", "fl.eval_every=3")), eval_every=3)
+    server, history = loop.server, loop.history
     return {"history": history, "params": server.params}
 
 
 def start(exp, run_dir: Path):
     run = Storage(run_dir)
     shards = exp.shards()
-    workers = start_workers(exp.cfg.fl, shards, exp.spec, exp.recipe, exp.cfg.seed, exp.fleet.tiers.names, run)
-    aggregator = start_aggregator(exp.cfg.fl, exp.ops, exp.fleet, exp.cfg.seed, exp.worker_of_user,
-                                  run / "checkpoint", run_name=run.name)
+    workers = start_workers(exp.cfg.fl, shards, exp.worker_setup(), exp.fleet.tiers.names, run)
+    aggregator = start_aggregator(exp.server_setup(), run / "checkpoint", run_name=run.name)
     ray.get([w.ready.remote() for w in workers] + [aggregator.ready.remote()])
     return workers, aggregator
 

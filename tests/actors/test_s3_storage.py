@@ -18,7 +18,7 @@ from cluster import checkpoint
 from cluster.storage import Storage
 from configs import load_config
 from cluster.fl.experiment import build
-from cluster.fl.inprocess import train_rounds
+from cluster.fl.inprocess import trained_loop
 from jobs.fl_sim import main
 from jobs.lib.outputs import write_resolved_config
 
@@ -32,16 +32,16 @@ def test_fl_run_writes_to_s3_and_resumes_from_it(s3_server, tmp_path: Path):
     bucket = s3_server("fl-runs")
     cfg = load_config("configs/demo.yaml", [*TINY, f"data.cache_dir={tmp_path / 'cache'}", f"storage={bucket}/runs"])
     # The unbroken run in process (an actor run equals it: tests/actors/test_strategies_on_actors.py).
-    _, _, reference = train_rounds(build(cfg), eval_every=cfg.fl.eval_every)
+    loop = trained_loop(build(cfg), eval_every=cfg.fl.eval_every)
+    reference = loop.history
 
     # A run that dies after round 3 (its last checkpoint: round 2), with every file in the bucket.
     exp = build(cfg)
     run_dir = Storage(bucket) / "runs" / "crashed"
     write_resolved_config(run_dir, cfg)
     shards = exp.shards()
-    workers = start_workers(cfg.fl, shards, exp.spec, exp.recipe, cfg.seed, exp.fleet.tiers.names, run_dir)
-    aggregator = start_aggregator(cfg.fl, exp.ops, exp.fleet, cfg.seed, exp.worker_of_user,
-                                  run_dir / "checkpoint", run_name="crashed")
+    workers = start_workers(cfg.fl, shards, exp.worker_setup(), exp.fleet.tiers.names, run_dir)
+    aggregator = start_aggregator(exp.server_setup(), run_dir / "checkpoint", run_name="crashed")
     try:
         for _ in range(3):
             ray.get(aggregator.run_round.remote())

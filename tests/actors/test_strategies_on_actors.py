@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cluster.fl.inprocess import evaluate, train_rounds
+from cluster.fl.inprocess import trained_loop
 from configs import load_config
 from cluster.fl.experiment import build
 from jobs.fl_sim import build_run_write
@@ -32,7 +32,8 @@ def test_ditto_on_actors_equals_the_in_process_loop(tmp_path: Path):
     run_dir = run_dir.local_path  # a local storage: read its files directly
     summary = json.loads((run_dir / "summary.json").read_text())
     exp = build(cfg)
-    server, cores, history = train_rounds(exp, eval_every=cfg.fl.eval_every)
+    loop = trained_loop(exp, eval_every=cfg.fl.eval_every)
+    history = loop.history
     assert summary["strategy"] == cfg.fl.strategy.kind
     assert summary["final"]["ndcg10"] == history[-1]["ndcg10"]
     assert summary["final"]["ndcg10_std"] == history[-1]["ndcg10_std"]
@@ -40,7 +41,7 @@ def test_ditto_on_actors_equals_the_in_process_loop(tmp_path: Path):
     assert not (run_dir / "user_queries.parquet").exists(), "NeuMF has no GMF user vectors to serve"
     # The train measure a CEAG run on NCF reads as its reference (served models: the personal ones).
     assert 0.0 < summary["final_train"]["pair_train_low"] < 1.0
-    assert summary["final_train"] == evaluate(exp, cores, server.params, "train")
+    assert summary["final_train"] == loop.evaluate("train")
 
 
 @pytest.mark.parametrize("strategy", [
@@ -54,7 +55,8 @@ def test_device_side_strategies_with_adaptive_servers_on_actors_equal_the_in_pro
     cfg = tiny(tmp_path, *strategy, "fl.local_epochs=2")
     _, run_dir, _ = build_run_write(cfg, quiet=True)
     summary = json.loads((run_dir.local_path / "summary.json").read_text())
-    _, _, history = train_rounds(build(cfg), eval_every=cfg.fl.eval_every)
+    loop = trained_loop(build(cfg), eval_every=cfg.fl.eval_every)
+    history = loop.history
     assert summary["final"]["hr10"] == history[-1]["hr10"]
     assert summary["final"]["ndcg10_std"] == history[-1]["ndcg10_std"]
 
@@ -76,7 +78,8 @@ def test_cali3f_on_actors_resumed_equals_the_unbroken_in_process_loop(tmp_path: 
     (run_dir / "config.yaml").write_text(saved.replace("rounds: 2", "rounds: 4").replace("workers_per_tier: 2",
                                                                                           "workers_per_tier: 1"))
     _, _, resumed = build_run_write(longer, resume_dir=run_dir, quiet=True)
-    server, _, straight = train_rounds(build(longer), eval_every=longer.fl.eval_every)
+    loop = trained_loop(build(longer), eval_every=longer.fl.eval_every)
+    server, straight = loop.server, loop.history
     assert resumed["resumed_from"] == 2
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["strategy"] == "cali3f" and summary["rounds"] == 4 and straight[-1]["dropped"] == 10

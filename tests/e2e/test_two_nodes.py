@@ -118,7 +118,7 @@ def test_a_driver_only_folder_is_refused_before_any_worker_starts(cluster):
 
 def test_fl_sim_equals_one_node_and_survives_its_aggregator_being_killed(cluster, tmp_path):
     from cluster.fl.experiment import build
-    from cluster.fl.inprocess import train_rounds
+    from cluster.fl.inprocess import trained_loop
     from configs import load_config
     from jobs.lib.fl_results import rounds_table
 
@@ -126,7 +126,7 @@ def test_fl_sim_equals_one_node_and_survives_its_aggregator_being_killed(cluster
     # The one-node reference: the in-process loop, which a one-node actor run equals
     # (tests/actors/test_strategies_on_actors.py), as fl_sim tabulates its rounds.
     cfg = load_config("configs/demo.yaml", [*TINY, f"storage={tmp_path / 'one-node'}"])
-    _, _, history = train_rounds(build(cfg), eval_every=cfg.fl.eval_every)
+    history = trained_loop(build(cfg), eval_every=cfg.fl.eval_every).history
     one_node = rounds_table(history, "", cfg.seed).to_pandas()
 
     # Rounds slowed to ~1 s of wall time each (it changes no result) so the kill lands mid-run.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cluster.fl.inprocess import build_cores, round_loop
-from cluster.fl.round_loop import RoundLoop
+from cluster.fl.round_loop import RoundLoop, RoundSchedule
 from cluster.fl.server_core import FederatedServer
 from cluster.fl.worker_pool import CorePool
 from cluster.storage import Storage
@@ -21,7 +21,7 @@ def straight_and_resumed(exp, folder: Path, rounds: int, break_after: int) -> tu
 
     def loop(checkpoints: Storage) -> RoundLoop:
         server = FederatedServer(exp.cfg.fl, exp.ops, exp.fleet, exp.cfg.seed)
-        return RoundLoop(server, CorePool(build_cores(exp)), exp.worker_of_user, rounds, None, checkpoints=checkpoints)
+        return RoundLoop(server, CorePool(build_cores(exp)), exp.worker_of_user, RoundSchedule(rounds, None), checkpoints)
 
     checkpoints = Storage(folder)
     first = loop(checkpoints)

@@ -6,17 +6,16 @@ import pytest
 from sklearn.cluster import KMeans
 
 from cluster.data.types import CategoricalFeatures
-from cluster.fl.cali3f import (
+from cluster.fl.aggregation import fastagg_item_deltas, fastagg_items
+from cluster.fl.strategies.cali3f.maths import (
     cali_update,
     cluster_gradients,
     cluster_mean_update,
-    fastagg_item_deltas,
-    fastagg_items,
     init_cluster_models,
     pseudo_gradient,
     subordinate_user_update,
 )
-from cluster.fl.clustering import (
+from cluster.fl.strategies.cali3f.clustering import (
     ClusterSampler,
     assign_clusters,
     clus_avg,
@@ -123,7 +122,7 @@ def test_fastagg_item_deltas_reads_a_local_result():
         item_deltas={"item_gmf": np.array([[1, 0], [0, 0], [0, 3], [2, -2]], np.float32)},
         dense_deltas={"out.weight": np.zeros((2, 2), np.float32), "out.bias": np.zeros((2, 1), np.float32)},
     )
-    out = fastagg_item_deltas(merged, spec)
+    out = fastagg_item_deltas(merged, spec.item_tables, spec.n_items)
     np.testing.assert_allclose(out["item_gmf"], [[0.25, 2.25], [2.0, -2.0], [0.0, 0.0]])
 
 

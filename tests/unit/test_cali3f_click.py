@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 
 from cluster.fl.experiment import build
-from cluster.fl.local_sgd import LocalRecipe
-from cluster.fl.cali3f import fastagg_dense_rows, fastagg_items
+from cluster.fl.recipe import LocalRecipe
+from cluster.fl.aggregation import fastagg_dense_rows, fastagg_items
 from cluster.fl.families.click.batches import predict
-from cluster.fl.families.click.training import train_local_click
-from cluster.fl.clustering import mean_item_rows
-from cluster.fl.inprocess import evaluate, round_loop
+from cluster.fl.families.click.training import ClickOptions, ClientRows, train_local_click
+from cluster.arrays import mean_item_rows
+from cluster.fl.inprocess import round_loop
 from cluster.fl.round_loop import RoundLoop
-from cluster.fl.families.click.model import ClickSpec, initial_params
+from cluster.fl.families.click.model import ClickSpec
+from cluster.fl.families.click.net import initial_params
 from cluster.fl.types import ClusterView
 from configs import load_config
 from tests.unit.click_fixtures import toy_click_world
@@ -50,9 +51,9 @@ def test_a_delegates_cluster_pass_starts_from_its_clusters_dense_part(kind: str)
     spec = ClickSpec.for_features(kind, features, top_hidden=(16,), history_len=10)
     recipe, params = LocalRecipe.one_rate(0.5, epochs=2), initial_params(spec, 0)
     clients = np.arange(len(indptr) - 1)
-    at_global = train_local_click(spec, recipe, params, features, clients, indptr, rows)
+    at_global = train_local_click(spec, recipe, params, features, ClientRows(clients, indptr, rows))
     same = {n: np.repeat(params[n][None], len(clients), axis=0) for n in spec.dense_shapes()}
-    from_same = train_local_click(spec, recipe, params, features, clients, indptr, rows, client_dense=same)
+    from_same = train_local_click(spec, recipe, params, features, ClientRows(clients, indptr, rows), ClickOptions(client_dense=same))
     for name in at_global.dense_deltas:
         assert np.array_equal(at_global.dense_deltas[name], from_same.dense_deltas[name]), name
     # Client 3 from its own start trains exactly as the global model set to that start would.
@@ -60,10 +61,10 @@ def test_a_delegates_cluster_pass_starts_from_its_clusters_dense_part(kind: str)
     own = {n: same[n].copy() for n in same}
     for n in own:
         own[n][3] = other[n]
-    mixed = train_local_click(spec, recipe, params, features, clients, indptr, rows, client_dense=own)
+    mixed = train_local_click(spec, recipe, params, features, ClientRows(clients, indptr, rows), ClickOptions(client_dense=own))
     alone_params = params | {n: other[n] for n in own}
-    alone = train_local_click(spec, recipe, alone_params, features, clients[3:4], indptr[3:5] - indptr[3],
-                              rows[indptr[3] : indptr[4]])
+    alone = train_local_click(spec, recipe, alone_params, features,
+                              ClientRows(clients[3:4], indptr[3:5] - indptr[3], rows[indptr[3] : indptr[4]]))
     for name in mixed.dense_deltas:
         assert np.array_equal(mixed.dense_deltas[name][3], alone.dense_deltas[name][0]), name
         assert np.array_equal(mixed.dense_deltas[name][1], at_global.dense_deltas[name][1]), name
@@ -101,7 +102,7 @@ def test_cali3f_on_dlrm_is_the_same_with_one_or_three_workers_per_tier(tmp_path:
     for workers in (1, 3):
         exp = build(_cfg(tmp_path, workers, 3, "dlrm", "fl.optimization=prune-1:4:16"))
         loops.append(_run(exp, 3))
-        scores.append(evaluate(exp, loops[-1].pool.cores, loops[-1].server.params, "test"))
+        scores.append(loops[-1].evaluate("test"))
     _assert_same_run(*loops)
     assert scores[0] == scores[1]
     assert any(r["reclustered_clients"] > 0 for r in loops[0].history)  # the item-row vectors moved clients

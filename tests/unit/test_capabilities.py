@@ -104,7 +104,7 @@ def _train(cfg) -> Run:
     loop.server.plan_round, loop.pool.train = recorded_plan, recorded_train
     for _ in range(cfg.fl.rounds):
         loop.run_round()
-    return Run(exp.fleet.tier_of_user, exp.fleet.tiers.names, None if exp.click is not None else exp.spec.n_items,
+    return Run(exp.fleet.tier_of_user, exp.fleet.tiers.names, getattr(exp.spec, "n_items", None) if exp.spec.user_tables else None,
                loop.server.params, loop.server.round_index, loop.history, plans, uploads)
 
 

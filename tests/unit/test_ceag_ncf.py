@@ -13,9 +13,9 @@ import torch
 from cluster.fl.experiment import build
 from cluster.fairness.ranking import bit_rate_by_tier, positive_negative_bits
 from cluster.fl.inprocess import build_cores, round_loop
-from cluster.fl.families.ncf.training import train_local
-from cluster.fl.families.ncf.negatives import hashed_negatives
-from cluster.fl.families.ncf.model import score_candidates
+from cluster.fl.families.ncf.training import ClientPositives, train_local
+from cluster.fl.families.ncf.negatives import RoundKey, hashed_negatives
+from cluster.fl.families.ncf.net import score_candidates
 from configs import load_config
 
 REFERENCE = "{low: 0.99, mid: 0.5, high: 0.5}"  # the low tier far below its reference: λ_low rises
@@ -57,11 +57,12 @@ def test_a_client_reports_its_pairs_at_the_model_it_received(tmp_path: Path, kin
     items = np.concatenate([core.shard.train[core.shard.train_indptr[r]:core.shard.train_indptr[r + 1]] for r in rows])
     params = exp.ops.init_params(exp.cfg.seed)
     users = {t: v[rows] for t, v in core.users.items()}
-    args = (exp.spec, exp.recipe, params, users, clients, indptr, items, exp.cfg.seed, 5)
-    result, _ = train_local(*args, positive_keys=core._positive_keys)
+    args = (exp.spec, exp.recipe, params, users, ClientPositives(clients, indptr, items, core._positive_keys),
+            RoundKey(exp.cfg.seed, 5))
+    result, _ = train_local(*args)
     r = exp.recipe.negatives_per_positive
     assert result.correct_counts.tolist() == (n_pos * r).tolist()
-    negatives = hashed_negatives(exp.cfg.seed, 5, clients, n_pos * r, core._positive_keys, exp.spec.n_items)
+    negatives = hashed_negatives(RoundKey(exp.cfg.seed, 5), clients, n_pos * r, core._positive_keys, exp.spec.n_items)
     candidates = np.concatenate([items[:, None], negatives.reshape(-1, r)], axis=1).astype(np.int64)
     positive_owner = np.repeat(np.arange(len(clients)), n_pos)
     with torch.no_grad():
@@ -74,7 +75,7 @@ def test_a_client_reports_its_pairs_at_the_model_it_received(tmp_path: Path, kin
     assert 0.2 < result.correct.mean() < 0.8  # an untrained model orders pairs about at random
     # Reporting changes nothing the client uploads.
     plain, _ = train_local(exp.spec, exp.recipe.__class__(**{**exp.recipe.__dict__, "ranking_bits": False}),
-                           *args[2:], positive_keys=core._positive_keys)
+                           *args[2:])
     assert len(plain.correct) == 0
     for name in plain.dense_deltas:
         assert np.array_equal(plain.dense_deltas[name], result.dense_deltas[name])

@@ -19,8 +19,8 @@ from cluster.data.views import click_view
 from cluster.fl.families.click.batches import click_auc, client_batch, padded_shape
 from cluster.fl.aggregation import empty_update, fedavg, merge_updates
 from cluster.fl.server_optimizers.adagrad import Adagrad
-from cluster.fl.local_sgd import LocalRecipe
-from cluster.fl.families.click.training import train_local_click
+from cluster.fl.recipe import LocalRecipe
+from cluster.fl.families.click.training import ClickOptions, ClientRows, train_local_click
 from cluster.fl.families.click.model import ClickSpec, channel_masks, narrow_params
 from cluster.fl.families.click.net import forward, init_params
 from cluster.rng import stream
@@ -74,7 +74,8 @@ def test_forward_shapes_and_layout(kind):
     lengths, pairs = padded_shape(spec, features, indptr, rows)
     members = np.flatnonzero(lengths == lengths[0])
     members = members[pairs[members] == pairs[members[0]]]
-    batch, labels, mask, counts = client_batch(spec, features, indptr, rows, members, int(lengths[0]), int(pairs[members[0]]))
+    padded = client_batch(spec, features, indptr, rows, members, int(lengths[0]), int(pairs[members[0]]))
+    batch, labels, mask, counts = padded.inputs, padded.labels, padded.mask, padded.counts
     expanded = {k: torch.from_numpy(v).unsqueeze(0).expand(len(members), *v.shape) for k, v in params.items()}
     logits = forward(spec, expanded, batch)
     assert logits.shape == labels.shape == mask.shape == (len(members), lengths[0])
@@ -146,7 +147,7 @@ def test_batched_training_equals_one_client_reference(kind):
     params = _global(spec)
     clients = np.array([0, 1, 3, 4])
     sub_indptr, sub_rows = select_clients(indptr, rows, clients)
-    result = train_local_click(spec, recipe, params, features, clients, sub_indptr, sub_rows)
+    result = train_local_click(spec, recipe, params, features, ClientRows(clients, sub_indptr, sub_rows))
     for c in range(len(clients)):
         first, deltas = _reference_client(spec, recipe, params, features, sub_rows[sub_indptr[c] : sub_indptr[c + 1]])
         assert result.loss[c] == pytest.approx(first, rel=1e-5)
@@ -170,9 +171,9 @@ def test_pairwise_proxy_delta_is_the_clients_own_pairwise_gradient(kind):
     spec = ClickSpec.for_features(kind, features, history_len=4, attention_hidden=(8, 4), top_hidden=(12,), bottom_hidden=(6,))
     params = _global(spec)
     clients = np.arange(4)
-    plain = train_local_click(spec, LocalRecipe.one_rate(0.5, epochs=2), params, features, clients, indptr, rows)
-    result = train_local_click(spec, LocalRecipe.one_rate(0.5, epochs=2, proxy_gradient=True), params, features, clients,
-                               indptr, rows)
+    plain = train_local_click(spec, LocalRecipe.one_rate(0.5, epochs=2), params, features, ClientRows(clients, indptr, rows))
+    result = train_local_click(spec, LocalRecipe.one_rate(0.5, epochs=2, proxy_gradient=True), params, features,
+                               ClientRows(clients, indptr, rows))
     assert not plain.proxy_deltas
     for name in plain.dense_deltas:  # the update itself is untouched
         assert np.array_equal(result.dense_deltas[name], plain.dense_deltas[name]), name
@@ -199,7 +200,7 @@ def test_client_result_does_not_depend_on_its_batch(kind):
 
     def train(clients):
         sub_indptr, sub_rows = select_clients(indptr, rows, np.array(clients))
-        return train_local_click(spec, recipe, params, features, np.array(clients), sub_indptr, sub_rows)
+        return train_local_click(spec, recipe, params, features, ClientRows(np.array(clients), sub_indptr, sub_rows))
 
     alone = train([0])
     for companions in ([0, 1, 6], [5, 0, 2], list(range(len(counts)))):
@@ -224,7 +225,7 @@ def test_short_clients_alone_equal_short_clients_together(kind):
 
     def train(clients):
         sub_indptr, sub_rows = select_clients(indptr, rows, np.array(clients))
-        return train_local_click(spec, LocalRecipe(), params, features, np.array(clients), sub_indptr, sub_rows)
+        return train_local_click(spec, LocalRecipe(), params, features, ClientRows(np.array(clients), sub_indptr, sub_rows))
 
     together = train(list(range(30)))
     for client in range(30):
@@ -260,7 +261,7 @@ def test_narrow_forward_is_the_narrow_model(kind):
     for name, value in narrow.items():
         full[name][tuple(slice(0, s) for s in value.shape)] = value
     lengths, pairs = padded_shape(spec, features, indptr, rows)
-    batch, _, _, _ = client_batch(spec, features, indptr, rows, np.arange(3), int(lengths.max()), int(pairs.max()))
+    batch = client_batch(spec, features, indptr, rows, np.arange(3), int(lengths.max()), int(pairs.max())).inputs
     lead = lambda ps: {k: torch.from_numpy(v).unsqueeze(0).expand(3, *v.shape) for k, v in ps.items()}
     sliced = narrow_params(spec, lead(full), 0.25, client_axis=True)
     assert {k: tuple(v.shape[1:]) for k, v in sliced.items()} == small.shapes()
@@ -276,10 +277,10 @@ def test_narrow_client_trains_only_its_slice(kind):
     params = _global(spec)
     clients = np.arange(4)
     fractions = np.array([1.0, 0.125, 1.0, 0.125], np.float32)
-    result = train_local_click(spec, recipe, params, features, clients, indptr, rows, fractions)
+    result = train_local_click(spec, recipe, params, features, ClientRows(clients, indptr, rows), ClickOptions(fractions))
     masks = channel_masks(spec, 0.125)
     narrow_global = {k: np.ascontiguousarray(v) for k, v in narrow_params(spec, params, 0.125).items()}
-    alone = train_local_click(small, recipe, narrow_global, features, clients, indptr, rows)
+    alone = train_local_click(small, recipe, narrow_global, features, ClientRows(clients, indptr, rows))
     for name, mask in masks.items():
         for c in (1, 3):
             assert not result.dense_deltas[name][c][~mask].any(), name
@@ -298,7 +299,7 @@ def _fedavg_round(spec, recipe, params, server, features, indptr, rows, clients)
     """Train ``clients``, average their updates and step ``server``: the model and its local
     training alone, as a round of the loop does them."""
     sub_indptr, sub_rows = select_clients(indptr, rows, clients)
-    result = train_local_click(spec, recipe, params, features, clients, sub_indptr, sub_rows)
+    result = train_local_click(spec, recipe, params, features, ClientRows(clients, sub_indptr, sub_rows))
     server.step(params, fedavg(result, 0, channel_masks=partial(channel_masks, spec)))
     return result
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cluster.fl.inprocess import train_rounds
+from cluster.fl.inprocess import trained_loop
 from configs import load_config
 from configs.presets import RF2_CONFIGURATIONS
 from cluster.fl.experiment import build
@@ -24,7 +24,7 @@ def _rounds(tmp_path: Path, workers_per_tier: int, kind: str, preset: str, round
         "fl.server_lr=0.1", f"fl.runtime.workers_per_tier={workers_per_tier}", f"data.cache_dir={tmp_path / 'cache'}", *extra,
     ])
     exp = build(cfg)
-    server, _, _ = train_rounds(exp)
+    server = trained_loop(exp).server
     return server.params, exp.ops.init_params(cfg.seed)
 
 

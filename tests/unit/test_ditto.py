@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from cluster.fl.ditto import COMPUTE_MULTIPLIER, personal_step
+from cluster.fl.proximal import proximal_step
+from cluster.fl.strategies.ditto.server import COMPUTE_MULTIPLIER
 
 
 def test_personal_step_by_hand():
@@ -13,18 +14,18 @@ def test_personal_step_by_hand():
     v = {"n": np.array([1.0, 2.0])}
     w = {"n": np.array([0.0, 4.0])}
     g = {"n": np.array([0.5, -1.0])}
-    np.testing.assert_allclose(personal_step(v, w, g, lr=0.1, lam=2.0)["n"], [0.75, 2.5])
+    np.testing.assert_allclose(proximal_step(v, w, g, lr=0.1, lam=2.0)["n"], [0.75, 2.5])
 
 
 def test_lambda_zero_is_local_sgd_and_regulariser_pulls_toward_global():
     v = {"n": np.array([1.0, 2.0])}
     w = {"n": np.array([0.0, 4.0])}
     zero = {"n": np.zeros(2)}
-    np.testing.assert_allclose(personal_step(v, w, {"n": np.array([1.0, 1.0])}, 0.1, 0.0)["n"], [0.9, 1.9])
-    pulled = personal_step(v, w, zero, lr=0.1, lam=1.0)["n"]
+    np.testing.assert_allclose(proximal_step(v, w, {"n": np.array([1.0, 1.0])}, 0.1, 0.0)["n"], [0.9, 1.9])
+    pulled = proximal_step(v, w, zero, lr=0.1, lam=1.0)["n"]
     assert np.linalg.norm(pulled - w["n"]) < np.linalg.norm(v["n"] - w["n"])
     with pytest.raises(ValueError):
-        personal_step(v, w, zero, 0.1, -1.0)
+        proximal_step(v, w, zero, 0.1, -1.0)
 
 
 def test_personal_step_on_torch_tensors_with_a_client_axis():
@@ -32,7 +33,7 @@ def test_personal_step_on_torch_tensors_with_a_client_axis():
     v = {"n": torch.tensor([[1.0, 2.0], [0.0, 0.0]])}
     w = {"n": torch.tensor([0.0, 4.0])}
     g = {"n": torch.tensor([[0.5, -1.0], [0.0, 0.0]])}
-    out = personal_step(v, w, g, lr=0.1, lam=2.0)["n"]
+    out = proximal_step(v, w, g, lr=0.1, lam=2.0)["n"]
     assert isinstance(out, torch.Tensor)
     torch.testing.assert_close(out, torch.tensor([[0.75, 2.5], [0.0, 0.8]]))
 

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from cluster.fl.experiment import build
 from cluster.fl.families.click.batches import client_batch, padded_shape, predict
 from cluster.fl.families.click.personal import personal_predict, personal_sgd
-from cluster.fl.inprocess import evaluate, round_loop, run_click_rounds
-from cluster.fl.local_sgd import LocalRecipe
-from cluster.fl.families.click.model import ClickSpec, initial_params
-from cluster.fl.families.click.net import forward
+from cluster.fl.inprocess import round_loop, run_in_process
+from cluster.fl.recipe import LocalRecipe
+from cluster.fl.families.click.model import ClickSpec
+from cluster.fl.families.click.net import forward, initial_params
 from configs import load_config
 from tests.unit.click_fixtures import toy_click_world
 from tests.unit.resume_fixtures import straight_and_resumed
@@ -48,8 +48,8 @@ def test_personal_step_is_dittos_proximal_step_on_the_dense_part(world, kind: st
     assert set(stepped) == set(personal) and not any(name.startswith("emb.") for name in stepped)
     lengths, pairs = padded_shape(spec, features, indptr, rows)
     for client in (0, 3, 6):
-        batch, labels, mask, counts = client_batch(spec, features, indptr, rows, np.array([client]),
-                                                   int(lengths[client]), int(pairs[client]))
+        padded = client_batch(spec, features, indptr, rows, np.array([client]), int(lengths[client]), int(pairs[client]))
+        batch, labels, mask, counts = padded.inputs, padded.labels, padded.mask, padded.counts
         own = {name: torch.from_numpy(personal[name][client : client + 1]).requires_grad_() for name in personal}
         full = {name: torch.from_numpy(value)[None] for name, value in params.items()} | own
         loss = (F.binary_cross_entropy_with_logits(forward(spec, full, batch), labels, reduction="none") * mask).sum() / counts[0]
@@ -100,11 +100,12 @@ def _cfg(tmp_path: Path, strategy: str, workers: int = 1, rounds: int = 3, *extr
 def _personal_by_client(cores) -> dict[str, np.ndarray]:
     clients = np.concatenate([core.shard.clients for core in cores])
     order = np.argsort(clients)
-    return {name: np.concatenate([core.personal[name] for core in cores])[order] for name in cores[0].personal}
+    names = [key.removeprefix("personal.") for key in cores[0].state]
+    return {name: np.concatenate([core.state[f"personal.{name}"] for core in cores])[order] for name in names}
 
 
 def test_ditto_on_dlrm_keeps_fedavgs_global_model_and_serves_personal_models(tmp_path: Path):
-    fedavg = run_click_rounds(build(_cfg(tmp_path, "fedavg")))
+    fedavg = run_in_process(build(_cfg(tmp_path, "fedavg")))
     exp = build(_cfg(tmp_path, "ditto", 1, 3, "fl.strategy.ditto_lambda=0.5"))
     loop = round_loop(exp)
     for _ in range(exp.cfg.fl.rounds):
@@ -116,7 +117,7 @@ def test_ditto_on_dlrm_keeps_fedavgs_global_model_and_serves_personal_models(tmp
     w0 = initial_params(exp.spec, exp.cfg.seed)
     moved = np.abs(personal["top.0.weight"] - w0["top.0.weight"][None]).reshape(len(personal["top.0.weight"]), -1).sum(1) > 0
     assert 0 < moved.sum() < len(moved)  # clients that trained have their own model, the others still w⁰
-    served = evaluate(exp, loop.pool.cores, loop.server.params, "test")
+    served = loop.evaluate("test")
     assert served["auc"] != fedavg.test["auc"]  # each row is scored by its owner's personal model
 
 
@@ -127,7 +128,7 @@ def test_ditto_on_dlrm_is_the_same_with_one_or_three_workers_per_tier(tmp_path: 
         loop = round_loop(exp)
         for _ in range(2):
             loop.run_round()
-        runs.append((loop, evaluate(exp, loop.pool.cores, loop.server.params, "test")))
+        runs.append((loop, loop.evaluate("test")))
     (one, one_eval), (three, three_eval) = runs
     for name in one.server.params:
         assert np.array_equal(one.server.params[name], three.server.params[name]), name
@@ -145,5 +146,5 @@ def test_ditto_on_dlrm_resumes_from_a_checkpoint_exactly(tmp_path: Path):
     straight_personal, resumed_personal = _personal_by_client(straight.pool.cores), _personal_by_client(resumed.pool.cores)
     for name in straight_personal:
         assert np.array_equal(straight_personal[name], resumed_personal[name]), name
-    np.testing.assert_equal(evaluate(exp, straight.pool.cores, straight.server.params, "test"),
-                            evaluate(exp, resumed.pool.cores, resumed.server.params, "test"))
+    np.testing.assert_equal(straight.evaluate("test"),
+                            resumed.evaluate("test"))

@@ -9,7 +9,7 @@ from configs import load_config
 from cluster.fl.aggregation import empty_update, fedavg, merge_updates
 from cluster.fl.metrics import rank_metrics, summarize
 from cluster.fl.families.ncf.ops import NCFOps
-from cluster.fl.families.ncf.negatives import hashed_negatives
+from cluster.fl.families.ncf.negatives import RoundKey, hashed_negatives
 from cluster.fl.clock import keep_fastest
 from cluster.fl.selection import EpochSampler, RoundPlan, n_to_select
 from cluster.fl.server_core import FederatedServer, FleetView
@@ -125,10 +125,10 @@ def test_summarize_per_tier():
 
 def test_hashed_negatives_avoid_positives_and_are_deterministic():
     positives = np.sort(np.array([3 * 20 + i for i in range(15)]))
-    negatives = hashed_negatives(1, 2, np.array([3]), np.array([200]), positives, 20)
+    negatives = hashed_negatives(RoundKey(1, 2), np.array([3]), np.array([200]), positives, 20)
     assert set(negatives.tolist()) <= set(range(15, 20))
-    assert np.array_equal(negatives, hashed_negatives(1, 2, np.array([3]), np.array([200]), positives, 20))
-    assert not np.array_equal(negatives, hashed_negatives(1, 3, np.array([3]), np.array([200]), positives, 20))
+    assert np.array_equal(negatives, hashed_negatives(RoundKey(1, 2), np.array([3]), np.array([200]), positives, 20))
+    assert not np.array_equal(negatives, hashed_negatives(RoundKey(1, 3), np.array([3]), np.array([200]), positives, 20))
 
 
 def test_fedavg_of_narrowed_clients_needs_their_channel_masks():

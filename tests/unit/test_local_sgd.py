@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from cluster.fl.ditto import personal_step
-from cluster.fl.local_sgd import LocalRecipe, ParamGroups, Proximal, local_sgd, pairwise_logistic
+from cluster.fl.proximal import proximal_step
+from cluster.fl.local_sgd import ParamGroups, Proximal, local_sgd, pairwise_logistic
+from cluster.fl.recipe import LocalRecipe
 
 X = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]],
                   [[2.0, 1.0], [0.0, 0.0], [0.0, 0.0]]])  # (C=2, L=3, 2); client 1 has one real sample
@@ -65,7 +66,7 @@ def test_the_proximal_term_is_dittos_personal_step():
               Proximal(3.0, anchor))
     for client in (0, 1):
         grad_w, _ = _by_hand(w0, 0.1, client, mean=True)
-        expected = personal_step({"w": w0}, {"w": anchor["w"].numpy()}, {"w": grad_w}, 0.2, 3.0)["w"]
+        expected = proximal_step({"w": w0}, {"w": anchor["w"].numpy()}, {"w": grad_w}, 0.2, 3.0)["w"]
         np.testing.assert_allclose(w[client].detach().numpy(), expected, rtol=1e-6)
 
 

@@ -5,10 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cluster.fl.families.ncf.training import padded_length, train_local
-from cluster.fl.local_sgd import LocalRecipe
-from cluster.fl.families.ncf.negatives import hashed_negatives
-from cluster.fl.families.ncf.model import NCFSpec, init_global, init_users
+from cluster.fl.families.ncf.training import ClientPositives, train_local
+from cluster.fl.fixed_batches import padded_length
+from cluster.fl.recipe import LocalRecipe
+from cluster.fl.families.ncf.negatives import RoundKey, hashed_negatives
+from cluster.fl.families.ncf.model import NCFSpec, init_users
+from cluster.fl.families.ncf.net import init_global
 
 N_ITEMS = 40
 
@@ -16,7 +18,7 @@ N_ITEMS = 40
 def _reference_client(spec, recipe, params, users, client, positives, seed, round_index):
     """One client, written the obvious way: explicit samples, explicit per-parameter SGD."""
     pos_keys = np.sort(client * N_ITEMS + positives.astype(np.int64))
-    negatives = hashed_negatives(seed, round_index, np.array([client]), np.array([len(positives) * recipe.negatives_per_positive]),
+    negatives = hashed_negatives(RoundKey(seed, round_index), np.array([client]), np.array([len(positives) * recipe.negatives_per_positive]),
                                  pos_keys, N_ITEMS)
     items = torch.from_numpy(np.concatenate([positives, negatives]).astype(np.int64))
     labels = torch.cat([torch.ones(len(positives)), torch.zeros(len(negatives))])
@@ -63,7 +65,8 @@ def test_batched_equals_per_client_reference(kind, reduction, prox_mu):
     indptr = np.r_[0, np.cumsum([len(p) for p in positives])]
     users_all = init_users(spec, 12, seed=1)
     users = {t: v[clients] for t, v in users_all.items()}
-    result, new_users = train_local(spec, recipe, params, users, clients, indptr, np.concatenate(positives), seed=5, round_index=2)
+    result, new_users = train_local(spec, recipe, params, users, ClientPositives(clients, indptr, np.concatenate(positives)),
+                                    RoundKey(seed=5, round_index=2))
 
     for row, client in enumerate(clients):
         expected, expected_users = _reference_client(
@@ -94,7 +97,8 @@ def test_client_result_does_not_depend_on_batch_companions(kind):
         clients = np.asarray(clients)
         indptr = np.r_[0, np.cumsum([len(positives[c]) for c in clients])]
         items = np.concatenate([positives[c] for c in clients])
-        res, users = train_local(spec, recipe, params, {t: v[clients] for t, v in users_all.items()}, clients, indptr, items, 0, 0)
+        res, users = train_local(spec, recipe, params, {t: v[clients] for t, v in users_all.items()},
+                                 ClientPositives(clients, indptr, items), RoundKey(0, 0))
         row = int(np.flatnonzero(clients == 4)[0])
         return res.item_deltas["item_gmf"][res.row_owner == row], res.dense_deltas["out.weight"][row], users["user_gmf"][row]
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from cluster.fl.families import families
+
 from tests.conftest import REPO_ROOT
 
 GRAFANA = REPO_ROOT / "configs" / "monitoring" / "grafana"
@@ -34,6 +36,10 @@ def exported_series() -> dict[str, str]:
             else:
                 for suffix in ("_bucket", "_sum", "_count"):
                     series[f"ray_{name}{suffix}"] = name
+    # A quality gauge per measure a model family reports (RoundMetrics' fairfleet_<metric>).
+    for family in families():
+        for metric in family.metric_names:
+            series[f"ray_fairfleet_{metric}"] = f"fairfleet_{metric}"
     return series
 
 

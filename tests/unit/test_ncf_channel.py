@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from cluster.fl.experiment import build
-from cluster.fl.inprocess import build_cores, train_rounds
-from cluster.fl.families.ncf.training import train_local
+from cluster.fl.inprocess import build_cores, trained_loop
+from cluster.fl.families.ncf.negatives import RoundKey
+from cluster.fl.families.ncf.training import ClientPositives, NCFOptions, train_local
 from cluster.fl.families.ncf.model import NCFSpec, channel_masks, channel_slices
 from cluster.tiers.optimizations import TierPlan
 from configs import load_config
@@ -50,14 +51,15 @@ def test_a_narrow_client_trains_exactly_the_narrow_model(tmp_path: Path, kind: s
     params = exp.ops.init_params(exp.cfg.seed)
     users = {t: v[rows] for t, v in core.users.items()}
     fractions = np.array([1.0, 0.25, 0.5, 0.25, 1.0], np.float32)
-    mixed, _ = train_local(exp.spec, exp.recipe, params, users, clients, indptr, items, exp.cfg.seed, 3,
-                           fractions=fractions)
+    mixed, _ = train_local(exp.spec, exp.recipe, params, users, ClientPositives(clients, indptr, items),
+                           RoundKey(exp.cfg.seed, 3), NCFOptions(fractions=fractions))
     assert mixed.fractions.tolist() == fractions.tolist()
     narrow_slices = channel_slices(exp.spec, 0.25)
     narrow_spec = replace(exp.spec, mlp_layers=tuple(s[1].stop for n, s in narrow_slices.items()
                                                      if n.endswith("weight") and n.startswith("mlp.")))
     narrow_params = {n: (v[narrow_slices[n]] if n in narrow_slices else v) for n, v in params.items()}
-    alone, _ = train_local(narrow_spec, exp.recipe, narrow_params, users, clients, indptr, items, exp.cfg.seed, 3)
+    alone, _ = train_local(narrow_spec, exp.recipe, narrow_params, users, ClientPositives(clients, indptr, items),
+                           RoundKey(exp.cfg.seed, 3))
     masks = channel_masks(exp.spec, 0.25)
     for name, index in narrow_slices.items():
         for c in (1, 3):
@@ -87,8 +89,10 @@ def test_each_dense_entry_is_averaged_over_the_clients_that_hold_it(tmp_path: Pa
 
 
 def test_channel_on_neumf_is_deterministic_across_workers_and_cheaper_for_the_slow_tier(tmp_path: Path):
-    (exp, one, history), (_, three, _) = ((e, *train_rounds(e)[::2]) for e in
-                                          (build(_cfg(tmp_path, "neumf", w)) for w in (1, 3)))
+    exp = build(_cfg(tmp_path, "neumf", 1))
+    first = trained_loop(exp)
+    one, history = first.server, first.history
+    three = trained_loop(build(_cfg(tmp_path, "neumf", 3))).server
     for name in one.params:
         assert np.array_equal(one.params[name], three.params[name]), name
     plan = TierPlan.resolve(exp.cfg.fl.optimization, 0.0, exp.fleet.tiers.names)

@@ -10,11 +10,12 @@ import torch
 from cluster.data.errors import DataFormatError
 from cluster.data.splits import leave_one_out
 from cluster.data.types import Interactions
-from cluster.fl.families.ncf.model import NCFSpec, init_global, retrieval_queries, score_candidates
+from cluster.fl.families.ncf.model import NCFSpec, retrieval_queries
+from cluster.fl.families.ncf.net import init_global, score_candidates
 from cluster.retrieval.run_catalog import heldout_requests, load_run_catalog
 from cluster.retrieval.synthetic_embeddings import synthetic_catalog
 from configs.schema import RetrievalConfig, SyntheticEmbeddingsConfig
-from jobs.lib.fl_results import item_embeddings_table, user_queries_table
+from cluster.fl.families.ncf.results import item_embeddings_table, user_queries_table, with_identity
 
 
 def test_gmf_query_vectors_rank_items_exactly_as_the_model_scores_them():
@@ -35,10 +36,11 @@ def test_gmf_query_vectors_rank_items_exactly_as_the_model_scores_them():
 def _export(folder, n_items=6, dim=4, n_users=3):
     rng = np.random.default_rng(0)
     params = {"item_gmf": rng.normal(size=(n_items, dim)).astype(np.float32)}
-    items = item_embeddings_table(params, np.arange(n_items) + 100, np.array([0, 1, 1, 2, 0, 1]),
-                                  ["Action", "Comedy", "Drama"], ("item_gmf",), np.array([5, 0, 9, 3, 3, 7]), "h", 0)
-    users = user_queries_table(np.arange(n_users), rng.normal(size=(n_users, dim)), np.arange(n_users) + 10,
-                               np.zeros(n_users, int), ("low",), "h", 0)
+    groups = ["Action", "Comedy", "Comedy", "Drama", "Action", "Comedy"]
+    items = with_identity(item_embeddings_table(params["item_gmf"], np.arange(n_items) + 100, groups,
+                                                np.array([5, 0, 9, 3, 3, 7])), "h", 0)
+    users = with_identity(user_queries_table(np.arange(n_users), rng.normal(size=(n_users, dim)), np.arange(n_users) + 10,
+                                             ["low"] * n_users), "h", 0)
     pq.write_table(items, folder / "item_embeddings.parquet")
     pq.write_table(users, folder / "user_queries.parquet")
     return params

@@ -101,10 +101,8 @@ def test_in_process_resume_from_a_checkpoint_equals_an_unbroken_run(tmp_path: Pa
     assert [{k: r[k] for k in d} for r, d in zip(resumed.history, deterministic)] == deterministic
     for name, value in straight.server.params.items():
         assert np.array_equal(resumed.server.params[name], value), name
-    for table in getattr(straight.pool.cores[0], "personal", None) or {}:
-        assert np.array_equal(resumed.pool.cores[0].personal[table], straight.pool.cores[0].personal[table])
-    for name in getattr(straight.pool.cores[0], "control", None) or {}:
-        assert np.array_equal(resumed.pool.cores[0].control[name], straight.pool.cores[0].control[name])
+    for name, value in straight.pool.cores[0].state.items():  # Ditto's personal parts, SCAFFOLD's variates
+        assert np.array_equal(resumed.pool.cores[0].state[name], value), name
 
 
 def test_a_resume_between_selection_epochs_draws_the_clients_an_unbroken_run_draws(tmp_path: Path):

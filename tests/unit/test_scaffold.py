@@ -11,8 +11,8 @@ import pytest
 
 from cluster.fl.experiment import build
 from cluster.fl.inprocess import round_loop
-from cluster.fl.scaffold import next_client_control, next_server_control
-from cluster.fl.strategies.scaffold import DEVICE_STATE_BUDGET_BYTES, check_device_state
+from cluster.fl.strategies.scaffold.maths import next_client_control, next_server_control
+from cluster.fl.strategies.scaffold.server import DEVICE_STATE_BUDGET_BYTES, check_device_state
 from cluster.fl.families.click.model import ClickSpec
 from configs import ConfigError, load_config
 
@@ -53,8 +53,8 @@ def test_the_first_round_is_fedavg_and_the_variates_then_steer_the_clients(tmp_p
         assert np.array_equal(scaffold.server.params[name], value), name
     control = scaffold.server.strategy.control
     assert any(np.abs(v).sum() > 0 for v in control.values()), "the round's clients moved c"
-    held = [core.control for core in scaffold.pool.cores]
-    assert all(set(h) == set(control) for h in held)
+    held = [core.state for core in scaffold.pool.cores]
+    assert all(set(h) == {f"control.{name}" for name in control} for h in held)
     fedavg.run_round()
     scaffold.run_round()
     assert any(not np.array_equal(scaffold.server.params[n], fedavg.server.params[n]) for n in control)
@@ -64,9 +64,9 @@ def test_a_worker_that_would_hold_too_many_variates_is_refused_naming_the_limit(
     spec = ClickSpec("dlrm", n_items=1000, n_genres=18, cats=(("gender", 2), ("age", 7)))
     per_client = 4 * sum(int(np.prod(s)) for s in spec.dense_shapes().values())
     fits = DEVICE_STATE_BUDGET_BYTES // per_client
-    check_device_state(spec, fits)
+    check_device_state(None, spec, fits)
     with pytest.raises(ValueError, match=r"over the 1 GiB a worker may give it .*4 GiB per process.*workers_per_tier"):
-        check_device_state(spec, fits + 1)
+        check_device_state(None, spec, fits + 1)
 
 
 def test_scaffold_refuses_a_narrowed_model():

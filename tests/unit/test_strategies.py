@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cluster.fl.cali3f import fastagg_item_deltas
-from cluster.fl.inprocess import evaluate_ncf, train_rounds
+from cluster.fl.aggregation import fastagg_item_deltas
+from cluster.fl.inprocess import cores_of, trained_loop
 from cluster.fl.worker_pool import CorePool
 from configs import ConfigError, load_config
 from cluster.fl.experiment import build
@@ -27,7 +27,8 @@ def _cfg(tmp_path: Path, strategy: str, *extra: str, kind: str = "gmf", rounds: 
 
 def _run(cfg, eval_every=None):
     exp = build(cfg)
-    server, cores, history = train_rounds(exp, eval_every)
+    loop = trained_loop(exp, eval_every)
+    server, cores, history = loop.server, cores_of(loop), loop.history
     return exp, server, cores, history
 
 
@@ -68,7 +69,7 @@ def test_ditto_global_model_is_fedavgs_and_costs_twice_the_compute(tmp_path: Pat
         assert np.array_equal(fedavg.params[name], ditto.params[name]), name
     # Twice the local work: every round takes longer on the virtual clock.
     assert all(d["sim_round_s"] > f["sim_round_s"] for d, f in zip(ditto_history, fed_history))
-    personal = cores[0].personal["out.weight"]
+    personal = cores[0].state["personal.out.weight"]
     moved = np.abs(personal - exp.ops.init_params(exp.cfg.seed)["out.weight"]).sum(axis=1) > 0
     assert 0 < moved.sum() < len(moved)  # clients that trained have their own model, the others still w⁰
     assert not np.allclose(personal[moved], ditto.params["out.weight"])
@@ -77,7 +78,8 @@ def test_ditto_global_model_is_fedavgs_and_costs_twice_the_compute(tmp_path: Pat
 def test_ditto_personal_step_is_the_proximal_sgd_step(tmp_path: Path):
     """One local epoch: v ← v − η(∇F(v) + λ(v − w)) = (plain step from v) − ηλ(v − w)."""
     from cluster.fl.inprocess import build_cores
-    from cluster.fl.families.ncf.training import train_local
+    from cluster.fl.families.ncf.negatives import RoundKey
+    from cluster.fl.families.ncf.training import ClientPositives, NCFOptions, train_local
 
     exp = build(_cfg(tmp_path, "ditto", kind="neumf"))
     core = build_cores(exp)[0]
@@ -90,9 +92,9 @@ def test_ditto_personal_step_is_the_proximal_sgd_step(tmp_path: Path):
     indptr = np.r_[0, np.cumsum(np.diff(core.shard.train_indptr)[rows])]
     items = np.concatenate([core.shard.train[core.shard.train_indptr[r]:core.shard.train_indptr[r + 1]] for r in rows])
     users = {t: v[rows] for t, v in core.users.items()}
-    args = (exp.spec, exp.recipe, params, users, clients, indptr, items, 0, 0)
-    plain, _ = train_local(*args, client_dense=personal)
-    prox, _ = train_local(*args, client_dense=personal, prox_lambda=0.5)
+    args = (exp.spec, exp.recipe, params, users, ClientPositives(clients, indptr, items), RoundKey(0, 0))
+    plain, _ = train_local(*args, NCFOptions(client_dense=personal))
+    prox, _ = train_local(*args, NCFOptions(client_dense=personal, prox_lambda=0.5))
     for name, v in personal.items():
         expected = plain.dense_deltas[name] - exp.recipe.lr_dense * 0.5 * (v - params[name][None])
         np.testing.assert_allclose(prox.dense_deltas[name], expected, rtol=1e-4, atol=1e-6)
@@ -114,7 +116,7 @@ def test_cali3f_is_the_same_with_one_or_three_workers_per_tier(tmp_path: Path, k
 def test_cali3f_round_wiring(tmp_path: Path):
     """One round by hand: items move by FastAgg exactly, the global dense part by FedAvg of the
     delegates' passes at w, every cluster model by CaliUp, subordinates by eq. 4, delegates not."""
-    from cluster.fl.cali3f import (
+    from cluster.fl.strategies.cali3f.maths import (
         cali_update,
         cluster_gradients,
         cluster_mean_update,
@@ -139,7 +141,7 @@ def test_cali3f_round_wiring(tmp_path: Path):
     server.apply(plan, merged)
     server.after_round(CorePool(cores))
 
-    np.testing.assert_allclose(server.params["item_gmf"] - before["item_gmf"], fastagg_item_deltas(merged, exp.spec)["item_gmf"],
+    np.testing.assert_allclose(server.params["item_gmf"] - before["item_gmf"], fastagg_item_deltas(merged, exp.spec.item_tables, exp.spec.n_items)["item_gmf"],
                                atol=3e-8)
     dense = exp.ops.average(merged)
     for name in exp.spec.dense_shapes():
@@ -185,8 +187,11 @@ def test_cali3f_composes_with_tier_aware_optimizations(tmp_path: Path, preset: s
 
 
 def test_cali3f_evaluates_each_client_with_its_clusters_dense_part(tmp_path: Path):
-    exp, server, cores, _ = _run(_cfg(tmp_path, "cali3f", rounds=3))
-    summary, (clients, hit, ndcg) = evaluate_ncf(exp, cores, server)
+    exp = build(_cfg(tmp_path, "cali3f", rounds=3))
+    loop = trained_loop(exp)
+    server, cores = loop.server, cores_of(loop)
+    summary = loop.evaluate("test")
+    clients, hit, ndcg = loop.last_client_metrics()
     global_only = [c.evaluate(server.params) for c in cores]  # no cluster view: the global dense part
     assert summary["ndcg10"] == pytest.approx(ndcg.mean())
     assert not np.array_equal(np.sort(ndcg), np.sort(np.concatenate([g[2] for g in global_only])))

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from cluster.fl.families.click.ops import ClickOps
-from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.recipe import LocalRecipe
 from cluster.fl.families.click.shard import click_shard, restrict_features, shard_features
 from cluster.fl.shard import ClientShard
-from cluster.fl.families.click.training import train_local_click
+from cluster.fl.families.click.training import ClickOptions, ClientRows, train_local_click
 from cluster.fl.families.click.upload import (
+    UploadCompression,
     compress_upload,
     dense_entries,
     touched_rows,
@@ -131,7 +132,7 @@ def test_touched_rows_are_what_the_client_reads():
     _, history, _ = features.history(mine, spec.history_len)
     assert set(touched["emb.item"]) == set(features.item[mine]) | set(history)
     assert touched["emb.gender"].tolist() == [features.user_cats[1, 0]]
-    result = train_local_click(spec, LocalRecipe(), _params(spec), features, np.array([1]), indptr[1:3] - indptr[1], mine)
+    result = train_local_click(spec, LocalRecipe(), _params(spec), features, ClientRows(np.array([1]), indptr[1:3] - indptr[1], mine))
     changed = np.flatnonzero(np.abs(result.dense_deltas["emb.item"][0]).sum(axis=1) > 0)
     assert set(changed) <= set(touched["emb.item"]), "an untouched row never changes"
 
@@ -140,10 +141,10 @@ def test_touched_rows_are_what_the_client_reads():
 def test_compressed_upload_per_tensor_and_per_client_stream(kind, level):
     _, features, indptr, rows, spec = _click()
     clients = np.arange(6)
-    result = train_local_click(spec, LocalRecipe(), _params(spec), features, clients, indptr, rows)
+    result = train_local_click(spec, LocalRecipe(), _params(spec), features, ClientRows(clients, indptr, rows))
     levels = np.full(6, float(level))
     touched_all = [touched_rows(spec, features, rows[indptr[i] : indptr[i + 1]]) for i in range(6)]
-    out = compress_upload(spec, result, touched_all, kind, levels, seed=3, round_index=2)
+    out = compress_upload(spec, result, touched_all, UploadCompression(kind, levels), seed=3, round_index=2)
     c = 4
     touched = touched_rows(spec, features, rows[indptr[c] : indptr[c + 1]])
     sent = out.dense_deltas["emb.item"][c][touched["emb.item"]]
@@ -162,9 +163,9 @@ def test_compressed_upload_per_tensor_and_per_client_stream(kind, level):
     untouched = np.setdiff1d(np.arange(spec.n_items), touched["emb.item"])
     assert (out.dense_deltas["emb.item"][c][untouched] == 0).all()
     # The same client compressed in another company (another worker) gets the same draws.
-    alone = train_local_click(spec, LocalRecipe(), _params(spec), features, clients[c : c + 1],
-                              indptr[c : c + 2] - indptr[c], rows[indptr[c] : indptr[c + 1]])
-    out_alone = compress_upload(spec, alone, touched_all[c : c + 1], kind, levels[:1], seed=3, round_index=2)
+    alone = train_local_click(spec, LocalRecipe(), _params(spec), features,
+                              ClientRows(clients[c : c + 1], indptr[c : c + 2] - indptr[c], rows[indptr[c] : indptr[c + 1]]))
+    out_alone = compress_upload(spec, alone, touched_all[c : c + 1], UploadCompression(kind, levels[:1]), seed=3, round_index=2)
     for name in out.dense_deltas:
         assert np.array_equal(out.dense_deltas[name][c], out_alone.dense_deltas[name][0]), name
 
@@ -186,9 +187,10 @@ def test_click_shard_holds_only_its_clients_and_trains_like_the_whole(tmp_path):
     got = core.train(5, mine, params, settings)
     sub_indptr = np.r_[0, np.cumsum(np.diff(indptr)[mine])]
     sub_rows = np.concatenate([rows[indptr[u] : indptr[u + 1]] for u in mine])
-    whole = train_local_click(spec, LocalRecipe(), params, features, mine, sub_indptr, sub_rows, settings.width)
+    whole = train_local_click(spec, LocalRecipe(), params, features, ClientRows(mine, sub_indptr, sub_rows),
+                              ClickOptions(settings.width))
     touched = [touched_rows(spec, features, sub_rows[sub_indptr[i] : sub_indptr[i + 1]]) for i in range(len(mine))]
-    whole = compress_upload(spec, whole, touched, "quants", settings.levels, 0, 5)
+    whole = compress_upload(spec, whole, touched, UploadCompression("quants", settings.levels), 0, 5)
     for name in whole.dense_deltas:
         assert np.array_equal(got.dense_deltas[name], whole.dense_deltas[name]), name
     owners, labels, scores = core.evaluate(params, "test")
@@ -261,11 +263,11 @@ def test_a_compressed_ceag_proxy_is_unbiased_even_when_updates_are_pruned_withou
     shrunk by pruning (by 1 − rate in expectation) would shrink the term with it."""
     _, features, indptr, rows, spec = _click()
     clients = np.arange(6)
-    result = train_local_click(spec, LocalRecipe.one_rate(0.5, proxy_gradient=True), _params(spec), features, clients,
-                               indptr, rows)
+    result = train_local_click(spec, LocalRecipe.one_rate(0.5, proxy_gradient=True), _params(spec), features,
+                               ClientRows(clients, indptr, rows))
     touched_all = [touched_rows(spec, features, rows[indptr[i] : indptr[i + 1]]) for i in range(6)]
     levels = np.full(6, float(level))
-    draws = [compress_upload(spec, result, touched_all, kind, levels, seed=s, round_index=0, rescale_pruned=False)
+    draws = [compress_upload(spec, result, touched_all, UploadCompression(kind, levels, rescale_pruned=False), seed=s, round_index=0)
              for s in range(400)]
     proxy, mean = result.proxy_deltas["top.0.weight"], np.mean([d.proxy_deltas["top.0.weight"] for d in draws], axis=0)
     # 5 standard errors of a mean of draws: a kept-or-zeroed entry x/(1−r) has variance

@@ -11,7 +11,8 @@ import sys
 from tests.conftest import REPO_ROOT
 
 SERVER_MODULES = ("actors.aggregator", "actors.worker_pool", "actors.round_metrics", "cluster.fl.families.base", "cluster.fl.families.ncf.ops",
-                  "cluster.fl.families.click.ops", "cluster.fl.strategies.cali3f", "cluster.fairness.ceag_round")
+                  "cluster.fl.families.click.ops", "cluster.fl.families.ncf.model", "cluster.fl.families.click.model",
+                  "cluster.fl.strategies.cali3f.server", "cluster.fl.strategies.cali3f.device", "cluster.fairness.ceag_round")
 
 PROBE = f"""
 import sys

@@ -6,18 +6,20 @@ import pytest
 import torch
 
 from cluster.fl.aggregation import fedavg
-from cluster.fl.local_sgd import LocalRecipe
-from cluster.fl.families.click.training import train_local_click
-from cluster.fl.families.click.upload import add_decoys, compress_upload, table_rows, touched_rows, upload_size
+from cluster.fl.recipe import LocalRecipe
+from cluster.fl.families.click.training import ClientRows, train_local_click
+from cluster.fl.families.click.upload import UploadCompression, add_decoys, compress_upload, table_rows, touched_rows, upload_size
 from cluster.fl.families.click.worker import ClickWorkerCore
 from cluster.fl.families.click.shard import click_shard
-from cluster.fl.families.ncf.training import train_local
+from cluster.fl.families.ncf.negatives import RoundKey
+from cluster.fl.families.ncf.training import ClientPositives, train_local
 from cluster.fl.families.ncf.ops import NCFOps, sent_item_rows
 from cluster.fl.families.ncf.upload import compress_ncf_upload, widen_ncf_upload
 from cluster.fl.upload_rows import decoy_count, fill_decoys, sent_rows
 from cluster.fl.families.click.model import ClickSpec
 from cluster.fl.families.click.net import init_params
-from cluster.fl.families.ncf.model import NCFSpec, init_users, initial_params
+from cluster.fl.families.ncf.model import NCFSpec, init_users
+from cluster.fl.families.ncf.net import initial_params
 from cluster.rng import stream
 from cluster.fl.types import ClientSettings
 from configs import ConfigError, load_config
@@ -37,7 +39,7 @@ def _world():
 def _trained(features, indptr, rows, spec, params, clients):
     sub_indptr = np.r_[0, np.cumsum(np.diff(indptr)[clients])]
     sub_rows = np.concatenate([rows[indptr[u] : indptr[u + 1]] for u in clients])
-    result = train_local_click(spec, LocalRecipe(), params, features, clients, sub_indptr, sub_rows)
+    result = train_local_click(spec, LocalRecipe(), params, features, ClientRows(clients, sub_indptr, sub_rows))
     touched = [touched_rows(spec, features, sub_rows[sub_indptr[i] : sub_indptr[i + 1]]) for i in range(len(clients))]
     return result, touched
 
@@ -78,7 +80,7 @@ def test_quant_turns_untouched_rows_into_noise_only_when_they_are_sent():
     levels = np.array([4.0, 4.0])
     for upload, kind, noisy in [("dense", "quant", True), ("dense", "quants", False), ("touched", "quant", False)]:
         sent = [sent_rows(UPLOADS[upload], t, table_rows(spec), 0, int(u)).rows for t, u in zip(touched, clients)]
-        out = compress_upload(spec, result, sent, kind, levels, seed=0, round_index=1)
+        out = compress_upload(spec, result, sent, UploadCompression(kind, levels), seed=0, round_index=1)
         untouched = np.setdiff1d(np.arange(spec.n_items), touched[0]["emb.item"])
         moved = np.abs(out.dense_deltas["emb.item"][0][untouched]).sum() > 0
         assert moved == noisy, (upload, kind)
@@ -131,8 +133,8 @@ def _ncf_round(kind="neumf", n_items=50, seed=0, round_index=0):
     pos = np.concatenate([np.sort(rng.choice(n_items, c, replace=False)) for c in counts])
     users = init_users(spec, 3, seed)
     recipe = LocalRecipe(epochs=1, lr_dense=0.5, lr_item=5.0, lr_user=1.0, negatives_per_positive=2)
-    result, _ = train_local(spec, recipe, initial_params(spec, seed), users, np.array([2, 5, 9]),
-                            np.r_[0, np.cumsum(counts)], pos, seed, round_index)
+    result, _ = train_local(spec, recipe, initial_params(spec, seed), users,
+                            ClientPositives(np.array([2, 5, 9]), np.r_[0, np.cumsum(counts)], pos), RoundKey(seed, round_index))
     return spec, result
 
 

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.recipe import LocalRecipe
 from cluster.fl.families.ncf.shard import ncf_shards
 from cluster.fl.shard import ClientShard, assign_workers
 from cluster.fl.families.ncf.worker import NCFWorkerCore
-from cluster.fl.families.ncf.model import NCFSpec, init_global
+from cluster.fl.families.ncf.model import NCFSpec
+from cluster.fl.families.ncf.net import init_global
 from cluster.storage import Storage, StorageError
 from cluster.world import build_world
 from configs import load_config

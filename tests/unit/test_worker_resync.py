@@ -14,7 +14,7 @@ import pytest
 from cluster import checkpoint
 from cluster.fl.experiment import build
 from cluster.fl.inprocess import build_cores
-from cluster.fl.round_loop import RESYNC_ATTEMPTS, RoundLoop, WorkersLost
+from cluster.fl.round_loop import RESYNC_ATTEMPTS, RoundLoop, RoundSchedule, WorkersLost
 from cluster.fl.server_core import FederatedServer
 from cluster.fl.worker_pool import CorePool, WorkersOutOfSync
 from cluster.storage import Storage
@@ -42,17 +42,13 @@ class RestartsOnce(CorePool):
     def train(self, round_index, tasks, params):
         if round_index == self.at and not self.restarted:
             self.restarted = True
-            fresh = type(self.cores[self.index])(self.cores[self.index].shard, *self._setup(self.index))
+            fresh = self.cores[self.index].fresh()
             folder = checkpoint.latest(self.checkpoints)
             if folder is not None:
                 fresh.restore(folder / "workers", (folder / "workers").list())
             self.cores[self.index] = fresh
             raise WorkersOutOfSync([self.index], "restarted")
         return super().train(round_index, tasks, params)
-
-    def _setup(self, index):
-        core = self.cores[index]
-        return core.spec, core.recipe, core.seed
 
 
 class TimesOut(CorePool):
@@ -73,8 +69,8 @@ class TimesOut(CorePool):
 
 def _loop(exp, pool_of, checkpoints: Storage) -> RoundLoop:
     server = FederatedServer(exp.cfg.fl, exp.ops, exp.fleet, exp.cfg.seed)
-    return RoundLoop(server, pool_of(build_cores(exp)), exp.worker_of_user, ROUNDS, 2, checkpoints=checkpoints,
-                     checkpoint_every=2)
+    return RoundLoop(server, pool_of(build_cores(exp)), exp.worker_of_user,
+                     RoundSchedule(ROUNDS, 2, checkpoint_every=2), checkpoints)
 
 
 def _same_run(a: RoundLoop, b: RoundLoop) -> None:
@@ -84,7 +80,7 @@ def _same_run(a: RoundLoop, b: RoundLoop) -> None:
     for name, value in a.server.params.items():
         assert np.array_equal(b.server.params[name], value), name
     for core_a, core_b in zip(a.pool.cores, b.pool.cores):
-        held_a, held_b = {**core_a.users, **core_a.personal}, {**core_b.users, **core_b.personal}
+        held_a, held_b = {**core_a.users, **core_a.state}, {**core_b.users, **core_b.state}
         assert held_a.keys() == held_b.keys() and held_a
         for table in held_a:
             assert np.array_equal(held_a[table], held_b[table]), table

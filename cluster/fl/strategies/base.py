@@ -1,18 +1,29 @@
-"""The contract a federated strategy fulfils for the round loop, and FedAvg, the plain one.
+"""The contract a federated strategy fulfils, in two halves, and the plain averaging every
+strategy starts from.
 
-A strategy decides which clients a round selects, what each is told to train with beyond the
-model family's own settings, how the kept clients' merged uploads change the global model
-(besides the FedAvg step the server always takes on what is left), what runs on the devices
-after the models are updated, which model serves each client, and what it costs on the
-virtual clock. The server never asks a strategy for its name."""
+The server half (``Strategy``) decides which clients a round selects, what each is told to train
+with beyond the model family's own settings, how the kept clients' merged uploads change the
+global model (besides the averaging step the server always takes on what is left), what runs on
+the devices after the models are updated, which model serves each client, and what it costs on
+the virtual clock. The device half (``DeviceHalf``) is what the worker core calls around a
+client's local training: the per-client state the strategy keeps on the phone (checkpointed with
+the worker), a correction of the local gradient, the steps after the local pass, the dense part
+that serves each client, and named device steps the server half asks for through
+``WorkerPool.device_step``.
+
+A strategy is one folder under ``cluster/fl/strategies/`` whose ``__init__.py`` exports
+``STRATEGY`` (a ``StrategyPlugin``); the registry finds it by ``fl.strategy.kind``. The server,
+the round loop, the worker core and the families never ask a strategy for its name."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
 import numpy as np
 
+from cluster.fl.device import DeviceHalf
 from cluster.fl.selection import EpochSampler
 from cluster.fl.types import ClientSettings, ClientUpdate, ClusterView
 from cluster.fl.worker_pool import WorkerPool
@@ -41,12 +52,12 @@ class Strategy(Protocol):
         self, merged: ClientUpdate, delta: dict[str, np.ndarray], params: dict[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
         """Apply the strategy's own server update to ``params`` in place; return what is left
-        of FedAvg's ``delta`` for the server optimizer."""
+        of the averaged ``delta`` for the server optimizer."""
 
     def after_round(self, pool: WorkerPool, rounds_done: int, params: dict[str, np.ndarray]) -> dict: ...
 
     def serving_view(self) -> Optional[ClusterView]:
-        """What serves each client beyond the global model (Cali3F's clusters), or None."""
+        """What serves each client beyond the global model (per-cluster dense parts), or None."""
 
     def extra_payload(self, spec: Any) -> ExtraPayload: ...
 
@@ -55,9 +66,29 @@ class Strategy(Protocol):
     def load_state_dict(self, state: Optional[dict]) -> None: ...
 
 
-class FedAvg:
-    """McMahan et al. 2017: epoch-wise uniform selection, the global model is the sample-weighted
-    mean of the clients' updates, every client is served the global model."""
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a strategy's server half is built from: the model family's ``ops``, the initial global
+    ``params``, the server's ``fleet`` (``FleetView``), who may be selected (``eligible`` (n,)),
+    the epoch-wise uniform ``sampler``, the clients' learning rate and the run's seed."""
+
+    ops: Any
+    params: dict[str, np.ndarray]
+    fleet: Any
+    eligible: np.ndarray
+    sampler: EpochSampler
+    client_lr: float
+    seed: int
+
+    def dense_part(self) -> dict[str, np.ndarray]:
+        """The initial global model's dense tensors."""
+        return {name: self.params[name] for name in self.ops.spec.dense_shapes()}
+
+
+class AveragingStrategy:
+    """The server half every strategy starts from (McMahan et al. 2017): epoch-wise uniform
+    selection, the global model moves by the sample-weighted mean of the clients' updates, every
+    client is served the global model."""
 
     compute_multiplier = 1.0
 
@@ -89,3 +120,17 @@ class FedAvg:
 
     def load_state_dict(self, state: Optional[dict]) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class StrategyPlugin:
+    """A strategy as the registry knows it: how to build its server half from ``fl.strategy`` and
+    a ``StrategyContext``, and, where the strategy has them, its device half, what it changes in
+    every client's local recipe (``LocalRecipe`` fields), a check that its device state fits a
+    worker, and the per-client columns its server half reads (``FleetView.metadata``)."""
+
+    server: Callable[[Any, StrategyContext], Strategy]
+    device: Callable[[Any], DeviceHalf] = lambda cfg: DeviceHalf()
+    recipe_settings: Callable[[Any], dict] = lambda cfg: {}
+    check_device_state: Callable[[Any, Any, int], None] = lambda cfg, spec, clients_per_worker: None
+    client_metadata: Callable[[Any, Any], Optional[np.ndarray]] = lambda cfg, world: None

@@ -1,1 +1,5 @@
-"""DLRM / DIN: the click model family (see ``cluster/fl/families/__init__.py``)."""
+"""DLRM / DIN on click labels (``FAMILY``)."""
+
+from cluster.fl.families.click.family import FAMILY
+
+__all__ = ["FAMILY"]

@@ -3,11 +3,13 @@ rows for evaluation under the global model.
 
 A client's padded sample count L and history-pair count P depend only on the client itself (its
 sample count and its total history length, each rounded up the power-of-two ladder of
-``families/ncf/training.padded_length``), so its tensors — and with them every reduction it runs — are
+``cluster/fl/fixed_batches.padded_length``), so its tensors — and with them every reduction it runs — are
 the same whichever clients share its batch.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,9 +17,20 @@ import torch
 from cluster.arrays import ranges
 from cluster.fl.families.click.features import ClickFeatures
 from cluster.fl.fixed_batches import fixed_size_batches
-from cluster.fl.families.ncf.training import padded_length
+from cluster.fl.fixed_batches import padded_length
 from cluster.fl.families.click.model import ClickSpec
 from cluster.fl.families.click.net import ClickBatch, forward
+
+
+@dataclass(frozen=True)
+class PaddedBatch:
+    """A batch of c clients' padded samples: the model's ``inputs``, the ``labels`` and the 1/0
+    sample ``mask`` (c, L), and each client's real sample count ``counts`` (c,)."""
+
+    inputs: ClickBatch
+    labels: torch.Tensor
+    mask: torch.Tensor
+    counts: np.ndarray
 
 
 def padded_shape(
@@ -77,9 +90,8 @@ def client_batch(
     members: np.ndarray,
     length: int,
     n_pairs: int,
-) -> tuple[ClickBatch, torch.Tensor, torch.Tensor, np.ndarray]:
-    """The padded batch of clients ``members`` (indices into the CSR), each its rows in CSR order;
-    also returns their sample counts (c,)."""
+) -> PaddedBatch:
+    """The padded batch of clients ``members`` (indices into the CSR), each its rows in CSR order."""
     counts = indptr[members + 1] - indptr[members]
     member_rows = rows[ranges(indptr[members], counts)]
     owner = np.repeat(np.arange(len(members)), counts)
@@ -87,7 +99,7 @@ def client_batch(
     batch, labels, mask = sample_batch(
         features, member_rows, owner, slot, (len(members), length, n_pairs), spec.history_len
     )
-    return batch, labels, mask, counts
+    return PaddedBatch(batch, labels, mask, counts)
 
 
 def grouped_batches(
@@ -95,7 +107,7 @@ def grouped_batches(
 ):
     """The CSR's clients in fixed-size batches of equal (width, padded length, pair count), each
     a property of the client alone: yields (fraction, batch members (indices into the CSR, the
-    last padded with copies), how many are real, batch, labels, mask, counts)."""
+    last padded with copies), how many are real, their ``PaddedBatch``)."""
     lengths, n_pairs = padded_shape(spec, features, indptr, rows)
     fractions = np.ones(len(lengths)) if fractions is None else fractions
     keys = np.stack([np.asarray(fractions, np.float64), lengths, n_pairs], axis=1)
@@ -105,7 +117,7 @@ def grouped_batches(
                 float(key[0]),
                 chunk,
                 real,
-                *client_batch(spec, features, indptr, rows, chunk, int(key[1]), int(key[2])),
+                client_batch(spec, features, indptr, rows, chunk, int(key[1]), int(key[2])),
             )
 
 

@@ -1,6 +1,6 @@
 """RF²'s click models, DLRM (Naumov et al. 2019) and DIN (Zhou et al., KDD 2018), as functional
 batched per-client maths: parameters are a ``dict[str, Tensor]`` whose entries carry a leading
-client axis ``(C, *shape)``, and :func:`forward` scores every client's own samples with its own
+client axis ``(C, *shape)``, and ``net.forward`` scores every client's own samples with its own
 copy, so one backward pass gives each client's gradient (a client's loss only touches its slice).
 
 Features (see ``cluster/fl/families/click/features.py``): the user's categorical codes (gender, age
@@ -21,21 +21,22 @@ dense numbers. Embedding tables have dimension ``dim`` (16); the history shares 
   batch statistics would make a client's output depend on the rest of its batch.
 
 Shapes (C clients, L samples each, P (sample, clicked item) history pairs, d = ``dim``): see
-:class:`ClickBatch`. The history is flat pairs rather than an (L, H) rectangle: early samples have
+``net.ClickBatch``. The history is flat pairs rather than an (L, H) rectangle: early samples have
 short histories, and DIN's attention costs per pair.
 
 **Channel slicing** (RF²'s Channel, HeteroFL-style): the hidden layers (``hidden_layers``, in
 forward order) may be narrowed to their leading ``ceil(fraction·width)`` channels — all but the
 first by default (RF²'s "every layer but the first"; DLRM: the top MLP, DIN: attention layer 2
-and the top MLP). :func:`forward` reads every width from the parameters' shapes, so a narrow
+and the top MLP). ``net.forward`` reads every width from the parameters' shapes, so a narrow
 client runs exactly the narrow model on its slices (``narrow_params``); ``channel_masks`` gives
 the entries it trains, for masked averaging (``cluster.fl.compression.masked_average``).
 """
 
 from __future__ import annotations
 
-# The maths that needs torch (initialisation, ``forward``) is in ``click_net.py``: this module is
-# read by the aggregator, which never trains, and a torch import costs seconds per process.
+# The maths that needs torch (initialisation, ``forward``) is in ``net.py``, which imports this module
+# and never the other way: the aggregator reads this one but never trains, and a torch import costs
+# seconds per process.
 
 import math
 from dataclasses import dataclass
@@ -157,16 +158,6 @@ EMBEDDING_PREFIX = "emb."
 def is_embedding(name: str) -> bool:
     """Whether parameter ``name`` is an embedding table (sparse rows), not part of the dense N."""
     return name.startswith(EMBEDDING_PREFIX)
-
-
-def initial_params(spec: ClickSpec, seed: int) -> dict[str, np.ndarray]:
-    """w⁰ of a run with ``seed``, as float32 arrays: what the server starts from."""
-    import torch
-
-    from cluster.fl.families.click.net import init_params
-
-    generator = torch.Generator().manual_seed(seed)
-    return {name: t.numpy().astype(np.float32) for name, t in init_params(spec, generator).items()}
 
 
 def channel_widths(spec: ClickSpec, fraction: float) -> dict[str, int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from cluster.fl.families.click.model import ClickSpec
@@ -26,6 +27,12 @@ def init_params(spec: ClickSpec, generator: torch.Generator) -> dict[str, torch.
             fan_in = shapes[name.rsplit(".", 1)[0] + ".weight"][0]
             params[name] = (torch.rand(shape, generator=generator) * 2 - 1) / math.sqrt(fan_in)
     return params
+
+
+def initial_params(spec: ClickSpec, seed: int) -> dict[str, np.ndarray]:
+    """w⁰ of a run with ``seed``, as float32 arrays: what the server starts from."""
+    generator = torch.Generator().manual_seed(seed)
+    return {name: t.numpy().astype(np.float32) for name, t in init_params(spec, generator).items()}
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,14 @@ from typing import Optional
 
 import numpy as np
 
-from cluster.fl.cali3f import fastagg_dense_rows
+from cluster.fl.aggregation import fastagg_dense_rows
 from cluster.fl.families.click.metrics import auc_summary
 from cluster.fl.aggregation import empty_update, fedavg, merge_updates
 from cluster.fl.families.click.upload import dense_entries
 from cluster.fl.clock import RoundCosts
 from cluster.fl.families.base import NOTHING_EXTRA
 from cluster.fl.strategies.base import ExtraPayload
-from cluster.fl.families.click.model import ClickSpec, channel_masks, initial_params, is_embedding
+from cluster.fl.families.click.model import ClickSpec, channel_masks, is_embedding
 from cluster.tiers.optimizations import TierPlan
 from cluster.fl.types import ClientSettings, ClientUpdate
 from configs.fl_schema import TouchedUpload, UploadConfig
@@ -36,6 +36,9 @@ class ClickOps:
     metric_names: tuple[str, ...] = ("auc",)
 
     def init_params(self, seed: int) -> dict[str, np.ndarray]:
+        # Imported here: the aggregator unpickles these ops but is sent w⁰, so it never loads torch.
+        from cluster.fl.families.click.net import initial_params
+
         return initial_params(self.spec, seed)
 
     def _dense_work(self, width: float) -> float:

@@ -21,7 +21,8 @@ import torch
 from cluster.fl.families.click.features import ClickFeatures
 from cluster.fl.families.click.batches import grouped_batches
 from cluster.fl.families.click.training import one_thread
-from cluster.fl.local_sgd import LocalRecipe, ParamGroups, Proximal, local_sgd
+from cluster.fl.local_sgd import ParamGroups, Proximal, local_sgd
+from cluster.fl.recipe import LocalRecipe
 from cluster.fl.families.click.model import ClickSpec
 from cluster.fl.families.click.net import ClickBatch, forward
 
@@ -60,15 +61,15 @@ def personal_sgd(
     proximal = Proximal(lam, {name: global_t[name] for name in personal})
     out = {name: value.copy() for name, value in personal.items()}
     with one_thread():
-        for _, chunk, real, batch, labels, mask, counts in grouped_batches(spec, features, indptr, rows):
+        for _, chunk, real, batch in grouped_batches(spec, features, indptr, rows):
             own = {name: torch.from_numpy(value[chunk]).clone().requires_grad_() for name, value in personal.items()}
             local_sgd(
                 recipe,
                 ParamGroups(dense=own),
-                partial(_personal_logits, spec, global_t, own, len(chunk), batch),
-                labels,
-                mask,
-                torch.from_numpy(counts.astype(np.float32)),
+                partial(_personal_logits, spec, global_t, own, len(chunk), batch.inputs),
+                batch.labels,
+                batch.mask,
+                torch.from_numpy(batch.counts.astype(np.float32)),
                 proximal,
             )
             for name, value in own.items():
@@ -90,9 +91,9 @@ def personal_predict(
     global_t = {name: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for name, v in global_params.items()}
     out = np.empty(len(rows), dtype=np.float32)
     with one_thread():
-        for _, chunk, real, batch, _, _, counts in grouped_batches(spec, features, indptr, rows):
+        for _, chunk, real, batch in grouped_batches(spec, features, indptr, rows):
             own = {name: torch.from_numpy(value[chunk]) for name, value in personal.items()}
-            probs = torch.sigmoid(forward(spec, _with_personal(global_t, own, len(chunk)), batch)).numpy()
+            probs = torch.sigmoid(forward(spec, _with_personal(global_t, own, len(chunk)), batch.inputs)).numpy()
             for j, client in enumerate(chunk[:real]):
-                out[indptr[client] : indptr[client + 1]] = probs[j, : counts[j]]
+                out[indptr[client] : indptr[client + 1]] = probs[j, : batch.counts[j]]
     return out

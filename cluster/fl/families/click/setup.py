@@ -9,7 +9,7 @@ import numpy as np
 
 from cluster.fl.families.click.features import ClickFeatures, build_click_features, rows_by_user
 from cluster.fl.families.click.ops import ClickOps
-from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.recipe import LocalRecipe
 from cluster.fl.strategies import recipe_settings
 from cluster.fl.families.click.upload import upload_size
 from cluster.fl.families.click.model import ClickSpec
@@ -30,6 +30,21 @@ class ClickSetup:
     test_rows: np.ndarray
     train_samples: np.ndarray
     train_pairs: np.ndarray
+
+    def single_feature_aucs(self) -> dict[str, float]:
+        """Held-out AUC of one feature alone — the user's prior click rate, the item's smoothed
+        train click rate: the floor a click model must clear to have learned anything."""
+        from sklearn.metrics import roc_auc_score
+
+        features, train, test = self.features, self.train_rows, self.test_rows
+        labels = features.label[test]
+        clicks = np.bincount(features.item[train], weights=features.label[train], minlength=features.n_items)
+        rated = np.bincount(features.item[train], minlength=features.n_items)
+        item_rate = (clicks + 1) / (rated + 5)
+        return {
+            "user prior click rate": float(roc_auc_score(labels, features.dense[test, 1])),
+            "item train click rate": float(roc_auc_score(labels, item_rate[features.item[test]])),
+        }
 
 
 def click_spec(cfg: SimConfig, features: ClickFeatures) -> ClickSpec:

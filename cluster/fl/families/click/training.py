@@ -27,11 +27,38 @@ import torch
 
 from cluster.fl.families.click.features import ClickFeatures
 from cluster.fairness.ranking import pairwise_bits
-from cluster.fl.families.click.batches import grouped_batches
-from cluster.fl.local_sgd import LocalRecipe, ParamGroups, local_sgd
+from cluster.fl.families.click.batches import PaddedBatch, grouped_batches
+from cluster.fl.local_sgd import ParamGroups, local_sgd
+from cluster.fl.recipe import LocalRecipe
 from cluster.fl.families.click.model import ClickSpec, channel_slices, is_embedding, narrow_params
 from cluster.fl.families.click.net import forward
 from cluster.fl.types import ClientUpdate, channel_widths
+
+
+@dataclass(frozen=True)
+class ClientRows:
+    """The clients to train (C,) and their samples: client ``clients[c]``'s are the feature rows
+    ``rows[indptr[c]:indptr[c+1]]``."""
+
+    clients: np.ndarray
+    indptr: np.ndarray
+    rows: np.ndarray
+
+
+@dataclass(frozen=True)
+class ClickOptions:
+    """How a strategy or a tier changes the clients' local training from plain training at w:
+    ``fractions`` (C,), the width each client trains at (None: all 1, the full model);
+    ``client_dense[name]`` (C, *shape), each client's own start for that tensor (Cali3F: its
+    cluster's dense part); ``correction[name]`` (C, *shape), added to each client's gradient of
+    that tensor at every step (SCAFFOLD). The last two need full-width clients."""
+
+    fractions: Optional[np.ndarray] = None
+    client_dense: Optional[dict[str, np.ndarray]] = None
+    correction: Optional[dict[str, np.ndarray]] = None
+
+
+PLAIN = ClickOptions()
 
 
 def train_local_click(
@@ -39,27 +66,23 @@ def train_local_click(
     recipe: LocalRecipe,
     global_params: dict[str, np.ndarray],
     features: ClickFeatures,
-    clients: np.ndarray,
-    indptr: np.ndarray,
-    rows: np.ndarray,
-    fractions: np.ndarray | None = None,
-    client_dense: Optional[dict[str, np.ndarray]] = None,
-    correction: Optional[dict[str, np.ndarray]] = None,
+    data: ClientRows,
+    options: ClickOptions = PLAIN,
 ) -> ClientUpdate:
-    """Train clients ``clients`` (C,), whose samples are the feature rows
-    ``rows[indptr[c]:indptr[c+1]]``, each at width ``fractions[c]`` (default 1: the full model),
-    from the global model or, for the tensors in ``client_dense[name]`` (C, *shape), from each
-    client's own start (Cali3F: its cluster's dense part; full width only). ``correction[name]``
-    (C, *shape) is added to each client's gradient of that tensor at every step (SCAFFOLD; full
-    width only)."""
-    fractions = np.ones(len(clients), np.float32) if fractions is None else np.asarray(fractions, np.float32)
+    """Train the clients ``data.clients`` (C,) on their feature rows of ``features`` from the
+    global model, changed as ``options`` says: each client's width, its own start for some
+    tensors, SCAFFOLD's correction (``ClickOptions``)."""
+    clients, indptr, client_dense, correction = data.clients, data.indptr, options.client_dense, options.correction
+    fractions = (
+        np.ones(len(clients), np.float32) if options.fractions is None else np.asarray(options.fractions, np.float32)
+    )
     if (client_dense is not None or correction is not None) and (fractions != 1.0).any():
         raise ValueError("a per-client start or correction needs full-width clients")
     out = _ClickOutputs.empty(spec, len(clients), recipe.proxy_gradient)
     start = {
         name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for name, value in global_params.items()
     }
-    for fraction, chunk, real, batch, labels, mask, counts in grouped_batches(spec, features, indptr, rows, fractions):
+    for fraction, chunk, real, batch in grouped_batches(spec, features, indptr, data.rows, fractions):
         with one_thread():
             own = None if client_dense is None else {n: torch.from_numpy(v[chunk]) for n, v in client_dense.items()}
             own_correction = (
@@ -70,19 +93,19 @@ def train_local_click(
                 }
             )
             first, chunk_deltas = _local_sgd(
-                spec, recipe, narrow_params(spec, start, fraction), batch, labels, mask, counts, own, own_correction
+                spec, recipe, narrow_params(spec, start, fraction), batch, own, own_correction
             )
         first_logits = first.logits
         if fraction < 1.0:
             # CEAG compares the global (full-width) model — as evaluated and as the reference
             # was measured — so a narrow client also scores the full model.
-            first_logits = _full_model_logits(spec, start, batch, len(counts))
+            first_logits = _full_model_logits(spec, start, batch.inputs, len(batch.counts))
         out.add(
             spec,
             chunk[:real],
             fraction,
             first.loss,
-            _reported(recipe, first_logits, labels.numpy(), counts),
+            _reported(recipe, first_logits, batch.labels.numpy(), batch.counts),
             chunk_deltas,
             first.proxy,
         )
@@ -167,11 +190,11 @@ def _full_model_logits(spec, start, batch, n: int) -> np.ndarray:
     return logits.numpy()
 
 
-def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts, own=None, correction=None):
-    """The loop's steps for c clients from the (narrowed) global ``narrow`` (or, for the tensors
-    in ``own[name]`` (c, *shape), from each client's own); returns what the first step saw and
-    their deltas (c, *sliced shape)."""
-    n = len(counts)
+def _local_sgd(spec, recipe, narrow, batch: PaddedBatch, own=None, correction=None):
+    """The loop's steps for the c clients of ``batch`` from the (narrowed) global ``narrow`` (or,
+    for the tensors in ``own[name]`` (c, *shape), from each client's own); returns what the first
+    step saw and their deltas (c, *sliced shape)."""
+    n = len(batch.counts)
     start = {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in narrow.items()} | (own or {})
     params = {name: value.clone().requires_grad_() for name, value in start.items()}
     groups = ParamGroups(
@@ -181,10 +204,10 @@ def _local_sgd(spec, recipe, narrow, batch, labels, mask, counts, own=None, corr
     first = local_sgd(
         recipe,
         groups,
-        lambda: forward(spec, params, batch),
-        labels,
-        mask,
-        torch.from_numpy(counts.astype(np.float32)),
+        lambda: forward(spec, params, batch.inputs),
+        batch.labels,
+        batch.mask,
+        torch.from_numpy(batch.counts.astype(np.float32)),
         correction=correction,
     )
     with torch.no_grad():

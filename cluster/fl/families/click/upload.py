@@ -103,31 +103,40 @@ def _with_decoys(
     return tensors
 
 
+@dataclass(frozen=True)
+class UploadCompression:
+    """How the clients (C,) compress what they send: ``kind`` 'prune', 'quant' or 'quants'
+    (anything else: sent as float32) at each one's ``levels[c]`` (prune share or bits), a pruned
+    tensor rescaled to stay unbiased when ``rescale_pruned``."""
+
+    kind: str
+    levels: Optional[np.ndarray]
+    rescale_pruned: bool = False
+
+
 def compress_upload(
     spec: ClickSpec,
     result: ClientUpdate,
     sent: Sequence[dict[str, np.ndarray]],
-    kind: str,
-    levels: Optional[np.ndarray],
+    compression: UploadCompression,
     seed: int,
     round_index: int,
-    rescale_pruned: bool = False,
 ) -> ClientUpdate:
-    """The deltas as the server reconstructs them after each client's ``kind`` compression
-    ('prune', 'quant', 'quants'; anything else: sent as float32) at its ``levels[c]`` (prune
-    share or bits), tensor by tensor over the entries it sends: its width's dense entries and
-    its ``sent[c]`` embedding rows (``touched_rows``, or all, or padded: ``upload_rows``). Draws
+    """The deltas as the server reconstructs them after each client's ``compression``, tensor
+    by tensor over the entries it sends: its width's dense entries and its ``sent[c]``
+    embedding rows (``touched_rows``, or all, or padded: ``upload_rows``). Draws
     come from the client's own stream (seed, round, client id), so they do not depend on who
     shares its worker. A proxy upload and a Cali3F delegate's cluster pass are compressed alike,
     each from a stream of its own, except that a pruned proxy is always rescaled: CEAG's
     aggregator adds Σ_c k_c × proxy_c as the gradient of its constraint term, which stays exact
     in expectation only if compression leaves each proxy unbiased (Quant and QuantS are)."""
+    kind, levels = compression.kind, compression.levels
     if kind not in ("prune", "quant", "quants"):
         return result
     if levels is None:
         raise ValueError(f"{kind!r} compression needs each client's level (ClientSettings.levels)")
     widths = np.ones(len(result.clients), np.float32) if result.fractions is None else result.fractions
-    upload = _Compression(spec, widths, sent, kind, levels, rescale_pruned)
+    upload = _Compression(spec, widths, sent, kind, levels, compression.rescale_pruned)
     cluster = result.cluster_dense_deltas
     return replace(
         result,

@@ -1,1 +1,5 @@
-"""GMF / MLP / NeuMF: the NCF model family (see ``cluster/fl/families/__init__.py``)."""
+"""GMF / MLP / NeuMF on implicit feedback (``FAMILY``)."""
+
+from cluster.fl.families.ncf.family import FAMILY
+
+__all__ = ["FAMILY"]

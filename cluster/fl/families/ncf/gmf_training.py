@@ -6,29 +6,65 @@ models take."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 
-from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.recipe import LocalRecipe
 from cluster.fl.families.ncf.model import NCFSpec
 
 
+# Defined here rather than next to ``training.train_local``, which takes it: both trainers read
+# it, and ``training.py`` imports this module.
+@dataclass(frozen=True)
+class NCFOptions:
+    """How a strategy or a tier changes the clients' local training from plain training at w:
+    ``client_dense[name]`` (C, *shape), each client's own starting dense part (a Cali3F cluster
+    model, a Ditto personal model) instead of the global one; ``prox_lambda``, Ditto's λ(v − w)
+    added to the dense gradient, w the global dense part; ``fractions`` (C,), the width of the
+    HeteroFL sub-model each client trains (``model.channel_slices``; None: all whole);
+    ``correction[name]`` (C, *shape), added to each client's dense gradient at every step
+    (SCAFFOLD), full-width clients only."""
+
+    client_dense: Optional[dict[str, np.ndarray]] = None
+    prox_lambda: float = 0.0
+    fractions: Optional[np.ndarray] = None
+    correction: Optional[dict[str, np.ndarray]] = None
+
+    def widths(self, n_clients: int) -> np.ndarray:
+        """``fractions`` as float32 (n_clients,), all 1 when None."""
+        return np.ones(n_clients, np.float32) if self.fractions is None else np.asarray(self.fractions, np.float32)
+
+
+PLAIN = NCFOptions()
+
+
+@dataclass(frozen=True)
+class FlatSamples:
+    """The trained clients' samples in one flat array sorted by client (each client's positives,
+    then its negatives), with their slots, each client's distinct items in ascending order:
+    per sample its slot among all the clients' (``sample_slot``) and its label; per client its
+    sample count (``n_total``); per slot its owner (an index into the clients) and its item;
+    ``by_slot`` puts the samples in slot order and ``slot_starts`` is where each slot's samples
+    start in that order."""
+
+    sample_slot: np.ndarray
+    sample_label: np.ndarray
+    n_total: np.ndarray
+    slot_owner: np.ndarray
+    slot_item: np.ndarray
+    by_slot: np.ndarray
+    slot_starts: np.ndarray
+
+
 def train_flat_gmf(
-    spec,
-    recipe,
-    global_params,
-    users,
-    sample_owner,
-    sample_slot,
-    sample_label,
-    slot_owner,
-    slot_item,
-    n_total,
-    by_slot,
-    slot_starts,
-    client_dense=None,
-    prox_lambda=0.0,
-    correction=None,
-):
+    spec: NCFSpec,
+    recipe: LocalRecipe,
+    global_params: dict[str, np.ndarray],
+    users: dict[str, np.ndarray],
+    samples: FlatSamples,
+    options: NCFOptions = PLAIN,
+) -> tuple:
     """GMF needs no per-client matrices, so its samples stay in one flat array (sorted by client)
     and its gradients are written out by hand (tested against autograd):
 
@@ -37,7 +73,10 @@ def train_flat_gmf(
 
     Per-client and per-row sums are ``np.add.reduceat`` over contiguous segments, which add each
     segment's terms in order: a client's arithmetic is the same whatever other clients are
-    present, so results do not depend on how clients are spread over workers."""
+    present, so results do not depend on how clients are spread over workers. ``options.fractions``
+    is not read: GMF has no hidden layer to narrow."""
+    client_dense, prox_lambda, correction = options.client_dense, options.prox_lambda, options.correction
+    n_total, slot_item = samples.n_total, samples.slot_item
     n_clients = len(n_total)
     items = global_params["item_gmf"][slot_item].astype(np.float32)
     items0 = items.copy()
@@ -47,9 +86,9 @@ def train_flat_gmf(
     anchor_weight, anchor_bias = global_params["out.weight"], global_params["out.bias"]
     weight, bias = weight0.copy(), bias0.copy()
     user = users["user_gmf"].astype(np.float32, copy=True)
-    layout = _GMFLayout.of(recipe, sample_slot, sample_label, n_total, by_slot, slot_starts)
+    layout = _GMFLayout.of(recipe, samples)
     client_starts, first_loss, first_z = layout.client_starts, None, None
-    sign = np.where(sample_label > 0, np.float32(-1), np.float32(1))
+    sign = np.where(samples.sample_label > 0, np.float32(-1), np.float32(1))
     for _ in range(recipe.epochs):
         z, grad_v, grad_u, grad_h, grad_b = _gmf_gradients(spec, layout, items, user, weight, bias)
         if first_loss is None:
@@ -73,10 +112,11 @@ def train_flat_gmf(
         bias -= np.float32(recipe.lr_dense) * grad_b
     item_deltas = {"item_gmf": items - items0}
     dense_deltas = {"out.weight": weight - weight0, "out.bias": bias - bias0}
+    assert first_z is not None, "a local pass takes at least one step (recipe.epochs ≥ 1)"
     return (
         np.arange(n_clients),
         first_loss,
-        slot_owner,
+        samples.slot_owner,
         slot_item,
         item_deltas,
         dense_deltas,
@@ -99,17 +139,18 @@ class _GMFLayout:
     slot_starts: np.ndarray
 
     @classmethod
-    def of(cls, recipe: LocalRecipe, sample_slot, sample_label, n_total, by_slot, slot_starts) -> "_GMFLayout":
+    def of(cls, recipe: LocalRecipe, samples: FlatSamples) -> "_GMFLayout":
+        n_total = samples.n_total
         sum_loss = recipe.loss_reduction == "sum"
         scale = np.ones(len(n_total), np.float32) if sum_loss else (1.0 / n_total).astype(np.float32)
         return cls(
-            sample_slot,
-            sample_label,
+            samples.sample_slot,
+            samples.sample_label,
             n_total,
             np.repeat(scale, n_total),
             np.cumsum(n_total) - n_total,
-            by_slot,
-            slot_starts,
+            samples.by_slot,
+            samples.slot_starts,
         )
 
 

@@ -7,6 +7,8 @@ and it is vectorised over all clients of a batch at once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -23,6 +25,15 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
+@dataclass(frozen=True)
+class RoundKey:
+    """Which run (``seed``) and round (``round_index``) a hashed draw belongs to: the first two parts
+    of its key, so two rounds, or two runs, never share their draws."""
+
+    seed: int
+    round_index: int
+
+
 def _key(*parts: np.ndarray | int) -> np.ndarray:
     h = np.zeros((), dtype=np.uint64)
     for part in parts:
@@ -31,8 +42,7 @@ def _key(*parts: np.ndarray | int) -> np.ndarray:
 
 
 def hashed_negatives(
-    seed: int,
-    round_index: int,
+    draw: RoundKey,
     clients: np.ndarray,
     counts: np.ndarray,
     positive_keys: np.ndarray,
@@ -41,14 +51,15 @@ def hashed_negatives(
     first_draw: np.ndarray | None = None,
 ) -> np.ndarray:
     """``counts[c]`` items per client ``clients[c]`` (concatenated in client order), none of them
-    a positive: ``client * n_items + item`` never in the sorted array ``positive_keys``.
+    a positive: ``client * n_items + item`` never in the sorted array ``positive_keys``; ``draw``
+    names the run and round they are drawn for.
     ``first_draw[c]``: the draw index of client c's first item (default 0), so a client's draws
     can be made a part at a time and still be the ones one call for all of them makes."""
     owners = np.repeat(np.asarray(clients, dtype=np.int64), counts)
     draw_index = np.arange(len(owners)) - np.repeat(np.cumsum(counts) - counts, counts)
     if first_draw is not None:
         draw_index += np.repeat(np.asarray(first_draw, dtype=np.int64), counts)
-    base = _key(seed, round_index, owners, draw_index)
+    base = _key(draw.seed, draw.round_index, owners, draw_index)
     items = np.empty(len(owners), dtype=np.int64)
     pending = np.arange(len(owners))
     for attempt in range(max_attempts):

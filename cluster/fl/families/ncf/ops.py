@@ -11,14 +11,14 @@ from typing import Optional
 import numpy as np
 
 from cluster.fl.aggregation import empty_update, fedavg, merge_updates
-from cluster.fl.cali3f import fastagg_item_deltas
+from cluster.fl.aggregation import fastagg_item_deltas
 from cluster.fl.clock import RoundCosts
 from cluster.fl.metrics import count_rate_by_tier
 from cluster.fl.families.base import NOTHING_EXTRA
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.upload_rows import decoy_count
 from cluster.fl.records import evaluation_summary
-from cluster.fl.families.ncf.model import NCFSpec, channel_masks, initial_params
+from cluster.fl.families.ncf.model import NCFSpec, channel_masks
 from cluster.tiers.optimizations import TierPlan
 from cluster.fl.types import ClientSettings, ClientUpdate
 from configs.fl_schema import TouchedUpload, UploadConfig
@@ -47,6 +47,9 @@ class NCFOps:
     upload: UploadConfig = TouchedUpload()
 
     def init_params(self, seed: int) -> dict[str, np.ndarray]:
+        # Imported here: the aggregator unpickles these ops but is sent w⁰, so it never loads torch.
+        from cluster.fl.families.ncf.net import initial_params
+
         return initial_params(self.spec, seed)
 
     def round_costs(
@@ -101,7 +104,7 @@ class NCFOps:
         return {"upload_rows": len(merged.item_ids)}
 
     def fastagg(self, merged: ClientUpdate) -> dict[str, np.ndarray]:
-        return fastagg_item_deltas(merged, self.spec)
+        return fastagg_item_deltas(merged, self.spec.item_tables, self.spec.n_items)
 
     def summarize(self, owners, a, b, tier_of_user, tier_names, split: str = "test") -> dict[str, float]:
         """test: (clients, HR@10, NDCG@10); train: (clients, pairs ordered correctly, pairs) of

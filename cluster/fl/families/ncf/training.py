@@ -17,20 +17,26 @@ import torch
 
 from cluster.arrays import ranges, sorted_unique
 from cluster.fairness.ranking import positive_negative_bits
-from cluster.fl.fixed_batches import fixed_size_batches
-from cluster.fl.families.ncf.gmf_training import train_flat_gmf
-from cluster.fl.families.ncf.negatives import hashed_negatives
-from cluster.fl.families.ncf.model import NCFSpec, batched_logits, channel_slices
-from cluster.fl.local_sgd import LocalRecipe, ParamGroups, Proximal, local_sgd
+from cluster.fl.fixed_batches import padded_length, fixed_size_batches
+from cluster.fl.families.ncf.gmf_training import PLAIN, FlatSamples, NCFOptions, train_flat_gmf
+from cluster.fl.families.ncf.negatives import RoundKey, hashed_negatives
+from cluster.fl.families.ncf.model import NCFSpec, channel_slices
+from cluster.fl.families.ncf.net import batched_logits
+from cluster.fl.local_sgd import ParamGroups, Proximal, local_sgd
+from cluster.fl.recipe import LocalRecipe
 from cluster.fl.types import ClientUpdate
 
-_LADDER = 8 * 2 ** np.arange(40, dtype=np.int64)
 
+@dataclass(frozen=True)
+class ClientPositives:
+    """The clients to train (C,) and their positives: client ``clients[c]``'s are
+    ``items[indptr[c]:indptr[c+1]]``. ``positive_keys``: sorted ``client * n_items + item`` of (at
+    least) these clients' positives, when the caller keeps them precomputed."""
 
-def padded_length(n: np.ndarray) -> np.ndarray:
-    """The smallest power-of-two step (8, 16, 32, ...) that holds n samples: few groups, at most
-    2× padding; the per-group overhead costs more than the padded arithmetic."""
-    return _LADDER[np.searchsorted(_LADDER, n)]
+    clients: np.ndarray
+    indptr: np.ndarray
+    items: np.ndarray
+    positive_keys: Optional[np.ndarray] = None
 
 
 def train_local(
@@ -38,124 +44,75 @@ def train_local(
     recipe: LocalRecipe,
     global_params: dict[str, np.ndarray],
     users: dict[str, np.ndarray],
-    clients: np.ndarray,
-    pos_indptr: np.ndarray,
-    pos_items: np.ndarray,
-    seed: int,
-    round_index: int,
-    positive_keys: np.ndarray | None = None,
-    client_dense: Optional[dict[str, np.ndarray]] = None,
-    prox_lambda: float = 0.0,
-    fractions: Optional[np.ndarray] = None,
-    correction: Optional[dict[str, np.ndarray]] = None,
+    data: ClientPositives,
+    draw: RoundKey,
+    options: NCFOptions = PLAIN,
 ) -> tuple[ClientUpdate, dict[str, np.ndarray]]:
-    """Train clients ``clients`` (C,), whose positives are ``pos_items[pos_indptr[c]:pos_indptr[c+1]]``
-    and whose private vectors are ``users[table]`` (C, d), from ``global_params``.
-    ``positive_keys``: sorted ``client * n_items + item`` of (at least) these clients' positives,
-    when the caller keeps them precomputed.
-    ``client_dense[name]`` (C, *shape): each client's own starting dense part (a Cali3F cluster
-    model, a Ditto personal model) instead of the global one; ``prox_lambda`` adds Ditto's
-    λ(v − w) to the dense gradient, w the global dense part. ``fractions`` (C,): each client
-    trains the HeteroFL sub-model of that width (``ncf.channel_slices``; default all 1).
-    ``correction[name]`` (C, *shape): added to each client's dense gradient at every step
-    (SCAFFOLD), full-width clients only.
+    """Train the clients ``data.clients`` (C,) on their positives and the negatives hashed for
+    ``draw`` (the run's seed and the round), with private vectors ``users[table]`` (C, d), from
+    ``global_params``, changed as ``options`` says: each client's own starting dense part, Ditto's
+    proximal term, HeteroFL widths (default all 1) or SCAFFOLD's correction (``NCFOptions``).
 
     Returns the uploadable result and the clients' new private vectors (C, d) per table."""
-    n_pos, n_neg, neg_items = _negatives(spec, recipe, clients, pos_indptr, pos_items, seed, round_index, positive_keys)
-    samples = _client_samples(pos_indptr, pos_items, n_neg, neg_items)
+    clients = data.clients
+    n_pos, n_neg, neg_items = _negatives(spec, recipe, data, draw)
+    samples = _client_samples(data.indptr, data.items, n_neg, neg_items)
     slots = _client_slots(samples, spec.n_items, len(clients))
     if spec.kind == "gmf":
-        if fractions is not None and (np.asarray(fractions) != 1.0).any():
+        if options.fractions is not None and (np.asarray(options.fractions) != 1.0).any():
             raise ValueError("GMF has no hidden layer to narrow: every fraction must be 1")
-        part = train_flat_gmf(
-            spec,
-            recipe,
-            global_params,
-            users,
-            samples.owner,
+        flat = FlatSamples(
             slots.sample_slot_global,
             samples.label,
+            samples.n_total,
             slots.owner,
             slots.item,
-            samples.n_total,
             slots.by_slot,
             np.flatnonzero(slots.first_of_slot),
-            client_dense,
-            prox_lambda,
-            correction,
         )
+        part = train_flat_gmf(spec, recipe, global_params, users, flat, options)
         return _assemble(spec, recipe, clients, n_pos, [part])
-    fractions = np.ones(len(clients), np.float32) if fractions is None else np.asarray(fractions, np.float32)
-    if correction is not None and (fractions != 1.0).any():
+    fractions = options.widths(len(clients))
+    if options.correction is not None and (fractions != 1.0).any():
         raise ValueError("a control-variate correction needs full-width clients")
-    parts = _train_groups(
-        spec, recipe, global_params, users, samples, slots, fractions, client_dense, prox_lambda, correction
-    )
+    parts = _train_groups(spec, recipe, global_params, users, samples, slots, options)
     result, new_users = _assemble(spec, recipe, clients, n_pos, parts)
     return (result if (fractions == 1.0).all() else replace(result, fractions=fractions)), new_users
 
 
 def _train_groups(
-    spec,
-    recipe,
-    global_params,
-    users,
+    spec: NCFSpec,
+    recipe: LocalRecipe,
+    global_params: dict[str, np.ndarray],
+    users: dict[str, np.ndarray],
     samples: "_Samples",
     slots: "_Slots",
-    fractions: np.ndarray,
-    client_dense,
-    prox_lambda,
-    correction=None,
+    options: NCFOptions,
 ) -> list[tuple]:
     """The batched path: clients grouped by (padded length, width), in fixed-size batches."""
-    keys = np.stack([padded_length(samples.n_total).astype(np.float64), fractions], axis=1)
+    keys = np.stack([padded_length(samples.n_total).astype(np.float64), options.widths(len(samples.n_total))], axis=1)
     parts = []
     for key in np.unique(keys, axis=0):
         for batch, n_real in fixed_size_batches(np.flatnonzero((keys == key).all(axis=1))):
-            part = _train_group(
-                spec,
-                recipe,
-                global_params,
-                users,
-                batch,
-                int(key[0]),
-                samples.start,
-                samples.n_total,
-                slots.sample_slot,
-                samples.label,
-                slots.start,
-                slots.count,
-                slots.item,
-                client_dense,
-                prox_lambda,
-                float(key[1]),
-                correction,
-            )
+            group = _padded_layout(batch, int(key[0]), samples, slots)
+            part = _train_group(spec, recipe, global_params, users, group, float(key[1]), options)
             parts.append(_real_clients(part, n_real))
     return parts
 
 
-def _negatives(
-    spec: NCFSpec,
-    recipe: LocalRecipe,
-    clients: np.ndarray,
-    pos_indptr: np.ndarray,
-    pos_items: np.ndarray,
-    seed: int,
-    round_index: int,
-    positive_keys: np.ndarray | None,
-):
+def _negatives(spec: NCFSpec, recipe: LocalRecipe, data: ClientPositives, draw: RoundKey):
     """(positives (C,), negatives (C,) per client, the negatives' items): hashed draws that avoid
     each client's own positives."""
-    n_items, n_clients = spec.n_items, len(clients)
-    n_pos = np.diff(pos_indptr).astype(np.int64)
+    n_items, n_clients = spec.n_items, len(data.clients)
+    n_pos = np.diff(data.indptr).astype(np.int64)
     if (n_pos == 0).any():
         raise ValueError("every trained client needs at least one positive")
+    positive_keys = data.positive_keys
     if positive_keys is None:
         pos_owner = np.repeat(np.arange(n_clients), n_pos)
-        positive_keys = sorted_unique(clients[pos_owner].astype(np.int64) * n_items + pos_items)
+        positive_keys = sorted_unique(data.clients[pos_owner].astype(np.int64) * n_items + data.items)
     n_neg = n_pos * recipe.negatives_per_positive
-    return n_pos, n_neg, hashed_negatives(seed, round_index, clients, n_neg, positive_keys, n_items)
+    return n_pos, n_neg, hashed_negatives(draw, data.clients, n_neg, positive_keys, n_items)
 
 
 @dataclass(frozen=True)
@@ -243,52 +200,60 @@ def _real_clients(part: tuple, n_real: int) -> tuple:
     )
 
 
-def _padded_layout(members, length, sample_start, n_total, sample_slot, sample_label, slot_start, n_slots, slot_item):
-    """A batch's samples as (C, length) slot, label and mask matrices, padding masked out, and
-    its clients' slots as (C, max slots) item ids; with each slot's (row, column)."""
+@dataclass(frozen=True)
+class _PaddedGroup:
+    """A batch of clients ``members`` (indices into the clients) as padded matrices: their
+    sample counts ``counts`` (c,); per sample position, its slot, label and 1/0 mask (c, length),
+    padding masked out; their slots' items ``local_items`` (c, max slots), and each real slot's
+    (row, column) there, ``slot_row`` and ``slot_col``."""
+
+    members: np.ndarray
+    counts: np.ndarray
+    slots: np.ndarray
+    labels: np.ndarray
+    mask: np.ndarray
+    local_items: np.ndarray
+    slot_row: np.ndarray
+    slot_col: np.ndarray
+
+
+def _padded_layout(members: np.ndarray, length: int, samples: _Samples, slots: _Slots) -> _PaddedGroup:
+    """The batch ``members`` with every client's samples padded to ``length``."""
     c = len(members)
+    n_total, n_slots = samples.n_total, slots.count
     max_slots = int(n_slots[members].max())
     row = np.repeat(np.arange(c), n_total[members])
     col = ranges(np.zeros(c, dtype=np.int64), n_total[members])
-    src = ranges(sample_start[members], n_total[members])
-    slots = np.zeros((c, length), dtype=np.int64)
+    src = ranges(samples.start[members], n_total[members])
+    sample_slots = np.zeros((c, length), dtype=np.int64)
     labels = np.zeros((c, length), dtype=np.float32)
     mask = np.zeros((c, length), dtype=np.float32)
-    slots[row, col] = sample_slot[src]
-    labels[row, col] = sample_label[src]
+    sample_slots[row, col] = slots.sample_slot[src]
+    labels[row, col] = samples.label[src]
     mask[row, col] = 1.0
 
     slot_row = np.repeat(np.arange(c), n_slots[members])
     slot_col = ranges(np.zeros(c, dtype=np.int64), n_slots[members])
-    slot_src = ranges(slot_start[members], n_slots[members])
+    slot_src = ranges(slots.start[members], n_slots[members])
     local_items = np.zeros((c, max_slots), dtype=np.int64)
-    local_items[slot_row, slot_col] = slot_item[slot_src]
-    return slots, labels, mask, local_items, slot_row, slot_col
+    local_items[slot_row, slot_col] = slots.item[slot_src]
+    return _PaddedGroup(members, n_total[members], sample_slots, labels, mask, local_items, slot_row, slot_col)
 
 
 def _train_group(
-    spec,
-    recipe,
-    global_params,
-    users,
-    members,
-    length,
-    sample_start,
-    n_total,
-    sample_slot,
-    sample_label,
-    slot_start,
-    n_slots,
-    slot_item,
-    client_dense=None,
-    prox_lambda=0.0,
-    fraction=1.0,
-    correction=None,
-):
+    spec: NCFSpec,
+    recipe: LocalRecipe,
+    global_params: dict[str, np.ndarray],
+    users: dict[str, np.ndarray],
+    group: _PaddedGroup,
+    fraction: float,
+    options: NCFOptions,
+) -> tuple:
+    """One batch's local steps, every client at width ``fraction`` (``options.fractions`` is
+    read by the caller, which groups clients by it)."""
+    members, local_items, slot_row, slot_col = group.members, group.local_items, group.slot_row, group.slot_col
+    client_dense, correction = options.client_dense, options.correction
     c = len(members)
-    slots, labels, mask, local_items, slot_row, slot_col = _padded_layout(
-        members, length, sample_start, n_total, sample_slot, sample_label, slot_start, n_slots, slot_item
-    )
     index = torch.from_numpy(local_items)
     items0 = {t: torch.from_numpy(global_params[t])[index] for t in spec.item_tables}
     narrow = channel_slices(spec, fraction) if fraction < 1.0 else None
@@ -300,10 +265,14 @@ def _train_group(
     items = {t: v.clone().requires_grad_() for t, v in items0.items()}
     dense = {n: v.clone().requires_grad_() for n, v in dense0.items()}
     user = {t: torch.from_numpy(users[t][members]).clone().requires_grad_() for t in spec.user_tables}
-    slots_t, labels_t, mask_t = torch.from_numpy(slots), torch.from_numpy(labels), torch.from_numpy(mask)
-    count = torch.from_numpy(n_total[members].astype(np.float32))
+    slots_t, labels_t, mask_t = (
+        torch.from_numpy(group.slots),
+        torch.from_numpy(group.labels),
+        torch.from_numpy(group.mask),
+    )
+    count = torch.from_numpy(group.counts.astype(np.float32))
 
-    proximal = Proximal(prox_lambda, anchor) if prox_lambda else None
+    proximal = Proximal(options.prox_lambda, anchor) if options.prox_lambda else None
     own_correction = (
         None
         if correction is None
@@ -320,7 +289,7 @@ def _train_group(
         own_correction,
     )
     first_loss, first_logits = first.loss, first.logits
-    first_scores = [first_logits[j, : n_total[member]] for j, member in enumerate(members)]
+    first_scores = [first_logits[j, :n] for j, n in enumerate(group.counts)]
 
     with torch.no_grad():
         valid = torch.from_numpy(slot_col)

@@ -4,7 +4,7 @@ positives and this round's sampled negatives —, every row, or the touched rows
 it sends — each dense weight, its item rows, and under Cali3F its cluster-model pass and
 user-vector change — pruned or quantized with its tier's level.
 
-As for click models (``click_upload.compress_upload``), each client draws from its own stream
+As for click models (``families/click/upload.compress_upload``), each client draws from its own stream
 (seed, round, client id), so the result does not depend on which worker holds it.
 """
 

@@ -2,8 +2,8 @@
 its clients in one batched call, each with the private user vector it keeps on the device, and
 rank each held-out client's candidates. The private vectors never leave this object.
 
-Under Cali3F a delegate trains twice, at the global model and at its cluster's model; under
-Ditto each client also steps its personal dense part (the shared device state is ``WorkerCore``'s)."""
+A strategy's device half may run further passes over the same clients (``NCFLocalPass``): at
+another dense part, or a personal step with the shared tables held fixed."""
 
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ import numpy as np
 import torch
 
 from cluster.arrays import sorted_unique
-from cluster.fl.families.ncf.training import train_local
-from cluster.fl.local_sgd import LocalRecipe
+from cluster.fl.families.ncf.training import ClientPositives, NCFOptions, train_local
+from cluster.fl.recipe import LocalRecipe
 from cluster.fl.metrics import rank_metrics
-from cluster.fl.families.ncf.negatives import hashed_negatives
+from cluster.fl.families.ncf.negatives import RoundKey, hashed_negatives
 from cluster.fl.families.ncf.upload import compress_ncf_upload, widen_ncf_upload
 from cluster.fl.types import ClientSettings, ClientUpdate, ClusterView
 from cluster.fl.shard import ClientShard
-from cluster.fl.worker_core import WorkerCore
-from cluster.fl.families.ncf.model import NCFSpec, initial_params, retrieval_queries, score_candidates
+from cluster.fl.device import DeviceHalf
+from cluster.fl.worker_core import WorkerCore, held_positions
+from cluster.fl.families.ncf.model import NCFSpec, retrieval_queries
+from cluster.fl.families.ncf.net import initial_params, score_candidates
 
 EVAL_CHUNK = 4096
 # Train positives drawn and scored per block: a multiple of EVAL_CHUNK, so every scored chunk is
@@ -32,17 +34,55 @@ PAIR_BLOCK = 64 * EVAL_CHUNK
 TRAIN_PAIRS_ROUND = 2**31 - 1
 
 
+class NCFLocalPass:
+    """One round's local training of some NCF clients (``LocalPass``): every pass starts from the
+    round's global model and the clients' user vectors at the round's start; the vectors they keep
+    are those of the last pass that trained them."""
+
+    def __init__(self, core: NCFWorkerCore, params: dict[str, np.ndarray], clients: np.ndarray, round_index: int):
+        self.core, self.params = core, params
+        rows = core._rows(clients)
+        indptr, positives = core.shard.examples_of(rows)
+        self.data = ClientPositives(clients, indptr, positives, core._positive_keys)
+        self.key = RoundKey(core.seed, round_index)
+        self.start = {t: v[rows] for t, v in core.users.items()}
+        self.users = self.start
+
+    def _train(self, recipe: LocalRecipe, users: dict, options: NCFOptions) -> tuple[ClientUpdate, dict]:
+        return train_local(self.core.spec, recipe, self.params, users, self.data, self.key, options)
+
+    def first(self, fractions: Optional[np.ndarray], correction: Optional[dict]) -> ClientUpdate:
+        """The clients' pass at the global model, each at its tier's width."""
+        result, self.users = self._train(
+            self.core.recipe, self.start, NCFOptions(fractions=fractions, correction=correction)
+        )
+        return result
+
+    def pass_at(self, dense: dict[str, np.ndarray]) -> ClientUpdate:
+        result, self.users = self._train(self.core.recipe, self.start, NCFOptions(client_dense=dense))
+        return replace(result, user_deltas={t: self.users[t] - self.start[t] for t in self.start})
+
+    def personal_step(self, personal: dict[str, np.ndarray], lam: float) -> dict[str, np.ndarray]:
+        # The item rows and the user vector it is used with (the latter just trained) stay fixed.
+        frozen = replace(self.core.recipe, lr_item=0.0, lr_user=0.0)
+        stepped, _ = self._train(frozen, self.users, NCFOptions(client_dense=personal, prox_lambda=lam))
+        return {name: personal[name] + delta for name, delta in stepped.dense_deltas.items()}
+
+
 class NCFWorkerCore(WorkerCore):
     """An NCF family's worker: leave-one-out clients, each with a private user vector."""
 
-    def __init__(self, shard: ClientShard, spec: NCFSpec, recipe: LocalRecipe, seed: int):
+    def __init__(
+        self, shard: ClientShard, spec: NCFSpec, recipe: LocalRecipe, seed: int, device: Optional[DeviceHalf] = None
+    ):
         """shard: examples are positive item ids; test: ``clients`` (T,) ⊂ clients with their
         ``candidates`` (T, K), the held-out item first; private0: the starting user vectors."""
-        super().__init__(
-            shard, spec, recipe, seed, initial_params(spec, seed) if recipe.personal_lambda is not None else None
-        )
-        self._test_rows = self._rows(shard.test["clients"])
+        self._test_rows = held_positions(shard.clients, shard.test["clients"])
         self._positive_keys = sorted_unique(shard.owners() * spec.n_items + shard.train)  # negatives avoid these
+        super().__init__(shard, spec, recipe, seed, device)
+
+    def initial_params(self) -> dict[str, np.ndarray]:
+        return initial_params(self.spec, self.seed)
 
     def train(
         self,
@@ -53,49 +93,11 @@ class NCFWorkerCore(WorkerCore):
     ) -> ClientUpdate:
         clients = np.asarray(clients, dtype=np.int64)
         rows = self._rows(clients)
-        indptr, positives = self.shard.examples_of(rows)
-        users = {t: v[rows] for t, v in self.users.items()}
-
-        def local(recipe: LocalRecipe, user_start: dict, **options) -> tuple[ClientUpdate, dict]:
-            return train_local(
-                self.spec,
-                recipe,
-                params,
-                user_start,
-                clients,
-                indptr,
-                positives,
-                self.seed,
-                round_index,
-                positive_keys=self._positive_keys,
-                **options,
-            )
-
-        correction = self.control_correction(rows, settings)
-        result, new_users = local(
-            self.recipe, users, fractions=None if settings is None else settings.width, correction=correction
-        )
-        result = self.step_controls(rows, settings, result)
-        if settings is not None and settings.cluster_of is not None:
-            # Cali3F delegate: its pass at w feeds the global dense part; its pass at its cluster's
-            # model gives CaliUp's gradient, and the item and user updates that serve it.
-            at_cluster, new_users = local(self.recipe, users, client_dense=settings.own_cluster_dense())
-            result = replace(
-                at_cluster,
-                loss=result.loss,
-                dense_deltas=result.dense_deltas,
-                cluster_dense_deltas=at_cluster.dense_deltas,
-                user_deltas={t: new_users[t] - users[t] for t in users},
-            )
-        if self.personal is not None:
-            # Ditto: the personal dense part steps toward the client's data and w, with the item
-            # rows and the user vector it is used with (the latter just trained) held fixed.
-            personal = {n: v[rows] for n, v in self.personal.items()}
-            frozen = replace(self.recipe, lr_item=0.0, lr_user=0.0)
-            stepped, _ = local(frozen, new_users, client_dense=personal, prox_lambda=self.recipe.personal_lambda)
-            for name, delta in stepped.dense_deltas.items():
-                self.personal[name][rows] = personal[name] + delta
-        for table, vectors in new_users.items():
+        local = NCFLocalPass(self, params, clients, round_index)
+        width = None if settings is None else settings.width
+        result = local.first(width, self.device.correction(self, rows, settings))
+        result = self.device.after_local(self, local, rows, settings, result)
+        for table, vectors in local.users.items():
             self.users[table][rows] = vectors
         if settings is not None:
             result = widen_ncf_upload(result, settings.upload, self.spec.n_items, self.seed, round_index)
@@ -105,7 +107,7 @@ class NCFWorkerCore(WorkerCore):
             )
         return result
 
-    def _user_matrix(self, params: Optional[dict] = None) -> np.ndarray:
+    def clustering_vectors(self, params: Optional[dict] = None) -> np.ndarray:
         """The private user vectors: on the device, so the global ``params`` are not needed."""
         users = np.concatenate([self.users[t] for t in self.spec.user_tables], axis=1)
         if not np.isfinite(users).all():
@@ -178,8 +180,7 @@ class NCFWorkerCore(WorkerCore):
         first_draw = np.zeros(len(rows), np.int64)
         first_draw[0] = (lo - indptr[rows[0]]) * per_positive
         negatives = hashed_negatives(
-            self.seed,
-            TRAIN_PAIRS_ROUND,
+            RoundKey(self.seed, TRAIN_PAIRS_ROUND),
             self.shard.clients[rows],
             n_pos * per_positive,
             self._positive_keys,

@@ -154,18 +154,6 @@ def cluster_sums(users: np.ndarray, labels: np.ndarray, n_clusters: int) -> tupl
 FIXED_POINT_SCALE = 2.0**24
 
 
-def mean_item_rows(item_table: np.ndarray, item_of_row: np.ndarray, indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """On the device, for a model without user vectors: each client's mean item-embedding row
-    over its samples. indptr (C + 1,) and rows index the samples by client; item_of_row maps a
-    sample to its item. Returns (C, d) float32, zero for a client without samples; each client's
-    rows are added in its own order, so the value does not depend on who shares its worker."""
-    counts = np.diff(indptr)
-    owner = np.repeat(np.arange(len(counts)), counts)
-    sums = np.zeros((len(counts), item_table.shape[1]), dtype=np.float64)
-    np.add.at(sums, owner, item_table[item_of_row[rows]].astype(np.float64))
-    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
-
-
 def fixed_point_sums(users: np.ndarray, labels: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
     """``cluster_sums`` in fixed point: int64 sums (P, f) of round(v · 2^24), counts (P,)."""
     sums = np.zeros((n_clusters, users.shape[1]), dtype=np.int64)

@@ -1,7 +1,8 @@
 """Cali3F's server and device maths (Zhu, Si, Wang, Xiao 2022, "Cali3F: Calibrated Fast Fair
 Federated Recommendation System"): CaliUp for the cluster models (eq. 6) and FastAgg for the
 embeddings (eqs. 3–5). The clusters themselves (ClusSamp, re-clustering, ClusAvg) live in
-``cluster/fl/clustering.py``.
+``clustering.py``; FastAgg's row-weighted mean is ``cluster/fl/aggregation.fastagg_items``, which
+each model family applies to its own embedding tables (``ModelOps.fastagg``).
 
 The model splits into the private user embeddings U (``spec.user_tables``), the item
 embeddings I (``spec.item_tables``) and the non-embedding part N (``spec.dense_shapes()``). The
@@ -38,8 +39,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from cluster.fl.families.ncf.model import NCFSpec
-from cluster.fl.types import ClientUpdate
 
 # A delegate computes its gradient at w and at v_p: two forward/backward passes per step.
 COMPUTE_MULTIPLIER = 2.0
@@ -100,42 +99,6 @@ def cali_update(
         s = scale.reshape(-1, *([1] * (v.ndim - 1)))
         out[name] = (v.astype(np.float64) - lr * (grad64[name] + s * diff[name])).astype(v.dtype)
     return out
-
-
-def fastagg_items(item_ids: np.ndarray, row_deltas: np.ndarray, n_items: int) -> np.ndarray:
-    """FastAgg for one item table (eq. 5): every item a delegate changed moves to the weighted
-    mean of the delegates' new rows, weight a_{d,i} = ‖I_d[i] − I[i]‖₁,
-
-        I[i] ← Σ_d a_{d,i} I_d[i] / Σ_d a_{d,i} = I[i] + Σ_d a_{d,i} Δ_{d,i} / Σ_d a_{d,i}.
-
-    item_ids: (R,), row_deltas: (R, d), rows in client-id order (as ``merge_updates`` gives).
-    Returns the update (n_items, d) float32 to add (server SGD at lr 1 applies eq. 5 exactly).
-    Unlike FedAvg, a client that did not touch an item does not dilute its update; a row no
-    delegate changed (a_{d,i} = 0 for all d) stays as it is."""
-    deltas = np.asarray(row_deltas, dtype=np.float64)
-    weight = np.abs(deltas).sum(axis=1)
-    total = np.bincount(item_ids, weights=weight, minlength=n_items)
-    # bincount adds in array order: a fixed summation order, as in fedavg.
-    summed = np.stack(
-        [np.bincount(item_ids, weights=weight * deltas[:, k], minlength=n_items) for k in range(deltas.shape[1])],
-        axis=1,
-    )
-    return np.divide(summed, total[:, None], out=np.zeros_like(summed), where=total[:, None] > 0).astype(np.float32)
-
-
-def fastagg_item_deltas(merged: ClientUpdate, spec: NCFSpec) -> dict[str, np.ndarray]:
-    """``fastagg_items`` for every item table of the delegates' merged upload, weighted per table."""
-    return {t: fastagg_items(merged.item_ids, merged.item_deltas[t], spec.n_items) for t in spec.item_tables}
-
-
-def fastagg_dense_rows(row_deltas: np.ndarray) -> np.ndarray:
-    """``fastagg_items`` for a table every delegate uploads whole (C, n_rows, d), client-id order:
-    a row a delegate did not change has weight zero, so it counts as not sent. Returns (n_rows, d)."""
-    deltas = np.asarray(row_deltas, dtype=np.float64)
-    weight = np.abs(deltas).sum(axis=2)
-    total = np.add.reduce(weight, axis=0)
-    summed = np.add.reduce(weight[:, :, None] * deltas, axis=0)  # over clients in id order: fixed
-    return np.divide(summed, total[:, None], out=np.zeros_like(summed), where=total[:, None] > 0).astype(np.float32)
 
 
 def cluster_mean_update(user_deltas: np.ndarray, cluster_of: np.ndarray, n_clusters: int) -> np.ndarray:

@@ -3,8 +3,9 @@ parts, picks each round's delegates (ClusSamp), applies CaliUp and FastAgg to wh
 has the subordinates' devices apply eq. 4, re-clusters every k rounds, and serves each client
 its cluster's dense part.
 
-The maths is in ``cluster/fl/cali3f.py`` and ``clustering.py``; this class only keeps state and
-calls the workers' device halves through a ``WorkerPool`` (actors or in-process cores alike).
+The maths is in ``maths.py`` and ``clustering.py``; this class only keeps state and asks the
+workers for the device steps of ``device.py`` through ``WorkerPool.device_step`` (actors or
+in-process cores alike).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from cluster.fl.cali3f import (
+from cluster.fl.strategies.cali3f.maths import (
     COMPUTE_MULTIPLIER,
     cali_update,
     cluster_gradients,
@@ -22,41 +23,45 @@ from cluster.fl.cali3f import (
     init_cluster_models,
     pseudo_gradient,
 )
-from cluster.fl.clustering import FIXED_POINT_SCALE, ClusterSampler, clus_avg, cluster_metadata, update_centroids
-from cluster.fl.strategies.base import ExtraPayload
+from cluster.fl.strategies.cali3f.clustering import (
+    FIXED_POINT_SCALE,
+    ClusterSampler,
+    clus_avg,
+    cluster_metadata,
+    encode_metadata,
+    update_centroids,
+)
+from cluster.fl.strategies.base import ExtraPayload, StrategyContext
 from cluster.fl.worker_pool import WorkerPool
 from cluster.rng import stream
 from cluster.fl.types import ClusterView, ClientUpdate, ClientSettings
+from configs import ConfigError
 from configs.schema import Cali3FConfig
 
 
 class Cali3F:
-    """labels come from K-means on ``metadata`` (n_users, f) at the start; ``eligible`` (n,)
-    clients may be delegates; ``train_samples`` (n,) weigh ClusAvg; ``dense0`` is w⁰'s dense part."""
+    """The clusters start as K-means on the fleet's ``metadata`` (n_users, f); the context's
+    ``eligible`` (n,) clients may be delegates, the fleet's ``train_samples`` (n,) weigh ClusAvg,
+    and every cluster model starts at w⁰'s dense part."""
 
     compute_multiplier = COMPUTE_MULTIPLIER
 
-    def __init__(
-        self,
-        cfg: Cali3FConfig,
-        ops,
-        metadata: np.ndarray,
-        eligible: np.ndarray,
-        train_samples: np.ndarray,
-        dense0: dict[str, np.ndarray],
-        client_lr: float,
-        seed: int,
-    ):
+    def __init__(self, cfg: Cali3FConfig, context: StrategyContext):
+        fleet = context.fleet
+        if fleet.metadata is None:
+            raise ValueError("Cali3F needs the clients' metadata to form its first clusters (FleetView.metadata)")
         self.cfg = cfg
-        self.ops = ops
-        self.spec = ops.spec
+        self.ops = context.ops
+        self.spec = context.ops.spec
         self.n_clusters = cfg.n_clusters
-        self.train_samples = np.asarray(train_samples, dtype=np.float64)
-        self.client_lr = client_lr
-        self.cluster_lr = cfg.cluster_lr if cfg.cluster_lr is not None else client_lr
-        labels = cluster_metadata(metadata, cfg.n_clusters, seed)
-        self.sampler = ClusterSampler(labels, cfg.n_clusters, eligible, stream(seed, "cali3f-delegates"))
-        self.models = init_cluster_models(dense0, cfg.n_clusters)
+        self.train_samples = np.asarray(fleet.train_samples, dtype=np.float64)
+        self.client_lr = context.client_lr
+        self.cluster_lr = cfg.cluster_lr if cfg.cluster_lr is not None else context.client_lr
+        labels = cluster_metadata(fleet.metadata, cfg.n_clusters, context.seed)
+        self.sampler = ClusterSampler(
+            labels, cfg.n_clusters, context.eligible, stream(context.seed, "cali3f-delegates")
+        )
+        self.models = init_cluster_models(context.dense_part(), cfg.n_clusters)
         self.centroids: Optional[np.ndarray] = None
         self._pending: Optional[tuple[np.ndarray, dict[str, np.ndarray]]] = None
 
@@ -118,7 +123,7 @@ class Cali3F:
         model); returns record fields."""
         if self._pending is not None:
             delegates, means = self._pending
-            pool.shift_subordinates(delegates, self.labels, means, self.cfg.discount)
+            pool.device_step("shift_subordinates", delegates, self.labels, means, self.cfg.discount)
             self._pending = None
         every = self.cfg.recluster_every
         moved = self.recluster(pool, params) if every and rounds_done % every == 0 else 0
@@ -134,14 +139,14 @@ class Cali3F:
         ClusAvg; returns how many clients changed cluster."""
         p = self.n_clusters
         if self.centroids is None:
-            sums, counts = _total(pool.cluster_sums(p, None, self.labels, params))
+            sums, counts = _total(pool.device_step("cluster_sums", p, None, self.labels, params))
             overall = np.broadcast_to(sums.sum(axis=0) / max(1, counts.sum()), sums.shape)
             self.centroids = update_centroids(sums, counts, overall)
         for _ in range(self.cfg.recluster_iterations):
-            sums, counts = _total(pool.cluster_sums(p, self.centroids, None, params))
+            sums, counts = _total(pool.device_step("cluster_sums", p, self.centroids, None, params))
             self.centroids = update_centroids(sums, counts, self.centroids)
         new_labels = self.labels.copy()
-        for clients, labels in pool.assign_clusters(self.centroids, params):
+        for clients, labels in pool.device_step("assign_clusters", self.centroids, params):
             new_labels[clients] = labels  # a worker that did not answer keeps its clients' clusters
         moved = int((new_labels != self.labels).sum())
         self.models = clus_avg(self.models, self.labels, new_labels, self.train_samples)
@@ -161,6 +166,20 @@ class Cali3F:
         self.sampler.load_state_dict(state["sampler"])
         self.models = {n: np.array(v) for n, v in state["models"].items()}
         self.centroids = None if state["centroids"] is None else np.array(state["centroids"])
+
+
+def client_metadata(cfg: Cali3FConfig, world) -> np.ndarray:
+    """The one-hot user columns Cali3F's first clusters come from (``fl.strategy.metadata``)."""
+    features = world.dataset.user_features
+    missing = sorted(set(cfg.metadata) - set(features.names()))
+    if missing:
+        raise ConfigError(
+            f"fl.strategy.metadata names {missing}, which the dataset {world.dataset.name!r} lacks "
+            f"(its user columns: {features.names()})"
+        )
+    if cfg.n_clusters > world.population.n_clients:
+        raise ConfigError(f"fl.strategy.n_clusters={cfg.n_clusters} exceeds the {world.population.n_clients} clients")
+    return encode_metadata(features, cfg.metadata)
 
 
 def _total(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

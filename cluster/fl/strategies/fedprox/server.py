@@ -6,10 +6,10 @@ it is evaluated, so FedProx differs from FedAvg only with ``fl.local_epochs`` ab
 
 from __future__ import annotations
 
-from cluster.fl.strategies.base import FedAvg
+from cluster.fl.strategies.base import AveragingStrategy
 
 
-class FedProx(FedAvg):
+class FedProx(AveragingStrategy):
     compute_multiplier = 1.0  # one extra multiply-add per parameter and step: nothing the clock resolves
 
 

@@ -1,5 +1,5 @@
-"""SCAFFOLD's control-variate maths (Karimireddy et al. 2020), for the device half
-(``WorkerCore``) and the server half (``strategies/scaffold.py``)."""
+"""SCAFFOLD's control-variate maths (Karimireddy et al. 2020), for the device half (``device.py``)
+and the server half (``server.py``)."""
 
 from __future__ import annotations
 

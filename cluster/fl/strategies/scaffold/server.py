@@ -8,9 +8,9 @@ c += (1/N)·Σ(c_i⁺ − c_i) over the N clients with training data.
 
 Decided: the variates cover the dense part only (the NCF head and MLP, a click model's layers),
 not the embedding tables: an item table's variate would cost every client the whole table, and an
-embedding row's gradient is already the client's own. The maths: ``cluster/fl/scaffold.py``; the
-device half: ``WorkerCore.control_correction`` and ``step_controls``; what each client keeps is a
-dense part's size, checked against a budget (``device_bytes_per_client``)."""
+embedding row's gradient is already the client's own. The maths: ``maths.py``; the device half:
+``device.py``; what each client keeps is a dense part's size, checked against a budget
+(``device_bytes_per_client``)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from typing import Optional
 
 import numpy as np
 
-from cluster.fl.scaffold import next_server_control
-from cluster.fl.strategies.base import ExtraPayload, FedAvg
+from cluster.fl.strategies.base import AveragingStrategy, ExtraPayload
+from cluster.fl.strategies.scaffold.maths import next_server_control
 from cluster.fl.types import ClientSettings, ClientUpdate
 
 # What a worker process may spend on its clients' control variates: a quarter of the 4 GiB each
@@ -29,7 +29,7 @@ from cluster.fl.types import ClientSettings, ClientUpdate
 DEVICE_STATE_BUDGET_BYTES = 2**30
 
 
-class Scaffold(FedAvg):
+class Scaffold(AveragingStrategy):
     compute_multiplier = 1.0  # one extra add per dense parameter and step
 
     def __init__(self, sampler, dense0: dict[str, np.ndarray], n_clients: int):
@@ -64,16 +64,12 @@ class Scaffold(FedAvg):
         self.control = {name: np.array(value, dtype=np.float32) for name, value in state["control"].items()}
 
 
-def recipe_settings(cfg) -> dict:
-    return {"control_variates": True}
-
-
 def device_bytes_per_client(spec) -> int:
     """What each client keeps on top of FedAvg: its control variate, a dense part in float32."""
     return 4 * sum(math.prod(shape) for shape in spec.dense_shapes().values())
 
 
-def check_device_state(spec, clients_per_worker: int) -> None:
+def check_device_state(cfg, spec, clients_per_worker: int) -> None:
     """Refuse a run whose largest worker would hold more control variates than the budget."""
     need = clients_per_worker * device_bytes_per_client(spec)
     if need > DEVICE_STATE_BUDGET_BYTES:
