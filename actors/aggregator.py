@@ -10,7 +10,7 @@ import numpy as np
 import ray
 
 from actors.round_metrics import RoundMetrics
-from actors.worker_pool import ActorPool
+from actors.worker_pool import RayWorkerPool
 from cluster.fl.round_loop import RoundLoop, RoundSchedule
 from cluster.fl.server_core import ServerSetup
 from cluster.storage import Storage
@@ -41,7 +41,7 @@ class Aggregator:
         cfg = setup.cfg
         self.loop = RoundLoop(
             setup.server(initial_params),
-            ActorPool(workers, cfg.runtime.round_timeout_s),
+            RayWorkerPool(workers, cfg.runtime.round_timeout_s),
             setup.worker_of_user,
             RoundSchedule.of(cfg),
             checkpoints,

@@ -22,7 +22,7 @@ from cluster.storage import Storage
 WORKER_FAILURES = (RayActorError, RayTaskError)
 
 
-class ActorPool:
+class RayWorkerPool:
     def __init__(self, workers: list, timeout_s: float):
         self.workers = workers
         self.timeout_s = timeout_s

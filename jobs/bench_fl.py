@@ -70,11 +70,11 @@ class _EchoWorker:
 
 def ray_floor(exp: Experiment, rounds: int) -> float:
     """Seconds per round that Ray alone costs at this run's payload: the aggregator's pool
-    (``ActorPool``) over echo actors answering with one real round's uploads, no training —
+    (``RayWorkerPool``) over echo actors answering with one real round's uploads, no training —
     one object-store copy of the global model, a call per worker, the wait, the results."""
     import ray
 
-    from actors.worker_pool import ActorPool
+    from actors.worker_pool import RayWorkerPool
     from cluster.fl.worker_pool import TrainTask
 
     loop = round_loop(exp, eval_every=None)
@@ -82,7 +82,7 @@ def ray_floor(exp: Experiment, rounds: int) -> float:
     tasks = loop.train_tasks(plan)
     uploads = loop.pool.train(plan.round_index, tasks, loop.server.params).results
     echoes = [ray.remote(_EchoWorker).options(num_cpus=0).remote(upload) for upload in uploads]
-    pool = ActorPool(echoes, timeout_s=60.0)
+    pool = RayWorkerPool(echoes, timeout_s=60.0)
     echo_tasks = [TrainTask(i, task.clients) for i, task in enumerate(tasks)]
     pool.train(0, echo_tasks, loop.server.params)  # warm-up
     started = time.perf_counter()

@@ -26,7 +26,7 @@ import numpy as np
 
 from cluster.retrieval.catalog import Catalog, RequestStream
 from cluster.retrieval.fairsync import ExposureTargets, exposure_satisfaction
-from cluster.retrieval.metrics import exposure_shortfall, list_metrics
+from cluster.retrieval.list_metrics import exposure_shortfall, list_metrics
 from cluster.retrieval.policies import configured, exposure_targets, make_policy
 from cluster.rng import stream as rng_stream
 from cluster.storage import Storage

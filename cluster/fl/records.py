@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from cluster.fl.metrics import summarize
+from cluster.fl.rank_metrics import summarize
 from cluster.fl.selection import RoundPlan
 
 if TYPE_CHECKING:  # for the annotation only: the server module loads every strategy and model family

@@ -1,6 +1,6 @@
 """What the round loop asks of the client workers, as one typed contract with two
 implementations: ``CorePool`` here (the worker cores in this process) and ``actors.worker_pool.
-ActorPool`` (the same cores inside Ray actors). The loop never knows which one it drives.
+RayWorkerPool`` (the same cores inside Ray actors). The loop never knows which one it drives.
 
 Every answer comes back in worker order, so sums over workers are added in a fixed order and a
 run's results do not depend on which implementation ran it."""

@@ -9,7 +9,7 @@ import pandas as pd
 
 from cluster.fairness.stats import ci95_half_width
 from cluster.storage import Storage
-from jobs.lib.job_page import STRATEGY_NAMES
+from jobs.lib.job_page import strategy_name
 from jobs.lib.plotting import pyplot, save_figure
 
 # Zhu et al. 2022: Table II (ML-100K, HR@10 / NDCG@10) and Table III (ML-1M, std of NDCG@10).
@@ -103,6 +103,8 @@ def paired_markdown(diffs: pd.DataFrame) -> str:
 
 
 MODEL_NAMES = {"gmf": "GMF", "mlp": "MLP", "neumf": "NeuMF"}
+# The paper's order of methods: the baseline, then the personalised ones.
+STRATEGY_NAMES = {kind: strategy_name(kind) for kind in ("fedavg", "ditto", "cali3f")}
 
 
 def _names(values, names: dict[str, str]) -> list[str]:

@@ -21,12 +21,14 @@ def job_command(job_file: "str | Path", argv: Optional[Sequence[str]] = None) ->
     return command_line(argv, program=script_path(job_file))
 
 
-STRATEGY_NAMES = {"fedavg": "FedAvg", "fedprox": "FedProx", "scaffold": "SCAFFOLD", "ditto": "Ditto",
-                  "cali3f": "Cali3F"}
-
-
 def strategy_name(kind: str) -> str:
-    return STRATEGY_NAMES.get(kind, kind)
+    """How a page names the strategy of ``fl.strategy.kind``: its plug-in's title."""
+    from cluster.fl.strategies import plugin_of
+
+    try:
+        return plugin_of(kind).title
+    except ValueError:
+        return kind
 
 
 _DATASET_TITLES = {"ml-100k": "MovieLens 100K", "ml-1m": "MovieLens 1M", "ml-10m": "MovieLens 10M",

@@ -7,7 +7,7 @@ import pytest
 
 from configs import load_config
 from cluster.fl.aggregation import empty_update, fedavg, merge_updates
-from cluster.fl.metrics import rank_metrics, summarize
+from cluster.fl.rank_metrics import rank_metrics, summarize
 from cluster.fl.families.ncf.ops import NCFOps
 from cluster.fl.families.ncf.negatives import RoundKey, hashed_negatives
 from cluster.fl.clock import keep_fastest

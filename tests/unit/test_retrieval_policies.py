@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from cluster.retrieval.baselines import MASK, KNeighbor, MinRegularizer, TopK
 from cluster.retrieval.catalog import encode_groups, popularity_groups
 from cluster.retrieval.fairsync import DualVector, ExposureTargets
-from cluster.retrieval.metrics import exposure_shortfall, list_metrics
+from cluster.retrieval.list_metrics import exposure_shortfall, list_metrics
 from cluster.retrieval.policies import exposure_targets, make_policy
 from configs import ConfigError, load_config
 from configs.schema import RetrievalConfig

@@ -1,7 +1,7 @@
 """Workers that fall out of sync with the round loop — restarted by Ray with their clients back at
 the last checkpoint, or timed out mid-call after changing state — take the run back to its last
 checkpoint, and the run then equals one without the failure, bit for bit. The pools here fail
-the way an actor does (``actors/worker_pool.ActorPool``); tests/actors/test_fl_engine.py kills a
+the way an actor does (``actors/worker_pool.RayWorkerPool``); tests/actors/test_fl_engine.py kills a
 real worker actor."""
 
 from __future__ import annotations

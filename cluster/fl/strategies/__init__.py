@@ -31,20 +31,25 @@ __all__ = [
     "device_half",
     "make_strategy",
     "plugin",
+    "plugin_of",
+    "plugin_of",
     "recipe_settings",
 ]
 
 
 def plugin(cfg) -> StrategyPlugin:
     """The ``STRATEGY`` of ``cfg``'s kind (``fl.strategy``)."""
+    return plugin_of(cfg.kind)
+
+
+def plugin_of(kind: str) -> StrategyPlugin:
+    """The ``STRATEGY`` of the folder named ``kind``."""
     try:
-        module = importlib.import_module(f"{__name__}.{cfg.kind}")
+        module = importlib.import_module(f"{__name__}.{kind}")
     except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.{cfg.kind}":
+        if exc.name != f"{__name__}.{kind}":
             raise
-        raise ValueError(
-            f"unknown fl.strategy.kind {cfg.kind!r}: no folder cluster/fl/strategies/{cfg.kind}/"
-        ) from None
+        raise ValueError(f"unknown fl.strategy.kind {kind!r}: no folder cluster/fl/strategies/{kind}/") from None
     return module.STRATEGY
 
 

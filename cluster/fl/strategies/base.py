@@ -124,11 +124,12 @@ class AveragingStrategy:
 
 @dataclass(frozen=True)
 class StrategyPlugin:
-    """A strategy as the registry knows it: how to build its server half from ``fl.strategy`` and
+    """A strategy as the registry knows it: its title, how to build its server half from ``fl.strategy`` and
     a ``StrategyContext``, and, where the strategy has them, its device half, what it changes in
     every client's local recipe (``LocalRecipe`` fields), a check that its device state fits a
     worker, and the per-client columns its server half reads (``FleetView.metadata``)."""
 
+    title: str  # how a results page names it
     server: Callable[[Any, StrategyContext], Strategy]
     device: Callable[[Any], DeviceHalf] = lambda cfg: DeviceHalf()
     recipe_settings: Callable[[Any], dict] = lambda cfg: {}

@@ -142,6 +142,6 @@ def predict(
 
 def click_auc(spec: ClickSpec, params: dict[str, np.ndarray], features: ClickFeatures, rows: np.ndarray) -> float:
     """ROC AUC of the global model on ``rows`` (RF²'s click metric)."""
-    from sklearn.metrics import roc_auc_score  # lazily: see cluster/fl/families/click/metrics.py
+    from sklearn.metrics import roc_auc_score  # lazily: see cluster/fl/families/click/auc_metrics.py
 
     return float(roc_auc_score(features.label[rows], predict(spec, params, features, rows)))

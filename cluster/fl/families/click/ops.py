@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from cluster.fl.aggregation import fastagg_dense_rows
-from cluster.fl.families.click.metrics import auc_summary
+from cluster.fl.families.click.auc_metrics import auc_summary
 from cluster.fl.aggregation import empty_update, fedavg, merge_updates
 from cluster.fl.families.click.upload import dense_entries
 from cluster.fl.clock import RoundCosts

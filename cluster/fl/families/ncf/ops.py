@@ -13,7 +13,7 @@ import numpy as np
 from cluster.fl.aggregation import empty_update, fedavg, merge_updates
 from cluster.fl.aggregation import fastagg_item_deltas
 from cluster.fl.clock import RoundCosts
-from cluster.fl.metrics import count_rate_by_tier
+from cluster.fl.rank_metrics import count_rate_by_tier
 from cluster.fl.families.base import NOTHING_EXTRA
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.upload_rows import decoy_count

@@ -16,7 +16,7 @@ import torch
 from cluster.arrays import sorted_unique
 from cluster.fl.families.ncf.training import ClientPositives, NCFOptions, train_local
 from cluster.fl.recipe import LocalRecipe
-from cluster.fl.metrics import rank_metrics
+from cluster.fl.rank_metrics import rank_metrics
 from cluster.fl.families.ncf.negatives import RoundKey, hashed_negatives
 from cluster.fl.families.ncf.upload import compress_ncf_upload, widen_ncf_upload
 from cluster.fl.types import ClientSettings, ClientUpdate, ClusterView

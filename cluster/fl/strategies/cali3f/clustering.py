@@ -47,7 +47,7 @@ def cluster_metadata(features: np.ndarray, n_clusters: int, seed: int, n_init: i
     encoded metadata (n, f); returns labels (n,) int64 in 0..n_clusters-1."""
     if not 1 <= n_clusters <= len(features):
         raise ValueError(f"need 1 <= n_clusters <= {len(features)} clients, got {n_clusters}")
-    from sklearn.cluster import KMeans  # lazily: see cluster/fl/families/click/metrics.py
+    from sklearn.cluster import KMeans  # lazily: see cluster/fl/families/click/auc_metrics.py
 
     model = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed)
     return model.fit_predict(np.asarray(features, dtype=np.float64)).astype(np.int64)
@@ -135,7 +135,7 @@ class ClusterSampler:
 def assign_clusters(users: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """On the device: the nearest centroid (Euclidean) of each user vector. users: (n, f);
     centroids: (P, f); returns (n,) int64. Ties go to the lower index."""
-    from sklearn.metrics import pairwise_distances_argmin  # lazily: see cluster/fl/families/click/metrics.py
+    from sklearn.metrics import pairwise_distances_argmin  # lazily: see cluster/fl/families/click/auc_metrics.py
 
     return pairwise_distances_argmin(np.asarray(users, np.float64), np.asarray(centroids, np.float64)).astype(np.int64)
 

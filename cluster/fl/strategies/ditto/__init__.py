@@ -5,6 +5,7 @@ from cluster.fl.strategies.ditto.device import PersonalModels
 from cluster.fl.strategies.ditto.server import Ditto, recipe_settings
 
 STRATEGY = StrategyPlugin(
+    title="Ditto",
     server=lambda cfg, context: Ditto(context.sampler),
     device=lambda cfg: PersonalModels(cfg.ditto_lambda),
     recipe_settings=recipe_settings,

@@ -2,4 +2,4 @@
 
 from cluster.fl.strategies.base import AveragingStrategy, StrategyPlugin
 
-STRATEGY = StrategyPlugin(server=lambda cfg, context: AveragingStrategy(context.sampler))
+STRATEGY = StrategyPlugin(title="FedAvg", server=lambda cfg, context: AveragingStrategy(context.sampler))

@@ -3,4 +3,6 @@
 from cluster.fl.strategies.base import StrategyPlugin
 from cluster.fl.strategies.fedprox.server import FedProx, recipe_settings
 
-STRATEGY = StrategyPlugin(server=lambda cfg, context: FedProx(context.sampler), recipe_settings=recipe_settings)
+STRATEGY = StrategyPlugin(
+    title="FedProx", server=lambda cfg, context: FedProx(context.sampler), recipe_settings=recipe_settings
+)
