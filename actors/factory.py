@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Optional
 
 import ray
@@ -11,7 +10,6 @@ from actors.aggregator import Aggregator
 from actors.client_worker import ClientWorker
 from cluster.fl.families.base import WorkerSetup
 from cluster.fl.server_core import ServerSetup
-from cluster.fl.shard import ClientShard
 from cluster.storage import Storage
 from configs.schema import FLConfig
 
@@ -20,34 +18,20 @@ def worker_name(tier_name: str, index: int) -> str:
     return f"clients-{tier_name}-{index}"
 
 
-def start_workers(
-    cfg: FLConfig,
-    shards: Iterable[ClientShard],
-    setup: WorkerSetup,
-    tier_names: tuple[str, ...],
-    run: Storage,
-    progress: bool = False,
-) -> list:
-    """One named actor per shard; each shard is written to the run's ``shards/`` for the actor to
-    load (again after a restart, on whichever node). ``shards`` may be a generator: each is saved
-    and let go before the next is built."""
-    from tqdm import tqdm
-
+def start_workers(cfg: FLConfig, setup: WorkerSetup, tier_names: tuple[str, ...], run: Storage) -> list:
+    """One named actor per worker (``worker_names``), each loading its clients from the run's
+    ``shards/<name>.npz`` (saved before, by ``cluster.fl.shard.save_shards``), again after a
+    restart, on whichever node."""
     remote_cls = ray.remote(ClientWorker)
-    handles = []
-    n_workers = len(tier_names) * cfg.runtime.workers_per_tier
-    for index, shard in enumerate(tqdm(shards, total=n_workers, desc="shards and workers", disable=not progress)):
-        name = worker_name(tier_names[index // cfg.runtime.workers_per_tier], index % cfg.runtime.workers_per_tier)
-        shard.save(run / "shards", f"{name}.npz")
-        handles.append(
-            remote_cls.options(
-                name=name,
-                num_cpus=cfg.runtime.worker_num_cpus,
-                max_restarts=cfg.runtime.worker_max_restarts,
-                max_task_retries=0,  # a lost round is counted as failed, never silently re-run
-            ).remote(name, run / "shards", setup, run / "checkpoint")
-        )
-    return handles
+    return [
+        remote_cls.options(
+            name=name,
+            num_cpus=cfg.runtime.worker_num_cpus,
+            max_restarts=cfg.runtime.worker_max_restarts,
+            max_task_retries=0,  # a lost round is counted as failed, never silently re-run
+        ).remote(name, run / "shards", setup, run / "checkpoint")
+        for name in worker_names(cfg, tier_names)
+    ]
 
 
 def worker_names(cfg: FLConfig, tier_names: tuple[str, ...]) -> list[str]:

@@ -84,12 +84,13 @@ def run(exp: Experiment, run_dir: Storage | Path, resume: bool, address: Optiona
 
 
 def _start_actors(exp: Experiment, run_dir: Storage, quiet: bool) -> tuple[list, object]:
-    from actors.factory import start_aggregator, start_workers
+    from actors.factory import start_aggregator, start_workers, worker_names
+    from cluster.fl.shard import save_shards
 
-    cfg = exp.cfg
-    # Each shard is saved and let go as its worker starts: a worker reads its own from storage.
-    workers = start_workers(cfg.fl, exp.shards(), exp.worker_setup(), exp.fleet.tiers.names, run_dir,
-                            progress=not quiet)
+    cfg, tiers = exp.cfg, exp.fleet.tiers.names
+    # A worker reads its own shard from the run's storage, on whichever node it starts.
+    save_shards(exp.shards(), worker_names(cfg.fl, tiers), run_dir / "shards", progress=not quiet)
+    workers = start_workers(cfg.fl, exp.worker_setup(), tiers, run_dir)
     aggregator = start_aggregator(exp.server_setup(), run_dir / "checkpoint", run_name=run_dir.name)
     return workers, aggregator
 

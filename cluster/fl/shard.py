@@ -9,6 +9,7 @@ shard's feature table (kept in ``data``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,3 +71,12 @@ def assign_workers(tier_of_user: np.ndarray, n_tiers: int, workers_per_tier: int
         members = np.flatnonzero(tier_of_user == tier)
         worker[members] = tier * workers_per_tier + np.arange(len(members)) % workers_per_tier
     return worker
+
+
+def save_shards(shards: Iterable[ClientShard], names: Sequence[str], folder: Storage, progress: bool = False) -> None:
+    """Each worker's shard as ``folder/<name>.npz``, in worker order. ``shards`` may be a
+    generator: each is saved and let go before the next is built, so the driver never holds them all."""
+    from tqdm import tqdm
+
+    for name, shard in zip(names, tqdm(shards, total=len(names), desc="shards", disable=not progress)):
+        shard.save(folder, f"{name}.npz")

@@ -16,7 +16,8 @@ import pytest
 import ray
 
 
-from actors.factory import start_aggregator, start_workers
+from actors.factory import start_aggregator, start_workers, worker_names
+from cluster.fl.shard import save_shards
 from cluster.fl.inprocess import trained_loop
 from cluster.storage import Storage
 from configs import load_config
@@ -48,8 +49,8 @@ def reference_run(tmp_path_factory) -> dict:
 
 def start(exp, run_dir: Path):
     run = Storage(run_dir)
-    shards = exp.shards()
-    workers = start_workers(exp.cfg.fl, shards, exp.worker_setup(), exp.fleet.tiers.names, run)
+    save_shards(exp.shards(), worker_names(exp.cfg.fl, exp.fleet.tiers.names), run / "shards")
+    workers = start_workers(exp.cfg.fl, exp.worker_setup(), exp.fleet.tiers.names, run)
     aggregator = start_aggregator(exp.server_setup(), run / "checkpoint", run_name=run.name)
     ray.get([w.ready.remote() for w in workers] + [aggregator.ready.remote()])
     return workers, aggregator

@@ -13,8 +13,9 @@ import pytest
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from actors.factory import start_aggregator, start_workers
+from actors.factory import start_aggregator, start_workers, worker_names
 from cluster import checkpoint
+from cluster.fl.shard import save_shards
 from cluster.storage import Storage
 from configs import load_config
 from cluster.fl.experiment import build
@@ -39,8 +40,8 @@ def test_fl_run_writes_to_s3_and_resumes_from_it(s3_server, tmp_path: Path):
     exp = build(cfg)
     run_dir = Storage(bucket) / "runs" / "crashed"
     write_resolved_config(run_dir, cfg)
-    shards = exp.shards()
-    workers = start_workers(cfg.fl, shards, exp.worker_setup(), exp.fleet.tiers.names, run_dir)
+    save_shards(exp.shards(), worker_names(cfg.fl, exp.fleet.tiers.names), run_dir / "shards")
+    workers = start_workers(cfg.fl, exp.worker_setup(), exp.fleet.tiers.names, run_dir)
     aggregator = start_aggregator(exp.server_setup(), run_dir / "checkpoint", run_name="crashed")
     try:
         for _ in range(3):
