@@ -334,10 +334,11 @@ class DenseUpload(StrictModel):
 
 
 class PaddedUpload(StrictModel):
-    """The touched rows hidden among decoy rows (FedRec, Lin et al. 2020): ``pad_ratio`` x as many
-    untouched rows per table, fixed per client (fresh decoys each round would reveal the real set
-    by intersection), carrying zero-mean noise at the scale of the client's real rows, so the
-    average stays unbiased and a decoy is not told apart by its size."""
+    """The touched rows among decoy rows (after FedRec, Lin et al. 2020): ``pad_ratio`` x as many
+    untouched rows per table, fixed per client, carrying zero-mean noise at the scale of the
+    client's real rows, so the average stays unbiased. Obfuscation with no privacy guarantee: a
+    server that knows the run's seed reads the real rows off the decoy order, and one that compares
+    two rounds tells persisting real rows from fresh noise (``tests/unit/test_padded_upload_inference.py``)."""
 
     kind: Literal["padded"] = "padded"
     pad_ratio: PositiveFloat = Field(1.0, description="decoy rows per touched row, per embedding table")
@@ -448,7 +449,7 @@ class FLConfig(StrictModel):
     upload: UploadConfig = Field(
         TouchedUpload(),
         description="which embedding rows a client uploads: touched (only those its samples "
-        "read), dense (every row) or padded (the touched rows among decoys)",
+        "read), dense (every row) or padded (the touched rows among decoys: obfuscation, no privacy guarantee)",
     )
     deadline_s: Optional[PositiveFloat] = Field(
         None,

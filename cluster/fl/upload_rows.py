@@ -7,6 +7,10 @@ intersecting two rounds' sets.
 Their values are fresh each round: N(0, σ²) with σ the spread of the client's real rows of that
 table, so E[decoy] = 0 — the true update of a row the client never read — and FedAvg stays
 unbiased, paying only variance.
+
+This is obfuscation, not privacy: the order is drawn from what the server knows (seed, client id),
+and a real row's update persists across rounds while a decoy's is fresh noise, so a curious server
+finds the real rows (``tests/unit/test_padded_upload_inference.py`` runs both attacks).
 """
 
 from __future__ import annotations
