@@ -11,6 +11,7 @@ clock charges, is the optimization's doing."""
 from __future__ import annotations
 
 import math
+import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -23,11 +24,14 @@ from cluster.fl.inprocess import round_loop
 from cluster.fl.selection import RoundPlan
 from cluster.fl.types import ClientUpdate
 from cluster.fl.families.click.model import is_embedding
+import cluster.fl.strategies as strategies_pkg
+from cluster.fl.families import families
 from configs import ConfigError, load_config
 from configs.presets import OPTIMIZATION_PRESETS
 
-STRATEGIES = ("fedavg", "fedprox", "scaffold", "ditto", "cali3f")
-MODELS = ("gmf", "mlp", "neumf", "dlrm", "din")
+# Every registered plug-in: a new strategy folder or model family enters the matrix by itself.
+STRATEGIES = tuple(m.name for m in pkgutil.iter_modules(strategies_pkg.__path__) if m.ispkg)
+MODELS = tuple(kind for family in families() for kind in family.model_kinds)
 # one preset per optimization class (RF² Table 1, and subsample: Exclude Lo's mitigation)
 OPTIMIZATIONS = ("none", "exclude-lo", "overselect", "prune-1:2:4", "quant-1:2:8", "quants-1:2:8", "channel-1:2:4",
                  "subsample-lo-1:4")
@@ -427,3 +431,27 @@ def test_fedprox_at_mu_0_is_fedavg_bit_for_bit_and_above_it_holds_clients_nearer
 def test_a_fedprox_mu_that_would_overshoot_is_refused_naming_the_rate(cache: Path):
     with pytest.raises(ConfigError, match=r"fl.client_lr × fl.item_lr_scale = 300\).*mu < 0.00667"):
         _cfg(cache, "fedprox", "gmf", "none", "fl.strategy.mu=0.01")
+
+
+CEAG_CASES = [(s, m) for s in STRATEGIES for m in ("gmf", "dlrm")]
+
+
+@pytest.mark.parametrize("strategy,model", CEAG_CASES, ids=["-".join(c) for c in CEAG_CASES])
+def test_ceag_is_a_layer_every_strategy_serving_one_global_model_takes(cache: Path, runs, strategy, model):
+    """CEAG (``fl.fairness``) composes with the strategy: two rounds of each with a pruned low
+    tier, its multipliers and gaps in every record; a strategy that serves each client its own
+    model is refused with the reason."""
+    measure = "accuracy" if model in CLICK_MODELS else "pairwise"
+    # A reference far above the others for the low tier, and rings small enough to fill in a round,
+    # so its multiplier steps from the first round.
+    ceag = (f"fl.fairness={{kind: ceag, measure: {measure}, epsilon: 0, buffer_size: 10, "
+            "reference_accuracy: {low: 0.99, mid: 0.01, high: 0.01}}")
+    if strategy in ("ditto", "cali3f"):
+        with pytest.raises(ConfigError, match="needs a strategy that serves one global model"):
+            _cfg(cache, strategy, model, "prune-1:2:4", ceag)
+        return
+    run = runs(strategy, model, "prune-1:2:4", ceag)
+    assert run.round_index == 2 and all(np.isfinite(v).all() for v in run.params.values())
+    assert all(r["lambda_low"] > 0 for r in run.history), "the low tier's constraint binds"
+    plain = runs(strategy, model, "prune-1:2:4")
+    assert any(not np.array_equal(run.params[n], plain.params[n]) for n in run.params), "its weights reach the model"
