@@ -54,6 +54,10 @@ class RoundMetrics:
         self.train_loss = Gauge(
             "fairfleet_train_loss", "sample-weighted training loss of the last round's kept clients", tag_keys=_RUN
         )
+        # Central DP only (fl.privacy.kind: central_dp): the privacy spent so far.
+        self.dp_epsilon = Gauge(
+            "fairfleet_dp_epsilon", "differential privacy: epsilon spent after the last round", tag_keys=_RUN
+        )
         # CEAG only (fl.fairness.kind: ceag): the tier multipliers and the gaps they step on.
         self.ceag_lambda = Gauge(
             "fairfleet_ceag_lambda", "CEAG multiplier lambda of the tier after the last round", tag_keys=_RUN_TIER
@@ -89,6 +93,8 @@ class RoundMetrics:
         self.wall_round_s.set(record["wall_s"], tags=run)
         if math.isfinite(record.get("train_loss", float("nan"))):
             self.train_loss.set(record["train_loss"], tags=run)
+        if "dp_epsilon" in record:
+            self.dp_epsilon.set(record["dp_epsilon"], tags=run)
         for tier in self.tier_names:
             tags = {"run": self.run, "tier": tier}
             self.selected.set(record[f"selected_{tier}"], tags=tags)

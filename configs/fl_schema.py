@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from configs.base import Location, StrictModel
+from configs.privacy_schema import PRIVACY_KINDS, NoPrivacy, PrivacyConfig
 from configs.server_optimizer_schema import SERVER_OPTIMIZERS, SGDServer, ServerOptimizerConfig
 from configs.retrieval_schema import INDEX_KINDS
 from configs.retrieval_policy import POLICY_KINDS
@@ -362,6 +363,7 @@ TAGGED_UNIONS = {
     "index": set(INDEX_KINDS),  # retrieval.index
     "policy": set(POLICY_KINDS),  # retrieval.policy
     "server_optimizer": {m.model_fields["kind"].default for m in SERVER_OPTIMIZERS},
+    "privacy": {m.model_fields["kind"].default for m in PRIVACY_KINDS},
 }
 
 
@@ -375,6 +377,7 @@ BARE_NAME_KEYS = {
     "index": "kind",
     "policy": "kind",
     "server_optimizer": "kind",
+    "privacy": "kind",
 }
 
 
@@ -445,6 +448,11 @@ class FLConfig(StrictModel):
         "model), fedprox (FedAvg with a proximal local term), scaffold (FedAvg with "
         "control variates), ditto (a personal model "
         "per client), cali3f (a model per cluster)",
+    )
+    privacy: PrivacyConfig = Field(
+        NoPrivacy(),
+        description="what protects each user's data in the released model: none, or central_dp "
+        "(clipped updates, Gaussian noise, (ε, δ) from an accountant)",
     )
     upload: UploadConfig = Field(
         TouchedUpload(),

@@ -363,6 +363,29 @@ class SimConfig(StrictModel):
         self._strategy_fits()
         return self
 
+    def _private_fits(self) -> None:
+        """What central DP's guarantee does not cover, refused with the reason."""
+        why = {
+            "cali3f": "Cali3F's cluster models and FastAgg read each delegate's own rows, which the "
+            "clipped, noised sum does not give",
+            "scaffold": "SCAFFOLD's control variates are a second per-client upload the accountant does not cover",
+        }.get(self.fl.strategy.kind)
+        if why:
+            raise ValueError(
+                f"fl.privacy central_dp does not combine with fl.strategy {self.fl.strategy.kind!r}: {why}"
+            )
+        if self.fl.fairness.kind != "none":
+            raise ValueError(
+                "fl.privacy central_dp does not combine with fl.fairness: CEAG re-weights clients by "
+                "tier, and every client must weigh the same for the noise to cover it"
+            )
+        if self.fl.optimization.kind == "channel":
+            raise ValueError(
+                "fl.privacy central_dp does not combine with fl.optimization kind 'channel': a "
+                "narrowed client's entries are averaged over the clients that hold them, a "
+                "denominator that depends on who took part"
+            )
+
     def _strategy_fits(self) -> None:
         strategy = self.fl.strategy.kind
         # isinstance, not the kind, so the type checker knows this strategy has a mu.
@@ -401,6 +424,8 @@ class SimConfig(StrictModel):
                 "fl.strategy 'scaffold' does not combine with fl.optimization kind 'channel': a control "
                 "variate corrects the whole dense part, which a phone narrowed for speed does not train"
             )
+        if self.fl.privacy.kind == "central_dp":
+            self._private_fits()
         if strategy not in ("fedavg", "fedprox", "scaffold") and self.fl.fairness.kind != "none":
             raise ValueError(
                 f"fl.fairness kind {self.fl.fairness.kind!r} needs a strategy that serves one global "

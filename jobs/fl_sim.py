@@ -211,6 +211,9 @@ def run_summary(exp: Experiment, run_dir: Storage, outcome: dict, digest: str) -
     }
     if outcome.get("train_eval"):
         summary["final_train"] = outcome["train_eval"]
+    if history and "dp_epsilon" in history[-1]:
+        # The guarantee the released model carries, after every round the run took.
+        summary["privacy"] = {k.removeprefix("dp_"): history[-1][k] for k in history[-1] if k.startswith("dp_")}
     return summary
 
 

@@ -4,9 +4,19 @@ Which of them the server waits for is the virtual clock's (``clock.py``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Protocol
 
 import numpy as np
+
+
+class Sampler(Protocol):
+    """How a round's clients are drawn; its state is checkpointed with the server's."""
+
+    def draw(self, k: int) -> np.ndarray: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
 
 
 class EpochSampler:
@@ -47,6 +57,28 @@ class EpochSampler:
         self.order = np.asarray(state["order"], dtype=np.int64)
         self.position = int(state["position"])
         self.epoch = int(state["epoch"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+class PoissonSampler:
+    """Draws each eligible client independently with probability k / (eligible clients), so a
+    round's cohort varies in size: the sampling differential privacy's accountant assumes (a
+    client's inclusion is independent of every other's and of past rounds)."""
+
+    def __init__(self, eligible: np.ndarray, rng: np.random.Generator):
+        if len(eligible) == 0:
+            raise ValueError("no eligible clients to select from")
+        self.eligible = np.asarray(eligible, dtype=np.int64)
+        self.rng = rng
+
+    def draw(self, k: int) -> np.ndarray:
+        rate = min(1.0, k / len(self.eligible))
+        return self.eligible[self.rng.random(len(self.eligible)) < rate]
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
 
 

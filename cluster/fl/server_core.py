@@ -14,7 +14,7 @@ from cluster.fl.aggregation import add_weighted_deltas
 from cluster.fl.server_optimizers import make_server_optimizer
 from cluster.fl.families.base import ModelOps
 from cluster.fl.clock import VirtualClock
-from cluster.fl.selection import EpochSampler, RoundPlan, n_to_select
+from cluster.fl.selection import EpochSampler, PoissonSampler, RoundPlan, n_to_select
 from cluster.fl.strategies import StrategyContext, make_strategy
 from cluster.fl.worker_pool import WorkerPool
 from cluster.rng import stream
@@ -81,7 +81,16 @@ class FederatedServer:
         self.params = {name: np.array(value, dtype=np.float32) for name, value in start.items()}
         self.optimizer = make_server_optimizer(cfg.server_optimizer, cfg.server_lr)
         eligible = (fleet.train_samples > 0) & ~self.tier_plan.excluded[fleet.tier_of_user]
-        self.sampler = EpochSampler(np.flatnonzero(eligible), stream(seed, "selection"))
+        self.privacy = None
+        if cfg.privacy.kind == "central_dp":
+            from cluster.privacy.central_dp import CentralDPLayer  # the accountant's imports: DP runs alone
+
+            n_select = n_to_select(cfg.clients_per_round, self.tier_plan.overselect)
+            self.privacy = CentralDPLayer(
+                cfg.privacy, len(eligible), int(eligible.sum()), n_select, cfg.clients_per_round, cfg.rounds, seed
+            )
+        sampler_kind = PoissonSampler if self.privacy is not None else EpochSampler
+        self.sampler = sampler_kind(np.flatnonzero(eligible), stream(seed, "selection"))
         self.strategy = make_strategy(
             cfg.strategy, StrategyContext(ops, self.params, fleet, eligible, self.sampler, cfg.client_lr, seed)
         )
@@ -142,7 +151,12 @@ class FederatedServer:
                 self.round_index,
                 merged.correct_counts,
             )
-        average = self.ops.average(merged, step.weights if step is not None else None)
+        if self.privacy is not None:
+            average = self.ops.average(merged, self.privacy.weights(merged))
+            average = self.privacy.noised(average, self.params, self.round_index)
+            record.update(self.privacy.record(merged, self.round_index + 1))
+        else:
+            average = self.ops.average(merged, step.weights if step is not None else None)
         if step is not None and step.proxy_coefficients is not None:
             average = add_weighted_deltas(average, merged.proxy_deltas, step.proxy_coefficients)
         delta = self.strategy.aggregate(merged, average, self.params)

@@ -34,8 +34,9 @@ def _column(rows: list[dict], key: str, kind: pa.DataType) -> pa.Array:
 
 
 def rounds_table(history: list[dict], config_hash: str, seed: int) -> pa.Table:
-    """ROUND_FIELDS, plus a fairness mitigation's per-tier fields (CEAG: lambda_<tier>, psi_<tier>)."""
-    extra = sorted({k for row in history for k in row if k.startswith(("lambda_", "psi_"))})
+    """ROUND_FIELDS, plus a fairness mitigation's per-tier fields (CEAG: lambda_<tier>, psi_<tier>)
+    and a privacy mechanism's (central DP: dp_epsilon, dp_clipped, ...)."""
+    extra = sorted({k for row in history for k in row if k.startswith(("lambda_", "psi_", "dp_"))})
     schema = pa.schema(ROUND_FIELDS + [(k, pa.float64()) for k in extra] + _IDENTITY)
     rows = [{**row, "config_hash": config_hash, "seed": seed} for row in history]
     return pa.table([_column(rows, f.name, f.type) for f in schema], schema=schema)
@@ -74,8 +75,9 @@ def progress_line(record: dict, total_rounds: int, tier_names: tuple[str, ...],
                   metrics: tuple[str, ...] = ("hr10", "ndcg10")) -> str:
     dropped = " ".join(f"{t}={record[f'dropped_{t}'] + record[f'failed_{t}']}" for t in tier_names)
     shown = " | ".join(f"{METRIC_LABELS[m]} {_fmt(record.get(m, float('nan')))}" for m in metrics)
+    privacy = f" | ε {record['dp_epsilon']:.2f}" if "dp_epsilon" in record else ""
     return (f"round {record['round']:>4}/{total_rounds} | sim {record['sim_time_s']:9.1f} s | "
-            f"loss {_fmt(record['train_loss'])} | {shown} | dropped {dropped} | "
+            f"loss {_fmt(record['train_loss'])} | {shown}{privacy} | dropped {dropped} | "
             f"{record['client_updates_per_s']:,.0f} upd/s")
 
 

@@ -80,7 +80,11 @@ CLICK = ("model.kind=dlrm", "model.top_hidden=[16]", "fl.client_lr=1.0", "fl.ser
     # SCAFFOLD: the server's control variate and every client's, on its device
     ("fl.strategy=scaffold", "fl.local_epochs=2", "fl.server_optimizer=adam", "fl.server_lr=0.05"),
     (*CLICK, "fl.strategy=scaffold", "fl.local_epochs=2"),
-], ids=["ditto-gmf", "dlrm-adagrad", "dlrm-ceag-prune", "gmf-adam", "dlrm-yogi", "gmf-scaffold-adam", "dlrm-scaffold"])
+    # Central DP: the Poisson sampler's state, the noise of each round and the ε it reports
+    ("fl.privacy={kind: central_dp, noise_multiplier: 0.8, clip_norm: 0.5}",),
+    (*CLICK, "fl.privacy={kind: central_dp, target_epsilon: 8}", "fl.upload=dense"),
+], ids=["ditto-gmf", "dlrm-adagrad", "dlrm-ceag-prune", "gmf-adam", "dlrm-yogi", "gmf-scaffold-adam", "dlrm-scaffold",
+        "gmf-dp", "dlrm-dp-target"])
 def test_in_process_resume_from_a_checkpoint_equals_an_unbroken_run(tmp_path: Path, extra: tuple):
     cfg = _cfg(tmp_path, *extra)
     straight = round_loop(build(cfg), eval_every=2)

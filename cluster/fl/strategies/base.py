@@ -24,7 +24,7 @@ from typing import Any, Optional, Protocol
 import numpy as np
 
 from cluster.fl.device import DeviceHalf
-from cluster.fl.selection import EpochSampler
+from cluster.fl.selection import Sampler
 from cluster.fl.types import ClientSettings, ClientUpdate, ClusterView
 from cluster.fl.worker_pool import WorkerPool
 
@@ -70,13 +70,14 @@ class Strategy(Protocol):
 class StrategyContext:
     """What a strategy's server half is built from: the model family's ``ops``, the initial global
     ``params``, the server's ``fleet`` (``FleetView``), who may be selected (``eligible`` (n,)),
-    the epoch-wise uniform ``sampler``, the clients' learning rate and the run's seed."""
+    the server's ``sampler`` (epoch-wise uniform, or Poisson under differential privacy), the
+    clients' learning rate and the run's seed."""
 
     ops: Any
     params: dict[str, np.ndarray]
     fleet: Any
     eligible: np.ndarray
-    sampler: EpochSampler
+    sampler: Sampler
     client_lr: float
     seed: int
 
@@ -92,7 +93,7 @@ class AveragingStrategy:
 
     compute_multiplier = 1.0
 
-    def __init__(self, sampler: EpochSampler):
+    def __init__(self, sampler: Sampler):
         self.sampler = sampler
 
     def select(self, k: int) -> np.ndarray:

@@ -1,0 +1,83 @@
+"""User-level central differential privacy for one global model (DP-FedAvg, McMahan et al. 2018):
+every kept client's whole update — its dense tensors and the embedding rows it sent — is clipped
+to L2 norm C and weighs 1 / m, m = ``fl.clients_per_round``, whatever its sample count; Gaussian
+noise of std σ·C / m is added to every entry of every tensor of the global model, sent or not
+(the set of rows a round touched would otherwise show).
+
+Sampling: each eligible client is selected independently with probability q = (clients the round
+selects) / (eligible clients) (``PoissonSampler``), which is what the accountant assumes. The
+virtual clock then keeps the fastest and drops stragglers by latency alone, independently of
+their data: a client's chance to be heard stays at most q, so the bound holds with q."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cluster.fl.types import ClientUpdate
+from cluster.privacy.accountant import epsilon, noise_for_epsilon
+from cluster.rng import stream
+from configs.privacy_schema import CentralDP
+
+
+def update_norms(merged: ClientUpdate) -> np.ndarray:
+    """(C,) each client's L2 norm over everything it uploaded to the model: its dense deltas and
+    its sparsely sent embedding rows."""
+    squares = np.zeros(len(merged.clients), np.float64)
+    for value in merged.dense_deltas.values():
+        squares += np.square(value.reshape(len(value), -1), dtype=np.float64).sum(axis=1)
+    for rows in merged.item_deltas.values():
+        per_row = np.square(rows, dtype=np.float64).sum(axis=1)
+        squares += np.bincount(merged.row_owner, weights=per_row, minlength=len(merged.clients))
+    return np.sqrt(squares)
+
+
+class CentralDPLayer:
+    """``n_eligible`` clients may be drawn; a round selects ``n_select`` of them in expectation and
+    keeps ``denominator`` (``fl.clients_per_round``) in the average's denominator."""
+
+    def __init__(
+        self, cfg: CentralDP, n_clients: int, n_eligible: int, n_select: int, denominator: int, rounds: int, seed: int
+    ):
+        self.clip_norm = cfg.clip_norm
+        self.sampling_rate = min(1.0, n_select / n_eligible)
+        self.delta = cfg.delta if cfg.delta is not None else 1.0 / (10 * n_clients)
+        if cfg.noise_multiplier is not None:
+            self.noise_multiplier = cfg.noise_multiplier
+        else:  # the config holds exactly one of the two
+            assert cfg.target_epsilon is not None
+            self.noise_multiplier = noise_for_epsilon(self.sampling_rate, cfg.target_epsilon, rounds, self.delta)
+        self.denominator = denominator
+        self.seed = seed
+
+    def weights(self, merged: ClientUpdate) -> np.ndarray:
+        """(C,) each client's weight in the sum: its clip factor min(1, C / norm) over m."""
+        norms = update_norms(merged)
+        factor = np.minimum(1.0, self.clip_norm / np.maximum(norms, 1e-12))
+        return factor / self.denominator
+
+    def noised(
+        self, average: dict[str, np.ndarray], params: dict[str, np.ndarray], round_index: int
+    ) -> dict[str, np.ndarray]:
+        """``average`` with N(0, (σ·C / m)²) added to every entry of every tensor in ``params``
+        (a tensor no client sent gets the noise alone), from the round's own stream."""
+        rng = stream(self.seed, "dp-noise", round_index)
+        std = self.noise_multiplier * self.clip_norm / self.denominator
+        noised = {}
+        for name in sorted(params):
+            base = average.get(name)
+            if base is None:
+                base = np.zeros_like(params[name])
+            noised[name] = (base + rng.normal(0.0, std, size=base.shape)).astype(np.float32)
+        return noised
+
+    def record(self, merged: ClientUpdate, rounds_done: int) -> dict:
+        """The round's record fields: ε after ``rounds_done`` rounds at the run's δ, the share of
+        this round's clients whose update was clipped, and the mechanism's settings."""
+        norms = update_norms(merged)
+        return {
+            "dp_epsilon": epsilon(self.sampling_rate, self.noise_multiplier, rounds_done, self.delta),
+            "dp_delta": self.delta,
+            "dp_clipped": float((norms > self.clip_norm).mean()) if len(norms) else 0.0,
+            "dp_noise_multiplier": self.noise_multiplier,
+            "dp_sampling_rate": self.sampling_rate,
+        }

@@ -1,0 +1,132 @@
+"""User-level central differential privacy: each client's whole update clipped to C and weighed
+1/m, Gaussian noise σ·C/m on every entry of the global model, Poisson sampling, and the (ε, δ)
+that dp-accounting's accountant gives for them. No Ray."""
+
+from pathlib import Path
+
+import dp_accounting
+import numpy as np
+import pytest
+
+from cluster.fl.experiment import build
+from cluster.fl.inprocess import round_loop
+from cluster.fl.selection import PoissonSampler
+from cluster.fl.types import ClientUpdate
+from cluster.privacy.accountant import epsilon, noise_for_epsilon
+from cluster.privacy.central_dp import CentralDPLayer, update_norms
+from configs import ConfigError, load_config
+from configs.privacy_schema import CentralDP
+
+
+def _update() -> ClientUpdate:
+    """Two clients: a dense tensor each, and item rows (client 0 sends rows 1 and 4, client 1 row 4)."""
+    return ClientUpdate(
+        clients=np.array([3, 7]),
+        n_samples=np.array([10, 1]),
+        loss=np.zeros(2),
+        dense_deltas={"w": np.array([[3.0, 0.0], [0.0, 0.1]], np.float32)},
+        item_ids=np.array([1, 4, 4]),
+        row_owner=np.array([0, 0, 1], np.int32),
+        item_deltas={"item": np.array([[0.0, 4.0], [0.0, 0.0], [0.0, 0.0]], np.float32)},
+    )
+
+
+def _layer(**settings) -> CentralDPLayer:
+    cfg = CentralDP(**{"noise_multiplier": 1.0, **settings})
+    return CentralDPLayer(cfg, n_clients=1000, n_eligible=1000, n_select=50, denominator=40, rounds=20, seed=0)
+
+
+def test_a_clients_norm_covers_its_dense_tensors_and_its_own_rows():
+    np.testing.assert_allclose(update_norms(_update()), [5.0, 0.1])
+
+
+def test_every_client_is_clipped_to_the_bound_and_weighs_the_same_whatever_its_samples():
+    layer = _layer(clip_norm=1.0)
+    weights = layer.weights(_update())
+    np.testing.assert_allclose(weights * update_norms(_update()) * layer.denominator, [1.0, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(weights, [1.0 / 5.0 / 40, 1.0 / 40])  # the small update is not scaled up
+
+
+def test_the_noise_has_std_sigma_c_over_m_on_every_entry_sent_or_not():
+    layer = _layer(noise_multiplier=2.0, clip_norm=0.5)
+    params = {"w": np.zeros((300, 300), np.float32), "unsent": np.zeros((200, 100), np.float32)}
+    noised = layer.noised({"w": np.zeros((300, 300), np.float32)}, params, round_index=3)
+    assert set(noised) == set(params), "a tensor no client sent is noised too"
+    for name, value in noised.items():
+        assert value.std() == pytest.approx(2.0 * 0.5 / 40, rel=0.02), name
+        assert abs(value.mean()) < 1e-3
+    again = layer.noised({"w": np.zeros((300, 300), np.float32)}, params, round_index=3)
+    assert np.array_equal(again["w"], noised["w"]), "a round's noise is its own stream: a resumed run redraws it"
+
+
+def test_epsilon_is_the_librarys_for_the_poisson_subsampled_gaussian():
+    expected = dp_accounting.rdp.RdpAccountant()
+    expected.compose(
+        dp_accounting.PoissonSampledDpEvent(0.05, dp_accounting.GaussianDpEvent(1.0)), 20
+    )
+    layer = _layer()
+    assert layer.sampling_rate == 0.05 and layer.delta == pytest.approx(1e-4)
+    assert layer.record(_update(), 20)["dp_epsilon"] == pytest.approx(expected.get_epsilon(1e-4), rel=1e-9)
+    assert epsilon(0.05, 1.0, 0, 1e-4) == 0.0
+    assert epsilon(0.05, 1.0, 10, 1e-4) < epsilon(0.05, 1.0, 20, 1e-4), "every round spends more"
+
+
+def test_a_target_epsilon_is_met_after_the_planned_rounds_with_the_least_noise():
+    sigma = noise_for_epsilon(0.05, 4.0, 20, 1e-5)
+    assert epsilon(0.05, sigma, 20, 1e-5) <= 4.0
+    assert epsilon(0.05, sigma * 0.97, 20, 1e-5) > 4.0, "a little less noise would overspend"
+    assert _layer(noise_multiplier=None, target_epsilon=4.0, delta=1e-5).noise_multiplier == pytest.approx(sigma)
+
+
+def test_the_poisson_sampler_draws_each_client_independently_at_rate_k_over_n():
+    sampler = PoissonSampler(np.arange(2000), np.random.default_rng(0))
+    sizes = [len(sampler.draw(100)) for _ in range(200)]
+    assert np.mean(sizes) == pytest.approx(100, rel=0.03) and np.std(sizes) > 5, "the cohort's size varies"
+    state = sampler.state_dict()
+    first = sampler.draw(100)
+    sampler.load_state_dict(state)
+    assert np.array_equal(sampler.draw(100), first)
+
+
+def _cfg(tmp_path: Path, *extra: str):
+    return load_config("configs/demo.yaml", [
+        "data.synthetic.n_users=240", "data.synthetic.n_items=200", "data.synthetic.target_interactions=6000",
+        "model.kind=gmf", "model.embedding_dim=8", "fl.clients_per_round=40", "fl.rounds=4", "fl.overselect=0",
+        f"data.cache_dir={tmp_path / 'cache'}", *extra,
+    ])
+
+
+def test_a_private_run_reports_its_epsilon_every_round_and_moves_every_row(tmp_path: Path):
+    loop = round_loop(build(_cfg(tmp_path, "fl.privacy={kind: central_dp, target_epsilon: 8, clip_norm: 0.5}")))
+    before = {n: v.copy() for n, v in loop.server.params.items()}
+    history = [loop.run_round() for _ in range(4)]
+    spent = [r["dp_epsilon"] for r in history]
+    assert spent == sorted(spent) and spent[-1] == pytest.approx(8.0, rel=0.05)
+    assert all(0.0 <= r["dp_clipped"] <= 1.0 for r in history)
+    moved = np.abs(loop.server.params["item_gmf"] - before["item_gmf"]).sum(axis=1) > 0
+    assert moved.all(), "noise reaches every item row, so the rows a round touched do not show"
+
+
+@pytest.mark.parametrize("extra, reason", [
+    (("fl.strategy=cali3f",), "does not combine with fl.strategy 'cali3f'"),
+    (("fl.strategy=scaffold",), "does not combine with fl.strategy 'scaffold'"),
+    (("model.kind=neumf", "fl.optimization=channel-1:2:4"), "does not combine with fl.optimization kind 'channel'"),
+    (("fl.fairness={kind: ceag, measure: pairwise, reference_accuracy: {low: 0.9, mid: 0.9, high: 0.9}}",),
+     "does not combine with fl.fairness"),
+    ((), "exactly one of noise_multiplier or target_epsilon"),
+])
+def test_what_the_guarantee_does_not_cover_is_refused_with_the_reason(tmp_path: Path, extra, reason):
+    with pytest.raises(ConfigError, match=reason):
+        _cfg(tmp_path, "fl.privacy=central_dp", *(["fl.privacy.noise_multiplier=1"] if extra else []), *extra)
+
+
+@pytest.mark.parametrize("strategy", ["fedavg", "fedprox", "ditto"])
+@pytest.mark.parametrize("model", ["gmf", "neumf", "dlrm", "din"])
+def test_every_family_and_every_strategy_serving_a_global_model_runs_private(tmp_path: Path, strategy, model):
+    click = ["fl.client_lr=1.0", "model.top_hidden=[16]", "model.history_len=10", "fl.upload=dense"]
+    cfg = _cfg(tmp_path, f"model.kind={model}", f"fl.strategy={strategy}", "fl.rounds=2", "model.mlp_layers=[8,4]",
+               "fl.privacy={kind: central_dp, noise_multiplier: 1.0}", *(click if model in ("dlrm", "din") else []))
+    loop = round_loop(build(cfg))
+    history = [loop.run_round() for _ in range(2)]
+    assert 0 < history[0]["dp_epsilon"] < history[1]["dp_epsilon"]
+    assert all(np.isfinite(v).all() for v in loop.server.params.values())
