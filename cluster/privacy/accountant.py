@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-import dp_accounting
-from absl import logging as absl_logging
+import logging
 
-# The RDP accountant logs every order it skips (small orders that do not converge at a low σ);
-# skipping them only loosens ε, and the log would flood a run's console.
-absl_logging.set_verbosity(absl_logging.ERROR)
+import dp_accounting
+
+# The RDP accountant logs (through absl, on the stdlib logger "absl") every order it skips: small
+# orders that do not converge at a low σ. Skipping one only loosens ε; the lines would flood a run.
+logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def _rounds(sampling_rate: float, noise_multiplier: float, rounds: int) -> dp_accounting.DpEvent:

@@ -1,5 +1,5 @@
-"""One real Ray head node, as a user drives it: `ray job submit -- python jobs/fl_sim.py ...` (an
-NCF run for HR/NDCG), a second fl_sim job through the job SDK (a click-model run with CEAG for AUC
+"""One real Ray head node, as a user drives it: `ray job submit -- python jobs/fl_sim.py ...` (a
+private NCF run for HR/NDCG and ε), a second fl_sim job through the job SDK (a click-model run with CEAG for AUC
 and λ) and the fair retriever deployed from the repo's Serve config, under a few requests.
 
 - The CLI job must succeed and write its run folder.
@@ -45,7 +45,9 @@ RATE_INTERVAL = "5s"  # what Grafana's $__rate_interval is at a 1 s scrape inter
 
 TINY = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
         "fl.clients_per_round=30", "fl.rounds=3", "fl.checkpoint_every=100"]
-NCF_RUN = ["name=prom-ncf", *TINY, "fl.overselect=0.25", "fl.eval_every=1"]
+# Private, so the dashboard's differential-privacy panel has its ε to show.
+NCF_RUN = ["name=prom-ncf", *TINY, "fl.overselect=0.25", "fl.eval_every=1",
+           "fl.privacy={kind: central_dp, noise_multiplier: 1.0}"]
 SUBMISSION_ID = "fairfleet-e2e"
 CEAG_RUN = ["name=prom-ceag", *TINY, "model.kind=dlrm", "model.top_hidden=[32]", "model.history_len=20",
             "fl.overselect=0", "fl.eval_every=2", "fl.client_lr=1.0", "fl.server_optimizer=adagrad",
@@ -304,7 +306,7 @@ def test_every_dashboard_query_returns_data(monitored):
     require("prometheus")
     prometheus, started = monitored["prometheus"], monitored["started"]
     # Ray exports every second here and the jobs have ended: wait until the last series are in.
-    sentinels = ["ray_fairfleet_ceag_lambda", "ray_fairfleet_hr10", "ray_fairfleet_retriever_esp",
+    sentinels = ["ray_fairfleet_ceag_lambda", "ray_fairfleet_hr10", "ray_fairfleet_dp_epsilon", "ray_fairfleet_retriever_esp",
                  "ray_fairfleet_retriever_latency_seconds_bucket"]
     deadline = time.time() + 60
     while not all(has_data(prometheus.series(s, started)) for s in sentinels):
