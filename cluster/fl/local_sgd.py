@@ -59,20 +59,29 @@ class Proximal:
     anchor: dict[str, torch.Tensor]
 
 
+@dataclass(frozen=True)
+class Targets:
+    """What each client's logits are scored against: labels and mask (C, L), the mask 0 on
+    padding, and count (C,) each client's real samples."""
+
+    labels: torch.Tensor
+    mask: torch.Tensor
+    count: torch.Tensor
+
+
 def local_sgd(
     recipe: LocalRecipe,
     groups: ParamGroups,
     logits_of: Callable[[], torch.Tensor],
-    labels: torch.Tensor,
-    mask: torch.Tensor,
-    count: torch.Tensor,
+    targets: Targets,
     proximal: Optional[Proximal] = None,
     correction: Optional[dict[str, torch.Tensor]] = None,
 ) -> FirstStep:
     """``recipe.epochs`` steps on the leaves in ``groups``, in place. ``logits_of()`` runs the
-    forward pass on them; labels, mask (C, L) (0 on padding); count (C,) real samples each.
+    forward pass on them; ``targets`` holds what it is scored against.
     ``correction[name]`` (C, *shape): added to that leaf's gradient at every step (SCAFFOLD's
     control-variate correction c − c_i)."""
+    labels, mask, count = targets.labels, targets.mask, targets.count
     trained = groups.with_rates(recipe)
     leaves = [tensor for _, tensor, _ in trained]
     if recipe.prox_mu and proximal is None:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cluster.fl.proximal import proximal_step
-from cluster.fl.local_sgd import ParamGroups, Proximal, local_sgd, pairwise_logistic
+from cluster.fl.local_sgd import ParamGroups, Proximal, Targets, local_sgd, pairwise_logistic
 from cluster.fl.recipe import LocalRecipe
 
 X = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]],
@@ -39,7 +39,7 @@ def test_one_step_is_the_hand_gradient_at_each_groups_rate(reduction):
     w0, b0 = np.array([0.3, -0.2]), 0.1
     w, b = _leaves(w0, b0)
     recipe = LocalRecipe(epochs=1, lr_item=0.5, lr_dense=0.2, loss_reduction=reduction)
-    first = local_sgd(recipe, ParamGroups(item={"w": w}, dense={"b": b}), _logits(w, b), LABELS, MASK, COUNT)
+    first = local_sgd(recipe, ParamGroups(item={"w": w}, dense={"b": b}), _logits(w, b), Targets(LABELS, MASK, COUNT))
     for client in (0, 1):
         grad_w, grad_b = _by_hand(w0, b0, client, reduction == "mean")
         np.testing.assert_allclose(w[client].detach().numpy(), w0 - 0.5 * grad_w, rtol=1e-6)
@@ -54,7 +54,7 @@ def test_one_step_is_the_hand_gradient_at_each_groups_rate(reduction):
 def test_a_tensor_outside_the_groups_is_read_but_not_trained():
     w, b = _leaves(np.array([0.3, -0.2]), 0.1)
     before = b.detach().clone()
-    local_sgd(LocalRecipe(epochs=3), ParamGroups(item={"w": w}), _logits(w, b), LABELS, MASK, COUNT)
+    local_sgd(LocalRecipe(epochs=3), ParamGroups(item={"w": w}), _logits(w, b), Targets(LABELS, MASK, COUNT))
     assert torch.equal(b.detach(), before)
 
 
@@ -62,7 +62,7 @@ def test_the_proximal_term_is_dittos_personal_step():
     w0 = np.array([0.3, -0.2])
     anchor = {"w": torch.tensor([1.0, 1.0])}
     w, b = _leaves(w0, 0.1)
-    local_sgd(LocalRecipe(epochs=1, lr_dense=0.2), ParamGroups(dense={"w": w}), _logits(w, b), LABELS, MASK, COUNT,
+    local_sgd(LocalRecipe(epochs=1, lr_dense=0.2), ParamGroups(dense={"w": w}), _logits(w, b), Targets(LABELS, MASK, COUNT),
               Proximal(3.0, anchor))
     for client in (0, 1):
         grad_w, _ = _by_hand(w0, 0.1, client, mean=True)
@@ -74,7 +74,7 @@ def test_the_proxy_is_minus_lr_times_the_pairwise_gradient_and_zero_without_pair
     w0, b0 = np.array([0.3, -0.2]), 0.1
     w, b = _leaves(w0, b0)
     first = local_sgd(LocalRecipe(epochs=2, lr_item=0.5, proxy_gradient=True), ParamGroups(item={"w": w}),
-                      _logits(w, b), LABELS, MASK, COUNT)
+                      _logits(w, b), Targets(LABELS, MASK, COUNT))
     # Client 0's pairs: clicks 0 and 2 against sample 1; mean softplus(s_1 − s_click).
     x = X[0].numpy()
     grad = np.zeros(2)

@@ -21,7 +21,7 @@ import torch
 from cluster.fl.families.click.features import ClickFeatures
 from cluster.fl.families.click.batches import grouped_batches
 from cluster.fl.families.click.training import one_thread
-from cluster.fl.local_sgd import ParamGroups, Proximal, local_sgd
+from cluster.fl.local_sgd import ParamGroups, Proximal, Targets, local_sgd
 from cluster.fl.recipe import LocalRecipe
 from cluster.fl.families.click.model import ClickSpec
 from cluster.fl.families.click.net import ClickBatch, forward
@@ -67,9 +67,7 @@ def personal_sgd(
                 recipe,
                 ParamGroups(dense=own),
                 partial(_personal_logits, spec, global_t, own, len(chunk), batch.inputs),
-                batch.labels,
-                batch.mask,
-                torch.from_numpy(batch.counts.astype(np.float32)),
+                Targets(batch.labels, batch.mask, torch.from_numpy(batch.counts.astype(np.float32))),
                 proximal,
             )
             for name, value in own.items():

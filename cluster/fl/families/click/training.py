@@ -28,7 +28,7 @@ import torch
 from cluster.fl.families.click.features import ClickFeatures
 from cluster.fairness.ranking import pairwise_bits
 from cluster.fl.families.click.batches import PaddedBatch, grouped_batches
-from cluster.fl.local_sgd import ParamGroups, local_sgd
+from cluster.fl.local_sgd import ParamGroups, Targets, local_sgd
 from cluster.fl.recipe import LocalRecipe
 from cluster.fl.families.click.model import ClickSpec, channel_slices, is_embedding, narrow_params
 from cluster.fl.families.click.net import forward
@@ -205,9 +205,7 @@ def _local_sgd(spec, recipe, narrow, batch: PaddedBatch, own=None, correction=No
         recipe,
         groups,
         lambda: forward(spec, params, batch.inputs),
-        batch.labels,
-        batch.mask,
-        torch.from_numpy(batch.counts.astype(np.float32)),
+        Targets(batch.labels, batch.mask, torch.from_numpy(batch.counts.astype(np.float32))),
         correction=correction,
     )
     with torch.no_grad():

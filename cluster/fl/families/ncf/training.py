@@ -22,7 +22,7 @@ from cluster.fl.families.ncf.gmf_training import PLAIN, FlatSamples, NCFOptions,
 from cluster.fl.families.ncf.negatives import RoundKey, hashed_negatives
 from cluster.fl.families.ncf.model import NCFSpec, channel_slices
 from cluster.fl.families.ncf.net import batched_logits
-from cluster.fl.local_sgd import ParamGroups, Proximal, local_sgd
+from cluster.fl.local_sgd import ParamGroups, Proximal, Targets, local_sgd
 from cluster.fl.recipe import LocalRecipe
 from cluster.fl.types import ClientUpdate
 
@@ -282,9 +282,7 @@ def _train_group(
         recipe,
         ParamGroups(items, dense, user),
         lambda: batched_logits(spec, dense, user, items, slots_t),
-        labels_t,
-        mask_t,
-        count,
+        Targets(labels_t, mask_t, count),
         proximal,
         own_correction,
     )
