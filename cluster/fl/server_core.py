@@ -152,9 +152,8 @@ class FederatedServer:
                 merged.correct_counts,
             )
         if self.privacy is not None:
-            average = self.ops.average(merged, self.privacy.weights(merged))
-            average = self.privacy.noised(average, self.params, self.round_index)
-            record.update(self.privacy.record(merged, self.round_index + 1))
+            average, fields = self.privacy.aggregate(self.ops, merged, self.params, self.round_index)
+            record.update(fields)
         else:
             average = self.ops.average(merged, step.weights if step is not None else None)
         if step is not None and step.proxy_coefficients is not None:

@@ -49,9 +49,18 @@ class CentralDPLayer:
         self.denominator = denominator
         self.seed = seed
 
-    def weights(self, merged: ClientUpdate) -> np.ndarray:
-        """(C,) each client's weight in the sum: its clip factor min(1, C / norm) over m."""
+    def aggregate(
+        self, ops, merged: ClientUpdate, params: dict[str, np.ndarray], round_index: int
+    ) -> tuple[dict[str, np.ndarray], dict]:
+        """The round's private average of ``merged`` (the family's ``ops`` sum the clipped
+        updates), noised, and its record fields; each client's norm is taken once."""
         norms = update_norms(merged)
+        average = self.noised(ops.average(merged, self.weights(norms)), params, round_index)
+        return average, self.record(norms, round_index + 1)
+
+    def weights(self, norms: np.ndarray) -> np.ndarray:
+        """(C,) each client's weight in the sum, from its update's norm (C,): its clip factor
+        min(1, C / norm) over m."""
         factor = np.minimum(1.0, self.clip_norm / np.maximum(norms, 1e-12))
         return factor / self.denominator
 
@@ -70,10 +79,10 @@ class CentralDPLayer:
             noised[name] = (base + rng.normal(0.0, std, size=base.shape)).astype(np.float32)
         return noised
 
-    def record(self, merged: ClientUpdate, rounds_done: int) -> dict:
+    def record(self, norms: np.ndarray, rounds_done: int) -> dict:
         """The round's record fields: ε after ``rounds_done`` rounds at the run's δ, the share of
-        this round's clients whose update was clipped, and the mechanism's settings."""
-        norms = update_norms(merged)
+        the round's clients (their update norms (C,)) whose update was clipped, and the
+        mechanism's settings."""
         return {
             "dp_epsilon": epsilon(self.sampling_rate, self.noise_multiplier, rounds_done, self.delta),
             "dp_delta": self.delta,

@@ -42,7 +42,7 @@ def test_a_clients_norm_covers_its_dense_tensors_and_its_own_rows():
 
 def test_every_client_is_clipped_to_the_bound_and_weighs_the_same_whatever_its_samples():
     layer = _layer(clip_norm=1.0)
-    weights = layer.weights(_update())
+    weights = layer.weights(update_norms(_update()))
     np.testing.assert_allclose(weights * update_norms(_update()) * layer.denominator, [1.0, 0.1], rtol=1e-6)
     np.testing.assert_allclose(weights, [1.0 / 5.0 / 40, 1.0 / 40])  # the small update is not scaled up
 
@@ -66,7 +66,7 @@ def test_epsilon_is_the_librarys_for_the_poisson_subsampled_gaussian():
     )
     layer = _layer()
     assert layer.sampling_rate == 0.05 and layer.delta == pytest.approx(1e-4)
-    assert layer.record(_update(), 20)["dp_epsilon"] == pytest.approx(expected.get_epsilon(1e-4), rel=1e-9)
+    assert layer.record(update_norms(_update()), 20)["dp_epsilon"] == pytest.approx(expected.get_epsilon(1e-4), rel=1e-9)
     assert epsilon(0.05, 1.0, 0, 1e-4) == 0.0
     assert epsilon(0.05, 1.0, 10, 1e-4) < epsilon(0.05, 1.0, 20, 1e-4), "every round spends more"
 
