@@ -379,12 +379,6 @@ class SimConfig(StrictModel):
                 "fl.privacy central_dp does not combine with fl.fairness: CEAG re-weights clients by "
                 "tier, and every client must weigh the same for the noise to cover it"
             )
-        if self.fl.optimization.kind == "channel":
-            raise ValueError(
-                "fl.privacy central_dp does not combine with fl.optimization kind 'channel': a "
-                "narrowed client's entries are averaged over the clients that hold them, a "
-                "denominator that depends on who took part"
-            )
 
     def _strategy_fits(self) -> None:
         strategy = self.fl.strategy.kind

@@ -87,7 +87,14 @@ class FederatedServer:
 
             n_select = n_to_select(cfg.clients_per_round, self.tier_plan.overselect)
             self.privacy = CentralDPLayer(
-                cfg.privacy, len(eligible), int(eligible.sum()), n_select, cfg.clients_per_round, cfg.rounds, seed
+                cfg.privacy,
+                len(eligible),
+                int(eligible.sum()),
+                n_select,
+                cfg.clients_per_round,
+                cfg.rounds,
+                seed,
+                self._entry_share(eligible),
             )
         sampler_kind = PoissonSampler if self.privacy is not None else EpochSampler
         self.sampler = sampler_kind(np.flatnonzero(eligible), stream(seed, "selection"))
@@ -108,6 +115,17 @@ class FederatedServer:
             self.fairness = CEAGController(
                 cfg.fairness, fleet.reference_accuracy, tier_weights, fleet.tiers.names, seed
             )
+
+    def _entry_share(self, eligible: np.ndarray) -> Optional[dict[str, np.ndarray]]:
+        """Under Channel, each dense entry's expected share of the round's clients that hold it."""
+        if self.tier_plan.kind != "channel":
+            return None
+        from cluster.privacy.central_dp import expected_entry_share
+
+        n_tiers = self.fleet.tiers.n_tiers
+        in_tier = np.bincount(self.fleet.tier_of_user[eligible], minlength=n_tiers).astype(np.float64)
+        widths = self.tier_plan.width(np.arange(n_tiers))
+        return expected_entry_share(self.ops, widths, in_tier / max(in_tier.sum(), 1.0))
 
     @property
     def sim_time_s(self) -> float:

@@ -11,12 +11,29 @@ their data: a client's chance to be heard stays at most q, so the bound holds wi
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Optional
+
 import numpy as np
 
 from cluster.fl.types import ClientUpdate
 from cluster.privacy.accountant import epsilon, noise_for_epsilon
 from cluster.rng import stream
 from configs.privacy_schema import CentralDP
+
+
+def expected_entry_share(ops, widths: np.ndarray, tier_share: np.ndarray) -> dict[str, np.ndarray]:
+    """Per dense entry, the expected share of a round's clients whose sub-model holds it (RF²'s
+    Channel): Σ_t share_t · held_t, from each tier's width (T,) and its share of the eligible
+    clients (T,). Public constants, so dividing a noised sum by them is post-processing, where
+    the realised count of holders would tell who took part."""
+    share: dict[str, np.ndarray] = {}
+    for width, weight in zip(widths, tier_share):
+        if weight == 0:
+            continue
+        for name, held in ops.held_entries(float(width)).items():
+            share[name] = share.get(name, 0.0) + weight * held.astype(np.float64)
+    return share
 
 
 def update_norms(merged: ClientUpdate) -> np.ndarray:
@@ -36,8 +53,18 @@ class CentralDPLayer:
     keeps ``denominator`` (``fl.clients_per_round``) in the average's denominator."""
 
     def __init__(
-        self, cfg: CentralDP, n_clients: int, n_eligible: int, n_select: int, denominator: int, rounds: int, seed: int
+        self,
+        cfg: CentralDP,
+        n_clients: int,
+        n_eligible: int,
+        n_select: int,
+        denominator: int,
+        rounds: int,
+        seed: int,
+        entry_share: Optional[dict[str, np.ndarray]] = None,
     ):
+        """``entry_share``: under Channel, each dense entry's expected share of holders
+        (``expected_entry_share``); None when every client trains the whole model."""
         self.clip_norm = cfg.clip_norm
         self.sampling_rate = min(1.0, n_select / n_eligible)
         self.delta = cfg.delta if cfg.delta is not None else 1.0 / (10 * n_clients)
@@ -48,6 +75,7 @@ class CentralDPLayer:
             self.noise_multiplier = noise_for_epsilon(self.sampling_rate, cfg.target_epsilon, rounds, self.delta)
         self.denominator = denominator
         self.seed = seed
+        self.entry_share = entry_share
 
     def aggregate(
         self, ops, merged: ClientUpdate, params: dict[str, np.ndarray], round_index: int
@@ -55,8 +83,21 @@ class CentralDPLayer:
         """The round's private average of ``merged`` (the family's ``ops`` sum the clipped
         updates), noised, and its record fields; each client's norm is taken once."""
         norms = update_norms(merged)
-        average = self.noised(ops.average(merged, self.weights(norms)), params, round_index)
+        # A narrowed client's entries outside its slice are zeros: summed as they are, the
+        # realised count of holders never enters.
+        summed = ops.average(replace(merged, fractions=None), self.weights(norms))
+        average = self.noised(summed, params, round_index)
+        if self.entry_share is not None:
+            average = {name: self._per_holder(name, value) for name, value in average.items()}
         return average, self.record(norms, round_index + 1)
+
+    def _per_holder(self, name: str, value: np.ndarray) -> np.ndarray:
+        """A dense entry's noised mean over all clients, rescaled to a mean over those expected
+        to hold it; an entry no tier holds stays unchanged."""
+        share = self.entry_share.get(name) if self.entry_share is not None else None
+        if share is None:
+            return value
+        return np.divide(value, share, out=np.zeros_like(value), where=share > 0).astype(np.float32)
 
     def weights(self, norms: np.ndarray) -> np.ndarray:
         """(C,) each client's weight in the sum, from its update's norm (C,): its clip factor

@@ -8,12 +8,13 @@ import dp_accounting
 import numpy as np
 import pytest
 
+from cluster.fl.aggregation import fedavg
 from cluster.fl.experiment import build
 from cluster.fl.inprocess import round_loop
 from cluster.fl.selection import PoissonSampler
 from cluster.fl.types import ClientUpdate
 from cluster.privacy.accountant import epsilon, noise_for_epsilon
-from cluster.privacy.central_dp import CentralDPLayer, update_norms
+from cluster.privacy.central_dp import CentralDPLayer, expected_entry_share, update_norms
 from configs import ConfigError, load_config
 from configs.privacy_schema import CentralDP
 
@@ -110,7 +111,6 @@ def test_a_private_run_reports_its_epsilon_every_round_and_moves_every_row(tmp_p
 @pytest.mark.parametrize("extra, reason", [
     (("fl.strategy=cali3f",), "does not combine with fl.strategy 'cali3f'"),
     (("fl.strategy=scaffold",), "does not combine with fl.strategy 'scaffold'"),
-    (("model.kind=neumf", "fl.optimization=channel-1:2:4"), "does not combine with fl.optimization kind 'channel'"),
     (("fl.fairness={kind: ceag, measure: pairwise, reference_accuracy: {low: 0.9, mid: 0.9, high: 0.9}}",),
      "does not combine with fl.fairness"),
     ((), "exactly one of noise_multiplier or target_epsilon"),
@@ -127,6 +127,42 @@ def test_every_family_and_every_strategy_serving_a_global_model_runs_private(tmp
     cfg = _cfg(tmp_path, f"model.kind={model}", f"fl.strategy={strategy}", "fl.rounds=2", "model.mlp_layers=[8,4]",
                "fl.privacy={kind: central_dp, noise_multiplier: 1.0}", *(click if model in ("dlrm", "din") else []))
     loop = round_loop(build(cfg))
+    history = [loop.run_round() for _ in range(2)]
+    assert 0 < history[0]["dp_epsilon"] < history[1]["dp_epsilon"]
+    assert all(np.isfinite(v).all() for v in loop.server.params.values())
+
+
+class _HalfWidthOps:
+    """A one-tensor model whose half-width sub-model holds the first two of four entries."""
+
+    def held_entries(self, width):
+        return {"w": np.arange(4) < int(4 * width)}
+
+    def average(self, merged, weights):
+        return fedavg(merged, 0, weights, self.held_entries)
+
+
+def test_under_channel_each_entry_is_divided_by_its_expected_share_of_holders_not_the_realised_one():
+    share = expected_entry_share(_HalfWidthOps(), np.array([0.5, 1.0]), np.array([0.75, 0.25]))
+    np.testing.assert_allclose(share["w"], [1.0, 1.0, 0.25, 0.25])
+    cfg = CentralDP(noise_multiplier=1e-9, clip_norm=100.0)
+    layer = CentralDPLayer(cfg, 1000, 1000, 4, 4, 5, 0, entry_share=share)
+    # Four clients, the narrow ones (width 1/2) zero outside their slice: this round only one of
+    # the wide entries' expected holder shows up, and its entry is still scaled by the constant.
+    merged = ClientUpdate(
+        clients=np.arange(4), n_samples=np.ones(4, np.int64), loss=np.zeros(4),
+        dense_deltas={"w": np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 2, 2]], np.float32)},
+        fractions=np.array([0.5, 0.5, 0.5, 1.0], np.float32),
+    )
+    average, _ = layer.aggregate(_HalfWidthOps(), merged, {"w": np.zeros(4, np.float32)}, 0)
+    np.testing.assert_allclose(average["w"], [1.0, 1.0, 2.0, 2.0], atol=1e-6)
+
+
+def test_channel_under_central_dp_runs_and_spends_its_budget(tmp_path: Path):
+    cfg = _cfg(tmp_path, "model.kind=neumf", "model.mlp_layers=[8,4]", "fl.optimization=channel-1:2:4", "fl.rounds=2",
+               "fl.privacy={kind: central_dp, noise_multiplier: 1.0}")
+    loop = round_loop(build(cfg))
+    assert loop.server.privacy.entry_share is not None
     history = [loop.run_round() for _ in range(2)]
     assert 0 < history[0]["dp_epsilon"] < history[1]["dp_epsilon"]
     assert all(np.isfinite(v).all() for v in loop.server.params.values())

@@ -90,6 +90,10 @@ class ModelOps(Protocol):
     def average(self, merged: ClientUpdate, weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
         """The averaged update of every tensor the merged uploads moved."""
 
+    def held_entries(self, width: float) -> dict[str, np.ndarray]:
+        """Which entries of each dense tensor (bool, its shape) a sub-model of ``width`` holds
+        (RF²'s Channel; every entry at width 1)."""
+
     def upload_stats(self, merged: ClientUpdate) -> dict: ...
 
     def fastagg(self, merged: ClientUpdate) -> dict[str, np.ndarray]:

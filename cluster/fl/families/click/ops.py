@@ -85,6 +85,9 @@ class ClickOps:
         """Every parameter is sent whole (``dense_deltas``): there are no sparse rows."""
         return fedavg(merged, 0, weights, partial(channel_masks, self.spec))
 
+    def held_entries(self, width: float) -> dict[str, np.ndarray]:
+        return channel_masks(self.spec, width)
+
     def upload_stats(self, merged: ClientUpdate) -> dict:
         rows = sum(int((np.abs(d).sum(axis=2) > 0).sum()) for n, d in merged.dense_deltas.items() if is_embedding(n))
         return {"upload_rows": rows}

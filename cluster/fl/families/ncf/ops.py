@@ -100,6 +100,9 @@ class NCFOps:
     def average(self, merged: ClientUpdate, weights: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
         return fedavg(merged, self.spec.n_items, weights, partial(channel_masks, self.spec))
 
+    def held_entries(self, width: float) -> dict[str, np.ndarray]:
+        return channel_masks(self.spec, width)
+
     def upload_stats(self, merged: ClientUpdate) -> dict:
         return {"upload_rows": len(merged.item_ids)}
 
