@@ -1,10 +1,10 @@
-"""Experiment grids (jobs/rf2_matrix.py, jobs/ceag_compare.py, jobs/cali3f_compare.py): each cell
-is one Ray task running the aggregator's round loop in process (``cluster/fl/inprocess.py``, bit-
-identical to an actor run of the same config), as many at once as the cluster has CPUs, on any
-node. The task itself writes the cell's results to ``<out>/cells/<name>.parquet`` (per tier) and
-``<name>.rounds.parquet`` (per round) in the storage the moment it finishes, so they land there
-whichever node ran it; a rerun skips every cell whose files carry the same config hash, so a
-killed grid resumes where it stopped.
+"""Experiment grids (jobs/rf2_matrix.py, jobs/ceag_compare.py, jobs/cali3f_compare.py,
+jobs/dp_tiers.py): each cell is one Ray task running the aggregator's round loop in process
+(``cluster/fl/inprocess.py``, bit-identical to an actor run of the same config), as many at once
+as the cluster has CPUs, on any node. The task itself writes the cell's results to
+``<out>/cells/<name>.parquet`` (per tier) and ``<name>.rounds.parquet`` (per round) in the storage
+the moment it finishes, so they land there whichever node ran it; a rerun skips every cell whose
+files carry the same config hash, so a killed grid resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -61,6 +61,47 @@ def cell_results(config: dict, label: str) -> tuple[list[dict], list[dict]]:
     kept = ("round", "sim_time_s", "train_loss", "upload_mb")
     rounds = [{**identity, **{k: v for k, v in r.items() if k in kept or k.startswith(("lambda_", "psi_"))}}
               for r in result.history]
+    return tiers, rounds
+
+
+def headline_results(config: dict, label: str) -> tuple[list[dict], list[dict]]:
+    """Run one cell of any model family (in a Ray task): rows per tier and 'all' with the family's
+    headline test measure of the final model (``metric`` names it: AUC for click models, HR@10
+    for NCF), simulated time, uploaded MB, the cell's wall-clock seconds and, under a privacy
+    mechanism, the final ε, δ and σ and the mean share of clipped clients; one row per round
+    (loss, clock, ε, clipped share)."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from cluster.fl.experiment import build
+    from cluster.fl.inprocess import trained_loop
+
+    torch.set_num_threads(1)  # a cell is one task on one CPU; its neighbours take the others
+    started = time.perf_counter()
+    cfg = SimConfig.model_validate(config)
+    exp = build(cfg)
+    metric = exp.ops.metric_names[0]
+    loop = trained_loop(exp)  # the final model is all a cell reports: no evaluation on fl.eval_every
+    test, history = loop.evaluate("test"), loop.history
+    identity = {"model": cfg.model.kind, "mapping": cfg.tier_mapping.mapping, "configuration": label,
+                "seed": cfg.seed, "config_hash": config_hash(cfg)}
+    last = history[-1] if history else {}
+    clipped = [r["dp_clipped"] for r in history if "dp_clipped" in r]
+    privacy = {"dp_epsilon": last.get("dp_epsilon", np.nan), "dp_delta": last.get("dp_delta", np.nan),
+               "dp_noise_multiplier": last.get("dp_noise_multiplier", np.nan),
+               "dp_clipped": float(np.mean(clipped)) if clipped else np.nan}
+    upload_mb = sum(r.get("upload_mb", 0.0) for r in history)
+    wall_s = time.perf_counter() - started
+    tiers = []
+    for tier in (*[p.name for p in cfg.tiers.profiles], "all"):
+        suffix = "" if tier == "all" else f"_{tier}"
+        tiers.append({**identity, "tier": tier, "metric": metric, metric: float(test[metric + suffix]), **privacy,
+                      "sim_time_s": loop.server.sim_time_s, "upload_mb": upload_mb, "rounds": cfg.fl.rounds,
+                      "wall_s": wall_s})
+    kept = ("round", "sim_time_s", "train_loss", "upload_mb", "dp_epsilon", "dp_clipped")
+    rounds = [{**identity, **{k: r.get(k, np.nan) for k in kept}} for r in history]
     return tiers, rounds
 
 
