@@ -80,11 +80,13 @@ class ClientWorker:
         real_time_sleep_s: float = 0.0,
         settings=None,
         expect: Optional[str] = None,
+        guard=None,
     ):
-        """The clients' uploads; ``settings``: what each trains with (width, compression, cluster), or None."""
+        """The clients' uploads; ``settings``: what each trains with (width, compression, cluster), or None;
+        ``guard``: what the devices do to their uploads before they leave, or None (in the clear)."""
         self._check(expect)
         started = time.perf_counter()
-        result = self.core.train(round_index, clients, params, settings)
+        result = self.core.upload(round_index, clients, params, settings, guard)
         if real_time_sleep_s > 0:
             # Demo mode: the round takes (scaled) as long as its slowest client here would.
             time.sleep(max(0.0, real_time_sleep_s - (time.perf_counter() - started)))

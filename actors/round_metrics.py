@@ -54,7 +54,7 @@ class RoundMetrics:
         self.train_loss = Gauge(
             "fairfleet_train_loss", "sample-weighted training loss of the last round's kept clients", tag_keys=_RUN
         )
-        # Central DP only (fl.privacy.kind: central_dp): the privacy spent so far.
+        # Private runs only (fl.privacy other than none): the privacy spent so far.
         self.dp_epsilon = Gauge(
             "fairfleet_dp_epsilon", "differential privacy: epsilon spent after the last round", tag_keys=_RUN
         )

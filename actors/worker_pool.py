@@ -16,7 +16,7 @@ import numpy as np
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
-from cluster.fl.worker_pool import EvalParts, TrainOutcome, TrainTask, WorkerRestarted, WorkersOutOfSync
+from cluster.fl.worker_pool import EvalParts, Fold, TrainOutcome, TrainTask, WorkerRestarted, WorkersOutOfSync
 from cluster.storage import Storage
 
 WORKER_FAILURES = (RayActorError, RayTaskError)
@@ -37,12 +37,14 @@ class RayWorkerPool:
         self.incarnations = [r["incarnation"] for r in ray.get([w.ready.remote() for w in self.workers])]
         return self.incarnations
 
-    def train(self, round_index: int, tasks: list[TrainTask], params: dict[str, np.ndarray]) -> TrainOutcome:
+    def train(
+        self, round_index: int, tasks: list[TrainTask], params: dict[str, np.ndarray], fold: Fold = None
+    ) -> TrainOutcome:
         params_ref = ray.put(params)
         pending = [
             (
                 self.workers[t.worker].train.remote(
-                    round_index, t.clients, params_ref, t.real_time_sleep_s, t.settings, self._expect(t.worker)
+                    round_index, t.clients, params_ref, t.real_time_sleep_s, t.settings, self._expect(t.worker), t.guard
                 ),
                 t,
             )
@@ -57,11 +59,14 @@ class RayWorkerPool:
             if ref not in arrived:
                 continue
             try:
-                results.append(ray.get(ref))
+                upload = ray.get(ref)
             except WorkerRestarted:
                 out_of_sync.append(task.worker)
             except WORKER_FAILURES:
                 failed.append(task.clients)
+                continue
+            results.append(fold(upload) if fold is not None else upload)
+            del upload  # folded: the next worker's upload is fetched only now
         if out_of_sync:
             raise WorkersOutOfSync(sorted(out_of_sync), "restarted, or timed out mid-round")
         return TrainOutcome(results, np.concatenate(failed) if failed else np.zeros(0, np.int64))

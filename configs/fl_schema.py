@@ -18,7 +18,14 @@ from pydantic import (
 )
 
 from configs.base import Location, StrictModel
-from configs.privacy_schema import PRIVACY_KINDS, NoPrivacy, PrivacyConfig
+from configs.privacy_schema import (
+    PRIVACY_KINDS,
+    SECURE_AGGREGATION_KINDS,
+    NoPrivacy,
+    NoSecureAggregation,
+    PrivacyConfig,
+    SecureAggregation,
+)
 from configs.server_optimizer_schema import SERVER_OPTIMIZERS, SGDServer, ServerOptimizerConfig
 from configs.retrieval_schema import INDEX_KINDS
 from configs.retrieval_policy import POLICY_KINDS
@@ -364,6 +371,7 @@ TAGGED_UNIONS = {
     "policy": set(POLICY_KINDS),  # retrieval.policy
     "server_optimizer": {m.model_fields["kind"].default for m in SERVER_OPTIMIZERS},
     "privacy": {m.model_fields["kind"].default for m in PRIVACY_KINDS},
+    "secure_aggregation": {m.model_fields["kind"].default for m in SECURE_AGGREGATION_KINDS},
 }
 
 
@@ -378,6 +386,7 @@ BARE_NAME_KEYS = {
     "policy": "kind",
     "server_optimizer": "kind",
     "privacy": "kind",
+    "secure_aggregation": "kind",
 }
 
 
@@ -451,8 +460,14 @@ class FLConfig(StrictModel):
     )
     privacy: PrivacyConfig = Field(
         NoPrivacy(),
-        description="what protects each user's data in the released model: none, or central_dp "
-        "(clipped updates, Gaussian noise, (ε, δ) from an accountant)",
+        description="what protects each user's data in the released model: none, central_dp "
+        "(clipped updates, Gaussian noise, (ε, δ) from an accountant), distributed_dp (the same, the "
+        "noise added by the devices under secure aggregation) or local_dp (each device noises its own update)",
+    )
+    secure_aggregation: SecureAggregation = Field(
+        NoSecureAggregation(),
+        description="none, or secagg: the server sees only the sum of a round's masked uploads "
+        "(SecAgg; SecAgg+ with neighbours), priced on the virtual clock",
     )
     upload: UploadConfig = Field(
         TouchedUpload(),

@@ -364,20 +364,71 @@ class SimConfig(StrictModel):
         return self
 
     def _private_fits(self) -> None:
-        """What central DP's guarantee does not cover, refused with the reason."""
+        """What a DP guarantee does not cover, refused with the reason."""
+        kind = self.fl.privacy.kind
         why = {
             "cali3f": "Cali3F's cluster models and FastAgg read each delegate's own rows, which the "
             "clipped, noised sum does not give",
             "scaffold": "SCAFFOLD's control variates are a second per-client upload the accountant does not cover",
         }.get(self.fl.strategy.kind)
         if why:
+            raise ValueError(f"fl.privacy {kind} does not combine with fl.strategy {self.fl.strategy.kind!r}: {why}")
+        if self.fl.fairness.kind != "none":
             raise ValueError(
-                f"fl.privacy central_dp does not combine with fl.strategy {self.fl.strategy.kind!r}: {why}"
+                f"fl.privacy {kind} does not combine with fl.fairness: CEAG re-weights clients by "
+                "tier, and every client must weigh the same for the noise to cover it"
+            )
+        if kind == "central_dp" and self.fl.secure_aggregation.kind != "none":
+            raise ValueError(
+                "fl.privacy central_dp does not combine with fl.secure_aggregation: the server clips "
+                "each update, which it never sees under secure aggregation; use fl.privacy "
+                "distributed_dp (clipping and noise on the devices)"
+            )
+        if kind == "local_dp" and self.fl.secure_aggregation.kind != "none":
+            raise ValueError(
+                "fl.privacy local_dp does not combine with fl.secure_aggregation: noise on the devices "
+                "under secure aggregation is fl.privacy distributed_dp, accounted on the sum"
+            )
+        if kind == "local_dp" and self.fl.upload.kind != "dense":
+            raise ValueError(
+                f"fl.privacy local_dp needs fl.upload=dense (got {self.fl.upload.kind!r}): which rows a "
+                "device sends would show its items, and the noise does not cover that"
+            )
+        if kind == "distributed_dp" and self.fl.secure_aggregation.kind == "none":
+            raise ValueError(
+                "fl.privacy distributed_dp needs fl.secure_aggregation (e.g. fl.secure_aggregation=secagg): "
+                "without it the server sees each device's share of the noise on its own, too little to protect it"
+            )
+
+    def _secure_fits(self) -> None:
+        """What the server cannot compute from secure sums, refused with the reason."""
+        secure = self.fl.secure_aggregation
+        if secure.kind == "none":
+            return
+        why = {
+            "cali3f": "Cali3F clusters devices by their own vectors and FastAgg weighs each delegate's own "
+            "rows, which a secure sum hides",
+            "scaffold": "SCAFFOLD's control-variate step needs the uploads as separate per-client values",
+        }.get(self.fl.strategy.kind)
+        if why:
+            raise ValueError(
+                f"fl.secure_aggregation does not combine with fl.strategy {self.fl.strategy.kind!r}: {why}"
             )
         if self.fl.fairness.kind != "none":
             raise ValueError(
-                "fl.privacy central_dp does not combine with fl.fairness: CEAG re-weights clients by "
-                "tier, and every client must weigh the same for the noise to cover it"
+                "fl.secure_aggregation does not combine with fl.fairness: CEAG re-weights each client by its "
+                "own reported bits, which a secure sum hides"
+            )
+        if self.fl.upload.kind != "dense":
+            raise ValueError(
+                f"fl.secure_aggregation sums uploads of one fixed public shape: set fl.upload=dense (got "
+                f"{self.fl.upload.kind!r}, whose shape shows which rows a device touched)"
+            )
+        unknown = set(secure.dropout) - {p.name for p in self.tiers.profiles}
+        if unknown:
+            raise ValueError(
+                f"fl.secure_aggregation.dropout names unknown tier(s) {sorted(unknown)}; tiers: "
+                f"{[p.name for p in self.tiers.profiles]}"
             )
 
     def _strategy_fits(self) -> None:
@@ -418,8 +469,9 @@ class SimConfig(StrictModel):
                 "fl.strategy 'scaffold' does not combine with fl.optimization kind 'channel': a control "
                 "variate corrects the whole dense part, which a phone narrowed for speed does not train"
             )
-        if self.fl.privacy.kind == "central_dp":
+        if self.fl.privacy.kind != "none":
             self._private_fits()
+        self._secure_fits()
         if strategy not in ("fedavg", "fedprox", "scaffold") and self.fl.fairness.kind != "none":
             raise ValueError(
                 f"fl.fairness kind {self.fl.fairness.kind!r} needs a strategy that serves one global "

@@ -19,12 +19,14 @@ from cluster.tiers.latency import RoundWork, TierTable, sample_round_latency
 @dataclass(frozen=True)
 class RoundCosts:
     """Per selected client (k,): samples it computes over, bytes it downloads and uploads, and
-    the share of the full model's work it does."""
+    the share of the full model's work it does; ``fixed_s``: seconds every client spends besides
+    (a protocol's extra message rounds)."""
 
     work_samples: np.ndarray
     download_bytes: np.ndarray
     upload_bytes: np.ndarray
     compute_fraction: np.ndarray
+    fixed_s: float = 0.0
 
 
 def keep_fastest(latency_s: np.ndarray, n_keep: int, deadline_s: Optional[float]) -> np.ndarray:
@@ -50,7 +52,15 @@ class VirtualClock:
         self.deadline_s = deadline_s
         self.sim_time_s = 0.0
 
-    def plan(self, round_index: int, selected: np.ndarray, tiers: np.ndarray, costs: RoundCosts) -> RoundPlan:
+    def plan(
+        self,
+        round_index: int,
+        selected: np.ndarray,
+        tiers: np.ndarray,
+        costs: RoundCosts,
+        n_keep: Optional[int] = None,
+    ) -> RoundPlan:
+        """``n_keep``: how many of the fastest the round keeps (default: the clock's, n)."""
         work = RoundWork(
             costs.work_samples,
             model_bytes=costs.download_bytes,
@@ -59,8 +69,9 @@ class VirtualClock:
             compute_fraction=costs.compute_fraction,
         )
         latency = sample_round_latency(self.tiers, tiers, work, rng=stream(self.seed, "latency", round_index))
-        kept = keep_fastest(latency.total_s, self.n_keep, self.deadline_s)
-        return RoundPlan(round_index, selected, latency.total_s, kept, costs.upload_bytes)
+        total_s = latency.total_s + costs.fixed_s
+        kept = keep_fastest(total_s, self.n_keep if n_keep is None else n_keep, self.deadline_s)
+        return RoundPlan(round_index, selected, total_s, kept, costs.upload_bytes)
 
     def advance(self, plan: RoundPlan) -> None:
         """The round is over when its slowest kept client has reported."""

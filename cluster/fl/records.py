@@ -56,7 +56,7 @@ def round_record(
         "wall_s": timing.wall_s,
         "client_updates": int(len(merged.clients)),
         "client_updates_per_s": len(merged.clients) / timing.wall_s if timing.wall_s > 0 else float("nan"),
-        "train_loss": float(np.average(merged.loss, weights=merged.n_samples)) if len(merged.clients) else float("nan"),
+        "train_loss": merged.train_loss,
         **(upload or {}),
     }
     if plan.upload_bytes is not None:

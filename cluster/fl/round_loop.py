@@ -112,9 +112,17 @@ class RoundLoop:
         started = time.perf_counter()
         plan = server.plan_round()
         planned = time.perf_counter()
-        outcome = self.pool.train(plan.round_index, self.train_tasks(plan), server.params)
-        trained = time.perf_counter()
-        merged = ops.merge(outcome.results)
+        guard = server.upload_guard(plan)
+        tasks = self.train_tasks(plan, guard)
+        secure_sum = server.secure_sum(guard)
+        if secure_sum is None:
+            outcome = self.pool.train(plan.round_index, tasks, server.params)
+            trained = time.perf_counter()
+            merged = ops.merge(outcome.results)
+        else:
+            outcome = self.pool.train(plan.round_index, tasks, server.params, fold=secure_sum.add)
+            trained = time.perf_counter()
+            merged = secure_sum.finish(server.params, server.cfg.clients_per_round)
         extra = server.apply(plan, merged)
         extra.update(server.after_round(self.pool))
         aggregated = time.perf_counter()
@@ -127,7 +135,7 @@ class RoundLoop:
             fleet,
             RoundTiming(server.sim_time_s, wall_s),
             evaluation,
-            ops.upload_stats(merged),
+            server.upload_stats(merged),
         )
         record.update(extra)
         record.update(
@@ -141,15 +149,20 @@ class RoundLoop:
             self._checkpoint()
         return record
 
-    def train_tasks(self, plan) -> list[TrainTask]:
-        """Each worker's share of the planned round: its kept clients, their settings, its demo sleep."""
+    def train_tasks(self, plan, guard=None) -> list[TrainTask]:
+        """Each worker's share of the planned round: its kept clients, their settings, its demo
+        sleep, and what its devices do to their uploads (``guard``)."""
         kept = plan.kept_clients
         tasks = []
         for worker in np.unique(self.worker_of_user[kept]):
             clients = np.sort(kept[self.worker_of_user[kept] == worker])
             tasks.append(
                 TrainTask(
-                    int(worker), clients, self.server.client_settings(clients), self._real_time_sleep(plan, clients)
+                    int(worker),
+                    clients,
+                    self.server.client_settings(clients),
+                    self._real_time_sleep(plan, clients),
+                    guard,
                 )
             )
         return tasks

@@ -20,6 +20,7 @@ from cluster.fl.worker_pool import WorkerPool
 from cluster.rng import stream
 from cluster.tiers.latency import TierTable
 from cluster.tiers.optimizations import TierPlan
+from configs.privacy_schema import SecureAggregationConfig
 from configs.schema import FLConfig
 
 
@@ -82,6 +83,26 @@ class FederatedServer:
         self.optimizer = make_server_optimizer(cfg.server_optimizer, cfg.server_lr)
         eligible = (fleet.train_samples > 0) & ~self.tier_plan.excluded[fleet.tier_of_user]
         self.privacy = None
+        self.distributed_dp = None
+        self.local_dp = None
+        self.secure = None
+        if cfg.privacy.kind == "local_dp":
+            from cluster.privacy.local_dp import LocalDPAccount
+
+            self.local_dp = LocalDPAccount(cfg.privacy, len(eligible))
+        if cfg.privacy.kind == "distributed_dp":
+            from cluster.privacy.distributed_dp import DistributedDPAccount
+
+            self.distributed_dp = DistributedDPAccount(
+                cfg.privacy,
+                len(eligible),
+                int(eligible.sum()),
+                n_to_select(cfg.clients_per_round, self.tier_plan.overselect),
+                cfg.clients_per_round,
+                cfg.rounds,
+            )
+        if isinstance(cfg.secure_aggregation, SecureAggregationConfig):
+            self.secure = self._secure_layer(cfg.secure_aggregation, eligible)
         if cfg.privacy.kind == "central_dp":
             from cluster.privacy.central_dp import CentralDPLayer  # the accountant's imports: DP runs alone
 
@@ -96,7 +117,8 @@ class FederatedServer:
                 seed,
                 self._entry_share(eligible),
             )
-        sampler_kind = PoissonSampler if self.privacy is not None else EpochSampler
+        private = self.privacy is not None or self.distributed_dp is not None
+        sampler_kind = PoissonSampler if private else EpochSampler
         self.sampler = sampler_kind(np.flatnonzero(eligible), stream(seed, "selection"))
         self.strategy = make_strategy(
             cfg.strategy, StrategyContext(ops, self.params, fleet, eligible, self.sampler, cfg.client_lr, seed)
@@ -127,13 +149,60 @@ class FederatedServer:
         widths = self.tier_plan.width(np.arange(n_tiers))
         return expected_entry_share(self.ops, widths, in_tier / max(in_tier.sum(), 1.0))
 
+    def _secure_layer(self, cfg: SecureAggregationConfig, eligible: np.ndarray):
+        """Secure aggregation over this fleet: its tiers' dropout rates, the public weight scale,
+        Channel's widths, and the devices' noise under distributed DP."""
+        from cluster.privacy.secure_layer import SecureAggregationLayer  # only secure runs load the protocol
+
+        fleet = self.fleet
+        dropout = np.array([cfg.dropout.get(name, 0.0) for name in fleet.tiers.names])
+        tiers = np.arange(fleet.tiers.n_tiers)
+        in_use = np.bincount(fleet.tier_of_user[eligible], minlength=len(tiers)) > 0
+        widths = tuple(sorted({float(w) for w in self.tier_plan.width(tiers[in_use])})) or (1.0,)
+        dp = None
+        if self.distributed_dp is not None:
+            dp = (self.distributed_dp.clip_norm, self.distributed_dp.device_noise_std)
+        return SecureAggregationLayer(
+            cfg,
+            fleet.tier_of_user,
+            dropout,
+            float(fleet.train_samples[eligible].mean()) if eligible.any() else 1.0,
+            self.seed,
+            widths,
+            self.ops.held_entries,
+            dp,
+            self._entry_share(eligible) if dp is not None else None,
+            fleet.tiers.names,
+        )
+
+    def upload_guard(self, plan: RoundPlan):
+        """What the round's devices do to their uploads before they leave: mask them (secure
+        aggregation), noise them (local DP), or nothing (None)."""
+        if self.secure is not None:
+            return self.secure.guard(plan)
+        if self.local_dp is not None:
+            return self.local_dp.noise(plan.round_index)
+        return None
+
+    def secure_sum(self, guard):
+        """The server's side of a secure round (add each worker's masked uploads, then finish),
+        or None when the uploads come in the clear."""
+        return self.secure.begin(guard.secure) if self.secure is not None else None
+
+    def upload_stats(self, merged) -> dict:
+        """The model family's upload statistics; under secure aggregation what the protocol reports."""
+        if self.secure is not None:
+            return {}
+        return self.ops.upload_stats(merged)
+
     @property
     def sim_time_s(self) -> float:
         return self.clock.sim_time_s
 
     def plan_round(self) -> RoundPlan:
         fleet = self.fleet
-        selected = self.strategy.select(n_to_select(self.cfg.clients_per_round, self.tier_plan.overselect))
+        n_select = n_to_select(self.cfg.clients_per_round, self.tier_plan.overselect)
+        selected = self.strategy.select(n_select)
         tiers = fleet.tier_of_user[selected]
         costs = self.ops.round_costs(
             selected,
@@ -143,7 +212,18 @@ class FederatedServer:
             self.strategy.extra_payload(self.ops.spec),
             self.strategy.compute_multiplier,
         )
-        return self.clock.plan(self.round_index, selected, tiers, costs)
+        if self.secure is not None:
+            entries = sum(int(np.prod(v.shape)) for v in self.params.values())
+            costs = self.secure.price(costs, self.cfg.clients_per_round, entries)
+        return self.clock.plan(self.round_index, selected, tiers, costs, self._n_keep(len(selected), n_select))
+
+    def _n_keep(self, n_drawn: int, n_select: int) -> int:
+        """A Poisson cohort varies in size: it keeps the same share of its fastest that a fixed
+        one does (all of it without over-selection), not a fixed n — keeping n would drop the
+        slowest of every large cohort, an over-selection nobody asked for."""
+        if not isinstance(self.sampler, PoissonSampler):
+            return self.cfg.clients_per_round
+        return int(np.ceil(n_drawn * self.cfg.clients_per_round / n_select - 1e-9))
 
     def client_settings(self, clients: np.ndarray):
         """What ``clients`` train with this round (their width, compression, cluster), or None."""
@@ -169,9 +249,17 @@ class FederatedServer:
                 self.round_index,
                 merged.correct_counts,
             )
-        if self.privacy is not None:
+        if self.secure is not None:
+            average = merged.average
+            record.update(merged.fields)
+            if self.distributed_dp is not None and average:
+                record.update(self.distributed_dp.spend(len(merged.clients)))
+        elif self.privacy is not None:
             average, fields = self.privacy.aggregate(self.ops, merged, self.params, self.round_index)
             record.update(fields)
+        elif self.local_dp is not None:
+            average = self.ops.average(merged)  # noised on the devices, equal weights
+            record.update(self.local_dp.spend(merged.clients))
         else:
             average = self.ops.average(merged, step.weights if step is not None else None)
         if step is not None and step.proxy_coefficients is not None:
@@ -197,6 +285,8 @@ class FederatedServer:
             "sim_time_s": self.clock.sim_time_s,
             "fairness": self.fairness.state_dict() if self.fairness is not None else None,
             "strategy": self.strategy.state_dict(),
+            "distributed_dp": self.distributed_dp.state_dict() if self.distributed_dp is not None else None,
+            "local_dp": self.local_dp.state_dict() if self.local_dp is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -213,3 +303,13 @@ class FederatedServer:
                 )
             self.fairness.load_state_dict(state["fairness"])
         self.strategy.load_state_dict(state.get("strategy"))
+        if self.distributed_dp is not None:
+            if state.get("distributed_dp") is None:
+                raise ValueError(
+                    "the checkpoint has no distributed-DP accountant state: it was written by a run without it"
+                )
+            self.distributed_dp.load_state_dict(state["distributed_dp"])
+        if self.local_dp is not None:
+            if state.get("local_dp") is None:
+                raise ValueError("the checkpoint has no local-DP state: it was written by a run without it")
+            self.local_dp.load_state_dict(state["local_dp"])

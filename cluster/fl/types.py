@@ -58,6 +58,13 @@ class ClientUpdate:
     user_deltas: Optional[dict[str, np.ndarray]] = None
     control_deltas: Optional[dict[str, np.ndarray]] = None
 
+    @property
+    def train_loss(self) -> float:
+        """The clients' sample-weighted mean loss (NaN with no clients, or none that trained)."""
+        if not len(self.clients) or not self.n_samples.sum():
+            return float("nan")
+        return float(np.average(self.loss, weights=self.n_samples))
+
 
 def channel_widths(fractions: np.ndarray) -> Optional[np.ndarray]:
     """``ClientUpdate.fractions`` for clients that trained at ``fractions``: None when all are whole."""

@@ -67,6 +67,19 @@ class WorkerCore:
             raise ValueError(f"{type(self.device).__name__} has no device step {step!r}")
         return getattr(self.device, step)(self, *args)
 
+    def upload(
+        self,
+        round_index: int,
+        clients: np.ndarray,
+        params: dict[str, np.ndarray],
+        settings: Optional[ClientSettings] = None,
+        guard: Any = None,
+    ) -> Any:
+        """What leaves the phones of ``clients`` this round: their uploads (``train``) as the
+        round's ``guard`` lets them out (masked for secure aggregation, noised for local DP)."""
+        update = self.train(round_index, clients, params, settings)
+        return update if guard is None else guard.apply(update, params, self.seed)
+
     # ------------------------------------------------------------------ what a family adds
     def initial_params(self) -> dict[str, np.ndarray]:
         """w⁰, as the server draws it from the seed (a strategy's device state may start there)."""

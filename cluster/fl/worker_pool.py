@@ -8,7 +8,7 @@ run's results do not depend on which implementation ran it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
@@ -20,13 +20,16 @@ EvalParts = tuple[np.ndarray, np.ndarray, np.ndarray]
 @dataclass(frozen=True)
 class TrainTask:
     """One worker's share of a round: its kept ``clients`` (sorted), what they train with (the
-    model family's and strategy's per-client settings, or None), and in demo mode how long the
-    worker should take in wall time (its slowest client's simulated latency, scaled)."""
+    model family's and strategy's per-client settings, or None), in demo mode how long the
+    worker should take in wall time (its slowest client's simulated latency, scaled), and what the
+    devices do to their uploads before they leave (``guard``: mask them for secure aggregation,
+    noise them for local DP; None: uploads in the clear)."""
 
     worker: int
     clients: np.ndarray
     settings: Any = None
     real_time_sleep_s: float = 0.0
+    guard: Any = None
 
 
 class WorkersOutOfSync(Exception):
@@ -58,8 +61,16 @@ class TrainOutcome:
     failed: np.ndarray
 
 
+Fold = Optional[Callable[[Any], Any]]
+
+
 class WorkerPool(Protocol):
-    def train(self, round_index: int, tasks: list[TrainTask], params: dict[str, np.ndarray]) -> TrainOutcome: ...
+    def train(
+        self, round_index: int, tasks: list[TrainTask], params: dict[str, np.ndarray], fold: Fold = None
+    ) -> TrainOutcome:
+        """Each task's uploads; ``fold``, when given, takes each worker's upload as it is fetched
+        and what it returns is kept instead (a secure sum adds the masked uploads and keeps
+        their ids), so no one process holds every upload of the round."""
 
     def evaluate(self, params: dict[str, np.ndarray], split: str, clusters) -> list[EvalParts]: ...
 
@@ -98,8 +109,13 @@ class CorePool:
         self.cores = cores
         self.names = names or [f"worker-{i}" for i in range(len(cores))]
 
-    def train(self, round_index: int, tasks: list[TrainTask], params: dict[str, np.ndarray]) -> TrainOutcome:
-        results = [self.cores[t.worker].train(round_index, t.clients, params, t.settings) for t in tasks]
+    def train(
+        self, round_index: int, tasks: list[TrainTask], params: dict[str, np.ndarray], fold: Fold = None
+    ) -> TrainOutcome:
+        results = []
+        for t in tasks:
+            upload = self.cores[t.worker].upload(round_index, t.clients, params, t.settings, t.guard)
+            results.append(fold(upload) if fold is not None else upload)
         return TrainOutcome(results, no_failures())
 
     def evaluate(self, params, split, clusters) -> list[EvalParts]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import dp_accounting
+import numpy as np
 
 # The RDP accountant logs (through absl, on the stdlib logger "absl") every order it skips: small
 # orders that do not converge at a low σ. Skipping one only loosens ε; the lines would flood a run.
@@ -39,3 +40,25 @@ def noise_for_epsilon(sampling_rate: float, target_epsilon: float, rounds: int, 
             dp_accounting.mechanism_calibration.LowerEndpointAndGuess(1e-3, 1.0),
         )
     )
+
+
+def epsilon_of_rounds(sampling_rate: float, noise_multipliers: list[float], delta: float) -> float:
+    """ε after rounds whose noise differed (distributed DP: each round's noise is what its
+    survivors added), one Poisson-subsampled Gaussian per round; equal rounds compose as one."""
+    if not noise_multipliers:
+        return 0.0
+    accountant = dp_accounting.rdp.RdpAccountant()
+    values, counts = np.unique(np.asarray(noise_multipliers, np.float64), return_counts=True)
+    for sigma, count in zip(values, counts):
+        accountant.compose(_rounds(sampling_rate, float(sigma), int(count)))
+    return float(accountant.get_epsilon(delta))
+
+
+def local_epsilon(noise_multiplier: float, releases: int, delta: float) -> float:
+    """ε of a user whose device released its clipped, noised update ``releases`` times (the
+    Gaussian mechanism composed, no amplification: the server sees who uploaded)."""
+    if releases == 0:
+        return 0.0
+    accountant = dp_accounting.rdp.RdpAccountant()
+    accountant.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier), releases))
+    return float(accountant.get_epsilon(delta))

@@ -166,3 +166,16 @@ def test_channel_under_central_dp_runs_and_spends_its_budget(tmp_path: Path):
     history = [loop.run_round() for _ in range(2)]
     assert 0 < history[0]["dp_epsilon"] < history[1]["dp_epsilon"]
     assert all(np.isfinite(v).all() for v in loop.server.params.values())
+
+
+def test_a_poisson_cohort_keeps_its_share_of_the_fastest_not_a_fixed_n(tmp_path: Path):
+    """Keeping a fixed n of a cohort that happens to be larger would drop its slowest (the low
+    tier's) phones: an over-selection a private run never asked for."""
+    private = "fl.privacy={kind: central_dp, noise_multiplier: 1.0}"
+    loop = round_loop(build(_cfg(tmp_path, private, "fl.rounds=6")))
+    history = [loop.run_round() for _ in range(6)]
+    assert len({r["selected"] for r in history}) > 1, "the cohort's size varies"
+    assert all(r["dropped"] == 0 and r["aggregated"] == r["selected"] for r in history)
+    over = round_loop(build(_cfg(tmp_path, private, "fl.rounds=6", "fl.overselect=0.25")))
+    for record in (over.run_round() for _ in range(6)):
+        assert record["aggregated"] == int(np.ceil(record["selected"] / 1.25 - 1e-9))
