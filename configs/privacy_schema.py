@@ -19,6 +19,18 @@ class NoPrivacy(StrictModel):
     kind: Literal["none"] = "none"
 
 
+class AdaptiveClipping(StrictModel):
+    """Andrew et al. 2021: C follows a target quantile of the clients' update norms, from a noised
+    count of the clients under it; the update's noise grows just enough that both together cost
+    what the configured σ alone would."""
+
+    target_quantile: float = Field(0.5, gt=0.0, lt=1.0, description="γ: the share of clients C should sit above")
+    learning_rate: PositiveFloat = Field(0.2, description="η of the geometric step C ← C·exp(−η(b̃ − γ))")
+    count_noise_multiplier: Optional[PositiveFloat] = Field(
+        None, description="σ_b: the std of the noise on the count of clients under C (default m / 20)"
+    )
+
+
 class CentralDP(StrictModel):
     """User-level differential privacy with a trusted server (DP-FedAvg, McMahan et al. 2018):
     clients are sampled independently (Poisson), each one's whole update is clipped to L2 norm
@@ -30,6 +42,9 @@ class CentralDP(StrictModel):
     clip_norm: PositiveFloat = Field(1.0, description="C: the L2 norm each client's whole update is clipped to")
     noise_multiplier: Optional[float] = Field(
         None, gt=0.0, description="σ: the noise's std over C; or leave it out and set target_epsilon"
+    )
+    adaptive_clipping: Optional[AdaptiveClipping] = Field(
+        None, description="let C follow a quantile of the update norms (clip_norm is where it starts); central DP only"
     )
     target_epsilon: Optional[PositiveFloat] = Field(
         None, description="the ε to reach after fl.rounds rounds: σ is solved for it (instead of noise_multiplier)"
@@ -52,6 +67,12 @@ class DistributedDP(CentralDP):
     Each round is accounted at the noise the survivors really added, σ·√(survivors / m)."""
 
     kind: Literal["distributed_dp"] = "distributed_dp"  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _fixed_clip(self) -> "DistributedDP":
+        if self.adaptive_clipping is not None:
+            raise ValueError("adaptive_clipping is central DP's: under distributed DP each device clips at a fixed C")
+        return self
 
 
 class LocalDP(StrictModel):

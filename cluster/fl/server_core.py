@@ -287,6 +287,7 @@ class FederatedServer:
             "strategy": self.strategy.state_dict(),
             "distributed_dp": self.distributed_dp.state_dict() if self.distributed_dp is not None else None,
             "local_dp": self.local_dp.state_dict() if self.local_dp is not None else None,
+            "central_dp": self.privacy.state_dict() if self.privacy is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -309,6 +310,8 @@ class FederatedServer:
                     "the checkpoint has no distributed-DP accountant state: it was written by a run without it"
                 )
             self.distributed_dp.load_state_dict(state["distributed_dp"])
+        if self.privacy is not None:
+            self.privacy.load_state_dict(state.get("central_dp"))  # absent: a fixed C, as it started
         if self.local_dp is not None:
             if state.get("local_dp") is None:
                 raise ValueError("the checkpoint has no local-DP state: it was written by a run without it")

@@ -36,6 +36,17 @@ def expected_entry_share(ops, widths: np.ndarray, tier_share: np.ndarray) -> dic
     return share
 
 
+def split_noise(noise_multiplier: float, count_noise: float) -> float:
+    """The update's noise multiplier z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2) that, with the clipped count's
+    noise σ_b, costs what one Gaussian of multiplier z does (Andrew et al. 2021, Theorem 1)."""
+    if 2 * count_noise <= noise_multiplier:
+        raise ValueError(
+            f"adaptive clipping's count noise σ_b = {count_noise:g} must exceed half the noise multiplier "
+            f"({noise_multiplier:g} / 2): raise count_noise_multiplier"
+        )
+    return float((noise_multiplier**-2 - (2 * count_noise) ** -2) ** -0.5)
+
+
 def update_norms(merged: ClientUpdate) -> np.ndarray:
     """(C,) each client's L2 norm over everything it uploaded to the model: its dense deltas and
     its sparsely sent embedding rows."""
@@ -76,6 +87,11 @@ class CentralDPLayer:
         self.denominator = denominator
         self.seed = seed
         self.entry_share = entry_share
+        self.adaptive = cfg.adaptive_clipping
+        self.update_noise_multiplier = self.noise_multiplier
+        if self.adaptive is not None:
+            self.count_noise = self.adaptive.count_noise_multiplier or denominator / 20.0
+            self.update_noise_multiplier = split_noise(self.noise_multiplier, self.count_noise)
 
     def aggregate(
         self, ops, merged: ClientUpdate, params: dict[str, np.ndarray], round_index: int
@@ -89,7 +105,27 @@ class CentralDPLayer:
         average = self.noised(summed, params, round_index)
         if self.entry_share is not None:
             average = {name: self._per_holder(name, value) for name, value in average.items()}
-        return average, self.record(norms, round_index + 1)
+        record = self.record(norms, round_index + 1)
+        if self.adaptive is not None:
+            self.clip_norm = self.next_clip_norm(norms, round_index)
+            record["dp_next_clip_norm"] = self.clip_norm
+        return average, record
+
+    def next_clip_norm(self, norms: np.ndarray, round_index: int) -> float:
+        """C after this round: the noised share b̃ of clients whose update was within C moves it
+        geometrically toward the target quantile (Andrew et al. 2021, Algorithm 1)."""
+        assert self.adaptive is not None
+        within = float((norms <= self.clip_norm).sum())
+        noised = within + stream(self.seed, "dp-clip-count", round_index).normal(0.0, self.count_noise)
+        share = noised / self.denominator
+        return float(self.clip_norm * np.exp(-self.adaptive.learning_rate * (share - self.adaptive.target_quantile)))
+
+    def state_dict(self) -> dict:
+        return {"clip_norm": self.clip_norm}
+
+    def load_state_dict(self, state: Optional[dict]) -> None:
+        if state is not None:
+            self.clip_norm = float(state["clip_norm"])
 
     def _per_holder(self, name: str, value: np.ndarray) -> np.ndarray:
         """A dense entry's noised mean over all clients, rescaled to a mean over those expected
@@ -111,7 +147,7 @@ class CentralDPLayer:
         """``average`` with N(0, (σ·C / m)²) added to every entry of every tensor in ``params``
         (a tensor no client sent gets the noise alone), from the round's own stream."""
         rng = stream(self.seed, "dp-noise", round_index)
-        std = self.noise_multiplier * self.clip_norm / self.denominator
+        std = self.update_noise_multiplier * self.clip_norm / self.denominator
         noised = {}
         for name in sorted(params):
             base = average.get(name)
@@ -130,4 +166,5 @@ class CentralDPLayer:
             "dp_clipped": float((norms > self.clip_norm).mean()) if len(norms) else 0.0,
             "dp_noise_multiplier": self.noise_multiplier,
             "dp_sampling_rate": self.sampling_rate,
+            "dp_clip_norm": self.clip_norm,
         }

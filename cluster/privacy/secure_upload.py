@@ -111,12 +111,16 @@ def masked_upload(
         return MaskedUpload(np.zeros(0, np.int64), np.zeros((0, layout.size), secure.field.dtype), layout)
     widths = np.ones(len(update.clients)) if update.fractions is None else update.fractions
     width_slot = np.searchsorted(np.asarray(secure.widths), widths)
-    vectors = layout.vectors(update, device_weights(update, secure), width_slot)
+    weights = device_weights(update, secure)
     graph = neighbour_graph(secure.cohort, secure.degree, secure.graph_seed, secure.round_index)
-    masked, clipped = [], 0
-    for row in np.flatnonzero(keep):
+    senders = np.flatnonzero(keep)
+    # One device's float vector at a time: the worker holds its senders' masked uploads (k bits
+    # an entry) and one device's working copy, never every device's in float64.
+    masked = np.empty((len(senders), layout.size), secure.field.dtype)
+    clipped = 0
+    for position, row in enumerate(senders):
         client = int(update.clients[row])
-        vector = vectors[row]
+        vector = layout.vectors(_one(update, int(row)), weights[[row]], width_slot[[row]])[0]
         if secure.dp is not None:
             noise = stream(seed, "distributed-dp-noise", secure.round_index, client).normal(
                 0.0, secure.dp[1], size=layout.model_size
@@ -124,8 +128,22 @@ def masked_upload(
             vector[: layout.model_size] += noise
         encoded, n_clipped = secure.field.encode(vector, len(secure.cohort))
         clipped += n_clipped
-        masked.append(mask(encoded, client, secure, graph[client], key))
-    return MaskedUpload(update.clients[keep], np.stack(masked), layout, clipped)
+        masked[position] = mask(encoded, client, secure, graph[client], key)
+    return MaskedUpload(update.clients[keep], masked, layout, clipped)
+
+
+def _one(update: ClientUpdate, row: int) -> ClientUpdate:
+    """The upload of the client at ``row`` alone."""
+    rows = update.row_owner == row
+    return ClientUpdate(
+        clients=update.clients[[row]],
+        n_samples=update.n_samples[[row]],
+        loss=update.loss[[row]],
+        dense_deltas={name: value[[row]] for name, value in update.dense_deltas.items()},
+        item_ids=update.item_ids[rows],
+        row_owner=np.zeros(int(rows.sum()), np.int32),
+        item_deltas={name: value[rows] for name, value in update.item_deltas.items()},
+    )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from cluster.fl.inprocess import round_loop
 from cluster.fl.selection import PoissonSampler
 from cluster.fl.types import ClientUpdate
 from cluster.privacy.accountant import epsilon, noise_for_epsilon
-from cluster.privacy.central_dp import CentralDPLayer, expected_entry_share, update_norms
+from cluster.privacy.central_dp import CentralDPLayer, expected_entry_share, split_noise, update_norms
 from configs import ConfigError, load_config
 from configs.privacy_schema import CentralDP
 
@@ -179,3 +179,30 @@ def test_a_poisson_cohort_keeps_its_share_of_the_fastest_not_a_fixed_n(tmp_path:
     over = round_loop(build(_cfg(tmp_path, private, "fl.rounds=6", "fl.overselect=0.25")))
     for record in (over.run_round() for _ in range(6)):
         assert record["aggregated"] == int(np.ceil(record["selected"] / 1.25 - 1e-9))
+
+
+def test_adaptive_clipping_moves_c_toward_the_target_quantile_and_splits_the_noise_to_cost_sigma():
+    layer = _layer(adaptive_clipping={"target_quantile": 0.5, "learning_rate": 0.5, "count_noise_multiplier": 1.0},
+                   clip_norm=10.0)
+    norms = np.linspace(0.5, 1.5, 40)  # median 1.0
+    for round_index in range(60):
+        layer.clip_norm = layer.next_clip_norm(norms, round_index)
+    assert layer.clip_norm == pytest.approx(1.0, abs=0.1)
+    # z_Δ⁻² + (2σ_b)⁻² = z⁻²: the two Gaussians together cost one of multiplier z.
+    z_update = split_noise(1.0, 2.0)
+    assert z_update ** -2 + (2 * 2.0) ** -2 == pytest.approx(1.0)
+    assert z_update > 1.0
+    with pytest.raises(ValueError, match="must exceed half the noise multiplier"):
+        split_noise(1.0, 0.4)
+
+
+def test_an_adaptive_run_records_its_clip_norm_and_resumes_it(tmp_path: Path):
+    private = "fl.privacy={kind: central_dp, noise_multiplier: 1.0, clip_norm: 5.0, adaptive_clipping: {}}"
+    loop = round_loop(build(_cfg(tmp_path, private)))
+    history = [loop.run_round() for _ in range(4)]
+    norms = [r["dp_clip_norm"] for r in history]
+    assert norms[0] == 5.0 and norms[-1] < 5.0, "every update is under 5: C comes down toward the median"
+    assert loop.server.state_dict()["central_dp"]["clip_norm"] == history[-1]["dp_next_clip_norm"]
+    with pytest.raises(ConfigError, match="adaptive_clipping is central DP's"):
+        _cfg(tmp_path, "fl.upload=dense", "fl.secure_aggregation=secagg",
+             "fl.privacy={kind: distributed_dp, noise_multiplier: 1, adaptive_clipping: {}}")

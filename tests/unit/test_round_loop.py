@@ -86,10 +86,12 @@ CLICK = ("model.kind=dlrm", "model.top_hidden=[16]", "fl.client_lr=1.0", "fl.ser
     # Secure aggregation with dropouts and distributed DP: each round's noise as its survivors added it
     ("fl.upload=dense", "fl.secure_aggregation={kind: secagg, neighbours: 4, dropout: {low: 0.3}}",
      "fl.privacy={kind: distributed_dp, noise_multiplier: 1.0}"),
+    # Adaptive clipping: the clip norm each round moved to
+    ("fl.privacy={kind: central_dp, noise_multiplier: 0.8, clip_norm: 3.0, adaptive_clipping: {learning_rate: 1.0}}",),
     # Local DP: how often each device has released its update
     ("fl.upload=dense", "fl.privacy={kind: local_dp, noise_multiplier: 3.0}", "fl.clients_per_round=100"),
 ], ids=["ditto-gmf", "dlrm-adagrad", "dlrm-ceag-prune", "gmf-adam", "dlrm-yogi", "gmf-scaffold-adam", "dlrm-scaffold",
-        "gmf-dp", "dlrm-dp-target", "gmf-secagg-distributed-dp", "gmf-local-dp"])
+        "gmf-dp", "dlrm-dp-target", "gmf-secagg-distributed-dp", "gmf-dp-adaptive-clip", "gmf-local-dp"])
 def test_in_process_resume_from_a_checkpoint_equals_an_unbroken_run(tmp_path: Path, extra: tuple):
     cfg = _cfg(tmp_path, *extra)
     straight = round_loop(build(cfg), eval_every=2)
