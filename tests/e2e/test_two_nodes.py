@@ -26,7 +26,11 @@ from tests.e2e.head_node import start_head, start_worker_node
 TINY = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
         "fl.clients_per_round=40", "fl.rounds=6", "fl.checkpoint_every=2", "fl.overselect=0", "fl.eval_every=3",
         "fl.runtime.worker_num_cpus=0.5"]
-METRICS = ("round", "hr10", "ndcg10", "train_loss", "aggregated", "sim_time_s")
+METRICS = ("round", "hr10", "ndcg10", "train_loss", "aggregated", "sim_time_s", "dp_", "secagg_")
+# The two-node run is a private one: masks, dropouts and each device's noise must not depend on
+# the node, and the accountant's state must survive the aggregator's restart.
+PRIVATE = ["fl.upload=dense", "fl.secure_aggregation={kind: secagg, neighbours: 4, dropout: {low: 0.2}}",
+           "fl.privacy={kind: distributed_dp, noise_multiplier: 1.0}"]
 
 
 def _unshare_works() -> str:
@@ -116,7 +120,7 @@ def test_a_driver_only_folder_is_refused_before_any_worker_starts(cluster):
     assert "is not visible from 1 of 2 nodes" in err and "Traceback" not in err
 
 
-def test_fl_sim_equals_one_node_and_survives_its_aggregator_being_killed(cluster, tmp_path):
+def test_a_private_fl_sim_equals_one_node_and_survives_its_aggregator_being_killed(cluster, tmp_path):
     from cluster.fl.experiment import build
     from cluster.fl.inprocess import trained_loop
     from configs import load_config
@@ -125,12 +129,12 @@ def test_fl_sim_equals_one_node_and_survives_its_aggregator_being_killed(cluster
     head, _, shared = cluster
     # The one-node reference: the in-process loop, which a one-node actor run equals
     # (tests/actors/test_strategies_on_actors.py), as fl_sim tabulates its rounds.
-    cfg = load_config("configs/demo.yaml", [*TINY, f"storage={tmp_path / 'one-node'}"])
+    cfg = load_config("configs/demo.yaml", [*TINY, *PRIVATE, f"storage={tmp_path / 'one-node'}"])
     history = trained_loop(build(cfg), eval_every=cfg.fl.eval_every).history
     one_node = rounds_table(history, "", cfg.seed).to_pandas()
 
     # Rounds slowed to ~1 s of wall time each (it changes no result) so the kill lands mid-run.
-    process = _fl_sim(head, shared / "runs", "fl.runtime.real_time_scale=0.3")
+    process = _fl_sim(head, shared / "runs", "fl.runtime.real_time_scale=0.3", *PRIVATE)
     run = _wait_for(lambda: next((shared / "runs").glob("fl-*"), None), what="run folder")
     _wait_for(lambda: (run / "checkpoint" / "latest.json").exists(), what="first checkpoint")
     aggregator = _wait_for(lambda: _actor(head, "aggregator"), what="aggregator")
