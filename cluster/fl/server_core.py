@@ -271,6 +271,12 @@ class FederatedServer:
         self.round_index += 1
         return record
 
+    def close_unchanged(self, plan: RoundPlan) -> None:
+        """End a planned round without changing the model: only the clock moves (a pricing-only
+        run plans rounds to read their latencies and bytes, and trains none)."""
+        self.clock.advance(plan)
+        self.round_index += 1
+
     def after_round(self, pool: WorkerPool) -> dict:
         """The strategy's steps on the devices once the models are updated (Cali3F: eq. 4 and
         re-clustering); returns their record fields."""
