@@ -58,6 +58,21 @@ class RoundMetrics:
         self.dp_epsilon = Gauge(
             "fairfleet_dp_epsilon", "differential privacy: epsilon spent after the last round", tag_keys=_RUN
         )
+        # Asynchronous mode only (fl.mode: async): devices in flight, and per tier the staleness
+        # of the applied updates and how many a simulated minute applies.
+        self.in_flight = Gauge(
+            "fairfleet_async_in_flight", "devices in flight after the last server step", tag_keys=_RUN
+        )
+        self.staleness = Gauge(
+            "fairfleet_async_staleness",
+            "mean staleness of the tier's updates in the last server step",
+            tag_keys=_RUN_TIER,
+        )
+        self.updates_per_sim_minute = Gauge(
+            "fairfleet_async_updates_per_sim_minute",
+            "the tier's updates the last server step applied, per minute of simulated time",
+            tag_keys=_RUN_TIER,
+        )
         # CEAG only (fl.fairness.kind: ceag): the tier multipliers and the gaps they step on.
         self.ceag_lambda = Gauge(
             "fairfleet_ceag_lambda", "CEAG multiplier lambda of the tier after the last round", tag_keys=_RUN_TIER
@@ -72,6 +87,16 @@ class RoundMetrics:
             with self._lock:
                 if self._last is not None:
                     self._set_gauges(self._last)
+
+    def _set_async(self, record: dict) -> None:
+        self.in_flight.set(record["in_flight"], tags={"run": self.run})
+        minutes = record["sim_round_s"] / 60.0
+        for tier in self.tier_names:
+            tags = {"run": self.run, "tier": tier}
+            if math.isfinite(record.get(f"staleness_mean_{tier}", float("nan"))):
+                self.staleness.set(record[f"staleness_mean_{tier}"], tags=tags)
+            if minutes > 0:
+                self.updates_per_sim_minute.set(record[f"aggregated_{tier}"] / minutes, tags=tags)
 
     def export(self, record: dict) -> None:
         with self._lock:
@@ -95,6 +120,8 @@ class RoundMetrics:
             self.train_loss.set(record["train_loss"], tags=run)
         if "dp_epsilon" in record:
             self.dp_epsilon.set(record["dp_epsilon"], tags=run)
+        if "in_flight" in record:
+            self._set_async(record)
         for tier in self.tier_names:
             tags = {"run": self.run, "tier": tier}
             self.selected.set(record[f"selected_{tier}"], tags=tags)

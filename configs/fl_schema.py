@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from configs.base import Location, StrictModel
+from configs.mode_schema import MODE_KINDS, ModeConfig, SyncMode
 from configs.privacy_schema import (
     PRIVACY_KINDS,
     SECURE_AGGREGATION_KINDS,
@@ -372,6 +373,7 @@ TAGGED_UNIONS = {
     "server_optimizer": {m.model_fields["kind"].default for m in SERVER_OPTIMIZERS},
     "privacy": {m.model_fields["kind"].default for m in PRIVACY_KINDS},
     "secure_aggregation": {m.model_fields["kind"].default for m in SECURE_AGGREGATION_KINDS},
+    "mode": {m.model_fields["kind"].default for m in MODE_KINDS},
 }
 
 
@@ -387,6 +389,7 @@ BARE_NAME_KEYS = {
     "server_optimizer": "kind",
     "privacy": "kind",
     "secure_aggregation": "kind",
+    "mode": "kind",
 }
 
 
@@ -417,7 +420,12 @@ class FLConfig(StrictModel):
     """Defaults are the NCF recipe that learns on ML-100K (docs/concepts/federated-simulation.md,
     "The NCF learning rates"); RF²'s click-model recipe is client_lr 1, both scales 1, AdaGrad server lr 0.1."""
 
-    rounds: PositiveInt = Field(20, description="federated rounds to run")
+    rounds: PositiveInt = Field(20, description="federated rounds to run (asynchronous mode: server steps)")
+    mode: ModeConfig = Field(
+        SyncMode(),
+        description="sync: rounds of selected clients; async: buffered asynchronous aggregation on the virtual "
+        "clock (FedBuff), C devices in flight, a server step every K updates",
+    )
     clients_per_round: PositiveInt = Field(
         100,
         description="n: clients whose updates a round keeps; with over-selection (1+x)·n are selected and the "

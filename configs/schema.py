@@ -400,6 +400,30 @@ class SimConfig(StrictModel):
                 "without it the server sees each device's share of the noise on its own, too little to protect it"
             )
 
+    def _asynchronous_fits(self) -> None:
+        """What has no meaning in asynchronous mode, refused with the reason."""
+        if self.fl.mode.kind != "async":
+            return
+        why = {
+            "cali3f": "Cali3F re-clusters and picks delegates once per round, and asynchronous steps have no rounds",
+            "scaffold": "SCAFFOLD's control variates assume every update was computed at the current model",
+        }.get(self.fl.strategy.kind)
+        if why:
+            raise ValueError(f"fl.mode async does not combine with fl.strategy {self.fl.strategy.kind!r}: {why}")
+        refusals = [
+            (self.fl.fairness.kind != "none", "fl.fairness: CEAG's dual step reads one round's per-tier measures"),
+            (self.fl.privacy.kind != "none", "fl.privacy: the accountants assume rounds of sampled clients"),
+            (
+                self.fl.secure_aggregation.kind != "none",
+                "fl.secure_aggregation: its masks cancel within a round's cohort",
+            ),
+            (self.fl.effective_overselect > 0, "fl.overselect: no round waits for the fastest; every device reports"),
+            (self.fl.deadline_s is not None, "fl.deadline_s: no round has a deadline; every device reports"),
+        ]
+        for refused, why in refusals:
+            if refused:
+                raise ValueError(f"fl.mode async does not combine with {why}")
+
     def _secure_fits(self) -> None:
         """What the server cannot compute from secure sums, refused with the reason."""
         secure = self.fl.secure_aggregation
@@ -472,6 +496,7 @@ class SimConfig(StrictModel):
         if self.fl.privacy.kind != "none":
             self._private_fits()
         self._secure_fits()
+        self._asynchronous_fits()
         if strategy not in ("fedavg", "fedprox", "scaffold") and self.fl.fairness.kind != "none":
             raise ValueError(
                 f"fl.fairness kind {self.fl.fairness.kind!r} needs a strategy that serves one global "

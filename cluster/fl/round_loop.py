@@ -22,6 +22,8 @@ from typing import Optional
 import numpy as np
 
 from cluster import checkpoint
+from cluster.fl.async_events import AsyncEvents
+from cluster.fl.async_step import async_step
 from cluster.fl.records import RoundTiming, round_record
 from cluster.fl.server_core import FederatedServer
 from cluster.fl.worker_pool import EvalParts, TrainTask, WorkerPool, WorkersOutOfSync, in_client_order
@@ -76,12 +78,27 @@ class RoundLoop:
         self.history: list[dict] = []
         self._last_test: Optional[EvalParts] = None
         self.resyncs = 0
+        self.events = self._fresh_events()
         # Where a replay starts when there is no checkpoint yet.
         self._initial_state = server.state_dict() if checkpoints is not None else None
 
     @property
     def round_index(self) -> int:
         return self.server.round_index
+
+    def _fresh_events(self) -> Optional[AsyncEvents]:
+        """Asynchronous mode's devices in flight (none yet); None in synchronous mode."""
+        mode = self.server.cfg.mode
+        if mode.kind != "async":
+            return None
+        concurrency = mode.concurrency or self.server.cfg.clients_per_round
+        return AsyncEvents(
+            concurrency,
+            mode.buffer_size or max(1, concurrency // 10),
+            mode.staleness_exponent,
+            mode.tier_staleness,
+            self.server.fleet.tiers.n_tiers,
+        )
 
     def run_round(self) -> dict:
         """The record of the round after the ones done; a replay after workers fell out of sync
@@ -108,6 +125,8 @@ class RoundLoop:
         raise AssertionError("unreachable")
 
     def _round(self) -> dict:
+        if self.events is not None:
+            return async_step(self, self.events)
         server, ops, fleet = self.server, self.server.ops, self.server.fleet
         started = time.perf_counter()
         plan = server.plan_round()
@@ -138,6 +157,11 @@ class RoundLoop:
             server.upload_stats(merged),
         )
         record.update(extra)
+        return self._close_round(record, (started, planned, trained, aggregated), wall_s)
+
+    def _close_round(self, record: dict, stamps: tuple[float, float, float, float], wall_s: float) -> dict:
+        """Keep the round's record with its wall-time split, and checkpoint on the cadence."""
+        started, planned, trained, aggregated = stamps
         record.update(
             plan_s=planned - started,
             train_s=trained - planned,
@@ -145,25 +169,22 @@ class RoundLoop:
             eval_s=started + wall_s - aggregated,
         )
         self.history.append(record)
-        if self.checkpoints is not None and server.round_index % self.checkpoint_every == 0:
+        if self.checkpoints is not None and self.server.round_index % self.checkpoint_every == 0:
             self._checkpoint()
         return record
 
     def train_tasks(self, plan, guard=None) -> list[TrainTask]:
         """Each worker's share of the planned round: its kept clients, their settings, its demo
         sleep, and what its devices do to their uploads (``guard``)."""
-        kept = plan.kept_clients
+        return self._worker_tasks(plan.kept_clients, lambda clients: self._real_time_sleep(plan, clients), guard)
+
+    def _worker_tasks(self, kept: np.ndarray, sleep_of, guard=None) -> list[TrainTask]:
+        """``kept`` split by the worker that holds them, each part with its settings and sleep."""
         tasks = []
         for worker in np.unique(self.worker_of_user[kept]):
             clients = np.sort(kept[self.worker_of_user[kept] == worker])
             tasks.append(
-                TrainTask(
-                    int(worker),
-                    clients,
-                    self.server.client_settings(clients),
-                    self._real_time_sleep(plan, clients),
-                    guard,
-                )
+                TrainTask(int(worker), clients, self.server.client_settings(clients), sleep_of(clients), guard)
             )
         return tasks
 
@@ -213,9 +234,10 @@ class RoundLoop:
         round_index = self.server.round_index
         folder = checkpoint.round_folder(self.checkpoints, round_index)
         self.pool.save(folder, round_index)
-        checkpoint.write_state(
-            folder, "aggregator", "aggregator", {"server": self.server.state_dict(), "history": self.history}
-        )
+        state = {"server": self.server.state_dict(), "history": self.history}
+        if self.events is not None:
+            state["async"] = self.events.state_dict()
+        checkpoint.write_state(folder, "aggregator", "aggregator", state)
         checkpoint.commit(self.checkpoints, round_index)
         return folder
 
@@ -228,8 +250,11 @@ class RoundLoop:
             state = checkpoint.read_state(folder, "aggregator", "aggregator")
             self.server.load_state_dict(state["server"])
             self.history = list(state["history"])
+            if self.events is not None:
+                self.events.load_state_dict(state.get("async"))
         elif self._initial_state is not None and self.server.round_index > 0:
             self.server.load_state_dict(self._initial_state)
             self.history = []
+            self.events = self._fresh_events()
         self.pool.reset(folder)
         return self.server.round_index

@@ -271,6 +271,34 @@ class FederatedServer:
         self.round_index += 1
         return record
 
+    def price_clients(self, clients: np.ndarray, draw_index: int) -> np.ndarray:
+        """(k,) simulated seconds each of ``clients`` takes to download, train and upload now
+        (asynchronous mode: each batch of starts draws from its own stream)."""
+        fleet = self.fleet
+        tiers = fleet.tier_of_user[clients]
+        costs = self.ops.round_costs(
+            clients,
+            tiers,
+            fleet.train_samples[clients],
+            self.tier_plan,
+            self.strategy.extra_payload(self.ops.spec),
+            self.strategy.compute_multiplier,
+        )
+        return self.clock.plan(draw_index, clients, tiers, costs, n_keep=len(clients)).latency_s
+
+    def apply_async(self, merged, weights: np.ndarray, now_s: float) -> dict:
+        """One asynchronous server step: the reported updates averaged with ``weights`` (their
+        samples' shares times their staleness discounts), the strategy's and optimizer's step;
+        the clock stands at ``now_s``."""
+        if len(merged.clients):
+            average = self.ops.average(merged, weights)
+            delta = self.strategy.aggregate(merged, average, self.params)
+            if delta:
+                self.optimizer.step(self.params, delta)
+        self.clock.sim_time_s = now_s
+        self.round_index += 1
+        return {}
+
     def close_unchanged(self, plan: RoundPlan) -> None:
         """End a planned round without changing the model: only the clock moves (a pricing-only
         run plans rounds to read their latencies and bytes, and trains none)."""
