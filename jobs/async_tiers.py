@@ -4,7 +4,7 @@ staleness weight, at equal simulated time — each tier's share of the applied u
 weight, its staleness, its held-out quality, and MDAC against the synchronous run.
 
     python jobs/async_tiers.py [--config configs/ml100k.yaml] [--seeds 0 1 2] [--mapping hetero-vhigh]
-        [--overselect 0.3] [--concurrency 100] [--buffer-size 10] [--out LOCATION] [--report PAGE.md]
+        [--overselect 0.3] [--deadline S] [--concurrency 100] [--buffer-size 10] [--out LOCATION] [--report PAGE.md]
 
 Each synchronous cell runs the config's rounds; each asynchronous cell of the same seed then trains
 until the virtual clock reaches the synchronous cell's time. Cells are Ray tasks (``jobs/lib/grid.py``),
@@ -42,13 +42,16 @@ ARMS = {REFERENCE: "sync (over-selection, deadline)", "async": "async (FedBuff)"
 GOALS = {"weight skew cut": 0.5, "MDAC cut": 0.3}
 
 
-def arm_config(base: SimConfig, arm: str, seed: int, mapping: str, overselect: float, concurrency: int,
-               buffer_size: int) -> SimConfig:
+def arm_config(base: SimConfig, arm: str, seed: int, mapping: str, sync: tuple[float, Optional[float]],
+               concurrency: int, buffer_size: int) -> SimConfig:
+    """The arm's config: ``sync`` (over-selection, deadline) for the synchronous arm; the
+    asynchronous arms have neither."""
     data = base.model_dump(mode="json")
     data["seed"] = seed
     data["tier_mapping"] = {**data["tier_mapping"], "mapping": mapping, "alpha": None}
     if arm == REFERENCE:
-        data["fl"] = {**data["fl"], "overselect": overselect}
+        overselect, deadline = sync
+        data["fl"] = {**data["fl"], "overselect": overselect, "deadline_s": deadline}
     else:
         mode = {"kind": "async", "concurrency": concurrency, "buffer_size": buffer_size,
                 "tier_staleness": arm == "async-tier-staleness"}
@@ -141,6 +144,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="tier mapping (default: %(default)s)")
     parser.add_argument("--overselect", type=float, default=0.3,
                         help="the synchronous arm's over-selection x (default: %(default)s)")
+    parser.add_argument("--deadline", type=float,
+                        help="the synchronous arm's deadline in simulated seconds (default: the config's)")
     parser.add_argument("--concurrency", type=int, help="C, devices in flight (default: fl.clients_per_round)")
     parser.add_argument("--buffer-size", type=int, help="K, updates per server step (default: C / 10)")
     add_grid_arguments(parser, "async-tiers-<model>")
@@ -149,12 +154,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     base = load_or_exit(args)
     concurrency = args.concurrency or base.fl.clients_per_round
     buffer_size = args.buffer_size or max(1, concurrency // 10)
-    if args.overselect < 0 or concurrency < 1 or buffer_size < 1 or base.fl.mode.kind != "sync":
-        print("error: --overselect ≥ 0, --concurrency and --buffer-size ≥ 1, and a synchronous base config",
-              file=sys.stderr)
+    deadline = args.deadline if args.deadline is not None else base.fl.deadline_s
+    if (args.overselect < 0 or concurrency < 1 or buffer_size < 1 or base.fl.mode.kind != "sync"
+            or (deadline is not None and deadline <= 0)):
+        print("error: --overselect ≥ 0, --deadline > 0, --concurrency and --buffer-size ≥ 1, and a synchronous "
+              "base config", file=sys.stderr)
         return EXIT_BAD_INPUT
     out = grid_folder(args, base, f"async-tiers-{base.model.kind}")
-    configs = {(arm, seed): arm_config(base, arm, seed, args.mapping, args.overselect, concurrency, buffer_size)
+    configs = {(arm, seed): arm_config(base, arm, seed, args.mapping, (args.overselect, deadline), concurrency,
+                                       buffer_size)
                for seed in args.seeds for arm in ARMS}
     sync_rows, _ = run_cells([cell(configs[(REFERENCE, s)], REFERENCE, out) for s in args.seeds], args.parallel,
                              args.address, cell_fn=async_tier_cell)
@@ -169,8 +177,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     write_table_atomic(pa.Table.from_pandas(summary, preserve_index=False), out / "summary.parquet")
     metric = rows["metric"].iloc[0]
     setup = (f"{base.fl.clients_per_round} clients a round (over-selection {args.overselect:g}, deadline "
-             f"{base.fl.deadline_s or 'none'} s) against C = {concurrency} devices in flight and K = {buffer_size} "
-             f"updates a server step, mapping {args.mapping}.")
+             f"{deadline if deadline is not None else 'none'} s) against C = {concurrency} devices in flight and "
+             f"K = {buffer_size} updates a server step, mapping {args.mapping}.")
     result = page(summary, tiers, metric, base, job_command(__file__, argv), args.seeds, setup)
     print(result.markdown("."))
     if args.report:
