@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from configs.base import Location, StrictModel
+from configs.availability_schema import AVAILABILITY_KINDS, AlwaysAvailable, AvailabilityConfig
 from configs.mode_schema import MODE_KINDS, ModeConfig, SyncMode
 from configs.privacy_schema import (
     PRIVACY_KINDS,
@@ -374,6 +375,7 @@ TAGGED_UNIONS = {
     "privacy": {m.model_fields["kind"].default for m in PRIVACY_KINDS},
     "secure_aggregation": {m.model_fields["kind"].default for m in SECURE_AGGREGATION_KINDS},
     "mode": {m.model_fields["kind"].default for m in MODE_KINDS},
+    "availability": {m.model_fields["kind"].default for m in AVAILABILITY_KINDS},
 }
 
 
@@ -390,6 +392,7 @@ BARE_NAME_KEYS = {
     "privacy": "kind",
     "secure_aggregation": "kind",
     "mode": "kind",
+    "availability": "kind",
 }
 
 
@@ -450,6 +453,11 @@ class FLConfig(StrictModel):
     )
     server_lr: PositiveFloat = Field(1.0, description="the server optimizer's step size η (sgd at 1: plain FedAvg)")
     overselect: NonNegativeFloat = Field(0.0, description="x in (1+x)·n selected clients")
+    availability: AvailabilityConfig = Field(
+        AlwaysAvailable(),
+        description="when devices can train: always, diurnal windows per tier, or a Parquet trace; only "
+        "available devices are drawn, in rounds and in asynchronous mode",
+    )
     optimization: OptimizationConfig = Field(
         NoOptimization(),
         description="the tier-aware speed-up (RF² Table 1): a preset's name, or a kind with its settings",

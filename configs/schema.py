@@ -400,6 +400,16 @@ class SimConfig(StrictModel):
                 "without it the server sees each device's share of the noise on its own, too little to protect it"
             )
 
+    def _availability_fits(self) -> None:
+        availability = self.fl.availability
+        if availability.kind == "diurnal":
+            unknown = set(availability.available_share) - {p.name for p in self.tiers.profiles}
+            if unknown:
+                raise ValueError(
+                    f"fl.availability.available_share names unknown tier(s) {sorted(unknown)}; tiers: "
+                    f"{[p.name for p in self.tiers.profiles]}"
+                )
+
     def _asynchronous_fits(self) -> None:
         """What has no meaning in asynchronous mode, refused with the reason."""
         if self.fl.mode.kind != "async":
@@ -497,6 +507,7 @@ class SimConfig(StrictModel):
             self._private_fits()
         self._secure_fits()
         self._asynchronous_fits()
+        self._availability_fits()
         if strategy not in ("fedavg", "fedprox", "scaffold") and self.fl.fairness.kind != "none":
             raise ValueError(
                 f"fl.fairness kind {self.fl.fairness.kind!r} needs a strategy that serves one global "

@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from cluster.fl.async_events import AsyncEvents, Flight
+from cluster.fl.availability import draw_available
 from cluster.fl.records import RoundTiming, round_record
 from cluster.fl.selection import RoundPlan
 
@@ -22,6 +23,10 @@ def async_step(loop, events: AsyncEvents) -> dict:
     server, ops = loop.server, loop.server.ops
     started, last_s = time.perf_counter(), events.now_s
     if not events.flights:
+        _start_devices(loop, events, events.concurrency)
+    windows = server.fleet.availability
+    if not events.flights and windows is not None:  # no device free now: wait for the next window
+        events.now_s = windows.next_open(server.sampler.eligible, events.now_s)
         _start_devices(loop, events, events.concurrency)
     reports: list[Flight] = []
     while len(reports) < events.buffer_size and events.flights:
@@ -76,19 +81,15 @@ def _staleness_fields(server, clients: np.ndarray, staleness: np.ndarray) -> dic
 
 
 def _start_devices(loop, events: AsyncEvents, k: int) -> None:
-    """Up to ``k`` newly drawn devices take the current model; a device in flight, or one
-    that already trained from this version, is passed over."""
-    busy = events.busy
-    chosen: list[int] = []
-    eligible = len(getattr(loop.server.sampler, "eligible", ()))
-    for _ in range(max(1, eligible)):
-        if len(chosen) == k:
-            break
-        for client in loop.server.strategy.select(k - len(chosen)):
-            if int(client) not in busy and int(client) not in chosen:
-                chosen.append(int(client))
-        if len(busy) + len(chosen) >= eligible:
-            break
-    clients = np.array(chosen, np.int64)
-    latency = loop.server.price_clients(clients, events.starts) if len(clients) else np.zeros(0)
-    events.start(clients, latency, loop.server.params)
+    """Up to ``k`` newly drawn devices take the current model; a device in flight, one that
+    already trained from this version, or one not available now is passed over."""
+    server = loop.server
+    busy, windows, now = events.busy, server.fleet.availability, events.now_s
+
+    def free(clients: np.ndarray) -> np.ndarray:
+        idle = np.array([int(c) not in busy for c in clients], bool)
+        return idle & windows.available(clients, now) if windows is not None else idle
+
+    clients = draw_available(server.strategy.select, free, k, limit=len(server.sampler.eligible))
+    latency = server.price_clients(clients, events.starts) if len(clients) else np.zeros(0)
+    events.start(clients, latency, server.params)

@@ -13,12 +13,14 @@ from typing import Any
 import numpy as np
 
 from cluster.fairness.reference import reference_accuracy
+from cluster.fl.availability import windows_for
 from cluster.fl.families import family_of
 from cluster.fl.families.base import Family, ModelOps, WorkerSetup
 from cluster.fl.recipe import LocalRecipe
 from cluster.fl.server_core import FleetView, ServerSetup
 from cluster.fl.shard import ClientShard, assign_workers
 from cluster.fl.strategies import check_device_state, client_metadata, device_half
+from cluster.storage import Storage
 from cluster.world import World, build_world
 from configs import SimConfig
 
@@ -66,6 +68,12 @@ class Experiment:
         return self.family.has_retrieval_queries(self.cfg.model.kind)
 
 
+def _read_trace(location: str):
+    """An availability trace through the storage layer (a path, NFS mount or object-store URI)."""
+    trace = Storage(location)
+    return trace.read_parquet(), trace.describe()
+
+
 def build(cfg: SimConfig, progress: bool = False) -> Experiment:
     world = build_world(cfg, progress=progress)
     population = world.population
@@ -88,5 +96,8 @@ def build(cfg: SimConfig, progress: bool = False) -> Experiment:
         reference,
         metadata=client_metadata(cfg.fl.strategy, world),
         train_pairs=setup.train_pairs,
+        availability=windows_for(
+            cfg.fl.availability, population.tier_of_user, population.tiers.names, cfg.seed, _read_trace
+        ),
     )
     return Experiment(cfg, world, family, setup, fleet, worker_of_user, n_workers)

@@ -13,6 +13,7 @@ from cluster.fairness.ceag_round import CEAGController, PrimalStep
 from cluster.fl.aggregation import add_weighted_deltas
 from cluster.fl.server_optimizers import make_server_optimizer
 from cluster.fl.families.base import ModelOps
+from cluster.fl.availability import Windows, draw_available
 from cluster.fl.clock import VirtualClock
 from cluster.fl.selection import EpochSampler, PoissonSampler, RoundPlan, n_to_select
 from cluster.fl.strategies import StrategyContext, make_strategy
@@ -30,7 +31,8 @@ class FleetView:
     reference_accuracy (T,): the unoptimized model's per-tier train accuracy, for CEAG;
     metadata (n, f): privacy-neutral encoded user columns, for Cali3F's first clusters;
     train_pairs (n,): each client's (click, non-click) pairs in its train data, which the
-    pairwise measure's population rate is a mean over (None: pairs proportional to samples)."""
+    pairwise measure's population rate is a mean over (None: pairs proportional to samples);
+    availability: when each client can train (``Windows``; None: always)."""
 
     tiers: TierTable
     tier_of_user: np.ndarray
@@ -38,6 +40,7 @@ class FleetView:
     reference_accuracy: Optional[np.ndarray] = None
     metadata: Optional[np.ndarray] = None
     train_pairs: Optional[np.ndarray] = None
+    availability: Optional[Windows] = None
 
     def measure_counts(self, measure: str) -> np.ndarray:
         """(n,) what each client's share of a CEAG measure's population mean is counted in: its
@@ -202,7 +205,7 @@ class FederatedServer:
     def plan_round(self) -> RoundPlan:
         fleet = self.fleet
         n_select = n_to_select(self.cfg.clients_per_round, self.tier_plan.overselect)
-        selected = self.strategy.select(n_select)
+        selected = self.select_available(n_select)
         tiers = fleet.tier_of_user[selected]
         costs = self.ops.round_costs(
             selected,
@@ -270,6 +273,23 @@ class FederatedServer:
         self.clock.advance(plan)
         self.round_index += 1
         return record
+
+    def select_available(self, n: int) -> np.ndarray:
+        """The strategy's draw of ``n`` clients among those available now; when none is, the
+        clock first moves on to the next time one is."""
+        windows = self.fleet.availability
+        if windows is None:
+            return self.strategy.select(n)
+        eligible = self.sampler.eligible
+        self.clock.sim_time_s = windows.next_open(eligible, self.clock.sim_time_s)
+        now = self.clock.sim_time_s
+        return draw_available(
+            self.strategy.select,
+            lambda clients: windows.available(clients, now),
+            n,
+            limit=len(eligible),
+            top_up=not isinstance(self.sampler, PoissonSampler),
+        )
 
     def price_clients(self, clients: np.ndarray, draw_index: int) -> np.ndarray:
         """(k,) simulated seconds each of ``clients`` takes to download, train and upload now

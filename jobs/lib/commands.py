@@ -21,6 +21,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("matrix", "rf2_matrix", "RF²'s matrix: every tier-aware optimization under every tier mapping"),
     Command("ceag", "ceag_compare", "each optimization without and with CEAG's tier constraints"),
     Command("secure-cost", "secure_cost", "what secure aggregation costs each tier on the virtual clock"),
+    Command("availability-trace", "availability_trace", "write a device-availability trace (Parquet) per tier"),
     Command("async", "async_tiers", "what asynchronous aggregation does to each tier, against synchronous rounds"),
     Command("dp", "dp_tiers", "per-tier cost of user-level differential privacy, alone and with each optimization"),
     Command("cali3f", "cali3f_compare", "FedAvg, Ditto and Cali3F side by side on MovieLens 100K"),
