@@ -8,8 +8,9 @@ weight, its staleness, its held-out quality, and MDAC against the synchronous ru
 
 Each synchronous cell runs the config's rounds; each asynchronous cell of the same seed then trains
 until the virtual clock reaches the synchronous cell's time. Cells are Ray tasks (``jobs/lib/grid.py``),
-resumable. Skew is the per-capita ratio of the most- to the least-heard tier (share of updates, or of
-their weight, over share of the eligible clients): 1 when every tier is heard in proportion to its size.
+resumable. Skew is the per-capita ratio of the most- to the least-heard tier (share of updates over share
+of the eligible clients; or the share of its FedAvg weight a tier keeps once staleness is discounted): 1
+when every tier is heard alike.
 """
 
 from __future__ import annotations
@@ -69,10 +70,13 @@ def per_seed(rows: pd.DataFrame, tiers: tuple[str, ...]) -> pd.DataFrame:
         per_capita = part.set_index("tier")
         entry = {"configuration": arm, "seed": seed, "steps": float(part["steps"].iloc[0]),
                  "updates": float(part["updates"].iloc[0])}
-        for share in ("update_share", "weight_share"):
-            ratio = per_capita[share] / per_capita["population_share"]
-            entry[share.replace("share", "skew")] = float(ratio.max() / ratio.min()) if ratio.min() > 0 else np.nan
-            entry.update({f"{share}_{t}": float(per_capita.loc[t, share]) for t in tiers})
+        ratio = per_capita["update_share"] / per_capita["population_share"]
+        entry["update_skew"] = float(ratio.max() / ratio.min()) if ratio.min() > 0 else np.nan
+        kept = per_capita["kept_weight"]
+        entry["weight_skew"] = float(kept.max() / kept.min()) if kept.min() > 0 else np.nan
+        entry.update({f"update_share_{t}": float(per_capita.loc[t, "update_share"]) for t in tiers})
+        entry.update({f"kept_weight_{t}": float(per_capita.loc[t, "kept_weight"]) for t in tiers})
+        entry["finite"] = float(part["finite"].all())
         entry.update({f"staleness_{t}": float(per_capita.loc[t, "staleness"]) for t in tiers})
         entry.update({f"{metric}_{t}": float(per_capita.loc[t, metric]) for t in tiers})
         skews.append(entry)
@@ -127,12 +131,18 @@ def page(summary: pd.DataFrame, tiers: tuple[str, ...], metric: str, base: SimCo
             continue
         r = hit.iloc[0]
         heard.append([title, *[f"{r[f'update_share_{t}']:.3f}" for t in tiers],
-                      *[f"{r[f'weight_share_{t}']:.3f}" if np.isfinite(r[f"weight_share_{t}"]) else "–" for t in tiers],
-                      *[f"{r[f'staleness_{t}']:.1f}" for t in tiers],
-                      f"{r['update_skew']:.2f}", f"{r['weight_skew']:.2f}" if np.isfinite(r["weight_skew"]) else "–"])
-    result.add("Who is heard", markdown_table(
-        ["arm", *[f"updates {t}" for t in tiers], *[f"weight {t}" for t in tiers], *[f"staleness {t}" for t in tiers],
-         "update skew", "weight skew"], heard))
+                      *[f"{r[f'kept_weight_{t}']:.2f}" for t in tiers], *[f"{r[f'staleness_{t}']:.1f}" for t in tiers],
+                      f"{r['update_skew']:.2f}", f"{r['weight_skew']:.2f}"])
+    result.add("Who is heard", "Each tier's share of the applied updates; the share of its FedAvg weight it keeps "
+               "once staleness is discounted (1: nothing discounted); the mean staleness of its updates in server "
+               "steps. Update skew: the per-capita update share of the most- over the least-heard tier; weight "
+               "skew: the same for the kept weight.\n\n" + markdown_table(
+        ["arm", *[f"updates {t}" for t in tiers], *[f"kept weight {t}" for t in tiers],
+         *[f"staleness {t}" for t in tiers], "update skew", "weight skew"], heard))
+    diverged = summary[summary["finite"] < 1]["configuration"].tolist()
+    if diverged:
+        result.add("Diverged", "A run of these arms ended with non-finite parameters (its quality is that of a "
+                   f"broken model): {', '.join(ARMS[a] for a in diverged)}.")
     result.add("The mitigation against plain FedBuff", "\n".join(goal_lines(summary)))
     return result
 

@@ -92,8 +92,9 @@ class AsyncEvents:
         """Each reported update's weight (its samples' share times its staleness discount) and
         its staleness, for updates trained from ``versions`` by devices of ``tiers``. Under
         ``tier_staleness`` the discount is over its tier's mean discount so far, this step's
-        included: within a tier a staler update still weighs less, but a slow tier as a whole
-        is not heard less for being slow."""
+        included, and the step rescaled to the plain discounts' total (so the step is no larger):
+        within a tier a staler update still weighs less, but a slow tier as a whole is not heard
+        less for being slow."""
         staleness = self.version - np.asarray(versions, np.int64)
         share = np.asarray(n_samples, np.float64) / max(float(np.sum(n_samples)), 1.0)
         discount = staleness_weight(staleness, self.staleness_exponent)
@@ -101,7 +102,9 @@ class AsyncEvents:
             n_tiers = len(self.discount_sum)
             self.discount_sum += np.bincount(tiers, weights=discount, minlength=n_tiers)
             self.discount_count += np.bincount(tiers, minlength=n_tiers)
-            discount = discount / (self.discount_sum[tiers] / self.discount_count[tiers])
+            relative = discount / (self.discount_sum[tiers] / self.discount_count[tiers])
+            plain_total = float(np.sum(share * discount))
+            discount = relative * plain_total / max(float(np.sum(share * relative)), 1e-300)
         return share * discount, staleness
 
     def state_dict(self) -> dict:

@@ -61,8 +61,14 @@ def async_step(loop, events: AsyncEvents) -> dict:
     record.update(_staleness_fields(server, merged.clients, staleness), sim_round_s=events.now_s - last_s)
     record["in_flight"] = len(events.flights)
     tiers = server.fleet.tier_of_user[merged.clients]
-    applied = np.bincount(tiers, weights=weights, minlength=server.fleet.tiers.n_tiers)
-    record.update({f"applied_weight_{name}": float(w) for name, w in zip(server.fleet.tiers.names, applied)})
+    n_tiers = server.fleet.tiers.n_tiers
+    applied = np.bincount(tiers, weights=weights, minlength=n_tiers)
+    undiscounted = np.bincount(
+        tiers, weights=merged.n_samples / max(float(merged.n_samples.sum()), 1.0), minlength=n_tiers
+    )
+    for name, weight, plain in zip(server.fleet.tiers.names, applied, undiscounted):
+        record[f"applied_weight_{name}"] = float(weight)
+        record[f"sample_weight_{name}"] = float(plain)
     return loop._close_round(record, (started, planned, trained, aggregated), wall_s)
 
 

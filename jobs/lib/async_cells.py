@@ -34,12 +34,17 @@ def async_tier_cell(config: dict, label: str,
     eligible = exp.fleet.train_samples > 0
     population = np.bincount(exp.fleet.tier_of_user[eligible], minlength=len(names)) / max(int(eligible.sum()), 1)
     updates = np.array([sum(r[f"aggregated_{t}"] for r in history) for t in names], np.float64)
-    weights = np.array([sum(r.get(f"applied_weight_{t}", np.nan) for r in history) for t in names], np.float64)
+    applied = np.array([sum(r.get(f"applied_weight_{t}", np.nan) for r in history) for t in names], np.float64)
+    undiscounted = np.array([sum(r.get(f"sample_weight_{t}", np.nan) for r in history) for t in names], np.float64)
+    # The share of its FedAvg weight each tier keeps once its updates' staleness is discounted
+    # (1 in synchronous rounds, which discount nothing).
+    kept = applied / undiscounted if np.isfinite(applied).all() else np.ones(len(names))
     staleness = [_mean_staleness(history, t) for t in names]
     identity = {"model": cfg.model.kind, "mapping": cfg.tier_mapping.mapping, "configuration": label,
                 "seed": cfg.seed, "config_hash": config_hash(cfg)}
     common = {"metric": metric, "sim_time_s": loop.server.sim_time_s, "steps": loop.round_index,
-              "updates": float(updates.sum())}
+              "updates": float(updates.sum()),
+              "finite": bool(all(np.isfinite(v).all() for v in loop.server.params.values()))}
     rows = []
     for index, tier in enumerate((*names, "all")):
         suffix = "" if tier == "all" else f"_{tier}"
@@ -47,9 +52,7 @@ def async_tier_cell(config: dict, label: str,
         if tier != "all":
             row.update(population_share=float(population[index]),
                        update_share=float(updates[index] / max(updates.sum(), 1.0)),
-                       weight_share=(float(weights[index] / np.nansum(weights)) if np.isfinite(weights).all()
-                                     else np.nan),
-                       staleness=staleness[index])
+                       kept_weight=float(kept[index]), staleness=staleness[index])
         rows.append(row)
     kept = ("round", "sim_time_s", "staleness_mean", "in_flight")
     rounds = [{**identity, **{k: r.get(k, np.nan) for k in kept}} for r in history]

@@ -96,10 +96,6 @@ def _spread(table: DPTable) -> str:
     return f"mean ± 95 % CI over {seeds} seeds" if seeds > 1 else "one seed, no interval"
 
 
-def _refused_cell(reason: str) -> str:
-    return "refused: " + reason.replace("|", "\\|")
-
-
 def quality_table(table: DPTable) -> list[str]:
     """Each tier's metric per privacy level and configuration, with the ε reached, the share of
     clipped clients and the simulated time."""
@@ -115,11 +111,13 @@ def quality_table(table: DPTable) -> list[str]:
             label = f"| {privacy_title(privacy, target)} | {configuration} | "
             if row is None:
                 if why:
-                    lines.append(label + _refused_cell(why) + " |" + " – |" * (len(head) - 3))
+                    lines.append(label + "refused (reason below) |" + " – |" * (len(head) - 3))
                 continue
             values = [_pm(row, f"{table.metric}_{t}", 1.0, ".4f", "") for t in tiers]
             values.append(_pm(row, table.metric, 1.0, ".4f", ""))
-            values += [_pm(row, "dp_epsilon", 1.0, ".4g", ""), _pm(row, "dp_clipped", 100.0, ".0f", "%"),
+            # ε reached is the same for every seed up to rounding: its interval would only show float noise.
+            epsilon = row.get("dp_epsilon", np.nan)
+            values += [format(epsilon, ".3g") if epsilon == epsilon else "–", _pm(row, "dp_clipped", 100.0, ".0f", "%"),
                        _pm(row, "sim_time_s", 1.0, ".0f", "")]
             lines.append(label + " | ".join(values) + " |")
     return lines
@@ -140,7 +138,7 @@ def change_table(table: DPTable) -> list[str]:
             label = f"| {privacy_title(privacy, target)} | {configuration} | "
             if row is None:
                 if why:
-                    lines.append(label + "refused (reason in the table above) |" + " – |" * (len(head) - 3))
+                    lines.append(label + "refused (reason below) |" + " – |" * (len(head) - 3))
                 elif table.refusal(privacy, NO_PRIVACY):
                     lines.append(label + "no reference: `none` refused |" + " – |" * (len(head) - 3))
                 continue
@@ -193,7 +191,7 @@ def mitigation_verdicts(table: DPTable) -> list[dict]:
             mine, theirs = table.row(privacy, mitigation), table.row(privacy, counterpart)
             if mine is None or theirs is None:
                 missing = [c for c, r in ((mitigation, mine), (counterpart, theirs)) if r is None]
-                reasons = [f"{c} refused ({table.refusal(privacy, c)})" if table.refusal(privacy, c)
+                reasons = [f"{c} refused (see Refused cells)" if table.refusal(privacy, c)
                            else f"{c} not measured" for c in missing]
                 out.append({**entry, "verdict": "cannot compare: " + "; ".join(reasons)})
                 continue

@@ -38,7 +38,8 @@ def rounds_table(history: list[dict], config_hash: str, seed: int) -> pa.Table:
     and a privacy mechanism's (dp_epsilon, dp_delta, ...), secure aggregation's (secagg_dropped, ...)
     and asynchronous mode's (staleness_mean, staleness_mean_<tier>, in_flight)."""
     extra = sorted({k for row in history for k in row
-                    if k.startswith(("lambda_", "psi_", "dp_", "secagg_", "staleness_", "in_flight", "applied_weight_"))})
+                    if k.startswith(("lambda_", "psi_", "dp_", "secagg_", "staleness_", "in_flight", "applied_weight_",
+                                       "sample_weight_"))})
     schema = pa.schema(ROUND_FIELDS + [(k, pa.float64()) for k in extra] + _IDENTITY)
     rows = [{**row, "config_hash": config_hash, "seed": seed} for row in history]
     return pa.table([_column(rows, f.name, f.type) for f in schema], schema=schema)

@@ -60,7 +60,7 @@ def test_dp_tiers_writes_per_tier_rows_within_the_target_epsilon(tmp_path: Path,
     assert set(map(tuple, cost[["configuration", "privacy"]].to_numpy())) == {("none", "eps8"), ("exclude-lo", "eps8")}
 
     table = (out / "dp_tiers.md").read_text()
-    assert "| ε = 8 | exclude-lo |" in table and "| no DP | channel-1:4:16 | refused: " in table
+    assert "| ε = 8 | exclude-lo |" in table and "| no DP | channel-1:4:16 | refused (reason below) |" in table
     from tests.actors.test_job_commands import assert_page
 
     text = assert_page(page, "dp_tiers", ("mdac.png", "dp_cost.png"))
