@@ -64,7 +64,7 @@ class _EchoWorker:
     def ready(self) -> dict:
         return {"incarnation": "echo"}
 
-    def train(self, round_index, clients, params, real_time_sleep_s=0.0, settings=None, expect=None):
+    def train(self, round_index, clients, params, real_time_sleep_s=0.0, settings=None, expect=None, guard=None):
         return self.upload
 
 

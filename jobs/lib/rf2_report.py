@@ -1,5 +1,6 @@
 """The RF² matrix as a Markdown report and two figures: MDAC per configuration per mapping
-(RF² Fig. 6) and each tier's relative AUC change per configuration under one mapping (Fig. 8)."""
+(RF² Fig. 6) and each tier's relative change of the model's measure (AUC for click models, HR@10
+for NCF) per configuration under one mapping (Fig. 8)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ from jobs.lib.plotting import pyplot, save_figure
 # The strategy a title leaves unnamed: the one a config without fl.strategy runs.
 DEFAULT_STRATEGY = FLConfig().strategy.kind
 _MAPPING_ORDER = ("random", "hetero-vlow", "hetero-low", "hetero-mid", "hetero-high", "hetero-vhigh")
+_TITLES = {"auc": "AUC", "hr10": "HR@10"}
+
+
+def _metric(measures: pd.DataFrame) -> tuple[str, str]:
+    """The measure the matrix compares cells by, and its title: AUC for click models, HR@10 for NCF."""
+    column = "auc" if "auc" in measures.columns else "hr10"
+    return column, _TITLES[column]
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,8 @@ def _spread(measures: pd.DataFrame) -> str:
 def _mdac_table(measures: pd.DataFrame) -> list[str]:
     mappings, configs = _mappings(measures), _configurations(measures)
     table = measures.set_index(["mapping", "configuration"])
-    lines = [f"MDAC (held-out AUC, {_spread(measures)}); rows: configuration, columns: tier mapping", "",
+    lines = [f"MDAC (held-out {_metric(measures)[1]}, {_spread(measures)}); rows: configuration, columns: tier mapping",
+             "",
              "| configuration | " + " | ".join(mappings) + " |", "|---|" + "---|" * len(mappings)]
     for config in configs:
         cells = [_pm(table.loc[(m, config)], "mdac") if (m, config) in table.index else "–" for m in mappings]
@@ -90,18 +99,22 @@ def matrix_markdown(measures: pd.DataFrame, tiers: tuple[str, ...], focus_mappin
 
 
 def _focus_table(table: pd.DataFrame, tiers: tuple[str, ...], mapping: str, configs: list[str]) -> list[str]:
-    lines = [f"Under {mapping}: AUC, relative AUC change per tier and overall, MDAC on held-out and train data, "
-             "simulated speed-up against no optimization, and the paired gap between the two extreme tiers "
-             "(per seed, 95 % CI; beyond noise when the interval excludes 0)", "",
-             "| configuration | AUC | " + " | ".join(f"Δ {t}" for t in tiers)
-             + " | Δ all | MDAC | MDAC train | speed-up | tier gap |", "|---|" + "---|" * (len(tiers) + 6)]
+    column, title = _metric(table)
+    train = "mdac_train" in table.columns  # click models also measure MDAC on their train data
+    lines = [f"Under {mapping}: {title}, relative {title} change per tier and overall, MDAC on held-out"
+             f"{' and train' if train else ''} data, simulated speed-up against no optimization, and the paired gap "
+             "between the two extreme tiers (per seed, 95 % CI; beyond noise when the interval excludes 0)", "",
+             f"| configuration | {title} | " + " | ".join(f"Δ {t}" for t in tiers)
+             + f" | Δ all | MDAC |{' MDAC train |' if train else ''} speed-up | tier gap |",
+             "|---|" + "---|" * (len(tiers) + 5 + int(train))]
     for config in ["none", *configs]:
         if (mapping, config) not in table.index:
             continue
         r = table.loc[(mapping, config)]
-        lines.append(f"| {config} | {r['auc']:.4f} | " + " | ".join(_pct(r[f'change_{t}']) for t in tiers)
-                     + f" | {_pct(r['change_all'])} | {_pm(r, 'mdac')} | {_pm(r, 'mdac_train')} "
-                     f"| {r['speedup']:.2f}x | {_gap(r) if config != 'none' else '–'} |")
+        lines.append(f"| {config} | {r[column]:.4f} | " + " | ".join(_pct(r[f'change_{t}']) for t in tiers)
+                     + f" | {_pct(r['change_all'])} | {_pm(r, 'mdac')} |"
+                     + (f" {_pm(r, 'mdac_train')} |" if train else "")
+                     + f" {r['speedup']:.2f}x | {_gap(r) if config != 'none' else '–'} |")
     return lines
 
 
@@ -145,13 +158,14 @@ def findings(measures: pd.DataFrame, focus_mapping: str) -> list[str]:
                        f"{100 * np.mean([table[(m, quant)] for m in both]):.2f}%; {basis}{apart}).")
     focus = measures[(measures["mapping"] == focus_mapping) & (measures["configuration"] != "none")]
     if len(focus):
-        best = focus.loc[focus["auc"].idxmax()]
+        column, title = _metric(measures)
+        best = focus.loc[focus[column].idxmax()]
         fairest = focus.loc[focus["mdac"].idxmin()]
         same = "the same one" if best["configuration"] == fairest["configuration"] else "not the same one"
         out.append(f"- Under {focus_mapping} the most accurate optimization is {best['configuration']} "
-                   f"(AUC {best['auc']:.4f}, MDAC {_pm(best, 'mdac')}) and the fairest is "
-                   f"{fairest['configuration']} (MDAC {_pm(fairest, 'mdac')}, AUC {fairest['auc']:.4f}): {same} "
-                   f"({basis}).")
+                   f"({title} {best[column]:.4f}, MDAC {_pm(best, 'mdac')}) and the fairest is "
+                   f"{fairest['configuration']} (MDAC {_pm(fairest, 'mdac')}, {title} {fairest[column]:.4f}): "
+                   f"{same} ({basis}).")
         if several and "beyond_noise" in focus:
             beyond = focus[focus["beyond_noise"].astype(bool)]["configuration"].tolist()
             within = focus[~focus["beyond_noise"].astype(bool)]["configuration"].tolist()
@@ -193,7 +207,8 @@ def matrix_page(measures: pd.DataFrame, tiers: tuple[str, ...], focus_mapping: s
                   lambda target: plot_mdac(measures, target))
     if focus_mapping in mappings:
         page.add_plot(f"tier_change_{focus_mapping}.png",
-                      f"{model} under {focus_mapping}: relative AUC change per tier and configuration (RF² Fig. 8)",
+                      f"{model} under {focus_mapping}: relative {_metric(measures)[1]} change per tier and "
+                      "configuration (RF² Fig. 8)",
                       lambda target: plot_tier_change(measures, tiers, focus_mapping, target))
     return page
 
@@ -212,7 +227,7 @@ def plot_mdac(measures: pd.DataFrame, path: Storage) -> None:
         ax.bar(x + (k - (len(mappings) - 1) / 2) * width, values, width, label=mapping, color=colors[k])
     ax.set_xticks(x, configs, rotation=45, ha="right")
     ax.set_ylabel("MDAC (%)")
-    ax.set_title(f"{measures['model'].iloc[0].upper()}: max difference of per-tier AUC change")
+    ax.set_title(f"{measures['model'].iloc[0].upper()}: max difference of per-tier {_metric(measures)[1]} change")
     ax.legend(fontsize=8, ncol=2)
     save_figure(fig, path)
 
@@ -230,7 +245,8 @@ def plot_tier_change(measures: pd.DataFrame, tiers: tuple[str, ...], mapping: st
         ax.bar(x + (k - (len(tiers) - 1) / 2) * width, values, width, label=tier)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, configs, rotation=45, ha="right")
-    ax.set_ylabel("relative AUC change (%)")
-    ax.set_title(f"{measures['model'].iloc[0].upper()} under {mapping}: AUC change per tier")
+    title = _metric(measures)[1]
+    ax.set_ylabel(f"relative {title} change (%)")
+    ax.set_title(f"{measures['model'].iloc[0].upper()} under {mapping}: {title} change per tier")
     ax.legend()
     save_figure(fig, path)

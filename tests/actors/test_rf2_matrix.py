@@ -71,9 +71,19 @@ def test_matrix_writes_resumes_and_matches_an_actor_run(tmp_path: Path):
     assert cell.loc["all", "sim_time_s"] == pytest.approx(summary["sim_time_s"], rel=1e-12)
 
 
-def test_matrix_refuses_ncf_and_base_overselect(tmp_path: Path, capsys):
+def test_an_ncf_matrix_compares_cells_by_hr10(tmp_path: Path):
+    out, page = tmp_path / "matrix", tmp_path / "neumf.md"
+    argv = [arg if arg != "model.kind=dlrm" else "model.kind=neumf" for arg in _argv(tmp_path, out)]
+    argv = [*argv[: argv.index("--configurations")], "--set", "model.mlp_layers=[16,8]", "--configurations",
+            "channel-1:4:16", "--mappings", "hetero-vhigh", "--out", str(out), "--report", str(page)]
+    assert main(argv) == 0
+    measures = pq.read_table(out / "measures.parquet").to_pandas().set_index("configuration")
+    assert 0.0 <= measures.loc["channel-1:4:16", "hr10"] <= 1.0 and "auc" not in measures.columns
+    text = page.read_text()
+    assert "| configuration | HR@10 |" in text and "MDAC train" not in text
+
+
+def test_matrix_refuses_a_base_overselect(tmp_path: Path, capsys):
     argv = _argv(tmp_path, tmp_path / "m")
-    assert main([*argv, "--set", "model.kind=gmf"]) == 2
-    assert "click models" in capsys.readouterr().err
     assert main([*argv, "--set", "fl.overselect=0.2"]) == 2
     assert "fl.overselect must be 0" in capsys.readouterr().err
