@@ -52,3 +52,12 @@ def count_rate_by_tier(
     for tier, name in enumerate(tier_names):
         out[f"{key}_{name}"] = rate(tiers == tier)
     return out
+
+
+def evaluation_summary(
+    clients: np.ndarray, hit: np.ndarray, ndcg: np.ndarray, tier_of_user: np.ndarray, tier_names: tuple[str, ...]
+) -> dict[str, float]:
+    """hr10 / ndcg10 overall, per tier (hr10_low ...) and their std across clients (hr10_std)."""
+    summary = summarize({"hr10": hit, "ndcg10": ndcg}, tier_of_user[clients], tier_names)
+    summary["evaluated_clients"] = int(len(clients))
+    return summary

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from cluster.fl.rank_metrics import summarize
 from cluster.fl.selection import RoundPlan
 
 if TYPE_CHECKING:  # for the annotation only: the server module loads every strategy and model family
@@ -67,12 +66,3 @@ def round_record(
             row[f"{kind}_{name}"] = int(per_tier[tier])
     row.update(evaluation or {})
     return row
-
-
-def evaluation_summary(
-    clients: np.ndarray, hit: np.ndarray, ndcg: np.ndarray, tier_of_user: np.ndarray, tier_names: tuple[str, ...]
-) -> dict[str, float]:
-    """hr10 / ndcg10 overall, per tier (hr10_low ...) and their std across clients (hr10_std)."""
-    summary = summarize({"hr10": hit, "ndcg10": ndcg}, tier_of_user[clients], tier_names)
-    summary["evaluated_clients"] = int(len(clients))
-    return summary

@@ -17,7 +17,7 @@ from cluster.fl.rank_metrics import count_rate_by_tier
 from cluster.fl.families.base import NOTHING_EXTRA
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.upload_rows import decoy_count
-from cluster.fl.records import evaluation_summary
+from cluster.fl.rank_metrics import evaluation_summary
 from cluster.fl.families.ncf.model import NCFSpec, channel_masks
 from cluster.tiers.optimizations import TierPlan
 from cluster.fl.types import ClientSettings, ClientUpdate
