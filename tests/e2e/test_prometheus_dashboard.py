@@ -1,6 +1,6 @@
 """One real Ray head node, as a user drives it: `ray job submit -- python jobs/fl_sim.py ...` (a
-private NCF run for HR/NDCG and ε), a second fl_sim job through the job SDK (a click-model run with CEAG for AUC
-and λ) and the fair retriever deployed from the repo's Serve config, under a few requests.
+private NCF run for HR/NDCG and ε), two more fl_sim jobs through the job SDK (a click-model run with CEAG for
+AUC and λ, and an asynchronous run for the devices in flight and their staleness) and the fair retriever deployed from the repo's Serve config, under a few requests.
 
 - The CLI job must succeed and write its run folder.
 - Prometheus (the Debian package) with configs/monitoring/prometheus.yml scrapes it all: every
@@ -8,7 +8,7 @@ and λ) and the fair retriever deployed from the repo's Serve config, under a fe
   Skipped with the reason when `prometheus` is not installed; FAIRFLEET_REQUIRE_PROMETHEUS=1 (CI)
   turns the skip into a failure.
 
-One head for both, since each head and each fl_sim job costs tens of seconds of process starts on
+One head for all, since each head and each fl_sim job costs tens of seconds of process starts on
 two cores."""
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ CEAG_RUN = ["name=prom-ceag", *TINY, "model.kind=dlrm", "model.top_hidden=[32]",
             "fl.overselect=0", "fl.eval_every=2", "fl.client_lr=1.0", "fl.server_optimizer=adagrad",
             "fl.server_lr=0.1", "fl.fairness.kind=ceag", "fl.fairness.buffer_size=20",  # full after a round: ψ, λ move
             "fl.fairness.reference_accuracy={low: 0.6, mid: 0.6, high: 0.6}"]
+# Asynchronous, so the dashboard's asynchronous-mode panels have devices in flight and staleness to show.
+ASYNC_RUN = ["name=prom-async", *TINY, "fl.overselect=0", "fl.deadline_s=null", "fl.rounds=6", "fl.eval_every=3",
+             "fl.mode={kind: async, concurrency: 20, buffer_size: 5}"]
 
 
 def find(binary: str) -> str | None:
@@ -253,13 +256,15 @@ def monitored(tmp_path_factory):
         # their actors' fixed names (aggregator, clients-low-0, ...) do not collide.
         cli = submit_with_cli(head, NCF_RUN, folder / "cache", folder / "runs")
         ceag = submit(client, REPO_ROOT / "configs" / "demo.yaml", CEAG_RUN, folder / "cache")
+        asynchronous = submit(client, REPO_ROOT / "configs" / "demo.yaml", ASYNC_RUN, folder / "cache")
         port = deploy_retriever(head, folder)
         print(f"retriever deployed after {time.time() - started:.1f} s", flush=True)
         drive_retriever(port)
         print(f"retriever driven after {time.time() - started:.1f} s", flush=True)
         output, _ = cli.communicate(timeout=300)
         finish(ceag)
-        print(f"both jobs done after {time.time() - started:.1f} s", flush=True)
+        finish(asynchronous)
+        print(f"the jobs done after {time.time() - started:.1f} s", flush=True)
         yield {"prometheus": prometheus, "started": started, "cli": (output, cli.returncode), "runs": folder / "runs",
                "client": client}
     finally:
@@ -278,7 +283,11 @@ def test_fl_sim_submitted_with_ray_job_submit(monitored):
     assert monitored["client"].get_job_status(SUBMISSION_ID) == JobStatus.SUCCEEDED
     (run,) = monitored["runs"].iterdir()
     rounds = pq.read_table(run / "rounds.parquet")
-    assert rounds.num_rows == 3 and rounds.column("client_updates").to_pylist() == [30, 30, 30]
+    # A private run draws its cohort by Poisson sampling (about 30 × 1.25 a round) and keeps the
+    # fastest 1 / 1.25 of whatever it drew.
+    updates, selected = rounds.column("client_updates").to_pylist(), rounds.column("selected").to_pylist()
+    assert rounds.num_rows == 3 and updates == [math.ceil(n / 1.25 - 1e-9) for n in selected]
+    assert all(15 <= n <= 45 for n in updates)
     assert {"tiers.parquet", "clients.parquet", "summary.json", "versions.json", "config.yaml"} <= {
         p.name for p in run.iterdir()}
 
@@ -307,7 +316,7 @@ def test_every_dashboard_query_returns_data(monitored):
     prometheus, started = monitored["prometheus"], monitored["started"]
     # Ray exports every second here and the jobs have ended: wait until the last series are in.
     sentinels = ["ray_fairfleet_ceag_lambda", "ray_fairfleet_hr10", "ray_fairfleet_dp_epsilon", "ray_fairfleet_retriever_esp",
-                 "ray_fairfleet_retriever_latency_seconds_bucket"]
+                 "ray_fairfleet_retriever_latency_seconds_bucket", "ray_fairfleet_async_staleness"]
     deadline = time.time() + 60
     while not all(has_data(prometheus.series(s, started)) for s in sentinels):
         assert time.time() < deadline, [s for s in sentinels if not has_data(prometheus.series(s, started))]
@@ -330,7 +339,7 @@ def test_every_dashboard_query_returns_data(monitored):
     assert checked >= 30 and not empty, "\n".join(empty)
 
     runs = prometheus.api("label/run/values", **{"match[]": "ray_fairfleet_round", "start": f"{started:.3f}"})
-    assert len(runs) == 2 and {r.rsplit("-", 2)[0] for r in runs} == {"fl-prom-ncf", "fl-prom-ceag"}, runs
+    assert len(runs) == 3 and {r.rsplit("-", 2)[0] for r in runs} == {"fl-prom-ncf", "fl-prom-ceag", "fl-prom-async"}, runs
     apps = prometheus.api("label/app/values", **{"match[]": "ray_fairfleet_retriever_requests_total",
                                                  "start": f"{started:.3f}"})
     assert apps == ["prom-retriever"]
