@@ -41,6 +41,7 @@ from jobs.rf2_matrix import MAPPINGS
 ARMS = {REFERENCE: "sync (over-selection, deadline)", "async": "async (FedBuff)",
         "async-tier-staleness": "async, tier-aware staleness"}
 GOALS = {"weight skew cut": 0.5, "MDAC cut": 0.3}
+TITLES = {"auc": "AUC", "hr10": "HR@10"}
 
 
 def arm_config(base: SimConfig, arm: str, seed: int, mapping: str, sync: tuple[float, Optional[float]],
@@ -108,7 +109,8 @@ def goal_lines(summary: pd.DataFrame) -> list[str]:
 def page(summary: pd.DataFrame, tiers: tuple[str, ...], metric: str, base: SimConfig, command: str,
          seeds: Sequence[int], setup: str) -> ResultsPage:
     result = ResultsPage(
-        title=f"What asynchronous aggregation does to each tier on {config_dataset_title(base)} ({base.model.kind})",
+        title=(f"What asynchronous aggregation does to each tier: {base.model.kind.upper()} on "
+               f"{config_dataset_title(base)}"),
         command=command, seeds=list(seeds),
         intro=(f"{setup} Means over seeds with 95 % t-intervals (one seed: no interval). Change and MDAC are "
                f"against the synchronous run of the same seed; skew is the per-capita ratio of the most- to the "
@@ -122,8 +124,9 @@ def page(summary: pd.DataFrame, tiers: tuple[str, ...], metric: str, base: SimCo
         rows.append([title, *[pm(r[f"{metric}_{t}"], r[f"{metric}_{t}_ci95"]) for t in tiers],
                      pm(r["mdac"] * 100, r["mdac_ci95"] * 100, ".1f", unit=" %"), f"{r['sim_time_s']:.0f}",
                      f"{r['steps']:.0f}", f"{r['updates']:.0f}"])
-    result.add(f"Held-out {metric} per tier", markdown_table(
-        ["arm", *[f"{metric} {t}" for t in tiers], "MDAC", "sim s", "steps", "updates"], rows))
+    title = TITLES.get(metric, metric)
+    result.add(f"Held-out {title} per tier", markdown_table(
+        ["arm", *[f"{title} {t}" for t in tiers], "MDAC", "sim s", "steps", "updates"], rows))
     heard = []
     for arm, title in ARMS.items():
         hit = summary[summary["configuration"] == arm]
