@@ -1,8 +1,9 @@
 """Dual-vector actor ``dual-vector``: the exposure policy's per-group offsets μ (FairSync's dual
 vector, or a baseline's), the exposure counters and a version. It counts the served lists, steps
-μ when the policy says so (FairSync: every B requests), pushes the new μ to the shards, and
-persists its state (``cluster/checkpoint.py``: no pickle) in the storage, so a restart on any node
-continues instead of resetting.
+μ when the policy says so (FairSync: every B requests) and answers each report with the μ as of
+that report; μ reaches the shards with the coordinators' next queries, so a step costs no call
+of its own. Its state (``cluster/checkpoint.py``: no pickle) lives in the storage, so a restart
+on any node continues instead of resetting.
 
 A report is acknowledged only once a write of the state that counts it has finished (group
 commit, ``cluster/retrieval/group_commit.py``: one write covers every report that arrived during
@@ -28,11 +29,10 @@ STATE = "dual-vector"
 
 
 class DualVectorActor:
-    def __init__(self, state: Storage, policy: Policy, shards: list | None = None):
+    def __init__(self, state: Storage, policy: Policy):
         """``state``: the folder its state file lives in."""
         self.state = state
         self.policy = copy.deepcopy(policy)  # Ray hands constructor arrays over read-only
-        self.shards = shards or []
         self.applied = AppliedReports()
         if state.exists(f"{STATE}.npz"):
             saved = checkpoint.read_state(state, STATE, STATE)
@@ -50,21 +50,29 @@ class DualVectorActor:
 
     async def observe(
         self, served_groups: np.ndarray, n_requests: int, reporter: str = "", seq: int = -1
-    ) -> tuple[np.ndarray, int]:
-        """Count the groups of the served slots; when μ changes, push it; answer once the count
-        is written. A report ``(reporter, seq)`` already applied is not counted again, and is
-        answered once the state that counts it is written too."""
+    ) -> tuple[list[float], int]:
+        """Count the groups of the served slots (group ids, any shape); answer with μ once the
+        count is durable. A report ``(reporter, seq)`` already applied is not counted again, and
+        is answered once the state that counts it is durable too."""
+        counts = group_counts(served_groups, len(self.policy.targets.m))
+        return await self.observe_counts(counts.tolist(), n_requests, reporter, seq)
+
+    async def observe_counts(
+        self, counts: list[float], n_requests: int, reporter: str = "", seq: int = -1
+    ) -> tuple[list[float], int]:
+        """``observe`` given the slots per group (what a coordinator sends: a short list)."""
         if not reporter or self.applied.is_new(reporter, seq):
-            changed = self.policy.observe(group_counts(served_groups, len(self.policy.targets.m)), n_requests)
-            if reporter:
-                self.applied.mark(reporter, seq)
+            self._apply(counts, n_requests, reporter, seq)
             self.commits.changed()
-            if changed:
-                for shard in self.shards:
-                    shard.set_mu.remote(self.policy.mu, self.policy.version)  # fire and forget
-        mu, version = np.array(self.policy.mu), self.policy.version  # as of this report, not of the write
+        # As of this report, not of the write; a list: Ray pickles it for less than an array.
+        mu, version = self.policy.mu.tolist(), self.policy.version
         await self.commits.durable()
         return mu, version
+
+    def _apply(self, counts: list[float], n_requests: int, reporter: str, seq: int) -> None:
+        self.policy.observe(np.asarray(counts, dtype=np.float64), int(n_requests))
+        if reporter:
+            self.applied.mark(reporter, seq)
 
     def stats(self) -> dict:
         return {

@@ -3,9 +3,11 @@ dual-vector actor. A shard that is down (or restarting) is skipped and the answe
 partial instead of failing.
 
 The coordinator keeps the last μ the dual-vector actor returned and sends it with each query, so
-serving a batch costs one round of shard calls plus one report — no extra call to fetch μ. A
-shard applies a μ only when its version is newer than its own, so a coordinator that lags
-(several Serve replicas) never rolls a shard back.
+serving a batch costs one round of shard calls plus one report — no extra call to fetch μ, and
+none to push it to the shards. A shard applies a μ only when its version is newer than its own,
+so a coordinator that lags (several Serve replicas) never rolls a shard back. A query batch and
+its answer each travel as one bytes object (``cluster/retrieval/wire.py``), and a report as the
+slots per group: one short list.
 
 Reports are numbered and kept until the dual-vector actor acknowledges them, which it does once
 they are written (``actors/dual_vector.py``); the actor ignores numbers it has applied. The async
@@ -31,8 +33,10 @@ import numpy as np
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
+from cluster.retrieval.fairsync import group_counts
 from cluster.retrieval.report_ledger import Outbox
 from cluster.retrieval.shard_index import Hits, merge_top_k
+from cluster.retrieval.wire import pack_query, unpack_hits
 
 _SHARD_DOWN = (RayActorError, RayTaskError)
 PROBE_EVERY_S = 1.0
@@ -58,54 +62,84 @@ class Coordinator:
         self.mu: np.ndarray | None = None
         self.version = -1
         self.outbox = Outbox()
+        # Without task events: each event is a record Ray sends on to its GCS, per call and per
+        # state change, which on the serving path is CPU the shards and the replica share.
+        self._search = [s.search_packed.options(enable_task_events=False) for s in shards]
+        self._observe = dual.observe_counts.options(enable_task_events=False)
         self._in_flight: dict[int, asyncio.Future] = {}
         self.exposure_counted = True  # the last report reached the dual-vector actor
         self._next_probe = 0.0
 
     def retrieve(self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None) -> Retrieved:
-        """One batch of queries served with one μ (blocking; for jobs and benchmarks)."""
+        """One batch of queries served with one μ (blocking; for jobs and benchmarks); returns
+        once its report is acknowledged, as the async path does."""
         if self.mu is None:
-            self.mu, self.version = ray.get(self.dual.current.remote())
-        refs = [s.search.remote(queries, k, self.mu, self.version, exclude) for s in self.shards]
-        ready, not_ready = ray.wait(refs, num_returns=len(refs), timeout=self.timeout_s)
+            mu, self.version = ray.get(self.dual.current.remote())
+            self.mu = np.asarray(mu)
+        if exclude is None:
+            packed = pack_query(queries, k, self.mu, self.version)
+            refs = [search.remote(packed) for search in self._search]
+        else:
+            refs = [s.search.remote(queries, k, self.mu, self.version, exclude) for s in self.shards]
+        try:
+            # One wait for every shard: the usual case, where all answer, costs one call into Ray.
+            replies = ray.get(refs, timeout=self.timeout_s)
+        except (*_SHARD_DOWN, ray.exceptions.GetTimeoutError):
+            replies = self._each_answer(refs)
+        answers = [unpack_hits(reply) if exclude is None else reply for reply in replies]
+        result = self._merge(answers, k, partial=len(answers) < len(refs))
+        self._add_report(result, len(queries))
+        self.flush_sync(timeout_s=self.timeout_s)
+        return result
+
+    def _each_answer(self, refs: list) -> list:
+        """The answers of the shards that replied within ``timeout_s`` (some failed or are slow)."""
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.timeout_s)
         answers = []
         for ref in ready:
             try:
                 answers.append(ray.get(ref))
             except _SHARD_DOWN:
                 pass
-        result = self._merge(answers, k, partial=len(answers) < len(refs))
-        self.outbox.add(result.groups[result.groups >= 0], len(queries))
-        self.flush_sync(timeout_s=self.timeout_s)
-        return result
+        return answers
+
+    def _add_report(self, result: Retrieved, n_requests: int) -> int:
+        assert self.mu is not None, "μ is fetched before the first fan-out"
+        counts = group_counts(result.groups[result.groups >= 0], len(self.mu))
+        return self.outbox.add(counts.tolist(), n_requests)
 
     def flush_sync(self, timeout_s: float) -> bool:
         """Send every unacknowledged report, oldest first, until one fails; True when none is left."""
-        for seq, (groups, n_requests) in self.outbox.waiting():
+        for seq, (counts, n_requests) in self.outbox.waiting():
             try:
                 mu, version = ray.get(
-                    self.dual.observe.remote(groups, n_requests, self.outbox.reporter, seq), timeout=timeout_s
+                    self._observe.remote(counts, n_requests, self.outbox.reporter, seq), timeout=timeout_s
                 )
             except (*_SHARD_DOWN, ray.exceptions.GetTimeoutError):
                 return False  # the dual-vector actor is restarting: the rest wait for the next call
             self.outbox.ack(seq)
-            if version > self.version:
-                self.mu, self.version = mu, version
+            self._adopt_mu(mu, version)
         return True
+
+    def _adopt_mu(self, mu, version: int) -> None:
+        if version > self.version:
+            self.mu, self.version = np.asarray(mu, dtype=np.float64), version
 
     async def retrieve_async(self, queries: np.ndarray, ks: np.ndarray) -> Retrieved:
         """The same for an async caller (the Serve ingress, which batches concurrent requests):
         query q gets ks[q] items; only those count as served."""
         if self.mu is None:
-            self.mu, self.version = await self.dual.current.remote()
+            mu, self.version = await self.dual.current.remote()
+            self.mu = np.asarray(mu)
         k = int(np.max(ks))
-        refs = [s.search.remote(queries, k, self.mu, self.version) for s in self.shards]
+        packed = pack_query(queries, k, self.mu, self.version)
+        refs = [search.remote(packed) for search in self._search]
         done, _ = await asyncio.wait([asyncio.wrap_future(r.future()) for r in refs], timeout=self.timeout_s)
-        answers = [task.result() for task in done if task.exception() is None]
+        answers = [unpack_hits(task.result()) for task in done if task.exception() is None]
         result = _truncate(self._merge(answers, k, partial=len(answers) < len(refs)), np.asarray(ks))
-        # Answered only once the dual-vector actor has written the report (write-ahead): a
+        # Answered only once the dual-vector actor has made the report durable (write-ahead): a
         # replica killed after answering has nothing left to report. The new μ comes with it.
-        seq = self.outbox.add(result.groups[result.groups >= 0], len(queries))
+        seq = self._add_report(result, len(queries))
         if self.exposure_counted:
             await self._until_counted(seq)
         else:
@@ -140,8 +174,8 @@ class Coordinator:
                 return
             self._next_probe = time.monotonic() + PROBE_EVERY_S
             waiting = waiting[:1]
-        for seq, (groups, n_requests) in waiting:
-            report = self.dual.observe.remote(groups, n_requests, self.outbox.reporter, seq)
+        for seq, (counts, n_requests) in waiting:
+            report = self._observe.remote(counts, n_requests, self.outbox.reporter, seq)
             self._in_flight[seq] = asyncio.ensure_future(self._adopt(seq, report))
 
     async def _adopt(self, seq: int, report) -> None:
@@ -155,8 +189,7 @@ class Coordinator:
         if not self.exposure_counted:
             self.exposure_counted = True
             self._send_waiting()  # the rest of what waited, now that it answers again
-        if version > self.version:
-            self.mu, self.version = mu, version
+        self._adopt_mu(mu, version)
 
     async def flush(self, timeout_s: float = 60.0) -> bool:
         """Until every report is acknowledged (True) or ``timeout_s`` passes (False)."""

@@ -73,11 +73,12 @@ def start_shards(
 
 
 def start_dual(policy: Policy, shards: list, state: Storage, name_prefix: str = "", reuse: bool = False):
-    """The dual-vector actor over ``shards``, its state in ``state``."""
+    """The dual-vector actor of ``shards``, its state in ``state``. It makes no call to them: μ
+    reaches each shard with the coordinators' queries."""
     return (
         ray.remote(DualVectorActor)
         .options(name=f"{name_prefix}dual-vector", num_cpus=0, max_restarts=3, get_if_exists=reuse)
-        .remote(state, policy, shards)
+        .remote(state, policy)
     )
 
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from cluster.retrieval.partitions import Partition
 from cluster.retrieval.shard_index import Hits, IndexSettings, ShardIndex
+from cluster.retrieval.wire import pack_hits, unpack_query
 from cluster.storage import Storage
 
 
@@ -44,6 +45,12 @@ class RetrievalShard:
         """Top-k by s − μ_g; a newer μ carried by the query is applied first."""
         self.set_mu(mu, version)
         return self.index.search(queries, k, exclude), self.mu_version
+
+    def search_packed(self, query: bytes) -> bytes:
+        """``search`` over the wire format of ``cluster/retrieval/wire.py`` (the serving path)."""
+        queries, k, mu, version = unpack_query(query, len(self.index.mu))
+        self.set_mu(mu, version)
+        return pack_hits(self.index.search(queries, k), self.mu_version)
 
     def pid(self) -> int:
         import os

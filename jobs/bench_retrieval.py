@@ -2,7 +2,7 @@
 
     apt-get install wrk   # the compiled HTTP load generator (Debian/Ubuntu package)
     python jobs/bench_retrieval.py [--items 1000000 --dim 64 --shards 4] [--index flat|ivf] [--proxy default|haproxy]
-                                   [--load wrk|python] [--duration 30] [--concurrency 1,16,64]
+                                   [--load wrk|python] [--duration 30] [--concurrency 1,16,64] [--check]
 
 (a) raw FAISS: one in-process index over every item (IndexFlatIP, or with ``--index ivf`` an
 IndexIVFFlat with the shards' nlist and nprobe), one thread; (b) the fair sharded
@@ -12,7 +12,15 @@ and (d) the floor under (c): a Serve deployment that parses the same body and an
 under the same proxy and load generator (wrk, pinned to the last core, its CPU use printed; see
 ``jobs/lib/wrk_load.py``) — no retrieval, so what it costs is Serve's and the
 machine's share. Prints queries per second, p50 and p99 latency, (b)/(a) and (c)/(d) in the same run;
-``--report PAGE.md`` also writes them as a results page for the documentation site.
+``--report PAGE.md`` also writes them as a results page for the documentation site. Serve's
+per-request access log is off for (c) and (d) alike, as in the shipped Serve configs
+(``--access-log`` turns it on for both).
+
+``--check`` compares the run with the speed goals (``GOALS``) and exits ``EXIT_GOAL_MISSED`` when
+one is missed: HTTP throughput at least 0.7 of the floor's at concurrency 16 and 0.5 at 1, an HTTP
+p99 at most twice the floor's at each concurrency, and a fan-out of the fair sharded search at
+batch 1 with a p50 of at most 3 ms. Every figure is a ratio within the run, or (the last) a
+latency of the same run.
 """
 
 from __future__ import annotations
@@ -36,6 +44,10 @@ from configs import SimConfig
 from jobs.lib.cli import add_catalogue_arguments, first_paragraph
 from jobs.lib.haproxy_cleanup import haproxy_pids, stop_new_haproxies
 from jobs.lib.results_page import add_report_argument
+
+# --check: (c)/(d) throughput at least this at a concurrency; (c) p99 at most this x (d)'s; (b) p50 at batch 1.
+GOALS = {"throughput_vs_floor": {16: 0.7, 1: 0.5}, "p99_vs_floor": 2.0, "fanout_p50_ms": 3.0}
+EXIT_GOAL_MISSED = 3
 
 
 def bench_config(args: argparse.Namespace, storage: Path) -> SimConfig:
@@ -189,14 +201,15 @@ def http_path(cfg: SimConfig, args: argparse.Namespace, concurrencies: list[int]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(FairRetriever.bind(cfg, "bench-http-"), name="bench-retriever", route_prefix="/")
+    logs = {"enable_access_log": args.access_log}
+    serve.run(FairRetriever.bind(cfg, "bench-http-"), name="bench-retriever", route_prefix="/", logging_config=logs)
     rows, floors = [], []
     try:
         for concurrency in concurrencies:
             rows.append({**_load_level(args, url, f"(c) HTTP via Serve, concurrency {concurrency}", concurrency),
                          "concurrency": concurrency})
         serve.delete("bench-retriever")
-        serve.run(RetrieveEcho.bind(), name="bench-echo", route_prefix="/")
+        serve.run(RetrieveEcho.bind(), name="bench-echo", route_prefix="/", logging_config=logs)
         for concurrency, row in zip(concurrencies, rows):
             floor = {**_load_level(args, url, f"(d) Serve floor (echo), concurrency {concurrency}", concurrency),
                      "concurrency": concurrency}
@@ -288,10 +301,17 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--nlist", type=int, help="ivf, ivf_rq: lists per shard (default: the config's)")
     parser.add_argument("--nprobe", type=int, help="ivf, ivf_rq: lists scanned per query (default: the config's)")
     parser.add_argument("--overfetch", type=int, help="ivf, ivf_rq: candidates = overfetch x K (default: the config's)")
+    parser.add_argument("--access-log", action="store_true",
+                        help="Serve's per-request access log on for (c) and (d) (off, as in the shipped Serve configs)")
+    parser.add_argument("--check", action="store_true",
+                        help=f"exit {EXIT_GOAL_MISSED} when a speed goal is missed (the module's GOALS: HTTP "
+                             "throughput and p99 against the floor's, the fan-out's p50 at batch 1)")
     parser.add_argument("--proxy", choices=["default", "haproxy"], default="default",
                         help="Serve's HTTP proxy: Ray's Python proxy, or HAProxy (RAY_SERVE_ENABLE_HA_PROXY=1)")
     add_report_argument(parser)
     args = parser.parse_args(argv)
+    if args.check and args.soak:
+        parser.error("--check compares the speed measurement with its goals; the soak has none")
     if args.report and args.soak:
         parser.error("--report writes the speed measurement's page; the soak has none (leave out one of them)")
     if args.load == "wrk":
@@ -346,6 +366,26 @@ def settings(cfg: SimConfig, args: argparse.Namespace) -> dict:
             "duration": args.duration, "http_requests": args.http_requests, "seed": cfg.seed}
 
 
+def goal_verdicts(result: dict) -> list[tuple[str, bool]]:
+    """Each goal of ``GOALS`` the run measured: (what was measured against what, met)."""
+    verdicts = []
+    fanout = result["fair"][0] if result["fair"] and result["fair"][0].get("batch") == 1 else None
+    for row, floor in zip(result["http"], result["floor"]):
+        concurrency = row["concurrency"]
+        ratio = row["qps"] / floor["qps"]
+        wanted = GOALS["throughput_vs_floor"].get(concurrency)
+        if wanted is not None:
+            verdicts.append((f"(c)/(d) throughput at concurrency {concurrency}: {ratio:.2f} (goal >= {wanted})",
+                             ratio >= wanted))
+        p99 = row["p99_ms"] / floor["p99_ms"]
+        verdicts.append((f"(c)/(d) p99 at concurrency {concurrency}: {p99:.2f} (goal <= {GOALS['p99_vs_floor']})",
+                         p99 <= GOALS["p99_vs_floor"]))
+    if fanout is not None:
+        verdicts.append((f"(b) fan-out p50 at batch 1: {fanout['p50_ms']:.2f} ms (goal <= {GOALS['fanout_p50_ms']} ms)",
+                         fanout["p50_ms"] <= GOALS["fanout_p50_ms"]))
+    return verdicts
+
+
 def run_soak(cfg: SimConfig, args: argparse.Namespace) -> None:
     import ray
 
@@ -384,6 +424,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         page = speed_page(result, command_line(argv, program="jobs/bench_retrieval.py"))
         print(f"wrote {page.write(args.report)}")
+    if args.check:
+        verdicts = goal_verdicts(result)
+        for line, met in verdicts:
+            print(f"goal {'met   ' if met else 'MISSED'} {line}", flush=True)
+        if not all(met for _, met in verdicts):
+            return EXIT_GOAL_MISSED
     return 0
 
 
