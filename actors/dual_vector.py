@@ -5,12 +5,17 @@ that report; μ reaches the shards with the coordinators' next queries, so a ste
 of its own. Its state (``cluster/checkpoint.py``: no pickle) lives in the storage, so a restart
 on any node continues instead of resetting.
 
-A report is acknowledged only once a write of the state that counts it has finished (group
-commit, ``cluster/retrieval/group_commit.py``: one write covers every report that arrived during
-the one before, so the actor keeps up with load instead of writing once per report). Reports are
-numbered by their coordinator and the applied numbers are persisted in the same write, so a
-report sent again after a restart, or after a write that failed, is counted exactly once and
-acknowledged only when durable (``cluster/retrieval/report_ledger.py``)."""
+A report is acknowledged only once it is durable (group commit,
+``cluster/retrieval/group_commit.py``). On a local or mounted filesystem each report is a record
+appended to a change log before its answer, and the whole state is written every
+``SNAPSHOT_EVERY_CHANGES`` reports or ``SNAPSHOT_EVERY_S`` seconds; a restart reads the last
+snapshot and replays the log after it. On an object store every commit writes the state, one
+write covering every report that arrived during the one before. Reports are numbered by their
+coordinator and the applied numbers are persisted with the counts (in the snapshot, and in each
+record), so a report sent again after a restart, or after a write that failed, is counted
+exactly once and acknowledged only when durable (``cluster/retrieval/report_ledger.py``). A
+report the actor had applied but not yet made durable when it died is not acknowledged: its
+coordinator sends it again."""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import numpy as np
 
 from cluster import checkpoint
 from cluster.retrieval.fairsync import exposure_satisfaction, group_counts
-from cluster.retrieval.group_commit import GroupCommit
+from cluster.retrieval.group_commit import ChangeLog, GroupCommit, encode_record
 from cluster.retrieval.policies import Policy
 from cluster.retrieval.report_ledger import AppliedReports
 from cluster.storage import Storage
@@ -30,17 +35,26 @@ STATE = "dual-vector"
 
 class DualVectorActor:
     def __init__(self, state: Storage, policy: Policy):
-        """``state``: the folder its state file lives in."""
+        """``state``: the folder its state file (and, on a filesystem, its change log) lives in."""
         self.state = state
         self.policy = copy.deepcopy(policy)  # Ray hands constructor arrays over read-only
         self.applied = AppliedReports()
+        log_from = 0
         if state.exists(f"{STATE}.npz"):
             saved = checkpoint.read_state(state, STATE, STATE)
             if "policy" not in saved:  # written before reports were numbered: the policy alone
                 saved = {"policy": saved, "applied": None}
             self.policy.load_state_dict(saved["policy"])
             self.applied = AppliedReports.from_state(saved["applied"])
-        self.commits = GroupCommit(self._snapshot, self._write)
+            log_from = int(saved.get("log_from", 0))
+        folder = state.local_path
+        log = ChangeLog(folder, STATE) if folder is not None else None
+        if log is not None:
+            for record in log.records(since=log_from):
+                self._apply(record["c"], record["n"], record["r"], record["s"])
+            log.drop_before(log_from)
+            log.start()
+        self.commits = GroupCommit(self._snapshot, self._write, log)
 
     def ready(self) -> int:
         return self.policy.version
@@ -63,13 +77,15 @@ class DualVectorActor:
         """``observe`` given the slots per group (what a coordinator sends: a short list)."""
         if not reporter or self.applied.is_new(reporter, seq):
             self._apply(counts, n_requests, reporter, seq)
-            self.commits.changed()
+            self.commits.changed(encode_record({"r": reporter, "s": seq, "n": n_requests, "c": counts}))
         # As of this report, not of the write; a list: Ray pickles it for less than an array.
         mu, version = self.policy.mu.tolist(), self.policy.version
         await self.commits.durable()
         return mu, version
 
     def _apply(self, counts: list[float], n_requests: int, reporter: str, seq: int) -> None:
+        if reporter and not self.applied.is_new(reporter, seq):
+            return  # replayed from a log that a failed append left twice
         self.policy.observe(np.asarray(counts, dtype=np.float64), int(n_requests))
         if reporter:
             self.applied.mark(reporter, seq)
@@ -90,8 +106,9 @@ class DualVectorActor:
         return os.getpid()
 
     def commit_stats(self) -> dict:
-        """Reports counted, and writes of the state: fewer writes than reports under load."""
-        return {"changes": self.commits.changes, "writes": self.commits.writes}
+        """Reports counted, snapshots of the state written, and change-log appends (0 on an
+        object store): fewer snapshots than reports under load."""
+        return {"changes": self.commits.changes, "writes": self.commits.writes, "appends": self.commits.appends}
 
     def _snapshot(self) -> dict:
         return copy.deepcopy({"policy": self.policy.state_dict(), "applied": self.applied.state_dict()})

@@ -154,3 +154,43 @@ def test_with_the_dual_gone_for_good_the_service_serves_says_so_and_its_outbox_s
     assert not coordinator.exposure_counted
     assert took[0] >= 0.9 and max(took[1:]) < 0.9, took
     assert len(coordinator.outbox.unacked) == 5 and coordinator.outbox.dropped_requests == 7 * 3
+
+
+def test_a_dual_sigkilled_between_two_snapshots_counts_every_report_once(fleet, tmp_path: Path):
+    """Group commit under a crash: the dual-vector actor snapshots its state every 8 reports and
+    acknowledges each report once it is in the change log. It is SIGKILLed between two
+    snapshots with reports still on their way: the restarted actor replays the log after its
+    last snapshot, the coordinator sends again every report not acknowledged, and each report is
+    counted exactly once."""
+    import os
+    import signal
+
+    from tests.actor_kill import _running
+
+    fleet, _, _, rng = fleet
+    coordinator, dual = fleet.coordinator, fleet.dual
+    # Snapshots by count only (every 8 reports), so the last 5 reports live in the log alone.
+    ray.get(dual.__ray_call__.remote(lambda actor: vars(actor.commits).update(every_changes=8, every_s=3600.0)))
+    for _ in range(29):
+        coordinator.retrieve(rng.normal(size=(1, DIM)).astype(np.float32), K)
+    assert not coordinator.outbox.unacked
+    committed = ray.get(dual.commit_stats.remote())
+    assert committed["appends"] == 29 and committed["writes"] == 3, committed  # at 8, 16, 24
+    # Five more served and reported, but not waited for: the kill lands while they are on their way.
+    for _ in range(5):
+        coordinator.outbox.add([float(K), 0.0, 0.0, 0.0], 1)
+    for seq, (counts, n_requests) in coordinator.outbox.waiting():
+        dual.observe_counts.remote(counts, n_requests, coordinator.outbox.reporter, seq)
+    old_pid = ray.get(dual.pid.remote())
+    os.kill(old_pid, signal.SIGKILL)
+    deadline = time.time() + 30
+    while _running(old_pid):
+        assert time.time() < deadline, "the dual-vector actor's process outlived SIGKILL"
+        time.sleep(0.05)
+    deadline = time.time() + 60
+    while not coordinator.flush_sync(timeout_s=5):  # sends again whatever was not acknowledged
+        assert time.time() < deadline, "the dual-vector actor did not come back"
+        time.sleep(0.5)
+    assert ray.get(dual.pid.remote()) != old_pid
+    stats = ray.get(dual.stats.remote())
+    assert stats["requests"] == 29 + 5 and sum(stats["exposure"]) == (29 + 5) * K, stats

@@ -134,22 +134,121 @@ def test_a_failed_write_is_reported_to_its_waiters_and_written_again_later():
     assert store.written == [{"n": 1}] and not commits.dirty
 
 
-def test_a_report_sent_again_after_a_failed_write_is_acknowledged_only_once_written(tmp_path):
+@pytest.mark.parametrize("mode", ["change log", "snapshots only"])
+def test_a_report_sent_again_after_a_failed_write_is_acknowledged_only_once_written(tmp_path, mode):
     """The first try counted it in memory but its write failed, so the coordinator was never
     told and sends it again: the repeat must not be answered until the count is on disk."""
     served = np.array([0, 0, 0, 1, 0])
     actor = _dual_vector_actor(tmp_path)
-    real_write = actor.commits.write
+    if mode == "snapshots only":  # the way of an object store, where nothing can be appended
+        actor.commits = GroupCommit(actor._snapshot, actor._write)
+    target = actor.commits.log if mode == "change log" else actor.commits
+    real_write = target.append if mode == "change log" else target.write
 
     def disk_full(state):
         raise OSError("disk full")
 
-    actor.commits.write = disk_full
+    setattr(target, "append" if mode == "change log" else "write", disk_full)
     with pytest.raises(OSError):
         _observe(actor, served, 1, reporter="coordinator-a", seq=0)
     with pytest.raises(OSError):
         _observe(actor, served, 1, reporter="coordinator-a", seq=0)  # counted in memory, not yet durable
-    actor.commits.write = real_write
+    setattr(target, "append" if mode == "change log" else "write", real_write)
     _observe(actor, served, 1, reporter="coordinator-a", seq=0)
     restarted = _dual_vector_actor(tmp_path)
     assert restarted.stats()["requests"] == 1 and restarted.stats()["exposure"] == [4.0, 1.0]
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _log_commits(tmp_path, state, every_changes=3, every_s=10.0, write=None):
+    from cluster.retrieval.group_commit import ChangeLog
+
+    log = ChangeLog(tmp_path, "state")
+    log.start()
+    written = []
+    clock = _Clock()
+    commits = GroupCommit(lambda: dict(state), write or written.append, log, every_changes, every_s, clock)
+    return commits, log, written, clock
+
+
+def test_with_a_change_log_a_change_is_durable_once_appended_and_snapshots_come_every_n_changes(tmp_path):
+    state = {"n": 0}
+    commits, log, written, _ = _log_commits(tmp_path, state, every_changes=3)
+
+    async def change():
+        state["n"] += 1
+        commits.changed(f'{{"n": {state["n"]}}}\n'.encode())
+        await commits.durable()
+        assert [r["n"] for r in log.records(since=0)][-1] == state["n"], "answered before its record was appended"
+        await asyncio.sleep(0.01)  # the snapshot's write runs in a thread
+
+    for _ in range(7):
+        asyncio.run(change())
+    assert commits.appends == 7 and not commits.dirty
+    assert [s["n"] for s in written] == [3, 6], "a snapshot every 3 changes, not one per change"
+    # Each snapshot names the generation after it; older generations are gone once it is written.
+    assert written[-1]["log_from"] == log.generation and log.generations() == [log.generation]
+    assert [r["n"] for r in log.records(since=written[-1]["log_from"])] == [7]
+
+
+def test_with_a_change_log_a_quiet_state_is_snapshotted_after_every_s(tmp_path):
+    state = {"n": 0}
+    commits, log, written, clock = _log_commits(tmp_path, state, every_changes=1000, every_s=1.0)
+
+    async def change():
+        state["n"] += 1
+        commits.changed(b'{"x": 1}\n')
+        await commits.durable()
+        await asyncio.sleep(0.01)
+
+    asyncio.run(change())
+    assert written == []
+    clock.now = 1.5
+    asyncio.run(change())
+    assert [s["n"] for s in written] == [2]
+
+
+def test_a_failed_append_leaves_no_half_record_and_a_torn_last_line_is_skipped(tmp_path):
+    from cluster.retrieval.group_commit import ChangeLog
+
+    log = ChangeLog(tmp_path, "state")
+    log.start()
+    log.append(b'{"n": 1}\n')
+    with open(log.path(log.generation), "ab") as handle:
+        handle.write(b'{"n": 2')  # a process killed inside its append
+    assert [r["n"] for r in log.records(since=0)] == [1]
+    again = ChangeLog(tmp_path, "state")
+    assert again.start() == log.generation + 1, "a restart appends after the torn line, in a new generation"
+    again.append(b'{"n": 3}\n')
+    assert [r["n"] for r in again.records(since=0)] == [1, 3]
+
+
+def test_the_dual_vector_actor_replays_its_log_after_the_last_snapshot(tmp_path):
+    """Reports after the last snapshot live only in the change log: a restart replays them, and
+    steps μ on exactly as the actor that never stopped does."""
+    served = np.array([0, 0, 0, 1, 0])
+    actor = _dual_vector_actor(tmp_path)
+    actor.commits.every_changes = 4
+
+    async def report_all():
+        for seq in range(10):
+            await actor.observe(served, 1, reporter="coordinator-a", seq=seq)
+            await asyncio.sleep(0.02)  # one event loop throughout, as in the actor: snapshots finish
+
+    asyncio.run(report_all())
+    assert actor.commit_stats()["appends"] == 10 and actor.commit_stats()["writes"] >= 1
+    restarted = _dual_vector_actor(tmp_path)
+    assert restarted.stats() == actor.stats() and restarted.stats()["requests"] == 10
+    _observe(restarted, served, 1, reporter="coordinator-a", seq=9)  # a repeat: not counted again
+    assert restarted.stats()["requests"] == 10
+    for seq in range(10, 14):
+        expected = _observe(actor, served, 1, reporter="coordinator-a", seq=seq)
+        got = _observe(restarted, served, 1, reporter="coordinator-a", seq=seq)
+        assert np.array_equal(got[0], expected[0]) and got[1] == expected[1], seq
