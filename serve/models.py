@@ -44,7 +44,7 @@ class StatsResponse(BaseModel):
     requests: int
     esp: float = Field(description="share of groups at or above their pro-rata minimum exposure")
     fill: float = Field(description="share of the owed exposure delivered so far")
-    fanouts: int = Field(0, description="shard fan-outs this replica made: one per serve.batch of requests")
+    fanouts: int = Field(0, description="shard fan-outs this replica made: one per batch of requests")
     fanout_requests: int = Field(0, description="requests those fan-outs answered (over fanouts: the mean batch)")
     unreported: int = Field(0, description="this replica's served batches the dual-vector actor has not yet counted")
     dropped_requests: int = Field(
