@@ -19,6 +19,12 @@ from jobs.lib.plotting import pyplot, save_figure
 DEFAULT_STRATEGY = FLConfig().strategy.kind
 _MAPPING_ORDER = ("random", "hetero-vlow", "hetero-low", "hetero-mid", "hetero-high", "hetero-vhigh")
 _TITLES = {"auc": "AUC", "hr10": "HR@10"}
+_MODELS = {"gmf": "GMF", "mlp": "MLP", "neumf": "NeuMF", "dlrm": "DLRM", "din": "DIN"}
+
+
+def _model(measures: pd.DataFrame) -> str:
+    kind = str(measures["model"].iloc[0])
+    return _MODELS.get(kind, kind.upper())
 
 
 def _metric(measures: pd.DataFrame) -> tuple[str, str]:
@@ -189,7 +195,7 @@ def matrix_page(measures: pd.DataFrame, tiers: tuple[str, ...], focus_mapping: s
     from jobs.lib.job_page import plural, spread_note
     from jobs.lib.results_page import ResultsPage
 
-    model = measures["model"].iloc[0].upper()
+    model = _model(measures)
     mappings, configs = _mappings(measures), _configurations(measures)
     served = f" with {strategy_name(strategy)}" if strategy != DEFAULT_STRATEGY else ""
     only = f", {mappings[0]}" if len(mappings) == 1 else ""
@@ -227,7 +233,7 @@ def plot_mdac(measures: pd.DataFrame, path: Storage) -> None:
         ax.bar(x + (k - (len(mappings) - 1) / 2) * width, values, width, label=mapping, color=colors[k])
     ax.set_xticks(x, configs, rotation=45, ha="right")
     ax.set_ylabel("MDAC (%)")
-    ax.set_title(f"{measures['model'].iloc[0].upper()}: max difference of per-tier {_metric(measures)[1]} change")
+    ax.set_title(f"{_model(measures)}: max difference of per-tier {_metric(measures)[1]} change")
     ax.legend(fontsize=8, ncol=2)
     save_figure(fig, path)
 
@@ -247,6 +253,6 @@ def plot_tier_change(measures: pd.DataFrame, tiers: tuple[str, ...], mapping: st
     ax.set_xticks(x, configs, rotation=45, ha="right")
     title = _metric(measures)[1]
     ax.set_ylabel(f"relative {title} change (%)")
-    ax.set_title(f"{measures['model'].iloc[0].upper()} under {mapping}: {title} change per tier")
+    ax.set_title(f"{_model(measures)} under {mapping}: {title} change per tier")
     ax.legend()
     save_figure(fig, path)
