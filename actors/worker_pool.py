@@ -62,6 +62,7 @@ class RayWorkerPool:
                 upload = ray.get(ref)
             except WorkerRestarted:
                 out_of_sync.append(task.worker)
+                continue
             except WORKER_FAILURES:
                 failed.append(task.clients)
                 continue

@@ -26,11 +26,15 @@ from tests.e2e.head_node import start_head, start_worker_node
 TINY = ["data.synthetic.n_users=240", "data.synthetic.n_items=300", "data.synthetic.target_interactions=5000",
         "fl.clients_per_round=40", "fl.rounds=6", "fl.checkpoint_every=2", "fl.overselect=0", "fl.eval_every=3",
         "fl.runtime.worker_num_cpus=0.5"]
-METRICS = ("round", "hr10", "ndcg10", "train_loss", "aggregated", "sim_time_s", "dp_", "secagg_")
+METRICS = ("round", "hr10", "ndcg10", "train_loss", "aggregated", "sim_time_s", "dp_", "secagg_", "staleness_")
 # The two-node run is a private one: masks, dropouts and each device's noise must not depend on
 # the node, and the accountant's state must survive the aggregator's restart.
 PRIVATE = ["fl.upload=dense", "fl.secure_aggregation={kind: secagg, neighbours: 4, dropout: {low: 0.2}}",
            "fl.privacy={kind: distributed_dp, noise_multiplier: 1.0}"]
+# Asynchronous, with devices that come and go: the event order and who may start must not depend
+# on the node either.
+ASYNC = ["fl.deadline_s=null", "fl.mode={kind: async, concurrency: 30, buffer_size: 8}",
+         "fl.availability={kind: diurnal, period_s: 60}"]
 
 
 def _unshare_works() -> str:
@@ -147,6 +151,22 @@ def test_a_private_fl_sim_equals_one_node_and_survives_its_aggregator_being_kill
     pandas.testing.assert_frame_equal(_rounds(run), one_node[[c for c in one_node.columns if c.startswith(METRICS)]],
                                       check_exact=True)
     assert not list(run.rglob("*.pkl"))
+
+
+def test_an_asynchronous_fl_sim_on_two_nodes_equals_one_node(cluster, tmp_path):
+    from cluster.fl.experiment import build
+    from cluster.fl.inprocess import trained_loop
+    from configs import load_config
+    from jobs.lib.fl_results import rounds_table
+
+    head, _, shared = cluster
+    cfg = load_config("configs/demo.yaml", [*TINY, *ASYNC, f"storage={tmp_path / 'one-node'}"])
+    one_node = rounds_table(trained_loop(build(cfg), eval_every=cfg.fl.eval_every).history, "", cfg.seed).to_pandas()
+    _finish(_fl_sim(head, shared / "async-runs", *ASYNC))
+    (run,) = (shared / "async-runs").glob("fl-*")
+    assert (pq.read_table(run / "rounds.parquet").column("staleness_max").to_numpy() > 0).any()
+    pandas.testing.assert_frame_equal(_rounds(run), one_node[[c for c in one_node.columns if c.startswith(METRICS)]],
+                                      check_exact=True)
 
 
 def test_a_worker_killed_on_node_2_comes_back_there_from_storage(cluster):
