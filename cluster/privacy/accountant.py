@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import dp_accounting
 import numpy as np
+
+from configs.privacy_schema import CentralDP
 
 # The RDP accountant logs (through absl, on the stdlib logger "absl") every order it skips: small
 # orders that do not converge at a low σ. Skipping one only loosens ε; the lines would flood a run.
@@ -62,3 +65,24 @@ def local_epsilon(noise_multiplier: float, releases: int, delta: float) -> float
     accountant = dp_accounting.rdp.RdpAccountant()
     accountant.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier), releases))
     return float(accountant.get_epsilon(delta))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a Poisson-sampled Gaussian run is accounted with: each client's chance q to be drawn in
+    a round, the guarantee's δ, and the noise multiplier σ."""
+
+    sampling_rate: float
+    delta: float
+    noise_multiplier: float
+
+
+def plan_budget(cfg: CentralDP, n_clients: int, n_eligible: int, n_select: int, rounds: int) -> Budget:
+    """q = ``n_select`` / ``n_eligible``, δ as configured (default 1 / (10 × ``n_clients``)), and σ
+    as configured or solved for the target ε over ``rounds``."""
+    sampling_rate = min(1.0, n_select / n_eligible)
+    delta = cfg.delta if cfg.delta is not None else 1.0 / (10 * n_clients)
+    if cfg.noise_multiplier is not None:
+        return Budget(sampling_rate, delta, cfg.noise_multiplier)
+    assert cfg.target_epsilon is not None  # the config holds exactly one of the two
+    return Budget(sampling_rate, delta, noise_for_epsilon(sampling_rate, cfg.target_epsilon, rounds, delta))

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from cluster.fl.types import ClientUpdate
-from cluster.privacy.accountant import epsilon, noise_for_epsilon
+from cluster.privacy.accountant import epsilon, plan_budget
 from cluster.rng import stream
 from configs.privacy_schema import CentralDP
 
@@ -77,13 +77,12 @@ class CentralDPLayer:
         """``entry_share``: under Channel, each dense entry's expected share of holders
         (``expected_entry_share``); None when every client trains the whole model."""
         self.clip_norm = cfg.clip_norm
-        self.sampling_rate = min(1.0, n_select / n_eligible)
-        self.delta = cfg.delta if cfg.delta is not None else 1.0 / (10 * n_clients)
-        if cfg.noise_multiplier is not None:
-            self.noise_multiplier = cfg.noise_multiplier
-        else:  # the config holds exactly one of the two
-            assert cfg.target_epsilon is not None
-            self.noise_multiplier = noise_for_epsilon(self.sampling_rate, cfg.target_epsilon, rounds, self.delta)
+        budget = plan_budget(cfg, n_clients, n_eligible, n_select, rounds)
+        self.sampling_rate, self.delta, self.noise_multiplier = (
+            budget.sampling_rate,
+            budget.delta,
+            budget.noise_multiplier,
+        )
         self.denominator = denominator
         self.seed = seed
         self.entry_share = entry_share

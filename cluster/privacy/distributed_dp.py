@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cluster.privacy.accountant import epsilon_of_rounds, noise_for_epsilon
+from cluster.privacy.accountant import epsilon_of_rounds, plan_budget
 from configs.privacy_schema import DistributedDP
 
 
@@ -24,13 +24,12 @@ class DistributedDPAccount:
         self, cfg: DistributedDP, n_clients: int, n_eligible: int, n_select: int, denominator: int, rounds: int
     ):
         self.clip_norm = cfg.clip_norm
-        self.sampling_rate = min(1.0, n_select / n_eligible)
-        self.delta = cfg.delta if cfg.delta is not None else 1.0 / (10 * n_clients)
-        if cfg.noise_multiplier is not None:
-            self.noise_multiplier = cfg.noise_multiplier
-        else:  # the config holds exactly one of the two
-            assert cfg.target_epsilon is not None
-            self.noise_multiplier = noise_for_epsilon(self.sampling_rate, cfg.target_epsilon, rounds, self.delta)
+        budget = plan_budget(cfg, n_clients, n_eligible, n_select, rounds)
+        self.sampling_rate, self.delta, self.noise_multiplier = (
+            budget.sampling_rate,
+            budget.delta,
+            budget.noise_multiplier,
+        )
         self.denominator = denominator
         self.round_noise: list[float] = []
 
