@@ -136,18 +136,17 @@ def draw_available(select, available, n: int, limit: int, top_up: bool = True) -
     """Up to ``n`` clients from ``select(k)`` that ``available(clients)`` lets through, drawing
     again for those passed over (at most ``limit`` draws in all); ``top_up`` False keeps one
     draw as it is (Poisson sampling: every client's inclusion stays independent)."""
-    chosen: list[int] = []
+    chosen: dict[int, None] = {}  # insertion-ordered, with set lookups
     drawn = 0
     while len(chosen) < n and drawn < max(limit, 1):
         batch = np.asarray(select(n - len(chosen)), np.int64)
         if len(batch) == 0:
             break
         drawn += len(batch)
-        batch = batch[available(batch)]
-        chosen += [int(c) for c in batch if int(c) not in chosen]
+        chosen.update(dict.fromkeys(int(c) for c in batch[available(batch)]))
         if not top_up:
             break
-    return np.array(chosen, np.int64)
+    return np.array(list(chosen), np.int64)
 
 
 def windows_for(

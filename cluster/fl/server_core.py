@@ -14,7 +14,7 @@ from cluster.fl.aggregation import add_weighted_deltas
 from cluster.fl.server_optimizers import make_server_optimizer
 from cluster.fl.families.base import ModelOps
 from cluster.fl.availability import Windows, draw_available
-from cluster.fl.clock import VirtualClock
+from cluster.fl.clock import RoundCosts, VirtualClock
 from cluster.fl.selection import EpochSampler, PoissonSampler, RoundPlan, n_to_select
 from cluster.fl.strategies import StrategyContext, make_strategy
 from cluster.fl.worker_pool import WorkerPool
@@ -207,14 +207,7 @@ class FederatedServer:
         n_select = n_to_select(self.cfg.clients_per_round, self.tier_plan.overselect)
         selected = self.select_available(n_select)
         tiers = fleet.tier_of_user[selected]
-        costs = self.ops.round_costs(
-            selected,
-            tiers,
-            fleet.train_samples[selected],
-            self.tier_plan,
-            self.strategy.extra_payload(self.ops.spec),
-            self.strategy.compute_multiplier,
-        )
+        costs = self._costs(selected, tiers)
         if self.secure is not None:
             entries = sum(int(np.prod(v.shape)) for v in self.params.values())
             costs = self.secure.price(costs, self.cfg.clients_per_round, entries)
@@ -276,35 +269,44 @@ class FederatedServer:
 
     def select_available(self, n: int) -> np.ndarray:
         """The strategy's draw of ``n`` clients among those available now; when none is, the
-        clock first moves on to the next time one is."""
+        clock moves on to the next time one is and the draw is made there."""
         windows = self.fleet.availability
         if windows is None:
             return self.strategy.select(n)
         eligible = self.sampler.eligible
-        self.clock.sim_time_s = windows.next_open(eligible, self.clock.sim_time_s)
-        now = self.clock.sim_time_s
-        return draw_available(
-            self.strategy.select,
-            lambda clients: windows.available(clients, now),
-            n,
-            limit=len(eligible),
-            top_up=not isinstance(self.sampler, PoissonSampler),
-        )
+        poisson = isinstance(self.sampler, PoissonSampler)
+
+        def draw() -> np.ndarray:
+            now = self.clock.sim_time_s
+            return draw_available(
+                self.strategy.select, lambda clients: windows.available(clients, now), n, len(eligible), not poisson
+            )
+
+        drawn = draw()
+        # Every eligible client's windows are looked at only when a draw came back empty, and the
+        # clock moves on only when nobody is available (an empty Poisson draw is a chance, not night).
+        if len(drawn) == 0 and not windows.available(eligible, self.clock.sim_time_s).any():
+            self.clock.sim_time_s = windows.next_open(eligible, self.clock.sim_time_s)
+            drawn = draw()
+        return drawn
 
     def price_clients(self, clients: np.ndarray, draw_index: int) -> np.ndarray:
         """(k,) simulated seconds each of ``clients`` takes to download, train and upload now
         (asynchronous mode: each batch of starts draws from its own stream)."""
-        fleet = self.fleet
-        tiers = fleet.tier_of_user[clients]
-        costs = self.ops.round_costs(
+        tiers = self.fleet.tier_of_user[clients]
+        return self.clock.plan(draw_index, clients, tiers, self._costs(clients, tiers), n_keep=len(clients)).latency_s
+
+    def _costs(self, clients: np.ndarray, tiers: np.ndarray) -> RoundCosts:
+        """What ``clients`` (of ``tiers``) compute, download and upload under the round's plan
+        and strategy, as the model family prices it."""
+        return self.ops.round_costs(
             clients,
             tiers,
-            fleet.train_samples[clients],
+            self.fleet.train_samples[clients],
             self.tier_plan,
             self.strategy.extra_payload(self.ops.spec),
             self.strategy.compute_multiplier,
         )
-        return self.clock.plan(draw_index, clients, tiers, costs, n_keep=len(clients)).latency_s
 
     def apply_async(self, merged, weights: np.ndarray, now_s: float) -> dict:
         """One asynchronous server step: the reported updates averaged with ``weights`` (their

@@ -133,15 +133,15 @@ def masked_upload(
 
 
 def _one(update: ClientUpdate, row: int) -> ClientUpdate:
-    """The upload of the client at ``row`` alone."""
-    rows = update.row_owner == row
+    """The upload of the client at ``row`` alone (its sent rows are one run: rows are grouped by owner)."""
+    rows = slice(*np.searchsorted(update.row_owner, [row, row + 1]))
     return ClientUpdate(
         clients=update.clients[[row]],
         n_samples=update.n_samples[[row]],
         loss=update.loss[[row]],
         dense_deltas={name: value[[row]] for name, value in update.dense_deltas.items()},
         item_ids=update.item_ids[rows],
-        row_owner=np.zeros(int(rows.sum()), np.int32),
+        row_owner=np.zeros(rows.stop - rows.start, np.int32),
         item_deltas={name: value[rows] for name, value in update.item_deltas.items()},
     )
 
