@@ -40,3 +40,12 @@ def tier_gap(changes: pd.DataFrame, tiers: tuple[str, ...]) -> dict:
         "gap_ci95": half,
         "beyond_noise": bool(np.isfinite(half) and gap - half > 0),
     }
+
+
+def intervals_disjoint(a: pd.Series, b: pd.Series, column: str) -> bool:
+    """Whether two cells' 95 % intervals of ``column`` (``<column>_ci95`` half-widths) do not
+    overlap; False when either has none (one seed)."""
+    ha, hb = a.get(f"{column}_ci95", np.nan), b.get(f"{column}_ci95", np.nan)
+    if not (ha == ha and hb == hb):
+        return False
+    return a[column] + ha < b[column] - hb or b[column] + hb < a[column] - ha

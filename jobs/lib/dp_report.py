@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from cluster.fairness.stats import intervals_disjoint
 from cluster.storage import Storage
 from jobs.lib.plotting import pyplot, save_figure
 from jobs.lib.rf2_report import RunDescription
@@ -168,13 +169,6 @@ def cost_table(table: DPTable, configuration: str = NO_PRIVACY) -> list[str]:
     return lines
 
 
-def _disjoint(a: pd.Series, b: pd.Series, column: str) -> bool:
-    ha, hb = a.get(f"{column}_ci95", np.nan), b.get(f"{column}_ci95", np.nan)
-    if not (ha == ha and hb == hb):
-        return False
-    return a[column] + ha < b[column] - hb or b[column] + hb < a[column] - ha
-
-
 def mitigation_verdicts(table: DPTable) -> list[dict]:
     """For every mitigation whose counterpart was asked for too, under every privacy level: both
     MDACs and whether the mitigation's is below — 'below' or 'above' only where the two 95 %
@@ -197,7 +191,7 @@ def mitigation_verdicts(table: DPTable) -> list[dict]:
                 continue
             if not (mine["mdac_ci95"] == mine["mdac_ci95"] and theirs["mdac_ci95"] == theirs["mdac_ci95"]):
                 verdict = f"{'lower' if mine['mdac'] < theirs['mdac'] else 'not lower'} mean (one seed: no interval)"
-            elif _disjoint(mine, theirs, "mdac"):
+            elif intervals_disjoint(mine, theirs, "mdac"):
                 verdict = f"{'below' if mine['mdac'] < theirs['mdac'] else 'above'} (intervals disjoint)"
             else:
                 verdict = "not distinguishable (intervals overlap)"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from cluster.fairness.stats import intervals_disjoint
 from cluster.storage import Storage
 from configs.schema import FLConfig
 from jobs.lib.job_page import strategy_name
@@ -124,14 +125,6 @@ def _focus_table(table: pd.DataFrame, tiers: tuple[str, ...], mapping: str, conf
     return lines
 
 
-def _disjoint(a: pd.Series, b: pd.Series, column: str) -> bool:
-    """Whether two cells' 95 % intervals of ``column`` do not overlap (False with one seed)."""
-    ha, hb = a.get(f"{column}_ci95", np.nan), b.get(f"{column}_ci95", np.nan)
-    if not (ha == ha and hb == hb):
-        return False
-    return a[column] + ha < b[column] - hb or b[column] + hb < a[column] - ha
-
-
 def findings(measures: pd.DataFrame, focus_mapping: str) -> list[str]:
     """RF²'s three questions, answered from the numbers (whichever way they fall), each saying
     how many seeds it rests on and, with several, whether the intervals separate the cells."""
@@ -147,7 +140,7 @@ def findings(measures: pd.DataFrame, focus_mapping: str) -> list[str]:
         detail = "one seed"
         if several:
             detail = (f"{seeds} seeds, 95 % CI ± {100 * vhigh['mdac_ci95']:.2f} and ± {100 * rand['mdac_ci95']:.2f} "
-                      f"points, intervals {'disjoint' if _disjoint(vhigh, rand, 'mdac') else 'overlapping'}")
+                      f"points, intervals {'disjoint' if intervals_disjoint(vhigh, rand, 'mdac') else 'overlapping'}")
         out.append(f"- Exclude Lo: MDAC {100 * vhigh['mdac']:.2f}% under hetero-vhigh against {100 * rand['mdac']:.2f}% "
                    f"under random ({ratio:.1f}x; RF² saw 15.8x and 41x on Taobao); {detail}.")
     pairs = [(q, q.replace("quant-", "quants-")) for q in _configurations(measures) if q.startswith("quant-")]
@@ -157,7 +150,7 @@ def findings(measures: pd.DataFrame, focus_mapping: str) -> list[str]:
             wins = sum(table[(m, quants)] < table[(m, quant)] for m in both)
             apart = ""
             if several:
-                separated = sum(_disjoint(cells.loc[(m, quants)], cells.loc[(m, quant)], "mdac") for m in both)
+                separated = sum(intervals_disjoint(cells.loc[(m, quants)], cells.loc[(m, quant)], "mdac") for m in both)
                 apart = f"; the two intervals are disjoint under {separated} of them"
             out.append(f"- {quants} vs {quant}: lower mean MDAC under {wins} of {len(both)} mappings "
                        f"(mean {100 * np.mean([table[(m, quants)] for m in both]):.2f}% vs "
