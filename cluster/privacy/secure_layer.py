@@ -69,7 +69,8 @@ class SecureAggregationLayer:
         self.weight_scale = weight_scale
         self.seed = seed
         self.widths = widths
-        self.held_entries = held_entries
+        # Each width's masks, built once: every round's Channel average reads them per tensor.
+        self.held = {w: held_entries(w) for w in widths} if held_entries is not None and len(widths) > 1 else None
         self.dp = dp
         self.entry_share = entry_share
         self.tier_names = tier_names
@@ -181,8 +182,8 @@ class RoundSum:
 
     def _mean(self, name: str, value: np.ndarray, slots: np.ndarray, weight: float) -> np.ndarray:
         """FedAvg's weighted mean; under Channel each entry over the weight of the widths holding it."""
-        if len(self.layer.widths) > 1 and self.layer.held_entries is not None:
-            held = [self.layer.held_entries(w).get(name) for w in self.layer.widths]
+        if self.layer.held is not None:
+            held = [self.layer.held[w].get(name) for w in self.layer.widths]
             if all(h is not None for h in held):
                 holders = sum(s * np.asarray(h, np.float64) for s, h in zip(slots, held))
                 return np.divide(value, holders, out=np.zeros_like(value), where=holders > 0).astype(np.float32)

@@ -175,9 +175,13 @@ def _cfg(tmp_path: Path, *extra: str):
     ])
 
 
-def test_a_secure_run_trains_the_model_the_plain_dense_run_does_to_the_fields_resolution(tmp_path: Path):
-    plain = round_loop(build(_cfg(tmp_path)))
-    secure = round_loop(build(_cfg(tmp_path, "fl.secure_aggregation=secagg")))
+@pytest.mark.parametrize("extra", [(), ("model.kind=neumf", "model.mlp_layers=[8,4]", "fl.optimization=channel-1:2:4")],
+                         ids=["gmf", "neumf-channel"])
+def test_a_secure_run_trains_the_model_the_plain_dense_run_does_to_the_fields_resolution(tmp_path: Path, extra):
+    """Under Channel each dense entry is averaged over the weight of the widths that hold it,
+    from one secure weight slot per width."""
+    plain = round_loop(build(_cfg(tmp_path, *extra)))
+    secure = round_loop(build(_cfg(tmp_path, "fl.secure_aggregation=secagg", *extra)))
     for _ in range(3):
         a, b = plain.run_round(), secure.run_round()
         assert b["upload_mb"] > a["upload_mb"] and b["sim_round_s"] > a["sim_round_s"], "the protocol costs"
