@@ -84,26 +84,38 @@ def per_seed(rows: pd.DataFrame, tiers: tuple[str, ...]) -> pd.DataFrame:
     return measures.merge(pd.DataFrame(skews), on=["configuration", "seed"])
 
 
+EXIT_GOAL_MISSED = 3
+
+
 def goal_lines(summary: pd.DataFrame) -> list[str]:
     """The mitigation against plain FedBuff, as cuts of the excess weight skew and of MDAC."""
+    return goals(summary)[0]
+
+
+def goals(summary: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The page's lines on the mitigation against plain FedBuff, and the goals (``GOALS``) it
+    missed; a goal with nothing to cut counts as missed."""
     by = summary.set_index("configuration")
     if not {"async", "async-tier-staleness"} <= set(by.index):
-        return []
+        return [], list(GOALS)
     plain, mitigated = by.loc["async"], by.loc["async-tier-staleness"]
-    lines = []
+    lines, missed = [], []
     for name, column, excess in (("weight skew cut", "weight_skew", 1.0), ("update skew cut", "update_skew", 1.0),
                                  ("MDAC cut", "mdac", 0.0)):
         before, after = plain[column] - excess, mitigated[column] - excess
+        goal = GOALS.get(name)
         if not np.isfinite(before) or before <= 0:
             lines.append(f"- {name}: plain FedBuff has none to cut ({column} {plain[column]:.3f}).")
+            missed += [name] if goal is not None else []
             continue
         cut = 1.0 - after / before
-        goal = GOALS.get(name)
+        if goal is not None and not cut >= goal:
+            missed.append(name)
         verdict = "" if goal is None else (f" — goal ≥ {goal:.0%}: {'met' if cut >= goal else 'missed'}")
         lines.append(f"- {name}: {cut:.0%} ({column} {plain[column]:.3f} → {mitigated[column]:.3f}, means over "
                      f"{int(plain['seeds'])} seeds){verdict}.")
     lines.append("- Extra simulated time: none by construction — every arm trains for the synchronous run's time.")
-    return lines
+    return lines, missed
 
 
 def page(summary: pd.DataFrame, tiers: tuple[str, ...], metric: str, base: SimConfig, command: str,
@@ -162,6 +174,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--concurrency", type=int, help="C, devices in flight (default: fl.clients_per_round)")
     parser.add_argument("--buffer-size", type=int, help="K, updates per server step (default: C / 10)")
     add_grid_arguments(parser, "async-tiers-<model>")
+    parser.add_argument("--check", action="store_true",
+                        help=f"exit {EXIT_GOAL_MISSED} when the mitigation misses a goal (GOALS: the weight "
+                             "skew's excess cut by ≥ 50 %%, MDAC against the synchronous run cut by ≥ 30 %%)")
     add_report_argument(parser)
     args = parser.parse_args(argv)
     base = load_or_exit(args)
@@ -196,6 +211,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(result.markdown("."))
     if args.report:
         write_page(result, args.report)
+    missed = goals(summary)[1]
+    if args.check and missed:
+        print(f"goals missed: {', '.join(missed)}", file=sys.stderr)
+        return EXIT_GOAL_MISSED
     return 0
 
 

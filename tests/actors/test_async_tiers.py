@@ -31,3 +31,18 @@ def test_the_arms_train_for_equal_simulated_time_and_the_page_says_who_is_heard(
     text = page.read_text()
     assert "Who is heard" in text and "weight skew cut" in text
     assert main(["--config", "configs/demo.yaml", *sets, "--overselect", "-1"]) == 2
+
+
+def test_check_exits_3_exactly_when_the_page_says_a_goal_was_missed():
+    from jobs.async_tiers import goals
+
+    def summary(weight_skew: float, mdac: float) -> pd.DataFrame:
+        plain = {"configuration": "async", "weight_skew": 3.0, "update_skew": 1.05, "mdac": 0.2, "seeds": 3}
+        mitigated = {**plain, "configuration": "async-tier-staleness", "weight_skew": weight_skew, "mdac": mdac}
+        return pd.DataFrame([plain, mitigated])
+
+    assert goals(summary(1.5, 0.1))[1] == []  # skew excess 2 → 0.5 (75 % cut), MDAC 50 % cut
+    assert goals(summary(2.5, 0.1))[1] == ["weight skew cut"]  # a 25 % cut
+    assert goals(summary(1.5, 0.15))[1] == ["MDAC cut"]  # a 25 % cut
+    lines = goals(summary(2.5, 0.15))[0]
+    assert sum("missed" in line for line in lines) == 2
