@@ -46,6 +46,12 @@ def _psi(mean: float, half: float, unchanged: bool) -> str:
 
 PSI_NAMES = {"accuracy": "excess accuracy gap", "pairwise": "excess pairwise-ranking gap (train only)"}
 _MEASURE_NAMES = {"accuracy": "accuracy", "pairwise": "within-client pair rate"}
+def measure_titles(table: pd.DataFrame) -> tuple[str, str]:
+    """(held-out, train) titles of what MDAC is on: AUC and AUC for a click model, HR@10 and the
+    pair rate for NCF (``ceag_compare.mdac_measures``)."""
+    return ("AUC", "AUC") if "auc" in table.columns else ("HR@10", "pair rate")
+
+
 NUMERIC = ["mdac", "mdac_train", "max_psi_test", "max_psi_train", "change_all", "change_all_train", "sim_time_s",
            "speedup"]
 
@@ -75,10 +81,12 @@ def ceag_markdown(table: pd.DataFrame, optimizations, epsilons, constrained: str
     mean, half, unchanged, sizes = _grouped(table)
     seeds = int(sizes.min()) if len(table) else 0
     spread = f"mean ± 95 % CI over {seeds} seeds" if seeds > 1 else "one seed"
+    held, train = measure_titles(table)
+    mdac_on = f"on {held}" if held == train else f"on {held} held out, on the {train} on train"
     for mapping in dict.fromkeys(table["mapping"]):
-        lines += [f"**{mapping}** ({spread}); ψ: {PSI_NAMES[constrained]}, MDAC: on AUC", "",
-                  "| configuration | ε | MDAC train | MDAC held-out | max ψ train | max ψ held-out | ΔAUC train "
-                  "| ΔAUC held-out | sim time (s) |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"**{mapping}** ({spread}); ψ: {PSI_NAMES[constrained]}, MDAC: {mdac_on}", "",
+                  f"| configuration | ε | MDAC train | MDAC held-out | max ψ train | max ψ held-out | Δ{train} train "
+                  f"| Δ{held} held-out | sim time (s) |", "|---|---|---|---|---|---|---|---|---|"]
         marked = False
         for optimization, label, eps in _rows(mapping, optimizations, epsilons, mean.index):
             r, h = mean.loc[(mapping, label)], half.loc[(mapping, label)]
@@ -95,15 +103,16 @@ def ceag_markdown(table: pd.DataFrame, optimizations, epsilons, constrained: str
             every = ", in every seed," if seeds > 1 else ""
             lines += ["", f"† ψ is exactly 0: every tier's {_MEASURE_NAMES[constrained]} equals the run without "
                           f"optimization's{every} so the thresholded predictions did not change (as when a young "
-                          "model predicts no click anywhere). ψ measures nothing in that cell; MDAC on AUC still does."]
+                          f"model predicts no click anywhere). ψ measures nothing in that cell; MDAC on {held} still "
+                          "does."]
         lines.append("")
     return "\n".join(lines)
 
 
 def ceag_against_alone(table: pd.DataFrame, optimizations, epsilons) -> pd.DataFrame:
     """Each CEAG cell minus the same optimization alone, paired by mapping and seed: mean and
-    95 % half-width of the per-seed difference in held-out and train MDAC and overall held-out
-    AUC change."""
+    95 % half-width of the per-seed difference in held-out and train MDAC and the overall change
+    of the held-out measure."""
     keys = ["mapping", "seed"]
     columns = ["mdac", "mdac_train", "change_all"]
     out = []
@@ -122,7 +131,7 @@ def ceag_against_alone(table: pd.DataFrame, optimizations, epsilons) -> pd.DataF
     return pd.DataFrame(out)
 
 
-def ceag_against_alone_markdown(diffs: pd.DataFrame) -> str:
+def ceag_against_alone_markdown(diffs: pd.DataFrame, held: str = "AUC") -> str:
     if diffs.empty:
         return "No CEAG cell to compare.\n"
     from jobs.lib.job_page import verdict
@@ -131,7 +140,7 @@ def ceag_against_alone_markdown(diffs: pd.DataFrame) -> str:
         mean, half = row[column], row[f"{column}_ci95"]
         return f"{_signed_pm(mean, half)} ({verdict(mean, half)})" if half == half else _signed_pm(mean, half)
 
-    lines = ["| mapping | optimization | ε | Δ MDAC held-out | Δ MDAC train | Δ overall AUC change, held-out |",
+    lines = [f"| mapping | optimization | ε | Δ MDAC held-out | Δ MDAC train | Δ overall {held} change, held-out |",
              "|---|---|---|---|---|---|"]
     for _, row in diffs.iterrows():
         lines.append(f"| {row['mapping']} | {row['optimization']} | {row['epsilon']:g} | {cell(row, 'mdac')} "
@@ -169,7 +178,11 @@ def ceag_page(table: pd.DataFrame, rounds: pd.DataFrame, tiers: tuple[str, ...],
     from jobs.lib.job_page import spread_note
     from jobs.lib.results_page import ResultsPage
 
-    model = table["model"].iloc[0].upper()
+    from jobs.lib.rf2_report import model_title
+
+    model = model_title(table)
+    held, train = measure_titles(table)
+    mdac_on = f"on {held}, RF²'s measure" if held == "AUC" else f"on held-out {held} and the train {train}"
     bound = {"accuracy": "on accuracy", "pairwise": "on pairwise ranking"}[grid.constrained]
     proxied = ", pairwise logistic proxy" if grid.proxy == "pairwise_logistic" else ""
     page = ResultsPage(
@@ -178,19 +191,20 @@ def ceag_page(table: pd.DataFrame, rounds: pd.DataFrame, tiers: tuple[str, ...],
         intro=(f"Each optimization without and with CEAG's constraints (ψ_t ≤ ε per tier, ε ∈ "
                f"{{{', '.join(f'{e:g}' for e in grid.epsilons)}}}, η_λ {grid.dual_lr:g}, replay buffer "
                f"{grid.buffer_size:,} per tier), against the unoptimized run of the same mapping and seed. ψ is the "
-               f"{PSI_NAMES[grid.constrained]}; MDAC is on AUC, RF²'s measure. {run.setting} "
+               f"{PSI_NAMES[grid.constrained]}; MDAC is {mdac_on}. {run.setting} "
                f"{spread_note(list(run.seeds))}"))
     reference = table[table["configuration"] == "none"].groupby("mapping", sort=False)
     lines = []
+    column = "auc" if "auc" in table.columns else "hr10"
     for mapping, part in reference:
-        auc, auc_half = part["auc"].mean(), ci95_half_width(part["auc"])
-        auc_text = f"{auc:.4f} ± {auc_half:.4f}" if auc_half == auc_half else f"{auc:.4f}"
-        lines.append(f"- {mapping}: held-out AUC {auc_text}, {part['sim_time_s'].mean():,.0f} simulated s.")
+        value, value_half = part[column].mean(), ci95_half_width(part[column])
+        text = f"{value:.4f} ± {value_half:.4f}" if value_half == value_half else f"{value:.4f}"
+        lines.append(f"- {mapping}: held-out {held} {text}, {part['sim_time_s'].mean():,.0f} simulated s.")
     page.add("Without an optimization", "\n".join(lines) or "No reference cell.")
     page.add("Each optimization without and with CEAG",
              ceag_markdown(table, grid.optimizations, grid.epsilons, grid.constrained))
     page.add("CEAG against the same optimization alone, paired by seed",
-             ceag_against_alone_markdown(ceag_against_alone(table, grid.optimizations, grid.epsilons)))
+             ceag_against_alone_markdown(ceag_against_alone(table, grid.optimizations, grid.epsilons), held))
     first = int(rounds["seed"].min()) if len(rounds) else 0
     page.add_plot("multipliers.png", f"λ_t per round of every CEAG cell (seed {first}): a colour per tier, a line "
                                      "style per ε", lambda target: plot_multipliers(rounds, tiers, target))

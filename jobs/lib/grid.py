@@ -34,9 +34,15 @@ class Cell:
         return self.name.removesuffix(".parquet") + ".rounds.parquet"
 
 
+CELL_TEST_MEASURES = ("auc", "acc", "hr10", "ndcg10")
+CELL_TRAIN_MEASURES = ("auc_train", "acc_train", "pair_train")
+
+
 def cell_results(config: dict, label: str) -> tuple[list[dict], list[dict]]:
-    """Run one cell (in a Ray task): rows per tier and 'all' — held-out and train AUC and
-    accuracy, simulated time, uploaded MB — and one row per round (loss, clock, CEAG's λ and ψ)."""
+    """Run one cell (in a Ray task): rows per tier and 'all' — the family's held-out and train
+    measures (a click model's AUC and accuracy on both splits; NCF's HR@10 and NDCG@10 held out
+    and its within-client pair rate on train), simulated time, uploaded MB — and one row per
+    round (loss, clock, CEAG's λ and ψ)."""
     import torch
 
     from cluster.fl.inprocess import run_in_process
@@ -49,13 +55,16 @@ def cell_results(config: dict, label: str) -> tuple[list[dict], list[dict]]:
     identity = {"model": cfg.model.kind, "mapping": cfg.tier_mapping.mapping, "configuration": label,
                 "seed": cfg.seed, "config_hash": digest}
     upload_mb = sum(r.get("upload_mb", 0.0) for r in result.history)
+    # Click models report AUC and accuracy on both splits; NCF reports HR@10 held out and the
+    # within-client pair rate on train: each row keeps the measures its family has.
+    test_names = [name for name in CELL_TEST_MEASURES if name in result.test]
+    train_names = [name for name in CELL_TRAIN_MEASURES if name in result.train]
     tiers = []
     for tier in (*[p.name for p in cfg.tiers.profiles], "all"):
         suffix = "" if tier == "all" else f"_{tier}"
         tiers.append({
-            **identity, "tier": tier, "auc": result.test["auc" + suffix], "acc": result.test["acc" + suffix],
-            "auc_train": result.train["auc_train" + suffix], "acc_train": result.train["acc_train" + suffix],
-            "pair_train": result.train["pair_train" + suffix],
+            **identity, "tier": tier, **{name: result.test[name + suffix] for name in test_names},
+            **{name: result.train[name + suffix] for name in train_names},
             "sim_time_s": result.sim_time_s, "upload_mb": upload_mb, "rounds": cfg.fl.rounds,
         })
     kept = ("round", "sim_time_s", "train_loss", "upload_mb")

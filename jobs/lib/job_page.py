@@ -100,7 +100,7 @@ def write_page(page: ResultsPage, location: "Storage | str | Path") -> None:
 
 
 def grid_setting(cfg) -> str:
-    """One sentence on what every cell of a click-model grid ran."""
+    """One sentence on what every cell of a grid ran."""
     strategy = cfg.fl.strategy.summary()
     return (f"Every cell: {plural(cfg.fl.rounds, 'round')} × {cfg.fl.clients_per_round} clients per round, "
             f"strategy {strategy}, uploads `{cfg.fl.upload.kind}`, {cfg.tier_mapping.feedback} feedback.")

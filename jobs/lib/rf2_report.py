@@ -23,7 +23,7 @@ _TITLES = {"auc": "AUC", "hr10": "HR@10"}
 _MODELS = {"gmf": "GMF", "mlp": "MLP", "neumf": "NeuMF", "dlrm": "DLRM", "din": "DIN"}
 
 
-def _model(measures: pd.DataFrame) -> str:
+def model_title(measures: pd.DataFrame) -> str:
     kind = str(measures["model"].iloc[0])
     return _MODELS.get(kind, kind.upper())
 
@@ -188,7 +188,7 @@ def matrix_page(measures: pd.DataFrame, tiers: tuple[str, ...], focus_mapping: s
     from jobs.lib.job_page import plural, spread_note
     from jobs.lib.results_page import ResultsPage
 
-    model = _model(measures)
+    model = model_title(measures)
     mappings, configs = _mappings(measures), _configurations(measures)
     served = f" with {strategy_name(strategy)}" if strategy != DEFAULT_STRATEGY else ""
     only = f", {mappings[0]}" if len(mappings) == 1 else ""
@@ -226,7 +226,7 @@ def plot_mdac(measures: pd.DataFrame, path: Storage) -> None:
         ax.bar(x + (k - (len(mappings) - 1) / 2) * width, values, width, label=mapping, color=colors[k])
     ax.set_xticks(x, configs, rotation=45, ha="right")
     ax.set_ylabel("MDAC (%)")
-    ax.set_title(f"{_model(measures)}: max difference of per-tier {_metric(measures)[1]} change")
+    ax.set_title(f"{model_title(measures)}: max difference of per-tier {_metric(measures)[1]} change")
     ax.legend(fontsize=8, ncol=2)
     save_figure(fig, path)
 
@@ -246,6 +246,6 @@ def plot_tier_change(measures: pd.DataFrame, tiers: tuple[str, ...], mapping: st
     ax.set_xticks(x, configs, rotation=45, ha="right")
     title = _metric(measures)[1]
     ax.set_ylabel(f"relative {title} change (%)")
-    ax.set_title(f"{_model(measures)} under {mapping}: {title} change per tier")
+    ax.set_title(f"{model_title(measures)} under {mapping}: {title} change per tier")
     ax.legend()
     save_figure(fig, path)

@@ -59,6 +59,21 @@ def test_ceag_compare_runs_its_grid_and_writes_its_table(tmp_path: Path, capsys)
     assert "| +0.00% |" not in text
 
 
+def test_ceag_compare_runs_on_ncf_by_hr10_and_the_train_pair_rate(tmp_path: Path, capsys):
+    from jobs.ceag_compare import main
+
+    out, page = tmp_path / "ceag", tmp_path / "docs" / "ceag-gmf.md"
+    common = ["--config", "configs/demo.yaml", *_sets(tmp_path, "fl.rounds=2"), "--optimizations", "prune-1:4:16",
+              "--mappings", "hetero-vhigh", "--epsilons", "0", "--buffer-size", "50", "--out", str(out)]
+    assert main(common) == 2, "NCF's CEAG bounds only the pairwise measure: accuracy is refused up front"
+    assert "--measure pairwise" in capsys.readouterr().err
+    assert main([*common, "--measure", "pairwise", "--report", str(page)]) == 0
+    text = assert_page(page, "ceag_compare", ("multipliers.png",))
+    assert text.startswith("# CEAG on pairwise ranking against the tier-aware optimizations: GMF on synthetic")
+    assert "held-out HR@10" in text and "Δpair rate train | ΔHR@10 held-out" in text and "AUC" not in text
+    assert "| prune-1:4:16 + CEAG | 0 |" in text
+
+
 def test_bench_fl_times_the_ray_and_the_in_process_paths(tmp_path: Path, capsys):
     from jobs.bench_fl import main
 
