@@ -315,7 +315,9 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
         print(f"{row['kind']:<10} {row['build_s']:>8.1f} {recalls} {row['qps']:>9,.0f} {row['memory_mb']:>10.1f} "
               f"{row['index_mb']:>7.1f} {row['vectors_mb']:>9.1f} {row['build_s'] / max(flat['build_s'], 1e-9):>10.1f} "
               f"{row['qps'] / flat['qps']:>9.2f} {row['memory_mb'] / flat['memory_mb']:>9.2f}")
-    best = max(rows[1:], key=lambda r: r["recall"][0], default=None)
+    from jobs.lib.index_page import best_row
+
+    best = best_row(rows)
     if best is not None:
         print(f"\nbest approximate kind at exposure share {shares[0]}: {best['kind']} "
               f"(recall@{args.k} {best['recall'][0]:.4f}, {best['qps'] / flat['qps']:.1f}x flat's q/s)")
