@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
+from actors.train_call import TrainCall
 from cluster import checkpoint
 from cluster.fl.families.base import WorkerSetup
 from cluster.fl.shard import ClientShard
@@ -72,24 +73,18 @@ class ClientWorker:
         if expect is not None and expect != self.incarnation:
             raise WorkerRestarted(self.name)
 
-    def train(
-        self,
-        round_index: int,
-        clients: np.ndarray,
-        params: dict[str, np.ndarray],
-        real_time_sleep_s: float = 0.0,
-        settings=None,
-        expect: Optional[str] = None,
-        guard=None,
-    ):
-        """The clients' uploads; ``settings``: what each trains with (width, compression, cluster), or None;
-        ``guard``: what the devices do to their uploads before they leave, or None (in the clear)."""
-        self._check(expect)
+    def train(self, call: TrainCall, *model) -> Any:
+        """The uploads of ``call.task``'s clients, trained from the global model that follows the
+        call (``actors/train_call.py``); the task's ``settings``: what each trains with (width,
+        compression, cluster), or None; its ``guard``: what the devices do to their uploads
+        before they leave, or None (in the clear)."""
+        self._check(call.expect)
         started = time.perf_counter()
-        result = self.core.upload(round_index, clients, params, settings, guard)
-        if real_time_sleep_s > 0:
+        task = call.task
+        result = self.core.upload(call.round_index, task.clients, call.params(model), task.settings, task.guard)
+        if task.real_time_sleep_s > 0:
             # Demo mode: the round takes (scaled) as long as its slowest client here would.
-            time.sleep(max(0.0, real_time_sleep_s - (time.perf_counter() - started)))
+            time.sleep(max(0.0, task.real_time_sleep_s - (time.perf_counter() - started)))
         return result
 
     def evaluate(self, params: dict[str, np.ndarray], split: str = "test", clusters=None, expect: Optional[str] = None):

@@ -1,6 +1,6 @@
-"""``WorkerPool`` (``cluster/fl/worker_pool.py``) over the client-worker actors: arguments go to
-the object store once per call, the workers run in parallel, and only the answers that arrive
-within ``timeout_s`` count.
+"""``WorkerPool`` (``cluster/fl/worker_pool.py``) over the client-worker actors: one call per
+worker and round carries its share of the round and the global model (``actors/train_call.py``),
+the workers run in parallel, and only the answers that arrive within ``timeout_s`` count.
 
 A worker that died for good (Ray's restarts spent) is skipped: its clients are reported as
 failed in training, so one lost worker never stalls the run. A worker that Ray restarted, or
@@ -16,6 +16,7 @@ import numpy as np
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
+from actors.train_call import TrainCall, model_args
 from cluster.fl.worker_pool import EvalParts, Fold, TrainOutcome, TrainTask, WorkerRestarted, WorkersOutOfSync
 from cluster.storage import Storage
 
@@ -40,14 +41,9 @@ class RayWorkerPool:
     def train(
         self, round_index: int, tasks: list[TrainTask], params: dict[str, np.ndarray], fold: Fold = None
     ) -> TrainOutcome:
-        params_ref = ray.put(params)
+        layout, model = model_args(params)
         pending = [
-            (
-                self.workers[t.worker].train.remote(
-                    round_index, t.clients, params_ref, t.real_time_sleep_s, t.settings, self._expect(t.worker), t.guard
-                ),
-                t,
-            )
+            (self.workers[t.worker].train.remote(TrainCall(round_index, t, self._expect(t.worker), layout), *model), t)
             for t in tasks
         ]
         ready, not_ready = ray.wait([ref for ref, _ in pending], num_returns=len(pending), timeout=self.timeout_s)

@@ -22,12 +22,12 @@ class ScriptedWorker:
     def ready(self) -> dict:
         return {"incarnation": "same"}
 
-    def train(self, round_index, clients, params, real_time_sleep_s=0.0, settings=None, expect=None, guard=None):
+    def train(self, call, *model):
         if self.answer == "restarted":
             raise WorkerRestarted("scripted")
         if self.answer == "dies":
             raise SystemExit(1)  # the actor process ends mid-call
-        return np.asarray(clients) * 10
+        return np.asarray(call.task.clients) * 10
 
 
 def _pool(*answers: str) -> RayWorkerPool:
