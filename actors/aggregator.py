@@ -11,6 +11,7 @@ import ray
 
 from actors.round_metrics import RoundMetrics
 from actors.worker_pool import RayWorkerPool
+from cluster.heap import keep_freed_heap
 from cluster.fl.round_loop import RoundLoop, RoundSchedule
 from cluster.fl.server_core import ServerSetup
 from cluster.storage import Storage
@@ -35,6 +36,8 @@ class Aggregator:
         run_name: str = "run",
         initial_params: Optional[dict[str, np.ndarray]] = None,
     ):
+        # Every round merges the uploads into fresh arrays of the same sizes.
+        keep_freed_heap()
         # The workers come by name, not as handles: handles among a restartable actor's
         # constructor arguments travel through the object store, which Ray warns breaks restarts.
         workers = [ray.get_actor(name) for name in worker_names]

@@ -14,6 +14,7 @@ import numpy as np
 
 from actors.train_call import TrainCall
 from cluster import checkpoint
+from cluster.heap import keep_freed_heap
 from cluster.fl.families.base import WorkerSetup
 from cluster.fl.shard import ClientShard
 from cluster.fl.worker_pool import WorkerRestarted
@@ -41,6 +42,7 @@ class ClientWorker:
 
         # N actors x all cores would oversubscribe the machine; one thread each.
         torch.set_num_threads(1)
+        keep_freed_heap()
         # The global model arrives read-only from the object store; it is only ever indexed
         # (copied), never written, so torch's warning about non-writable arrays is moot.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
