@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from actors.train_call import TrainCall
+from actors.call_args import TrainCall
 from cluster import checkpoint
 from cluster.heap import keep_freed_heap
 from cluster.fl.families.base import WorkerSetup
@@ -77,7 +77,7 @@ class ClientWorker:
 
     def train(self, call: TrainCall, *model) -> Any:
         """The uploads of ``call.task``'s clients, trained from the global model that follows the
-        call (``actors/train_call.py``); the task's ``settings``: what each trains with (width,
+        call (``actors/call_args.py``); the task's ``settings``: what each trains with (width,
         compression, cluster), or None; its ``guard``: what the devices do to their uploads
         before they leave, or None (in the clear)."""
         self._check(call.expect)

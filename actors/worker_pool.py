@@ -1,5 +1,5 @@
 """``WorkerPool`` (``cluster/fl/worker_pool.py``) over the client-worker actors: one call per
-worker and round carries its share of the round and the global model (``actors/train_call.py``),
+worker and round carries its share of the round and the global model (``actors/call_args.py``),
 the workers run in parallel, and only the answers that arrive within ``timeout_s`` count.
 
 A worker that died for good (Ray's restarts spent) is skipped: its clients are reported as
@@ -16,7 +16,7 @@ import numpy as np
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
-from actors.train_call import TrainCall, model_args
+from actors.call_args import TrainCall, model_args, shared
 from cluster.fl.worker_pool import EvalParts, Fold, TrainOutcome, TrainTask, WorkerRestarted, WorkersOutOfSync
 from cluster.storage import Storage
 
@@ -70,9 +70,9 @@ class RayWorkerPool:
 
     def _each(self, method: str, *args) -> list:
         """``method(*args)`` on every worker: the answers of those still alive, in worker order."""
-        refs = [ray.put(a) for a in args]
+        args = tuple(shared(a) for a in args)
         pending = [
-            getattr(worker, method).remote(*refs, expect=self._expect(index))
+            getattr(worker, method).remote(*args, expect=self._expect(index))
             for index, worker in enumerate(self.workers)
         ]
         ready = set(ray.wait(pending, num_returns=len(pending), timeout=self.timeout_s)[0])

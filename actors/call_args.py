@@ -1,13 +1,15 @@
-"""What a client worker receives for its share of a round: one actor call, ``train(call, *model)``.
+"""What travels with the pool's calls to its client workers.
 
-``call`` (``TrainCall``) is small and travels inside the call message. A small global model
-follows it as byte chunks that do too (``cluster/fl/param_chunks.py``): no object-store round
-trip per worker. A large one goes to the object store once per round and every worker reads that
-one copy, where a copy inside each call would cost more.
+A round is one call per worker, ``train(call, *model)``: ``call`` (``TrainCall``) is small and
+travels inside the call message, and a small global model follows it as byte chunks that do too
+(``cluster/fl/param_chunks.py``), with no object-store round trip per worker. A large model goes
+to the object store once and every worker reads that one copy, where a copy inside each call
+would cost more. The other calls' arguments (``shared``) follow the same rule.
 """
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from typing import Optional
 
@@ -45,3 +47,19 @@ def model_args(params: dict[str, np.ndarray]) -> tuple[Optional[ParamsLayout], l
     if packable(params) and params_nbytes(params) <= INLINE_BYTES:
         return split_params(params, CHUNK_BYTES)
     return None, [ray.put(params)]
+
+
+def shared(value):
+    """``value`` for the same call to every worker: itself when it travels inside each call
+    message, else one object-store copy that every worker reads."""
+    return value if _serialized_bytes(value) <= CHUNK_BYTES else ray.put(value)
+
+
+def _serialized_bytes(value) -> int:
+    """Its pickled size, without copying its arrays (they are counted, not written)."""
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        head = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    except Exception:  # what only Ray's cloudpickle can write: let Ray decide, once
+        return CHUNK_BYTES + 1
+    return len(head) + sum(b.raw().nbytes for b in buffers)
