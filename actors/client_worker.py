@@ -43,8 +43,9 @@ class ClientWorker:
         # N actors x all cores would oversubscribe the machine; one thread each.
         torch.set_num_threads(1)
         keep_freed_heap()
-        # The global model arrives read-only from the object store; it is only ever indexed
-        # (copied), never written, so torch's warning about non-writable arrays is moot.
+        # The global model arrives read-only (from the object store, or joined from a call's
+        # chunks); it is only ever indexed (copied), never written, so torch's warning about
+        # non-writable arrays is moot.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         self.name = name
         self.shards, self.setup = shards, setup
