@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+from scipy import sparse
 
 from cluster.fl.recipe import LocalRecipe
 from cluster.fl.families.ncf.model import NCFSpec
@@ -42,19 +43,30 @@ PLAIN = NCFOptions()
 @dataclass(frozen=True)
 class FlatSamples:
     """The trained clients' samples in one flat array sorted by client (each client's positives,
-    then its negatives), with their slots, each client's distinct items in ascending order:
-    per sample its slot among all the clients' (``sample_slot``) and its label; per client its
-    sample count (``n_total``); per slot its owner (an index into the clients) and its item;
-    ``by_slot`` puts the samples in slot order and ``slot_starts`` is where each slot's samples
-    start in that order."""
+    then its negatives), with their slots, each client's distinct items in ascending order and
+    grouped by client: per client its sample count (``n_total``) and slot count
+    (``slot_count``); per sample its slot among all the clients' (``sample_slot``) and its label;
+    per slot its owner (an index into the clients) and its item."""
 
+    n_total: np.ndarray
+    slot_count: np.ndarray
     sample_slot: np.ndarray
     sample_label: np.ndarray
-    n_total: np.ndarray
     slot_owner: np.ndarray
     slot_item: np.ndarray
-    by_slot: np.ndarray
-    slot_starts: np.ndarray
+
+
+@dataclass(frozen=True)
+class FlatResult:
+    """GMF's local pass over ``FlatSamples``: per client its loss at the model it received and its
+    dense deltas and new private vectors; per slot its item deltas; per sample its logit at the
+    model it received."""
+
+    loss: np.ndarray
+    dense_deltas: dict[str, np.ndarray]
+    users: dict[str, np.ndarray]
+    item_deltas: dict[str, np.ndarray]
+    first_logits: np.ndarray
 
 
 def train_flat_gmf(
@@ -64,22 +76,20 @@ def train_flat_gmf(
     users: dict[str, np.ndarray],
     samples: FlatSamples,
     options: NCFOptions = PLAIN,
-) -> tuple:
+) -> FlatResult:
     """GMF needs no per-client matrices, so its samples stay in one flat array (sorted by client)
     and its gradients are written out by hand (tested against autograd):
 
         z = Σ_k u_k v_k h_k + b,   e = σ(z) − y   (÷ sample count for 'mean'),
         ∂v = e·u⊙h,  ∂u = Σ e·v⊙h,  ∂h = Σ e·u⊙v,  ∂b = Σ e.
 
-    Per-client and per-row sums are ``np.add.reduceat`` over contiguous segments, which add each
-    segment's terms in order: a client's arithmetic is the same whatever other clients are
-    present, so results do not depend on how clients are spread over workers. ``options.fractions``
-    is not read: GMF has no hidden layer to narrow."""
+    Every sum runs over one client's own samples or slots, in their order, so a client's
+    arithmetic is the same whatever other clients are present and results do not depend on how
+    clients are spread over workers. ``options.fractions`` is not read: GMF has no hidden layer
+    to narrow."""
     client_dense, prox_lambda, correction = options.client_dense, options.prox_lambda, options.correction
-    n_total, slot_item = samples.n_total, samples.slot_item
-    n_clients = len(n_total)
-    items = global_params["item_gmf"][slot_item].astype(np.float32)
-    items0 = items.copy()
+    n_clients = len(samples.n_total)
+    items0 = np.take(global_params["item_gmf"], samples.slot_item, axis=0).astype(np.float32, copy=False)
     source = global_params if client_dense is None else client_dense
     weight0 = np.broadcast_to(source["out.weight"], (n_clients, spec.dim)).astype(np.float32)
     bias0 = np.broadcast_to(source["out.bias"], (n_clients, 1)).astype(np.float32)
@@ -87,14 +97,15 @@ def train_flat_gmf(
     weight, bias = weight0.copy(), bias0.copy()
     user = users["user_gmf"].astype(np.float32, copy=True)
     layout = _GMFLayout.of(recipe, samples)
-    client_starts, first_loss, first_z = layout.client_starts, None, None
-    sign = np.where(samples.sample_label > 0, np.float32(-1), np.float32(1))
+    first: Optional[tuple[np.ndarray, np.ndarray]] = None
+    # The item rows' change so far: the rows themselves are items0 + delta, formed only when a
+    # second step needs them.
+    delta: Optional[np.ndarray] = None
     for _ in range(recipe.epochs):
-        z, grad_v, grad_u, grad_h, grad_b = _gmf_gradients(spec, layout, items, user, weight, bias)
-        if first_loss is None:
-            per_sample = np.logaddexp(np.float32(0), sign * z)  # BCE with logits
-            first_loss = (np.add.reduceat(per_sample, client_starts) / n_total).astype(np.float32)
-            first_z = z
+        items = items0 if delta is None else items0 + delta
+        z, step, grad_u, grad_h, grad_b = _gmf_gradients(layout, items, user, weight, bias, recipe.lr_item)
+        if first is None:
+            first = (_client_losses(layout, z), z)
         if prox_lambda:
             grad_h = grad_h + np.float32(prox_lambda) * (weight - anchor_weight)
             grad_b = grad_b + np.float32(prox_lambda) * (bias - anchor_bias)
@@ -103,70 +114,93 @@ def train_flat_gmf(
             grad_b = grad_b + correction["out.bias"].reshape(grad_b.shape)
         if recipe.prox_mu and not prox_lambda:  # FedProx: every shared tensor is pulled toward what it received
             mu = np.float32(recipe.prox_mu)
-            grad_v = grad_v + mu * (items - items0)
+            if delta is not None:  # zero at the first step
+                step -= np.float32(recipe.lr_item) * mu * delta
             grad_h = grad_h + mu * (weight - weight0)
             grad_b = grad_b + mu * (bias - bias0)
-        items -= np.float32(recipe.lr_item) * grad_v
+        delta = step if delta is None else np.add(delta, step, out=delta)
         user -= np.float32(recipe.lr_user) * grad_u
         weight -= np.float32(recipe.lr_dense) * grad_h
         bias -= np.float32(recipe.lr_dense) * grad_b
-    item_deltas = {"item_gmf": items - items0}
-    dense_deltas = {"out.weight": weight - weight0, "out.bias": bias - bias0}
-    assert first_z is not None, "a local pass takes at least one step (recipe.epochs ≥ 1)"
-    return (
-        np.arange(n_clients),
-        first_loss,
-        samples.slot_owner,
-        slot_item,
-        item_deltas,
-        dense_deltas,
+    assert first is not None and delta is not None, "a local pass takes at least one step (recipe.epochs ≥ 1)"
+    return FlatResult(
+        first[0],
+        {"out.weight": weight - weight0, "out.bias": bias - bias0},
         {"user_gmf": user},
-        np.split(first_z, client_starts[1:]),
+        {"item_gmf": delta},
+        first[1],
     )
 
 
 @dataclass(frozen=True)
 class _GMFLayout:
-    """The flat GMF samples (sorted by client): each one's slot, label and loss scale; where
-    each client's samples start, and the samples in slot order with where each slot starts."""
+    """The flat GMF samples as the gradient reads them: per sample its slot and label; per
+    client its sample count, where its samples start and its loss scale; per slot its owner and
+    its owner's loss scale; the slots as a sparse (client, slot) pattern, ``slot_indptr`` where
+    each client's slots start and end and ``slot_index`` 0..S−1."""
 
     sample_slot: np.ndarray
     sample_label: np.ndarray
     n_total: np.ndarray
-    scale_per_sample: np.ndarray
     client_starts: np.ndarray
-    by_slot: np.ndarray
-    slot_starts: np.ndarray
+    slot_owner: np.ndarray
+    slot_scale: np.ndarray
+    slot_indptr: np.ndarray
+    slot_index: np.ndarray
 
     @classmethod
     def of(cls, recipe: LocalRecipe, samples: FlatSamples) -> "_GMFLayout":
-        n_total = samples.n_total
+        n_total, slot_count = samples.n_total, samples.slot_count
         sum_loss = recipe.loss_reduction == "sum"
         scale = np.ones(len(n_total), np.float32) if sum_loss else (1.0 / n_total).astype(np.float32)
+        # Index arrays in the sparse product's own index type, so it takes them without a copy.
+        index_type = np.int32 if slot_count.sum() < 2**31 else np.int64
+        slot_indptr = np.zeros(len(slot_count) + 1, dtype=index_type)
+        np.cumsum(slot_count, out=slot_indptr[1:])
         return cls(
             samples.sample_slot,
             samples.sample_label,
             n_total,
-            np.repeat(scale, n_total),
             np.cumsum(n_total) - n_total,
-            samples.by_slot,
-            samples.slot_starts,
+            samples.slot_owner,
+            np.take(scale, samples.slot_owner),
+            slot_indptr,
+            np.arange(slot_indptr[-1], dtype=index_type),
         )
 
 
-def _gmf_gradients(spec: NCFSpec, layout: _GMFLayout, items, user, weight, bias):
-    """(logits, ∂v per slot, ∂u, ∂h, ∂b per client) at the current parameters."""
-    # u ⊙ h is per client, so it is formed once per client and repeated over its samples
-    # (samples are sorted by client); likewise ∂u = h ⊙ Σ e·v and ∂h = u ⊙ Σ e·v need a
-    # single per-client segment sum.
-    uh = np.repeat(user * weight, layout.n_total, axis=0)
-    v = items[layout.sample_slot]
-    z = np.einsum("nd,nd->n", uh, v) + np.repeat(bias[:, 0], layout.n_total)
-    e = ((1.0 / (1.0 + np.exp(-z))) - layout.sample_label) * layout.scale_per_sample
-    e_col = e[:, None]
-    grad_v = np.add.reduceat((e_col * uh)[layout.by_slot], layout.slot_starts, axis=0)
-    ev = np.empty((len(e), spec.dim + 1), dtype=np.float32)
-    np.multiply(e_col, v, out=ev[:, : spec.dim])
-    ev[:, -1] = e
-    sums = np.add.reduceat(ev, layout.client_starts, axis=0)
-    return z, grad_v, weight * sums[:, :-1], user * sums[:, :-1], sums[:, -1:]
+def _gmf_gradients(layout: _GMFLayout, items, user, weight, bias, item_rate: float):
+    """(logits per sample, the step −item_rate·∂v per slot, ∂u, ∂h, ∂b per client) at the
+    current parameters; the item step comes scaled because it is the largest array, and one
+    pass over it fewer is worth it."""
+    # u⊙h is per client and a slot belongs to one client, so all the samples of a slot share
+    # their logit: it is formed once per slot, and ∂v = u⊙h · Σ e over the slot's samples.
+    # ∂u = h ⊙ Σ e·v and ∂h = u ⊙ Σ e·v need one sum per client over its slots: a sparse
+    # (client × slot) product, which adds each client's slots in their order.
+    uh_slot = np.take(user * weight, layout.slot_owner, axis=0)
+    z_slot = np.einsum("sd,sd->s", items, uh_slot)
+    z_slot += np.take(bias[:, 0], layout.slot_owner)
+    z = np.take(z_slot, layout.sample_slot)
+    e = np.negative(z)  # e = σ(z) − y, in place
+    np.exp(e, out=e)
+    e += 1
+    np.reciprocal(e, out=e)
+    e -= layout.sample_label
+    e_slot = np.bincount(layout.sample_slot, weights=e, minlength=len(z_slot)).astype(np.float32)
+    e_slot *= layout.slot_scale
+    per_client = sparse.csr_array((e_slot, layout.slot_index, layout.slot_indptr), shape=(len(user), len(z_slot)))
+    sums = per_client @ items
+    sum_e = np.add.reduceat(e_slot, layout.slot_indptr[:-1])[:, None]
+    step = np.multiply(uh_slot, (np.float32(-item_rate) * e_slot)[:, None], out=uh_slot)
+    return z, step, weight * sums, user * sums, sum_e
+
+
+def _client_losses(layout: _GMFLayout, z: np.ndarray) -> np.ndarray:
+    """Each client's mean BCE with logits over its samples: max(z, 0) − z·y + log(1 + e^−|z|)."""
+    loss = np.abs(z)
+    np.negative(loss, out=loss)
+    np.exp(loss, out=loss)
+    np.log1p(loss, out=loss)
+    loss += np.maximum(z, 0)
+    loss -= z * layout.sample_label
+    return (np.add.reduceat(loss, layout.client_starts) / layout.n_total).astype(np.float32)

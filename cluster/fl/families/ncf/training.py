@@ -18,8 +18,9 @@ import torch
 from cluster.arrays import ranges, sorted_unique
 from cluster.fairness.ranking import positive_negative_bits
 from cluster.fl.fixed_batches import padded_length, fixed_size_batches
-from cluster.fl.families.ncf.gmf_training import PLAIN, FlatSamples, NCFOptions, train_flat_gmf
-from cluster.fl.families.ncf.negatives import RoundKey, hashed_negatives
+from cluster.fl.families.ncf.client_items import dense_fits, distinct_pairs
+from cluster.fl.families.ncf.gmf_training import PLAIN, FlatResult, FlatSamples, NCFOptions, train_flat_gmf
+from cluster.fl.families.ncf.negatives import RoundKey, drawn_negatives, hashed_negatives
 from cluster.fl.families.ncf.model import NCFSpec, channel_slices
 from cluster.fl.families.ncf.net import batched_logits
 from cluster.fl.local_sgd import ParamGroups, Proximal, Targets, local_sgd
@@ -56,22 +57,17 @@ def train_local(
     Returns the uploadable result and the clients' new private vectors (C, d) per table."""
     clients = data.clients
     n_pos, n_neg, neg_items = _negatives(spec, recipe, data, draw)
-    samples = _client_samples(data.indptr, data.items, n_neg, neg_items)
+    samples = _client_samples(data.indptr, data.items, n_neg, neg_items, spec.n_items)
     slots = _client_slots(samples, spec.n_items, len(clients))
     if spec.kind == "gmf":
         if options.fractions is not None and (np.asarray(options.fractions) != 1.0).any():
             raise ValueError("GMF has no hidden layer to narrow: every fraction must be 1")
         flat = FlatSamples(
-            slots.sample_slot_global,
-            samples.label,
-            samples.n_total,
-            slots.owner,
-            slots.item,
-            slots.by_slot,
-            np.flatnonzero(slots.first_of_slot),
+            samples.n_total, slots.count, slots.sample_slot_global, samples.label, slots.owner, slots.item
         )
-        part = train_flat_gmf(spec, recipe, global_params, users, flat, options)
-        return _assemble(spec, recipe, clients, n_pos, [part])
+        return _gmf_update(
+            recipe, clients, n_pos, flat, train_flat_gmf(spec, recipe, global_params, users, flat, options)
+        )
     fractions = options.widths(len(clients))
     if options.correction is not None and (fractions != 1.0).any():
         raise ValueError("a control-variate correction needs full-width clients")
@@ -107,81 +103,65 @@ def _negatives(spec: NCFSpec, recipe: LocalRecipe, data: ClientPositives, draw: 
     n_pos = np.diff(data.indptr).astype(np.int64)
     if (n_pos == 0).any():
         raise ValueError("every trained client needs at least one positive")
+    n_neg = n_pos * recipe.negatives_per_positive
+    # A batch small enough for a table over its (client, item) pairs looks its draws up there,
+    # not in the worker's sorted keys; both answer the same, so the draws are the same.
+    if dense_fits(n_clients, n_items, len(data.items) + int(n_neg.sum())):
+        positive = np.zeros(n_clients * n_items, dtype=bool)
+        positive[np.repeat(np.arange(n_clients) * n_items, n_pos) + data.items] = True
+        return n_pos, n_neg, drawn_negatives(draw, data.clients, n_neg, lambda r, c: positive[r * n_items + c], n_items)
     positive_keys = data.positive_keys
     if positive_keys is None:
         pos_owner = np.repeat(np.arange(n_clients), n_pos)
         positive_keys = sorted_unique(data.clients[pos_owner].astype(np.int64) * n_items + data.items)
-    n_neg = n_pos * recipe.negatives_per_positive
     return n_pos, n_neg, hashed_negatives(draw, data.clients, n_neg, positive_keys, n_items)
 
 
 @dataclass(frozen=True)
 class _Samples:
     """Every sample of the trained clients, grouped by client (its positives first, then its
-    negatives): n_total, start (C,); owner (index into the clients), item, label (N,)."""
+    negatives): n_total, start (C,); key ``row * n_items + item`` (row: the client's index among
+    the clients), label (N,)."""
 
     n_total: np.ndarray
     start: np.ndarray
-    owner: np.ndarray
-    item: np.ndarray
+    key: np.ndarray
     label: np.ndarray
 
 
 def _client_samples(
-    pos_indptr: np.ndarray, pos_items: np.ndarray, n_neg: np.ndarray, neg_items: np.ndarray
+    pos_indptr: np.ndarray, pos_items: np.ndarray, n_neg: np.ndarray, neg_items: np.ndarray, n_items: int
 ) -> _Samples:
     n_pos = np.diff(pos_indptr).astype(np.int64)
     n_total = n_pos + n_neg
     sample_start = np.cumsum(n_total) - n_total
-    pos_dest = np.repeat(sample_start - pos_indptr[:-1], n_pos) + np.arange(len(pos_items))
-    neg_dest = np.repeat(sample_start + n_pos - (np.cumsum(n_neg) - n_neg), n_neg) + np.arange(len(neg_items))
-    sample_item = np.empty(n_total.sum(), dtype=np.int64)
-    sample_item[pos_dest] = pos_items
-    sample_item[neg_dest] = neg_items
-    sample_label = np.zeros(len(sample_item), dtype=np.float32)
+    row_base = np.arange(len(n_pos), dtype=np.int64) * n_items
+    pos_dest = ranges(sample_start, n_pos)
+    key = np.empty(n_total.sum(), dtype=np.int64)
+    key[pos_dest] = np.repeat(row_base, n_pos) + pos_items
+    key[ranges(sample_start + n_pos, n_neg)] = np.repeat(row_base, n_neg) + neg_items
+    sample_label = np.zeros(len(key), dtype=np.float32)
     sample_label[pos_dest] = 1.0
-    return _Samples(n_total, sample_start, np.repeat(np.arange(len(n_total)), n_total), sample_item, sample_label)
+    return _Samples(n_total, sample_start, key, sample_label)
 
 
 @dataclass(frozen=True)
 class _Slots:
     """Each client's distinct items become its local rows ("slots"), in ascending item order:
     owner, item (S,); count, start (C,) per client; per sample, its slot overall
-    (``sample_slot_global``) and within its client (``sample_slot``); ``by_slot`` puts the
-    samples in slot order, ``first_of_slot`` marks each slot's first sample in that order."""
+    (``sample_slot_global``)."""
 
     owner: np.ndarray
     item: np.ndarray
     count: np.ndarray
     start: np.ndarray
     sample_slot_global: np.ndarray
-    sample_slot: np.ndarray
-    by_slot: np.ndarray
-    first_of_slot: np.ndarray
 
 
 def _client_slots(samples: _Samples, n_items: int, n_clients: int) -> _Slots:
-    # One stable sort gives the slots, every sample's slot and the samples in slot order.
-    keys = samples.owner * n_items + samples.item
-    by_slot = np.argsort(keys, kind="stable")
-    sorted_keys = keys[by_slot]
-    first_of_slot = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
-    slot_keys = sorted_keys[first_of_slot]
-    sample_slot_global = np.empty(len(keys), dtype=np.int64)
-    sample_slot_global[by_slot] = np.cumsum(first_of_slot) - 1
-    slot_owner = slot_keys // n_items
-    n_slots = np.bincount(slot_owner, minlength=n_clients)
-    slot_start = np.cumsum(n_slots) - n_slots
-    return _Slots(
-        slot_owner,
-        slot_keys % n_items,
-        n_slots,
-        slot_start,
-        sample_slot_global,
-        sample_slot_global - slot_start[samples.owner],
-        by_slot,
-        first_of_slot,
-    )
+    owner, item, sample_slot = distinct_pairs(n_clients, n_items, samples.key)
+    n_slots = np.bincount(owner, minlength=n_clients)
+    return _Slots(owner, item, n_slots, np.cumsum(n_slots) - n_slots, sample_slot)
 
 
 def _real_clients(part: tuple, n_real: int) -> tuple:
@@ -228,7 +208,7 @@ def _padded_layout(members: np.ndarray, length: int, samples: _Samples, slots: _
     sample_slots = np.zeros((c, length), dtype=np.int64)
     labels = np.zeros((c, length), dtype=np.float32)
     mask = np.zeros((c, length), dtype=np.float32)
-    sample_slots[row, col] = slots.sample_slot[src]
+    sample_slots[row, col] = slots.sample_slot_global[src] - slots.start[members][row]
     labels[row, col] = samples.label[src]
     mask[row, col] = 1.0
 
@@ -351,11 +331,37 @@ def _assemble(
         item_deltas={t: np.concatenate(v)[order] for t, v in deltas.items()},
         dense_deltas=dense,
     )
+    return _with_ranking_bits(recipe, result, scores), users
+
+
+def _gmf_update(
+    recipe: LocalRecipe, clients: np.ndarray, n_pos: np.ndarray, samples: FlatSamples, part: FlatResult
+) -> tuple[ClientUpdate, dict[str, np.ndarray]]:
+    """GMF's one flat part as the upload: its slots are already grouped by client, items ascending."""
+    result = ClientUpdate(
+        clients=np.asarray(clients, dtype=np.int64),
+        n_samples=n_pos,
+        loss=part.loss,
+        touched_rows=samples.slot_count,
+        item_ids=samples.slot_item.astype(np.int64, copy=False),
+        row_owner=samples.slot_owner.astype(np.int32),
+        item_deltas=part.item_deltas,
+        dense_deltas=part.dense_deltas,
+    )
     if recipe.ranking_bits:
-        bits = [positive_negative_bits(s[:p], s[p:]) for s, p in zip(scores, n_pos)]
-        result = replace(
-            result,
-            correct=np.concatenate(bits).astype(np.float32),
-            correct_counts=np.array([len(b) for b in bits], dtype=np.int64),
-        )
-    return result, users
+        scores = np.split(part.first_logits, np.cumsum(samples.n_total)[:-1])
+        result = _with_ranking_bits(recipe, result, scores)
+    return result, part.users
+
+
+def _with_ranking_bits(recipe: LocalRecipe, result: ClientUpdate, scores: list) -> ClientUpdate:
+    """``result`` with each client's pairwise ranking bits from its first-step ``scores``
+    (positives first), when the recipe reports them."""
+    if not recipe.ranking_bits:
+        return result
+    bits = [positive_negative_bits(s[:p], s[p:]) for s, p in zip(scores, result.n_samples)]
+    return replace(
+        result,
+        correct=np.concatenate(bits).astype(np.float32),
+        correct_counts=np.array([len(b) for b in bits], dtype=np.int64),
+    )
