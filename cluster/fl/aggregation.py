@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from scipy import sparse
 
 from cluster.arrays import ranges
 from cluster.fl.compression import masked_average
@@ -27,6 +28,8 @@ def merge_updates(results: list[ClientUpdate], empty: ClientUpdate) -> ClientUpd
     offsets = np.cumsum([0] + [len(r.clients) for r in results[:-1]])
     row_owner = np.concatenate([rank[r.row_owner + off] for r, off in zip(results, offsets)])
     row_order = np.argsort(row_owner, kind="stable")
+    row_place = np.empty_like(row_order)
+    row_place[row_order] = np.arange(len(row_order))
 
     def cat(name: str) -> np.ndarray:
         return np.concatenate([getattr(r, name) for r in results])
@@ -34,14 +37,17 @@ def merge_updates(results: list[ClientUpdate], empty: ClientUpdate) -> ClientUpd
     def by_name(name: str) -> dict[str, np.ndarray]:
         return {n: np.concatenate([getattr(r, name)[n] for r in results]) for n in getattr(results[0], name)}
 
+    def rows_in_order(name: str) -> dict[str, np.ndarray]:
+        return {n: _placed([getattr(r, name)[n] for r in results], row_place) for n in getattr(results[0], name)}
+
     return ClientUpdate(
         clients=clients[order],
         n_samples=cat("n_samples")[order],
         loss=cat("loss")[order],
         dense_deltas={n: v[order] for n, v in by_name("dense_deltas").items()},
-        item_ids=cat("item_ids")[row_order],
+        item_ids=_placed([r.item_ids for r in results], row_place),
         row_owner=row_owner[row_order].astype(np.int32),
-        item_deltas={t: v[row_order] for t, v in by_name("item_deltas").items()},
+        item_deltas=rows_in_order("item_deltas"),
         touched_rows=_merge_per_client(results, "touched_rows", order),
         fractions=_merge_fractions(results, order),
         **dict(zip(("correct", "correct_counts"), merge_reported(results, order))),
@@ -50,6 +56,17 @@ def merge_updates(results: list[ClientUpdate], empty: ClientUpdate) -> ClientUpd
         user_deltas=merge_optional(results, "user_deltas", order),
         control_deltas=merge_optional(results, "control_deltas", order),
     )
+
+
+def _placed(parts: list[np.ndarray], place: np.ndarray) -> np.ndarray:
+    """``np.concatenate(parts)`` with its row i at ``place[i]``: one pass over rows that may fill
+    megabytes a round, where a concatenation and then a reordering copy would make two."""
+    out = np.empty((len(place), *parts[0].shape[1:]), dtype=np.result_type(*parts))
+    offset = 0
+    for part in parts:
+        out[place[offset : offset + len(part)]] = part
+        offset += len(part)
+    return out
 
 
 def _merge_per_client(results: list[ClientUpdate], name: str, order: np.ndarray) -> np.ndarray | None:
@@ -120,13 +137,15 @@ def fedavg(
     delta: dict[str, np.ndarray] = {}
     row_weight = weights[merged.row_owner][:, None]
     for table, rows in merged.item_deltas.items():
-        weighted = rows * row_weight
-        # bincount adds rows in array order (client-sorted), in float64: a fixed summation order,
-        # far faster than np.add.at or a sort + reduceat.
-        delta[table] = np.stack(
-            [np.bincount(merged.item_ids, weights=weighted[:, k], minlength=n_rows) for k in range(rows.shape[1])],
-            axis=1,
-        ).astype(np.float32)
+        # A sparse (table row × uploaded row) matrix with one entry per uploaded row, its
+        # weight: stored by column, it takes the uploads as they are (no sort), and its product
+        # adds each table row's weighted uploads in array order (client-sorted), in one pass:
+        # a fixed summation order.
+        n_uploaded = len(merged.item_ids)
+        uploads = sparse.csc_array(
+            (row_weight[:, 0], merged.item_ids, np.arange(n_uploaded + 1)), shape=(n_rows, n_uploaded)
+        )
+        delta[table] = (uploads @ rows).astype(np.float32, copy=False)
     if merged.fractions is not None:
         if channel_masks is None:
             raise ValueError("clients trained narrowed models (fractions), so fedavg needs their channel_masks")
