@@ -42,16 +42,16 @@ PLAIN = NCFOptions()
 
 @dataclass(frozen=True)
 class FlatSamples:
-    """The trained clients' samples in one flat array sorted by client (each client's positives,
-    then its negatives), with their slots, each client's distinct items in ascending order and
-    grouped by client: per client its sample count (``n_total``) and slot count
-    (``slot_count``); per sample its slot among all the clients' (``sample_slot``) and its label;
-    per slot its owner (an index into the clients) and its item."""
+    """The trained clients' samples in one flat array: all positives, client after client, then
+    all negatives, client after client; and their slots, each client's distinct items, grouped
+    by client in ascending item order. Per client its positives and negatives (``n_pos``,
+    ``n_neg``) and slots (``slot_count``); per sample its slot among all the clients'
+    (``sample_slot``); per slot its owner (an index into the clients) and its item."""
 
-    n_total: np.ndarray
+    n_pos: np.ndarray
+    n_neg: np.ndarray
     slot_count: np.ndarray
     sample_slot: np.ndarray
-    sample_label: np.ndarray
     slot_owner: np.ndarray
     slot_item: np.ndarray
 
@@ -59,8 +59,8 @@ class FlatSamples:
 @dataclass(frozen=True)
 class FlatResult:
     """GMF's local pass over ``FlatSamples``: per client its loss at the model it received and its
-    dense deltas and new private vectors; per slot its item deltas; per sample its logit at the
-    model it received."""
+    dense deltas and new private vectors; per slot its item deltas; per sample (in the samples'
+    order) its logit at the model it received."""
 
     loss: np.ndarray
     dense_deltas: dict[str, np.ndarray]
@@ -88,7 +88,7 @@ def train_flat_gmf(
     clients are spread over workers. ``options.fractions`` is not read: GMF has no hidden layer
     to narrow."""
     client_dense, prox_lambda, correction = options.client_dense, options.prox_lambda, options.correction
-    n_clients = len(samples.n_total)
+    n_clients = len(samples.n_pos)
     items0 = np.take(global_params["item_gmf"], samples.slot_item, axis=0).astype(np.float32, copy=False)
     source = global_params if client_dense is None else client_dense
     weight0 = np.broadcast_to(source["out.weight"], (n_clients, spec.dim)).astype(np.float32)
@@ -134,15 +134,17 @@ def train_flat_gmf(
 
 @dataclass(frozen=True)
 class _GMFLayout:
-    """The flat GMF samples as the gradient reads them: per sample its slot and label; per
-    client its sample count, where its samples start and its loss scale; per slot its owner and
-    its owner's loss scale; the slots as a sparse (client, slot) pattern, ``slot_indptr`` where
-    each client's slots start and end and ``slot_index`` 0..S−1."""
+    """The flat GMF samples as the gradient reads them: per sample its slot, the first
+    ``n_positives`` the positives; per client its sample count and where its positives and its
+    negatives start; per slot its owner and its owner's loss scale; the slots as a sparse
+    (client, slot) pattern, ``slot_indptr`` where each client's slots start and end and
+    ``slot_index`` 0..S−1."""
 
     sample_slot: np.ndarray
-    sample_label: np.ndarray
+    n_positives: int
     n_total: np.ndarray
-    client_starts: np.ndarray
+    pos_starts: np.ndarray
+    neg_starts: np.ndarray
     slot_owner: np.ndarray
     slot_scale: np.ndarray
     slot_indptr: np.ndarray
@@ -150,7 +152,8 @@ class _GMFLayout:
 
     @classmethod
     def of(cls, recipe: LocalRecipe, samples: FlatSamples) -> "_GMFLayout":
-        n_total, slot_count = samples.n_total, samples.slot_count
+        n_pos, n_neg, slot_count = samples.n_pos, samples.n_neg, samples.slot_count
+        n_total = n_pos + n_neg
         sum_loss = recipe.loss_reduction == "sum"
         scale = np.ones(len(n_total), np.float32) if sum_loss else (1.0 / n_total).astype(np.float32)
         # Index arrays in the sparse product's own index type, so it takes them without a copy.
@@ -159,9 +162,10 @@ class _GMFLayout:
         np.cumsum(slot_count, out=slot_indptr[1:])
         return cls(
             samples.sample_slot,
-            samples.sample_label,
+            int(n_pos.sum()),
             n_total,
-            np.cumsum(n_total) - n_total,
+            np.cumsum(n_pos) - n_pos,
+            np.cumsum(n_neg) - n_neg,
             samples.slot_owner,
             np.take(scale, samples.slot_owner),
             slot_indptr,
@@ -185,7 +189,7 @@ def _gmf_gradients(layout: _GMFLayout, items, user, weight, bias, item_rate: flo
     np.exp(e, out=e)
     e += 1
     np.reciprocal(e, out=e)
-    e -= layout.sample_label
+    e[: layout.n_positives] -= 1
     e_slot = np.bincount(layout.sample_slot, weights=e, minlength=len(z_slot)).astype(np.float32)
     e_slot *= layout.slot_scale
     per_client = sparse.csr_array((e_slot, layout.slot_index, layout.slot_indptr), shape=(len(user), len(z_slot)))
@@ -196,11 +200,16 @@ def _gmf_gradients(layout: _GMFLayout, items, user, weight, bias, item_rate: flo
 
 
 def _client_losses(layout: _GMFLayout, z: np.ndarray) -> np.ndarray:
-    """Each client's mean BCE with logits over its samples: max(z, 0) − z·y + log(1 + e^−|z|)."""
+    """Each client's mean BCE with logits over its samples, max(z, 0) − z·y + log(1 + e^−|z|):
+    the sum over its positives plus the sum over its negatives."""
     loss = np.abs(z)
     np.negative(loss, out=loss)
     np.exp(loss, out=loss)
     np.log1p(loss, out=loss)
     loss += np.maximum(z, 0)
-    loss -= z * layout.sample_label
-    return (np.add.reduceat(loss, layout.client_starts) / layout.n_total).astype(np.float32)
+    positives = layout.n_positives
+    loss[:positives] -= z[:positives]
+    total = np.add.reduceat(loss[:positives], layout.pos_starts)
+    if len(loss) > positives:  # no negatives: no second block to add
+        total += np.add.reduceat(loss[positives:], layout.neg_starts)
+    return (total / layout.n_total).astype(np.float32)

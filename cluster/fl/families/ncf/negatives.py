@@ -18,7 +18,7 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 _GOLDEN_INT, _MIX1_INT, _MIX2_INT, _MASK = int(_GOLDEN), int(_MIX1), int(_MIX2), (1 << 64) - 1
 # Attempts tried at once by the draws that hit a positive.
-RETRY_BLOCK = 8
+RETRY_BLOCK = 4
 
 # (draw rows, candidate items) -> which candidates are the row's client's positives; a draw row
 # indexes the ``clients`` the negatives are drawn for.
@@ -34,15 +34,15 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
 def _mix(z: np.ndarray, scratch: np.ndarray) -> np.ndarray:
     """``splitmix64`` of ``z`` in place, ``scratch`` its shape and dtype: this runs over every draw
     several times a round, and fresh arrays per step would cost more than the arithmetic."""
-    with np.errstate(over="ignore"):
-        z += _GOLDEN
-        for shift, multiplier in ((_S30, _MIX1), (_S27, _MIX2)):
-            np.right_shift(z, shift, out=scratch)
-            z ^= scratch
-            z *= multiplier
-        np.right_shift(z, _S31, out=scratch)
+    # Array arithmetic on unsigned integers wraps silently (only numpy scalars warn).
+    z += _GOLDEN
+    for shift, multiplier in ((_S30, _MIX1), (_S27, _MIX2)):
+        np.right_shift(z, shift, out=scratch)
         z ^= scratch
-        return z
+        z *= multiplier
+    np.right_shift(z, _S31, out=scratch)
+    z ^= scratch
+    return z
 
 
 @dataclass(frozen=True)
@@ -111,25 +111,38 @@ def drawn_negatives(
     stem = np.take(per_client, rows)
     stem ^= draw_index.view(np.uint64)
     _mix(_mix(stem, scratch), scratch)
-    candidate = _mix(stem.copy(), scratch)
-    np.remainder(candidate, np.uint64(n_items), out=candidate)
-    first = candidate.view(np.int64)  # below n_items: the same value as a signed integer
-    items = first.astype(np.int32)
-    pending = np.flatnonzero(is_positive(rows, first))
+    candidate = _below(_mix(stem.copy(), scratch), n_items, scratch).view(np.int64)  # the same value, signed
+    items = candidate.astype(np.int32)
+    pending = np.flatnonzero(is_positive(rows, candidate))
     # The few draws that hit a positive try the next attempts a block at a time, all at once:
     # each keeps its first attempt that misses, as trying them one by one would.
     attempt = 1
     while len(pending) and attempt < max_attempts:
         block = np.arange(attempt, min(attempt + RETRY_BLOCK, max_attempts), dtype=np.uint64)
-        retry = (splitmix64(stem[pending][:, None] ^ block) % np.uint64(n_items)).view(np.int64)
-        miss = ~is_positive(np.repeat(rows[pending], len(block)), retry.reshape(-1)).reshape(retry.shape)
-        found = miss.any(axis=1)
-        items[pending[found]] = retry[found, miss[found].argmax(axis=1)]
+        hashed = splitmix64(stem[pending][:, None] ^ block).reshape(-1)  # draw after draw, attempts in order
+        retry = _below(hashed, n_items, np.empty_like(hashed)).view(np.int64)
+        misses = np.flatnonzero(~is_positive(np.repeat(rows[pending], len(block)), retry))
+        missed = misses // len(block)  # which pending draw each miss is of
+        first_miss = np.empty(len(misses), dtype=bool)  # misses come sorted, a draw's first first
+        first_miss[:1] = True
+        np.not_equal(missed[1:], missed[:-1], out=first_miss[1:])
+        items[pending[missed[first_miss]]] = retry[misses[first_miss]]
+        found = np.zeros(len(pending), dtype=bool)
+        found[missed[first_miss]] = True
         pending = pending[~found]
         attempt += len(block)
     if len(pending):
         raise RuntimeError(f"could not draw negatives for {len(pending)} samples in {max_attempts} attempts")
     return items
+
+
+def _below(z: np.ndarray, n: int, scratch: np.ndarray) -> np.ndarray:
+    """``z % n`` in place, as z − (z // n)·n: numpy divides unsigned integers by a scalar
+    several times faster than it takes their remainder."""
+    np.floor_divide(z, np.uint64(n), out=scratch)
+    scratch *= np.uint64(n)
+    z -= scratch
+    return z
 
 
 def _key_prefix(draw: RoundKey) -> int:

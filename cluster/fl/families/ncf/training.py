@@ -57,14 +57,12 @@ def train_local(
     Returns the uploadable result and the clients' new private vectors (C, d) per table."""
     clients = data.clients
     n_pos, n_neg, neg_items = _negatives(spec, recipe, data, draw)
-    samples = _client_samples(data.indptr, data.items, n_neg, neg_items, spec.n_items)
+    samples = _client_samples(data.items, n_pos, n_neg, neg_items, spec.n_items)
     slots = _client_slots(samples, spec.n_items, len(clients))
     if spec.kind == "gmf":
         if options.fractions is not None and (np.asarray(options.fractions) != 1.0).any():
             raise ValueError("GMF has no hidden layer to narrow: every fraction must be 1")
-        flat = FlatSamples(
-            samples.n_total, slots.count, slots.sample_slot_global, samples.label, slots.owner, slots.item
-        )
+        flat = FlatSamples(samples.n_pos, samples.n_neg, slots.count, slots.sample_slot_global, slots.owner, slots.item)
         return _gmf_update(
             recipe, clients, n_pos, flat, train_flat_gmf(spec, recipe, global_params, users, flat, options)
         )
@@ -119,30 +117,37 @@ def _negatives(spec: NCFSpec, recipe: LocalRecipe, data: ClientPositives, draw: 
 
 @dataclass(frozen=True)
 class _Samples:
-    """Every sample of the trained clients, grouped by client (its positives first, then its
-    negatives): n_total, start (C,); key ``row * n_items + item`` (row: the client's index among
-    the clients), label (N,)."""
+    """Every sample of the trained clients as a key ``row * n_items + item`` (row: the client's
+    index among the clients): all positives, client after client, then all negatives, client
+    after client; n_pos, n_neg (C,) per client."""
 
-    n_total: np.ndarray
-    start: np.ndarray
+    n_pos: np.ndarray
+    n_neg: np.ndarray
     key: np.ndarray
-    label: np.ndarray
+
+    @property
+    def n_total(self) -> np.ndarray:
+        return self.n_pos + self.n_neg
+
+    def of_clients(self, members: np.ndarray) -> np.ndarray:
+        """Where the samples of ``members`` are: each member's positives, then its negatives,
+        member after member."""
+        pos_start = np.cumsum(self.n_pos) - self.n_pos
+        neg_start = self.n_pos.sum() + np.cumsum(self.n_neg) - self.n_neg
+        starts = np.stack([pos_start[members], neg_start[members]], axis=1).reshape(-1)
+        return ranges(starts, np.stack([self.n_pos[members], self.n_neg[members]], axis=1).reshape(-1))
 
 
 def _client_samples(
-    pos_indptr: np.ndarray, pos_items: np.ndarray, n_neg: np.ndarray, neg_items: np.ndarray, n_items: int
+    pos_items: np.ndarray, n_pos: np.ndarray, n_neg: np.ndarray, neg_items: np.ndarray, n_items: int
 ) -> _Samples:
-    n_pos = np.diff(pos_indptr).astype(np.int64)
-    n_total = n_pos + n_neg
-    sample_start = np.cumsum(n_total) - n_total
+    # Positives and negatives each stay in one block as they come, so no sample is moved: a
+    # client's sums over its samples take its positives' block and its negatives' block.
     row_base = np.arange(len(n_pos), dtype=np.int64) * n_items
-    pos_dest = ranges(sample_start, n_pos)
-    key = np.empty(n_total.sum(), dtype=np.int64)
-    key[pos_dest] = np.repeat(row_base, n_pos) + pos_items
-    key[ranges(sample_start + n_pos, n_neg)] = np.repeat(row_base, n_neg) + neg_items
-    sample_label = np.zeros(len(key), dtype=np.float32)
-    sample_label[pos_dest] = 1.0
-    return _Samples(n_total, sample_start, key, sample_label)
+    key = np.empty(len(pos_items) + len(neg_items), dtype=np.int64)
+    np.add(np.repeat(row_base, n_pos), pos_items, out=key[: len(pos_items)])
+    np.add(np.repeat(row_base, n_neg), neg_items, out=key[len(pos_items) :])
+    return _Samples(n_pos, n_neg, key)
 
 
 @dataclass(frozen=True)
@@ -160,8 +165,8 @@ class _Slots:
 
 def _client_slots(samples: _Samples, n_items: int, n_clients: int) -> _Slots:
     owner, item, sample_slot = distinct_pairs(n_clients, n_items, samples.key)
-    n_slots = np.bincount(owner, minlength=n_clients)
-    return _Slots(owner, item, n_slots, np.cumsum(n_slots) - n_slots, sample_slot)
+    bounds = np.searchsorted(owner, np.arange(n_clients + 1))  # slots come grouped by owner
+    return _Slots(owner, item, np.diff(bounds), bounds[:-1], sample_slot)
 
 
 def _real_clients(part: tuple, n_real: int) -> tuple:
@@ -204,12 +209,12 @@ def _padded_layout(members: np.ndarray, length: int, samples: _Samples, slots: _
     max_slots = int(n_slots[members].max())
     row = np.repeat(np.arange(c), n_total[members])
     col = ranges(np.zeros(c, dtype=np.int64), n_total[members])
-    src = ranges(samples.start[members], n_total[members])
+    src = samples.of_clients(members)
     sample_slots = np.zeros((c, length), dtype=np.int64)
     labels = np.zeros((c, length), dtype=np.float32)
     mask = np.zeros((c, length), dtype=np.float32)
     sample_slots[row, col] = slots.sample_slot_global[src] - slots.start[members][row]
-    labels[row, col] = samples.label[src]
+    labels[row, col] = src < len(samples.key) - samples.n_neg.sum()
     mask[row, col] = 1.0
 
     slot_row = np.repeat(np.arange(c), n_slots[members])
@@ -331,7 +336,10 @@ def _assemble(
         item_deltas={t: np.concatenate(v)[order] for t, v in deltas.items()},
         dense_deltas=dense,
     )
-    return _with_ranking_bits(recipe, result, scores), users
+    if recipe.ranking_bits:
+        positives, negatives = [s[:p] for s, p in zip(scores, n_pos)], [s[p:] for s, p in zip(scores, n_pos)]
+        result = _with_ranking_bits(result, positives, negatives)
+    return result, users
 
 
 def _gmf_update(
@@ -349,17 +357,17 @@ def _gmf_update(
         dense_deltas=part.dense_deltas,
     )
     if recipe.ranking_bits:
-        scores = np.split(part.first_logits, np.cumsum(samples.n_total)[:-1])
-        result = _with_ranking_bits(recipe, result, scores)
+        n_positives = int(samples.n_pos.sum())
+        positive_scores = np.split(part.first_logits[:n_positives], np.cumsum(samples.n_pos)[:-1])
+        negative_scores = np.split(part.first_logits[n_positives:], np.cumsum(samples.n_neg)[:-1])
+        result = _with_ranking_bits(result, positive_scores, negative_scores)
     return result, part.users
 
 
-def _with_ranking_bits(recipe: LocalRecipe, result: ClientUpdate, scores: list) -> ClientUpdate:
-    """``result`` with each client's pairwise ranking bits from its first-step ``scores``
-    (positives first), when the recipe reports them."""
-    if not recipe.ranking_bits:
-        return result
-    bits = [positive_negative_bits(s[:p], s[p:]) for s, p in zip(scores, result.n_samples)]
+def _with_ranking_bits(result: ClientUpdate, positive_scores: list, negative_scores: list) -> ClientUpdate:
+    """``result`` with each client's pairwise ranking bits from its first-step scores of its
+    positives and of its negatives."""
+    bits = [positive_negative_bits(p, n) for p, n in zip(positive_scores, negative_scores)]
     return replace(
         result,
         correct=np.concatenate(bits).astype(np.float32),

@@ -39,9 +39,16 @@ class NCFLocalPass:
     round's global model and the clients' user vectors at the round's start; the vectors they keep
     are those of the last pass that trained them."""
 
-    def __init__(self, core: NCFWorkerCore, params: dict[str, np.ndarray], clients: np.ndarray, round_index: int):
+    def __init__(
+        self,
+        core: NCFWorkerCore,
+        params: dict[str, np.ndarray],
+        clients: np.ndarray,
+        round_index: int,
+        rows: np.ndarray,
+    ):
+        """``rows``: the clients' positions in the core's shard."""
         self.core, self.params = core, params
-        rows = core._rows(clients)
         indptr, positives = core.shard.examples_of(rows)
         self.data = ClientPositives(clients, indptr, positives, core._positive_keys)
         self.key = RoundKey(core.seed, round_index)
@@ -93,7 +100,7 @@ class NCFWorkerCore(WorkerCore):
     ) -> ClientUpdate:
         clients = np.asarray(clients, dtype=np.int64)
         rows = self._rows(clients)
-        local = NCFLocalPass(self, params, clients, round_index)
+        local = NCFLocalPass(self, params, clients, round_index, rows)
         width = None if settings is None else settings.width
         result = local.first(width, self.device.correction(self, rows, settings))
         result = self.device.after_local(self, local, rows, settings, result)
