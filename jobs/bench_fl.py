@@ -4,7 +4,10 @@
 
 Runs GMF, 100 clients per round, 1 local epoch (the settings of the speed goal) on Ray actors,
 once per workers-per-tier value, and the same rounds in one process without Ray as the
-baseline of the same run. Evaluation runs only after the last round and is timed apart.
+baseline of the same run. Evaluation runs only after the last round and is timed apart. Beside
+the in-process figures it prints their fraction of the round's arithmetic limit: GMF's
+multiply-adds at this machine's elementwise rate, measured in the same run
+(``cluster/fl/arithmetic_limit.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from cluster.fl.arithmetic_limit import ArithmeticLimit, elementwise_rate
 from cluster.fl.inprocess import round_loop
 from jobs.lib.cli import config_parser, load_or_exit, run_guarded, first_paragraph
 from cluster.fl.experiment import Experiment, build
@@ -52,7 +56,30 @@ def _speed(train_rounds: list[dict]) -> dict:
     wall = sum(r["wall_s"] for r in train_rounds)
     phases = {k: float(np.mean([r[k] for r in train_rounds])) for k in ("plan_s", "train_s", "aggregate_s")}
     return {"updates_per_s": sum(r["client_updates"] for r in train_rounds) / wall,
-            "round_s": wall / len(train_rounds), "phases": phases}
+            "round_s": wall / len(train_rounds), "phases": phases,
+            "updates_per_round": float(np.mean([r["client_updates"] for r in train_rounds]))}
+
+
+def arithmetic_limit(exp: Experiment, updates_per_round: float) -> Optional[ArithmeticLimit]:
+    """The in-process round's elementwise limit (``cluster/fl/arithmetic_limit.py``): the model's
+    multiply-adds over a round's train samples (its clients at the population's mean each) at
+    this thread's elementwise rate on arrays that size, measured now. None for a model whose
+    ops do not count their arithmetic."""
+    count = getattr(exp.ops, "local_multiply_adds", None)  # only some families count theirs
+    samples = updates_per_round * float(np.mean(exp.fleet.train_samples))
+    multiply_adds = None if count is None else count(samples, exp.recipe.epochs)
+    if multiply_adds is None:
+        return None
+    return ArithmeticLimit(multiply_adds, elementwise_rate(int(multiply_adds)))
+
+
+def limit_line(limit: ArithmeticLimit, result: dict) -> str:
+    """The limit beside a path's figures: its cost a round and the train phase's and the whole
+    round's fraction of it."""
+    return (f"elementwise limit: {limit.multiply_adds / 1e6:.2f} M multiply-adds a round at "
+            f"{limit.rate / 1e9:.2f} G/s (float32 multiply + add, one thread) = {1e3 * limit.seconds:.2f} ms; "
+            f"fraction of the limit: train {limit.fraction(result['phases']['train_s']):.2f}, "
+            f"whole round {limit.fraction(result['round_s']):.2f}")
 
 
 class _EchoWorker:
@@ -114,6 +141,7 @@ class SpeedMeasurements:
     on_ray_rows: list[dict]
     floor_s: float
     driver_peak_mib: float
+    limit: Optional[ArithmeticLimit] = None
 
 
 def speed_page(command: str, dataset: str, cfg, rounds: int, n_clients: int, measured: SpeedMeasurements) -> ResultsPage:
@@ -151,7 +179,24 @@ def speed_page(command: str, dataset: str, cfg, rounds: int, n_clients: int, mea
     lines.append(f"- One run, {seeds_phrase([cfg.seed])}: no confidence interval. Wall-clock timings move with "
                  "whatever else the machine runs, so compare ratios within one run, not across pages.")
     page.add("What the run shows", "\n".join(lines))
+    if measured.limit is not None:
+        page.add("Fraction of the arithmetic limit", limit_section(measured.limit, baseline))
     return page
+
+
+def limit_section(limit: ArithmeticLimit, baseline: dict) -> str:
+    """The in-process path against the elementwise limit of its round."""
+    train_s = baseline["phases"]["train_s"]
+    table = markdown_table(
+        ["multiply-adds a round", "elementwise rate (G/s)", "limit (ms/round)", "train (ms/round)",
+         "fraction of the limit: train", "fraction of the limit: whole round"],
+        [[f"{limit.multiply_adds / 1e6:.2f} M", f"{limit.rate / 1e9:.2f}", f"{1e3 * limit.seconds:.2f}",
+          f"{1e3 * train_s:.1f}", f"{limit.fraction(train_s):.2f}", f"{limit.fraction(baseline['round_s']):.2f}"]])
+    return ("The in-process path against the least time its arithmetic could take: GMF's multiply-adds a round "
+            "(3 × the embedding width per sample and local step: the logit, the item gradient and the sum the "
+            "user and dense gradients share; a round's samples are its clients' mean positives and their "
+            "negatives) at the rate one thread does `np.multiply(a, b, out=o); np.add(o, c, out=o)` on float32 "
+            "arrays that large, measured in the same run.\n\n" + table)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -180,6 +225,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{'in-process (no Ray)':<28}{baseline['updates_per_s']:>11,.0f}{baseline['round_s']:>9.3f}"
           f"{baseline['round_s'] * rounds_per_epoch:>9.2f}{1.0:>14.2f}x")
     print("    mean per round: " + ", ".join(f"{k[:-2]} {v * 1e3:.1f} ms" for k, v in baseline["phases"].items()))
+    limit = arithmetic_limit(base_exp, baseline["updates_per_round"])
+    if limit is not None:
+        print("    " + limit_line(limit, baseline))
     on_ray_rows = []
     for workers in args.workers:
         runtime = cfg.fl.runtime.model_copy(update={"workers_per_tier": workers})
@@ -198,7 +246,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if started_ray:
         ray.shutdown()
     if args.report:
-        measured = SpeedMeasurements(baseline, on_ray_rows, floor_s, driver_peak_mib)
+        measured = SpeedMeasurements(baseline, on_ray_rows, floor_s, driver_peak_mib, limit)
         write_page(speed_page(job_command(__file__, argv), dataset_title(base_exp.world.dataset.name), cfg, args.rounds,
                               n_clients, measured), args.report)
     return 0

@@ -213,3 +213,12 @@ def _client_losses(layout: _GMFLayout, z: np.ndarray) -> np.ndarray:
     if len(loss) > positives:  # no negatives: no second block to add
         total += np.add.reduceat(loss[positives:], layout.neg_starts)
     return (total / layout.n_total).astype(np.float32)
+
+
+def gmf_multiply_adds(n_samples: float, dim: int, epochs: int) -> float:
+    """The multiply-adds of GMF's local passes over ``n_samples`` samples (positives and
+    negatives) of width ``dim``, ``epochs`` steps each, as the gradient above is written: per
+    sample and step the logit Σ_k (u⊙h)_k v_k, the item gradient e·u⊙h and the sum Σ e·v that
+    ∂u and ∂h share, 3·dim in all. Per-client terms (u⊙h, the dense and user steps) are left
+    out: a client has many samples."""
+    return 3.0 * dim * n_samples * epochs

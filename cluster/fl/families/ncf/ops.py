@@ -18,6 +18,7 @@ from cluster.fl.families.base import NOTHING_EXTRA
 from cluster.fl.strategies.base import ExtraPayload
 from cluster.fl.upload_rows import decoy_count
 from cluster.fl.rank_metrics import evaluation_summary
+from cluster.fl.families.ncf.gmf_training import gmf_multiply_adds
 from cluster.fl.families.ncf.model import NCFSpec, channel_masks
 from cluster.tiers.optimizations import TierPlan
 from cluster.fl.types import ClientSettings, ClientUpdate
@@ -75,6 +76,15 @@ class NCFOps:
         n_tensors = len(spec.item_tables) + len(spec.dense_shapes()) + extra.tensors
         upload = plan.upload_bytes(tiers, entries, ids, n_tensors)
         return RoundCosts(work * passes, download, upload, dense / (spec.dense_bytes() // 4))
+
+    def local_multiply_adds(self, samples: float, epochs: int) -> Optional[float]:
+        """Multiply-adds of the local passes of clients holding ``samples`` positives in all,
+        their negatives included, ``epochs`` steps each: what a benchmark holds its time
+        against (``cluster/fl/arithmetic_limit.py``). Counted for GMF's hand-written gradient
+        only; None for MLP and NeuMF."""
+        if self.spec.kind != "gmf":
+            return None
+        return gmf_multiply_adds(samples * (1 + self.negatives_per_positive), self.spec.dim, epochs)
 
     def _dense_entries(self, width: np.ndarray) -> np.ndarray:
         """(n,) dense float32 entries of each client's model at its width."""

@@ -1,0 +1,59 @@
+"""How near a timed phase comes to the arithmetic it has to do: its multiply-adds at the rate one
+thread does elementwise float32 multiply-adds on arrays as large as that arithmetic, measured on
+the machine that runs the benchmark. A phase at fraction 1 would do nothing but its multiply-adds,
+each one as cheap as in a plain numpy loop over memory; the fraction says how much of a phase's
+time its bookkeeping (gathers, sorts, hashing, Python) takes.
+
+A benchmark counts its model's multiply-adds itself and passes the count here."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def elementwise_rate(n_elements: int, repeats: int = 7) -> float:
+    """Multiply-adds per second of ``np.multiply(a, b, out=o); np.add(o, c, out=o)`` over
+    float32 arrays of ``n_elements``, on this thread: the best of ``repeats`` timings, because
+    the machine can only make a run slower, never faster."""
+    n = max(int(n_elements), 1)
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.random(n, dtype=np.float32) for _ in range(3))
+    out = np.empty(n, np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        np.multiply(a, b, out=out)
+        np.add(out, c, out=out)
+        best = min(best, time.perf_counter() - started)
+    return n / best
+
+
+@dataclass(frozen=True)
+class ArithmeticLimit:
+    """A round's ``multiply_adds`` and the ``rate`` (multiply-adds per second) measured for them."""
+
+    multiply_adds: float
+    rate: float
+
+    @property
+    def seconds(self) -> float:
+        """The round's multiply-adds at the elementwise rate: the least time a round can take."""
+        return limit_seconds(self.multiply_adds, self.rate)
+
+    def fraction(self, seconds: float) -> float:
+        """``fraction_of_limit`` of a phase that took ``seconds`` a round."""
+        return fraction_of_limit(self.multiply_adds, self.rate, seconds)
+
+
+def limit_seconds(multiply_adds: float, rate: float) -> float:
+    """Seconds that ``multiply_adds`` take at ``rate`` multiply-adds per second."""
+    return multiply_adds / rate
+
+
+def fraction_of_limit(multiply_adds: float, rate: float, seconds: float) -> float:
+    """The limit's share of a phase that did ``multiply_adds`` in ``seconds``: 1 at the limit,
+    smaller the more time went to anything else."""
+    return limit_seconds(multiply_adds, rate) / seconds
