@@ -59,8 +59,8 @@ class FlatSamples:
 @dataclass(frozen=True)
 class FlatResult:
     """GMF's local pass over ``FlatSamples``: per client its loss at the model it received and its
-    dense deltas and new private vectors; per slot its item deltas; per sample (in the samples'
-    order) its logit at the model it received."""
+    dense deltas and new private vectors; per slot its item deltas and its logit at the model
+    it received (every sample of a slot has that logit)."""
 
     loss: np.ndarray
     dense_deltas: dict[str, np.ndarray]
@@ -83,7 +83,9 @@ def train_flat_gmf(
         z = Σ_k u_k v_k h_k + b,   e = σ(z) − y   (÷ sample count for 'mean'),
         ∂v = e·u⊙h,  ∂u = Σ e·v⊙h,  ∂h = Σ e·u⊙v,  ∂b = Σ e.
 
-    Every sum runs over one client's own samples or slots, in their order, so a client's
+    A slot belongs to one client, whose u⊙h is the same for all its samples, so every sample of
+    a slot has the same logit: z, σ(z) and the loss are formed once per slot and weighed by the
+    slot's samples. Every sum runs over one client's own slots, in their order, so a client's
     arithmetic is the same whatever other clients are present and results do not depend on how
     clients are spread over workers. ``options.fractions`` is not read: GMF has no hidden layer
     to narrow."""
@@ -134,85 +136,76 @@ def train_flat_gmf(
 
 @dataclass(frozen=True)
 class _GMFLayout:
-    """The flat GMF samples as the gradient reads them: per sample its slot, the first
-    ``n_positives`` the positives; per client its sample count and where its positives and its
-    negatives start; per slot its owner and its owner's loss scale; the slots as a sparse
-    (client, slot) pattern, ``slot_indptr`` where each client's slots start and end and
-    ``slot_index`` 0..S−1."""
+    """The flat GMF samples as the gradient reads them, slot by slot: per slot its owner, its
+    samples (``slot_samples``), how many of them are positives (``slot_positives``) and its
+    owner's loss scale; per client its sample count; the slots as a sparse (client, slot)
+    pattern, ``slot_indptr`` where each client's slots start and end and ``slot_index`` 0..S−1."""
 
-    sample_slot: np.ndarray
-    n_positives: int
-    n_total: np.ndarray
-    pos_starts: np.ndarray
-    neg_starts: np.ndarray
     slot_owner: np.ndarray
+    slot_samples: np.ndarray
+    slot_positives: np.ndarray
     slot_scale: np.ndarray
+    n_total: np.ndarray
     slot_indptr: np.ndarray
     slot_index: np.ndarray
 
     @classmethod
     def of(cls, recipe: LocalRecipe, samples: FlatSamples) -> "_GMFLayout":
-        n_pos, n_neg, slot_count = samples.n_pos, samples.n_neg, samples.slot_count
+        n_pos, n_neg, slot_count, sample_slot = samples.n_pos, samples.n_neg, samples.slot_count, samples.sample_slot
         n_total = n_pos + n_neg
+        n_slots = len(samples.slot_owner)
         sum_loss = recipe.loss_reduction == "sum"
         scale = np.ones(len(n_total), np.float32) if sum_loss else (1.0 / n_total).astype(np.float32)
         # Index arrays in the sparse product's own index type, so it takes them without a copy.
-        index_type = np.int32 if slot_count.sum() < 2**31 else np.int64
+        index_type = np.int32 if n_slots < 2**31 else np.int64
         slot_indptr = np.zeros(len(slot_count) + 1, dtype=index_type)
         np.cumsum(slot_count, out=slot_indptr[1:])
         return cls(
-            samples.sample_slot,
-            int(n_pos.sum()),
-            n_total,
-            np.cumsum(n_pos) - n_pos,
-            np.cumsum(n_neg) - n_neg,
             samples.slot_owner,
+            np.bincount(sample_slot, minlength=n_slots).astype(np.float32),
+            np.bincount(sample_slot[: int(n_pos.sum())], minlength=n_slots).astype(np.float32),
             np.take(scale, samples.slot_owner),
+            n_total,
             slot_indptr,
-            np.arange(slot_indptr[-1], dtype=index_type),
+            np.arange(n_slots, dtype=index_type),
         )
 
 
 def _gmf_gradients(layout: _GMFLayout, items, user, weight, bias, item_rate: float):
-    """(logits per sample, the step −item_rate·∂v per slot, ∂u, ∂h, ∂b per client) at the
-    current parameters; the item step comes scaled because it is the largest array, and one
-    pass over it fewer is worth it."""
-    # u⊙h is per client and a slot belongs to one client, so all the samples of a slot share
-    # their logit: it is formed once per slot, and ∂v = u⊙h · Σ e over the slot's samples.
-    # ∂u = h ⊙ Σ e·v and ∂h = u ⊙ Σ e·v need one sum per client over its slots: a sparse
-    # (client × slot) product, which adds each client's slots in their order.
+    """(logits, the step −item_rate·∂v per slot, ∂u, ∂h, ∂b per client) at the current
+    parameters; the item step comes scaled because it is the largest array, and one pass over
+    it fewer is worth it."""
+    # Summed over a slot's samples, e = σ(z) − y is (its samples)·σ(z) − (its positives), and
+    # ∂v = u⊙h · that sum. ∂u = h ⊙ Σ e·v and ∂h = u ⊙ Σ e·v need one sum per client over its
+    # slots: a sparse (client × slot) product, which adds each client's slots in their order.
     uh_slot = np.take(user * weight, layout.slot_owner, axis=0)
-    z_slot = np.einsum("sd,sd->s", items, uh_slot)
-    z_slot += np.take(bias[:, 0], layout.slot_owner)
-    z = np.take(z_slot, layout.sample_slot)
-    e = np.negative(z)  # e = σ(z) − y, in place
+    z = np.einsum("sd,sd->s", items, uh_slot)
+    z += np.take(bias[:, 0], layout.slot_owner)
+    e = np.negative(z)  # σ(z), in place
     np.exp(e, out=e)
     e += 1
     np.reciprocal(e, out=e)
-    e[: layout.n_positives] -= 1
-    e_slot = np.bincount(layout.sample_slot, weights=e, minlength=len(z_slot)).astype(np.float32)
-    e_slot *= layout.slot_scale
-    per_client = sparse.csr_array((e_slot, layout.slot_index, layout.slot_indptr), shape=(len(user), len(z_slot)))
+    e *= layout.slot_samples
+    e -= layout.slot_positives
+    e *= layout.slot_scale
+    per_client = sparse.csr_array((e, layout.slot_index, layout.slot_indptr), shape=(len(user), len(z)))
     sums = per_client @ items
-    sum_e = np.add.reduceat(e_slot, layout.slot_indptr[:-1])[:, None]
-    step = np.multiply(uh_slot, (np.float32(-item_rate) * e_slot)[:, None], out=uh_slot)
+    sum_e = np.add.reduceat(e, layout.slot_indptr[:-1])[:, None]
+    step = np.multiply(uh_slot, (np.float32(-item_rate) * e)[:, None], out=uh_slot)
     return z, step, weight * sums, user * sums, sum_e
 
 
 def _client_losses(layout: _GMFLayout, z: np.ndarray) -> np.ndarray:
-    """Each client's mean BCE with logits over its samples, max(z, 0) − z·y + log(1 + e^−|z|):
-    the sum over its positives plus the sum over its negatives."""
+    """Each client's mean BCE with logits over its samples, from its slots' logits: a slot adds
+    (its samples)·softplus(z) − (its positives)·z, softplus(z) = max(z, 0) + log(1 + e^−|z|)."""
     loss = np.abs(z)
     np.negative(loss, out=loss)
     np.exp(loss, out=loss)
     np.log1p(loss, out=loss)
     loss += np.maximum(z, 0)
-    positives = layout.n_positives
-    loss[:positives] -= z[:positives]
-    total = np.add.reduceat(loss[:positives], layout.pos_starts)
-    if len(loss) > positives:  # no negatives: no second block to add
-        total += np.add.reduceat(loss[positives:], layout.neg_starts)
-    return (total / layout.n_total).astype(np.float32)
+    loss *= layout.slot_samples
+    loss -= layout.slot_positives * z
+    return (np.add.reduceat(loss, layout.slot_indptr[:-1]) / layout.n_total).astype(np.float32)
 
 
 def gmf_multiply_adds(n_samples: float, dim: int, epochs: int) -> float:

@@ -357,9 +357,9 @@ def _gmf_update(
         dense_deltas=part.dense_deltas,
     )
     if recipe.ranking_bits:
-        n_positives = int(samples.n_pos.sum())
-        positive_scores = np.split(part.first_logits[:n_positives], np.cumsum(samples.n_pos)[:-1])
-        negative_scores = np.split(part.first_logits[n_positives:], np.cumsum(samples.n_neg)[:-1])
+        logits, n_positives = part.first_logits[samples.sample_slot], int(samples.n_pos.sum())  # per sample
+        positive_scores = np.split(logits[:n_positives], np.cumsum(samples.n_pos)[:-1])
+        negative_scores = np.split(logits[n_positives:], np.cumsum(samples.n_neg)[:-1])
         result = _with_ranking_bits(result, positive_scores, negative_scores)
     return result, part.users
 
