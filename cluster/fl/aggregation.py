@@ -62,11 +62,20 @@ def _placed(parts: list[np.ndarray], place: np.ndarray) -> np.ndarray:
     """``np.concatenate(parts)`` with its row i at ``place[i]``: one pass over rows that may fill
     megabytes a round, where a concatenation and then a reordering copy would make two."""
     out = np.empty((len(place), *parts[0].shape[1:]), dtype=np.result_type(*parts))
-    offset = 0
+    rows, offset = _records(out), 0
     for part in parts:
-        out[place[offset : offset + len(part)]] = part
+        rows[place[offset : offset + len(part)]] = _records(np.ascontiguousarray(part, dtype=out.dtype))
         offset += len(part)
     return out
+
+
+def _records(array: np.ndarray) -> np.ndarray:
+    """``array``'s rows, each as one opaque item of its bytes (a view): numpy moves such items
+    several times faster than it moves rows of numbers element by element."""
+    row_bytes = array.itemsize * int(np.prod(array.shape[1:]))
+    if array.ndim < 2 or row_bytes == 0:
+        return array
+    return array.reshape(len(array), -1).view(np.dtype((np.void, row_bytes))).reshape(len(array))
 
 
 def _merge_per_client(results: list[ClientUpdate], name: str, order: np.ndarray) -> np.ndarray | None:
