@@ -91,14 +91,14 @@ class _EchoWorker:
     def ready(self) -> dict:
         return {"incarnation": "echo"}
 
-    def train(self, round_index, clients, params, real_time_sleep_s=0.0, settings=None, expect=None, guard=None):
+    def train(self, call, *model):
         return self.upload
 
 
 def ray_floor(exp: Experiment, rounds: int) -> float:
     """Seconds per round that Ray alone costs at this run's payload: the aggregator's pool
     (``RayWorkerPool``) over echo actors answering with one real round's uploads, no training —
-    one object-store copy of the global model, a call per worker, the wait, the results."""
+    a call per worker carrying the global model, the wait, the results."""
     import ray
 
     from actors.worker_pool import RayWorkerPool
