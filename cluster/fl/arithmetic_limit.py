@@ -41,19 +41,9 @@ class ArithmeticLimit:
     @property
     def seconds(self) -> float:
         """The round's multiply-adds at the elementwise rate: the least time a round can take."""
-        return limit_seconds(self.multiply_adds, self.rate)
+        return self.multiply_adds / self.rate
 
     def fraction(self, seconds: float) -> float:
-        """``fraction_of_limit`` of a phase that took ``seconds`` a round."""
-        return fraction_of_limit(self.multiply_adds, self.rate, seconds)
-
-
-def limit_seconds(multiply_adds: float, rate: float) -> float:
-    """Seconds that ``multiply_adds`` take at ``rate`` multiply-adds per second."""
-    return multiply_adds / rate
-
-
-def fraction_of_limit(multiply_adds: float, rate: float, seconds: float) -> float:
-    """The limit's share of a phase that did ``multiply_adds`` in ``seconds``: 1 at the limit,
-    smaller the more time went to anything else."""
-    return limit_seconds(multiply_adds, rate) / seconds
+        """The limit's share of a phase that took ``seconds`` a round: 1 at the limit, smaller
+        the more time went to anything else."""
+        return self.seconds / seconds

@@ -4,15 +4,15 @@ import math
 
 import pytest
 
-from cluster.fl.arithmetic_limit import ArithmeticLimit, elementwise_rate, fraction_of_limit, limit_seconds
+from cluster.fl.arithmetic_limit import ArithmeticLimit, elementwise_rate
 from cluster.fl.families.ncf.gmf_training import gmf_multiply_adds
 from cluster.fl.families.ncf.model import NCFSpec
 from cluster.fl.families.ncf.ops import NCFOps
 
 
 def test_the_limit_is_the_multiply_adds_at_the_rate():
-    assert limit_seconds(3e6, 2e9) == pytest.approx(1.5e-3)
-    assert fraction_of_limit(3e6, 2e9, 6e-3) == pytest.approx(0.25), "a phase 4x slower than its limit"
+    assert ArithmeticLimit(3e6, 2e9).seconds == pytest.approx(1.5e-3)
+    assert ArithmeticLimit(3e6, 2e9).fraction(6e-3) == pytest.approx(0.25), "a phase 4x slower than its limit"
     limit = ArithmeticLimit(multiply_adds=3e6, rate=2e9)
     assert limit.seconds == pytest.approx(1.5e-3) and limit.fraction(1.5e-3) == pytest.approx(1.0)
 
