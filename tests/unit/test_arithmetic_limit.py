@@ -47,3 +47,16 @@ def test_fl_speed_page_gives_the_fraction_of_the_limit():
     without = speed_page("python jobs/bench_fl.py", "MovieLens 100K", cfg, 40, 943,
                          SpeedMeasurements(baseline, [], floor_s=0.02, driver_peak_mib=400.0)).markdown("x")
     assert "arithmetic limit" not in without
+
+
+def test_bench_fl_check_names_every_missed_speed_goal():
+    from jobs.bench_fl import goal_verdicts
+
+    baseline = {"updates_per_s": 10_000.0, "phases": {"train_s": 4e-3}}
+    limit = ArithmeticLimit(multiply_adds=2.5e6, rate=2.5e9)  # 1 ms a round
+    met = goal_verdicts(baseline, [{"workers": 1, "updates_per_s": 8_000.0}], 0.005, limit)
+    assert [ok for _, ok in met] == [True, True, True], met
+    missed = goal_verdicts(baseline, [{"workers": 1, "updates_per_s": 7_900.0}], 0.0051,
+                           ArithmeticLimit(multiply_adds=2.5e6, rate=2.6e9))
+    assert [ok for _, ok in missed] == [False, False, False], missed
+    assert "0.79x" in missed[0][0] and "5.1 ms" in missed[1][0]
