@@ -173,8 +173,9 @@ def test_fl_speed_page_gives_the_ratio_and_the_goal_verdict():
     text = speed_page("python jobs/bench_fl.py", "MovieLens 100K", cfg, 40, 943, measured).markdown("x")
     assert text.startswith("# FL engine speed: GMF on MovieLens 100K, 100 clients per round, 1 local epoch")
     assert "| Ray, 1 worker(s) per tier | 770 | 0.130 | 1.23 | 0.77x | 1.0 | 50.0 | 7.0 | 0.10 |" in text
-    assert "1 worker(s) per tier runs at 0.77x the in-process path: the goal (at least 1.00x) is not met" in text
-    assert "2 worker(s) per tier runs at 1.10x the in-process path: the goal (at least 1.00x) is met" in text
+    assert "1 worker(s) per tier at 0.77x the in-process path (goal: at least 0.80x): not met" in text
+    assert "2 worker(s) per tier at 1.10x the in-process path (goal: at least 0.80x): met" in text
+    assert "Ray's own cost 21.0 ms a round (goal: at most 5 ms): not met" in text
     assert "21.0 ms, 0.21x the whole in-process round" in text and "One run, one seed (0)" in text
 
 
