@@ -4,9 +4,10 @@ full-batch steps on each client's masked BCE, a learning rate per parameter grou
 
 A family supplies only its forward pass (logits (C, L) from the leaves it created) and the
 padded labels and mask; the loop owns the loss, its reduction, the gradient, Ditto's proximal
-term, CEAG's pairwise proxy and the first step's report. GMF alone trains outside it, by a
-numpy kernel with hand-written gradients (``families/ncf/gmf_training.py``, tested against this
-loop), because it is several times faster for the model the published figures use.
+term, CEAG's pairwise proxy and the first step's report. Two families train outside it, with
+hand-written gradients in numpy, because that is several times faster: GMF
+(``families/ncf/gmf_training.py``) and the click models, one client at a time through the same
+recipe in ``cluster/fl/client_sgd.py``; both are tested against this loop.
 """
 
 from __future__ import annotations

@@ -1,37 +1,36 @@
 """Federated local training of the click models (DLRM / DIN): every selected client runs its own
-full-batch SGD on its own rated items (label = click) from the global model, many clients in one
-batched tensor program; the round loop's server averages their updates (masked, HeteroFL-style,
-when clients trained narrowed models) and steps its optimizer.
+full-batch SGD on its own rated items (label = click) from the global model; the round loop's
+server averages their updates (masked, HeteroFL-style, when clients trained narrowed models) and
+steps its optimizer.
 
-Clients are grouped by (width fraction, padded sample count, padded history-pair count), all three
-properties of the client alone, so its arithmetic — shapes, reduction lengths, the order in which
-an embedding row's gradients are added — is the same whichever other clients share its batch
-(tested bit-for-bit). The sum of the clients' losses is differentiated once: each client's loss
-touches only its own copy of the parameters, so each copy's gradient is that client's own.
+Each client trains alone, on its own unpadded samples, through the hand-written forward and
+backward passes of ``kernel.py`` and the one recipe's steps (``cluster/fl/client_sgd.py``): its
+arithmetic — shapes, reduction lengths, the order in which an embedding row's gradients are
+added — is its own, the same whichever other clients train beside it (tested bit for bit). This
+replaced one autograd program over a padded batch of a few clients of equal shape: the clients'
+shapes are so varied that a round of 100 made some 40 such programs, whose per-operation and
+autograd overheads cost several times the arithmetic.
 
-Training runs on one torch thread: a reduction to a small output (a bias gradient over a lone
-client's many samples) is split across threads when the output is small, so the same client
-would add its terms in a different order alone than in a batch (measured with 2 threads). One
-thread also measured faster here — the clients are many small programs, not one large one.
+Training holds numpy's BLAS to one thread (``layers.blas_one_thread``), as a worker actor's one
+core would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache, partial
 from typing import Optional
 
 import numpy as np
-import torch
 
-from cluster.fl.families.click.features import ClickFeatures
 from cluster.fairness.ranking import pairwise_bits
-from cluster.fl.families.click.batches import PaddedBatch, grouped_batches
-from cluster.fl.local_sgd import ParamGroups, Targets, local_sgd
-from cluster.fl.recipe import LocalRecipe
+from cluster.fl.client_sgd import HandModel, client_sgd
+from cluster.fl.families.click.features import ClickFeatures
+from cluster.fl.families.click.kernel import backward, forward
+from cluster.fl.families.click.layers import blas_one_thread
 from cluster.fl.families.click.model import ClickSpec, channel_slices, is_embedding, narrow_params
-from cluster.fl.families.click.net import forward
+from cluster.fl.families.click.samples import ClientSamples, client_samples
+from cluster.fl.recipe import LocalRecipe
 from cluster.fl.types import ClientUpdate, channel_widths
 
 
@@ -79,36 +78,27 @@ def train_local_click(
     if (client_dense is not None or correction is not None) and (fractions != 1.0).any():
         raise ValueError("a per-client start or correction needs full-width clients")
     out = _ClickOutputs.empty(spec, len(clients), recipe.proxy_gradient)
-    start = {
-        name: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for name, value in global_params.items()
-    }
-    for fraction, chunk, real, batch in grouped_batches(spec, features, indptr, data.rows, fractions):
-        with one_thread():
-            own = None if client_dense is None else {n: torch.from_numpy(v[chunk]) for n, v in client_dense.items()}
-            own_correction = (
-                None
-                if correction is None
-                else {
-                    n: torch.from_numpy(np.ascontiguousarray(v[chunk], dtype=np.float32)) for n, v in correction.items()
-                }
+    full = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in global_params.items()}
+    # Each width's narrow model, made contiguous once: every client of that width starts from it.
+    starts = {float(f): _narrow(spec, full, float(f)) for f in np.unique(fractions)}
+    rates = {name: recipe.lr_item if is_embedding(name) else recipe.lr_dense for name in full}
+    with blas_one_thread():
+        for c, samples in enumerate(client_samples(spec, features, indptr, data.rows)):
+            fraction = float(fractions[c])
+            start = starts[fraction]
+            if client_dense is not None:
+                start = start | {n: np.ascontiguousarray(v[c], dtype=np.float32) for n, v in client_dense.items()}
+            params = dict(start)
+            own_correction = None if correction is None else {n: v[c] for n, v in correction.items()}
+            first = client_sgd(
+                recipe, params, rates, click_model(spec, samples), samples.labels, correction=own_correction
             )
-            first, chunk_deltas = _local_sgd(
-                spec, recipe, narrow_params(spec, start, fraction), batch, own, own_correction
+            # CEAG compares the global (full-width) model — as evaluated and as the reference was
+            # measured — so a narrow client also scores the full model.
+            logits = first.logits if fraction == 1.0 else forward(spec, full, samples)[0]
+            out.add(
+                spec, c, fraction, first.loss, _reported(recipe, logits, samples.labels), params, start, first.proxy
             )
-        first_logits = first.logits
-        if fraction < 1.0:
-            # CEAG compares the global (full-width) model — as evaluated and as the reference
-            # was measured — so a narrow client also scores the full model.
-            first_logits = _full_model_logits(spec, start, batch.inputs, len(batch.counts))
-        out.add(
-            spec,
-            chunk[:real],
-            fraction,
-            first.loss,
-            _reported(recipe, first_logits, batch.labels.numpy(), batch.counts),
-            chunk_deltas,
-            first.proxy,
-        )
     return ClientUpdate(
         clients=np.asarray(clients, dtype=np.int64),
         n_samples=np.diff(indptr).astype(np.int64),
@@ -121,19 +111,38 @@ def train_local_click(
     )
 
 
-def _reported(recipe: LocalRecipe, logits: np.ndarray, labels: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
-    """What each client of a batch reports CEAG about the model it received: every sample's
-    correctness (a click when p ≥ ½), or with ``recipe.ranking_bits`` its pairwise bits."""
+def _narrow(spec: ClickSpec, params: dict[str, np.ndarray], fraction: float) -> dict[str, np.ndarray]:
+    if fraction == 1.0:
+        return params
+    return {name: np.ascontiguousarray(value) for name, value in narrow_params(spec, params, fraction).items()}
+
+
+def click_model(spec: ClickSpec, samples: ClientSamples, tables: bool = True) -> HandModel:
+    """One client's model for ``client_sgd``; without ``tables`` its gradient skips the embedding
+    tables (a personal step trains the dense part alone)."""
+    return HandModel(
+        partial(forward, spec, s=samples),
+        lambda params, cache, dlogits: backward(spec, params, samples, cache, dlogits, tables),
+    )
+
+
+def _reported(recipe: LocalRecipe, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """What a client reports CEAG about the model it received: every sample's correctness (a
+    click when p ≥ ½), or with ``recipe.ranking_bits`` its pairwise bits."""
     if recipe.ranking_bits:
-        return [pairwise_bits(logits[j, :n], labels[j, :n]) for j, n in enumerate(counts)]
-    correct = ((logits >= 0) == (labels >= 0.5)).astype(np.float32)
-    return [correct[j, :n] for j, n in enumerate(counts)]
+        return pairwise_bits(logits, labels)
+    return ((logits >= 0) == (labels >= 0.5)).astype(np.float32)
+
+
+@lru_cache(maxsize=64)
+def _slices(spec: ClickSpec, fraction: float) -> dict[str, tuple[slice, ...]]:
+    return channel_slices(spec, fraction)
 
 
 @dataclass
 class _ClickOutputs:
     """Per client (C,): the full-width delta of every tensor, the loss at the global model and
-    the 0/1 correctness of each of its samples; filled in one batch at a time."""
+    the 0/1 correctness of each of its samples; filled one client at a time."""
 
     deltas: dict[str, np.ndarray]
     loss: np.ndarray
@@ -153,61 +162,18 @@ class _ClickOutputs:
     def add(
         self,
         spec: ClickSpec,
-        members: np.ndarray,
+        c: int,
         fraction: float,
-        first_loss,
-        reported: list[np.ndarray],
-        batch_deltas: dict[str, np.ndarray],
-        batch_proxy: dict[str, np.ndarray],
+        first_loss: float,
+        reported: np.ndarray,
+        params: dict[str, np.ndarray],
+        start: dict[str, np.ndarray],
+        proxy: dict[str, np.ndarray],
     ) -> None:
-        real = len(members)
-        self.loss[members] = first_loss[:real]
-        for j in range(real):
-            self.correct[members[j]] = reported[j]
-        for name, index in channel_slices(spec, fraction).items():
+        self.loss[c] = first_loss
+        self.correct[c] = reported
+        for name, index in _slices(spec, fraction).items():
             # Basic slicing gives a view of the full array, so this writes the slice in place.
-            self.deltas[name][(slice(None), *index)][members] = batch_deltas[name][:real]
+            np.subtract(params[name], start[name], out=self.deltas[name][c][index])
             if self.proxy_deltas:
-                self.proxy_deltas[name][(slice(None), *index)][members] = batch_proxy[name][:real]
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _full_model_logits(spec, start, batch, n: int) -> np.ndarray:
-    """(c, L) logits of the full global model on the batch."""
-    with torch.no_grad(), one_thread():
-        logits = forward(
-            spec, {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in start.items()}, batch
-        )
-    return logits.numpy()
-
-
-def _local_sgd(spec, recipe, narrow, batch: PaddedBatch, own=None, correction=None):
-    """The loop's steps for the c clients of ``batch`` from the (narrowed) global ``narrow`` (or,
-    for the tensors in ``own[name]`` (c, *shape), from each client's own); returns what the first
-    step saw and their deltas (c, *sliced shape)."""
-    n = len(batch.counts)
-    start = {name: value.unsqueeze(0).expand(n, *value.shape) for name, value in narrow.items()} | (own or {})
-    params = {name: value.clone().requires_grad_() for name, value in start.items()}
-    groups = ParamGroups(
-        item={n: p for n, p in params.items() if is_embedding(n)},
-        dense={n: p for n, p in params.items() if not is_embedding(n)},
-    )
-    first = local_sgd(
-        recipe,
-        groups,
-        lambda: forward(spec, params, batch.inputs),
-        Targets(batch.labels, batch.mask, torch.from_numpy(batch.counts.astype(np.float32))),
-        correction=correction,
-    )
-    with torch.no_grad():
-        deltas = {name: (params[name] - start[name]).numpy() for name in params}
-    return first, deltas
+                self.proxy_deltas[name][c][index] = proxy[name]

@@ -1,0 +1,115 @@
+"""The local-SGD recipe of ``cluster/fl/local_sgd.py`` for one client at a time, on numpy arrays,
+for a model that writes its gradients by hand (the click models: ``families/click/kernel.py``).
+
+The steps are the batched loop's — full-batch SGD on the client's BCE, a rate per tensor,
+FedProx's and Ditto's proximal terms, SCAFFOLD's correction, CEAG's pairwise proxy and the
+first step's report — for a client alone, so nothing it computes can depend on another client.
+Tested against that loop (``tests/unit/test_click_kernel.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from cluster.fl.proximal import proximal_step
+from cluster.fl.recipe import LocalRecipe
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """σ(x) without overflow: one tanh, which numpy evaluates in SIMD on float32."""
+    out = np.tanh(x * np.float32(0.5))
+    out += np.float32(1.0)
+    out *= np.float32(0.5)
+    return out
+
+
+@dataclass(frozen=True)
+class HandModel:
+    """A client's model as two functions of its parameters: ``forward(params)`` → (logits (n,),
+    cache) and ``backward(params, cache, dlogits)`` → the gradient of Σ dlogits·logits for
+    every trained tensor."""
+
+    forward: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, Any]]
+    backward: Callable[[dict[str, np.ndarray], Any, np.ndarray], dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class ClientFirstStep:
+    """What the client's first step saw, at the model it received: its mean BCE, its logits (n,)
+    and, with ``recipe.proxy_gradient``, −lr × its pairwise-logistic gradient per trained tensor."""
+
+    loss: float
+    logits: np.ndarray
+    proxy: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A proximal term λ(v − anchor) added to the gradient of every tensor named in ``anchor``."""
+
+    strength: float
+    anchor: dict[str, np.ndarray]
+
+
+def client_sgd(
+    recipe: LocalRecipe,
+    params: dict[str, np.ndarray],
+    rates: dict[str, float],
+    model: HandModel,
+    labels: np.ndarray,
+    proximal: Optional[Anchor] = None,
+    correction: Optional[dict[str, np.ndarray]] = None,
+) -> ClientFirstStep:
+    """``recipe.epochs`` steps on the tensors named in ``rates`` (name → learning rate), each
+    replaced in ``params`` by its stepped value (the arrays passed in are never written, so they
+    may be shared). FedProx (``recipe.prox_mu``, without ``proximal``) anchors every trained
+    tensor at its start. ``correction[name]``: added to that tensor's gradient at every step."""
+    if recipe.prox_mu and proximal is None:
+        proximal = Anchor(recipe.prox_mu, {name: params[name] for name in rates})
+    first: Optional[ClientFirstStep] = None
+    for _ in range(recipe.epochs):
+        logits, cache = model.forward(params)
+        if first is None:
+            proxy = {}
+            if recipe.proxy_gradient:
+                grads = model.backward(params, cache, pairwise_logistic_grad(logits, labels))
+                proxy = {name: -lr * grads[name] for name, lr in rates.items()}
+            first = ClientFirstStep(float(bce(logits, labels).sum() / len(labels)), logits, proxy)
+        dlogits = sigmoid(logits) - labels
+        if recipe.loss_reduction == "mean":
+            dlogits /= np.float32(len(labels))
+        grads = model.backward(params, cache, dlogits)
+        for name, lr in rates.items():
+            grad = grads[name]
+            if correction is not None and name in correction:
+                grad = grad + correction[name]
+            if proximal is not None and name in proximal.anchor:
+                params[name] = proximal_step(
+                    {name: params[name]}, proximal.anchor, {name: grad}, lr, proximal.strength
+                )[name]
+            else:
+                params[name] = params[name] - lr * grad
+    assert first is not None, "a recipe has at least one epoch"
+    return first
+
+
+def bce(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each sample's binary cross-entropy of its logit, as torch's ``…_with_logits`` computes it."""
+    return np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))
+
+
+def pairwise_logistic_grad(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(n,) the gradient of the client's mean log(1 + exp(−(s_click − s_nonclick))) over its own
+    (click, non-click) pairs (``local_sgd.pairwise_logistic``) with respect to its logits; 0
+    without pairs."""
+    clicked = labels >= 0.5
+    s_click, s_other = logits[clicked], logits[~clicked]
+    sig = sigmoid(s_other[None, :] - s_click[:, None])  # [i, j]: ∂softplus(s_j − s_i)/∂s_j
+    n_pairs = np.float32(max(1, sig.size))
+    out = np.zeros_like(logits)
+    out[~clicked] = sig.sum(axis=0) / n_pairs
+    out[clicked] = -sig.sum(axis=1) / n_pairs
+    return out

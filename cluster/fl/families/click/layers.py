@@ -1,0 +1,179 @@
+"""The click models' layers on one client's unpadded samples, forward and backward written out by
+hand on numpy arrays (no client axis): ``kernel.py`` composes them into DLRM and DIN.
+
+Every array is one client's own, so every matrix product has a shape fixed by that client alone
+and every reduction adds that client's terms in an order fixed by its data: its result is the
+same bits whichever other clients train in the same process. Matrix products go to numpy's
+OpenBLAS, which packs its operands before multiplying, so a product does not depend on where in
+memory an operand sits either (torch's MKL measured otherwise: it rounds differently at other
+alignments). ``blas_one_thread`` holds OpenBLAS to one thread while a worker trains, as torch is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional
+
+import numpy as np
+
+from cluster.fl.client_sgd import sigmoid
+
+
+@lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController  # scikit-learn's dependency: finds numpy's OpenBLAS
+
+    return ThreadpoolController()
+
+
+@contextmanager
+def blas_one_thread() -> Iterator[None]:
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Consecutive runs of rows that each add up into one output row: ``targets`` (k,) the output
+    rows that have any, ``starts`` (k,) where each run begins; ``n_out`` output rows in all."""
+
+    targets: np.ndarray
+    starts: np.ndarray
+    n_out: int
+
+    @classmethod
+    def of_lengths(cls, lengths: np.ndarray) -> Segments:
+        """Output row i gathers the next ``lengths[i]`` input rows (0: none)."""
+        ends = np.cumsum(lengths)
+        has = np.flatnonzero(lengths)
+        return cls(has, (ends - lengths)[has], len(lengths))
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """(n_out, *rest): each run's rows added in order; zero where a row has none."""
+        out = np.zeros((self.n_out, *values.shape[1:]), values.dtype)
+        if len(self.targets):
+            out[self.targets] = np.add.reduceat(values, self.starts, axis=0)
+        return out
+
+
+@dataclass(frozen=True)
+class RowSums:
+    """Adds rows into the table rows ``ids`` name, each table row's terms in input order: the
+    input sorted stably by id, then summed run by run (``np.add.at`` would be ten times slower)."""
+
+    order: np.ndarray
+    starts: np.ndarray
+    rows: np.ndarray
+
+    @classmethod
+    def of(cls, ids: np.ndarray) -> RowSums:
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+        return cls(order, starts, sorted_ids[starts])
+
+    def table(self, values: np.ndarray, n_rows: int) -> np.ndarray:
+        """(n_rows, d): the table whose row r is the sum of the values whose id is r."""
+        out = np.zeros((n_rows, values.shape[1]), values.dtype)
+        if len(self.rows):
+            out[self.rows] = np.add.reduceat(values[self.order], self.starts, axis=0)
+        return out
+
+
+@dataclass(frozen=True)
+class Layer:
+    """What one layer's backward pass needs: its input x, its pre-activation z and, for Dice, σ(z)."""
+
+    x: np.ndarray
+    z: np.ndarray
+    p: Optional[np.ndarray] = None
+
+
+def dice(z: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dice without batch norm, x·(α + (1 − α)·σ(x)); returns it and σ(x)."""
+    p = sigmoid(z)
+    y = p * (1 - alpha)
+    y += alpha
+    y *= z
+    return y, p
+
+
+def dice_backward(dy: np.ndarray, z: np.ndarray, p: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """∂/∂x = α + (1 − α)·(p + x·p·(1 − p)), ∂/∂α = Σ_rows x·(1 − p)·dy; returns (dx, dα)."""
+    z_one_minus_p = z - z * p
+    d_alpha = column_sums(dy * z_one_minus_p)
+    slope = p * z_one_minus_p
+    slope += p
+    slope *= 1 - alpha
+    slope += alpha
+    slope *= dy
+    return slope, d_alpha
+
+
+def column_sums(x: np.ndarray) -> np.ndarray:
+    """(m,) the sums of x's (n, m) columns, as one BLAS product (numpy's own column reduction
+    is several times slower); like a matrix product, its rounding follows the shape alone."""
+    return np.ones(len(x), x.dtype) @ x
+
+
+def mlp_forward(
+    params: dict[str, np.ndarray],
+    prefix: str,
+    x: np.ndarray,
+    n_layers: int,
+    act: str,
+    last_relu: bool = False,
+    first: int = 0,
+) -> tuple[np.ndarray, list[Layer]]:
+    """Layers ``prefix.{first} .. prefix.{n_layers-1}`` on x (n, in): ``act`` ('relu' or 'dice')
+    between them, a ReLU after the last with ``last_relu``. Returns the output and each layer's
+    ``Layer`` for ``mlp_backward`` (a ReLU layer keeps its output as z: its sign is the mask)."""
+    layers = []
+    for k in range(first, n_layers):
+        z = x @ params[f"{prefix}.{k}.weight"]
+        z += params[f"{prefix}.{k}.bias"]
+        p = None
+        if k < n_layers - 1 and act == "dice":
+            out, p = dice(z, params[f"{prefix}.{k}.alpha"])
+        elif k < n_layers - 1 or last_relu:
+            out = np.maximum(z, np.float32(0), out=z)
+        else:
+            out = z
+        layers.append(Layer(x, z, p))
+        x = out
+    return x, layers
+
+
+def mlp_backward(
+    params: dict[str, np.ndarray],
+    prefix: str,
+    layers: list[Layer],
+    dout: np.ndarray,
+    act: str,
+    grads: dict[str, np.ndarray],
+    last_relu: bool = False,
+    input_grad: bool = True,
+    first: int = 0,
+) -> Optional[np.ndarray]:
+    """Adds the weight, bias (and α) gradients of layers ``first..`` to ``grads`` given dout, the
+    gradient of the MLP's output; returns the gradient of their input (None without
+    ``input_grad``)."""
+    n_layers = first + len(layers)
+    d = dout
+    for k in reversed(range(first, n_layers)):
+        layer, name = layers[k - first], f"{prefix}.{k}"
+        if k < n_layers - 1 and act == "dice":
+            assert layer.p is not None
+            d, grads[f"{name}.alpha"] = dice_backward(d, layer.z, layer.p, params[f"{name}.alpha"])
+        elif k < n_layers - 1 or last_relu:
+            d = d * (layer.z > 0)
+        weight = params[f"{name}.weight"]
+        grads[f"{name}.weight"] = layer.x.T @ d
+        grads[f"{name}.bias"] = column_sums(d)
+        if k > first or input_grad:
+            # One output column: the product is an outer one, which BLAS takes slowly.
+            d = d * weight[:, 0] if weight.shape[1] == 1 else d @ weight.T
+    return d if input_grad else None
