@@ -14,7 +14,6 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from cluster.fl.proximal import proximal_step
 from cluster.fl.recipe import LocalRecipe
 
 
@@ -37,13 +36,15 @@ class HandModel:
 
 
 @dataclass(frozen=True)
-class ClientFirstStep:
-    """What the client's first step saw, at the model it received: its mean BCE, its logits (n,)
-    and, with ``recipe.proxy_gradient``, −lr × its pairwise-logistic gradient per trained tensor."""
+class ClientSteps:
+    """What the client's first step saw, at the model it received — its mean BCE, its logits (n,)
+    and, with ``recipe.proxy_gradient``, −lr × its pairwise-logistic gradient per trained tensor
+    — and ``delta``, each trained tensor's change over all the steps."""
 
     loss: float
     logits: np.ndarray
     proxy: dict[str, np.ndarray]
+    delta: dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,16 @@ class Anchor:
     anchor: dict[str, np.ndarray]
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """Where ``client_sgd`` writes each trained tensor's change and proxy gradient (arrays of the
+    tensor's shape, views into the round's outputs): the round's arrays are filled without
+    another copy."""
+
+    delta: dict[str, np.ndarray]
+    proxy: dict[str, np.ndarray]
+
+
 def client_sgd(
     recipe: LocalRecipe,
     params: dict[str, np.ndarray],
@@ -62,38 +73,50 @@ def client_sgd(
     labels: np.ndarray,
     proximal: Optional[Anchor] = None,
     correction: Optional[dict[str, np.ndarray]] = None,
-) -> ClientFirstStep:
-    """``recipe.epochs`` steps on the tensors named in ``rates`` (name → learning rate), each
-    replaced in ``params`` by its stepped value (the arrays passed in are never written, so they
-    may be shared). FedProx (``recipe.prox_mu``, without ``proximal``) anchors every trained
+    out: Optional[Outputs] = None,
+) -> ClientSteps:
+    """``recipe.epochs`` steps from ``params`` (never written: they may be shared) on the tensors
+    named in ``rates`` (name → learning rate), each step v ← v − lr·(∇ + λ(v − anchor)): Ditto's
+    and FedProx's proximal step (``cluster/fl/proximal.py``) for the tensors in ``proximal``, plain
+    SGD for the others. FedProx (``recipe.prox_mu``, without ``proximal``) anchors every trained
     tensor at its start. ``correction[name]``: added to that tensor's gradient at every step."""
     if recipe.prox_mu and proximal is None:
         proximal = Anchor(recipe.prox_mu, {name: params[name] for name in rates})
-    first: Optional[ClientFirstStep] = None
-    for _ in range(recipe.epochs):
-        logits, cache = model.forward(params)
+    out = out or Outputs({name: np.empty_like(params[name]) for name in rates}, {})
+    current = dict(params)
+    first: Optional[tuple[float, np.ndarray, dict[str, np.ndarray]]] = None
+    for epoch in range(recipe.epochs):
+        logits, cache = model.forward(current)
         if first is None:
             proxy = {}
             if recipe.proxy_gradient:
-                grads = model.backward(params, cache, pairwise_logistic_grad(logits, labels))
-                proxy = {name: -lr * grads[name] for name, lr in rates.items()}
-            first = ClientFirstStep(float(bce(logits, labels).sum() / len(labels)), logits, proxy)
+                grads = model.backward(current, cache, pairwise_logistic_grad(logits, labels))
+                proxy = {name: _scaled(grads[name], -lr, out.proxy.get(name)) for name, lr in rates.items()}
+            first = (float(bce(logits, labels).sum() / len(labels)), logits, proxy)
         dlogits = sigmoid(logits) - labels
         if recipe.loss_reduction == "mean":
             dlogits /= np.float32(len(labels))
-        grads = model.backward(params, cache, dlogits)
+        grads = model.backward(current, cache, dlogits)
+        last = epoch == recipe.epochs - 1
         for name, lr in rates.items():
             grad = grads[name]
             if correction is not None and name in correction:
                 grad = grad + correction[name]
             if proximal is not None and name in proximal.anchor:
-                params[name] = proximal_step(
-                    {name: params[name]}, proximal.anchor, {name: grad}, lr, proximal.strength
-                )[name]
+                grad = grad + proximal.strength * (current[name] - proximal.anchor[name])
+            if not last:
+                current[name] = current[name] - lr * grad
+            elif epoch == 0:  # one step: its change is the whole delta
+                _scaled(grad, -lr, out.delta[name])
             else:
-                params[name] = params[name] - lr * grad
+                np.subtract(current[name], params[name], out=out.delta[name])
+                out.delta[name] -= lr * grad
     assert first is not None, "a recipe has at least one epoch"
-    return first
+    return ClientSteps(*first, out.delta)
+
+
+def _scaled(x: np.ndarray, factor: float, out: Optional[np.ndarray]) -> np.ndarray:
+    return np.multiply(x, np.float32(factor), out=out)
 
 
 def bce(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -5,13 +5,12 @@ own (possibly narrowed) tensors, widths read from their shapes.
 
     DLRM  v = [users…, pooled, item, genre, bottom] (F, d) per sample; x = [bottom, v_i·v_j (i<j)]
           ∂v = (D + Dᵀ) v with D the upper-triangular matrix of ∂(v_i·v_j); ∂bottom += ∂x[:d]
-    DIN   pooled_s = Σ_p w_p h_p / n_s, w = att([h, t, h − t, h ⊙ t]) per pair p of sample s
-          ∂w_p = ∂pooled_s·h_p / n_s; ∂h_p += w_p ∂pooled_s / n_s
+    DIN   x = [users…, pooled, item, genre, dense] per sample (``attention.py`` weighs the pairs)
 
-DIN's first attention layer, [h, t, h − t, h ⊙ t] W + b with W's row blocks W_h, W_t, W_−, W_⊙,
-is computed as [h, t, h ⊙ t] [W_h + W_−; W_t − W_−; W_⊙] + b, a quarter fewer multiply-adds per
-pair in the attention's largest products; the gradient G of the merged weight splits back:
-∂W_h = G_h, ∂W_t = G_t, ∂W_− = G_h − G_t, ∂W_⊙ = G_⊙.
+The history pools through the client's K distinct clicked items c (K, d): pooled = A c with A
+(n, K) holding each pair's weight over its sample's history length at (sample, click) — 1 in
+DLRM, the attention's w_p in DIN — so ∂c = Aᵀ ∂pooled (+ the attention's ∂h per pair) and
+∂w_p = (∂pooled cᵀ)[s_p, k_p] / n_s: small products in place of per-pair gathers and sums.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from typing import Optional
 
 import numpy as np
 
+from cluster.fl.families.click.attention import AttentionCache, attention_backward, attention_forward
 from cluster.fl.families.click.layers import Layer, mlp_backward, mlp_forward
 from cluster.fl.families.click.model import ClickSpec
 from cluster.fl.families.click.samples import ClientSamples
@@ -29,51 +29,41 @@ from cluster.fl.families.click.samples import ClientSamples
 
 @dataclass(frozen=True)
 class Cache:
-    """What the backward pass reads of the forward: the per-sample vectors (users…, item,
-    history), the MLPs' layers, DLRM's interacting vectors and bottom layers, DIN's attention
-    layers, its weights and the attention parameters with the merged first weight."""
+    """What the backward pass reads of the forward: the per-sample vectors (users…, item), the
+    rows of the client's clicked items, the MLPs' layers, DLRM's interacting vectors and bottom
+    layers, DIN's attention and its weighted pooling matrix."""
 
     users: list[np.ndarray]
     item: np.ndarray
-    history: np.ndarray
+    clicks: np.ndarray
     top: list[Layer]
     vectors: Optional[np.ndarray] = None
     bottom: Optional[list[Layer]] = None
-    attention: Optional[list[Layer]] = None
-    weights: Optional[np.ndarray] = None
-    att_params: Optional[dict[str, np.ndarray]] = None
+    attention: Optional[AttentionCache] = None
+    pool: Optional[np.ndarray] = None
 
 
 def forward(spec: ClickSpec, params: dict[str, np.ndarray], s: ClientSamples) -> tuple[np.ndarray, Cache]:
     """Logits (n,) of the client's samples, and the cache for ``backward``."""
-    users = [params[f"emb.{name}"][s.cats[:, k]] for k, (name, _) in enumerate(spec.cats)]
+    users = [s.onehot[:, cols] @ params[f"emb.{name}"] for (name, _), cols in zip(spec.cats, _cat_columns(spec))]
     item = params["emb.item"][s.item]
-    history = params["emb.item"][s.history]
+    clicks = params["emb.item"][s.clicks]
     genre = s.genres @ params["emb.genre"]
     top_layers = len(spec.top_hidden) + 1
     if spec.kind == "dlrm":
-        pooled = s.pooling.sum(history)
-        pooled *= s.inv_count
+        assert s.pool is not None
+        pooled = s.pool @ clicks
         bottom, bottom_cache = mlp_forward(params, "bottom", s.dense, len(spec.bottom_hidden) + 1, "relu", True)
         vectors = np.stack([*users, pooled, item, genre, bottom], axis=1)
         upper = _upper(spec.n_vectors)
         dots = np.matmul(vectors, vectors.transpose(0, 2, 1))[:, upper[0], upper[1]]
         logits, top = mlp_forward(params, "top", np.concatenate([bottom, dots], axis=1), top_layers, "relu")
-        return logits[:, 0], Cache(users, item, history, top, vectors=vectors, bottom=bottom_cache)
-    att_params = _merged_attention(params, spec.dim)
-    target = item[s.pair_sample]
-    att_in = np.concatenate([history, target, history * target], axis=1)
-    weights, attention = mlp_forward(att_params, "att", att_in, len(spec.attention_hidden) + 1, "dice")
-    pooled = s.pooling.sum(weights * history)
-    pooled *= s.inv_count
-    top_in = np.concatenate([*users, pooled, item, genre, s.dense], axis=1)
+        return logits[:, 0], Cache(users, item, clicks, top, vectors=vectors, bottom=bottom_cache)
+    weights, attention = attention_forward(params, s, clicks, item, len(spec.attention_hidden) + 1)
+    pool = s.pool_matrix(weights * s.pair_inv)
+    top_in = np.concatenate([*users, pool @ clicks, item, genre, s.dense], axis=1)
     logits, top = mlp_forward(params, "top", top_in, top_layers, "dice")
-    return logits[:, 0], Cache(users, item, history, top, attention=attention, weights=weights, att_params=att_params)
-
-
-def _merged_attention(params: dict[str, np.ndarray], d: int) -> dict[str, np.ndarray]:
-    w_h, w_t, w_minus, w_times = (params["att.0.weight"][k * d : (k + 1) * d] for k in range(4))
-    return params | {"att.0.weight": np.concatenate([w_h + w_minus, w_t - w_minus, w_times])}
+    return logits[:, 0], Cache(users, item, clicks, top, attention=attention, pool=pool)
 
 
 def backward(
@@ -105,31 +95,33 @@ def backward(
             return grads
         d_users = [d_vectors[:, k] for k in range(n_cats)]
         d_pooled, d_item, d_genre = d_vectors[:, n_cats], d_vectors[:, n_cats + 1], d_vectors[:, n_cats + 2]
-        d_history = (d_pooled * s.inv_count)[s.pair_sample]
+        assert s.pool is not None
+        d_clicks = s.pool.T @ d_pooled
     else:
         d_users = [dx[:, k * d : (k + 1) * d] for k in range(n_cats)]
         d_pooled, d_item, d_genre = (dx[:, (n_cats + k) * d : (n_cats + k + 1) * d] for k in range(3))
-        assert cache.weights is not None and cache.attention is not None and cache.att_params is not None
-        d_pairs = (d_pooled * s.inv_count)[s.pair_sample]
-        d_weights = (d_pairs * cache.history) @ np.ones((d, 1), np.float32)
-        d_in = mlp_backward(cache.att_params, "att", cache.attention, d_weights, "dice", grads, input_grad=tables)
-        g_h, g_t, g_times = np.split(grads["att.0.weight"], 3)
-        grads["att.0.weight"] = np.concatenate([g_h, g_t, g_h - g_t, g_times])
-        if not tables:
+        assert cache.pool is not None and cache.attention is not None
+        assert s.pooling is not None and s.by_click is not None
+        d_weights = (d_pooled @ cache.clicks.T)[s.pair_sample, s.pair_click] * s.pair_inv
+        pair_grads = attention_backward(params, cache.attention, d_weights, grads, tables)
+        if pair_grads is None:
             return grads
-        assert d_in is not None
-        d_times = d_in[:, 2 * d :]
-        d_history = cache.weights * d_pairs
-        d_history += d_in[:, :d]
-        d_history += d_times * cache.attention[0].x[:, d : 2 * d]
-        d_target = d_times * cache.history
-        d_target += d_in[:, d : 2 * d]
+        d_history, d_target = pair_grads
         d_item = d_item + s.pooling.sum(d_target)
+        d_clicks = cache.pool.T @ d_pooled
+        d_clicks += s.by_click.table(d_history, len(s.clicks))
     grads["emb.genre"] = s.genres.T @ d_genre
-    grads["emb.item"] = s.item_rows.table(np.concatenate([d_item, d_history]), params["emb.item"].shape[0])
+    grads["emb.item"] = s.item_rows.table(np.concatenate([d_item, d_clicks]), params["emb.item"].shape[0])
     for k, (name, _) in enumerate(spec.cats):
-        grads[f"emb.{name}"] = s.cat_onehot[k].T @ d_users[k]
+        grads[f"emb.{name}"] = s.onehot[:, _cat_columns(spec)[k]].T @ d_users[k]
     return grads
+
+
+@lru_cache(maxsize=8)
+def _cat_columns(spec: ClickSpec) -> list[slice]:
+    """Each user-code table's columns of ``ClientSamples.onehot``."""
+    ends = np.cumsum(spec.cat_sizes)
+    return [slice(int(end - size), int(end)) for end, size in zip(ends, spec.cat_sizes)]
 
 
 @lru_cache(maxsize=8)

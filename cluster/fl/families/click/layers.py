@@ -44,13 +44,6 @@ class Segments:
     starts: np.ndarray
     n_out: int
 
-    @classmethod
-    def of_lengths(cls, lengths: np.ndarray) -> Segments:
-        """Output row i gathers the next ``lengths[i]`` input rows (0: none)."""
-        ends = np.cumsum(lengths)
-        has = np.flatnonzero(lengths)
-        return cls(has, (ends - lengths)[has], len(lengths))
-
     def sum(self, values: np.ndarray) -> np.ndarray:
         """(n_out, *rest): each run's rows added in order; zero where a row has none."""
         out = np.zeros((self.n_out, *values.shape[1:]), values.dtype)
@@ -61,22 +54,16 @@ class Segments:
 
 @dataclass(frozen=True)
 class RowSums:
-    """Adds rows into the table rows ``ids`` name, each table row's terms in input order: the
-    input sorted stably by id, then summed run by run (``np.add.at`` would be ten times slower)."""
+    """Adds rows into table rows, each table row's terms in input order: the input taken in
+    ``order`` (sorted stably by target row), each run from ``starts`` summed into row ``rows[i]``
+    (``np.add.at`` would be ten times slower)."""
 
     order: np.ndarray
     starts: np.ndarray
     rows: np.ndarray
 
-    @classmethod
-    def of(cls, ids: np.ndarray) -> RowSums:
-        order = np.argsort(ids, kind="stable")
-        sorted_ids = ids[order]
-        starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-        return cls(order, starts, sorted_ids[starts])
-
     def table(self, values: np.ndarray, n_rows: int) -> np.ndarray:
-        """(n_rows, d): the table whose row r is the sum of the values whose id is r."""
+        """(n_rows, d): the table whose row r is the sum of the values bound for r."""
         out = np.zeros((n_rows, values.shape[1]), values.dtype)
         if len(self.rows):
             out[self.rows] = np.add.reduceat(values[self.order], self.starts, axis=0)

@@ -77,6 +77,10 @@ class ClickSpec:
         return cls(kind, features.n_items, features.n_genres, cats, **overrides)
 
     @property
+    def cat_sizes(self) -> tuple[int, ...]:
+        return tuple(size for _, size in self.cats)
+
+    @property
     def n_vectors(self) -> int:
         """DLRM's interacting vectors: user codes, pooled history, item, genres, bottom output."""
         return len(self.cats) + 4

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from cluster.fl.client_sgd import Anchor, client_sgd, sigmoid
+from cluster.fl.client_sgd import Anchor, Outputs, client_sgd, sigmoid
 from cluster.fl.families.click.features import ClickFeatures
 from cluster.fl.families.click.kernel import forward
 from cluster.fl.families.click.layers import blas_one_thread
@@ -49,13 +49,16 @@ def personal_sgd(
     recipe = replace(recipe, proxy_gradient=False)  # what a personal step reports goes nowhere
     proximal = Anchor(lam, {name: global_params[name] for name in personal})
     rates = {name: recipe.lr_dense for name in personal}
-    out = {name: value.copy() for name, value in personal.items()}
+    out = {name: np.zeros_like(value, dtype=np.float32) for name, value in personal.items()}
     with blas_one_thread():
         for c, samples in enumerate(client_samples(spec, features, indptr, rows)):
             params = global_params | _float32({name: value[c] for name, value in personal.items()})
-            client_sgd(recipe, params, rates, click_model(spec, samples, tables=False), samples.labels, proximal)
+            mine = Outputs({name: out[name][c] for name in personal}, {})
+            client_sgd(
+                recipe, params, rates, click_model(spec, samples, tables=False), samples.labels, proximal, out=mine
+            )
             for name in personal:
-                out[name][c] = params[name]
+                out[name][c] += params[name]
     return out
 
 

@@ -1,11 +1,12 @@
 """One client's samples for the hand-written kernel (``kernel.py``), unpadded: its rows in CSR
-order, their history as flat (sample, clicked item) pairs in sample order, and the plans that
-add its per-sample gradients into embedding rows. Everything here is a function of the client's
-own rows, so its arithmetic is too."""
+order, their history as flat (sample, clicked item) pairs in sample order over the client's
+distinct clicked items, and the plans that add its per-sample gradients into embedding rows.
+Everything here is a function of the client's own rows, so its arithmetic is too."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Optional
 
 import numpy as np
 
@@ -16,86 +17,133 @@ from cluster.fl.families.click.model import ClickSpec
 
 @dataclass(frozen=True)
 class ClientSamples:
-    """n samples and P history pairs of one client: cats (n, n_cats) int64 user codes and
-    cat_onehot[k] (n, vocabulary k) float32 the one-hot rows of cats[:, k]; item (n,) int64;
-    genres (n, n_genres) float32; dense (n, n_dense) float32; labels (n,) float32; inv_count
-    (n, 1) float32 1 / max(1, the sample's history length); history (P,) int64 the clicked item
-    of each pair and pair_sample (P,) its sample; pooling adds pairs into their samples;
-    item_rows adds rows indexed by [item, history] into the item table."""
+    """n samples, P history pairs over K distinct clicked items of one client: onehot (n, Σ
+    vocabulary sizes) float32 the one-hot rows of its user codes, table after table in
+    ``spec.cats`` order; item (n,) int64; genres (n, n_genres) float32; dense (n, n_dense)
+    float32; labels (n,) float32; clicks (K,) int64 the distinct history items; pair_sample,
+    pair_click (P,) each pair's sample and index into ``clicks``; pair_inv (P,) float32 1 / its
+    sample's history length; item_rows adds rows indexed by [item, clicks] into the item table.
+    DLRM's pool (n, K) float32 holds each pair's pair_inv at (sample, click), so pool @ rows of
+    ``clicks`` is each sample's mean history; DIN's pooling adds pairs into their samples and
+    by_click into their clicks."""
 
-    cats: np.ndarray
-    cat_onehot: tuple[np.ndarray, ...]
+    onehot: np.ndarray
     item: np.ndarray
     genres: np.ndarray
     dense: np.ndarray
     labels: np.ndarray
-    inv_count: np.ndarray
-    history: np.ndarray
+    clicks: np.ndarray
     pair_sample: np.ndarray
-    pooling: Segments
+    pair_click: np.ndarray
+    pair_inv: np.ndarray
     item_rows: RowSums
+    pool: Optional[np.ndarray] = None
+    pooling: Optional[Segments] = None
+    by_click: Optional[RowSums] = None
 
     @property
     def n(self) -> int:
         return len(self.labels)
+
+    def pool_matrix(self, pair_values: np.ndarray) -> np.ndarray:
+        """(n, K) float32: the pairs' values at (sample, click), added where a sample reads an item
+        twice (each entry's terms in pair order, in float64, rounded once)."""
+        n, k = self.n, len(self.clicks)
+        flat = np.bincount(self.pair_sample * k + self.pair_click, weights=pair_values, minlength=n * k)
+        return flat.astype(np.float32).reshape(n, k)
 
 
 def client_samples(
     spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray
 ) -> list[ClientSamples]:
     """Every client of the CSR (indptr (C + 1,), rows), each its rows in CSR order; every client
-    needs a row. Features are gathered for all rows at once and sliced per client."""
+    needs a row. Features are gathered and grouped for all rows at once and sliced per client."""
     n_rows = np.diff(indptr)
     if (n_rows == 0).any():
         raise ValueError("every trained client needs at least one sample")
+    n_clients = len(n_rows)
     item = features.item[rows].astype(np.int64)
-    cats = features.user_cats[features.user[rows]].astype(np.int64)
-    # The user-code tables are small (gender, age bucket, occupation, zip prefix): a one-hot
-    # product adds a client's rows into them faster than sorting its codes would.
-    onehot = [(cats[:, k, None] == np.arange(size)).astype(np.float32) for k, (_, size) in enumerate(spec.cats)]
+    codes = features.user_cats[features.user[rows]].astype(np.int64) + np.r_[0, np.cumsum(spec.cat_sizes)[:-1]]
+    # The user-code tables are small (gender, age bucket, occupation, zip prefix): one-hot
+    # products read and add a client's rows of them faster than gathers and sorts would.
+    onehot = np.zeros((len(rows), sum(spec.cat_sizes)), np.float32)
+    onehot[np.arange(len(rows))[:, None], codes] = 1
     genres, dense, labels = features.item_genres[item], features.dense[rows], features.label[rows]
     pair_row, history, lengths = features.history(rows, spec.history_len)
-    inv_count = (1.0 / np.maximum(lengths, 1)).astype(np.float32)[:, None]
+    inv_count = (1.0 / np.maximum(lengths, 1)).astype(np.float32)
     pair_at = np.r_[0, np.cumsum(lengths)][indptr]
-    item_rows = _item_rows(item, history, indptr, pair_at)
+    pair_owner = np.repeat(np.arange(n_clients), np.diff(pair_at))
+    clicks = _Grouped.of(history, pair_owner, n_clients)
+    click_at = clicks.group_at
+    distinct = clicks.ids
+    pair_click = np.empty(len(history), np.int64)
+    pair_click[clicks.order] = np.repeat(np.arange(len(clicks.starts)), np.diff(np.r_[clicks.starts, len(history)]))
+    pair_click -= click_at[pair_owner]
+    pair_sample, pair_inv = pair_row - indptr[pair_owner], inv_count[pair_row]
+    n_clicks = np.diff(click_at)
+    block_at = indptr + click_at
+    row_ids = np.empty(block_at[-1], np.int64)
+    row_ids[np.repeat(block_at[:-1] - indptr[:-1], n_rows) + np.arange(len(item))] = item
+    row_ids[np.repeat(block_at[:-1] + n_rows - click_at[:-1], n_clicks) + np.arange(len(distinct))] = distinct
+    item_rows = _Grouped.of(row_ids, np.repeat(np.arange(n_clients), n_rows + n_clicks), n_clients)
+    with_history = np.flatnonzero(lengths)
+    history_at = (np.cumsum(lengths) - lengths)[with_history]
+    with_history_at = np.searchsorted(with_history, indptr)
     out = []
     for c, (a, b) in enumerate(zip(indptr[:-1], indptr[1:])):
-        pa, pb = pair_at[c], pair_at[c + 1]
-        out.append(
-            ClientSamples(
-                cats=cats[a:b],
-                cat_onehot=tuple(table[a:b] for table in onehot),
-                item=item[a:b],
-                genres=genres[a:b],
-                dense=dense[a:b],
-                labels=labels[a:b],
-                inv_count=inv_count[a:b],
-                history=history[pa:pb],
-                pair_sample=pair_row[pa:pb] - a,
-                pooling=Segments.of_lengths(lengths[a:b]),
-                item_rows=item_rows[c],
-            )
+        pa, pb, ka, kb = pair_at[c], pair_at[c + 1], click_at[c], click_at[c + 1]
+        samples = ClientSamples(
+            onehot=onehot[a:b],
+            item=item[a:b],
+            genres=genres[a:b],
+            dense=dense[a:b],
+            labels=labels[a:b],
+            clicks=distinct[ka:kb],
+            pair_sample=pair_sample[pa:pb],
+            pair_click=pair_click[pa:pb],
+            pair_inv=pair_inv[pa:pb],
+            item_rows=item_rows.group(c, block_at[c], block_at[c + 1]),
         )
+        if spec.kind == "dlrm":
+            samples = replace(samples, pool=samples.pool_matrix(samples.pair_inv))
+        else:
+            lo, hi = with_history_at[c], with_history_at[c + 1]
+            pooling = Segments(with_history[lo:hi] - a, history_at[lo:hi] - pa, b - a)
+            samples = replace(samples, pooling=pooling, by_click=clicks.group(c, pa, pb, local=True))
+        out.append(samples)
     return out
 
 
-def _item_rows(item: np.ndarray, history: np.ndarray, indptr: np.ndarray, pair_at: np.ndarray) -> list[RowSums]:
-    """Each client's ``RowSums`` of its ids [its items, its history items], from one stable sort
-    of every client's (client, id): sorted by client first, a client's entries keep their own
-    range, in the order a stable sort of its ids alone would give."""
-    n_clients = len(indptr) - 1
-    n_items, n_pairs = np.diff(indptr), np.diff(pair_at)
-    block_at: np.ndarray = np.r_[0, np.cumsum(n_items + n_pairs)]
-    ids = np.empty(block_at[-1], np.int64)
-    ids[np.repeat(block_at[:-1] - indptr[:-1], n_items) + np.arange(len(item))] = item
-    ids[np.repeat(block_at[:-1] + n_items - pair_at[:-1], n_pairs) + np.arange(len(history))] = history
-    owner = np.repeat(np.arange(n_clients), n_items + n_pairs)
-    order: np.ndarray = np.lexsort((ids, owner))  # stable
-    sorted_ids, sorted_owner = ids[order], owner[order]
-    starts = np.flatnonzero(np.r_[True, (sorted_ids[1:] != sorted_ids[:-1]) | (sorted_owner[1:] != sorted_owner[:-1])])
-    first_start = np.searchsorted(starts, block_at)
-    out = []
-    for c in range(n_clients):
-        lo, own = block_at[c], starts[first_start[c] : first_start[c + 1]]
-        out.append(RowSums(order[lo : block_at[c + 1]] - lo, own - lo, sorted_ids[own]))
-    return out
+@dataclass(frozen=True)
+class _Grouped:
+    """Entries sorted stably by (group, id), where group g's entries are a consecutive range of
+    the input: ``order`` the sort, ``starts`` where each (group, id) run begins, ``group_at``
+    (G + 1,) where each group's runs begin among ``starts``. Sorted by group first, a group's
+    entries keep their own range, in the order a stable sort of its ids alone would give."""
+
+    order: np.ndarray
+    starts: np.ndarray
+    group_at: np.ndarray
+    ids: np.ndarray
+
+    @classmethod
+    def of(cls, ids: np.ndarray, group: np.ndarray, n_groups: int) -> _Grouped:
+        # The narrowest unsigned keys: numpy sorts them by radix, several times faster.
+        order: np.ndarray = np.lexsort((_narrow(ids), _narrow(group)))
+        sorted_ids, sorted_group = ids[order], group[order]
+        new_run = np.ones(len(ids), bool)
+        new_run[1:] = (sorted_ids[1:] != sorted_ids[:-1]) | (sorted_group[1:] != sorted_group[:-1])
+        starts = np.flatnonzero(new_run)
+        group_at = np.searchsorted(sorted_group[starts], np.arange(n_groups + 1))
+        return cls(order, starts, group_at, sorted_ids[starts])
+
+    def group(self, g: int, lo: int, hi: int, local: bool = False) -> RowSums:
+        """Group g's ``RowSums``, its entries the input's [lo, hi), into rows by id (``local``:
+        into rows 0, 1, … of its distinct ids in order)."""
+        first, last = self.group_at[g], self.group_at[g + 1]
+        rows = np.arange(last - first) if local else self.ids[first:last]
+        return RowSums(self.order[lo:hi] - lo, self.starts[first:last] - lo, rows)
+
+
+def _narrow(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.min_scalar_type(int(x.max()) if len(x) else 0))

@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 from cluster.fairness.ranking import pairwise_bits
-from cluster.fl.client_sgd import HandModel, client_sgd
+from cluster.fl.client_sgd import HandModel, Outputs, client_sgd
 from cluster.fl.families.click.features import ClickFeatures
 from cluster.fl.families.click.kernel import backward, forward
 from cluster.fl.families.click.layers import blas_one_thread
@@ -88,17 +88,21 @@ def train_local_click(
             start = starts[fraction]
             if client_dense is not None:
                 start = start | {n: np.ascontiguousarray(v[c], dtype=np.float32) for n, v in client_dense.items()}
-            params = dict(start)
             own_correction = None if correction is None else {n: v[c] for n, v in correction.items()}
-            first = client_sgd(
-                recipe, params, rates, click_model(spec, samples), samples.labels, correction=own_correction
+            steps = client_sgd(
+                recipe,
+                start,
+                rates,
+                click_model(spec, samples),
+                samples.labels,
+                correction=own_correction,
+                out=out.client(spec, c, fraction),
             )
             # CEAG compares the global (full-width) model — as evaluated and as the reference was
             # measured — so a narrow client also scores the full model.
-            logits = first.logits if fraction == 1.0 else forward(spec, full, samples)[0]
-            out.add(
-                spec, c, fraction, first.loss, _reported(recipe, logits, samples.labels), params, start, first.proxy
-            )
+            logits = steps.logits if fraction == 1.0 else forward(spec, full, samples)[0]
+            out.loss[c] = steps.loss
+            out.correct[c] = _reported(recipe, logits, samples.labels)
     return ClientUpdate(
         clients=np.asarray(clients, dtype=np.int64),
         n_samples=np.diff(indptr).astype(np.int64),
@@ -159,21 +163,10 @@ class _ClickOutputs:
             zeros() if with_proxy else {},
         )
 
-    def add(
-        self,
-        spec: ClickSpec,
-        c: int,
-        fraction: float,
-        first_loss: float,
-        reported: np.ndarray,
-        params: dict[str, np.ndarray],
-        start: dict[str, np.ndarray],
-        proxy: dict[str, np.ndarray],
-    ) -> None:
-        self.loss[c] = first_loss
-        self.correct[c] = reported
-        for name, index in _slices(spec, fraction).items():
-            # Basic slicing gives a view of the full array, so this writes the slice in place.
-            np.subtract(params[name], start[name], out=self.deltas[name][c][index])
-            if self.proxy_deltas:
-                self.proxy_deltas[name][c][index] = proxy[name]
+    def client(self, spec: ClickSpec, c: int, fraction: float) -> Outputs:
+        """Views of client c's slot at its width (basic slicing: writing them fills the slot)."""
+        slices = _slices(spec, fraction)
+        return Outputs(
+            {name: self.deltas[name][c][index] for name, index in slices.items()},
+            {name: self.proxy_deltas[name][c][index] for name, index in slices.items()} if self.proxy_deltas else {},
+        )

@@ -29,6 +29,9 @@ from cluster.fl.types import ClientUpdate, ClientSettings, ClusterView
 from configs.fl_schema import UploadConfig
 
 
+_NONE = np.zeros(0, np.int64)
+
+
 class ClickLocalPass:
     """One round's local training of some click-model clients on the rows they train on
     (``LocalPass``); every pass starts from the round's global model."""
@@ -61,6 +64,7 @@ class ClickWorkerCore(WorkerCore):
     ):
         self.features = shard_features(shard)
         self._touched_rows: dict[int, dict[str, np.ndarray]] = {}
+        self._sent_rows: dict[tuple[UploadConfig, int], SentRows] = {}
         super().__init__(shard, spec, recipe, seed, device)
 
     def initial_params(self) -> dict[str, np.ndarray]:
@@ -103,7 +107,14 @@ class ClickWorkerCore(WorkerCore):
         )
 
     def _sent(self, upload: UploadConfig, client: int, rows: np.ndarray) -> SentRows:
-        return sent_rows(upload, self._touched(client, rows), table_rows(self.spec), self.seed, client)
+        """The rows a client sends: fixed by its data, its seed and the upload, so drawn once."""
+        key = (upload, client)
+        if key not in self._sent_rows:
+            tables = table_rows(self.spec)
+            # A dense upload sends every row whatever the client read: no need to find them.
+            touched = dict.fromkeys(tables, _NONE) if upload.kind == "dense" else self._touched(client, rows)
+            self._sent_rows[key] = sent_rows(upload, touched, tables, self.seed, client)
+        return self._sent_rows[key]
 
     def _touched(self, client: int, rows: np.ndarray) -> dict[str, np.ndarray]:
         """The embedding rows a client sends: fixed by its data, so found once and kept."""
