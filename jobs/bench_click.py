@@ -1,5 +1,6 @@
-"""Do the click models learn? Train DLRM and DIN in process on RF²'s click task through the one round
-loop the simulations use, and print the training loss and held-out AUC per round.
+"""Do the click models learn, and how fast? Train DLRM and DIN in process on RF²'s click task through
+the one round loop the simulations use; print the training loss, held-out AUC and client updates
+per second, and the training's fraction of its arithmetic limit.
 
     python jobs/bench_click.py [--config configs/rf2_dlrm_ml100k.yaml] [--models dlrm din] [--rounds 60]
                                [--clients 100] [--epochs 1] [--history 50] [--eval-every 10]
@@ -9,11 +10,18 @@ the config's (RF²'s: client SGD lr 1.0, server AdaGrad lr 0.1); the options ove
 clients per round, local epochs, history length and the two learning rates. No Ray: this measures
 the models and their batched training, one torch thread (as inside a worker actor). Prints the
 single-feature baselines for scale.
+
+The arithmetic limit of a round is its multiply-adds (``cluster/fl/families/click/flops.py``: the
+model's products for the population's mean client, times the clients a round) at the rate one
+thread does ``np.multiply(a, b, out=o); np.add(o, c, out=o)`` over float32 arrays as long as that
+count (at most 2**23 elements), measured in the same run; the fraction is that time over the
+measured training time a round. Above 1 is possible: BLAS's products beat elementwise passes.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -40,6 +48,41 @@ def model_config(base: SimConfig, kind: str, args) -> SimConfig:
     return SimConfig.model_validate(data)
 
 
+RATE_ELEMENTS = 2**23
+
+
+def elementwise_rate(n_elements: int, repeats: int = 5) -> float:
+    """Multiply-adds per second of one thread's ``np.multiply`` then ``np.add`` over float32 arrays
+    of ``n_elements``: the best of ``repeats`` (a busy machine only makes a run slower)."""
+    n = max(1, min(int(n_elements), RATE_ELEMENTS))
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.random(n, dtype=np.float32) for _ in range(3))
+    out = np.empty(n, np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        np.multiply(a, b, out=out)
+        np.add(out, c, out=out)
+        best = min(best, time.perf_counter() - started)
+    return n / best
+
+
+def round_multiply_adds(exp, cfg: SimConfig) -> float:
+    """Multiply-adds of one round's local training: the population's mean client, times the
+    clients a round."""
+    from cluster.fl.families.click.features import rows_by_user
+    from cluster.fl.families.click.flops import multiply_adds
+
+    setup, spec = exp.setup, exp.spec
+    features = setup.features
+    indptr, rows = rows_by_user(features, setup.train_rows, len(features.click_indptr) - 1)
+    pairs = np.minimum(features.prior_clicks[rows], spec.history_len)
+    n_samples, n_pairs = np.diff(indptr), np.add.reduceat(np.r_[pairs, 0], indptr[:-1])
+    eligible = n_samples > 0
+    per_client = multiply_adds(spec, n_samples[eligible], n_pairs[eligible], cfg.fl.local_epochs)
+    return float(per_client.mean()) * cfg.fl.clients_per_round
+
+
 def run_model(cfg: SimConfig) -> None:
     from cluster.fl.experiment import build
     from cluster.fl.inprocess import round_loop
@@ -58,6 +101,12 @@ def run_model(cfg: SimConfig) -> None:
         if "auc" in record:
             print(f"{record['round']:>6}{record['train_loss']:>12.4f}{record['auc']:>10.4f}"
                   f"{updates / max(train_s, 1e-9):>11,.0f}", flush=True)
+    multiply_adds = round_multiply_adds(exp, cfg)
+    rate = elementwise_rate(int(multiply_adds))
+    limit_s, round_s = multiply_adds / rate, train_s / max(cfg.fl.rounds, 1)
+    print(f"arithmetic limit: {multiply_adds / 1e6:,.0f} M multiply-adds a round at {rate / 1e9:.2f} G/s elementwise "
+          f"= {limit_s * 1e3:,.1f} ms; training took {round_s * 1e3:,.1f} ms a round: "
+          f"{limit_s / round_s:.2f} of the limit")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
