@@ -11,7 +11,7 @@ clients per round, local epochs, history length and the two learning rates. No R
 the models and their batched training, one torch thread (as inside a worker actor). Prints the
 single-feature baselines for scale.
 
-The arithmetic limit of a round is its multiply-adds (``cluster/fl/families/click/flops.py``: the
+The arithmetic limit of a round is its multiply-adds (the click family's ``flops.py``: the
 model's products for the population's mean client, times the clients a round) at the rate one
 thread does ``np.multiply(a, b, out=o); np.add(o, c, out=o)`` over float32 arrays as long as that
 count (at most 2**23 elements), measured in the same run; the fraction is that time over the
@@ -70,17 +70,7 @@ def elementwise_rate(n_elements: int, repeats: int = 5) -> float:
 def round_multiply_adds(exp, cfg: SimConfig) -> float:
     """Multiply-adds of one round's local training: the population's mean client, times the
     clients a round."""
-    from cluster.fl.families.click.features import rows_by_user
-    from cluster.fl.families.click.flops import multiply_adds
-
-    setup, spec = exp.setup, exp.spec
-    features = setup.features
-    indptr, rows = rows_by_user(features, setup.train_rows, len(features.click_indptr) - 1)
-    pairs = np.minimum(features.prior_clicks[rows], spec.history_len)
-    n_samples, n_pairs = np.diff(indptr), np.add.reduceat(np.r_[pairs, 0], indptr[:-1])
-    eligible = n_samples > 0
-    per_client = multiply_adds(spec, n_samples[eligible], n_pairs[eligible], cfg.fl.local_epochs)
-    return float(per_client.mean()) * cfg.fl.clients_per_round
+    return float(exp.setup.multiply_adds(cfg.fl.local_epochs).mean()) * cfg.fl.clients_per_round
 
 
 def run_model(cfg: SimConfig) -> None:

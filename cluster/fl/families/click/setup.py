@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cluster.fl.families.click.features import ClickFeatures, build_click_features, rows_by_user
+from cluster.fl.families.click.flops import multiply_adds
 from cluster.fl.families.click.ops import ClickOps
 from cluster.fl.recipe import LocalRecipe
 from cluster.fl.strategies import recipe_settings
@@ -30,6 +31,16 @@ class ClickSetup:
     test_rows: np.ndarray
     train_samples: np.ndarray
     train_pairs: np.ndarray
+
+    def multiply_adds(self, epochs: int) -> np.ndarray:
+        """Each client's multiply-adds of local training over all its train rows (``flops.py``),
+        for the clients that have any."""
+        features = self.features
+        indptr, rows = rows_by_user(features, self.train_rows, len(features.click_indptr) - 1)
+        pairs = np.minimum(features.prior_clicks[rows], self.spec.history_len).astype(np.int64)
+        n_samples, n_pairs = np.diff(indptr), np.add.reduceat(np.r_[pairs, 0], indptr[:-1])
+        held = n_samples > 0
+        return multiply_adds(self.spec, n_samples[held], n_pairs[held], epochs)
 
     def single_feature_aucs(self) -> dict[str, float]:
         """Held-out AUC of one feature alone — the user's prior click rate, the item's smoothed
