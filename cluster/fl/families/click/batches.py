@@ -1,10 +1,10 @@
-"""Tensors for the click models: padded per-client batches for local training, flat chunks of
-rows for evaluation under the global model.
+"""Tensors for the click models' torch forward pass (``net.forward``): padded per-client batches,
+the autograd reference that local training's kernel (``kernel.py``) is tested against, and flat
+chunks of rows for evaluation under the global model.
 
 A client's padded sample count L and history-pair count P depend only on the client itself (its
 sample count and its total history length, each rounded up the power-of-two ladder of
-``cluster/fl/fixed_batches.padded_length``), so its tensors — and with them every reduction it runs — are
-the same whichever clients share its batch.
+``cluster/fl/fixed_batches.padded_length``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import torch
 
 from cluster.arrays import ranges
 from cluster.fl.families.click.features import ClickFeatures
-from cluster.fl.fixed_batches import fixed_size_batches
 from cluster.fl.fixed_batches import padded_length
 from cluster.fl.families.click.model import ClickSpec
 from cluster.fl.families.click.net import ClickBatch, forward
@@ -100,25 +99,6 @@ def client_batch(
         features, member_rows, owner, slot, (len(members), length, n_pairs), spec.history_len
     )
     return PaddedBatch(batch, labels, mask, counts)
-
-
-def grouped_batches(
-    spec: ClickSpec, features: ClickFeatures, indptr: np.ndarray, rows: np.ndarray, fractions: np.ndarray | None = None
-):
-    """The CSR's clients in fixed-size batches of equal (width, padded length, pair count), each
-    a property of the client alone: yields (fraction, batch members (indices into the CSR, the
-    last padded with copies), how many are real, their ``PaddedBatch``)."""
-    lengths, n_pairs = padded_shape(spec, features, indptr, rows)
-    fractions = np.ones(len(lengths)) if fractions is None else fractions
-    keys = np.stack([np.asarray(fractions, np.float64), lengths, n_pairs], axis=1)
-    for key in np.unique(keys, axis=0):
-        for chunk, real in fixed_size_batches(np.flatnonzero((keys == key).all(axis=1))):
-            yield (
-                float(key[0]),
-                chunk,
-                real,
-                client_batch(spec, features, indptr, rows, chunk, int(key[1]), int(key[2])),
-            )
 
 
 @torch.no_grad()

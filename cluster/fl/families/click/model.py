@@ -1,7 +1,8 @@
 """RF²'s click models, DLRM (Naumov et al. 2019) and DIN (Zhou et al., KDD 2018), as functional
 batched per-client maths: parameters are a ``dict[str, Tensor]`` whose entries carry a leading
 client axis ``(C, *shape)``, and ``net.forward`` scores every client's own samples with its own
-copy, so one backward pass gives each client's gradient (a client's loss only touches its slice).
+copy (evaluation, and the autograd reference). Local training runs each client alone through
+the same model's forward and backward passes written out in numpy (``kernel.py``).
 
 Features (see ``cluster/fl/families/click/features.py``): the user's categorical codes (gender, age
 bucket, occupation, zip prefix), the user's click history, the item id and its genres, and two

@@ -88,7 +88,9 @@ def train_local_click(
             start = starts[fraction]
             if client_dense is not None:
                 start = start | {n: np.ascontiguousarray(v[c], dtype=np.float32) for n, v in client_dense.items()}
-            own_correction = None if correction is None else {n: v[c] for n, v in correction.items()}
+            own_correction = (
+                None if correction is None else {n: np.asarray(v[c], np.float32) for n, v in correction.items()}
+            )
             steps = client_sgd(
                 recipe,
                 start,
