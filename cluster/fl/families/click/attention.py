@@ -21,10 +21,12 @@ from cluster.fl.families.click.samples import ClientSamples
 
 @dataclass(frozen=True)
 class AttentionCache:
-    """The merged first weight (3d + 1, width) and the layers (the first's input is
-    [h, t, h ⊙ t, 1])."""
+    """The merged first weight (3d + 1, width), each pair's clicked item h and candidate t (P, d),
+    and the layers (the first's input is [h, t, h ⊙ t, 1])."""
 
     merged: np.ndarray
+    history: np.ndarray
+    target: np.ndarray
     layers: list[Layer]
 
 
@@ -36,15 +38,12 @@ def attention_forward(
     d = clicks.shape[1]
     w_h, w_t, w_minus, w_times = (params["att.0.weight"][k * d : (k + 1) * d] for k in range(4))
     merged = np.concatenate([w_h + w_minus, w_t - w_minus, w_times, params["att.0.bias"][None]])
-    x = np.empty((len(s.pair_click), 3 * d + 1), np.float32)
-    np.take(clicks, s.pair_click, axis=0, out=x[:, :d], mode="clip")
-    np.take(item, s.pair_sample, axis=0, out=x[:, d : 2 * d], mode="clip")
-    np.multiply(x[:, :d], x[:, d : 2 * d], out=x[:, 2 * d : 3 * d])
-    x[:, 3 * d] = 1
+    history, target = clicks[s.pair_click], item[s.pair_sample]
+    x = np.concatenate([history, target, history * target, np.ones((len(history), 1), np.float32)], axis=1)
     z = x @ merged
     a, p = dice(z, params["att.0.alpha"])
     weights, rest = mlp_forward(params, "att", a, n_layers, "dice", first=1)
-    return weights[:, 0], AttentionCache(merged, [Layer(x, z, p), *rest])
+    return weights[:, 0], AttentionCache(merged, history, target, [Layer(x, z, p), *rest])
 
 
 def attention_backward(
@@ -57,7 +56,7 @@ def attention_backward(
     """Adds the attention's parameter gradients to ``grads`` given d_weights (P,); with
     ``tables``, returns the gradients (P, d) of each pair's clicked item h and candidate t."""
     first, *rest = cache.layers
-    d = (cache.merged.shape[0] - 1) // 3
+    d = cache.history.shape[1]
     da = mlp_backward(params, "att", rest, d_weights[:, None], "dice", grads, first=1)
     assert da is not None and first.p is not None
     dz, grads["att.0.alpha"] = dice_backward(da, first.z, first.p, params["att.0.alpha"])
@@ -66,10 +65,12 @@ def attention_backward(
     grads["att.0.bias"] = g_bias[0]
     if not tables:
         return None
-    d_in = dz @ cache.merged[: 3 * d].T
-    d_times = d_in[:, 2 * d :]
-    d_history = d_times * first.x[:, d : 2 * d]
-    d_history += d_in[:, :d]
-    d_target = d_times * first.x[:, :d]
-    d_target += d_in[:, d : 2 * d]
+    # One product per block of the input, not one (P, 3d) product: the slices that follow run on
+    # contiguous rows, several times faster than on strided columns.
+    m_h, m_t, m_times = (cache.merged[k * d : (k + 1) * d] for k in range(3))
+    d_times = dz @ m_times.T
+    d_history = d_times * cache.target
+    d_history += dz @ m_h.T
+    d_target = d_times * cache.history
+    d_target += dz @ m_t.T
     return d_history, d_target
