@@ -10,7 +10,7 @@ Tested against that loop (``tests/unit/test_click_kernel.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -26,13 +26,32 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class RowGradient:
+    """The gradient of an (n_rows, d) table that is zero but on ``rows`` (distinct), there
+    ``values`` (len(rows), d): a client reads a few hundred rows of a table of thousands, and a
+    step that only subtracts its gradient writes just those."""
+
+    rows: np.ndarray
+    values: np.ndarray
+    n_rows: int
+
+    def dense(self) -> np.ndarray:
+        out = np.zeros((self.n_rows, self.values.shape[1]), self.values.dtype)
+        out[self.rows] = self.values
+        return out
+
+
+Gradient = Union[np.ndarray, RowGradient]
+
+
+@dataclass(frozen=True)
 class HandModel:
     """A client's model as two functions of its parameters: ``forward(params)`` → (logits (n,),
     cache) and ``backward(params, cache, dlogits)`` → the gradient of Σ dlogits·logits for
     every trained tensor."""
 
     forward: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, Any]]
-    backward: Callable[[dict[str, np.ndarray], Any, np.ndarray], dict[str, np.ndarray]]
+    backward: Callable[[dict[str, np.ndarray], Any, np.ndarray], dict[str, Gradient]]
 
 
 @dataclass(frozen=True)
@@ -57,9 +76,9 @@ class Anchor:
 
 @dataclass(frozen=True)
 class Outputs:
-    """Where ``client_sgd`` writes each trained tensor's change and proxy gradient (arrays of the
-    tensor's shape, views into the round's outputs): the round's arrays are filled without
-    another copy."""
+    """Where ``client_sgd`` writes each trained tensor's change and proxy gradient (zeroed arrays
+    of the tensor's shape, views into the round's outputs): the round's arrays are filled without
+    another copy, and a table's untouched rows are never written."""
 
     delta: dict[str, np.ndarray]
     proxy: dict[str, np.ndarray]
@@ -82,7 +101,7 @@ def client_sgd(
     tensor at its start. ``correction[name]``: added to that tensor's gradient at every step."""
     if recipe.prox_mu and proximal is None:
         proximal = Anchor(recipe.prox_mu, {name: params[name] for name in rates})
-    out = out or Outputs({name: np.empty_like(params[name]) for name in rates}, {})
+    out = out or Outputs({name: np.zeros_like(params[name]) for name in rates}, {})
     current = dict(params)
     first: Optional[tuple[float, np.ndarray, dict[str, np.ndarray]]] = None
     for epoch in range(recipe.epochs):
@@ -100,14 +119,19 @@ def client_sgd(
         last = epoch == recipe.epochs - 1
         for name, lr in rates.items():
             grad = grads[name]
+            extra = (correction is not None and name in correction) or (
+                proximal is not None and name in proximal.anchor
+            )
+            if epoch == 0 and last and not extra:  # one plain step: its change is the whole delta
+                _scaled(grad, -lr, out.delta[name])
+                continue
+            grad = grad.dense() if isinstance(grad, RowGradient) else grad
             if correction is not None and name in correction:
                 grad = grad + correction[name]
             if proximal is not None and name in proximal.anchor:
                 grad = grad + proximal.strength * (current[name] - proximal.anchor[name])
             if not last:
                 current[name] = current[name] - lr * grad
-            elif epoch == 0:  # one step: its change is the whole delta
-                _scaled(grad, -lr, out.delta[name])
             else:
                 np.subtract(current[name], params[name], out=out.delta[name])
                 out.delta[name] -= lr * grad
@@ -115,8 +139,13 @@ def client_sgd(
     return ClientSteps(*first, out.delta)
 
 
-def _scaled(x: np.ndarray, factor: float, out: Optional[np.ndarray]) -> np.ndarray:
-    return np.multiply(x, np.float32(factor), out=out)
+def _scaled(grad: Gradient, factor: float, out: Optional[np.ndarray]) -> np.ndarray:
+    """factor × grad, into ``out`` (zeroed) when given."""
+    if isinstance(grad, RowGradient):
+        out = np.zeros((grad.n_rows, grad.values.shape[1]), grad.values.dtype) if out is None else out
+        out[grad.rows] = grad.values * np.float32(factor)
+        return out
+    return np.multiply(grad, np.float32(factor), out=out)
 
 
 def bce(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from typing import Optional
 
 import numpy as np
 
+from cluster.fl.client_sgd import Gradient, RowGradient
 from cluster.fl.families.click.attention import AttentionCache, attention_backward, attention_forward
 from cluster.fl.families.click.layers import Layer, mlp_backward, mlp_forward
 from cluster.fl.families.click.model import ClickSpec
@@ -73,7 +74,7 @@ def backward(
     cache: Cache,
     dlogits: np.ndarray,
     tables: bool = True,
-) -> dict[str, np.ndarray]:
+) -> dict[str, Gradient]:
     """The gradient of Σ dlogits·logits with respect to every parameter; the embedding tables'
     only with ``tables`` (their rows and everything that feeds them are skipped otherwise)."""
     grads: dict[str, np.ndarray] = {}
@@ -92,7 +93,7 @@ def backward(
         d_bottom = d_vectors[:, -1] + dx[:, :d]
         mlp_backward(params, "bottom", cache.bottom, d_bottom, "relu", grads, last_relu=True, input_grad=False)
         if not tables:
-            return grads
+            return dict(grads)
         d_users = [d_vectors[:, k] for k in range(n_cats)]
         d_pooled, d_item, d_genre = d_vectors[:, n_cats], d_vectors[:, n_cats + 1], d_vectors[:, n_cats + 2]
         assert s.pool is not None
@@ -105,16 +106,16 @@ def backward(
         d_weights = (d_pooled @ cache.clicks.T)[s.pair_sample, s.pair_click] * s.pair_inv
         pair_grads = attention_backward(params, cache.attention, d_weights, grads, tables)
         if pair_grads is None:
-            return grads
+            return dict(grads)
         d_history, d_target = pair_grads
         d_item = d_item + s.pooling.sum(d_target)
         d_clicks = cache.pool.T @ d_pooled
-        d_clicks += s.by_click.table(d_history, len(s.clicks))
+        d_clicks += s.by_click.sums(d_history)  # every click has a pair: its rows are 0..K-1
     grads["emb.genre"] = s.genres.T @ d_genre
-    grads["emb.item"] = s.item_rows.table(np.concatenate([d_item, d_clicks]), params["emb.item"].shape[0])
+    item_rows = s.item_rows.sums(np.concatenate([d_item, d_clicks]))
     for k, (name, _) in enumerate(spec.cats):
         grads[f"emb.{name}"] = s.onehot[:, _cat_columns(spec)[k]].T @ d_users[k]
-    return grads
+    return {**grads, "emb.item": RowGradient(s.item_rows.rows, item_rows, params["emb.item"].shape[0])}
 
 
 @lru_cache(maxsize=8)

@@ -62,12 +62,11 @@ class RowSums:
     starts: np.ndarray
     rows: np.ndarray
 
-    def table(self, values: np.ndarray, n_rows: int) -> np.ndarray:
-        """(n_rows, d): the table whose row r is the sum of the values bound for r."""
-        out = np.zeros((n_rows, values.shape[1]), values.dtype)
-        if len(self.rows):
-            out[self.rows] = np.add.reduceat(values[self.order], self.starts, axis=0)
-        return out
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        """(len(rows), d): row i the sum of the values bound for ``rows[i]``."""
+        if not len(self.rows):
+            return np.zeros((0, values.shape[1]), values.dtype)
+        return np.add.reduceat(values[self.order], self.starts, axis=0)
 
 
 @dataclass(frozen=True)
