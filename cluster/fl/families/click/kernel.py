@@ -113,8 +113,8 @@ def backward(
         d_clicks += s.by_click.sums(d_history)  # every click has a pair: its rows are 0..K-1
     grads["emb.genre"] = s.genres.T @ d_genre
     item_rows = s.item_rows.sums(np.concatenate([d_item, d_clicks]))
-    for k, (name, _) in enumerate(spec.cats):
-        grads[f"emb.{name}"] = s.onehot[:, _cat_columns(spec)[k]].T @ d_users[k]
+    for (name, _), cols, d_user in zip(spec.cats, _cat_columns(spec), d_users):
+        grads[f"emb.{name}"] = s.onehot[:, cols].T @ d_user
     return {**grads, "emb.item": RowGradient(s.item_rows.rows, item_rows, params["emb.item"].shape[0])}
 
 

@@ -5,7 +5,7 @@ Everything here is a function of the client's own rows, so its arithmetic is too
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -46,11 +46,15 @@ class ClientSamples:
         return len(self.labels)
 
     def pool_matrix(self, pair_values: np.ndarray) -> np.ndarray:
-        """(n, K) float32: the pairs' values at (sample, click), added where a sample reads an item
-        twice (each entry's terms in pair order, in float64, rounded once)."""
-        n, k = self.n, len(self.clicks)
-        flat = np.bincount(self.pair_sample * k + self.pair_click, weights=pair_values, minlength=n * k)
-        return flat.astype(np.float32).reshape(n, k)
+        """(n, K): the pairs' values at their (sample, click)."""
+        return pool_matrix(self.pair_sample, self.pair_click, pair_values, (self.n, len(self.clicks)))
+
+
+def pool_matrix(sample: np.ndarray, click: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(n, K) float32: values (P,) at (sample, click), added where a sample reads an item twice
+    (each entry's terms in pair order, in float64, rounded once)."""
+    flat = np.bincount(sample * shape[1] + click, weights=values, minlength=shape[0] * shape[1])
+    return flat.astype(np.float32).reshape(shape)
 
 
 def client_samples(
@@ -92,6 +96,14 @@ def client_samples(
     out = []
     for c, (a, b) in enumerate(zip(indptr[:-1], indptr[1:])):
         pa, pb, ka, kb = pair_at[c], pair_at[c + 1], click_at[c], click_at[c + 1]
+        own_sample, own_click, own_inv = pair_sample[pa:pb], pair_click[pa:pb], pair_inv[pa:pb]
+        kind_fields: dict = {}
+        if spec.kind == "dlrm":
+            kind_fields["pool"] = pool_matrix(own_sample, own_click, own_inv, (b - a, kb - ka))
+        else:
+            lo, hi = with_history_at[c], with_history_at[c + 1]
+            kind_fields["pooling"] = Segments(with_history[lo:hi] - a, history_at[lo:hi] - pa, b - a)
+            kind_fields["by_click"] = clicks.group(c, pa, pb, local=True)
         samples = ClientSamples(
             onehot=onehot[a:b],
             item=item[a:b],
@@ -99,17 +111,12 @@ def client_samples(
             dense=dense[a:b],
             labels=labels[a:b],
             clicks=distinct[ka:kb],
-            pair_sample=pair_sample[pa:pb],
-            pair_click=pair_click[pa:pb],
-            pair_inv=pair_inv[pa:pb],
+            pair_sample=own_sample,
+            pair_click=own_click,
+            pair_inv=own_inv,
             item_rows=item_rows.group(c, block_at[c], block_at[c + 1]),
+            **kind_fields,
         )
-        if spec.kind == "dlrm":
-            samples = replace(samples, pool=samples.pool_matrix(samples.pair_inv))
-        else:
-            lo, hi = with_history_at[c], with_history_at[c + 1]
-            pooling = Segments(with_history[lo:hi] - a, history_at[lo:hi] - pa, b - a)
-            samples = replace(samples, pooling=pooling, by_click=clicks.group(c, pa, pb, local=True))
         out.append(samples)
     return out
 

@@ -18,7 +18,7 @@ core would.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from typing import Optional
 
 import numpy as np
@@ -82,6 +82,7 @@ def train_local_click(
     # Each width's narrow model, made contiguous once: every client of that width starts from it.
     starts = {float(f): _narrow(spec, full, float(f)) for f in np.unique(fractions)}
     rates = {name: recipe.lr_item if is_embedding(name) else recipe.lr_dense for name in full}
+    slices = {f: channel_slices(spec, f) for f in starts}
     with blas_one_thread():
         for c, samples in enumerate(client_samples(spec, features, indptr, data.rows)):
             fraction = float(fractions[c])
@@ -98,7 +99,7 @@ def train_local_click(
                 click_model(spec, samples),
                 samples.labels,
                 correction=own_correction,
-                out=out.client(spec, c, fraction),
+                out=out.client(c, slices[fraction]),
             )
             # CEAG compares the global (full-width) model — as evaluated and as the reference was
             # measured — so a narrow client also scores the full model.
@@ -140,11 +141,6 @@ def _reported(recipe: LocalRecipe, logits: np.ndarray, labels: np.ndarray) -> np
     return ((logits >= 0) == (labels >= 0.5)).astype(np.float32)
 
 
-@lru_cache(maxsize=64)
-def _slices(spec: ClickSpec, fraction: float) -> dict[str, tuple[slice, ...]]:
-    return channel_slices(spec, fraction)
-
-
 @dataclass
 class _ClickOutputs:
     """Per client (C,): the full-width delta of every tensor, the loss at the global model and
@@ -165,9 +161,9 @@ class _ClickOutputs:
             zeros() if with_proxy else {},
         )
 
-    def client(self, spec: ClickSpec, c: int, fraction: float) -> Outputs:
-        """Views of client c's slot at its width (basic slicing: writing them fills the slot)."""
-        slices = _slices(spec, fraction)
+    def client(self, c: int, slices: dict[str, tuple[slice, ...]]) -> Outputs:
+        """Views of client c's slot at its width's ``slices`` (basic slicing: writing them fills
+        the slot)."""
         return Outputs(
             {name: self.deltas[name][c][index] for name, index in slices.items()},
             {name: self.proxy_deltas[name][c][index] for name, index in slices.items()} if self.proxy_deltas else {},
