@@ -15,9 +15,8 @@ DLRM, the attention's w_p in DIN — so ∂c = Aᵀ ∂pooled (+ the attention's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -28,8 +27,7 @@ from cluster.fl.families.click.model import ClickSpec
 from cluster.fl.families.click.samples import ClientSamples
 
 
-@dataclass(frozen=True)
-class Cache:
+class Cache(NamedTuple):
     """What the backward pass reads of the forward: the per-sample vectors (users…, item), the
     rows of the client's clicked items, the MLPs' layers, DLRM's interacting vectors and bottom
     layers, DIN's attention and its weighted pooling matrix."""

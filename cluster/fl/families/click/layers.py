@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -35,8 +34,7 @@ def blas_one_thread() -> Iterator[None]:
         yield
 
 
-@dataclass(frozen=True)
-class Segments:
+class Segments(NamedTuple):
     """Consecutive runs of rows that each add up into one output row: ``targets`` (k,) the output
     rows that have any, ``starts`` (k,) where each run begins; ``n_out`` output rows in all."""
 
@@ -52,8 +50,7 @@ class Segments:
         return out
 
 
-@dataclass(frozen=True)
-class RowSums:
+class RowSums(NamedTuple):
     """Adds rows into table rows, each table row's terms in input order: the input taken in
     ``order`` (sorted stably by target row), each run from ``starts`` summed into row ``rows[i]``
     (``np.add.at`` would be ten times slower)."""
@@ -69,9 +66,9 @@ class RowSums:
         return np.add.reduceat(values[self.order], self.starts, axis=0)
 
 
-@dataclass(frozen=True)
-class Layer:
-    """What one layer's backward pass needs: its input x, its pre-activation z and, for Dice, σ(z)."""
+class Layer(NamedTuple):
+    """What one layer's backward pass needs: its input x, its pre-activation z and, for Dice, σ(z).
+    (A tuple: a client builds a handful a step, and a frozen dataclass costs several times more.)"""
 
     x: np.ndarray
     z: np.ndarray
@@ -161,5 +158,5 @@ def mlp_backward(
         grads[f"{name}.bias"] = column_sums(d)
         if k > first or input_grad:
             # One output column: the product is an outer one, which BLAS takes slowly.
-            d = d * weight[:, 0] if weight.shape[1] == 1 else d @ weight.T
+            d = np.multiply.outer(d[:, 0], weight[:, 0]) if weight.shape[1] == 1 else d @ weight.T
     return d if input_grad else None
