@@ -47,11 +47,11 @@ Gradient = Union[np.ndarray, RowGradient]
 @dataclass(frozen=True)
 class HandModel:
     """A client's model as two functions of its parameters: ``forward(params)`` → (logits (n,),
-    cache) and ``backward(params, cache, dlogits)`` → the gradient of Σ dlogits·logits for
-    every trained tensor."""
+    cache) and ``backward(params, cache, dlogits, into=None)`` → the gradient of Σ dlogits·logits
+    for every trained tensor, written into ``into[name]`` (a zeroed array) where given."""
 
     forward: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, Any]]
-    backward: Callable[[dict[str, np.ndarray], Any, np.ndarray], dict[str, Gradient]]
+    backward: Callable[..., dict[str, Gradient]]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,9 @@ def client_sgd(
     if recipe.prox_mu and proximal is None:
         proximal = Anchor(recipe.prox_mu, {name: params[name] for name in rates})
     out = out or Outputs({name: np.zeros_like(params[name]) for name in rates}, {})
+    # One plain step (no correction, no proximal term): its change is −lr × the gradient, which
+    # the backward pass writes straight into the outputs.
+    plain = recipe.epochs == 1 and not correction and proximal is None
     current = dict(params)
     first: Optional[tuple[float, np.ndarray, dict[str, np.ndarray]]] = None
     for epoch in range(recipe.epochs):
@@ -109,22 +112,18 @@ def client_sgd(
         if first is None:
             proxy = {}
             if recipe.proxy_gradient:
-                grads = model.backward(current, cache, pairwise_logistic_grad(logits, labels))
-                proxy = {name: _scaled(grads[name], -lr, out.proxy.get(name)) for name, lr in rates.items()}
+                proxy = _steps(model, current, cache, pairwise_logistic_grad(logits, labels), rates, out.proxy)
             first = (float(bce(logits, labels).sum() / len(labels)), logits, proxy)
         dlogits = sigmoid(logits) - labels
         if recipe.loss_reduction == "mean":
             dlogits /= np.float32(len(labels))
+        if plain:
+            _steps(model, current, cache, dlogits, rates, out.delta)
+            break
         grads = model.backward(current, cache, dlogits)
         last = epoch == recipe.epochs - 1
         for name, lr in rates.items():
             grad = grads[name]
-            extra = (correction is not None and name in correction) or (
-                proximal is not None and name in proximal.anchor
-            )
-            if epoch == 0 and last and not extra:  # one plain step: its change is the whole delta
-                _scaled(grad, -lr, out.delta[name])
-                continue
             grad = grad.dense() if isinstance(grad, RowGradient) else grad
             if correction is not None and name in correction:
                 grad = grad + correction[name]
@@ -139,13 +138,22 @@ def client_sgd(
     return ClientSteps(*first, out.delta)
 
 
-def _scaled(grad: Gradient, factor: float, out: Optional[np.ndarray]) -> np.ndarray:
-    """factor × grad, into ``out`` (zeroed) when given."""
-    if isinstance(grad, RowGradient):
-        out = np.zeros((grad.n_rows, grad.values.shape[1]), grad.values.dtype) if out is None else out
-        out[grad.rows] = grad.values * np.float32(factor)
-        return out
-    return np.multiply(grad, np.float32(factor), out=out)
+def _steps(
+    model: HandModel, params: dict, cache: Any, dlogits: np.ndarray, rates: dict[str, float], into: dict
+) -> dict[str, np.ndarray]:
+    """−lr × each trained tensor's gradient, written into ``into`` where it holds the tensor: the
+    backward pass runs once on dlogits scaled by the largest rate, and a tensor at another rate
+    is rescaled (a factor of 1 at RF²'s one rate)."""
+    scale = max(rates.values(), key=abs, default=0.0)
+    grads = model.backward(params, cache, dlogits * np.float32(-scale), into)
+    out = {}
+    for name, lr in rates.items():
+        grad = grads[name]
+        grad = grad.dense() if isinstance(grad, RowGradient) else grad
+        if lr != scale:
+            grad *= np.float32(lr / scale)
+        out[name] = grad
+    return out
 
 
 def bce(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -85,6 +85,7 @@ RECIPES = {
     "sum-3-epochs": LocalRecipe(epochs=3, lr_dense=0.3, lr_item=0.7, loss_reduction="sum"),
     "fedprox": LocalRecipe(epochs=2, lr_dense=0.4, lr_item=0.6, prox_mu=0.8),
     "proxy": LocalRecipe.one_rate(0.5, epochs=2, proxy_gradient=True),
+    "one-step-two-rates": LocalRecipe(epochs=1, lr_dense=0.3, lr_item=0.7, proxy_gradient=True),
 }
 
 

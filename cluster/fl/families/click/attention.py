@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from cluster.fl.families.click.layers import Layer, dice, dice_backward, mlp_backward, mlp_forward
+from cluster.fl.families.click.layers import Grads, Layer, dice, dice_backward, mlp_backward, mlp_forward
 from cluster.fl.families.click.samples import ClientSamples
 
 
@@ -50,19 +50,19 @@ def attention_backward(
     params: dict[str, np.ndarray],
     cache: AttentionCache,
     d_weights: np.ndarray,
-    grads: dict[str, np.ndarray],
+    grads: Grads,
     tables: bool,
 ) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    """Adds the attention's parameter gradients to ``grads`` given d_weights (P,); with
+    """Puts the attention's parameter gradients in ``grads`` given d_weights (P,); with
     ``tables``, returns the gradients (P, d) of each pair's clicked item h and candidate t."""
     first, *rest = cache.layers
     d = cache.history.shape[1]
     da = mlp_backward(params, "att", rest, d_weights[:, None], "dice", grads, first=1)
     assert da is not None and first.p is not None
-    dz, grads["att.0.alpha"] = dice_backward(da, first.z, first.p, params["att.0.alpha"])
+    dz = dice_backward(da, first.z, first.p, params["att.0.alpha"], grads, "att.0.alpha")
     g_h, g_t, g_times, g_bias = np.split(first.x.T @ dz, [d, 2 * d, 3 * d])
-    grads["att.0.weight"] = np.concatenate([g_h, g_t, g_h - g_t, g_times])
-    grads["att.0.bias"] = g_bias[0]
+    grads.put("att.0.weight", np.concatenate([g_h, g_t, g_h - g_t, g_times]))
+    grads.put("att.0.bias", g_bias[0])
     if not tables:
         return None
     # One product per block of the input, not one (P, 3d) product: the slices that follow run on

@@ -22,7 +22,7 @@ import numpy as np
 
 from cluster.fl.client_sgd import Gradient, RowGradient
 from cluster.fl.families.click.attention import AttentionCache, attention_backward, attention_forward
-from cluster.fl.families.click.layers import Layer, mlp_backward, mlp_forward
+from cluster.fl.families.click.layers import Grads, Layer, mlp_backward, mlp_forward
 from cluster.fl.families.click.model import ClickSpec
 from cluster.fl.families.click.samples import ClientSamples
 
@@ -72,10 +72,12 @@ def backward(
     cache: Cache,
     dlogits: np.ndarray,
     tables: bool = True,
+    into: Optional[dict[str, np.ndarray]] = None,
 ) -> dict[str, Gradient]:
     """The gradient of Σ dlogits·logits with respect to every parameter; the embedding tables'
-    only with ``tables`` (their rows and everything that feeds them are skipped otherwise)."""
-    grads: dict[str, np.ndarray] = {}
+    only with ``tables`` (their rows and everything that feeds them are skipped otherwise).
+    ``into[name]``: a zeroed array that parameter's gradient is written into (and returned as)."""
+    grads = Grads(into)
     d = spec.dim
     act = "relu" if spec.kind == "dlrm" else "dice"
     dx = mlp_backward(params, "top", cache.top, dlogits[:, None], act, grads)
@@ -109,11 +111,15 @@ def backward(
         d_item = d_item + s.pooling.sum(d_target)
         d_clicks = cache.pool.T @ d_pooled
         d_clicks += s.by_click.sums(d_history)  # every click has a pair: its rows are 0..K-1
-    grads["emb.genre"] = s.genres.T @ d_genre
-    item_rows = s.item_rows.sums(np.concatenate([d_item, d_clicks]))
+    grads.product("emb.genre", s.genres.T, d_genre)
     for (name, _), cols, d_user in zip(spec.cats, _cat_columns(spec), d_users):
-        grads[f"emb.{name}"] = s.onehot[:, cols].T @ d_user
-    return {**grads, "emb.item": RowGradient(s.item_rows.rows, item_rows, params["emb.item"].shape[0])}
+        grads.product(f"emb.{name}", s.onehot[:, cols].T, d_user)
+    rows, item_rows = s.item_rows.rows, s.item_rows.sums(np.concatenate([d_item, d_clicks]))
+    table = grads.into.get("emb.item")
+    if table is None:
+        return {**grads, "emb.item": RowGradient(rows, item_rows, params["emb.item"].shape[0])}
+    table[rows] = item_rows
+    return {**grads, "emb.item": table}
 
 
 @lru_cache(maxsize=8)

@@ -75,6 +75,29 @@ class Layer(NamedTuple):
     p: Optional[np.ndarray] = None
 
 
+class Grads(dict):
+    """Gradients by parameter name; with ``into`` (name → a zeroed array of the parameter's
+    shape, a view into a round's outputs), each is written straight there."""
+
+    def __init__(self, into: Optional[dict[str, np.ndarray]] = None):
+        super().__init__()
+        self.into = into or {}
+
+    def product(self, name: str, a: np.ndarray, b: np.ndarray) -> None:
+        self[name] = np.matmul(a, b, out=self.into.get(name))
+
+    def column_sums(self, name: str, x: np.ndarray) -> None:
+        """The sums of x's (n, m) columns, as one BLAS product (numpy's own column reduction is
+        several times slower); like a matrix product, its rounding follows the shape alone."""
+        self.product(name, np.ones(len(x), x.dtype), x)
+
+    def put(self, name: str, value: np.ndarray) -> None:
+        if name in self.into:
+            self.into[name][...] = value
+            value = self.into[name]
+        self[name] = value
+
+
 def dice(z: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dice without batch norm, x·(α + (1 − α)·σ(x)); returns it and σ(x)."""
     p = sigmoid(z)
@@ -84,22 +107,18 @@ def dice(z: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return y, p
 
 
-def dice_backward(dy: np.ndarray, z: np.ndarray, p: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """∂/∂x = α + (1 − α)·(p + x·p·(1 − p)), ∂/∂α = Σ_rows x·(1 − p)·dy; returns (dx, dα)."""
+def dice_backward(
+    dy: np.ndarray, z: np.ndarray, p: np.ndarray, alpha: np.ndarray, grads: Grads, alpha_name: str
+) -> np.ndarray:
+    """∂/∂x = α + (1 − α)·(p + x·p·(1 − p)), returned; ∂/∂α = Σ_rows x·(1 − p)·dy, into ``grads``."""
     z_one_minus_p = z - z * p
-    d_alpha = column_sums(dy * z_one_minus_p)
+    grads.column_sums(alpha_name, dy * z_one_minus_p)
     slope = p * z_one_minus_p
     slope += p
     slope *= 1 - alpha
     slope += alpha
     slope *= dy
-    return slope, d_alpha
-
-
-def column_sums(x: np.ndarray) -> np.ndarray:
-    """(m,) the sums of x's (n, m) columns, as one BLAS product (numpy's own column reduction
-    is several times slower); like a matrix product, its rounding follows the shape alone."""
-    return np.ones(len(x), x.dtype) @ x
+    return slope
 
 
 def mlp_forward(
@@ -136,12 +155,12 @@ def mlp_backward(
     layers: list[Layer],
     dout: np.ndarray,
     act: str,
-    grads: dict[str, np.ndarray],
+    grads: Grads,
     last_relu: bool = False,
     input_grad: bool = True,
     first: int = 0,
 ) -> Optional[np.ndarray]:
-    """Adds the weight, bias (and α) gradients of layers ``first..`` to ``grads`` given dout, the
+    """Puts the weight, bias (and α) gradients of layers ``first..`` in ``grads`` given dout, the
     gradient of the MLP's output; returns the gradient of their input (None without
     ``input_grad``)."""
     n_layers = first + len(layers)
@@ -150,12 +169,12 @@ def mlp_backward(
         layer, name = layers[k - first], f"{prefix}.{k}"
         if k < n_layers - 1 and act == "dice":
             assert layer.p is not None
-            d, grads[f"{name}.alpha"] = dice_backward(d, layer.z, layer.p, params[f"{name}.alpha"])
+            d = dice_backward(d, layer.z, layer.p, params[f"{name}.alpha"], grads, f"{name}.alpha")
         elif k < n_layers - 1 or last_relu:
             d = d * (layer.z > 0)
         weight = params[f"{name}.weight"]
-        grads[f"{name}.weight"] = layer.x.T @ d
-        grads[f"{name}.bias"] = column_sums(d)
+        grads.product(f"{name}.weight", layer.x.T, d)
+        grads.column_sums(f"{name}.bias", d)
         if k > first or input_grad:
             # One output column: the product is an outer one, which BLAS takes slowly.
             d = np.multiply.outer(d[:, 0], weight[:, 0]) if weight.shape[1] == 1 else d @ weight.T

@@ -129,7 +129,7 @@ def click_model(spec: ClickSpec, samples: ClientSamples, tables: bool = True) ->
     tables (a personal step trains the dense part alone)."""
     return HandModel(
         partial(forward, spec, s=samples),
-        lambda params, cache, dlogits: backward(spec, params, samples, cache, dlogits, tables),
+        lambda params, cache, dlogits, into=None: backward(spec, params, samples, cache, dlogits, tables, into),
     )
 
 
