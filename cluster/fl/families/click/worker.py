@@ -65,6 +65,7 @@ class ClickWorkerCore(WorkerCore):
         self.features = shard_features(shard)
         self._touched_rows: dict[int, dict[str, np.ndarray]] = {}
         self._sent_rows: dict[tuple[UploadConfig, int], SentRows] = {}
+        self._tables = table_rows(spec)
         super().__init__(shard, spec, recipe, seed, device)
 
     def initial_params(self) -> dict[str, np.ndarray]:
@@ -96,7 +97,8 @@ class ClickWorkerCore(WorkerCore):
             self._sent(settings.upload, int(client), rows[indptr[c] : indptr[c + 1]])
             for c, client in enumerate(clients)
         ]
-        result = add_decoys(result, sent, self.seed, round_index)
+        if settings.upload.kind == "padded":  # the only upload with decoy rows
+            result = add_decoys(result, sent, self.seed, round_index)
         return compress_upload(
             self.spec,
             result,
@@ -110,7 +112,7 @@ class ClickWorkerCore(WorkerCore):
         """The rows a client sends: fixed by its data, its seed and the upload, so drawn once."""
         key = (upload, client)
         if key not in self._sent_rows:
-            tables = table_rows(self.spec)
+            tables = self._tables
             # A dense upload sends every row whatever the client read: no need to find them.
             touched = dict.fromkeys(tables, _NONE) if upload.kind == "dense" else self._touched(client, rows)
             self._sent_rows[key] = sent_rows(upload, touched, tables, self.seed, client)
