@@ -122,11 +122,16 @@ def backward(
     return {**grads, "emb.item": table}
 
 
-@lru_cache(maxsize=8)
 def _cat_columns(spec: ClickSpec) -> list[slice]:
     """Each user-code table's columns of ``ClientSamples.onehot``."""
-    ends = np.cumsum(spec.cat_sizes)
-    return [slice(int(end - size), int(end)) for end, size in zip(ends, spec.cat_sizes)]
+    return _columns(spec.cat_sizes)
+
+
+@lru_cache(maxsize=8)
+def _columns(sizes: tuple[int, ...]) -> list[slice]:
+    # Keyed by the sizes alone: hashing the whole spec costs more than the lookup saves.
+    ends = np.cumsum(sizes)
+    return [slice(int(end - size), int(end)) for end, size in zip(ends, sizes)]
 
 
 @lru_cache(maxsize=8)

@@ -170,7 +170,9 @@ def mlp_backward(
         if k < n_layers - 1 and act == "dice":
             assert layer.p is not None
             d = dice_backward(d, layer.z, layer.p, params[f"{name}.alpha"], grads, f"{name}.alpha")
-        elif k < n_layers - 1 or last_relu:
+        elif k < n_layers - 1:
+            d *= layer.z > 0  # d is this function's own product of the layer above
+        elif last_relu:
             d = d * (layer.z > 0)
         weight = params[f"{name}.weight"]
         grads.product(f"{name}.weight", layer.x.T, d)
