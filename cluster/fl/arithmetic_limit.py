@@ -4,6 +4,10 @@ the machine that runs the benchmark. A phase at fraction 1 would do nothing but 
 each one as cheap as in a plain numpy loop over memory; the fraction says how much of a phase's
 time its bookkeeping (gathers, sorts, hashing, Python) takes.
 
+A model whose arithmetic is mostly matrix products (the click models' dense layers) runs those
+faster than elementwise passes, so it can exceed the elementwise limit; its honest limit is one
+thread's matrix-product rate (``matrix_product_rate``), measured the same way.
+
 A benchmark counts its model's multiply-adds itself and passes the count here."""
 
 from __future__ import annotations
@@ -29,6 +33,24 @@ def elementwise_rate(n_elements: int, repeats: int = 7) -> float:
         np.add(out, c, out=out)
         best = min(best, time.perf_counter() - started)
     return n / best
+
+
+def matrix_product_rate(size: int = 256, repeats: int = 7) -> float:
+    """Multiply-adds per second of one thread's float32 ``size`` x ``size`` matrix product
+    through numpy's BLAS: the best of ``repeats``. 256 is near the click models' largest layers and
+    large enough for BLAS's full speed on one core."""
+    from cluster.blas import blas_one_thread
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((size, size), dtype=np.float32) for _ in range(2))
+    out = np.empty((size, size), np.float32)
+    best = float("inf")
+    with blas_one_thread():
+        for _ in range(repeats):
+            started = time.perf_counter()
+            np.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - started)
+    return size**3 / best
 
 
 @dataclass(frozen=True)

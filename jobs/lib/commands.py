@@ -27,7 +27,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("cali3f", "cali3f_compare", "FedAvg, Ditto and Cali3F side by side on MovieLens 100K"),
     Command("retrieval-eval", "fair_retrieval_eval", "the fair retriever's quality and exposure against baselines"),
     Command("bench fl", "bench_fl", "FL engine speed: client updates per second, in process and on actors"),
-    Command("bench click", "bench_click", "do the click models learn: in-process FedAvg of DLRM and DIN"),
+    Command("bench click", "bench_click", "how fast DLRM and DIN train in process, against their arithmetic limits"),
     Command("bench index", "bench_index", "the retriever's shard index kinds side by side"),
     Command("bench memory", "bench_memory", "peak memory of every process of an FL run against 4 GiB"),
     Command("bench retrieval", "bench_retrieval", "speed of the fair retriever over HTTP against Serve's own floor"),

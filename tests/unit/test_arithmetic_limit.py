@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from cluster.fl.arithmetic_limit import ArithmeticLimit, elementwise_rate
+from cluster.fl.arithmetic_limit import ArithmeticLimit, elementwise_rate, matrix_product_rate
 from cluster.fl.families.ncf.gmf_training import gmf_multiply_adds
 from cluster.fl.families.ncf.model import NCFSpec
 from cluster.fl.families.ncf.ops import NCFOps
@@ -30,6 +30,12 @@ def test_the_elementwise_rate_is_measured_on_this_machine():
     rate = elementwise_rate(10_000, repeats=3)
     assert math.isfinite(rate) and 1e6 < rate < 1e13
     assert elementwise_rate(0, repeats=1) > 0, "an empty round still gets a rate"
+
+
+def test_one_threads_matrix_products_outrun_its_elementwise_passes():
+    # a product reuses each operand from cache: any BLAS does several times more multiply-adds a
+    # second than a pass that reads three arrays per multiply-add
+    assert matrix_product_rate(128, repeats=3) > 3 * elementwise_rate(2**20, repeats=3)
 
 
 def test_fl_speed_page_gives_the_fraction_of_the_limit():

@@ -6,32 +6,16 @@ and every reduction adds that client's terms in an order fixed by its data: its 
 same bits whichever other clients train in the same process. Matrix products go to numpy's
 OpenBLAS, which packs its operands before multiplying, so a product does not depend on where in
 memory an operand sits either (torch's MKL measured otherwise: it rounds differently at other
-alignments). ``blas_one_thread`` holds OpenBLAS to one thread while a worker trains, as torch is.
+alignments). Training holds OpenBLAS to one thread (``cluster.blas``), as torch is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import lru_cache
 from typing import NamedTuple, Optional
 
 import numpy as np
 
 from cluster.fl.client_sgd import sigmoid
-
-
-@lru_cache(maxsize=1)
-def _blas_controller():
-    from threadpoolctl import ThreadpoolController  # scikit-learn's dependency: finds numpy's OpenBLAS
-
-    return ThreadpoolController()
-
-
-@contextmanager
-def blas_one_thread() -> Iterator[None]:
-    with _blas_controller().limit(limits=1, user_api="blas"):
-        yield
 
 
 class Segments(NamedTuple):

@@ -18,7 +18,7 @@ import numpy as np
 from cluster.fl.client_sgd import Anchor, Outputs, client_sgd, sigmoid
 from cluster.fl.families.click.features import ClickFeatures
 from cluster.fl.families.click.kernel import forward
-from cluster.fl.families.click.layers import blas_one_thread
+from cluster.blas import blas_one_thread
 from cluster.fl.families.click.model import ClickSpec
 from cluster.fl.families.click.samples import client_samples
 from cluster.fl.families.click.training import click_model

@@ -11,7 +11,7 @@ replaced one autograd program over a padded batch of a few clients of equal shap
 shapes are so varied that a round of 100 made some 40 such programs, whose per-operation and
 autograd overheads cost several times the arithmetic.
 
-Training holds numpy's BLAS to one thread (``layers.blas_one_thread``), as a worker actor's one
+Training holds numpy's BLAS to one thread (``cluster.blas.blas_one_thread``), as a worker actor's one
 core would.
 """
 
@@ -27,7 +27,7 @@ from cluster.fairness.ranking import pairwise_bits
 from cluster.fl.client_sgd import HandModel, Outputs, client_sgd
 from cluster.fl.families.click.features import ClickFeatures
 from cluster.fl.families.click.kernel import backward, forward
-from cluster.fl.families.click.layers import blas_one_thread
+from cluster.blas import blas_one_thread
 from cluster.fl.families.click.model import ClickSpec, channel_slices, is_embedding, narrow_params
 from cluster.fl.families.click.samples import ClientSamples, client_samples
 from cluster.fl.recipe import LocalRecipe
