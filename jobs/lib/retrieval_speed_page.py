@@ -53,6 +53,8 @@ def speed_page(result: dict, command: str) -> ResultsPage:
                        command=command, seeds=(s["seed"],), intro="\n".join(intro))
     page.add("Queries per second and latency per path", _path_table(result))
     page.add("Ratios within the run", _ratios(result))
+    if result.get("bound"):
+        page.add("Against the CPU bound", _bound_section(result))
     notes = []
     if result.get("recall") is not None:
         notes.append(f"- Recall@{s['k']} of the `{index['kind']}` shards against exact search, with μ ≠ 0: "
@@ -107,6 +109,20 @@ def _ratios(result: dict) -> str:
                                     [["(c)/(d)", c["concurrency"], _ratio(c["qps"], d["qps"]),
                                       _ratio(c["p99_ms"], d["p99_ms"])] for c, d in pairs]))
     return "\n".join(lines)
+
+
+def _bound_section(result: dict) -> str:
+    http = {r["concurrency"]: r for r in result["http"]}
+    rows = [[b["concurrency"], f"{b['search_cpu_ms']:.3f} ms", f"{b['floor_cpu_ms']:.3f} ms", f"{b['qps']:,.0f}",
+             f"{http[b['concurrency']]['qps']:,.0f}", _ratio(http[b["concurrency"]]["qps"], b["qps"])]
+            for b in result["bound"] if b["concurrency"] in http]
+    cores = result["bound"][0]["cores"]
+    return (f"What {cores} cores could serve if the retriever cost nothing beyond its search and Serve's own work: "
+            f"{cores} / (search CPU per query + Serve's CPU per request). Search CPU is (a) at batch 64 (one "
+            "thread, so its wall time is its CPU time); Serve's is the whole machine's busy CPU (from /proc/stat: "
+            "proxy, replica, load generator, Ray's daemons) over (d)'s requests at that concurrency.\n\n"
+            + markdown_table(["concurrency", "search CPU a query", "Serve's CPU a request", "bound (q/s)",
+                              "(c) q/s", "(c) / bound"], rows))
 
 
 def plot_http(path: Storage, result: dict) -> None:

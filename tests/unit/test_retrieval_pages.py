@@ -102,3 +102,25 @@ def test_bench_index_writes_the_kinds_page(tmp_path: Path):
     row = next(line for line in text.splitlines() if line.startswith("| `ivf/grp` |") or line.startswith("| `ivf` |"))
     assert " ± " in row, "recall carries its interval over queries"
     assert "exposure share 0.5: μ = [" in text and "exposure share 1.0: μ = [" in text
+
+
+def test_the_cpu_bound_is_measured_per_level_and_checked_at_concurrency_16(tmp_path: Path):
+    from jobs import bench_retrieval
+    from jobs.lib.retrieval_speed_page import speed_page
+
+    result = copy.deepcopy(RECORDED)
+    raw = {r["batch"]: r for r in result["raw"]}  # batch 64: 163,424 q/s, 6.1 us of search a query
+    floor = [{**row, "concurrency": c, "cpu_per_query_s": 1e-3} for row, c in zip(result["floor"], (2, 16))]
+    result["bound"] = bench_retrieval.cpu_bounds(raw, floor)
+    cores = result["bound"][0]["cores"]
+    expected = cores / (1 / 163424.5616 + 1e-3)
+    assert result["bound"][1]["qps"] == pytest.approx(expected)
+    result["http"][1]["concurrency"] = 16
+    for http_qps, met in ((0.8 * expected + 1, True), (0.8 * expected - 1, False)):
+        result["http"][1]["qps"] = http_qps
+        verdicts = [v for v in bench_retrieval.goal_verdicts(result) if "CPU bound" in v[0]]
+        assert [ok for _, ok in verdicts] == [met], verdicts
+    page = tmp_path / "speed.md"
+    speed_page(result, "python jobs/bench_retrieval.py --duration 1").write(page)
+    text = page.read_text()
+    assert "## Against the CPU bound" in text and f"| 16 | 0.006 ms | 1.000 ms | {expected:,.0f} |" in text, text
