@@ -11,10 +11,15 @@ import ray
 
 from actors.round_metrics import RoundMetrics
 from actors.worker_pool import RayWorkerPool
+from cluster.checkpoint import read_state
 from cluster.heap import keep_freed_heap
 from cluster.fl.round_loop import RoundLoop, RoundSchedule
 from cluster.fl.server_core import ServerSetup
 from cluster.storage import Storage
+
+
+# w⁰ as the driver drew it, in the checkpoint folder (``actors.factory.start_aggregator``).
+INITIAL_STATE = "initial"
 
 
 def _restarted() -> bool:
@@ -38,6 +43,8 @@ class Aggregator:
     ):
         # Every round merges the uploads into fresh arrays of the same sizes.
         keep_freed_heap()
+        if initial_params is None and checkpoints is not None:
+            initial_params = read_state(checkpoints, INITIAL_STATE, "initial_params")
         # The workers come by name, not as handles: handles among a restartable actor's
         # constructor arguments travel through the object store, which Ray warns breaks restarts.
         workers = [ray.get_actor(name) for name in worker_names]

@@ -6,8 +6,9 @@ from typing import Optional
 
 import ray
 
-from actors.aggregator import Aggregator
+from actors.aggregator import INITIAL_STATE, Aggregator
 from actors.client_worker import ClientWorker
+from cluster import checkpoint
 from cluster.fl.families.base import WorkerSetup
 from cluster.fl.server_core import ServerSetup
 from cluster.storage import Storage
@@ -41,10 +42,16 @@ def worker_names(cfg: FLConfig, tier_names: tuple[str, ...]) -> list[str]:
 
 def start_aggregator(setup: ServerSetup, checkpoints: Optional[Storage], run_name: str):
     """``max_restarts``: Ray brings a killed aggregator back, and it continues from ``checkpoints``.
-    Its constructor arguments stay pinned because the driver that owns them lives for the job.
-    w⁰ is drawn here, on the driver, which has torch loaded already: the aggregator does not."""
+    w⁰ is drawn here, on the driver, which has torch loaded already: the aggregator does not. With
+    checkpoints, w⁰ goes to them (``initial.npz``, the checkpoint format) instead of among the
+    constructor arguments: most models' w⁰ is over Ray's inline limit, and Ray cannot promise an
+    object-store argument to a restarted actor. The set-up itself stays inline (tens of KB at
+    MovieLens scale) and is held by the driver for the whole job."""
     cfg = setup.cfg
     initial = setup.ops.init_params(setup.seed)
+    if checkpoints is not None:
+        checkpoint.write_state(checkpoints, INITIAL_STATE, "initial_params", initial)
+        initial = None
     return (
         ray.remote(Aggregator)
         .options(

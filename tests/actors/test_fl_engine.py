@@ -253,3 +253,21 @@ def test_a_finished_run_has_its_plots_and_page_and_resuming_it_leaves_its_folder
     assert main(["--resume", str(run)]) == 0
     assert "nothing to resume" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == written
+
+
+def test_a_w0_over_rays_inline_limit_reaches_the_aggregator_through_storage(tmp_path: Path, capfd):
+    """Ray puts a constructor argument over 100 KB in the object store and warns that a restartable
+    actor may not get it back; w⁰ goes through the checkpoint folder instead, bit for bit."""
+    exp = build(tiny(tmp_path, "model.embedding_dim=128"))
+    setup = exp.server_setup()
+    drawn = setup.ops.init_params(setup.seed)
+    assert sum(v.nbytes for v in drawn.values()) > 100 * 1024
+    capfd.readouterr()
+    workers, aggregator = start(exp, tmp_path / "wide")
+    try:
+        stored = ray.get(aggregator.global_params.remote())
+        assert "constructor arguments in the object store" not in capfd.readouterr().err
+    finally:
+        stop(aggregator, *workers)
+    assert (tmp_path / "wide" / "checkpoint" / "initial.npz").exists()
+    assert all(np.array_equal(stored[n], drawn[n]) for n in drawn)
