@@ -70,3 +70,16 @@ def test_the_site_builds_strictly(tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "site" / "results" / "index.html").exists()
+
+
+def test_every_results_page_is_written_by_the_job_its_command_names():
+    """A results page is the output of ``python jobs/<job>.py ... --report docs/results/<page>.md``,
+    named on the page itself, for a job that takes ``--report``: none is assembled by hand."""
+    pages = sorted(p for p in (REPO_ROOT / "docs" / "results").glob("*.md") if p.name != "index.md")
+    assert len(pages) >= 20
+    for page in pages:
+        command = re.search(r"^\| command \| `python jobs/([a-z0-9_]+)\.py ([^`]*)` \|$", page.read_text(), re.M)
+        assert command, f"{page.name}: no job command in its header"
+        assert f"--report docs/results/{page.name}" in command.group(2), f"{page.name}: not written by its command"
+        job = (REPO_ROOT / "jobs" / f"{command.group(1)}.py").read_text()
+        assert "add_report_argument" in job or '"--report"' in job, f"{page.name}: {command.group(1)} has no --report"
