@@ -360,14 +360,29 @@ def measure(cfg: SimConfig, args: argparse.Namespace, folder: Path) -> dict:
         fair = actors_path(cfg, catalog, queries, args.k, (1, 64), folder)
         for b in (1, 64):
             print(f"throughput ratio (b)/(a) at batch {b}: {fair[b]['qps'] / raw[b]['qps']:.2f}")
+        call_floor = fanout_call_floor(cfg, queries, args.k)
+        print(f"(b) fan-out p50 at batch 1: {fair[1]['p50_ms']:.2f} ms against Ray's floor for its calls "
+              f"{call_floor['p50_ms']:.2f} ms ({fair[1]['p50_ms'] / call_floor['p50_ms']:.2f}x)", flush=True)
         del catalog
         http, floor = http_path(cfg, args, [int(c) for c in args.concurrency.split(",")])
     finally:
         if started_ray:
             ray.shutdown()
     return {"settings": settings(cfg, args), "raw": level_rows(raw, "batch"), "fair": level_rows(fair, "batch"),
-            "recall": recall, "http": http, "floor": floor, "bound": cpu_bounds(raw, floor),
+            "recall": recall, "http": http, "floor": floor, "bound": cpu_bounds(raw, floor), "call_floor": call_floor,
             "loads": (load_at_start, load_line())}
+
+
+def fanout_call_floor(cfg: SimConfig, queries: np.ndarray, k: int) -> dict:
+    """Ray's floor under (b) at batch 1 (``jobs/lib/fanout_floor.py``), with this run's payload sizes."""
+    from cluster.retrieval.shard_index import Hits
+    from cluster.retrieval.wire import pack_hits, pack_query
+    from jobs.lib.fanout_floor import fanout_floor
+
+    n_groups = cfg.retrieval.synthetic.n_groups
+    query = pack_query(queries[:1], k, np.zeros(n_groups), 0)
+    reply = pack_hits(Hits(np.zeros((1, k), np.int64), np.zeros((1, k), np.float32), np.zeros((1, k), np.float32)), 0)
+    return fanout_floor(cfg.retrieval.n_shards, query, reply, n_groups)
 
 
 def cpu_bounds(raw: dict[int, dict], floor: list[dict]) -> list[dict]:

@@ -102,6 +102,16 @@ def _ratios(result: dict) -> str:
     lines = [markdown_table(["ratio", "batch", "throughput"],
                             [["(b)/(a)", r["batch"], _ratio(r["qps"], raw[r["batch"]]["qps"])]
                              for r in result["fair"] if r["batch"] in raw])]
+    call_floor, fanout = result.get("call_floor"), next((r for r in result["fair"] if r["batch"] == 1), None)
+    if call_floor and fanout:
+        lines.append(f"A fan-out at batch 1 against Ray's floor for its calls: the same {result['settings']['shards']} "
+                     "shard calls and one report, with payloads of the same sizes, to actors that answer at once "
+                     f"({call_floor['fanouts']} fan-outs).\n\n" + markdown_table(
+                         ["ratio", "batch", "p50", "p99"],
+                         [["(b) / Ray's call floor", 1, f"{ms(fanout['p50_ms'])} / {ms(call_floor['p50_ms'])} = "
+                           f"{_ratio(fanout['p50_ms'], call_floor['p50_ms'])}",
+                           f"{ms(fanout['p99_ms'])} / {ms(call_floor['p99_ms'])} = "
+                           f"{_ratio(fanout['p99_ms'], call_floor['p99_ms'])}"]]))
     floor = {r["concurrency"]: r for r in result["floor"]}
     pairs = [(r, floor[r["concurrency"]]) for r in result["http"] if r["concurrency"] in floor]
     if pairs:

@@ -112,6 +112,7 @@ def test_the_cpu_bound_is_measured_per_level_and_checked_at_concurrency_16(tmp_p
     raw = {r["batch"]: r for r in result["raw"]}  # batch 64: 163,424 q/s, 6.1 us of search a query
     floor = [{**row, "concurrency": c, "cpu_per_query_s": 1e-3} for row, c in zip(result["floor"], (2, 16))]
     result["bound"] = bench_retrieval.cpu_bounds(raw, floor)
+    result["call_floor"] = {"p50_ms": 2.5, "p99_ms": 4.0, "fanouts": 300}
     cores = result["bound"][0]["cores"]
     expected = cores / (1 / 163424.5616 + 1e-3)
     assert result["bound"][1]["qps"] == pytest.approx(expected)
@@ -124,3 +125,4 @@ def test_the_cpu_bound_is_measured_per_level_and_checked_at_concurrency_16(tmp_p
     speed_page(result, "python jobs/bench_retrieval.py --duration 1").write(page)
     text = page.read_text()
     assert "## Against the CPU bound" in text and f"| 16 | 0.006 ms | 1.000 ms | {expected:,.0f} |" in text, text
+    assert "| (b) / Ray's call floor | 1 | 10.7 ms / 2.50 ms = 4.29 | 197 ms / 4.00 ms = 49.35 |" in text, text
