@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import ray
 
 from actors.aggregator import INITIAL_STATE, Aggregator
@@ -48,7 +49,7 @@ def start_aggregator(setup: ServerSetup, checkpoints: Optional[Storage], run_nam
     object-store argument to a restarted actor. The set-up itself stays inline (tens of KB at
     MovieLens scale) and is held by the driver for the whole job."""
     cfg = setup.cfg
-    initial = setup.ops.init_params(setup.seed)
+    initial: Optional[dict[str, np.ndarray]] = setup.ops.init_params(setup.seed)
     if checkpoints is not None:
         checkpoint.write_state(checkpoints, INITIAL_STATE, "initial_params", initial)
         initial = None
