@@ -44,14 +44,6 @@ EXIT_GOAL_MISSED = 3
 BENCH_SETTINGS = ["model.kind=gmf", "fl.clients_per_round=100", "fl.local_epochs=1", "fl.overselect=0", "fl.checkpoint_every=100000"]
 
 
-def _vm_hwm_mib(pid: int) -> float:
-    """Peak resident memory of a process (Linux VmHWM)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def in_process(exp: Experiment, rounds: int) -> dict:
     """The same round loop over the worker cores in this process: no actors, no object store."""
     loop = round_loop(exp, eval_every=None)
