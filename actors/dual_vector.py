@@ -83,6 +83,20 @@ class DualVectorActor:
         await self.commits.durable()
         return mu, version
 
+    async def observe_reports(
+        self, reporter: str, reports: list[tuple[int, list[float], int]]
+    ) -> tuple[list[float], int]:
+        """Several numbered reports of one coordinator, ``(seq, slots per group, requests)``
+        each, oldest first: applied in order, each once, and answered with μ once all are durable
+        (one log append or one snapshot for the whole call)."""
+        for seq, counts, n_requests in reports:
+            if self.applied.is_new(reporter, seq):
+                self._apply(counts, n_requests, reporter, seq)
+                self.commits.changed(encode_record({"r": reporter, "s": seq, "n": n_requests, "c": counts}))
+        mu, version = self.policy.mu.tolist(), self.policy.version
+        await self.commits.durable()
+        return mu, version
+
     def _apply(self, counts: list[float], n_requests: int, reporter: str, seq: int) -> None:
         if reporter and not self.applied.is_new(reporter, seq):
             return  # replayed from a log that a failed append left twice

@@ -1,6 +1,8 @@
-"""Start the fair retriever's actors: ``shard-<i>`` over partitions saved as .npz in the storage
-(a shard restarted on any node reloads its file) and ``dual-vector`` holding the exposure policy. The caller owns them:
-they live as long as the job, the ``serve run`` process or the test that started them."""
+"""Start the fair retriever's actors: ``dual-vector`` holding the exposure policy and, with
+``search_in: shard_actors``, ``shard-<i>`` over partitions saved as .npz in the storage (a shard
+restarted on any node reloads its file; with ``search_in: replica`` the caller loads them
+itself). The caller owns the actors: they live as long as the job, the ``serve run`` process or
+the test that started them."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from actors.dual_vector import DualVectorActor
 from actors.retrieval_coordinator import Coordinator
 from actors.retrieval_shard import RetrievalShard
 from cluster.retrieval.catalog import Catalog
-from cluster.retrieval.partitions import partition_items
+from cluster.retrieval.local_shards import LocalShards
+from cluster.retrieval.partitions import Partition, partition_items
 from cluster.retrieval.policies import Policy
 from cluster.retrieval.shard_index import IndexSettings
 from cluster.storage import Storage
@@ -82,6 +85,13 @@ def start_dual(policy: Policy, shards: list, state: Storage, name_prefix: str = 
     )
 
 
+def load_local_shards(cfg: RetrievalConfig, n_groups: int, partitions: Storage) -> LocalShards:
+    """Every partition in ``partitions``, indexed in this process as its shard actor would index it."""
+    settings = IndexSettings(**cfg.shard_index_settings())
+    parts = [Partition.load(partitions, f"{shard_name(i)}.npz") for i in range(cfg.n_shards)]
+    return LocalShards(parts, n_groups, settings)
+
+
 def start_retrieval(
     cfg: RetrievalConfig,
     catalog: Catalog,
@@ -92,8 +102,11 @@ def start_retrieval(
     reuse: bool = False,
 ) -> RetrievalActors:
     """``partitions``: the folder save_partitions wrote; ``state``: the dual-vector actor's folder;
-    ``reuse``: take over actors of these names when they already exist (a second replica)."""
-    shards = start_shards(cfg, catalog.n_groups, partitions, name_prefix, reuse)
+    ``reuse``: take over actors of these names when they already exist (a second replica).
+    With ``search_in: replica`` the partitions are loaded into this process and no shard actor
+    starts."""
+    local = load_local_shards(cfg, catalog.n_groups, partitions) if cfg.search_in == "replica" else None
+    shards = [] if local is not None else start_shards(cfg, catalog.n_groups, partitions, name_prefix, reuse)
     dual = start_dual(policy, shards, state, name_prefix, reuse)
     ray.get([s.ready.remote() for s in shards] + [dual.ready.remote()])
-    return RetrievalActors(shards, dual, Coordinator(shards, dual, catalog.item_groups))
+    return RetrievalActors(shards, dual, Coordinator(shards, dual, catalog.item_groups, local=local))

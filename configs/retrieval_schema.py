@@ -227,7 +227,15 @@ class RetrievalConfig(StrictModel):
     )
     max_k: PositiveInt = Field(100, description="the largest k a served request may ask for")
     n_shards: PositiveInt = Field(
-        2, description="shard actors the items are split over at random, each with its own index"
+        2, description="partitions the items are split over at random, each with its own index (and, with "
+        "search_in shard_actors, its own actor)"
+    )
+    search_in: Literal["replica", "shard_actors"] = Field(
+        "replica",
+        description="where the partitions are searched: replica (each Serve replica or coordinator loads every "
+        "partition from storage and searches them in its own process: no Ray call per batch, the whole catalogue "
+        "in each replica's memory) or shard_actors (one actor per partition, for a catalogue larger than a "
+        "replica should hold, or shards on other nodes; a shard that is down gives partial answers)",
     )
     shard_num_cpus: NonNegativeFloat = Field(
         0.0, description="CPUs Ray reserves per shard actor; > 0 places shards on nodes with CPUs to give"

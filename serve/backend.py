@@ -1,7 +1,8 @@
-"""What the Serve ingress stands on: the catalog and the shard and dual-vector actors, built from
-a config. The ingress replica calls this in its constructor, so the actors are owned by the
-replica and go away with the application (``serve shutdown``, ``serve.delete``, Ctrl-C on
-``serve run``); a second replica finds them by name instead of starting more."""
+"""What the Serve ingress stands on: the catalog, the dual-vector actor, the partitions (searched
+in the replica, or by shard actors) and the journal of served lists, built from a config. The
+ingress replica calls this in its constructor, so the actors are owned by the replica and go away
+with the application (``serve shutdown``, ``serve.delete``, Ctrl-C on ``serve run``); a second
+replica finds them by name instead of starting more."""
 
 from __future__ import annotations
 
@@ -42,4 +43,8 @@ def start_backend(cfg: SimConfig, name_prefix: str = "") -> Backend:
         save_partitions(r, catalog, folder / "shards", rng_stream(cfg.seed, "partition"))
     policy = make_policy(r.policy, exposure_targets(r, catalog.n_groups, horizon))
     actors = start_retrieval(r, catalog, policy, folder / "shards", folder, name_prefix, reuse=True)
+    if folder.local_path is not None:
+        # Answers wait for a local append instead of a call to the dual-vector actor; on an
+        # object store they wait for its acknowledgement (actors/retrieval_coordinator.py).
+        actors.coordinator.keep_journal(folder.local_path / "reports")
     return Backend(catalog, actors, folder)

@@ -1,13 +1,17 @@
-"""Ray Serve deployment of the fair retriever over the shard and dual-vector actors: POST
-/retrieve, GET /health, GET /stats, routed by ``serve/http.py`` (no web framework: FastAPI's
-per-request cost was a third of the floor on two cores).
+"""Ray Serve deployment of the fair retriever: POST /retrieve, GET /health, GET /stats, routed by
+``serve/http.py`` (no web framework: FastAPI's per-request cost was a third of the floor on two
+cores). The replica searches the partitions itself (``retrieval.search_in: replica``, the
+default) or fans out to shard actors (``shard_actors``), and reports what it served to the
+dual-vector actor.
 
-Concurrent requests are gathered into one fan-out (one call per shard for the whole batch):
+Concurrent requests are gathered into one search (one call per shard actor for the whole batch):
 FAISS answers a batch of queries for little more than one, so batching is what keeps throughput
 up as concurrency grows. The batching has no timer (``cluster/retrieval/batching.py``): a
-request that finds a fan-out slot free starts one at once, so a quiet service adds no wait, and
-requests that arrive while ``MAX_FANOUTS`` fan-outs run leave together with the next one. All
-requests of a batch see the same μ, as FairSync's batched dual update assumes.
+request that finds the search free starts one at once, so a quiet service adds no wait, and
+requests that arrive while ``MAX_FANOUTS`` searches run leave together with the next one. All
+requests of a batch see the same μ, as FairSync's batched dual update assumes. A batch's answers
+wait for its exposure report to be acknowledged (write-ahead), but the next batch's search does
+not: the report travels while the next batch is searched.
 
 Metrics (``serve/metrics.py``): requests, errors and latency per route and status, batch sizes,
 served slots per group, partial answers, and the dual vector's exposure, μ, ESP and fill."""
@@ -15,12 +19,14 @@ served slots per group, partial answers, and the dual vector's exposure, μ, ESP
 import json
 
 import numpy as np
+import orjson
 import ray
 from ray import serve
 from ray.exceptions import RayActorError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from actors.retrieval_coordinator import Retrieved
 from cluster.retrieval.batching import Batcher
 from configs import SimConfig
 from serve.backend import start_backend
@@ -30,10 +36,10 @@ from serve.models import RetrieveRequest, StatsResponse
 
 
 MAX_BATCH = 64
-# Fan-outs of one replica at a time. Every fan-out costs five Ray calls whatever its size, and on
-# two cores Ray's per-call work, not FAISS, is most of a batch's CPU: with one at a time the
-# requests that arrive meanwhile leave together (a mean batch of 8 at concurrency 16, against 4.7
-# with two at a time), and the service answered 744-811 q/s against 624-691.
+# Searches of one replica at a time. A batch costs its calls to the shard actors whatever its
+# size, and the in-process search has one thread: with one at a time the requests that arrive
+# meanwhile leave together (over shard actors, a mean batch of 8 at concurrency 16 against 4.7
+# with two at a time, and 744-811 q/s against 624-691).
 MAX_FANOUTS = 1
 
 
@@ -74,7 +80,8 @@ class FairRetriever:
             json.dumps(
                 {
                     "status": "ok" if counted and not outbox.dropped_requests else "degraded",
-                    "shards": len(self.coordinator.shards),
+                    "shards": self.coordinator.partitions,
+                    "search_in": "replica" if self.coordinator.local is not None else "shard_actors",
                     "items": int(len(self.item_ids)),
                     "groups": len(self.group_names),
                     "exposure_counted": counted,
@@ -84,17 +91,18 @@ class FairRetriever:
             ).encode()
         )
 
-    # The body is written straight to JSON (``RetrieveResponse`` documents it; a test checks the
-    # answer against it): a model object per item, validated, is per-request work that queues
-    # requests at concurrency 16 on two cores.
+    # The body is written straight to JSON by orjson (``RetrieveResponse`` documents it; a test
+    # checks the answer against it): a model object per item, validated, or the standard json
+    # module (17 µs against 1 µs a body) is per-request work that queues requests on two cores.
     async def retrieve(self, request: Request) -> Response:
         body = parse_body(await read_body(request), RetrieveRequest)
         query = self._query(body)
         try:
-            items, version, partial = await self._serve_batch((query, body.k))
+            answer, row, seq = await self._serve_batch((query, body.k))
         except RuntimeError as exc:
             raise HTTPError(503, str(exc)) from None
-        return json_bytes(json.dumps({"items": items, "mu_version": version, "partial": partial}).encode())
+        await self.coordinator.counted(seq)
+        return json_bytes(orjson.dumps(_listing(answer, row, self.item_ids, self.group_names)))
 
     def _query(self, body: RetrieveRequest) -> np.ndarray:
         if body.k > self.max_k:
@@ -108,35 +116,17 @@ class FairRetriever:
             raise HTTPError(422, f"user_vector has {query.size} values, expected {self.user_vectors.shape[1]}")
         return query
 
-    async def _serve_batch(self, request: tuple[np.ndarray, int]) -> tuple[list, int, bool]:
-        """One request (query, k), answered within a batch of those that came with it."""
+    async def _serve_batch(self, request: tuple[np.ndarray, int]) -> tuple[Retrieved, int, int]:
+        """One request (query, k) searched within a batch of those that came with it: the
+        batch's answer, the request's row in it and the number of the batch's report."""
         return await self.batcher.submit(request)
 
-    async def _fan_out(self, requests: list[tuple[np.ndarray, int]]) -> list:
+    async def _fan_out(self, requests: list[tuple[np.ndarray, int]]) -> list[tuple[Retrieved, int, int]]:
         queries = np.stack([q for q, _ in requests])
-        answer = await self.coordinator.retrieve_async(queries, np.array([k for _, k in requests]))
+        answer, seq = await self.coordinator.search_async(queries, np.array([k for _, k in requests]))
         self.metrics.observe_batch(answer.groups, len(requests), answer.partial)
         self.metrics.set_outbox(len(self.coordinator.outbox.unacked), self.coordinator.outbox.dropped_requests)
-        hits = answer.hits
-        out = []
-        for row in range(len(requests)):
-            found = hits.items[row] >= 0
-            items = [
-                {
-                    "id": int(self.item_ids[i]),
-                    "group": self.group_names[int(g)],
-                    "score": float(s),
-                    "adjusted_score": float(a),
-                }
-                for i, g, s, a in zip(
-                    hits.items[row][found].tolist(),
-                    answer.groups[row][found].tolist(),
-                    hits.scores[row][found].tolist(),
-                    hits.adjusted[row][found].tolist(),
-                )
-            ]
-            out.append((items, answer.mu_version, answer.partial))
-        return out
+        return [(answer, row, seq) for row in range(len(requests))]
 
     async def stats(self, _: Request) -> Response:
         # Reports still waiting (the dual-vector actor was restarting) are sent first, so the
@@ -155,3 +145,19 @@ class FairRetriever:
             **dual_stats,
         )
         return json_bytes(answer.model_dump_json().encode())
+
+
+def _listing(answer: Retrieved, row: int, item_ids: np.ndarray, group_names: list[str]) -> dict:
+    """Row ``row`` of a batch's answer as the response body."""
+    hits = answer.hits
+    found = hits.items[row] >= 0
+    items = [
+        {"id": int(item_ids[i]), "group": group_names[int(g)], "score": float(s), "adjusted_score": float(a)}
+        for i, g, s, a in zip(
+            hits.items[row][found].tolist(),
+            answer.groups[row][found].tolist(),
+            hits.scores[row][found].tolist(),
+            hits.adjusted[row][found].tolist(),
+        )
+    ]
+    return {"items": items, "mu_version": answer.mu_version, "partial": answer.partial}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Optional
 
 
 @dataclass
@@ -65,6 +65,8 @@ class Outbox:
     unacked: dict[int, tuple] = field(default_factory=dict)
     capacity: int = OUTBOX_CAPACITY
     dropped_requests: int = 0
+    # told the number of each report given up (a journal records it, so it is never counted later)
+    on_drop: Optional[Callable[[int], None]] = None
     _numbers: Any = field(default_factory=itertools.count)
 
     def add(self, *payload) -> int:
@@ -73,7 +75,13 @@ class Outbox:
         while len(self.unacked) > self.capacity:
             oldest = next(iter(self.unacked))  # added in number order
             self.dropped_requests += int(self.unacked.pop(oldest)[-1])
+            if self.on_drop is not None:
+                self.on_drop(oldest)
         return seq
+
+    def oldest(self) -> Optional[int]:
+        """The number of the oldest report waiting, None when none waits."""
+        return next(iter(self.unacked), None)
 
     def ack(self, seq: int) -> None:
         self.unacked.pop(seq, None)

@@ -37,14 +37,14 @@ def shards(tmp_path_factory):
     partitions = Storage(tmp_path_factory.mktemp("shards"))
     save_partitions(cfg, catalog, partitions, rng)
     handles = start_shards(cfg, N_GROUPS, partitions, name_prefix="actors-test-")
-    yield handles, catalog
+    yield handles, catalog, cfg, partitions
     for handle in handles:
         ray.kill(handle, no_restart=True)
 
 
 @pytest.fixture()
 def fleet(shards, tmp_path: Path):
-    handles, catalog = shards
+    handles, catalog, _, _ = shards
     ray.get([s.forget_mu.remote() for s in handles])
     targets = ExposureTargets(np.array([0.0, 0.0, 0.0, 4.0 * 200]), horizon=200, k=K)  # group 3: 4 of 10 slots
     dual = start_dual(DualVector(targets, 8, 0.2, "adam"), handles, Storage(tmp_path), name_prefix="actors-test-")
@@ -141,18 +141,30 @@ def test_with_the_dual_gone_for_good_the_service_serves_says_so_and_its_outbox_s
     coordinator.timeout_s = 1.0
     ray.kill(fleet.dual, no_restart=True)
 
+    calls: list[tuple[float, int]] = []  # (when, reports carried)
+    report_call = coordinator._report_call
+    coordinator._report_call = lambda waiting: calls.append((time.perf_counter(), len(waiting))) or report_call(
+        waiting
+    )
+
+    ended: list[float] = []
+
     async def serve_batches(n: int) -> list[float]:
         took = []
         for _ in range(n):
             started = time.perf_counter()
             await coordinator.retrieve_async(rng.normal(size=(3, DIM)).astype(np.float32), np.full(3, K))
-            took.append(time.perf_counter() - started)
-            assert len(coordinator._in_flight) <= 1, "more than one probe on its way"
+            ended.append(time.perf_counter())
+            took.append(ended[-1] - started)
         return took
 
     took = asyncio.run(serve_batches(12))
     assert not coordinator.exposure_counted
     assert took[0] >= 0.9 and max(took[1:]) < 0.9, took
+    # Once the dual is taken as unreachable: one report a call, at most one call a second.
+    after_first = [n for when, n in calls if when > ended[0]]
+    assert after_first and all(n == 1 for n in after_first), calls
+    assert len(after_first) <= sum(took[1:]) + 1, calls
     assert len(coordinator.outbox.unacked) == 5 and coordinator.outbox.dropped_requests == 7 * 3
 
 
@@ -194,3 +206,35 @@ def test_a_dual_sigkilled_between_two_snapshots_counts_every_report_once(fleet, 
     assert ray.get(dual.pid.remote()) != old_pid
     stats = ray.get(dual.stats.remote())
     assert stats["requests"] == 29 + 5 and sum(stats["exposure"]) == (29 + 5) * K, stats
+
+
+def test_the_partitions_searched_in_process_answer_what_the_shard_actors_answer(shards, tmp_path: Path):
+    """``search_in: replica`` (the Serve default) and ``shard_actors`` over the same partitions: the
+    same lists and scores, batch after batch, excluded items included, and the same μ after the
+    reports of both have stepped it."""
+    from actors.retrieval_factory import load_local_shards
+
+    handles, catalog, cfg, partitions = shards
+    ray.get([s.forget_mu.remote() for s in handles])
+    targets = ExposureTargets(np.array([0.0, 0.0, 0.0, 4.0 * 200]), horizon=200, k=K)
+    duals = [start_dual(DualVector(targets, 8, 0.2, "adam"), handles, Storage(tmp_path / name), name_prefix=name)
+             for name in ("by-actors-", "in-process-")]
+    try:
+        ray.get([d.ready.remote() for d in duals])
+        by_actors = Coordinator(handles, duals[0], catalog.item_groups)
+        in_process = Coordinator([], duals[1], catalog.item_groups, local=load_local_shards(cfg, N_GROUPS, partitions))
+        assert in_process.partitions == by_actors.partitions == 3
+        rng = np.random.default_rng(7)
+        for batch in range(12):
+            queries = rng.normal(size=(3, DIM)).astype(np.float32)
+            exclude = [rng.choice(catalog.item_ids, 20, replace=False) for _ in range(3)] if batch % 4 == 3 else None
+            a, b = by_actors.retrieve(queries, K, exclude), in_process.retrieve(queries, K, exclude)
+            np.testing.assert_array_equal(a.hits.items, b.hits.items)
+            np.testing.assert_array_equal(a.hits.adjusted, b.hits.adjusted)
+            assert a.mu_version == b.mu_version
+        stats = ray.get([d.stats.remote() for d in duals])
+        assert stats[0]["mu_version"] == stats[1]["mu_version"] == 36 // 8
+        np.testing.assert_array_equal(stats[0]["mu"], stats[1]["mu"])
+    finally:
+        for dual in duals:
+            ray.kill(dual, no_restart=True)

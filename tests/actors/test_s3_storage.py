@@ -77,7 +77,7 @@ def test_retriever_shards_load_their_partitions_from_s3(s3_server):
     vectors = rng.normal(size=(200, 8)).astype(np.float32)
     catalog = Catalog(np.arange(200), vectors, rng.integers(0, 3, 200), ["a", "b", "c"], np.arange(2),
                       rng.normal(size=(2, 8)).astype(np.float32))
-    cfg = RetrievalConfig(n_shards=2, k=5)
+    cfg = RetrievalConfig(n_shards=2, k=5, search_in="shard_actors")
     save_partitions(cfg, catalog, store / "shards", rng)
     targets = ExposureTargets(np.array([0.0, 0.0, 100.0]), horizon=100, k=5)
     # μ steps every 1,000 requests: it stays 0 here, so answers are the exact top-K.

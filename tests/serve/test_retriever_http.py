@@ -23,7 +23,7 @@ N_ITEMS, DIM, N_GROUPS, MAX_K, PREFIX = 300, 8, 3, 20, "http-"
 def base_url(serve_port, tmp_path_factory):
     cfg = SimConfig.model_validate({
         "name": "http-test", "storage": str(tmp_path_factory.mktemp("retriever")),
-        "retrieval": {"source": "synthetic", "n_shards": 2, "max_k": MAX_K, "k": 10,
+        "retrieval": {"source": "synthetic", "n_shards": 2, "search_in": "shard_actors", "max_k": MAX_K, "k": 10,
                       "policy": {"kind": "fairsync", "batch_size": 4, "lr": 0.2}, "exposure_share": 0.5, "horizon": 100,
                       "synthetic": {"n_items": N_ITEMS, "n_users": 5, "dim": DIM, "n_groups": N_GROUPS,
                                     "disliked_group": 2}},

@@ -53,7 +53,7 @@ def per_group(samples, name: str) -> dict[str, float]:
 def base_url(serve_port, tmp_path_factory):
     cfg = SimConfig.model_validate({
         "name": APP, **location(tmp_path_factory.mktemp("retriever-metrics")),
-        "retrieval": {"source": "synthetic", "n_shards": 2, "max_k": 20, "k": K,
+        "retrieval": {"source": "synthetic", "n_shards": 2, "search_in": "shard_actors", "max_k": 20, "k": K,
                       "policy": {"kind": "fairsync", "batch_size": 2, "lr": 0.2}, "exposure_share": 0.5, "horizon": 50,
                       "synthetic": {"n_items": N_ITEMS, "n_users": 5, "dim": DIM, "n_groups": N_GROUPS,
                                     "disliked_group": 2}},

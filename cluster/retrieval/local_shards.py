@@ -1,0 +1,62 @@
+"""Every partition's index in the calling process: the fair retriever's search inside its Serve
+replica, with no Ray call per batch.
+
+A fan-out to shard actors costs one call per shard for every batch, and on a small machine Ray's
+work on those calls (submitting, sending, scheduling, answering) is most of a batch's CPU,
+several times the search itself. A catalogue that fits in a replica's memory is searched where
+the request already is. Each partition of an approximate kind keeps its own index, built with the
+same settings and seed as a shard actor would build it, so the answers are the same lists either
+way. ``flat`` is exact: one index over every partition's items answers what the partitions'
+merged answers would, with one FAISS call instead of one per partition. Shard actors remain for
+catalogues larger than a replica should hold.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from cluster.retrieval.partitions import Partition
+from cluster.retrieval.shard_index import Hits, IndexSettings, ShardIndex
+
+
+class LocalShards:
+    """``search`` is not safe to run from two threads at once (μ is written into the indexes):
+    the coordinator gives it one thread."""
+
+    def __init__(self, partitions: list[Partition], n_groups: int, settings: IndexSettings):
+        if not partitions:
+            raise ValueError("LocalShards needs at least one partition")
+        self.partitions = len(partitions)
+        if settings.kind == "flat":
+            partitions = [_joined(partitions)]
+        self.indexes = [ShardIndex(p.item_ids, p.vectors, p.groups, n_groups, settings) for p in partitions]
+        self.mu_version = -1
+
+    def __len__(self) -> int:
+        """The partitions searched (flat's are searched as one index)."""
+        return self.partitions
+
+    def set_mu(self, mu: np.ndarray, version: int) -> None:
+        """Applied only when newer than the μ the indexes hold, as a shard actor does."""
+        if version > self.mu_version:
+            for index in self.indexes:
+                index.set_mu(mu)
+            self.mu_version = version
+
+    def search(
+        self, queries: np.ndarray, k: int, mu: np.ndarray, version: int, exclude: Optional[list[np.ndarray]] = None
+    ) -> list[tuple[Hits, int]]:
+        """Each partition's top-k by s − μ_g, with the μ version it used: what the shard actors
+        would answer, for the coordinator's merge."""
+        self.set_mu(mu, version)
+        return [(index.search(queries, k, exclude), self.mu_version) for index in self.indexes]
+
+
+def _joined(partitions: list[Partition]) -> Partition:
+    return Partition(
+        np.concatenate([p.item_ids for p in partitions]),
+        np.concatenate([p.vectors for p in partitions]),
+        np.concatenate([p.groups for p in partitions]),
+    )
