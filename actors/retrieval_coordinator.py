@@ -98,6 +98,7 @@ class Coordinator:
         # The local search runs beside the event loop (FAISS releases the GIL), so requests keep
         # being parsed and reports sent while a batch is searched.
         self._searcher = ThreadPoolExecutor(1, thread_name_prefix="local-search") if local is not None else None
+        self._searching = 0  # batches in (or queued for) the search thread
         self._call: Optional[asyncio.Future] = None  # the report call on its way, if one is
         self.exposure_counted = True  # the last report reached the dual-vector actor
         self._next_probe = 0.0
@@ -190,33 +191,51 @@ class Coordinator:
         await self.counted(seq)
         return result
 
-    async def search_async(self, queries: np.ndarray, ks: np.ndarray) -> tuple[Retrieved, int]:
+    async def search_async(
+        self, queries: np.ndarray, ks: np.ndarray, on_loop: bool = False
+    ) -> tuple[Retrieved, int]:
         """One batch searched with one μ, for an async caller (the Serve ingress, which batches
         concurrent requests): query q gets ks[q] items, and only those count as served. Returns
         the answer and the number of its report, which is on its way but not yet acknowledged:
-        the caller answers only after ``counted`` of it (write-ahead)."""
+        the caller answers only after ``counted`` of it (write-ahead). ``on_loop``: no other
+        request waits, search in-process partitions on the event loop."""
         if self.mu is None:
             mu, self.version = await self.dual.current.remote()
             self.mu = np.asarray(mu)
+        ks = np.asarray(ks)
         k = int(np.max(ks))
         if self.local is not None:
-            search = self.local.search
-            loop = asyncio.get_running_loop()
-            answers = await loop.run_in_executor(self._searcher, search, queries, k, self.mu, self.version)
-            expected = len(answers)
+            answers, expected = await self._local_answers(queries, k, on_loop), len(self.local)
         else:
             packed = pack_query(queries, k, self.mu, self.version)
             refs = [search.remote(packed) for search in self._search]
             done, _ = await asyncio.wait([asyncio.wrap_future(r.future()) for r in refs], timeout=self.timeout_s)
             answers = [unpack_hits(task.result()) for task in done if task.exception() is None]
             expected = len(refs)
-        result = _truncate(self._merge(answers, k, partial=len(answers) < expected), np.asarray(ks))
+        result = self._merge(answers, k, partial=len(answers) < expected)
+        if (ks < k).any():
+            result = _truncate(result, ks)
         seq = self._add_report(result, len(queries))
         if self.journal is not None:
             self.journal.append(seq, *self.outbox.unacked[seq])
             self._scan_for_orphans()
         self._send_waiting()
         return result, seq
+
+    async def _local_answers(self, queries: np.ndarray, k: int, on_loop: bool) -> list:
+        """``on_loop``: searched on the event loop, for a caller with nothing else to do
+        meanwhile (handing a lone query to the search thread and back costs more than it
+        overlaps). Otherwise in the search thread, so the loop goes on taking requests, which
+        then form the next batch. Never two searches at once (μ is written into the indexes)."""
+        assert self.local is not None and self.mu is not None
+        if on_loop and not self._searching:
+            return self.local.search(queries, k, self.mu, self.version)
+        self._searching += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._searcher, self.local.search, queries, k, self.mu, self.version)
+        finally:
+            self._searching -= 1
 
     async def counted(self, seq: int) -> None:
         """Until report ``seq`` is durable: at once with a journal (it is in it); otherwise
@@ -343,7 +362,8 @@ class Coordinator:
     def _merge(self, answers: list[tuple[Hits, int]], k: int, partial: bool) -> Retrieved:
         if not answers:
             raise RuntimeError("no retrieval shard answered")
-        merged = merge_top_k([hits for hits, _ in answers], k)
+        # One answer (flat searched in process) is its own top-K already, in FAISS's order.
+        merged = answers[0][0] if len(answers) == 1 else merge_top_k([hits for hits, _ in answers], k)
         groups = np.where(merged.items >= 0, self.item_groups[np.maximum(merged.items, 0)], -1)
         return Retrieved(merged, groups, partial, max(version for _, version in answers))
 

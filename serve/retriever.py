@@ -59,6 +59,7 @@ class FairRetriever:
         self.group_names = catalog.group_names
         self.max_k = cfg.retrieval.max_k
         self.batcher: Batcher = Batcher(self._fan_out, MAX_BATCH, MAX_FANOUTS)
+        self.ongoing = 0  # requests of any route in this replica now
         self.metrics = RetrieverMetrics(cfg.name, list(self.group_names))
         dual = self.dual
         self.metrics.poll_stats(lambda: ray.get(dual.stats.remote(), timeout=10))
@@ -69,7 +70,11 @@ class FairRetriever:
         }
 
     async def __call__(self, request: Request) -> Response:
-        return await dispatch(request, self.routes, self.metrics.observe_request)
+        self.ongoing += 1
+        try:
+            return await dispatch(request, self.routes, self.metrics.observe_request)
+        finally:
+            self.ongoing -= 1
 
     async def health(self, _: Request) -> Response:
         # Serving goes on while the dual-vector actor cannot be reached, but its exposure counts
@@ -123,7 +128,9 @@ class FairRetriever:
 
     async def _fan_out(self, requests: list[tuple[np.ndarray, int]]) -> list[tuple[Retrieved, int, int]]:
         queries = np.stack([q for q, _ in requests])
-        answer, seq = await self.coordinator.search_async(queries, np.array([k for _, k in requests]))
+        # Alone in the replica: nothing to batch with, so nothing gained by searching off the loop.
+        alone = self.ongoing == 1
+        answer, seq = await self.coordinator.search_async(queries, np.array([k for _, k in requests]), alone)
         self.metrics.observe_batch(answer.groups, len(requests), answer.partial)
         self.metrics.set_outbox(len(self.coordinator.outbox.unacked), self.coordinator.outbox.dropped_requests)
         return [(answer, row, seq) for row in range(len(requests))]
