@@ -191,9 +191,7 @@ class Coordinator:
         await self.counted(seq)
         return result
 
-    async def search_async(
-        self, queries: np.ndarray, ks: np.ndarray, on_loop: bool = False
-    ) -> tuple[Retrieved, int]:
+    async def search_async(self, queries: np.ndarray, ks: np.ndarray, on_loop: bool = False) -> tuple[Retrieved, int]:
         """One batch searched with one μ, for an async caller (the Serve ingress, which batches
         concurrent requests): query q gets ks[q] items, and only those count as served. Returns
         the answer and the number of its report, which is on its way but not yet acknowledged:
@@ -205,7 +203,8 @@ class Coordinator:
         ks = np.asarray(ks)
         k = int(np.max(ks))
         if self.local is not None:
-            answers, expected = await self._local_answers(queries, k, on_loop), len(self.local)
+            answers = await self._local_answers(queries, k, on_loop)
+            expected = len(answers)  # in process: every partition answers
         else:
             packed = pack_query(queries, k, self.mu, self.version)
             refs = [search.remote(packed) for search in self._search]

@@ -227,8 +227,9 @@ class RetrievalConfig(StrictModel):
     )
     max_k: PositiveInt = Field(100, description="the largest k a served request may ask for")
     n_shards: PositiveInt = Field(
-        2, description="partitions the items are split over at random, each with its own index (and, with "
-        "search_in shard_actors, its own actor)"
+        2,
+        description="partitions the items are split over at random, each with its own index (and, with "
+        "search_in shard_actors, its own actor)",
     )
     search_in: Literal["replica", "shard_actors"] = Field(
         "replica",

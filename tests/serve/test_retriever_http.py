@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -16,21 +17,35 @@ from configs import SimConfig
 from serve.models import RetrieveResponse
 from serve.retriever import FairRetriever
 
-N_ITEMS, DIM, N_GROUPS, MAX_K, PREFIX = 300, 8, 3, 20, "http-"
+N_ITEMS, DIM, N_GROUPS, MAX_K = 300, 8, 3, 20
 
 
-@pytest.fixture(scope="module")
-def base_url(serve_port, tmp_path_factory):
+@dataclass(frozen=True)
+class Retriever:
+    url: str
+    prefix: str  # of its actors' names
+    search_in: str
+
+
+@pytest.fixture(scope="module", params=["replica", "shard_actors"])
+def retriever(request, serve_port, tmp_path_factory):
+    """The retriever searching in its Serve replica (the default), then over shard actors."""
+    search_in, prefix = request.param, f"http-{request.param}-"
     cfg = SimConfig.model_validate({
         "name": "http-test", "storage": str(tmp_path_factory.mktemp("retriever")),
-        "retrieval": {"source": "synthetic", "n_shards": 2, "search_in": "shard_actors", "max_k": MAX_K, "k": 10,
+        "retrieval": {"source": "synthetic", "n_shards": 2, "search_in": search_in, "max_k": MAX_K, "k": 10,
                       "policy": {"kind": "fairsync", "batch_size": 4, "lr": 0.2}, "exposure_share": 0.5, "horizon": 100,
                       "synthetic": {"n_items": N_ITEMS, "n_users": 5, "dim": DIM, "n_groups": N_GROUPS,
                                     "disliked_group": 2}},
     })
-    serve.run(FairRetriever.bind(cfg, PREFIX), name="fair-retriever", route_prefix="/")
-    yield f"http://127.0.0.1:{serve_port}"
+    serve.run(FairRetriever.bind(cfg, prefix), name="fair-retriever", route_prefix="/")
+    yield Retriever(f"http://127.0.0.1:{serve_port}", prefix, search_in)
     serve.delete("fair-retriever")
+
+
+@pytest.fixture()
+def base_url(retriever):
+    return retriever.url
 
 
 def test_retrieve_by_user_and_by_vector(base_url):
@@ -78,9 +93,13 @@ def test_nan_and_malformed_json_are_422(base_url):
     assert broken.status_code == 422
 
 
-def test_health_and_stats(base_url):
-    with httpx.Client(base_url=base_url, timeout=30) as client:
-        assert client.get("/health").json()["status"] == "ok"
+def test_health_and_stats(retriever):
+    with httpx.Client(base_url=retriever.url, timeout=30) as client:
+        health = client.get("/health").json()
+        assert health["status"] == "ok" and health["search_in"] == retriever.search_in and health["shards"] == 2
+        shard_actors = [a for a in ray.util.list_named_actors(all_namespaces=True)
+                        if a["name"].startswith(f"{retriever.prefix}shard-")]
+        assert len(shard_actors) == (2 if retriever.search_in == "shard_actors" else 0), shard_actors
         for _ in range(8):
             client.post("/retrieve", json={"user_id": 1, "k": 10})
         stats = client.get("/stats").json()
@@ -106,17 +125,20 @@ def test_concurrent_requests_are_batched_and_all_answered(base_url):
 
 
 def _kill(name: str) -> int:
+    """Kill the actor named ``name`` (Ray restarts it); the dual-vector actor's PID before the kill."""
     named = {a["name"]: a["namespace"] for a in ray.util.list_named_actors(all_namespaces=True)}
-    actor = ray.get_actor(f"{PREFIX}{name}", namespace=named.get(f"{PREFIX}{name}"))
+    actor = ray.get_actor(name, namespace=named.get(name))
     pid = ray.get(actor.pid.remote()) if name == "dual-vector" else None
     ray.kill(actor, no_restart=False)
     return pid
 
 
-def test_soak_a_shard_and_the_dual_killed_under_load_loses_and_doubles_nothing(base_url):
-    """The benchmark's soak, shortened: 16 clients for ~8 s; shard-1 SIGKILLed after 1.5 s, the
-    dual-vector actor after 3.5 s. Every request is answered, those during the shard's outage say
-    partial, the shard comes back, and the dual's counters equal exactly what was served."""
+def test_soak_a_shard_and_the_dual_killed_under_load_loses_and_doubles_nothing(retriever):
+    """The benchmark's soak, shortened: 16 clients for ~8 s; shard-1 SIGKILLed after 1.5 s (over
+    shard actors), the dual-vector actor after 3.5 s. Every request is answered, those during the
+    shard's outage say partial, the shard comes back, and the dual's counters equal exactly what
+    was served."""
+    base_url, by_shards = retriever.url, retriever.search_in == "shard_actors"
     before = httpx.get(f"{base_url}/stats", timeout=30).json()
     answers, stop = [], threading.Event()
 
@@ -131,16 +153,20 @@ def test_soak_a_shard_and_the_dual_killed_under_load_loses_and_doubles_nothing(b
         thread.start()
     try:
         time.sleep(1.5)
-        _kill("shard-1")
+        if by_shards:
+            _kill(f"{retriever.prefix}shard-1")
         time.sleep(2.0)
-        old_dual_pid = _kill("dual-vector")
+        old_dual_pid = _kill(f"{retriever.prefix}dual-vector")
         time.sleep(4.5)
     finally:
         stop.set()
         for thread in threads:
             thread.join()
     assert answers and all(status == 200 for status, _ in answers), [a for a in answers if a[0] != 200][:3]
-    assert any(body["partial"] for _, body in answers), "no answer was marked partial while shard-1 was down"
+    if by_shards:
+        assert any(body["partial"] for _, body in answers), "no answer was marked partial while shard-1 was down"
+    else:
+        assert not any(body["partial"] for _, body in answers), "an answer searched in the replica was partial"
 
     deadline = time.time() + 90
     while True:  # the shard reloads its partition from storage and answers again
@@ -158,7 +184,7 @@ def test_soak_a_shard_and_the_dual_killed_under_load_loses_and_doubles_nothing(b
     assert after["requests"] - before["requests"] == len(answers)
     served = sum(len(body["items"]) for _, body in answers)
     assert sum(after["exposure"]) - sum(before["exposure"]) == pytest.approx(served), "lost or double-counted"
-    assert ray.get(_dual().pid.remote()) != old_dual_pid, "the dual-vector actor was not restarted"
+    assert ray.get(_dual(retriever.prefix).pid.remote()) != old_dual_pid, "the dual-vector actor was not restarted"
 
 
 def _wait_for_stats(base_url: str) -> dict:
@@ -176,9 +202,9 @@ def _wait_for_stats(base_url: str) -> dict:
         time.sleep(0.5)
 
 
-def _dual():
+def _dual(prefix: str):
     named = {a["name"]: a["namespace"] for a in ray.util.list_named_actors(all_namespaces=True)}
-    return ray.get_actor(f"{PREFIX}dual-vector", namespace=named.get(f"{PREFIX}dual-vector"))
+    return ray.get_actor(f"{prefix}dual-vector", namespace=named.get(f"{prefix}dual-vector"))
 
 
 def _retriever_replica():
@@ -188,18 +214,21 @@ def _retriever_replica():
     return ray.get_actor(names[0]["name"], namespace="serve")
 
 
-def test_a_replica_sigkilled_under_wrk_load_leaves_no_received_list_uncounted(base_url):
+def test_a_replica_sigkilled_under_wrk_load_leaves_no_received_list_uncounted(retriever):
     """wrk at 16 connections; 1.5 s in, the dual-vector actor is killed, and 0.5 s later, while
     Ray brings it back, the retriever's Serve replica is SIGKILLed (Serve starts a new one).
-    Every list wrk received was counted before it was sent (write-ahead) and counted once; the
-    dual may count beyond it only what the dead replica had counted but not yet sent: at most
-    its batches in flight (4 × 64 requests). A replica that served first and reported after
-    would lose every report of the dual's outage."""
+    Every list wrk received was journalled before it was sent (write-ahead), and the new replica
+    adopts the dead one's journal, so each is counted, once; the dual may count beyond it only
+    what the dead replica had journalled but not yet sent: at most its requests in flight
+    (4 × 64). A replica that served first and reported after, or a journal nobody adopted,
+    would lose the reports of the dual's outage."""
     import os
     import shutil
     import signal
 
     from jobs.lib.wrk_load import start_wrk
+
+    base_url = retriever.url
 
     if shutil.which("wrk") is None:
         if os.environ.get("FAIRFLEET_REQUIRE_WRK") == "1":
@@ -211,7 +240,7 @@ def test_a_replica_sigkilled_under_wrk_load_leaves_no_received_list_uncounted(ba
     pid = ray.get(replica.__ray_call__.remote(lambda _: os.getpid()))
     _, finish = start_wrk(f"{base_url}/retrieve", concurrency=16, duration_s=8, n_users=5, k=4)
     time.sleep(1.5)
-    _kill("dual-vector")
+    _kill(f"{retriever.prefix}dual-vector")
     time.sleep(0.5)
     os.kill(pid, signal.SIGKILL)
     load = finish()
