@@ -13,6 +13,8 @@ catalogues larger than a replica should hold.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import numpy as np
@@ -31,7 +33,12 @@ class LocalShards:
         self.partitions = len(partitions)
         if settings.kind == "flat":
             partitions = [_joined(partitions)]
-        self.indexes = [ShardIndex(p.item_ids, p.vectors, p.groups, n_groups, settings) for p in partitions]
+        # Built side by side, one per core (FAISS leaves the GIL while it trains and adds): each is
+        # built from its own partition and seed alone, so the indexes do not depend on the order.
+        with ThreadPoolExecutor(max(1, min(len(partitions), os.cpu_count() or 1))) as builders:
+            self.indexes = list(
+                builders.map(lambda p: ShardIndex(p.item_ids, p.vectors, p.groups, n_groups, settings), partitions)
+            )
         self.mu_version = -1
 
     def __len__(self) -> int:

@@ -9,7 +9,7 @@ from jobs.lib.results_page import ResultsPage, markdown_table
 
 PATHS = {
     "raw": "(a) raw FAISS, one index, one thread",
-    "fair": "(b) fair sharded search via actors",
+    "fair": "(b) fair search and its report, no HTTP",
     "http": "(c) HTTP via Serve",
     "floor": "(d) Serve's floor (echo, no retrieval)",
 }
@@ -39,8 +39,10 @@ def speed_page(result: dict, command: str) -> ResultsPage:
     generator = (f"wrk, {s['duration']:g} s per level after a 2 s warm-up" if s["load"] == "wrk"
                  else f"the in-process Python generator (httpx), {s['http_requests']:,} requests per level")
     loads = result.get("loads")
+    where = {"replica": "searched in the Serve replica's process", "shard_actors": "one shard actor each"}
     intro = [
-        f"{s['items']:,} synthetic items × dim {s['dim']} in {s['shards']} shards, K = {s['k']}; shard index "
+        f"{s['items']:,} synthetic items × dim {s['dim']} in {s['shards']} partitions "
+        f"({where[s.get('search_in', 'shard_actors')]}), K = {s['k']}; index "
         f"`{index['kind']}`" + (f" ({shown})" if shown else "") + f"; {s['queries']:,} queries for (a) and (b); "
         f"Serve's proxy: {s['proxy']}; HTTP load: {generator}.",
         "",
@@ -49,7 +51,7 @@ def speed_page(result: dict, command: str) -> ResultsPage:
     ]
     if loads:
         intro += ["", f"Machine load at the start: {loads[0]}; at the end: {loads[1]}."]
-    page = ResultsPage(title=f"Fair retriever speed: {s['items']:,} items, {index['kind']} shards",
+    page = ResultsPage(title=f"Fair retriever speed: {s['items']:,} items, {index['kind']} index",
                        command=command, seeds=(s["seed"],), intro="\n".join(intro))
     page.add("Queries per second and latency per path", _path_table(result))
     page.add("Ratios within the run", _ratios(result))
@@ -57,7 +59,7 @@ def speed_page(result: dict, command: str) -> ResultsPage:
         page.add("Against the CPU bound", _bound_section(result))
     notes = []
     if result.get("recall") is not None:
-        notes.append(f"- Recall@{s['k']} of the `{index['kind']}` shards against exact search, with μ ≠ 0: "
+        notes.append(f"- Recall@{s['k']} of the `{index['kind']}` partitions against exact search, with μ ≠ 0: "
                      f"**{result['recall']:.4f}**.")
     cpu = [r["generator_cpu"] for r in result["http"] + result["floor"] if r.get("generator_cpu") is not None]
     if cpu:
@@ -70,8 +72,11 @@ def speed_page(result: dict, command: str) -> ResultsPage:
     if silent:
         notes.append(f"- No request was answered within the measured window of {', '.join(silent)}: that level "
                      "measured nothing, and its ratio is left out (rerun with a longer --duration).")
-    notes.append("- (a) runs before Ray starts, on one thread; (b) fans each batch out to the shard actors, "
-                 "which search in parallel; (d) serves the same route and body through the same proxy and load "
+    how = ("searches each batch in process (the partitions in one thread)"
+           if s.get("search_in", "shard_actors") == "replica" else "fans each batch out to the shard actors, which "
+           "search in parallel")
+    notes.append(f"- (a) runs before Ray starts, on one thread; (b) {how}, and waits for the dual-vector actor to "
+                 "acknowledge its report; (c) answers once the report is in the replica's journal; (d) serves the same route and body through the same proxy and load "
                  "generator, answering at once, so (c)/(d) is the share of Serve's own ceiling the retriever "
                  "reaches.")
     page.add("Notes", "\n".join(notes))
@@ -104,9 +109,10 @@ def _ratios(result: dict) -> str:
                              for r in result["fair"] if r["batch"] in raw])]
     call_floor, fanout = result.get("call_floor"), next((r for r in result["fair"] if r["batch"] == 1), None)
     if call_floor and fanout:
-        lines.append(f"A fan-out at batch 1 against Ray's floor for its calls: the same {result['settings']['shards']} "
-                     "shard calls and one report, with payloads of the same sizes, to actors that answer at once "
-                     f"({call_floor['fanouts']} fan-outs).\n\n" + markdown_table(
+        by_shards = result["settings"].get("search_in", "shard_actors") == "shard_actors"
+        calls = f"the same {result['settings']['shards']} shard calls and one report" if by_shards else "one report"
+        lines.append(f"(b) at batch 1 against Ray's floor for its calls: {calls}, with payloads of the same sizes, "
+                     f"to actors that answer at once ({call_floor['fanouts']} rounds).\n\n" + markdown_table(
                          ["ratio", "batch", "p50", "p99"],
                          [["(b) / Ray's call floor", 1, f"{ms(fanout['p50_ms'])} / {ms(call_floor['p50_ms'])} = "
                            f"{_ratio(fanout['p50_ms'], call_floor['p50_ms'])}",
