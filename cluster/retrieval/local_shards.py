@@ -35,11 +35,14 @@ class LocalShards:
             partitions = [_joined(partitions)]
         # Built side by side, one per core (FAISS leaves the GIL while it trains and adds): each is
         # built from its own partition and seed alone, so the indexes do not depend on the order.
-        with ThreadPoolExecutor(max(1, min(len(partitions), os.cpu_count() or 1))) as builders:
+        with ThreadPoolExecutor(_threads(len(partitions))) as builders:
             self.indexes = list(
                 builders.map(lambda p: ShardIndex(p.item_ids, p.vectors, p.groups, n_groups, settings), partitions)
             )
         self.mu_version = -1
+        # The partitions are searched side by side too (a batch's FAISS work spread over the
+        # cores, as shard actors would spread it); the answers keep the partitions' order.
+        self._searchers = ThreadPoolExecutor(_threads(len(self.indexes))) if len(self.indexes) > 1 else None
 
     def __len__(self) -> int:
         """The partitions searched (flat's are searched as one index)."""
@@ -58,7 +61,14 @@ class LocalShards:
         """Each partition's top-k by s − μ_g, with the μ version it used: what the shard actors
         would answer, for the coordinator's merge."""
         self.set_mu(mu, version)
-        return [(index.search(queries, k, exclude), self.mu_version) for index in self.indexes]
+        if self._searchers is None:
+            return [(self.indexes[0].search(queries, k, exclude), self.mu_version)]
+        found = self._searchers.map(lambda index: index.search(queries, k, exclude), self.indexes)
+        return [(hits, self.mu_version) for hits in found]
+
+
+def _threads(partitions: int) -> int:
+    return max(1, min(partitions, os.cpu_count() or 1))
 
 
 def _joined(partitions: list[Partition]) -> Partition:

@@ -222,7 +222,8 @@ def test_retriever_shards_on_node_2_answer_over_http_and_a_killed_one_comes_back
         "proxy_location": "HeadOnly", "http_options": {"host": "127.0.0.1", "port": port},
         "applications": [{"name": "fair-retriever", "route_prefix": "/", "import_path": "serve.app:build_app",
                           "args": {"config": "configs/retrieval_skewed.yaml", "overrides": [
-                              f"storage={shared / 'serve'}", "retrieval.shard_num_cpus=0.5", "retrieval.n_shards=2",
+                              f"storage={shared / 'serve'}", "retrieval.search_in=shard_actors",
+                              "retrieval.shard_num_cpus=0.5", "retrieval.n_shards=2",
                               "retrieval.synthetic.n_items=2000", "retrieval.synthetic.n_users=50"]}}],
     }))
     serve_cli = str(Path(sys.executable).parent / "serve")
