@@ -47,22 +47,35 @@ def test_bad_bodies_are_422_naming_the_field_without_echoing_the_input():
 
 
 def _retriever(max_k: int, dim: int = 4):
-    """The retriever deployment's own class on hand-set state, its fan-out replaced by one that
-    answers k made-up items: what reaches the shards is not under test here, the boundary is."""
+    """The retriever deployment's own class on hand-set state, its search replaced by one that
+    answers k made-up items: what reaches the partitions is not under test here, the boundary is."""
+    from types import SimpleNamespace
+
     import numpy as np
 
+    from actors.retrieval_coordinator import Retrieved
+    from cluster.retrieval.shard_index import Hits
     from serve.retriever import FairRetriever  # here: it imports Ray Serve, seconds the other tests need not pay
 
     retriever = object.__new__(FairRetriever.func_or_class)
     retriever.max_k = max_k
     retriever.user_row = {7: 0}
     retriever.user_vectors = np.ones((1, dim), np.float32)
+    retriever.item_ids = np.arange(max_k + 1)
+    retriever.group_names = ["g"]
 
-    async def fan_out(request):
+    async def counted(seq: int) -> None:
+        return None
+
+    retriever.coordinator = SimpleNamespace(counted=counted)
+
+    async def search(request):
         _, k = request
-        return [{"id": i, "group": "g", "score": 0.0, "adjusted_score": 0.0} for i in range(k)], 0, False
+        scores = np.zeros((1, k), np.float32)
+        hits = Hits(np.arange(k)[None, :], scores, scores)
+        return Retrieved(hits, np.zeros((1, k), np.int64), False, 0), 0, 0
 
-    retriever._serve_batch = fan_out
+    retriever._serve_batch = search
     return retriever
 
 
