@@ -75,24 +75,19 @@ class DualVectorActor:
         self, counts: list[float], n_requests: int, reporter: str = "", seq: int = -1
     ) -> tuple[list[float], int]:
         """``observe`` given the slots per group (what a coordinator sends: a short list)."""
-        if not reporter or self.applied.is_new(reporter, seq):
-            self._apply(counts, n_requests, reporter, seq)
-            self.commits.changed(encode_record({"r": reporter, "s": seq, "n": n_requests, "c": counts}))
-        # As of this report, not of the write; a list: Ray pickles it for less than an array.
-        mu, version = self.policy.mu.tolist(), self.policy.version
-        await self.commits.durable()
-        return mu, version
+        return await self.observe_reports(reporter, [(seq, counts, n_requests)])
 
     async def observe_reports(
         self, reporter: str, reports: list[tuple[int, list[float], int]]
     ) -> tuple[list[float], int]:
         """Several numbered reports of one coordinator, ``(seq, slots per group, requests)``
-        each, oldest first: applied in order, each once, and answered with μ once all are durable
-        (one log append or one snapshot for the whole call)."""
+        each, oldest first: applied in order, each once (without a ``reporter``, every time), and
+        answered with μ once all are durable (one log append or one snapshot for the whole call)."""
         for seq, counts, n_requests in reports:
-            if self.applied.is_new(reporter, seq):
+            if not reporter or self.applied.is_new(reporter, seq):
                 self._apply(counts, n_requests, reporter, seq)
                 self.commits.changed(encode_record({"r": reporter, "s": seq, "n": n_requests, "c": counts}))
+        # As of the last report, not of the write; a list: Ray pickles it for less than an array.
         mu, version = self.policy.mu.tolist(), self.policy.version
         await self.commits.durable()
         return mu, version
