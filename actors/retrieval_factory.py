@@ -17,7 +17,7 @@ from actors.retrieval_coordinator import Coordinator
 from actors.retrieval_shard import RetrievalShard
 from cluster.retrieval.catalog import Catalog
 from cluster.retrieval.local_shards import LocalShards
-from cluster.retrieval.partitions import Partition, partition_items
+from cluster.retrieval.partitions import partition_items
 from cluster.retrieval.policies import Policy
 from cluster.retrieval.shard_index import IndexSettings
 from cluster.storage import Storage
@@ -86,10 +86,9 @@ def start_dual(policy: Policy, shards: list, state: Storage, name_prefix: str = 
 
 
 def load_local_shards(cfg: RetrievalConfig, n_groups: int, partitions: Storage) -> LocalShards:
-    """Every partition in ``partitions``, indexed in this process as its shard actor would index it."""
+    """Every partition in ``partitions``, with the index its shard actor would load or build."""
     settings = IndexSettings(**cfg.shard_index_settings())
-    parts = [Partition.load(partitions, f"{shard_name(i)}.npz") for i in range(cfg.n_shards)]
-    return LocalShards(parts, n_groups, settings)
+    return LocalShards.load(partitions, [shard_name(i) for i in range(cfg.n_shards)], n_groups, settings)
 
 
 def start_retrieval(

@@ -4,29 +4,38 @@ from __future__ import annotations
 
 import numpy as np
 
-from cluster.retrieval.partitions import Partition
-from cluster.retrieval.shard_index import Hits, IndexSettings, ShardIndex
+from cluster.retrieval.index_store import load_or_build
+from cluster.retrieval.shard_index import Hits, IndexSettings
 from cluster.retrieval.wire import pack_hits, unpack_query
 from cluster.storage import Storage
 
 
 class RetrievalShard:
-    """Plain class; restart-safe: the partition is reloaded from its file in the storage (on
-    whichever node the shard restarts) and μ is pushed again by the dual-vector actor (or sent
-    with the next query)."""
+    """Plain class; restart-safe: the partition's index is reloaded from the storage (on whichever
+    node the shard restarts; built once, the first time, ``cluster/retrieval/index_store.py``)
+    and μ comes again with the next query."""
 
     def __init__(self, name: str, partitions: Storage, n_groups: int, settings: IndexSettings):
-        """``settings``: how the partition is indexed (``start_shards`` reads them from the retriever's config)."""
-        import torch
-
-        torch.set_num_threads(1)
+        """``settings``: how the partition is indexed (``start_shards`` reads them from the retriever's config).
+        No torch here: a shard searches with FAISS (one thread, ``ShardIndex``) and numpy, and
+        importing torch would add about 180 MB to every shard process."""
         self.name = name
-        partition = Partition.load(partitions, f"{name}.npz")
-        self.index = ShardIndex(partition.item_ids, partition.vectors, partition.groups, n_groups, settings)
+        self.index, self.source = load_or_build(partitions, name, n_groups, settings)
         self.mu_version = -1  # any μ the dual-vector actor holds, version 0 included, is newer
 
     def ready(self) -> dict:
-        return {"name": self.name, "items": len(self.index.item_ids), "mu_version": self.mu_version}
+        """Its partition's size, μ version, and whether its index was built or loaded (and in how long)."""
+        return {
+            "name": self.name,
+            "items": len(self.index.item_ids),
+            "mu_version": self.mu_version,
+            "index": self.source.how,
+            "index_seconds": self.source.seconds,
+        }
+
+    def memory(self) -> dict:
+        """This process's peak resident memory (bytes), and what its index holds."""
+        return {**process_memory(), "index_bytes": self.index.memory_bytes()}
 
     def set_mu(self, mu: np.ndarray, version: int) -> int:
         if version > self.mu_version:
@@ -56,3 +65,10 @@ class RetrievalShard:
         import os
 
         return os.getpid()
+
+
+def process_memory() -> dict:
+    """This process's peak resident set so far, in bytes (``ru_maxrss`` is in KiB on Linux)."""
+    import resource
+
+    return {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}

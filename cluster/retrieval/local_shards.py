@@ -19,30 +19,52 @@ from typing import Optional
 
 import numpy as np
 
+from cluster.retrieval.index_store import load_or_build
 from cluster.retrieval.partitions import Partition
 from cluster.retrieval.shard_index import Hits, IndexSettings, ShardIndex
+from cluster.storage import Storage
 
 
 class LocalShards:
     """``search`` is not safe to run from two threads at once (μ is written into the indexes):
     the coordinator gives it one thread."""
 
-    def __init__(self, partitions: list[Partition], n_groups: int, settings: IndexSettings):
+    def __init__(self, indexes: list[ShardIndex], partitions: int):
+        """``indexes``: one per partition, or for flat one over them all (``partitions`` of them)."""
+        if not indexes:
+            raise ValueError("LocalShards needs at least one index")
+        self.indexes = indexes
+        self.partitions = partitions
+        self.mu_version = -1
+        # The partitions are searched side by side too (a batch's FAISS work spread over the
+        # cores, as shard actors would spread it); the answers keep the partitions' order.
+        self._searchers = ThreadPoolExecutor(_threads(len(self.indexes))) if len(self.indexes) > 1 else None
+
+    @classmethod
+    def build(cls, partitions: list[Partition], n_groups: int, settings: IndexSettings) -> "LocalShards":
+        """Every partition indexed here, as its shard actor would index it."""
         if not partitions:
             raise ValueError("LocalShards needs at least one partition")
-        self.partitions = len(partitions)
+        count = len(partitions)
         if settings.kind == "flat":
             partitions = [_joined(partitions)]
         # Built side by side, one per core (FAISS leaves the GIL while it trains and adds): each is
         # built from its own partition and seed alone, so the indexes do not depend on the order.
         with ThreadPoolExecutor(_threads(len(partitions))) as builders:
-            self.indexes = list(
+            indexes = list(
                 builders.map(lambda p: ShardIndex(p.item_ids, p.vectors, p.groups, n_groups, settings), partitions)
             )
-        self.mu_version = -1
-        # The partitions are searched side by side too (a batch's FAISS work spread over the
-        # cores, as shard actors would spread it); the answers keep the partitions' order.
-        self._searchers = ThreadPoolExecutor(_threads(len(self.indexes))) if len(self.indexes) > 1 else None
+        return cls(indexes, count)
+
+    @classmethod
+    def load(cls, folder: Storage, shards: list[str], n_groups: int, settings: IndexSettings) -> "LocalShards":
+        """The partitions ``<shard>.npz`` of ``folder``, with the indexes their shard actors
+        stored there (built and stored here, side by side, where none is yet)."""
+        if settings.kind == "flat":
+            return cls.build([Partition.load(folder, f"{shard}.npz") for shard in shards], n_groups, settings)
+        with ThreadPoolExecutor(_threads(len(shards))) as loaders:
+            indexes = list(loaders.map(lambda shard: load_or_build(folder, shard, n_groups, settings)[0], shards))
+        return cls(indexes, len(shards))
 
     def __len__(self) -> int:
         """The partitions searched (flat's are searched as one index)."""

@@ -45,6 +45,7 @@ size, and otherwise as likely as the index's own recall allows. How candidates a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,6 +68,8 @@ DEFAULT_FETCH_BY: dict[str, FetchBy] = {
     "hnsw": "relevance",
 }
 RQ_MIN_ITEMS = 1024
+# IndexSettings fields read only at search time: an index built with any of them serves all.
+SEARCH_SETTINGS = ("nprobe", "overfetch", "ef_search")
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ class ShardIndex:
         self.kind = kind
         self.overfetch = settings.overfetch
         self.min_candidates = 0  # hnsw: its search beam
+        self._nlist_asked = 0  # ivf, ivf_rq: the nlist asked for (nprobe is a share of it)
         # flat: IndexFlatIP; hnsw: IndexHNSWFlat; ivf, ivf_rq: an IndexIVF (found by extract_index_ivf)
         self.index: faiss.Index
         # self.vectors: the exact float vectors, row i = item_ids[i]. Where the index holds them
@@ -160,10 +164,16 @@ class ShardIndex:
         index.add(vectors)
         self.index = index
         self.min_candidates = settings.ef_search
-        storage = faiss.downcast_index(index.storage)
+        self.vectors = self._hnsw_rows()
+
+    def _hnsw_rows(self) -> np.ndarray:
+        """The float vectors an HNSWFlat index holds, as a view of its own buffer."""
+        assert isinstance(self.index, faiss.IndexHNSW), f"only hnsw keeps its rows in a graph, not {self.kind!r}"
+        storage = faiss.downcast_index(self.index.storage)
         # downcast_index is typed as returning the base Index; an HNSWFlat stores its rows in an IndexFlat.
         assert isinstance(storage, faiss.IndexFlat), f"HNSWFlat storage is {type(storage).__name__}"
-        self.vectors = faiss.rev_swig_ptr(storage.get_xb(), n * dim).reshape(n, dim)[:, : self.dim]
+        n, width = storage.ntotal, storage.d
+        return faiss.rev_swig_ptr(storage.get_xb(), n * width).reshape(n, width)[:, : self.dim]
 
     def _build_ivf(
         self, vectors: np.ndarray, settings: IndexSettings, seed: int, centroids: np.ndarray | None = None
@@ -204,6 +214,17 @@ class ShardIndex:
         self._nlist_asked = min(asked, n)
         self.set_nprobe(settings.nprobe)
 
+    def set_search_settings(self, settings: IndexSettings) -> None:
+        """The settings read only when searching (``SEARCH_SETTINGS``), applied to a built index:
+        an index stored with others answers as if built with these."""
+        self.overfetch = settings.overfetch
+        if self.kind in ("ivf", "ivf_rq"):
+            self.set_nprobe(settings.nprobe)
+        elif self.kind == "hnsw":
+            assert isinstance(self.index, faiss.IndexHNSW), f"hnsw's index is {type(self.index).__name__}"
+            self.index.hnsw.efSearch = settings.ef_search
+            self.min_candidates = settings.ef_search
+
     def set_nprobe(self, nprobe: int) -> None:
         """Lists scanned per query from now on (IVF kinds): a benchmark sweeps it on one build.
         It is ``nprobe`` of the ``nlist`` asked for; per_group, which gives every group with items
@@ -227,6 +248,56 @@ class ShardIndex:
         self.mu = np.asarray(mu, dtype=np.float32).copy()
         if self.kind == "flat":
             self._stored()[:, -1] = -self.mu[self.groups]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The built index as arrays (``from_arrays`` reads them back): FAISS's own serialization
+        of the index, the items, and the float vectors an IVF kind re-scores with. μ is not kept:
+        it belongs to the dual-vector actor, and arrives with the next query."""
+        state = {
+            "kind": self.kind,
+            "fetch_by": self.fetch_by,
+            "group_scale": self.group_scale,
+            "overfetch": self.overfetch,
+            "min_candidates": self.min_candidates,
+            "nlist_asked": self._nlist_asked,
+            "n_groups": len(self.mu),
+            "dim": self.dim,
+        }
+        arrays: dict[str, np.ndarray] = {
+            "state": np.frombuffer(json.dumps(state).encode(), dtype=np.uint8),
+            # serialize_index is typed loosely; FAISS returns the bytes as a uint8 array.
+            "faiss_index": np.asarray(faiss.serialize_index(self.index), dtype=np.uint8),
+            "item_ids": self.item_ids,
+            "groups": self.groups,
+        }
+        if self.kind in ("ivf", "ivf_rq"):
+            arrays["vectors"] = np.ascontiguousarray(self.vectors)
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "ShardIndex":
+        """The index ``to_arrays`` wrote, searchable at once with μ = 0: nothing is trained or added."""
+        faiss.omp_set_num_threads(1)
+        state = json.loads(bytes(arrays["state"]).decode())
+        shard = cls.__new__(cls)
+        shard.kind, shard.fetch_by = state["kind"], state["fetch_by"]
+        shard.group_scale, shard.overfetch = float(state["group_scale"]), int(state["overfetch"])
+        shard.min_candidates, shard.dim = int(state["min_candidates"]), int(state["dim"])
+        shard.item_ids = np.asarray(arrays["item_ids"], dtype=np.int64)
+        shard.groups = np.asarray(arrays["groups"], dtype=np.int64)
+        shard.mu = np.zeros(int(state["n_groups"]), dtype=np.float32)
+        shard.index = faiss.deserialize_index(np.ascontiguousarray(arrays["faiss_index"], dtype=np.uint8))
+        if shard.index.ntotal != len(shard.item_ids):
+            raise ValueError(f"the FAISS index holds {shard.index.ntotal} items, the file lists {len(shard.item_ids)}")
+        if shard.kind == "flat":
+            shard.vectors = shard._stored()[:, : shard.dim]
+        elif shard.kind == "hnsw":
+            shard.vectors = shard._hnsw_rows()
+        else:
+            shard.vectors = np.asarray(arrays["vectors"], dtype=np.float32)
+        shard._nlist_asked = int(state["nlist_asked"])
+        shard.set_mu(shard.mu)  # flat keeps −μ in its rows: the file's may be another's
+        return shard
 
     def memory_bytes(self) -> dict[str, int]:
         """What the shard holds: the FAISS index (serialized size) and the float vectors kept for

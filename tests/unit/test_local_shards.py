@@ -22,7 +22,7 @@ def test_in_process_answers_are_the_merged_shard_answers(settings):
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(N_ITEMS, DIM)).astype(np.float32)
     parts = partition_items(np.arange(N_ITEMS) + 100, vectors, rng.integers(0, N_GROUPS, N_ITEMS), 3, rng)
-    local = LocalShards(parts, N_GROUPS, settings)
+    local = LocalShards.build(parts, N_GROUPS, settings)
     shards = [ShardIndex(p.item_ids, p.vectors, p.groups, N_GROUPS, settings) for p in parts]
     assert len(local) == 3
     for version, mu in enumerate([np.zeros(N_GROUPS), np.array([0.0, -0.4, 0.3, 0.1])]):
@@ -43,7 +43,7 @@ def test_an_older_mu_is_not_applied_over_a_newer_one():
     rng = np.random.default_rng(0)
     parts = partition_items(np.arange(200), rng.normal(size=(200, 4)).astype(np.float32),
                             rng.integers(0, 2, 200), 2, rng)
-    local = LocalShards(parts, 2, IndexSettings())
+    local = LocalShards.build(parts, 2, IndexSettings())
     local.set_mu(np.array([0.5, 0.0]), 3)
     local.set_mu(np.array([0.0, 0.0]), 2)
     assert local.mu_version == 3 and local.indexes[0].mu[0] == np.float32(0.5)
