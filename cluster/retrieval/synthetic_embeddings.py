@@ -12,6 +12,7 @@ import numpy as np
 from cluster.retrieval.catalog import Catalog, RequestStream
 from configs.schema import SyntheticEmbeddingsConfig
 
+_ITEM_BLOCK = 1 << 18  # rows of items drawn at a time
 _HELDOUT_CANDIDATES = 200  # the softmax is taken over each user's best items only: O(U·M) stays one matmul
 
 
@@ -23,7 +24,10 @@ def synthetic_catalog(
     d, g = cfg.dim, cfg.n_groups
     centroids = rng.normal(size=(g, d)) * cfg.group_spread / np.sqrt(d)
     item_groups = rng.integers(0, g, cfg.n_items)
-    items = centroids[item_groups] + rng.normal(size=(cfg.n_items, d)) / np.sqrt(d)
+    if cfg.disliked_group is None:
+        items = _items_in_float32(centroids, item_groups, rng)
+    else:
+        items = centroids[item_groups] + rng.normal(size=(cfg.n_items, d)) / np.sqrt(d)
     mixture = rng.dirichlet(np.full(g, 0.3), cfg.n_users)
     users = mixture @ centroids * np.sqrt(d) + rng.normal(size=(cfg.n_users, d)) * 0.3
     if cfg.disliked_group is not None:
@@ -33,7 +37,7 @@ def synthetic_catalog(
         penalty = cfg.dislike_strength * float(np.std(users[:256] @ items.T))
         users[:, 0], items[:, 0] = 1.0, 0.0
         items[item_groups == cfg.disliked_group, 0] = -penalty
-    items = items.astype(np.float32)
+        items = items.astype(np.float32)
     queries = (users + rng.normal(size=users.shape) * cfg.query_noise).astype(np.float32)
     heldout = (
         _sample_heldout(users.astype(np.float32), items, cfg.heldout_temperature, rng)
@@ -51,6 +55,18 @@ def synthetic_catalog(
     order = rng.permutation(cfg.n_users)
     stream = RequestStream(order, heldout[order], np.zeros(cfg.n_users + 1, dtype=np.int64), np.zeros(0, np.int64))
     return catalog, stream
+
+
+def _items_in_float32(centroids: np.ndarray, item_groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """centroid + noise / √d per item, drawn and cast a block of rows at a time: the same float32
+    values as drawing every row in float64 first (the generator fills rows in order), in a
+    tenth of the memory (10M × 64 items: 2.6 GB instead of three 5 GB float64 arrays)."""
+    n, d = len(item_groups), centroids.shape[1]
+    items = np.empty((n, d), dtype=np.float32)
+    for lo in range(0, n, _ITEM_BLOCK):
+        hi = min(lo + _ITEM_BLOCK, n)
+        items[lo:hi] = centroids[item_groups[lo:hi]] + rng.normal(size=(hi - lo, d)) / np.sqrt(d)
+    return items
 
 
 def _sample_heldout(users: np.ndarray, items: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:

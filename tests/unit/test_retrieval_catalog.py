@@ -98,3 +98,24 @@ def test_synthetic_disliked_group_gets_few_top_slots_and_generation_is_seeded():
     share = np.bincount(catalog.item_groups[top].ravel(), minlength=4) / top.size
     assert share[1] < 0.05 < share.min(where=np.arange(4) != 1, initial=1.0)
     assert len(requests) == 300 and (requests.heldout >= 0).all()
+
+
+def test_synthetic_items_drawn_block_by_block_are_the_items_drawn_at_once(monkeypatch):
+    """The memory-lean draw (no disliked group) gives the float32 items, and everything drawn
+    after them, that one float64 draw of every row would."""
+    import cluster.retrieval.synthetic_embeddings as synthetic
+
+    cfg = SyntheticEmbeddingsConfig(n_items=5000, n_users=40, dim=8, n_groups=4, disliked_group=None)
+    monkeypatch.setattr(synthetic, "_ITEM_BLOCK", 777)
+    blocks, stream = synthetic_catalog(cfg, np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    centroids = rng.normal(size=(4, 8)) * cfg.group_spread / np.sqrt(8)
+    groups = rng.integers(0, 4, 5000)
+    whole = (centroids[groups] + rng.normal(size=(5000, 8)) / np.sqrt(8)).astype(np.float32)
+    np.testing.assert_array_equal(blocks.item_vectors, whole)
+    np.testing.assert_array_equal(blocks.item_groups, groups)
+    mixture = rng.dirichlet(np.full(4, 0.3), 40)  # the generator goes on where the items left it
+    users = mixture @ centroids * np.sqrt(8) + rng.normal(size=(40, 8)) * 0.3
+    queries = (users + rng.normal(size=users.shape) * cfg.query_noise).astype(np.float32)
+    np.testing.assert_array_equal(blocks.user_vectors, queries)
+    assert len(stream.users) == 40
