@@ -30,6 +30,12 @@ class Backend:
     folder: Storage
 
 
+def backend_folder(cfg: SimConfig) -> Storage:
+    """The application's folder in the storage, named by the config: its partitions (with their
+    stored indexes) under ``shards/``, the dual vector's state, the journal of served lists."""
+    return Storage(cfg.storage) / f"serve-{cfg.name}-{config_hash(cfg)[:8]}"
+
+
 def start_backend(cfg: SimConfig, name_prefix: str = "") -> Backend:
     """Files go to a folder named by the config hash, so a restarted application with the same
     config continues the dual state instead of resetting it."""
@@ -38,7 +44,7 @@ def start_backend(cfg: SimConfig, name_prefix: str = "") -> Backend:
     r = cfg.retrieval
     catalog, requests, _ = load_catalog(cfg, with_requests=r.source == "run")
     horizon = r.horizon or (len(requests) if requests is not None else DEFAULT_HORIZON)
-    folder = Storage(cfg.storage) / f"serve-{cfg.name}-{config_hash(cfg)[:8]}"
+    folder = backend_folder(cfg)
     if saved_partitions(folder / "shards") != r.n_shards:
         save_partitions(r, catalog, folder / "shards", rng_stream(cfg.seed, "partition"))
     policy = make_policy(r.policy, exposure_targets(r, catalog.n_groups, horizon))

@@ -26,6 +26,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("dp", "dp_tiers", "per-tier cost of user-level differential privacy, alone and with each optimization"),
     Command("cali3f", "cali3f_compare", "FedAvg, Ditto and Cali3F side by side on MovieLens 100K"),
     Command("retrieval-eval", "fair_retrieval_eval", "the fair retriever's quality and exposure against baselines"),
+    Command("retrieval-scale", "retrieval_scale",
+            "a large catalogue over shard actors on a cluster: build once, load at every start, recall, HTTP"),
     Command("bench fl", "bench_fl", "FL engine speed: client updates per second, in process and on actors"),
     Command("bench click", "bench_click", "how fast DLRM and DIN train in process, against their arithmetic limits"),
     Command("bench index", "bench_index", "the retriever's shard index kinds side by side"),
