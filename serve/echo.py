@@ -8,10 +8,9 @@ from starlette.responses import Response
 
 from serve.http import dispatch, json_bytes, parse_body
 from serve.models import RetrieveRequest
-from serve.replica_options import REPLICA_ACTOR_OPTIONS
 
 
-@serve.deployment(ray_actor_options=REPLICA_ACTOR_OPTIONS, max_ongoing_requests=256)
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
 class RetrieveEcho:
     def __init__(self):
         self.routes = {("POST", "/retrieve"): self.retrieve}

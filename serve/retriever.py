@@ -33,7 +33,6 @@ from serve.backend import start_backend
 from serve.http import HTTPError, dispatch, json_bytes, parse_body, read_body
 from serve.metrics import RetrieverMetrics
 from serve.models import RetrieveRequest, StatsResponse
-from serve.replica_options import REPLICA_ACTOR_OPTIONS
 
 
 MAX_BATCH = 64
@@ -44,7 +43,7 @@ MAX_BATCH = 64
 MAX_FANOUTS = 1
 
 
-@serve.deployment(ray_actor_options=REPLICA_ACTOR_OPTIONS, max_ongoing_requests=256)
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
 class FairRetriever:
     def __init__(self, cfg: SimConfig, name_prefix: str = ""):
         import torch

@@ -109,17 +109,6 @@ def test_health_and_stats(retriever):
         assert stats["mu"][2] < 0, "the disliked group is owed exposure, so its dual must have moved"
 
 
-def test_the_replica_runs_its_handlers_on_serves_own_event_loop(retriever):
-    """serve/replica_options.py: Serve reads the setting in the replica's process, so it must be
-    in that process's environment, not only in the deployment's options."""
-    import os
-
-    replica = _retriever_replica()
-    setting = ray.get(replica.__ray_call__.remote(
-        lambda _: os.environ.get("RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD")))
-    assert setting == "0"
-
-
 def test_concurrent_requests_are_batched_and_all_answered(base_url):
     def one(user: int) -> httpx.Response:
         return httpx.post(f"{base_url}/retrieve", json={"user_id": user % 5, "k": 3 + user % 4}, timeout=60)
