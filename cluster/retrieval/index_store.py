@@ -1,7 +1,7 @@
 """A partition's built index, kept in the storage beside the partition: a shard actor or a Serve
 replica that starts, or restarts on any node, loads it instead of building it again. Training
-and adding take minutes (ivf_rq: 10M items in 8 shards, under 10 minutes on two cores), loading
-about as long as reading the file (17 seconds for the same).
+and adding take minutes (ivf_rq: 10M items in 8 shards, about 10 minutes on two cores), loading
+about as long as reading the file (under half a minute for the same).
 
 The file is named by everything the index is built from: the partition's contents (item ids,
 groups and vectors), the index settings but those read only when searching (nprobe, overfetch,
